@@ -1,0 +1,221 @@
+package crypt
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// ErrAuth is returned (wrapped) when a sealed object fails authentication:
+// it was changed, truncated, belongs to another object or another repository,
+// or was sealed under another key. No byte of its plaintext is released.
+var ErrAuth = errors.New("authentication failed")
+
+// ObjectType is the kind of a sealed object. It is bound into the associated
+// data of every seal, so an object of one type never opens as another.
+type ObjectType uint8
+
+// The object types of format version 1. Their numeric values are part of the
+// format (docs/SPEC.md) and never change.
+const (
+	TypeDataBlob   ObjectType = 1 // a chunk of file content, inside a pack
+	TypeTreeBlob   ObjectType = 2 // an encoded directory, inside a pack
+	TypePackHeader ObjectType = 3 // the header at the end of a pack
+	TypeIndex      ObjectType = 4 // an index object
+	TypeSnapshot   ObjectType = 5 // a snapshot object
+	TypeLease      ObjectType = 6 // the writer lease object
+	TypeKeySlot    ObjectType = 7 // the wrapped master key in a key slot
+)
+
+// String names the type as the spec does.
+func (t ObjectType) String() string {
+	switch t {
+	case TypeDataBlob:
+		return "data blob"
+	case TypeTreeBlob:
+		return "tree blob"
+	case TypePackHeader:
+		return "pack header"
+	case TypeIndex:
+		return "index"
+	case TypeSnapshot:
+		return "snapshot"
+	case TypeLease:
+		return "lease"
+	case TypeKeySlot:
+		return "key slot"
+	}
+	return fmt.Sprintf("object type %d", uint8(t))
+}
+
+// HKDF labels of format version 1 (docs/SPEC.md, "Key derivation").
+const (
+	labelBlobKey   = "sealfs v1 blob encryption"
+	labelMetaKey   = "sealfs v1 metadata encryption"
+	labelIDKey     = "sealfs v1 blob id"
+	labelGearKey   = "sealfs v1 chunker gear table"
+	labelConfigMAC = "sealfs v1 config mac"
+	adPrefix       = "sealfs v1 object\x00"
+)
+
+// Sizes of the AES-256-GCM framing: a sealed object is nonce || ciphertext || tag.
+const (
+	NonceSize = 12
+	TagSize   = 16
+	// Overhead is what sealing adds to a plaintext.
+	Overhead = NonceSize + TagSize
+)
+
+// Keys holds the subkeys of one repository, derived from its master key.
+// It seals and opens objects, computes blob ids and the config MAC.
+// A Keys is safe for concurrent use.
+type Keys struct {
+	repo      RepoID
+	blobAEAD  cipher.AEAD
+	metaAEAD  cipher.AEAD
+	idKey     [KeySize]byte
+	gearKey   [KeySize]byte
+	configMAC [KeySize]byte
+}
+
+// DeriveKeys derives the subkeys of repository repo from its master key with
+// HKDF-SHA256 (salt = repository id, info = a label per subkey).
+func DeriveKeys(mk MasterKey, repo RepoID) (*Keys, error) {
+	k := &Keys{repo: repo}
+	derive := func(label string) ([]byte, error) {
+		return hkdf.Key(sha256.New, mk.b[:], repo[:], label, KeySize)
+	}
+	var err error
+	if k.blobAEAD, err = newAEAD(derive, labelBlobKey); err != nil {
+		return nil, err
+	}
+	if k.metaAEAD, err = newAEAD(derive, labelMetaKey); err != nil {
+		return nil, err
+	}
+	for _, s := range []struct {
+		dst   *[KeySize]byte
+		label string
+	}{{&k.idKey, labelIDKey}, {&k.gearKey, labelGearKey}, {&k.configMAC, labelConfigMAC}} {
+		b, err := derive(s.label)
+		if err != nil {
+			return nil, fmt.Errorf("failed to derive subkey: %w", err)
+		}
+		copy(s.dst[:], b)
+	}
+	return k, nil
+}
+
+func newAEAD(derive func(string) ([]byte, error), label string) (cipher.AEAD, error) {
+	key, err := derive(label)
+	if err != nil {
+		return nil, fmt.Errorf("failed to derive subkey: %w", err)
+	}
+	return newGCM(key)
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("failed to make AES cipher: %w", err)
+	}
+	return cipher.NewGCM(block)
+}
+
+// Repo returns the repository id these keys belong to.
+func (k *Keys) Repo() RepoID { return k.repo }
+
+func (k *Keys) aeadFor(t ObjectType) cipher.AEAD {
+	switch t {
+	case TypeDataBlob, TypeTreeBlob, TypePackHeader:
+		return k.blobAEAD
+	}
+	return k.metaAEAD
+}
+
+// objectAD is the associated data of a sealed object:
+// "sealfs v1 object\x00" || type (1 byte) || repository id (16) || object id (32).
+func objectAD(t ObjectType, repo RepoID, id ID) []byte {
+	ad := make([]byte, 0, len(adPrefix)+1+RepoIDSize+IDSize)
+	ad = append(ad, adPrefix...)
+	ad = append(ad, byte(t))
+	ad = append(ad, repo[:]...)
+	return append(ad, id[:]...)
+}
+
+// Seal encrypts plaintext as an object of type t named id, appending
+// nonce || ciphertext || tag to dst. The nonce is random (crypto/rand).
+func (k *Keys) Seal(dst []byte, t ObjectType, id ID, plaintext []byte) ([]byte, error) {
+	return sealGCM(dst, k.aeadFor(t), objectAD(t, k.repo, id), plaintext)
+}
+
+// Open authenticates and decrypts an object of type t named id. It fails
+// with ErrAuth, releasing nothing, if the object was sealed under another
+// type, id, repository or key, or was changed in any way.
+func (k *Keys) Open(t ObjectType, id ID, sealed []byte) ([]byte, error) {
+	return openGCM(k.aeadFor(t), objectAD(t, k.repo, id), sealed)
+}
+
+func sealGCM(dst []byte, aead cipher.AEAD, ad, plaintext []byte) ([]byte, error) {
+	var nonce [NonceSize]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("failed to read random nonce: %w", err)
+	}
+	dst = append(dst, nonce[:]...)
+	return aead.Seal(dst, nonce[:], plaintext, ad), nil
+}
+
+func openGCM(aead cipher.AEAD, ad, sealed []byte) ([]byte, error) {
+	if len(sealed) < Overhead {
+		return nil, fmt.Errorf("%w: sealed object is %d bytes, shorter than the %d-byte minimum", ErrAuth, len(sealed), Overhead)
+	}
+	pt, err := aead.Open(nil, sealed[:NonceSize], sealed[NonceSize:], ad)
+	if err != nil {
+		return nil, ErrAuth
+	}
+	return pt, nil
+}
+
+// BlobID returns the keyed id of a blob of type t with the given plaintext:
+// HMAC-SHA256(id key, type (1 byte) || plaintext). Without the key, the
+// storage provider cannot test a guess of a blob's content against its id.
+func (k *Keys) BlobID(t ObjectType, plaintext []byte) ID {
+	m := hmac.New(sha256.New, k.idKey[:])
+	m.Write([]byte{byte(t)})
+	m.Write(plaintext)
+	var id ID
+	m.Sum(id[:0])
+	return id
+}
+
+// ConfigMAC returns HMAC-SHA256(config key, body) for the repository config.
+func (k *Keys) ConfigMAC(body []byte) []byte {
+	m := hmac.New(sha256.New, k.configMAC[:])
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// VerifyConfigMAC reports, in constant time, whether mac authenticates body.
+func (k *Keys) VerifyConfigMAC(body, mac []byte) bool {
+	return hmac.Equal(k.ConfigMAC(body), mac)
+}
+
+// GearTable returns the 256-entry table of the content-defined chunker,
+// derived from the master key so that chunk boundaries (and so chunk sizes)
+// cannot be predicted from known content by the storage provider.
+func (k *Keys) GearTable() *[256]uint64 {
+	b, err := hkdf.Expand(sha256.New, k.gearKey[:], "sealfs v1 gear table expand", 256*8)
+	if err != nil {
+		panic(fmt.Sprintf("hkdf expand of 2048 bytes cannot fail: %v", err))
+	}
+	var t [256]uint64
+	for i := range t {
+		t[i] = binary.LittleEndian.Uint64(b[i*8:])
+	}
+	return &t
+}
