@@ -120,3 +120,16 @@ func ParseID(s string) (ID, error) {
 	copy(id[:], b)
 	return id, nil
 }
+
+// MarshalText encodes the id in hex, for JSON.
+func (id ID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText decodes an id from hex.
+func (id *ID) UnmarshalText(b []byte) error {
+	v, err := ParseID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}

@@ -1,0 +1,138 @@
+// Package chunker splits a byte stream into content-defined chunks with
+// FastCDC (Xia et al., USENIX ATC 2016) and normalized chunking: a chunk
+// boundary depends only on the bytes around it, so an insertion or change in
+// the middle of a file changes the chunks near it and no others.
+//
+// The gear table is a parameter: sealfs derives it from the repository key
+// so that the storage provider cannot predict chunk boundaries (and so chunk
+// sizes) from content it knows. No library offers FastCDC with a keyed
+// table, which is why this package exists.
+package chunker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+)
+
+// Params bounds the chunk sizes. Avg must be a power of two.
+type Params struct {
+	Min, Avg, Max int
+}
+
+// DefaultParams gives chunks of 256 KiB to 4 MiB, about 1 MiB on average.
+var DefaultParams = Params{Min: 256 << 10, Avg: 1 << 20, Max: 4 << 20}
+
+// Validate reports whether p is usable.
+func (p Params) Validate() error {
+	switch {
+	case p.Min < 64:
+		return fmt.Errorf("chunker: minimum chunk size %d is below 64 bytes", p.Min)
+	case p.Avg&(p.Avg-1) != 0:
+		return fmt.Errorf("chunker: average chunk size %d is not a power of two", p.Avg)
+	case !(p.Min < p.Avg && p.Avg < p.Max):
+		return fmt.Errorf("chunker: sizes must satisfy min < avg < max, got %d/%d/%d", p.Min, p.Avg, p.Max)
+	case p.Max > 64<<20:
+		return fmt.Errorf("chunker: maximum chunk size %d is above 64 MiB", p.Max)
+	}
+	return nil
+}
+
+// Chunker reads a stream and returns it chunk by chunk.
+type Chunker struct {
+	rd           io.Reader
+	gear         *[256]uint64
+	p            Params
+	maskS, maskL uint64
+	buf          []byte
+	start, end   int
+	eof          bool
+}
+
+// topBits returns a mask of the n highest bits: with a left-shifting gear
+// hash those depend on the most recent 64 bytes, not just the last one.
+func topBits(n int) uint64 { return ^uint64(0) << (64 - n) }
+
+// New returns a chunker over rd with the given gear table and sizes.
+func New(rd io.Reader, gear *[256]uint64, p Params) (*Chunker, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	b := bits.TrailingZeros(uint(p.Avg))
+	return &Chunker{
+		rd: rd, gear: gear, p: p,
+		// Normalized chunking (level 2): harder to cut before the average
+		// size, easier after it, which narrows the size distribution.
+		maskS: topBits(b + 2),
+		maskL: topBits(b - 2),
+		buf:   make([]byte, 2*p.Max),
+	}, nil
+}
+
+// Next returns the next chunk, or io.EOF after the last one. The returned
+// slice is only valid until the next call.
+func (c *Chunker) Next() ([]byte, error) {
+	if err := c.fill(); err != nil {
+		return nil, err
+	}
+	if c.start == c.end {
+		return nil, io.EOF
+	}
+	n := c.cut(c.buf[c.start:c.end])
+	chunk := c.buf[c.start : c.start+n]
+	c.start += n
+	return chunk, nil
+}
+
+// fill makes sure at least Max bytes are buffered, unless the stream ends.
+func (c *Chunker) fill() error {
+	if c.eof || c.end-c.start >= c.p.Max {
+		return nil
+	}
+	if c.start > 0 {
+		c.end = copy(c.buf, c.buf[c.start:c.end])
+		c.start = 0
+	}
+	for c.end < len(c.buf) && !c.eof {
+		n, err := c.rd.Read(c.buf[c.end:])
+		c.end += n
+		if errors.Is(err, io.EOF) {
+			c.eof = true
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cut returns the length of the chunk at the start of data.
+func (c *Chunker) cut(data []byte) int {
+	n := len(data)
+	if n <= c.p.Min {
+		return n
+	}
+	if n > c.p.Max {
+		n = c.p.Max
+	}
+	normal := c.p.Avg
+	if n < normal {
+		normal = n
+	}
+	gear := c.gear
+	var h uint64
+	i := c.p.Min
+	for ; i < normal; i++ {
+		h = h<<1 + gear[data[i]]
+		if h&c.maskS == 0 {
+			return i + 1
+		}
+	}
+	for ; i < n; i++ {
+		h = h<<1 + gear[data[i]]
+		if h&c.maskL == 0 {
+			return i + 1
+		}
+	}
+	return n
+}

@@ -1,0 +1,191 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/remote"
+)
+
+// LeaseTTL is how long a writer lease is valid without renewal; a holder
+// renews it every LeaseTTL/3.
+const LeaseTTL = 3 * time.Minute
+
+// Lease is the writer lease object: who holds the repository for writing,
+// and until when. It is sealed with the all-zero object id.
+type Lease struct {
+	Holder   crypt.ID  `json:"holder"` // random per holder
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	Acquired time.Time `json:"acquired"`
+	Expires  time.Time `json:"expires"`
+}
+
+func (l *Lease) String() string {
+	return fmt.Sprintf("host %s pid %d since %s (valid until %s)", l.Host, l.PID,
+		l.Acquired.Local().Format(time.DateTime), l.Expires.Local().Format(time.DateTime))
+}
+
+type leaseHolder struct {
+	r      *Repository
+	lease  Lease
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	lastErr error // the last renewal failure; cleared by a success
+	lost    bool  // another writer took the lease
+}
+
+// ReadLease returns the current lease, or nil when there is none. A lease
+// that fails authentication is reported as an error wrapping ErrIntegrity.
+func (r *Repository) ReadLease(ctx context.Context) (*Lease, error) {
+	sealed, err := r.remote.Get(ctx, leaseName, 0, -1)
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	pt, err := r.keys.Open(crypt.TypeLease, crypt.ID{}, sealed)
+	if err != nil {
+		return nil, integrityError(leaseName, "%v (a writer may have crashed while renewing it; run again with --break-lease if no other writer is running)", err)
+	}
+	var l Lease
+	if err := json.Unmarshal(pt, &l); err != nil {
+		return nil, integrityError(leaseName, "%v", err)
+	}
+	return &l, nil
+}
+
+func (r *Repository) writeLease(ctx context.Context, l *Lease) error {
+	pt, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	sealed, err := r.keys.Seal(nil, crypt.TypeLease, crypt.ID{}, pt)
+	if err != nil {
+		return err
+	}
+	return r.remote.Put(ctx, leaseName, sealed)
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Lock takes the writer lease and keeps renewing it until Close. It fails
+// with ErrLocked while another writer holds a valid lease. A lease of a dead
+// process on this host is taken over; any other lease, even an expired one,
+// is only broken when breakLease is set.
+func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
+	r.mu.Lock()
+	held := r.lease != nil
+	r.mu.Unlock()
+	if held {
+		return nil
+	}
+	cur, err := r.ReadLease(ctx)
+	if err != nil && !(breakLease && errors.Is(err, ErrIntegrity)) {
+		return err
+	}
+	host, _ := os.Hostname()
+	if cur != nil && !breakLease {
+		deadHere := cur.Host == host && !processAlive(cur.PID)
+		switch {
+		case time.Now().Before(cur.Expires) && !deadHere:
+			return fmt.Errorf("%w: %s. Mount read-only, or wait for it to finish", ErrLocked, cur)
+		case !deadHere:
+			return fmt.Errorf("%w: the lease of %s has expired, but that writer may still be running; if it is gone, run again with --break-lease", ErrLocked, cur)
+		}
+	}
+	holder, err := crypt.NewRandomID()
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	h := &leaseHolder{r: r, lease: Lease{Holder: holder, Host: host, PID: os.Getpid(), Acquired: now, Expires: now.Add(LeaseTTL)}, done: make(chan struct{})}
+	if err := r.writeLease(ctx, &h.lease); err != nil {
+		return fmt.Errorf("failed to take the writer lease: %w", err)
+	}
+	// Read it back: of two writers racing, only the one whose lease stayed wins.
+	got, err := r.ReadLease(ctx)
+	if err != nil {
+		return err
+	}
+	if got == nil || got.Holder != holder {
+		return fmt.Errorf("%w: another writer took the lease at the same time", ErrLocked)
+	}
+	// A writer must build on the newest state.
+	if err := r.Refresh(ctx); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go h.renew(rctx)
+	r.mu.Lock()
+	r.lease = h
+	r.mu.Unlock()
+	return nil
+}
+
+func (h *leaseHolder) renew(ctx context.Context) {
+	defer close(h.done)
+	t := time.NewTicker(LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur, err := h.r.ReadLease(ctx)
+		if err == nil && cur != nil && cur.Holder != h.lease.Holder {
+			h.mu.Lock()
+			h.lost = true
+			h.mu.Unlock()
+			return
+		}
+		h.lease.Expires = time.Now().UTC().Add(LeaseTTL)
+		err = h.r.writeLease(ctx, &h.lease)
+		h.mu.Lock()
+		h.lastErr = err
+		h.mu.Unlock()
+	}
+}
+
+// check fails when another writer broke our lease.
+func (h *leaseHolder) check() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost {
+		return fmt.Errorf("%w: our writer lease was broken by another writer; nothing more is committed", ErrLocked)
+	}
+	return nil
+}
+
+// Unlock stops renewing the lease and removes it, if it is still ours.
+func (r *Repository) Unlock(ctx context.Context) error {
+	r.mu.Lock()
+	h := r.lease
+	r.lease = nil
+	r.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	h.cancel()
+	<-h.done
+	cur, err := r.ReadLease(ctx)
+	if err != nil || cur == nil || cur.Holder != h.lease.Holder {
+		return err
+	}
+	return r.remote.Delete(ctx, leaseName)
+}

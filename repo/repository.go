@@ -1,0 +1,478 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/sealfs/sealfs/chunker"
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/remote"
+)
+
+// DefaultPackSize is the target size of a pack object: large enough that
+// Drive and iCloud are not flooded with small requests.
+const DefaultPackSize = 16 << 20
+
+// Options are the client-side settings of an opened repository.
+type Options struct {
+	// CacheDir is the base cache directory; the repository's local state
+	// lives in CacheDir/<repository id>. Empty means DefaultCacheDir().
+	CacheDir string
+	// AcceptRollback accepts a remote whose newest snapshot is older than
+	// one this client has seen, and resets the remembered sequence number.
+	AcceptRollback bool
+}
+
+// InitOptions are the settings of a new repository.
+type InitOptions struct {
+	Options
+	Chunking    chunker.Params // zero means chunker.DefaultParams
+	PackSize    int            // zero means DefaultPackSize
+	Compression string         // CompressionZstd (default) or CompressionNone
+}
+
+// Repository is an opened, unlocked repository.
+type Repository struct {
+	remote   remote.Remote
+	cfg      *Config
+	id       crypt.RepoID
+	mk       crypt.MasterKey
+	keys     *crypt.Keys
+	gear     *[256]uint64
+	stateDir string
+	state    *localState
+	opts     Options
+
+	zenc *zstd.Encoder
+	zdec *zstd.Decoder
+
+	index     *Index
+	snapshots []*Snapshot // sorted by Seq
+
+	mu      sync.Mutex // guards the writer state below
+	lease   *leaseHolder
+	packer  *packBuilder
+	pending []indexEntry // blobs in uploaded packs, not yet in an index object
+	stats   WriteStats
+}
+
+// WriteStats counts what a writer stored since the repository was opened.
+type WriteStats struct {
+	Blobs, DedupBlobs uint64 // blobs stored, blobs found already stored
+	RawBytes          uint64 // plaintext bytes of stored blobs
+	PackBytes         uint64 // bytes of packs uploaded
+	Packs             uint64
+}
+
+// Unlocker opens one of a repository's key slots.
+type Unlocker interface {
+	// Unlock returns the master key from one of slots and the id of the
+	// slot that opened, or an error wrapping ErrWrongKey.
+	Unlock(ctx context.Context, repo crypt.RepoID, slots []SlotInfo) (crypt.MasterKey, crypt.ID, error)
+}
+
+// SlotInfo is a key slot with its id.
+type SlotInfo struct {
+	ID   crypt.ID
+	Slot *crypt.KeySlot
+}
+
+// CodeUnlocker unlocks a recovery-code slot.
+type CodeUnlocker struct{ Code crypt.RecoveryCode }
+
+// Unlock tries every recovery-code slot with the code.
+func (u CodeUnlocker) Unlock(_ context.Context, repo crypt.RepoID, slots []SlotInfo) (crypt.MasterKey, crypt.ID, error) {
+	n := 0
+	for _, s := range slots {
+		if s.Slot.Kind != crypt.SlotRecoveryCode {
+			continue
+		}
+		n++
+		kek, err := u.Code.KEK(s.Slot.Salt)
+		if err != nil {
+			return crypt.MasterKey{}, crypt.ID{}, err
+		}
+		if mk, err := s.Slot.Unwrap(repo, s.ID, kek); err == nil {
+			return mk, s.ID, nil
+		}
+	}
+	return crypt.MasterKey{}, crypt.ID{}, fmt.Errorf("%w (it opens none of the %d recovery-code slots; check that you have the code of this repository)", ErrWrongKey, n)
+}
+
+func newCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, nil, err
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxBlobSize))
+	if err != nil {
+		return nil, nil, err
+	}
+	return enc, dec, nil
+}
+
+// Init creates a new repository on rem with a fresh master key and one
+// recovery-code slot, and returns it opened together with the code, which
+// must be shown to the user once. It refuses a remote that already holds a
+// repository.
+func Init(ctx context.Context, rem remote.Remote, o InitOptions) (*Repository, crypt.RecoveryCode, error) {
+	var code crypt.RecoveryCode
+	if _, err := rem.Stat(ctx, configName); err == nil {
+		return nil, code, fmt.Errorf("%w at %s", ErrRepositoryExists, rem)
+	} else if !errors.Is(err, remote.ErrNotFound) {
+		return nil, code, err
+	}
+	if o.Chunking == (chunker.Params{}) {
+		o.Chunking = chunker.DefaultParams
+	}
+	if o.PackSize == 0 {
+		o.PackSize = DefaultPackSize
+	}
+	if o.Compression == "" {
+		o.Compression = CompressionZstd
+	}
+	id, err := crypt.NewRepoID()
+	if err != nil {
+		return nil, code, err
+	}
+	cfg := &Config{
+		Version: FormatVersion, Repository: id.String(), Created: time.Now().UTC().Truncate(time.Second),
+		ChunkMin: o.Chunking.Min, ChunkAvg: o.Chunking.Avg, ChunkMax: o.Chunking.Max,
+		PackSize: o.PackSize, Compression: o.Compression,
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, code, err
+	}
+	mk, err := crypt.NewMasterKey()
+	if err != nil {
+		return nil, code, err
+	}
+	r, err := newRepository(rem, cfg, id, mk, o.Options)
+	if err != nil {
+		return nil, code, err
+	}
+	if err := rem.Mkdir(ctx); err != nil {
+		return nil, code, err
+	}
+	// The key slot goes first and the config last: a repository exists
+	// once its config does, and then it can be opened.
+	if code, _, err = r.AddCodeSlot(ctx); err != nil {
+		return nil, code, err
+	}
+	obj, err := encodeConfig(cfg, r.keys)
+	if err != nil {
+		return nil, code, err
+	}
+	if err := rem.Put(ctx, configName, obj); err != nil {
+		return nil, code, err
+	}
+	return r, code, nil
+}
+
+func newRepository(rem remote.Remote, cfg *Config, id crypt.RepoID, mk crypt.MasterKey, o Options) (*Repository, error) {
+	keys, err := crypt.DeriveKeys(mk, id)
+	if err != nil {
+		return nil, err
+	}
+	enc, dec, err := newCodecs()
+	if err != nil {
+		return nil, err
+	}
+	if o.CacheDir == "" {
+		if o.CacheDir, err = DefaultCacheDir(); err != nil {
+			return nil, err
+		}
+	}
+	stateDir := filepath.Join(o.CacheDir, id.String())
+	st, err := loadState(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Repository{
+		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(),
+		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec, index: newIndex(),
+	}, nil
+}
+
+// ReadConfig reads the public part of the repository config without
+// unlocking it: enough to know the repository id and that one exists.
+func ReadConfig(ctx context.Context, rem remote.Remote) (*Config, error) {
+	obj, err := rem.Get(ctx, configName, 0, -1)
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, fmt.Errorf("%w at %s (create one with: sealfs init %s)", ErrNoRepository, rem, rem)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg, _, _, err := parseConfig(obj)
+	if err != nil {
+		return nil, integrityError(configName, "%v", err)
+	}
+	return cfg, nil
+}
+
+// Open unlocks the repository on rem with u, verifies its config, loads its
+// snapshots (refusing a rollback, see Options.AcceptRollback) and the index
+// of the newest one. It opens read-only; call Lock to write.
+func Open(ctx context.Context, rem remote.Remote, u Unlocker, o Options) (*Repository, error) {
+	obj, err := rem.Get(ctx, configName, 0, -1)
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, fmt.Errorf("%w at %s (create one with: sealfs init %s)", ErrNoRepository, rem, rem)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg, body, mac, err := parseConfig(obj)
+	if err != nil {
+		return nil, integrityError(configName, "%v", err)
+	}
+	id, _ := crypt.ParseRepoID(cfg.Repository)
+	slots, err := listSlots(ctx, rem)
+	if err != nil {
+		return nil, err
+	}
+	mk, _, err := u.Unlock(ctx, id, slots)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRepository(rem, cfg, id, mk, o)
+	if err != nil {
+		return nil, err
+	}
+	if !r.keys.VerifyConfigMAC(body, mac) {
+		return nil, integrityError(configName, "its MAC does not match: the config was changed")
+	}
+	if err := r.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func listSlots(ctx context.Context, rem remote.Remote) ([]SlotInfo, error) {
+	var names []string
+	err := rem.List(ctx, keysDir, func(e remote.Entry) error { names = append(names, e.Name); return nil })
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var slots []SlotInfo
+	for _, name := range names {
+		id, err := crypt.ParseID(path.Base(name))
+		if err != nil {
+			return nil, integrityError(name, "not a key slot name")
+		}
+		b, err := rem.Get(ctx, name, 0, -1)
+		if err != nil {
+			return nil, err
+		}
+		s, err := crypt.ParseKeySlot(b)
+		if err != nil {
+			return nil, integrityError(name, "%v", err)
+		}
+		slots = append(slots, SlotInfo{ID: id, Slot: s})
+	}
+	if len(slots) == 0 {
+		return nil, integrityError(keysDir, "the repository has no key slots")
+	}
+	return slots, nil
+}
+
+// Refresh reloads the snapshots and the index of the newest one, refusing
+// a rollback of the remote.
+func (r *Repository) Refresh(ctx context.Context) error {
+	snaps, err := r.loadSnapshots(ctx)
+	if err != nil {
+		return err
+	}
+	var newest uint64
+	if len(snaps) > 0 {
+		newest = snaps[len(snaps)-1].Seq
+	}
+	if newest < r.state.MaxSeq && !r.opts.AcceptRollback {
+		return fmt.Errorf("%w: its newest snapshot is number %d, but this client has seen number %d; the storage may have been rolled back or snapshots deleted. If you know why (for example you restored the remote from a backup), run again with --accept-rollback", ErrRollback, newest, r.state.MaxSeq)
+	}
+	idx := newIndex()
+	if len(snaps) > 0 {
+		for _, xid := range snaps[len(snaps)-1].Indexes {
+			if err := r.loadIndex(ctx, xid, idx); err != nil {
+				return err
+			}
+		}
+	}
+	r.mu.Lock()
+	r.snapshots = snaps
+	r.index = idx
+	r.mu.Unlock()
+	return r.rememberSeq(newest)
+}
+
+func (r *Repository) rememberSeq(seq uint64) error {
+	if seq == r.state.MaxSeq && r.state.Repository == r.id.String() {
+		return nil
+	}
+	r.state.Repository = r.id.String()
+	r.state.MaxSeq = seq
+	return r.state.save(r.stateDir)
+}
+
+func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, error) {
+	var names []string
+	if err := r.remote.List(ctx, snapshotsDir, func(e remote.Entry) error { names = append(names, e.Name); return nil }); err != nil {
+		return nil, err
+	}
+	snaps := make([]*Snapshot, 0, len(names))
+	for _, name := range names {
+		s, err := r.loadSnapshot(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		snaps = append(snaps, s)
+	}
+	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Seq < snaps[j].Seq })
+	return snaps, nil
+}
+
+func (r *Repository) loadSnapshot(ctx context.Context, name string) (*Snapshot, error) {
+	id, err := crypt.ParseID(path.Base(name))
+	if err != nil || name != snapshotName(id) {
+		return nil, integrityError(name, "not a snapshot name")
+	}
+	sealed, err := r.remote.Get(ctx, name, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := r.keys.Open(crypt.TypeSnapshot, id, sealed)
+	if err != nil {
+		return nil, integrityError(name, "%v (changed, or from another repository)", err)
+	}
+	s, err := decodeSnapshot(pt)
+	if err != nil {
+		return nil, integrityError(name, "%v", err)
+	}
+	s.ID = id
+	return s, nil
+}
+
+func (r *Repository) loadIndex(ctx context.Context, id crypt.ID, into *Index) error {
+	name := indexName(id)
+	sealed, err := r.remote.Get(ctx, name, 0, -1)
+	if errors.Is(err, remote.ErrNotFound) {
+		return integrityError(name, "the index is missing")
+	}
+	if err != nil {
+		return err
+	}
+	pt, err := r.keys.Open(crypt.TypeIndex, id, sealed)
+	if err != nil {
+		return integrityError(name, "%v (changed, or from another repository)", err)
+	}
+	entries, err := decodeIndex(pt)
+	if err != nil {
+		return integrityError(name, "%v", err)
+	}
+	for _, e := range entries {
+		into.add(e.ID, e.Location)
+	}
+	return nil
+}
+
+// ID returns the repository id.
+func (r *Repository) ID() crypt.RepoID { return r.id }
+
+// Config returns the repository config.
+func (r *Repository) Config() Config { return *r.cfg }
+
+// Remote returns the remote the repository lives on.
+func (r *Repository) Remote() remote.Remote { return r.remote }
+
+// StateDir returns this repository's directory in the local cache.
+func (r *Repository) StateDir() string { return r.stateDir }
+
+// Snapshots returns the snapshots, oldest first.
+func (r *Repository) Snapshots() []*Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*Snapshot(nil), r.snapshots...)
+}
+
+// Latest returns the newest snapshot, or nil when there is none.
+func (r *Repository) Latest() *Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.snapshots) == 0 {
+		return nil
+	}
+	return r.snapshots[len(r.snapshots)-1]
+}
+
+// Index returns the blob index.
+func (r *Repository) Index() *Index {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.index
+}
+
+// Slots lists the key slots.
+func (r *Repository) Slots(ctx context.Context) ([]SlotInfo, error) { return listSlots(ctx, r.remote) }
+
+// AddCodeSlot adds a recovery-code slot with a fresh code and returns it.
+func (r *Repository) AddCodeSlot(ctx context.Context) (crypt.RecoveryCode, crypt.ID, error) {
+	code, err := crypt.NewRecoveryCode()
+	if err != nil {
+		return code, crypt.ID{}, err
+	}
+	salt, err := crypt.NewSalt()
+	if err != nil {
+		return code, crypt.ID{}, err
+	}
+	kek, err := code.KEK(salt)
+	if err != nil {
+		return code, crypt.ID{}, err
+	}
+	id, err := r.AddSlot(ctx, crypt.SlotRecoveryCode, salt, nil, kek)
+	return code, id, err
+}
+
+// AddSlot wraps the master key under kek in a new slot of the given kind.
+func (r *Repository) AddSlot(ctx context.Context, kind crypt.SlotKind, salt []byte, params []byte, kek crypt.KEK) (crypt.ID, error) {
+	id, err := crypt.NewRandomID()
+	if err != nil {
+		return id, err
+	}
+	s, err := crypt.NewKeySlot(r.id, id, kind, salt, params, kek, r.mk)
+	if err != nil {
+		return id, err
+	}
+	b, err := s.Marshal()
+	if err != nil {
+		return id, err
+	}
+	return id, r.remote.Put(ctx, slotName(id), b)
+}
+
+// RemoveSlot deletes a key slot; the last one cannot be removed.
+func (r *Repository) RemoveSlot(ctx context.Context, id crypt.ID) error {
+	slots, err := r.Slots(ctx)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, s := range slots {
+		found = found || s.ID == id
+	}
+	if !found {
+		return fmt.Errorf("no key slot %s in this repository (see: sealfs key list)", id)
+	}
+	if len(slots) == 1 {
+		return fmt.Errorf("%w: add another first (sealfs key add-code)", ErrLastSlot)
+	}
+	return r.remote.Delete(ctx, slotName(id))
+}

@@ -1,0 +1,87 @@
+package repo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// localState is what a client remembers about a repository between runs, in
+// its cache directory: the newest snapshot sequence number it has seen, so
+// that a remote rolled back to an older state is refused.
+type localState struct {
+	Repository string `json:"repository"`
+	MaxSeq     uint64 `json:"max_seq"`
+}
+
+const stateFile = "state.json"
+
+func loadState(dir string) (*localState, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &localState{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read local state: %w", err)
+	}
+	var s localState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("local state %s is damaged (%v); remove it to start afresh, which forgets the rollback check", filepath.Join(dir, stateFile), err)
+	}
+	return &s, nil
+}
+
+// save writes the state atomically: a temporary file, fsync, rename.
+func (s *localState) save(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("failed to create cache directory: %w", err)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(dir, stateFile), b, 0o600)
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// directory, fsyncs it, renames it over path and fsyncs the directory, so a
+// crash leaves either the old or the new content.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err = tmp.Write(data); err == nil {
+		if err = tmp.Chmod(perm); err == nil {
+			err = tmp.Sync()
+		}
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// DefaultCacheDir returns $XDG_CACHE_HOME/sealfs (or ~/.cache/sealfs); the
+// state of each repository lives in a subdirectory named by its id.
+func DefaultCacheDir() (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("failed to find a cache directory (set XDG_CACHE_HOME or use --cache-dir): %w", err)
+	}
+	return filepath.Join(dir, "sealfs"), nil
+}

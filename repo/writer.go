@@ -1,0 +1,288 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/sealfs/sealfs/chunker"
+	"github.com/sealfs/sealfs/crypt"
+)
+
+// Blob plaintext flags: the first byte of a sealed blob's plaintext.
+const (
+	blobRaw  = 0
+	blobZstd = 1
+)
+
+// encodeBlob returns flag || payload, compressing when the repository asks
+// for it and compression saves at least 1/32 of the size.
+func (r *Repository) encodeBlob(data []byte) []byte {
+	if r.cfg.Compression == CompressionZstd && len(data) >= 64 {
+		out := r.zenc.EncodeAll(data, append(make([]byte, 0, len(data)/2+16), blobZstd))
+		if len(out)-1 < len(data)-len(data)/32 {
+			return out
+		}
+	}
+	out := make([]byte, 0, len(data)+1)
+	out = append(out, blobRaw)
+	return append(out, data...)
+}
+
+// SaveBlob stores data as a blob of type t, unless a blob with the same
+// content is stored already, and returns its id. Blobs are gathered into
+// packs; a pack is uploaded when it reaches the configured size.
+func (r *Repository) SaveBlob(ctx context.Context, t crypt.ObjectType, data []byte) (crypt.ID, error) {
+	if !validBlobType(t) {
+		return crypt.ID{}, fmt.Errorf("cannot store a %s as a blob", t)
+	}
+	if len(data) > maxBlobSize {
+		return crypt.ID{}, fmt.Errorf("blob of %d bytes is over the %d-byte limit", len(data), maxBlobSize)
+	}
+	id := r.keys.BlobID(t, data)
+	if _, ok := r.Index().Lookup(id); ok {
+		r.mu.Lock()
+		r.stats.DedupBlobs++
+		r.mu.Unlock()
+		return id, nil
+	}
+	payload := r.encodeBlob(data)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lease == nil {
+		return id, ErrReadOnly
+	}
+	if _, ok := r.index.Lookup(id); ok { // stored meanwhile by another goroutine
+		r.stats.DedupBlobs++
+		return id, nil
+	}
+	if r.packer == nil {
+		p, err := newPackBuilder(r.cfg.PackSize + r.cfg.PackSize/8)
+		if err != nil {
+			return id, err
+		}
+		r.packer = p
+	}
+	loc, err := r.packer.add(r.keys, t, id, payload, len(data))
+	if err != nil {
+		return id, err
+	}
+	r.index.add(id, loc)
+	r.stats.Blobs++
+	r.stats.RawBytes += uint64(len(data))
+	if len(r.packer.buf) >= r.cfg.PackSize {
+		return id, r.flushPackLocked(ctx)
+	}
+	return id, nil
+}
+
+// flushPackLocked uploads the pack being built. r.mu is held.
+func (r *Repository) flushPackLocked(ctx context.Context) error {
+	p := r.packer
+	if p == nil || len(p.entries) == 0 {
+		return nil
+	}
+	data, err := p.finish(r.keys)
+	if err != nil {
+		return err
+	}
+	if err := r.remote.Put(ctx, packName(p.id), data); err != nil {
+		// Keep the pack for a later try: its blobs are in the index already.
+		p.buf = p.buf[:p.entries[len(p.entries)-1].Offset+p.entries[len(p.entries)-1].Length]
+		return fmt.Errorf("failed to upload pack %s: %w", p.id.Short(), err)
+	}
+	r.pending = append(r.pending, p.entries...)
+	r.stats.Packs++
+	r.stats.PackBytes += uint64(len(data))
+	r.packer = nil
+	return nil
+}
+
+// Flush uploads the pack being built, if any.
+func (r *Repository) Flush(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.flushPackLocked(ctx)
+}
+
+// Stats returns what this writer stored so far.
+func (r *Repository) Stats() WriteStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// FileWriter chunks a file's content as it streams in and stores each chunk
+// as a data blob; runs of zero bytes become holes that are not stored.
+type FileWriter struct {
+	r       *Repository
+	content []Extent
+	size    uint64
+}
+
+// NewFileWriter starts a new file.
+func (r *Repository) NewFileWriter() *FileWriter { return &FileWriter{r: r} }
+
+// Hole appends n zero bytes without reading them (a hole of a sparse file).
+func (w *FileWriter) Hole(n uint64) {
+	if n == 0 {
+		return
+	}
+	if k := len(w.content); k > 0 && w.content[k-1].Hole {
+		w.content[k-1].Size += n
+	} else {
+		w.content = append(w.content, Extent{Hole: true, Size: n})
+	}
+	w.size += n
+}
+
+// Write chunks everything rd yields and stores it.
+func (w *FileWriter) Write(ctx context.Context, rd io.Reader) error {
+	c, err := chunker.New(rd, w.r.gear, w.r.cfg.Chunking())
+	if err != nil {
+		return err
+	}
+	for {
+		chunk, err := c.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if isZero(chunk) {
+			w.Hole(uint64(len(chunk)))
+			continue
+		}
+		id, err := w.r.SaveBlob(ctx, crypt.TypeDataBlob, chunk)
+		if err != nil {
+			return err
+		}
+		w.content = append(w.content, Extent{ID: id, Size: uint64(len(chunk))})
+		w.size += uint64(len(chunk))
+	}
+}
+
+// Content returns the extents written so far and the total size.
+func (w *FileWriter) Content() ([]Extent, uint64) { return w.content, w.size }
+
+// SaveFile stores everything rd yields as a file's content.
+func (r *Repository) SaveFile(ctx context.Context, rd io.Reader) ([]Extent, uint64, error) {
+	w := r.NewFileWriter()
+	if err := w.Write(ctx, rd); err != nil {
+		return nil, 0, err
+	}
+	c, n := w.Content()
+	return c, n, nil
+}
+
+// SaveTree sorts and stores a directory as a tree blob.
+func (r *Repository) SaveTree(ctx context.Context, t *Tree) (crypt.ID, error) {
+	t.Sort()
+	b, err := encodeTree(t)
+	if err != nil {
+		return crypt.ID{}, fmt.Errorf("failed to encode directory: %w", err)
+	}
+	return r.SaveBlob(ctx, crypt.TypeTreeBlob, b)
+}
+
+// CommitInfo describes a snapshot being committed.
+type CommitInfo struct {
+	Host         string
+	Files, Bytes uint64
+}
+
+// Commit makes a snapshot of the tree root: it uploads the pack being
+// built, then an index object for the new packs, then the snapshot, whose
+// sequence number is one above the newest. A crash between any two steps
+// leaves only unreferenced objects behind, never a broken snapshot.
+func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo) (*Snapshot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lease == nil {
+		return nil, ErrReadOnly
+	}
+	if err := r.lease.check(); err != nil {
+		return nil, err
+	}
+	if err := r.flushPackLocked(ctx); err != nil {
+		return nil, err
+	}
+	var parent *Snapshot
+	if len(r.snapshots) > 0 {
+		parent = r.snapshots[len(r.snapshots)-1]
+	}
+	s := &Snapshot{Version: FormatVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes}
+	if s.Host == "" {
+		s.Host, _ = os.Hostname()
+	}
+	if parent != nil {
+		s.Seq, s.Parent = parent.Seq+1, parent.ID
+		s.Indexes = append(s.Indexes, parent.Indexes...)
+	}
+	if len(r.pending) > 0 {
+		xid, err := crypt.NewRandomID()
+		if err != nil {
+			return nil, err
+		}
+		sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, encodeIndex(r.pending))
+		if err != nil {
+			return nil, err
+		}
+		if err := r.remote.Put(ctx, indexName(xid), sealed); err != nil {
+			return nil, fmt.Errorf("failed to upload index: %w", err)
+		}
+		s.Indexes = append(s.Indexes, xid)
+		r.pending = nil
+	}
+	if _, ok := r.index.Lookup(root); !ok {
+		return nil, fmt.Errorf("root tree %s is not stored", root.Short())
+	}
+	var err error
+	if s.ID, err = crypt.NewRandomID(); err != nil {
+		return nil, err
+	}
+	pt, err := encodeSnapshot(s)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := r.keys.Seal(nil, crypt.TypeSnapshot, s.ID, pt)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.remote.Put(ctx, snapshotName(s.ID), sealed); err != nil {
+		return nil, fmt.Errorf("failed to upload snapshot: %w", err)
+	}
+	r.snapshots = append(r.snapshots, s)
+	return s, r.rememberSeq(s.Seq)
+}
+
+// blobFromPacker returns the sealed bytes of a blob still in the pack being
+// built, or nil.
+func (r *Repository) blobFromPacker(l Location) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.packer == nil || r.packer.id != l.Pack {
+		return nil
+	}
+	return bytes.Clone(r.packer.buf[l.Offset : l.Offset+l.Length])
+}
