@@ -66,8 +66,12 @@ func New(rd io.Reader, gear *[256]uint64, p Params) (*Chunker, error) {
 		// size, easier after it, which narrows the size distribution.
 		maskS: topBits(b + 2),
 		maskL: topBits(b - 2),
-		buf:   make([]byte, 2*p.Max),
 	}, nil
+}
+
+// Reset makes the chunker read a new stream, keeping its buffer.
+func (c *Chunker) Reset(rd io.Reader) {
+	c.rd, c.start, c.end, c.eof = rd, 0, 0, false
 }
 
 // Next returns the next chunk, or io.EOF after the last one. The returned
@@ -94,7 +98,11 @@ func (c *Chunker) fill() error {
 		c.end = copy(c.buf, c.buf[c.start:c.end])
 		c.start = 0
 	}
-	for c.end < len(c.buf) && !c.eof {
+	for c.end < 2*c.p.Max && !c.eof {
+		if c.end == len(c.buf) {
+			// Grow as the stream proves long: small files need little.
+			c.buf = append(c.buf, make([]byte, min(max(len(c.buf), 64<<10), 2*c.p.Max-len(c.buf)))...)
+		}
 		n, err := c.rd.Read(c.buf[c.end:])
 		c.end += n
 		if errors.Is(err, io.EOF) {

@@ -288,6 +288,12 @@ func listSlots(ctx context.Context, rem remote.Remote) ([]SlotInfo, error) {
 // Refresh reloads the snapshots and the index of the newest one, refusing
 // a rollback of the remote.
 func (r *Repository) Refresh(ctx context.Context) error {
+	r.mu.Lock()
+	writing := r.lease != nil
+	r.mu.Unlock()
+	if writing {
+		return errors.New("cannot refresh a repository open for writing: it is the newest state already")
+	}
 	snaps, err := r.loadSnapshots(ctx)
 	if err != nil {
 		return err

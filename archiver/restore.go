@@ -1,0 +1,124 @@
+package archiver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo"
+)
+
+// Restorer writes a repository tree to a local directory.
+type Restorer struct {
+	r     *repo.Repository
+	links map[uint64]string // link group -> first restored path
+	// Owners sets uid/gid (needs root); otherwise files belong to the caller.
+	Owners bool
+}
+
+// NewRestorer returns a Restorer reading from r.
+func NewRestorer(r *repo.Repository) *Restorer {
+	return &Restorer{r: r, links: map[uint64]string{}, Owners: os.Geteuid() == 0}
+}
+
+// RestoreTree restores the tree blob id into the existing directory dir.
+func (rs *Restorer) RestoreTree(ctx context.Context, id crypt.ID, dir string) error {
+	t, err := rs.r.LoadTree(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, n := range t.Nodes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := rs.restoreNode(ctx, n, filepath.Join(dir, string(n.Name))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (rs *Restorer) restoreNode(ctx context.Context, n *repo.Node, path string) error {
+	switch n.Type {
+	case repo.NodeDir:
+		if err := os.Mkdir(path, 0o700); err != nil && !os.IsExist(err) {
+			return err
+		}
+		if err := rs.RestoreTree(ctx, n.Subtree, path); err != nil {
+			return err
+		}
+	case repo.NodeSymlink:
+		if err := os.Symlink(string(n.Target), path); err != nil {
+			return err
+		}
+	case repo.NodeFile:
+		if first, ok := rs.links[n.LinkGroup]; ok && n.LinkGroup != 0 {
+			return os.Link(first, path)
+		}
+		if err := rs.restoreFile(ctx, n, path); err != nil {
+			return err
+		}
+		if n.LinkGroup != 0 {
+			rs.links[n.LinkGroup] = path
+		}
+	case repo.NodeFIFO:
+		if err := unix.Mkfifo(path, 0o600); err != nil {
+			return fmt.Errorf("failed to make fifo %s: %w", path, err)
+		}
+	case repo.NodeCharDev, repo.NodeBlockDev, repo.NodeSocket:
+		mode := map[repo.NodeType]uint32{repo.NodeCharDev: unix.S_IFCHR, repo.NodeBlockDev: unix.S_IFBLK, repo.NodeSocket: unix.S_IFSOCK}[n.Type]
+		if err := unix.Mknod(path, mode|0o600, int(n.Rdev)); err != nil {
+			return fmt.Errorf("failed to make %s (needs root for devices): %w", path, err)
+		}
+	}
+	return rs.restoreMeta(n, path)
+}
+
+func (rs *Restorer) restoreFile(ctx context.Context, n *repo.Node, path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	fr := rs.r.OpenFile(ctx, n)
+	var off int64
+	for _, e := range n.Content {
+		if e.Hole {
+			off += int64(e.Size) // leave a hole: the final Truncate sets the size
+			continue
+		}
+		buf := make([]byte, e.Size)
+		if _, err := fr.ReadAt(buf, off); err != nil {
+			f.Close()
+			return fmt.Errorf("failed to restore %s: %w", path, err)
+		}
+		if _, err := f.WriteAt(buf, off); err != nil {
+			f.Close()
+			return err
+		}
+		off += int64(e.Size)
+	}
+	if err := f.Truncate(int64(n.Size)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (rs *Restorer) restoreMeta(n *repo.Node, path string) error {
+	if rs.Owners {
+		if err := os.Lchown(path, int(n.UID), int(n.GID)); err != nil {
+			return err
+		}
+	}
+	if n.Type != repo.NodeSymlink {
+		if err := unix.Chmod(path, n.Mode); err != nil {
+			return err
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(n.AtimeNs), unix.NsecToTimespec(n.MtimeNs)}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
