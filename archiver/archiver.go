@@ -23,7 +23,7 @@ import (
 // Stats counts what Save stored.
 type Stats struct {
 	Files, Dirs, Others uint64
-	Bytes              uint64 // file bytes, holes included
+	Bytes               uint64 // file bytes, holes included
 }
 
 // Saver stores local trees into a repository open for writing.

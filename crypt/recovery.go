@@ -99,7 +99,9 @@ func (c RecoveryCode) String() string { return "crypt.RecoveryCode(redacted)" }
 func (c RecoveryCode) GoString() string { return c.String() }
 
 // Equal compares two codes in constant time.
-func (c RecoveryCode) Equal(o RecoveryCode) bool { return subtle.ConstantTimeCompare(c.b[:], o.b[:]) == 1 }
+func (c RecoveryCode) Equal(o RecoveryCode) bool {
+	return subtle.ConstantTimeCompare(c.b[:], o.b[:]) == 1
+}
 
 // KEK derives the key-encryption key of a recovery-code slot with the given
 // salt: HKDF-SHA256(ikm = the 240 secret bits, salt, info = codeKEKLabel).

@@ -31,7 +31,7 @@ type Remote struct {
 
 	// Counters, read with Stats.
 	puts, gets, lists, deletes, failures atomic.Int64
-	bytesPut, bytesGot                  atomic.Int64
+	bytesPut, bytesGot                   atomic.Int64
 }
 
 var _ remote.Remote = (*Remote)(nil)

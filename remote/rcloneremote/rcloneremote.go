@@ -53,8 +53,9 @@ func Setup(configPath string) error {
 			}
 		}
 		configfile.Install()
-		// rclone's own notices go to stderr; keep them to errors.
-		fs.GetConfig(context.Background()).LogLevel = fs.LogLevelError
+		// rclone logs failures that it also returns (a missing directory
+		// when listing, say); sealfs reports what it gets back instead.
+		fs.GetConfig(context.Background()).LogLevel = fs.LogLevelCritical
 	})
 	return configErr
 }
