@@ -55,7 +55,12 @@ func Setup(configPath string) error {
 		configfile.Install()
 		// rclone logs failures that it also returns (a missing directory
 		// when listing, say); sealfs reports what it gets back instead.
-		fs.GetConfig(context.Background()).LogLevel = fs.LogLevelCritical
+		ci := fs.GetConfig(context.Background())
+		ci.LogLevel = fs.LogLevelCritical
+		// sealfs retries whole operations itself (package retry), with a
+		// policy that suits the caller; rclone's own low-level retries
+		// would multiply with it and keep a dead remote waiting for minutes.
+		ci.LowLevelRetries = 1
 	})
 	return configErr
 }

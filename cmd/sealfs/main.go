@@ -1,0 +1,40 @@
+// Command sealfs is the end-to-end encrypted backup filesystem's command
+// line: it creates repositories on rclone remotes, manages their key slots,
+// stores and restores directory trees, lists snapshots and checks
+// repositories. docs/CLI.md documents its commands and exit codes.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCmd().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			err = errors.New("interrupted")
+		}
+		fmt.Fprintf(os.Stderr, "sealfs: %v\n", err)
+		if h := hints[exitCode(err)]; h != "" {
+			fmt.Fprintf(os.Stderr, "sealfs: %s\n", h)
+		}
+	}
+	os.Exit(exitCode(err))
+}
+
+// hints say what to do next, per exit code.
+var hints = map[int]string{
+	exitCodeTypo:    "check each group of four digits against what you wrote down; case, spaces and dashes do not matter",
+	exitWrongKey:    "this code is valid but belongs to another repository, or its key slot was removed; try another code you have for this one",
+	exitRepoExists:  "to use it, run a command that opens it (sealfs snapshots REMOTE); to start afresh, choose another remote path",
+	exitIntegrity:   "the storage returned data that fails verification; nothing wrong was read. Run: sealfs check --read-data REMOTE, to list every damaged object",
+	exitUnreachable: "the remote could not be reached: check the network, the remote's address, and your rclone config (rclone lsd REMOTE)",
+	exitLocked:      "another sealfs is writing to this repository",
+}
