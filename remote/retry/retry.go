@@ -95,8 +95,23 @@ func (r *Remote) Stat(ctx context.Context, name string) (size int64, err error) 
 
 // List retries inner.List from the start; fn may see an entry more than once
 // when a listing fails half-way and is retried.
+// An error from fn itself is returned at once, never retried.
 func (r *Remote) List(ctx context.Context, dir string, fn func(remote.Entry) error) error {
-	return r.do(ctx, "list", dir, func() error { return r.inner.List(ctx, dir, fn) })
+	var fnErr error
+	err := r.do(ctx, "list", dir, func() error {
+		err := r.inner.List(ctx, dir, func(e remote.Entry) error {
+			fnErr = fn(e)
+			return fnErr
+		})
+		if fnErr != nil {
+			return nil // stop retrying; fnErr is returned below
+		}
+		return err
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return err
 }
 
 // Delete retries inner.Delete.

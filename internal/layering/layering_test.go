@@ -1,0 +1,79 @@
+// Package layering checks, as a test, that sealfs' packages import each
+// other only downwards: crypt and chunker import nothing of ours, remote
+// knows nothing above it, repo sees only the remote interface, and nothing
+// imports the command or the end-to-end tests.
+package layering
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/sealfs/sealfs/"
+
+// allowed lists, per package (prefix match on the name inside the module),
+// which of our packages it may import (prefix match too).
+var allowed = map[string][]string{
+	"crypt":             {},
+	"chunker":           {},
+	"remote":            {"remote"},
+	"repo":              {"crypt", "chunker", "remote"},
+	"archiver":          {"repo", "crypt"},
+	"internal/testutil": {"crypt", "remote", "repo"},
+	"internal/layering": {},
+	"cmd/sealfs":        {"crypt", "chunker", "remote", "repo", "archiver"},
+	"test":              {"crypt", "remote", "repo", "archiver", "internal/testutil"},
+}
+
+func TestImportsGoDownwards(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], module)
+		rule, ok := ruleFor(pkg)
+		if !ok {
+			t.Errorf("package %s has no layering rule: add it to allowed", pkg)
+			continue
+		}
+		for _, imp := range fields[1:] {
+			if !strings.HasPrefix(imp, module) {
+				continue
+			}
+			dep := strings.TrimPrefix(imp, module)
+			if !matches(dep, rule) {
+				t.Errorf("%s imports %s, which its layer may not", pkg, dep)
+			}
+		}
+	}
+	// remote's own tree: the interface package must not import its wrappers,
+	// and repo must use only the interface, never a concrete backend.
+	for _, bad := range [][2]string{{"repo", "remote/rcloneremote"}, {"remote", "remote/rcloneremote"}} {
+		out, _ := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, module+bad[0]).Output()
+		if strings.Contains(string(out), module+bad[1]) {
+			t.Errorf("%s imports %s", bad[0], bad[1])
+		}
+	}
+}
+
+func ruleFor(pkg string) ([]string, bool) {
+	best, found := "", false
+	for prefix := range allowed {
+		if (pkg == prefix || strings.HasPrefix(pkg, prefix+"/")) && len(prefix) >= len(best) {
+			best, found = prefix, true
+		}
+	}
+	return allowed[best], found
+}
+
+func matches(dep string, rule []string) bool {
+	for _, r := range rule {
+		if dep == r || strings.HasPrefix(dep, r+"/") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,78 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/remote/faulty"
+	"github.com/sealfs/sealfs/remote/rcloneremote"
+	"github.com/sealfs/sealfs/remote/remotetest"
+	"github.com/sealfs/sealfs/remote/retry"
+)
+
+var seq atomic.Int64
+
+func memory(t *testing.T) remote.Remote {
+	r, err := rcloneremote.Open(context.Background(), fmt.Sprintf(":memory:retry%d", seq.Add(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+var fast = retry.Policy{Attempts: 12, Base: time.Millisecond, Max: 5 * time.Millisecond}
+
+// TestConformanceThroughFaults: with a fifth of all requests failing, and
+// failed writes leaving half an object behind, the retrying remote still
+// keeps every contract.
+func TestConformanceThroughFaults(t *testing.T) {
+	remotetest.Run(t, func(t *testing.T) remote.Remote {
+		f := faulty.New(memory(t), uint64(seq.Add(1)))
+		f.SetFailRate(0.2)
+		f.SetPartialWrites(true)
+		return retry.New(f, fast)
+	})
+}
+
+func TestNotFoundIsNotRetried(t *testing.T) {
+	f := faulty.New(memory(t), 1)
+	r := retry.New(f, fast)
+	retries := 0
+	r.OnRetry = func(string, string, error) { retries++ }
+	if _, err := r.Get(context.Background(), "missing", 0, -1); !errors.Is(err, remote.ErrNotFound) {
+		t.Fatalf("Get(missing) = %v", err)
+	}
+	if retries != 0 || f.Stats().Gets != 1 {
+		t.Fatalf("not-found was retried: %d retries, %d gets", retries, f.Stats().Gets)
+	}
+}
+
+func TestGivesUpAfterAttempts(t *testing.T) {
+	f := faulty.New(memory(t), 1)
+	f.SetFailRate(1)
+	r := retry.New(f, retry.Policy{Attempts: 3, Base: time.Millisecond, Max: time.Millisecond})
+	err := r.Put(context.Background(), "x", []byte("x"))
+	if !errors.Is(err, faulty.ErrInjected) || f.Stats().Puts != 3 {
+		t.Fatalf("Put = %v after %d tries; want the injected error after 3", err, f.Stats().Puts)
+	}
+}
+
+func TestStopsOnCancel(t *testing.T) {
+	f := faulty.New(memory(t), 1)
+	f.SetFailRate(1)
+	r := retry.New(f, retry.Policy{Attempts: 100, Base: time.Second, Max: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := r.Put(ctx, "x", []byte("x")); err == nil {
+		t.Fatal("Put succeeded on a remote that always fails")
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("retry did not stop when the context was cancelled")
+	}
+}
