@@ -19,13 +19,29 @@ const (
 	blobZstd = 1
 )
 
+// probeSize is how much of a large chunk is test-compressed first: data that
+// does not compress there (media, archives, encrypted files) is stored raw
+// without paying for compressing all of it.
+const probeSize = 64 << 10
+
+// saves reports whether compressed output of n bytes (flag byte included)
+// saves at least 1/32 of raw bytes.
+func saves(n, raw int) bool { return n-1 < raw-raw/32 }
+
 // encodeBlob returns flag || payload, compressing when the repository asks
 // for it and compression saves at least 1/32 of the size.
 func (r *Repository) encodeBlob(data []byte) []byte {
 	if r.cfg.Compression == CompressionZstd && len(data) >= 64 {
-		out := r.zenc.EncodeAll(data, append(make([]byte, 0, len(data)/2+16), blobZstd))
-		if len(out)-1 < len(data)-len(data)/32 {
-			return out
+		compress := true
+		if len(data) > 2*probeSize {
+			probe := r.zenc.EncodeAll(data[:probeSize], []byte{blobZstd})
+			compress = saves(len(probe), probeSize)
+		}
+		if compress {
+			out := r.zenc.EncodeAll(data, append(make([]byte, 0, len(data)/2+16), blobZstd))
+			if saves(len(out), len(data)) {
+				return out
+			}
 		}
 	}
 	out := make([]byte, 0, len(data)+1)

@@ -176,15 +176,20 @@ func TestBackupRestoreCheck(t *testing.T) {
 	if !strings.Contains(r.stdout, "no problems found") {
 		t.Fatalf("check: %s", r.stdout)
 	}
-	// Damage one pack: check names it and exits 7; restore fails with 7.
+	// Damage the first blob of every pack: check names each and exits 7;
+	// restore fails with 7.
 	packs, _ := filepath.Glob(filepath.Join(c.remote, "data", "*", "*"))
-	b, _ := os.ReadFile(packs[0])
-	b[len(b)/2] ^= 0xff
-	os.WriteFile(packs[0], b, 0o644)
+	for _, p := range packs {
+		b, _ := os.ReadFile(p)
+		b[10] ^= 0xff
+		os.WriteFile(p, b, 0o644)
+	}
 	r = c.run(t, "check", "--read-data", c.remote)
 	expect(t, r, 7, "problems found")
-	if !strings.Contains(r.stdout, filepath.Base(packs[0])) {
-		t.Fatalf("check did not name the damaged pack %s:\n%s", filepath.Base(packs[0]), r.stdout)
+	for _, p := range packs {
+		if !strings.Contains(r.stdout, filepath.Base(p)) {
+			t.Fatalf("check did not name the damaged pack %s:\n%s", filepath.Base(p), r.stdout)
+		}
 	}
 	expect(t, sealfs(t, nil, "restore", "--cache-dir", t.TempDir(), "--code-file", c.codeFile, c.remote, filepath.Join(t.TempDir(), "d")), 7, "integrity")
 }
