@@ -251,3 +251,25 @@ func TestRollbackAndLock(t *testing.T) {
 	defer w.Unlock(ctx)
 	expect(t, c.run(t, "backup", src, c.remote), 9, fmt.Sprintf("pid %d", os.Getpid()))
 }
+
+// TestRcloneConfig: a remote named in an rclone.conf is found through
+// RCLONE_CONFIG (which the rclone library itself ignores) and --rclone-config.
+func TestRcloneConfig(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "rclone.conf")
+	if err := os.WriteFile(conf, []byte("[backupdisk]\ntype = local\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec := "backupdisk:" + filepath.Join(dir, "repo")
+	code := filepath.Join(dir, "code")
+	expect(t, sealfs(t, []string{"RCLONE_CONFIG=" + conf}, "init", "--cache-dir", dir, "--code-file", code, spec), 0, "")
+	if _, err := os.Stat(filepath.Join(dir, "repo", "config")); err != nil {
+		t.Fatalf("the repository is not where the configured remote points: %v", err)
+	}
+	expect(t, sealfs(t, nil, "snapshots", "--rclone-config", conf, "--cache-dir", dir, "--code-file", code, spec), 0, "")
+	// Without the config the remote name is unknown.
+	r := sealfs(t, nil, "snapshots", "--cache-dir", dir, "--code-file", code, spec)
+	if r.code == 0 {
+		t.Fatal("an unconfigured remote name worked")
+	}
+}
