@@ -123,8 +123,18 @@ func (s *Saver) saveFile(ctx context.Context, path string) ([]repo.Extent, uint6
 	if err != nil {
 		return nil, 0, err
 	}
-	size := fi.Size()
-	w := s.r.NewFileWriter()
+	content, n, err := SaveFileContent(ctx, s.r, f, fi.Size())
+	if err != nil {
+		return nil, 0, fmt.Errorf("failed to store %s: %w", path, err)
+	}
+	return content, n, nil
+}
+
+// SaveFileContent stores the first size bytes of an open local file: its
+// data regions are chunked and stored, its holes (found with SEEK_DATA and
+// SEEK_HOLE) become hole extents without being read.
+func SaveFileContent(ctx context.Context, r *repo.Repository, f *os.File, size int64) ([]repo.Extent, uint64, error) {
+	w := r.NewFileWriter()
 	var off int64
 	for off < size {
 		data, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
@@ -133,22 +143,23 @@ func (s *Saver) saveFile(ctx context.Context, path string) ([]repo.Extent, uint6
 		} else if err != nil { // no SEEK_DATA here: read it all
 			data = off
 		}
+		data = min(data, size)
 		w.Hole(uint64(data - off))
 		if data >= size {
 			break
 		}
 		hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
-		if err != nil {
+		if err != nil || hole > size {
 			hole = size
 		}
 		if err := w.Write(ctx, io.NewSectionReader(f, data, hole-data)); err != nil {
-			return nil, 0, fmt.Errorf("failed to store %s: %w", path, err)
+			return nil, 0, err
 		}
 		off = hole
 	}
 	content, n := w.Content()
 	if n != uint64(size) {
-		return nil, 0, fmt.Errorf("%s changed size while it was read (%d bytes, then %d)", path, size, n)
+		return nil, 0, fmt.Errorf("file changed size while it was read (%d bytes, then %d)", size, n)
 	}
 	return content, n, nil
 }

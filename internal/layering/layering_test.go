@@ -19,11 +19,13 @@ var allowed = map[string][]string{
 	"chunker":           {},
 	"remote":            {"remote"},
 	"repo":              {"crypt", "chunker", "remote"},
+	"worktree":          {"repo", "crypt", "archiver"},
+	"fs":                {"worktree", "repo", "crypt"},
 	"archiver":          {"repo", "crypt"},
 	"internal/testutil": {"crypt", "remote", "repo"},
 	"internal/layering": {},
-	"cmd/sealfs":        {"crypt", "chunker", "remote", "repo", "archiver"},
-	"test":              {"crypt", "remote", "repo", "archiver", "internal/testutil"},
+	"cmd/sealfs":        {"crypt", "chunker", "remote", "repo", "archiver", "worktree", "fs"},
+	"test":              {"crypt", "remote", "repo", "archiver", "internal/testutil", "worktree", "fs"},
 }
 
 func TestImportsGoDownwards(t *testing.T) {

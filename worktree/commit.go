@@ -1,0 +1,221 @@
+package worktree
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/sealfs/sealfs/archiver"
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo"
+)
+
+// dirCopy is a directory as it will be committed: its entries, and for
+// entries that are loaded directories, their own copies.
+type dirCopy struct {
+	nodes []*repo.Node
+	sub   map[int]*dirCopy
+}
+
+type stagedJob struct {
+	in      *Inode
+	gen     uint64
+	f       *os.File
+	size    uint64
+	content []repo.Extent
+	ok      bool
+}
+
+// Pending reports how many files wait in the staging area and their bytes.
+func (t *Tree) Pending() (files int, bytes uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for in := range t.staged {
+		if in.committed == nil || in.gen != in.cleanGen {
+			files++
+			bytes += in.meta.Size
+		}
+	}
+	return files, bytes
+}
+
+// Dirty reports whether anything changed since the last commit.
+func (t *Tree) Dirty() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dirty
+}
+
+// Commit stores the changes so far as a new snapshot: the content of every
+// changed file that is not open for writing, and the whole namespace. Files
+// still open for writing keep their last committed content (new ones are
+// left out) and go into a later commit. It returns nil when nothing changed.
+func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
+	if t.opts.ReadOnly {
+		return nil, nil
+	}
+	t.commitMu.Lock()
+	defer t.commitMu.Unlock()
+
+	// 1. The staged files to store.
+	t.mu.Lock()
+	if !t.dirty {
+		t.mu.Unlock()
+		return nil, nil
+	}
+	var jobs []*stagedJob
+	for in := range t.staged {
+		if in.writers == 0 && in.parent != nil && (in.committed == nil || in.gen != in.cleanGen) {
+			jobs = append(jobs, &stagedJob{in: in, gen: in.gen, f: in.file, size: in.meta.Size})
+		}
+	}
+	t.dirty = false
+	t.mu.Unlock()
+
+	fail := func(err error) (*repo.Snapshot, error) {
+		t.mu.Lock()
+		t.dirty = true
+		t.lastError = err
+		t.mu.Unlock()
+		return nil, err
+	}
+
+	// 2. Chunk and upload them, outside the lock.
+	for _, j := range jobs {
+		content, _, err := archiver.SaveFileContent(ctx, t.r, j.f, int64(j.size))
+		if err != nil {
+			return fail(fmt.Errorf("failed to store %s: %w", t.displayPath(j.in), err))
+		}
+		j.content = content
+	}
+
+	// 3. Copy the namespace and start a new journal, under the lock.
+	t.mu.Lock()
+	for _, j := range jobs {
+		j.ok = j.in.gen == j.gen
+		if !j.ok {
+			t.dirty = true // it changed while it was read: next time
+		}
+	}
+	done := map[*Inode]*stagedJob{}
+	for _, j := range jobs {
+		if j.ok {
+			done[j.in] = j
+		}
+	}
+	root, err := t.copyDirLocked(t.root, done)
+	if err != nil {
+		t.mu.Unlock()
+		return fail(err)
+	}
+	oldJournal := t.journal
+	next, err := newJournal(t.opts.Dir, oldJournal.n+1, t.nextSeqLocked())
+	if err != nil {
+		t.mu.Unlock()
+		return fail(err)
+	}
+	t.journal = next
+	t.mu.Unlock()
+
+	// 4. Store the trees and the snapshot.
+	rootID, err := t.saveDir(ctx, root)
+	if err != nil {
+		return fail(err)
+	}
+	files, bytes := countFiles(root)
+	snap, err := t.r.Commit(ctx, rootID, repo.CommitInfo{Files: files, Bytes: bytes})
+	if err != nil {
+		return fail(err)
+	}
+
+	// 5. What was stored is clean now; drop the journals it covers.
+	t.mu.Lock()
+	t.baseSeq = snap.Seq
+	t.lastError = nil
+	for in, j := range done {
+		n := in.meta
+		n.Content, n.Size = j.content, j.size
+		in.committed = &n
+		in.cleanGen = j.gen
+		if in.gen == j.gen && in.opens == 0 {
+			in.meta.Content, in.meta.Size = j.content, j.size
+			t.unstageLocked(in)
+		}
+	}
+	t.mu.Unlock()
+	ns, _ := listJournals(t.opts.Dir)
+	for _, n := range ns {
+		if n < next.n {
+			os.Remove(journalName(t.opts.Dir, n))
+		}
+	}
+	oldJournal.close()
+	return snap, nil
+}
+
+func (t *Tree) nextSeqLocked() uint64 {
+	if s := t.r.Latest(); s != nil {
+		return s.Seq + 1
+	}
+	return 1
+}
+
+func (t *Tree) displayPath(in *Inode) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return "/" + t.pathOf(in)
+}
+
+// copyDirLocked copies a loaded directory for committing.
+func (t *Tree) copyDirLocked(dir *Inode, done map[*Inode]*stagedJob) (*dirCopy, error) {
+	d := &dirCopy{sub: map[int]*dirCopy{}}
+	for _, c := range sortedChildren(dir) {
+		n := c.meta
+		n.Name = []byte(c.name)
+		switch {
+		case c.meta.Type == repo.NodeDir && c.children != nil:
+			sub, err := t.copyDirLocked(c, done)
+			if err != nil {
+				return nil, err
+			}
+			d.sub[len(d.nodes)] = sub
+			n.Subtree = crypt.ID{}
+		case c.meta.Type == repo.NodeFile && c.staging != "":
+			if j := done[c]; j != nil {
+				n.Content, n.Size = j.content, j.size
+			} else if c.committed != nil {
+				n.Content, n.Size = c.committed.Content, c.committed.Size
+			} else {
+				continue // a new file still being written
+			}
+		}
+		d.nodes = append(d.nodes, &n)
+	}
+	return d, nil
+}
+
+// saveDir stores a directory copy, its loaded subdirectories first.
+func (t *Tree) saveDir(ctx context.Context, d *dirCopy) (crypt.ID, error) {
+	for i, sub := range d.sub {
+		id, err := t.saveDir(ctx, sub)
+		if err != nil {
+			return crypt.ID{}, err
+		}
+		d.nodes[i].Subtree = id
+	}
+	return t.r.SaveTree(ctx, &repo.Tree{Nodes: d.nodes})
+}
+
+func countFiles(d *dirCopy) (files, bytes uint64) {
+	for i, n := range d.nodes {
+		if n.Type == repo.NodeFile {
+			files++
+			bytes += n.Size
+		}
+		if sub := d.sub[i]; sub != nil {
+			f, b := countFiles(sub)
+			files, bytes = files+f, bytes+b
+		}
+	}
+	return files, bytes
+}

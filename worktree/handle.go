@@ -1,0 +1,159 @@
+package worktree
+
+import (
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/sealfs/sealfs/repo"
+)
+
+// Handle is an open file.
+type Handle struct {
+	t       *Tree
+	in      *Inode
+	write   bool
+	wrote   bool
+	reader  *repo.FileReader
+	readerN *repo.Node
+}
+
+// OpenFile opens a regular file for reading, or for writing too; trunc
+// empties it first. An open file stays readable after it is unlinked.
+func (t *Tree) OpenFile(in *Inode, write, trunc bool) (*Handle, error) {
+	if in.meta.Type != repo.NodeFile {
+		return nil, syscall.EINVAL
+	}
+	if write && t.opts.ReadOnly {
+		return nil, syscall.EROFS
+	}
+	if write {
+		// Stage now: a writer's content lives in the staging area until a
+		// commit after it is closed.
+		if err := t.stage(in, trunc); err != nil {
+			return nil, err
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if trunc && in.file != nil && in.meta.Size != 0 {
+		if err := in.file.Truncate(0); err != nil {
+			return nil, err
+		}
+		in.meta.Size = 0
+		in.gen++
+	}
+	in.opens++
+	if write {
+		in.writers++
+	}
+	return &Handle{t: t, in: in, write: write}, nil
+}
+
+// ReadAt reads from the file's current content.
+func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
+	t, in := h.t, h.in
+	t.mu.Lock()
+	f, size := in.file, int64(in.meta.Size)
+	var n *repo.Node
+	if f == nil {
+		n = &in.meta
+		if h.readerN != n || h.reader == nil {
+			nc := in.meta
+			h.reader, h.readerN = t.r.OpenFile(t.ctx, &nc), n
+		}
+	}
+	t.mu.Unlock()
+	if off >= size {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > size-off {
+		p = p[:size-off]
+	}
+	var got int
+	var err error
+	if f != nil {
+		got, err = f.ReadAt(p, off)
+	} else {
+		got, err = h.reader.ReadAt(p, off)
+	}
+	if err == io.EOF && got == len(p) {
+		err = nil
+	}
+	return got, err
+}
+
+// WriteAt writes into the file's staging copy.
+func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
+	if !h.write {
+		return 0, syscall.EBADF
+	}
+	t, in := h.t, h.in
+	t.mu.Lock()
+	f := in.file
+	t.mu.Unlock()
+	if f == nil {
+		return 0, syscall.EIO
+	}
+	n, err := f.WriteAt(p, off)
+	t.mu.Lock()
+	if end := uint64(off) + uint64(n); end > in.meta.Size {
+		in.meta.Size = end
+	}
+	in.meta.MtimeNs = time.Now().UnixNano()
+	in.gen++
+	h.wrote = true
+	t.mu.Unlock()
+	return n, err
+}
+
+// Flush records the file's new size and times in the journal, so that a
+// closed file is found again after a crash of the daemon.
+func (h *Handle) Flush() error {
+	if !h.wrote {
+		return nil
+	}
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	return h.t.recordAttrLocked(h.in)
+}
+
+// Sync makes the file's content and the journal durable on local disk.
+func (h *Handle) Sync() error {
+	t, in := h.t, h.in
+	if err := h.Flush(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	f, j := in.file, t.journal
+	t.mu.Unlock()
+	if f != nil {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	if j != nil {
+		return j.sync()
+	}
+	return nil
+}
+
+// Close releases the handle. The last close of an unlinked file removes its
+// staging copy.
+func (h *Handle) Close() error {
+	err := h.Flush()
+	t, in := h.t, h.in
+	t.mu.Lock()
+	in.opens--
+	if h.write {
+		in.writers--
+	}
+	if in.opens == 0 && in.parent == nil && in != t.root {
+		t.unstageLocked(in)
+	}
+	t.mu.Unlock()
+	if h.wrote {
+		t.changed()
+	}
+	return err
+}

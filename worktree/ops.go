@@ -1,0 +1,392 @@
+package worktree
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/sealfs/sealfs/repo"
+)
+
+// Attr is a snapshot of an inode's attributes.
+type Attr struct {
+	Ino      uint64
+	Type     repo.NodeType
+	Mode     uint32 // permission bits
+	UID, GID uint32
+	Size     uint64
+	MtimeNs  int64
+	AtimeNs  int64
+	Rdev     uint64
+	Nlink    uint32
+}
+
+func (t *Tree) attrLocked(in *Inode) Attr {
+	a := Attr{Ino: in.Ino, Type: in.meta.Type, Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID,
+		Size: in.meta.Size, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, Rdev: in.meta.Rdev, Nlink: 1}
+	if in.meta.Type == repo.NodeDir {
+		a.Nlink = 2
+	}
+	if in.parent == nil && in != t.root {
+		a.Nlink = 0
+	}
+	return a
+}
+
+// Root returns the root directory.
+func (t *Tree) Root() *Inode { return t.root }
+
+// Attr returns the inode's attributes.
+func (t *Tree) Attr(in *Inode) Attr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.attrLocked(in)
+}
+
+// Readlink returns a symlink's target.
+func (t *Tree) Readlink(in *Inode) ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if in.meta.Type != repo.NodeSymlink {
+		return nil, syscall.EINVAL
+	}
+	return append([]byte(nil), in.meta.Target...), nil
+}
+
+// Lookup returns the entry name of directory dir.
+func (t *Tree) Lookup(dir *Inode, name string) (*Inode, Attr, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, err := t.lookupLocked(dir, name)
+	if err != nil {
+		return nil, Attr{}, err
+	}
+	return c, t.attrLocked(c), nil
+}
+
+// DirEntry is one entry of a directory listing.
+type DirEntry struct {
+	Name string
+	Attr Attr
+}
+
+// ReadDir lists a directory, sorted by name.
+func (t *Tree) ReadDir(dir *Inode) ([]DirEntry, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.loadDir(dir); err != nil {
+		return nil, err
+	}
+	out := make([]DirEntry, 0, len(dir.children))
+	for _, c := range sortedChildren(dir) {
+		out = append(out, DirEntry{Name: c.name, Attr: t.attrLocked(c)})
+	}
+	return out, nil
+}
+
+// NewEntry describes an entry to create.
+type NewEntry struct {
+	Type     repo.NodeType
+	Mode     uint32
+	UID, GID uint32
+	Rdev     uint64
+	Target   []byte
+}
+
+func validName(name string) bool {
+	if name == "" || name == "." || name == ".." || len(name) > 255 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '/' || name[i] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Create makes a new entry in dir. It fails with EEXIST if name exists.
+func (t *Tree) Create(dir *Inode, name string, e NewEntry) (*Inode, Attr, error) {
+	if t.opts.ReadOnly {
+		return nil, Attr{}, syscall.EROFS
+	}
+	if !validName(name) {
+		if len(name) > 255 {
+			return nil, Attr{}, syscall.ENAMETOOLONG
+		}
+		return nil, Attr{}, syscall.EINVAL
+	}
+	t.mu.Lock()
+	defer t.changed()
+	defer t.mu.Unlock()
+	if err := t.loadDir(dir); err != nil {
+		return nil, Attr{}, err
+	}
+	if dir.parent == nil && dir != t.root {
+		return nil, Attr{}, syscall.ENOENT
+	}
+	if dir.children[name] != nil {
+		return nil, Attr{}, syscall.EEXIST
+	}
+	now := time.Now().UnixNano()
+	in := &Inode{Ino: t.newIno(), name: name, parent: dir, meta: repo.Node{
+		Type: e.Type, Mode: e.Mode & 07777, UID: e.UID, GID: e.GID, Rdev: e.Rdev,
+		Target: e.Target, MtimeNs: now, AtimeNs: now,
+	}}
+	if e.Type == repo.NodeSymlink {
+		in.meta.Size = uint64(len(e.Target))
+	}
+	if e.Type == repo.NodeDir {
+		in.children = map[string]*Inode{}
+	}
+	m := in.meta
+	if err := t.record(record{Op: opCreate, Path: []byte(t.pathOf(in)), Meta: &m}); err != nil {
+		return nil, Attr{}, err
+	}
+	dir.children[name] = in
+	dir.meta.MtimeNs = now
+	return in, t.attrLocked(in), nil
+}
+
+// Unlink removes a non-directory entry; Rmdir an empty directory.
+func (t *Tree) Unlink(dir *Inode, name string) error { return t.remove(dir, name, false) }
+
+// Rmdir removes an empty directory.
+func (t *Tree) Rmdir(dir *Inode, name string) error { return t.remove(dir, name, true) }
+
+func (t *Tree) remove(dir *Inode, name string, isDir bool) error {
+	if t.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	t.mu.Lock()
+	defer t.changed()
+	defer t.mu.Unlock()
+	c, err := t.lookupLocked(dir, name)
+	if err != nil {
+		return err
+	}
+	if isDir {
+		if c.meta.Type != repo.NodeDir {
+			return syscall.ENOTDIR
+		}
+		if err := t.loadDir(c); err != nil {
+			return err
+		}
+		if len(c.children) > 0 {
+			return syscall.ENOTEMPTY
+		}
+	} else if c.meta.Type == repo.NodeDir {
+		return syscall.EISDIR
+	}
+	if err := t.record(record{Op: opUnlink, Path: []byte(t.pathOf(c))}); err != nil {
+		return err
+	}
+	delete(dir.children, name)
+	t.dropLocked(c)
+	dir.meta.MtimeNs = time.Now().UnixNano()
+	return nil
+}
+
+// Rename flags, as renameat2(2).
+const (
+	RenameNoReplace = 1
+	RenameExchange  = 2
+)
+
+// Rename moves olddir/oldname to newdir/newname, replacing what is there
+// (a file by a file, a directory by an empty directory).
+func (t *Tree) Rename(olddir *Inode, oldname string, newdir *Inode, newname string, flags uint32) error {
+	if t.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	if flags&RenameExchange != 0 {
+		return syscall.ENOTSUP
+	}
+	if !validName(newname) {
+		return syscall.EINVAL
+	}
+	t.mu.Lock()
+	defer t.changed()
+	defer t.mu.Unlock()
+	c, err := t.lookupLocked(olddir, oldname)
+	if err != nil {
+		return err
+	}
+	if err := t.loadDir(newdir); err != nil {
+		return err
+	}
+	// A directory may not move below itself.
+	for p := newdir; p != nil; p = p.parent {
+		if p == c {
+			return syscall.EINVAL
+		}
+	}
+	old := newdir.children[newname]
+	if old == c {
+		return nil
+	}
+	if old != nil {
+		if flags&RenameNoReplace != 0 {
+			return syscall.EEXIST
+		}
+		switch {
+		case c.meta.Type == repo.NodeDir && old.meta.Type != repo.NodeDir:
+			return syscall.ENOTDIR
+		case c.meta.Type != repo.NodeDir && old.meta.Type == repo.NodeDir:
+			return syscall.EISDIR
+		case old.meta.Type == repo.NodeDir:
+			if err := t.loadDir(old); err != nil {
+				return err
+			}
+			if len(old.children) > 0 {
+				return syscall.ENOTEMPTY
+			}
+		}
+	}
+	to := newname
+	if p := t.pathOf(newdir); p != "" {
+		to = p + "/" + newname
+	}
+	if err := t.record(record{Op: opRename, Path: []byte(t.pathOf(c)), To: []byte(to)}); err != nil {
+		return err
+	}
+	if old != nil {
+		t.dropLocked(old)
+	}
+	delete(olddir.children, oldname)
+	c.parent, c.name = newdir, newname
+	newdir.children[newname] = c
+	now := time.Now().UnixNano()
+	olddir.meta.MtimeNs, newdir.meta.MtimeNs = now, now
+	return nil
+}
+
+// SetAttr changes what is not nil.
+type SetAttr struct {
+	Mode     *uint32
+	UID, GID *uint32
+	Size     *uint64
+	AtimeNs  *int64
+	MtimeNs  *int64
+}
+
+// SetAttr changes attributes; a size change truncates or extends a file.
+func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
+	if t.opts.ReadOnly {
+		return Attr{}, syscall.EROFS
+	}
+	if s.Size != nil {
+		if in.meta.Type != repo.NodeFile {
+			return Attr{}, syscall.EISDIR
+		}
+		if err := t.stage(in, *s.Size == 0); err != nil {
+			return Attr{}, err
+		}
+	}
+	t.mu.Lock()
+	defer t.changed()
+	defer t.mu.Unlock()
+	if s.Size != nil {
+		if in.file == nil {
+			return Attr{}, syscall.EIO
+		}
+		if err := in.file.Truncate(int64(*s.Size)); err != nil {
+			return Attr{}, err
+		}
+		in.meta.Size = *s.Size
+		in.gen++
+		if s.MtimeNs == nil {
+			now := time.Now().UnixNano()
+			s.MtimeNs = &now
+		}
+	}
+	if s.Mode != nil {
+		in.meta.Mode = *s.Mode & 07777
+	}
+	if s.UID != nil {
+		in.meta.UID = *s.UID
+	}
+	if s.GID != nil {
+		in.meta.GID = *s.GID
+	}
+	if s.AtimeNs != nil {
+		in.meta.AtimeNs = *s.AtimeNs
+	}
+	if s.MtimeNs != nil {
+		in.meta.MtimeNs = *s.MtimeNs
+	}
+	if err := t.recordAttrLocked(in); err != nil {
+		return Attr{}, err
+	}
+	return t.attrLocked(in), nil
+}
+
+func (t *Tree) recordAttrLocked(in *Inode) error {
+	if in.parent == nil && in != t.root {
+		return nil // unlinked: nothing to remember
+	}
+	m := repo.Node{Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, Size: in.meta.Size}
+	return t.record(record{Op: opSetattr, Path: []byte(t.pathOf(in)), Meta: &m})
+}
+
+// stage gives a file a staging file holding its current content (or none,
+// when empty is set, for a truncation to zero). Downloading the content of
+// a large file happens outside the tree lock.
+func (t *Tree) stage(in *Inode, empty bool) error {
+	in.matMu.Lock()
+	defer in.matMu.Unlock()
+	t.mu.Lock()
+	if in.staging != "" {
+		t.mu.Unlock()
+		return nil
+	}
+	node := in.meta
+	t.mu.Unlock()
+
+	id := newStagingID()
+	p := filepath.Join(t.opts.Dir, stagingDir, id)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if !empty && node.Size > 0 {
+		if err := t.copyContent(f, &node); err != nil {
+			f.Close()
+			os.Remove(p)
+			return err
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	in.staging, in.file = id, f
+	if empty {
+		in.meta.Size = 0
+	}
+	in.gen++
+	t.staged[in] = true
+	if in.parent != nil {
+		return t.record(record{Op: opStage, Path: []byte(t.pathOf(in)), Staging: id})
+	}
+	return nil
+}
+
+// copyContent writes a stored file's content into f, leaving holes as holes.
+func (t *Tree) copyContent(f *os.File, n *repo.Node) error {
+	fr := t.r.OpenFile(t.ctx, n)
+	var off int64
+	for _, e := range n.Content {
+		if !e.Hole {
+			buf := make([]byte, e.Size)
+			if _, err := fr.ReadAt(buf, off); err != nil && err != io.EOF {
+				return err
+			}
+			if _, err := f.WriteAt(buf, off); err != nil {
+				return err
+			}
+		}
+		off += int64(e.Size)
+	}
+	return f.Truncate(int64(n.Size))
+}

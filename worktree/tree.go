@@ -1,0 +1,430 @@
+package worktree
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo"
+)
+
+// Inode is a file, directory or other entry of the tree. Its fields are
+// guarded by the Tree's lock; callers use the Tree's methods.
+type Inode struct {
+	// Ino is a stable inode number for the life of the Tree.
+	Ino uint64
+
+	meta     repo.Node         // current attributes; Name unused (see name)
+	name     string            // name in parent
+	parent   *Inode            // nil for the root and for unlinked inodes
+	children map[string]*Inode // directories: nil until loaded
+
+	// Content. A clean file reads meta.Content; a staged file reads its
+	// staging file, and committed keeps what the last snapshot holds.
+	staging   string
+	file      *os.File
+	gen       uint64     // bumped by every content change
+	committed *repo.Node // what the last snapshot holds; nil if never committed
+	cleanGen  uint64     // gen whose content committed holds
+	writers   int        // open handles that may write
+	opens     int        // open handles
+	matMu     sync.Mutex
+}
+
+// Options configure a Tree.
+type Options struct {
+	// Dir holds the journal and the staging area; it is created if needed.
+	Dir string
+	// ReadOnly refuses every change.
+	ReadOnly bool
+	// Log receives warnings; nil discards them.
+	Log *slog.Logger
+	// OnChange is called (without locks held) after every change.
+	OnChange func()
+}
+
+// Tree is the writable tree of a mount.
+type Tree struct {
+	r    *repo.Repository
+	opts Options
+	ctx  context.Context
+
+	mu        sync.Mutex
+	root      *Inode
+	nextIno   uint64
+	journal   *journal
+	baseSeq   uint64
+	staged    map[*Inode]bool
+	dirty     bool       // something changed since the last commit
+	commitMu  sync.Mutex // one commit at a time
+	lastError error
+}
+
+const stagingDir = "staging"
+
+// Open loads the newest snapshot of r and replays the local journals left
+// by an earlier run (after a crash, what was queued is found again).
+func Open(ctx context.Context, r *repo.Repository, o Options) (*Tree, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	t := &Tree{r: r, opts: o, ctx: ctx, nextIno: 1, staged: map[*Inode]bool{}}
+	t.root = &Inode{Ino: t.newIno(), meta: repo.Node{Type: repo.NodeDir, Mode: 0o755}}
+	if s := r.Latest(); s != nil {
+		t.baseSeq = s.Seq
+		t.root.meta.Subtree = s.Tree
+		t.root.meta.MtimeNs = s.Time.UnixNano()
+	} else {
+		t.root.children = map[string]*Inode{}
+		t.root.meta.MtimeNs = time.Now().UnixNano()
+	}
+	t.root.meta.AtimeNs = t.root.meta.MtimeNs
+	if o.ReadOnly {
+		return t, nil
+	}
+	if err := os.MkdirAll(filepath.Join(o.Dir, stagingDir), 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create the staging area: %w", err)
+	}
+	next, err := t.replay()
+	if err != nil {
+		return nil, err
+	}
+	if t.journal, err = newJournal(o.Dir, next, t.baseSeq); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Tree) newIno() uint64 { n := t.nextIno; t.nextIno++; return n }
+
+// replay applies the journals left behind, in order, and returns the
+// number for the next journal. Journals based on an older snapshot than
+// the newest were committed already; they are moved aside, not deleted.
+func (t *Tree) replay() (uint64, error) {
+	ns, err := listJournals(t.opts.Dir)
+	if err != nil {
+		return 0, err
+	}
+	var next uint64 = 1
+	var applied []string
+	for _, n := range ns {
+		next = n + 1
+		p := journalName(t.opts.Dir, n)
+		base, recs, err := readJournal(p)
+		if err != nil {
+			return 0, err
+		}
+		if base < t.baseSeq {
+			old := filepath.Join(t.opts.Dir, "committed-"+filepath.Base(p))
+			t.opts.Log.Warn("journal predates the newest snapshot; keeping it aside", "journal", p, "base", base, "newest", t.baseSeq)
+			if err := os.Rename(p, old); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		for i, rec := range recs {
+			if err := t.apply(rec); err != nil {
+				t.opts.Log.Warn("journal record could not be replayed", "journal", p, "record", i+1, "op", rec.Op, "path", string(rec.Path), "err", err)
+			}
+		}
+		applied = append(applied, p)
+		t.dirty = true
+	}
+	// The replayed state lives on in the new journal: record it whole, then
+	// drop the old files.
+	if len(applied) > 0 {
+		j, err := newJournal(t.opts.Dir, next, t.baseSeq)
+		if err != nil {
+			return 0, err
+		}
+		if err := t.rewriteJournal(j); err != nil {
+			return 0, err
+		}
+		if err := j.sync(); err != nil {
+			return 0, err
+		}
+		j.close()
+		for _, p := range applied {
+			os.Remove(p)
+		}
+		next++
+	}
+	return next, nil
+}
+
+// rewriteJournal writes records that rebuild every change of the tree
+// relative to the base snapshot: all entries of loaded directories, and
+// the staging of staged files. It is used after a replay.
+func (t *Tree) rewriteJournal(j *journal) error {
+	var walk func(dir *Inode) error
+	walk = func(dir *Inode) error {
+		if dir.children == nil {
+			return nil
+		}
+		if err := j.append(record{Op: opClear, Path: []byte(t.pathOf(dir))}); err != nil {
+			return err
+		}
+		for _, c := range sortedChildren(dir) {
+			m := c.meta
+			if c.children != nil {
+				m.Subtree = crypt.ID{} // described entry by entry below
+			}
+			p := []byte(t.pathOf(c))
+			if err := j.append(record{Op: opCreate, Path: p, Meta: &m}); err != nil {
+				return err
+			}
+			if c.staging != "" {
+				if err := j.append(record{Op: opStage, Path: p, Staging: c.staging}); err != nil {
+					return err
+				}
+			}
+			if c.meta.Type == repo.NodeDir {
+				if err := walk(c); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(t.root)
+}
+
+func sortedChildren(dir *Inode) []*Inode {
+	out := make([]*Inode, 0, len(dir.children))
+	for _, c := range dir.children {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// pathOf returns the inode's path from the root, "/"-separated without a
+// leading slash. Names may hold any byte but '/' and NUL.
+func (t *Tree) pathOf(in *Inode) string {
+	var parts []string
+	for c := in; c.parent != nil; c = c.parent {
+		parts = append(parts, c.name)
+	}
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return strings.Join(parts, "/")
+}
+
+// resolve finds the inode at path, loading directories on the way.
+func (t *Tree) resolve(path []byte) (*Inode, error) {
+	in := t.root
+	if len(path) == 0 {
+		return in, nil
+	}
+	for _, name := range strings.Split(string(path), "/") {
+		c, err := t.lookupLocked(in, name)
+		if err != nil {
+			return nil, err
+		}
+		in = c
+	}
+	return in, nil
+}
+
+func splitPath(path []byte) (string, string) {
+	s := string(path)
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return "", s
+}
+
+// apply replays one journal record.
+func (t *Tree) apply(rec record) error {
+	switch rec.Op {
+	case opCreate:
+		dirPath, name := splitPath(rec.Path)
+		dir, err := t.resolve([]byte(dirPath))
+		if err != nil {
+			return err
+		}
+		if err := t.loadDir(dir); err != nil {
+			return err
+		}
+		if old := dir.children[name]; old != nil {
+			t.dropLocked(old)
+		}
+		in := &Inode{Ino: t.newIno(), meta: *rec.Meta, name: name, parent: dir}
+		in.meta.Name = nil
+		if in.meta.Type == repo.NodeDir && in.meta.Subtree.IsZero() {
+			in.children = map[string]*Inode{}
+		}
+		if in.meta.Type == repo.NodeFile && len(in.meta.Content) > 0 {
+			c := in.meta
+			in.committed = &c
+		}
+		dir.children[name] = in
+	case opClear:
+		dir, err := t.resolve(rec.Path)
+		if err != nil {
+			return err
+		}
+		if dir.meta.Type != repo.NodeDir {
+			return syscall.ENOTDIR
+		}
+		for _, c := range dir.children {
+			t.dropLocked(c)
+		}
+		dir.children = map[string]*Inode{}
+	case opUnlink:
+		in, err := t.resolve(rec.Path)
+		if err != nil {
+			return err
+		}
+		delete(in.parent.children, in.name)
+		t.dropLocked(in)
+	case opRename:
+		in, err := t.resolve(rec.Path)
+		if err != nil {
+			return err
+		}
+		dirPath, name := splitPath(rec.To)
+		dir, err := t.resolve([]byte(dirPath))
+		if err != nil {
+			return err
+		}
+		if err := t.loadDir(dir); err != nil {
+			return err
+		}
+		if old := dir.children[name]; old != nil && old != in {
+			t.dropLocked(old)
+		}
+		delete(in.parent.children, in.name)
+		in.parent, in.name = dir, name
+		dir.children[name] = in
+	case opSetattr:
+		in, err := t.resolve(rec.Path)
+		if err != nil {
+			return err
+		}
+		in.meta.Mode, in.meta.UID, in.meta.GID = rec.Meta.Mode, rec.Meta.UID, rec.Meta.GID
+		in.meta.MtimeNs, in.meta.AtimeNs = rec.Meta.MtimeNs, rec.Meta.AtimeNs
+		if in.staging == "" && in.meta.Type == repo.NodeFile && rec.Meta.Size == 0 {
+			in.meta.Size, in.meta.Content = 0, nil
+		}
+	case opStage:
+		in, err := t.resolve(rec.Path)
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(t.opts.Dir, stagingDir, rec.Staging)
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // committed and cleaned before the crash
+		}
+		if err != nil {
+			return err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return err
+		}
+		if in.file != nil {
+			in.file.Close()
+		}
+		in.staging, in.file, in.meta.Size = rec.Staging, f, uint64(fi.Size())
+		in.gen++
+		t.staged[in] = true
+	default:
+		return fmt.Errorf("unknown journal operation %q", rec.Op)
+	}
+	return nil
+}
+
+// dropLocked forgets an inode that left the namespace; its staging file
+// goes when the last handle closes.
+func (t *Tree) dropLocked(in *Inode) {
+	in.parent = nil
+	if in.opens == 0 {
+		t.unstageLocked(in)
+	}
+}
+
+func (t *Tree) unstageLocked(in *Inode) {
+	if in.staging == "" {
+		return
+	}
+	if in.file != nil {
+		in.file.Close()
+		in.file = nil
+	}
+	os.Remove(filepath.Join(t.opts.Dir, stagingDir, in.staging))
+	in.staging = ""
+	delete(t.staged, in)
+}
+
+// loadDir reads a directory's tree blob the first time it is needed.
+func (t *Tree) loadDir(dir *Inode) error {
+	if dir.meta.Type != repo.NodeDir {
+		return syscall.ENOTDIR
+	}
+	if dir.children != nil {
+		return nil
+	}
+	tr, err := t.r.LoadTree(t.ctx, dir.meta.Subtree)
+	if err != nil {
+		return err
+	}
+	dir.children = make(map[string]*Inode, len(tr.Nodes))
+	for _, n := range tr.Nodes {
+		c := &Inode{Ino: t.newIno(), meta: *n, name: string(n.Name), parent: dir}
+		c.meta.Name = nil
+		if n.Type == repo.NodeFile {
+			cm := c.meta
+			c.committed = &cm
+		}
+		dir.children[c.name] = c
+	}
+	return nil
+}
+
+func (t *Tree) lookupLocked(dir *Inode, name string) (*Inode, error) {
+	if err := t.loadDir(dir); err != nil {
+		return nil, err
+	}
+	c := dir.children[name]
+	if c == nil {
+		return nil, syscall.ENOENT
+	}
+	return c, nil
+}
+
+func (t *Tree) record(rec record) error {
+	if t.journal == nil {
+		return nil
+	}
+	return t.journal.append(rec)
+}
+
+func (t *Tree) changed() {
+	t.mu.Lock()
+	t.dirty = true
+	t.mu.Unlock()
+	if t.opts.OnChange != nil {
+		t.opts.OnChange()
+	}
+}
+
+func newStagingID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

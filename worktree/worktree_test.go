@@ -1,0 +1,161 @@
+package worktree_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/worktree"
+)
+
+func open(t *testing.T, r *repo.Repository, dir string) *worktree.Tree {
+	t.Helper()
+	tr, err := worktree.Open(context.Background(), r, worktree.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func writeFile(t *testing.T, tr *worktree.Tree, dir *worktree.Inode, name string, data []byte, close bool) *worktree.Handle {
+	t.Helper()
+	in, _, err := tr.Create(dir, name, worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := tr.OpenFile(in, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if close {
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
+}
+
+func readFile(t *testing.T, tr *worktree.Tree, path ...string) []byte {
+	t.Helper()
+	in := tr.Root()
+	for _, p := range path {
+		var err error
+		if in, _, err = tr.Lookup(in, p); err != nil {
+			t.Fatalf("lookup %s: %v", p, err)
+		}
+	}
+	h, err := tr.OpenFile(in, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	size := tr.Attr(in).Size
+	buf := make([]byte, size)
+	if n, err := h.ReadAt(buf, 0); (err != nil && err != io.EOF) || uint64(n) != size {
+		t.Fatalf("read %d of %d: %v", n, size, err)
+	}
+	return buf
+}
+
+func TestCommitAndReopen(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := open(t, env.Repo, work)
+	dir, _, err := tr.Create(tr.Root(), "sub", worktree.NewEntry{Type: repo.NodeDir, Mode: 0o755})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 300000)
+	writeFile(t, tr, dir, "big", big, true)
+	writeFile(t, tr, tr.Root(), "small", []byte("hello"), true)
+	if _, _, err := tr.Create(tr.Root(), "small", worktree.NewEntry{Type: repo.NodeFile}); !errors.Is(err, syscall.EEXIST) {
+		t.Fatalf("create over an existing name = %v", err)
+	}
+	if err := tr.Rmdir(tr.Root(), "sub"); !errors.Is(err, syscall.ENOTEMPTY) {
+		t.Fatalf("rmdir of a full directory = %v", err)
+	}
+	if err := tr.Rename(tr.Root(), "small", dir, "moved", 0); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Commit(ctx)
+	if err != nil || snap == nil {
+		t.Fatalf("commit: %v, %v", snap, err)
+	}
+	if files, _ := tr.Pending(); files != 0 {
+		t.Fatalf("%d files pending after commit", files)
+	}
+	// A second client on a fresh cache sees it all.
+	r2, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2 := open(t, r2, t.TempDir())
+	if got := readFile(t, tr2, "sub", "big"); !bytes.Equal(got, big) {
+		t.Fatal("big file differs")
+	}
+	if got := readFile(t, tr2, "sub", "moved"); string(got) != "hello" {
+		t.Fatalf("moved file = %q", got)
+	}
+	if _, _, err := tr2.Lookup(tr2.Root(), "small"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("renamed-away name still there: %v", err)
+	}
+}
+
+// TestCrashReplay: changes made and closed but never committed are found
+// again by the next Tree on the same work directory, and then committed.
+func TestCrashReplay(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := open(t, env.Repo, work)
+	writeFile(t, tr, tr.Root(), "committed", []byte("v1"), true)
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// After the commit: overwrite, create, delete, rename; then "crash".
+	in, _, _ := tr.Lookup(tr.Root(), "committed")
+	h, _ := tr.OpenFile(in, true, true)
+	h.WriteAt([]byte("version two"), 0)
+	h.Close()
+	writeFile(t, tr, tr.Root(), "new", []byte("queued"), true)
+	writeFile(t, tr, tr.Root(), "gone", []byte("x"), true)
+	tr.Unlink(tr.Root(), "gone")
+	tr.Rename(tr.Root(), "new", tr.Root(), "renamed", 0)
+	writeFile(t, tr, tr.Root(), "open-at-crash", []byte("partial"), false) // never closed
+
+	tr2 := open2(t, env.Repo, work)
+	if got := readFile(t, tr2, "committed"); string(got) != "version two" {
+		t.Fatalf("overwritten file after replay = %q", got)
+	}
+	if got := readFile(t, tr2, "renamed"); string(got) != "queued" {
+		t.Fatalf("queued file after replay = %q", got)
+	}
+	if _, _, err := tr2.Lookup(tr2.Root(), "gone"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatal("deleted file came back")
+	}
+	if _, err := tr2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Replaying twice (a crash right after a replay) changes nothing.
+	tr3 := open2(t, env.Repo, work)
+	if got := readFile(t, tr3, "renamed"); string(got) != "queued" {
+		t.Fatalf("after second replay = %q", got)
+	}
+	r2, _ := env.Reopen(t, t.TempDir(), false)
+	tr4 := open2(t, r2, filepath.Join(t.TempDir(), "w"))
+	if got := readFile(t, tr4, "committed"); string(got) != "version two" {
+		t.Fatalf("remote after replayed commit = %q", got)
+	}
+}
+
+func open2(t *testing.T, r *repo.Repository, dir string) *worktree.Tree { return open(t, r, dir) }
