@@ -157,3 +157,30 @@ func (h *Handle) Close() error {
 	}
 	return err
 }
+
+// Allocate reserves space in the staging copy, as fallocate(2) with mode.
+func (h *Handle) Allocate(off, size uint64, mode uint32) error {
+	if !h.write {
+		return syscall.EBADF
+	}
+	t, in := h.t, h.in
+	t.mu.Lock()
+	f := in.file
+	t.mu.Unlock()
+	if f == nil {
+		return syscall.EIO
+	}
+	if err := syscall.Fallocate(int(f.Fd()), mode, int64(off), int64(size)); err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	in.meta.Size = uint64(fi.Size())
+	in.gen++
+	h.wrote = true
+	t.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,392 @@
+// Package fs is the FUSE filesystem of a sealfs mount, on go-fuse/v2: it
+// translates kernel requests into operations on a worktree.Tree and maps
+// their errors to errno values. Everything else (chunking, encryption, the
+// journal, commits) happens below it.
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/worktree"
+)
+
+// StatusXattr is the extended attribute of the mount's root that holds the
+// daemon's status as JSON; `sealfs status` reads it.
+const StatusXattr = "user.sealfs.status"
+
+// Options configure the filesystem.
+type Options struct {
+	Log *slog.Logger
+	// Status returns the status document served as StatusXattr.
+	Status func() []byte
+	// SyncRemote, when set, is called by fsync to commit to the remote and
+	// wait for it (--sync=remote). Otherwise fsync makes data durable in
+	// the local staging area and journal.
+	SyncRemote func(ctx context.Context) error
+	// Statfs fills in the free-space figures (those of the cache disk).
+	Statfs func(out *fuse.StatfsOut)
+}
+
+// FS is the filesystem; Root returns its root node for gofs.Mount.
+type FS struct {
+	tree *worktree.Tree
+	opts Options
+}
+
+// New returns a filesystem over t.
+func New(t *worktree.Tree, o Options) *FS {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &FS{tree: t, opts: o}
+}
+
+// Root returns the root node.
+func (f *FS) Root() gofs.InodeEmbedder { return &node{fs: f, wi: f.tree.Root()} }
+
+// node is one inode of the mount.
+type node struct {
+	gofs.Inode
+	fs *FS
+	wi *worktree.Inode
+}
+
+var (
+	_ gofs.NodeLookuper    = (*node)(nil)
+	_ gofs.NodeGetattrer   = (*node)(nil)
+	_ gofs.NodeSetattrer   = (*node)(nil)
+	_ gofs.NodeReaddirer   = (*node)(nil)
+	_ gofs.NodeMkdirer     = (*node)(nil)
+	_ gofs.NodeMknoder     = (*node)(nil)
+	_ gofs.NodeCreater     = (*node)(nil)
+	_ gofs.NodeSymlinker   = (*node)(nil)
+	_ gofs.NodeReadlinker  = (*node)(nil)
+	_ gofs.NodeUnlinker    = (*node)(nil)
+	_ gofs.NodeRmdirer     = (*node)(nil)
+	_ gofs.NodeRenamer     = (*node)(nil)
+	_ gofs.NodeLinker      = (*node)(nil)
+	_ gofs.NodeOpener      = (*node)(nil)
+	_ gofs.NodeStatfser    = (*node)(nil)
+	_ gofs.NodeGetxattrer  = (*node)(nil)
+	_ gofs.NodeListxattrer = (*node)(nil)
+	_ gofs.FileReader      = (*handle)(nil)
+	_ gofs.FileWriter      = (*handle)(nil)
+	_ gofs.FileFlusher     = (*handle)(nil)
+	_ gofs.FileReleaser    = (*handle)(nil)
+	_ gofs.FileFsyncer     = (*handle)(nil)
+	_ gofs.FileAllocater   = (*handle)(nil)
+)
+
+// errno maps an error to an errno, logging what is not a plain POSIX
+// failure. A failed verification of remote data is EIO, never wrong data.
+func (f *FS) errno(op string, err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, repo.ErrIntegrity):
+		f.opts.Log.Error("integrity error: refusing to return unverified data", "op", op, "err", err)
+		return syscall.EIO
+	case errors.Is(err, repo.ErrReadOnly):
+		return syscall.EROFS
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	}
+	f.opts.Log.Error("operation failed", "op", op, "err", err)
+	return syscall.EIO
+}
+
+func typeBits(t repo.NodeType) uint32 {
+	switch t {
+	case repo.NodeDir:
+		return syscall.S_IFDIR
+	case repo.NodeSymlink:
+		return syscall.S_IFLNK
+	case repo.NodeFIFO:
+		return syscall.S_IFIFO
+	case repo.NodeCharDev:
+		return syscall.S_IFCHR
+	case repo.NodeBlockDev:
+		return syscall.S_IFBLK
+	case repo.NodeSocket:
+		return syscall.S_IFSOCK
+	}
+	return syscall.S_IFREG
+}
+
+func nodeType(mode uint32) repo.NodeType {
+	switch mode & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		return repo.NodeDir
+	case syscall.S_IFLNK:
+		return repo.NodeSymlink
+	case syscall.S_IFIFO:
+		return repo.NodeFIFO
+	case syscall.S_IFCHR:
+		return repo.NodeCharDev
+	case syscall.S_IFBLK:
+		return repo.NodeBlockDev
+	case syscall.S_IFSOCK:
+		return repo.NodeSocket
+	}
+	return repo.NodeFile
+}
+
+func fillAttr(a worktree.Attr, out *fuse.Attr) {
+	out.Ino = a.Ino
+	out.Mode = typeBits(a.Type) | a.Mode
+	out.Size = a.Size
+	out.Blocks = (a.Size + 511) / 512
+	out.Blksize = 4096
+	out.Nlink = a.Nlink
+	out.Uid, out.Gid = a.UID, a.GID
+	out.Rdev = uint32(a.Rdev)
+	mt := time.Unix(0, a.MtimeNs)
+	at := time.Unix(0, a.AtimeNs)
+	out.SetTimes(&at, &mt, &mt)
+}
+
+func (n *node) child(ctx context.Context, wi *worktree.Inode, a worktree.Attr, out *fuse.EntryOut) *gofs.Inode {
+	fillAttr(a, &out.Attr)
+	return n.NewInode(ctx, &node{fs: n.fs, wi: wi}, gofs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
+}
+
+func caller(ctx context.Context) (uint32, uint32) {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return c.Uid, c.Gid
+	}
+	return 0, 0
+}
+
+// Lookup finds a directory entry.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	wi, a, err := n.fs.tree.Lookup(n.wi, name)
+	if err != nil {
+		return nil, n.fs.errno("lookup", err)
+	}
+	return n.child(ctx, wi, a, out), 0
+}
+
+// Getattr returns the attributes.
+func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillAttr(n.fs.tree.Attr(n.wi), &out.Attr)
+	return 0
+}
+
+// Setattr changes mode, owner, size or times. The kernel has checked the
+// caller's permission (the mount uses default_permissions).
+func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	var s worktree.SetAttr
+	if m, ok := in.GetMode(); ok {
+		s.Mode = &m
+	}
+	if u, ok := in.GetUID(); ok {
+		s.UID = &u
+	}
+	if g, ok := in.GetGID(); ok {
+		s.GID = &g
+	}
+	if sz, ok := in.GetSize(); ok {
+		s.Size = &sz
+	}
+	if t, ok := in.GetATime(); ok {
+		ns := t.UnixNano()
+		s.AtimeNs = &ns
+	}
+	if t, ok := in.GetMTime(); ok {
+		ns := t.UnixNano()
+		s.MtimeNs = &ns
+	}
+	a, err := n.fs.tree.SetAttr(n.wi, s)
+	if err != nil {
+		return n.fs.errno("setattr", err)
+	}
+	fillAttr(a, &out.Attr)
+	return 0
+}
+
+// Readdir lists a directory.
+func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	entries, err := n.fs.tree.ReadDir(n.wi)
+	if err != nil {
+		return nil, n.fs.errno("readdir", err)
+	}
+	list := make([]fuse.DirEntry, len(entries))
+	for i, e := range entries {
+		list[i] = fuse.DirEntry{Name: e.Name, Ino: e.Attr.Ino, Mode: typeBits(e.Attr.Type)}
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+func (n *node) create(ctx context.Context, name string, e worktree.NewEntry, out *fuse.EntryOut) (*gofs.Inode, *worktree.Inode, syscall.Errno) {
+	e.UID, e.GID = caller(ctx)
+	wi, a, err := n.fs.tree.Create(n.wi, name, e)
+	if err != nil {
+		return nil, nil, n.fs.errno("create", err)
+	}
+	return n.child(ctx, wi, a, out), wi, 0
+}
+
+// Mkdir makes a directory.
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	in, _, errno := n.create(ctx, name, worktree.NewEntry{Type: repo.NodeDir, Mode: mode}, out)
+	return in, errno
+}
+
+// Mknod makes a fifo, socket or device node (kept as metadata).
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	in, _, errno := n.create(ctx, name, worktree.NewEntry{Type: nodeType(mode), Mode: mode, Rdev: uint64(dev)}, out)
+	return in, errno
+}
+
+// Symlink makes a symbolic link.
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	in, _, errno := n.create(ctx, name, worktree.NewEntry{Type: repo.NodeSymlink, Mode: 0o777, Target: []byte(target)}, out)
+	return in, errno
+}
+
+// Readlink returns a symlink's target.
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	t, err := n.fs.tree.Readlink(n.wi)
+	return t, n.fs.errno("readlink", err)
+}
+
+// Create makes and opens a regular file.
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	in, wi, errno := n.create(ctx, name, worktree.NewEntry{Type: repo.NodeFile, Mode: mode}, out)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	h, err := n.fs.tree.OpenFile(wi, true, false)
+	if err != nil {
+		return nil, nil, 0, n.fs.errno("create", err)
+	}
+	return in, &handle{fs: n.fs, h: h}, 0, 0
+}
+
+// Unlink removes a file.
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return n.fs.errno("unlink", n.fs.tree.Unlink(n.wi, name))
+}
+
+// Rmdir removes an empty directory.
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return n.fs.errno("rmdir", n.fs.tree.Rmdir(n.wi, name))
+}
+
+// Rename moves an entry, replacing the target.
+func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	return n.fs.errno("rename", n.fs.tree.Rename(n.wi, name, np.wi, newName, flags))
+}
+
+// Link is not supported: each file has one name in a sealfs mount.
+func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.ENOTSUP
+}
+
+// Open opens a regular file.
+func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	h, err := n.fs.tree.OpenFile(n.wi, write, flags&syscall.O_TRUNC != 0)
+	if err != nil {
+		return nil, 0, n.fs.errno("open", err)
+	}
+	return &handle{fs: n.fs, h: h}, 0, 0
+}
+
+// Statfs reports the cache disk's free space: that is where writes queue.
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	if n.fs.opts.Statfs != nil {
+		n.fs.opts.Statfs(out)
+	}
+	out.NameLen = 255
+	return 0
+}
+
+// Getxattr serves the status document on the root.
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if n.wi != n.fs.tree.Root() || attr != StatusXattr || n.fs.opts.Status == nil {
+		return 0, syscall.ENODATA
+	}
+	doc := n.fs.opts.Status()
+	if len(dest) == 0 {
+		return uint32(len(doc)), 0
+	}
+	if len(dest) < len(doc) {
+		return uint32(len(doc)), syscall.ERANGE
+	}
+	return uint32(copy(dest, doc)), 0
+}
+
+// Listxattr lists no attributes (the status one is hidden).
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	return 0, 0
+}
+
+// handle is an open file.
+type handle struct {
+	fs *FS
+	h  *worktree.Handle
+}
+
+// Read reads at an offset.
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.h.ReadAt(dest, off)
+	if err != nil && n == 0 && !errors.Is(err, errEOF) {
+		return nil, h.fs.errno("read", err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// Write writes at an offset.
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := h.h.WriteAt(data, off)
+	if err != nil {
+		return uint32(n), h.fs.errno("write", err)
+	}
+	return uint32(n), 0
+}
+
+// Flush runs at every close(2) of a descriptor.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	return h.fs.errno("flush", h.h.Flush())
+}
+
+// Fsync makes the file durable: locally, or on the remote with --sync=remote.
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if err := h.h.Sync(); err != nil {
+		return h.fs.errno("fsync", err)
+	}
+	if h.fs.opts.SyncRemote != nil {
+		return h.fs.errno("fsync", h.fs.opts.SyncRemote(ctx))
+	}
+	return 0
+}
+
+// Release runs when the last descriptor is closed.
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	return h.fs.errno("release", h.h.Close())
+}
+
+var errEOF = io.EOF
+
+// Allocate preallocates space, as fallocate(2).
+func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	return h.fs.errno("fallocate", h.h.Allocate(off, size, mode))
+}

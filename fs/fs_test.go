@@ -1,0 +1,100 @@
+package fs_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/hanwen/go-fuse/v2/posixtest"
+
+	sealfs "github.com/sealfs/sealfs/fs"
+	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/worktree"
+)
+
+// mount mounts a fresh repository in-process at a temporary directory and
+// unmounts it at cleanup, failing the test if it will not go.
+func mount(t *testing.T) (string, *worktree.Tree, *testutil.Env) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root here")
+	}
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	tr, err := worktree.Open(context.Background(), env.Repo, worktree.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	one := time.Second
+	srv, err := gofs.Mount(dir, sealfs.New(tr, sealfs.Options{}).Root(), &gofs.Options{
+		EntryTimeout: &one, AttrTimeout: &one, NegativeTimeout: &one,
+		MountOptions: fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true, Options: []string{"default_permissions"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	return dir, tr, env
+}
+
+// TestPosix runs go-fuse's POSIX behaviour suite on a mount.
+func TestPosix(t *testing.T) {
+	skip := map[string]string{
+		"Link":                "hard links are not supported (ENOTSUP)",
+		"LinkUnlinkRename":    "hard links are not supported (ENOTSUP)",
+		"NlinkZero":           "needs hard links",
+		"XAttr":               "xattrs are not stored yet",
+		"XAttrLarge":          "xattrs are not stored yet",
+		"FcntlFlockLocksFile": "locks are not forwarded",
+		"FcntlFlockSetLk":     "locks are not forwarded",
+		"DirectIO":            "no direct I/O mode",
+	}
+	for name, test := range posixtest.All {
+		t.Run(name, func(t *testing.T) {
+			if why, ok := skip[name]; ok {
+				t.Skip(why)
+			}
+			dir, _, _ := mount(t)
+			test(t, dir)
+		})
+	}
+}
+
+func TestWriteCommitRead(t *testing.T) {
+	dir, tr, env := mount(t)
+	data := bytes.Repeat([]byte("sealfs "), 500000)
+	if err := os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a", "b", "f"), data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("b/f", filepath.Join(dir, "a", "link")); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Commit(context.Background())
+	if err != nil || snap == nil {
+		t.Fatalf("commit: %v", err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "a", "link"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read through the mount after commit: %v", err)
+	}
+	r2, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Latest().Files != 1 {
+		t.Fatalf("snapshot holds %d files", r2.Latest().Files)
+	}
+}
