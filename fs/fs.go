@@ -334,6 +334,17 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	return uint32(copy(dest, doc)), 0
 }
 
+// Setxattr is not supported yet: tools such as cp -a and rsync -X treat
+// ENOTSUP as "this filesystem has no xattrs" and go on.
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return syscall.ENOTSUP
+}
+
+// Removexattr is not supported yet, like Setxattr.
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	return syscall.ENOTSUP
+}
+
 // Listxattr lists no attributes (the status one is hidden).
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	return 0, 0

@@ -32,9 +32,12 @@ func (u usageError) Unwrap() error { return u.error }
 // exitCode maps an error to the exit code documented in docs/CLI.md.
 func exitCode(err error) int {
 	var ue usageError
+	var ee daemonExit
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.Is(err, crypt.ErrCodeTypo):

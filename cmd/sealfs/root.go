@@ -52,7 +52,7 @@ the SEALFS_RECOVERY_CODE environment variable, or from a prompt on the terminal.
 	pf.StringVar(&g.codeFile, "code-file", "", "file holding the recovery code")
 	pf.BoolVar(&g.acceptRollback, "accept-rollback", false, "accept a remote whose newest snapshot is older than one seen before")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newInitCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newBackupCmd(g), newRestoreCmd(g))
+	root.AddCommand(newInitCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g))
 	return root
 }
 

@@ -21,10 +21,11 @@ var allowed = map[string][]string{
 	"repo":              {"crypt", "chunker", "remote"},
 	"worktree":          {"repo", "crypt", "archiver"},
 	"fs":                {"worktree", "repo", "crypt"},
+	"daemon":            {"fs", "worktree", "repo", "crypt"},
 	"archiver":          {"repo", "crypt"},
 	"internal/testutil": {"crypt", "remote", "repo"},
 	"internal/layering": {},
-	"cmd/sealfs":        {"crypt", "chunker", "remote", "repo", "archiver", "worktree", "fs"},
+	"cmd/sealfs":        {"crypt", "chunker", "remote", "repo", "archiver", "worktree", "fs", "daemon"},
 	"test":              {"crypt", "remote", "repo", "archiver", "internal/testutil", "worktree", "fs"},
 }
 

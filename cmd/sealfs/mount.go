@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/daemon"
+	sealfs "github.com/sealfs/sealfs/fs"
+	"github.com/sealfs/sealfs/repo"
+)
+
+type mountFlags struct {
+	foreground   bool
+	readOnly     bool
+	breakLease   bool
+	allowOther   bool
+	commitDelay  time.Duration
+	drainTimeout time.Duration
+	sync         string
+	logFile      string
+	readyFD      int // internal: the background child reports readiness here
+	codeFD       int // internal: the background child reads the code here
+}
+
+func newMountCmd(g *globals) *cobra.Command {
+	var mf mountFlags
+	cmd := &cobra.Command{
+		Use:   "mount [flags] REMOTE MOUNTPOINT",
+		Short: "Mount the repository as a folder; writes are encrypted and uploaded",
+		Long: `Mount the repository's newest snapshot read-write at MOUNTPOINT. Programs write
+there as into any folder; sealfs chunks and encrypts what they write, queues it
+in the cache directory, and commits a new snapshot after a quiet period
+(--commit-delay), on fsync with --sync=remote, and on unmount.
+
+The command returns once the mount is ready and the daemon runs in the
+background (logging to --log-file); --foreground keeps it attached (systemd).
+Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if mf.sync != "local" && mf.sync != "remote" {
+				return usageError{fmt.Errorf("--sync must be local or remote, not %q", mf.sync)}
+			}
+			if fi, err := os.Stat(args[1]); err != nil && !errors.Is(err, syscall.ENOTCONN) {
+				return usageError{fmt.Errorf("mount point %s: %w", args[1], err)}
+			} else if err == nil && !fi.IsDir() {
+				return usageError{fmt.Errorf("mount point %s is not a directory", args[1])}
+			}
+			if mf.foreground {
+				return runForeground(cmd, g, &mf, args[0], args[1])
+			}
+			return runBackground(cmd, g, &mf, args)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&mf.foreground, "foreground", false, "stay attached (for systemd); log to stderr")
+	f.BoolVar(&mf.readOnly, "read-only", false, "mount read-only, without taking the writer lease")
+	f.BoolVar(&mf.breakLease, "break-lease", false, "take the writer lease even if another writer holds it (only if it is gone)")
+	f.BoolVar(&mf.allowOther, "allow-other", false, "let other users see the mount (the kernel still checks file modes)")
+	f.DurationVar(&mf.commitDelay, "commit-delay", 5*time.Second, "quiet period after the last change before a commit")
+	f.DurationVar(&mf.drainTimeout, "drain-timeout", 5*time.Minute, "how long unmounting may spend uploading what is queued")
+	f.StringVar(&mf.sync, "sync", "local", "what fsync waits for: local (the local queue) or remote (a commit)")
+	f.StringVar(&mf.logFile, "log-file", "", "daemon log in the background (default: in the cache directory)")
+	f.IntVar(&mf.readyFD, "ready-fd", 0, "")
+	f.IntVar(&mf.codeFD, "code-fd", 0, "")
+	f.MarkHidden("ready-fd")
+	f.MarkHidden("code-fd")
+	return cmd
+}
+
+// runBackground reads the code, starts the daemon as a child process and
+// waits until it reports that the mount is ready (or why it failed).
+func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string) error {
+	ctx := cmd.Context()
+	rem, err := g.openRemote(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if _, err := repo.ReadConfig(ctx, rem); err != nil {
+		return err
+	}
+	code, err := g.readCode()
+	if err != nil {
+		return err
+	}
+	logFile := mf.logFile
+	if logFile == "" {
+		base := g.cacheDir
+		if base == "" {
+			if base, err = repo.DefaultCacheDir(); err != nil {
+				return err
+			}
+		}
+		abs, _ := filepath.Abs(args[1])
+		logFile = filepath.Join(base, "mount"+strings.ReplaceAll(abs, "/", "-")+".log")
+	}
+	if err := os.MkdirAll(filepath.Dir(logFile), 0o700); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("failed to open the log file: %w", err)
+	}
+	defer logf.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	codeR, codeW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	childArgs := append(append([]string{}, os.Args[1:]...), "--foreground", "--ready-fd", "3", "--code-fd", "4")
+	child := exec.Command(self, childArgs...)
+	child.Stdin, child.Stdout, child.Stderr = nil, logf, logf
+	child.ExtraFiles = []*os.File{readyW, codeR}
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	child.Env = withoutEnv(os.Environ(), codeEnv)
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("failed to start the mount daemon: %w", err)
+	}
+	readyW.Close()
+	codeR.Close()
+	// The code goes through a pipe: never an argument or the environment.
+	io.WriteString(codeW, code.Reveal()+"\n")
+	codeW.Close()
+	line, _ := bufio.NewReader(readyR).ReadString('\n')
+	readyR.Close()
+	line = strings.TrimSpace(line)
+	switch {
+	case line == "ready":
+		fmt.Fprintf(cmd.OutOrStdout(), "mounted %s at %s (daemon pid %d, log %s)\nstop it with: sealfs umount %s\n", args[0], args[1], child.Process.Pid, logFile, args[1])
+		child.Process.Release()
+		return nil
+	case strings.HasPrefix(line, "error "):
+		child.Wait()
+		parts := strings.SplitN(line, " ", 3)
+		n, _ := strconv.Atoi(parts[1])
+		msg := ""
+		if len(parts) > 2 {
+			msg = parts[2]
+		}
+		return daemonExit{code: n, msg: msg}
+	}
+	child.Wait()
+	return fmt.Errorf("the mount daemon stopped before the mount was ready; see %s", logFile)
+}
+
+// daemonExit carries an exit code reported by the background daemon.
+type daemonExit struct {
+	code int
+	msg  string
+}
+
+func (e daemonExit) Error() string { return e.msg }
+
+func withoutEnv(env []string, name string) []string {
+	out := env[:0:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, name+"=") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// runForeground mounts and serves until unmounted or signalled.
+func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mountpoint string) (err error) {
+	var ready *os.File
+	if mf.readyFD > 0 {
+		ready = os.NewFile(uintptr(mf.readyFD), "ready")
+		defer func() {
+			if err != nil {
+				fmt.Fprintf(ready, "error %d %s\n", exitCode(err), strings.ReplaceAll(err.Error(), "\n", " "))
+			}
+			ready.Close()
+		}()
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx := context.Background()
+	rem, err := g.openRemote(ctx, source)
+	if err != nil {
+		return err
+	}
+	if _, err := repo.ReadConfig(ctx, rem); err != nil {
+		return err
+	}
+	var code crypt.RecoveryCode
+	if mf.codeFD > 0 {
+		b, _ := io.ReadAll(io.LimitReader(os.NewFile(uintptr(mf.codeFD), "code"), 1024))
+		code, err = crypt.ParseRecoveryCode(string(b))
+	} else {
+		code, err = g.readCode()
+	}
+	if err != nil {
+		return err
+	}
+	r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: code}, g.options())
+	if err != nil {
+		return err
+	}
+	if !mf.readOnly {
+		if err := r.Lock(ctx, mf.breakLease); err != nil {
+			if errors.Is(err, repo.ErrLocked) {
+				return fmt.Errorf("%w (mount with --read-only to look without writing)", err)
+			}
+			return err
+		}
+	}
+	abs, _ := filepath.Abs(mountpoint)
+	d, err := daemon.Start(ctx, daemon.Config{
+		Repo: r, Source: source, Mountpoint: abs, ReadOnly: mf.readOnly, CommitDelay: mf.commitDelay,
+		SyncRemote: mf.sync == "remote", AllowOther: mf.allowOther, DrainTimeout: mf.drainTimeout, Log: log,
+	})
+	if err != nil {
+		if !mf.readOnly {
+			r.Unlock(ctx)
+		}
+		return err
+	}
+	log.Info("mounted", "remote", source, "mountpoint", abs, "repository", r.ID().String(), "read_only", mf.readOnly)
+	if ready != nil {
+		fmt.Fprintln(ready, "ready")
+		ready.Close()
+		ready = nil
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	unmounted := make(chan struct{})
+	go func() { d.Wait(); close(unmounted) }()
+	select {
+	case s := <-sig:
+		log.Info("stopping: committing and draining the queue", "signal", s.String())
+	case <-unmounted:
+		log.Info("unmounted from outside: committing and draining the queue")
+	}
+	err = d.Stop()
+	log.Info("stopped")
+	return err
+}
+
+func newUmountCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "umount MOUNTPOINT",
+		Short: "Commit, drain the upload queue and unmount",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mp := args[0]
+			st, err := readStatus(mp)
+			if err != nil {
+				if daemon.CleanStaleMount(mp, nil) {
+					fmt.Fprintf(cmd.OutOrStdout(), "cleaned up the dead mount at %s (its daemon was gone; what it had queued goes up at the next mount)\n", mp)
+					return nil
+				}
+				return fmt.Errorf("%s is not a sealfs mount: %w", mp, err)
+			}
+			if err := syscall.Kill(st.PID, syscall.SIGTERM); err != nil {
+				return fmt.Errorf("failed to signal the daemon (pid %d): %w", st.PID, err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "unmounting %s: committing and uploading %d queued files (%s)...\n", mp, st.PendingFiles, humanBytes(st.PendingBytes))
+			deadline := time.Now().Add(timeout)
+			for processAlive(st.PID) {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("the daemon (pid %d) is still draining after %v; it keeps going in the background", st.PID, timeout)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			var final daemon.Status
+			if b, err := os.ReadFile(filepath.Join(st.StateDir, daemon.ExitStatusFile)); err == nil && json.Unmarshal(b, &final) == nil {
+				if final.PendingFiles > 0 || final.LastError != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "unmounted %s; %d files (%s) are still queued locally and go up at the next mount (last error: %s)\n",
+						mp, final.PendingFiles, humanBytes(final.PendingBytes), final.LastError)
+					return nil
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "unmounted %s; everything is committed as snapshot %d\n", mp, final.SnapshotSeq)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "unmounted %s\n", mp)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the daemon to drain and stop")
+	return cmd
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status MOUNTPOINT",
+		Short: "Show a mount's snapshot, upload queue, last error and lease",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := readStatus(args[0])
+			if err != nil {
+				return fmt.Errorf("%s is not a live sealfs mount: %w", args[0], err)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				b, _ := json.MarshalIndent(st, "", "  ")
+				fmt.Fprintln(out, string(b))
+				return nil
+			}
+			fmt.Fprintf(out, "mount:       %s (daemon pid %d)\nremote:      %s\nrepository:  %s\nsnapshot:    %d\n", st.Mountpoint, st.PID, st.Remote, st.Repository, st.SnapshotSeq)
+			fmt.Fprintf(out, "queued:      %d files, %s\ncommitting:  %v\n", st.PendingFiles, humanBytes(st.PendingBytes), st.Committing)
+			if !st.LastCommit.IsZero() {
+				fmt.Fprintf(out, "last commit: %s\n", st.LastCommit.Local().Format(time.DateTime))
+			}
+			if st.LastError != "" {
+				fmt.Fprintf(out, "last error:  %s\n", st.LastError)
+			}
+			fmt.Fprintf(out, "lease:       %s\n", st.Lease)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	return cmd
+}
+
+func readStatus(mountpoint string) (*daemon.Status, error) {
+	buf := make([]byte, 64<<10)
+	n, err := unix.Getxattr(mountpoint, sealfs.StatusXattr, buf)
+	if err != nil {
+		return nil, err
+	}
+	var st daemon.Status
+	if err := json.Unmarshal(buf[:n], &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return !errors.Is(err, syscall.ESRCH)
+	}
+	// A zombie child counts as gone.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(b), ") Z ")
+}

@@ -1,0 +1,304 @@
+// Package daemon runs a sealfs mount: it opens the worktree over an unlocked
+// repository, mounts the FUSE filesystem, commits after a quiet period (with
+// backoff while the remote fails), serves the status document, and on stop
+// drains what is queued within a time limit before it unmounts.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	sealfs "github.com/sealfs/sealfs/fs"
+	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/worktree"
+)
+
+// Config is what a mount needs.
+type Config struct {
+	Repo         *repo.Repository
+	Source       string // the remote as the user named it
+	Mountpoint   string
+	ReadOnly     bool
+	CommitDelay  time.Duration // quiet period before a commit
+	SyncRemote   bool          // fsync waits for a commit to the remote
+	AllowOther   bool
+	DrainTimeout time.Duration // how long a stop may spend uploading
+	Log          *slog.Logger
+}
+
+// Status is the document `sealfs status` shows.
+type Status struct {
+	PID          int       `json:"pid"`
+	Remote       string    `json:"remote"`
+	Repository   string    `json:"repository"`
+	Mountpoint   string    `json:"mountpoint"`
+	ReadOnly     bool      `json:"read_only"`
+	SnapshotSeq  uint64    `json:"snapshot_seq"`
+	PendingFiles int       `json:"pending_files"`
+	PendingBytes uint64    `json:"pending_bytes"`
+	Committing   bool      `json:"committing"`
+	LastCommit   time.Time `json:"last_commit,omitzero"`
+	LastError    string    `json:"last_error,omitempty"`
+	Lease        string    `json:"lease"`
+	StateDir     string    `json:"state_dir"`
+}
+
+// ExitStatusFile is written to the state directory when the daemon stops.
+const ExitStatusFile = "exit-status.json"
+
+// Daemon is a running mount.
+type Daemon struct {
+	cfg  Config
+	tree *worktree.Tree
+	srv  *fuse.Server
+
+	lastChange atomic.Int64
+	committing atomic.Bool
+	mu         sync.Mutex
+	lastCommit time.Time
+	lastErr    error
+	stopLoop   chan struct{}
+	loopDone   chan struct{}
+}
+
+// Start mounts the repository and returns once the mount answers.
+func Start(ctx context.Context, cfg Config) (*Daemon, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CommitDelay <= 0 {
+		cfg.CommitDelay = 5 * time.Second
+	}
+	CleanStaleMount(cfg.Mountpoint, cfg.Log)
+	d := &Daemon{cfg: cfg, stopLoop: make(chan struct{}), loopDone: make(chan struct{})}
+	tree, err := worktree.Open(context.Background(), cfg.Repo, worktree.Options{
+		Dir: filepath.Join(cfg.Repo.StateDir(), "work"), ReadOnly: cfg.ReadOnly, Log: cfg.Log,
+		OnChange: func() { d.lastChange.Store(time.Now().UnixNano()) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.tree = tree
+	fo := sealfs.Options{Log: cfg.Log, Status: d.statusJSON, Statfs: d.statfs}
+	if cfg.SyncRemote {
+		fo.SyncRemote = func(ctx context.Context) error { _, err := d.commit(ctx); return err }
+	}
+	one := time.Second
+	mo := fuse.MountOptions{
+		FsName: cfg.Source, Name: "sealfs", AllowOther: cfg.AllowOther,
+		Options:     []string{"default_permissions"},
+		MaxWrite:    1 << 20,
+		DirectMount: os.Geteuid() == 0,
+	}
+	if cfg.ReadOnly {
+		mo.Options = append(mo.Options, "ro")
+	}
+	d.srv, err = gofs.Mount(cfg.Mountpoint, sealfs.New(tree, fo).Root(), &gofs.Options{
+		EntryTimeout: &one, AttrTimeout: &one, NegativeTimeout: &one, MountOptions: mo,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to mount at %s: %w", cfg.Mountpoint, err)
+	}
+	go d.commitLoop()
+	// Something replayed from the journal goes up soon.
+	if tree.Dirty() {
+		d.lastChange.Store(time.Now().UnixNano())
+	}
+	return d, nil
+}
+
+// Wait blocks until the filesystem is unmounted (by Stop, or by umount(8)).
+func (d *Daemon) Wait() { d.srv.Wait() }
+
+// commit commits now, one at a time, and records the outcome.
+func (d *Daemon) commit(ctx context.Context) (*repo.Snapshot, error) {
+	d.committing.Store(true)
+	defer d.committing.Store(false)
+	s, err := d.tree.Commit(ctx)
+	d.mu.Lock()
+	d.lastErr = err
+	if err == nil && s != nil {
+		d.lastCommit = time.Now()
+	}
+	d.mu.Unlock()
+	if err != nil {
+		d.cfg.Log.Warn("commit failed; the changes stay queued locally and are retried", "err", err)
+	} else if s != nil {
+		files, bytes := d.tree.Pending()
+		d.cfg.Log.Info("committed", "snapshot", s.Seq, "still_queued_files", files, "still_queued_bytes", bytes)
+	}
+	return s, err
+}
+
+// commitLoop commits after a quiet period, backing off while it fails.
+func (d *Daemon) commitLoop() {
+	defer close(d.loopDone)
+	if d.cfg.ReadOnly {
+		<-d.stopLoop
+		return
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	backoff := time.Duration(0)
+	var next time.Time
+	for {
+		select {
+		case <-d.stopLoop:
+			return
+		case <-tick.C:
+		}
+		quiet := time.Since(time.Unix(0, d.lastChange.Load())) >= d.cfg.CommitDelay
+		if !d.tree.Dirty() || !quiet || time.Now().Before(next) {
+			continue
+		}
+		if _, err := d.commit(context.Background()); err != nil {
+			backoff = min(max(2*backoff, time.Second), 5*time.Minute)
+			next = time.Now().Add(backoff)
+			continue
+		}
+		backoff = 0
+	}
+}
+
+// Stop commits and drains the queue within the drain timeout, unmounts,
+// and releases the lease. It reports what is still queued: it stays in
+// the local journal and goes up at the next mount.
+func (d *Daemon) Stop() error {
+	close(d.stopLoop)
+	<-d.loopDone
+	timeout := d.cfg.DrainTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	d.drain(ctx)
+	var umountErr error
+	if err := d.srv.Unmount(); err != nil {
+		d.cfg.Log.Warn("mount point is busy; detaching it (open files there stop working)", "mountpoint", d.cfg.Mountpoint, "err", err)
+		if err := syscall.Unmount(d.cfg.Mountpoint, syscall.MNT_DETACH); err != nil {
+			umountErr = fmt.Errorf("failed to unmount %s: %w", d.cfg.Mountpoint, err)
+		}
+	}
+	d.srv.Wait()
+	// Writes that raced with the unmount go up too.
+	d.drain(ctx)
+	files, bytes := d.tree.Pending()
+	if files > 0 || d.tree.Dirty() {
+		d.cfg.Log.Warn("stopped with changes still queued locally; they are uploaded at the next mount", "files", files, "bytes", bytes)
+	}
+	d.writeExitStatus()
+	if !d.cfg.ReadOnly {
+		uctx, ucancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer ucancel()
+		if err := d.cfg.Repo.Unlock(uctx); err != nil {
+			d.cfg.Log.Warn("failed to release the writer lease; it expires by itself", "err", err)
+		}
+	}
+	return umountErr
+}
+
+// drain commits until nothing is dirty or ctx ends.
+func (d *Daemon) drain(ctx context.Context) {
+	if d.cfg.ReadOnly {
+		return
+	}
+	backoff := 200 * time.Millisecond
+	for d.tree.Dirty() && ctx.Err() == nil {
+		if _, err := d.commit(ctx); err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// Status returns the current status.
+func (d *Daemon) Status() Status {
+	files, bytes := d.tree.Pending()
+	s := Status{
+		PID: os.Getpid(), Remote: d.cfg.Source, Repository: d.cfg.Repo.ID().String(), Mountpoint: d.cfg.Mountpoint,
+		ReadOnly: d.cfg.ReadOnly, PendingFiles: files, PendingBytes: bytes, Committing: d.committing.Load(),
+		StateDir: d.cfg.Repo.StateDir(), Lease: "held by this mount",
+	}
+	if d.cfg.ReadOnly {
+		s.Lease = "none (read-only)"
+	}
+	if l := d.cfg.Repo.Latest(); l != nil {
+		s.SnapshotSeq = l.Seq
+	}
+	d.mu.Lock()
+	s.LastCommit = d.lastCommit
+	if d.lastErr != nil {
+		s.LastError = d.lastErr.Error()
+	}
+	d.mu.Unlock()
+	return s
+}
+
+func (d *Daemon) statusJSON() []byte {
+	b, _ := json.Marshal(d.Status())
+	return b
+}
+
+func (d *Daemon) writeExitStatus() {
+	b, _ := json.MarshalIndent(d.Status(), "", "  ")
+	_ = repo.WriteFileAtomic(filepath.Join(d.cfg.Repo.StateDir(), ExitStatusFile), b, 0o600)
+}
+
+// statfs reports the cache disk's space: writes queue there first.
+func (d *Daemon) statfs(out *fuse.StatfsOut) {
+	var st syscall.Statfs_t
+	if syscall.Statfs(d.cfg.Repo.StateDir(), &st) == nil {
+		out.Blocks, out.Bfree, out.Bavail = st.Blocks, st.Bfree, st.Bavail
+		out.Files, out.Ffree = st.Files, st.Ffree
+		out.Bsize, out.Frsize = uint32(st.Bsize), uint32(st.Frsize)
+	}
+}
+
+// CleanStaleMount detaches a dead FUSE mount (left by a killed daemon) at
+// mountpoint, so that it is no obstacle to a new mount.
+func CleanStaleMount(mountpoint string, log *slog.Logger) bool {
+	_, err := os.Stat(mountpoint)
+	if !errors.Is(err, syscall.ENOTCONN) && !isMounted(mountpoint) {
+		return false
+	}
+	if err == nil {
+		return false // a live mount: let the mount attempt report it
+	}
+	if log != nil {
+		log.Warn("cleaning up a dead mount left by a stopped daemon", "mountpoint", mountpoint)
+	}
+	return syscall.Unmount(mountpoint, syscall.MNT_DETACH) == nil
+}
+
+func isMounted(mountpoint string) bool {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return false
+	}
+	abs, _ := filepath.Abs(mountpoint)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[1] == abs && strings.HasPrefix(f[2], "fuse") {
+			return true
+		}
+	}
+	return false
+}
