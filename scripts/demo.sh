@@ -11,6 +11,9 @@ D=demo
 common=(--cache-dir "$D/cache" --code-file "$D/recovery-code")
 
 mkdir -p "$D"
+# A module of its own, so that the Go tooling of the project (./...) never
+# descends into the demo's files.
+[ -f "$D/go.mod" ] || printf 'module sealfsdemo\n' > "$D/go.mod"
 if [ ! -f "$D/remote/config" ]; then
 	echo "== Creating a repository in $D/remote"
 	"$S" init --cache-dir "$D/cache" --code-file "$D/recovery-code" "$D/remote"
@@ -18,10 +21,10 @@ if [ ! -f "$D/remote/config" ]; then
 	echo
 fi
 
-echo "== Backing up a sample folder ($D/sample: this project's sources and docs)"
+echo "== Backing up a sample folder ($D/sample: this project's docs and test vectors)"
 rm -rf "$D/sample"
 mkdir -p "$D/sample"
-cp -a README.md docs cmd crypt repo "$D/sample/"
+cp -a README.md docs testdata "$D/sample/"
 date > "$D/sample/backed-up-at.txt"
 "$S" backup "${common[@]}" "$D/sample" "$D/remote"
 
