@@ -70,8 +70,8 @@ func TestBoundsAndAverage(t *testing.T) {
 		}
 	}
 	avg := len(data) / len(sizes)
-	if avg < 512<<10 || avg > 2<<20 {
-		t.Fatalf("average chunk size %d is far from 1 MiB", avg)
+	if avg < DefaultParams.Avg/2 || avg > 2*DefaultParams.Avg {
+		t.Fatalf("average chunk size %d is far from %d", avg, DefaultParams.Avg)
 	}
 }
 

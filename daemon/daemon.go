@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -272,33 +271,24 @@ func (d *Daemon) statfs(out *fuse.StatfsOut) {
 	}
 }
 
-// CleanStaleMount detaches a dead FUSE mount (left by a killed daemon) at
-// mountpoint, so that it is no obstacle to a new mount.
+// CleanStaleMount detaches dead FUSE mounts (left by killed daemons) at
+// mountpoint, so that they are no obstacle to a new mount. A mount is dead
+// when statfs(2), which the kernel never answers from its caches, says the
+// transport is not connected; dead mounts may be stacked, so it repeats.
 func CleanStaleMount(mountpoint string, log *slog.Logger) bool {
-	_, err := os.Stat(mountpoint)
-	if !errors.Is(err, syscall.ENOTCONN) && !isMounted(mountpoint) {
-		return false
-	}
-	if err == nil {
-		return false // a live mount: let the mount attempt report it
-	}
-	if log != nil {
-		log.Warn("cleaning up a dead mount left by a stopped daemon", "mountpoint", mountpoint)
-	}
-	return syscall.Unmount(mountpoint, syscall.MNT_DETACH) == nil
-}
-
-func isMounted(mountpoint string) bool {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return false
-	}
-	abs, _ := filepath.Abs(mountpoint)
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 2 && f[1] == abs && strings.HasPrefix(f[2], "fuse") {
-			return true
+	cleaned := false
+	for range 16 {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(mountpoint, &st); !errors.Is(err, syscall.ENOTCONN) {
+			return cleaned
 		}
+		if log != nil {
+			log.Warn("cleaning up a dead mount left by a stopped daemon", "mountpoint", mountpoint)
+		}
+		if err := syscall.Unmount(mountpoint, syscall.MNT_DETACH); err != nil {
+			return cleaned
+		}
+		cleaned = true
 	}
-	return false
+	return cleaned
 }

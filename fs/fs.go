@@ -401,3 +401,12 @@ var errEOF = io.EOF
 func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
 	return h.fs.errno("fallocate", h.h.Allocate(off, size, mode))
 }
+
+// Lseek finds data and holes (SEEK_DATA, SEEK_HOLE).
+func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	n, err := h.h.Seek(int64(off), int(whence))
+	if err != nil {
+		return 0, h.fs.errno("lseek", err)
+	}
+	return uint64(n), 0
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -77,9 +78,18 @@ func (r *Repository) writeLease(ctx context.Context, l *Lease) error {
 	return r.remote.Put(ctx, leaseName, sealed)
 }
 
+// processAlive reports whether pid runs on this host; a zombie (killed,
+// not yet reaped) is not running.
 func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // cannot tell: assume it runs
+	}
+	_, state, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(state, "Z")
 }
 
 // Lock takes the writer lease and keeps renewing it until Close. It fails

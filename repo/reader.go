@@ -122,6 +122,9 @@ func (f *FileReader) ReadAt(p []byte, off int64) (int, error) {
 			return total, io.EOF
 		}
 		i := sort.Search(len(f.starts), func(i int) bool { return f.starts[i] > uint64(off) }) - 1
+		if i < 0 || f.starts[i]+f.node.Content[i].Size <= uint64(off) {
+			return total, fmt.Errorf("file content does not cover offset %d of its %d bytes", off, f.node.Size)
+		}
 		e := f.node.Content[i]
 		within := uint64(off) - f.starts[i]
 		n := int(min(uint64(len(p)), e.Size-within))

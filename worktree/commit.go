@@ -114,6 +114,15 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 		t.mu.Unlock()
 		return fail(err)
 	}
+	// The new journal must rebuild, on top of the snapshot being committed,
+	// what that snapshot leaves out: files still being written, and the
+	// staging copies of files changed since they were read. A staging
+	// record whose file is gone at replay means "committed and cleaned".
+	if err := t.restageRecords(next, done); err != nil {
+		next.close()
+		t.mu.Unlock()
+		return fail(err)
+	}
 	t.journal = next
 	t.mu.Unlock()
 
@@ -218,4 +227,31 @@ func countFiles(d *dirCopy) (files, bytes uint64) {
 		}
 	}
 	return files, bytes
+}
+
+// restageRecords writes, for every staged file, the records that bring its
+// staging copy back: create (for a file no snapshot holds yet), stage and
+// its attributes. t.mu is held.
+func (t *Tree) restageRecords(j *journal, done map[*Inode]*stagedJob) error {
+	for in := range t.staged {
+		if in.parent == nil {
+			continue
+		}
+		p := []byte(t.pathOf(in))
+		if in.committed == nil && done[in] == nil {
+			m := in.meta
+			m.Content = nil
+			if err := j.append(record{Op: opCreate, Path: p, Meta: &m}); err != nil {
+				return err
+			}
+		}
+		if err := j.append(record{Op: opStage, Path: p, Staging: in.staging}); err != nil {
+			return err
+		}
+		m := repo.Node{Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, Size: in.meta.Size}
+		if err := j.append(record{Op: opSetattr, Path: p, Meta: &m}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -184,3 +184,31 @@ func (h *Handle) Allocate(off, size uint64, mode uint32) error {
 	t.mu.Unlock()
 	return nil
 }
+
+// Seek answers lseek(2) with SEEK_DATA or SEEK_HOLE (whence 3 or 4), so
+// that tar, cp and rsync find the holes of sparse files.
+func (h *Handle) Seek(off int64, whence int) (int64, error) {
+	const seekData, seekHole = 3, 4
+	t, in := h.t, h.in
+	t.mu.Lock()
+	f, size, content := in.file, int64(in.meta.Size), in.meta.Content
+	t.mu.Unlock()
+	if off < 0 || off >= size {
+		return 0, syscall.ENXIO
+	}
+	if f != nil {
+		return f.Seek(off, whence)
+	}
+	var start int64
+	for _, e := range content {
+		end := start + int64(e.Size)
+		if end > off && ((whence == seekData && !e.Hole) || (whence == seekHole && e.Hole)) {
+			return max(start, off), nil
+		}
+		start = end
+	}
+	if whence == seekHole {
+		return size, nil
+	}
+	return 0, syscall.ENXIO
+}
