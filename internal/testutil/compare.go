@@ -148,4 +148,3 @@ func sameContent(a, b string) error {
 	}
 	return nil
 }
-
