@@ -8,7 +8,7 @@ FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo:FuzzDecodeTree ./repo:FuzzDecodeIndex ./repo:FuzzDecodePackHeader \
             ./repo:FuzzDecodeSnapshot ./repo:FuzzParseConfig
 
-.PHONY: all build test unit fuzz lint bench demo clean
+.PHONY: all build test unit fuzz lint bench demo demo-stop clean
 
 all: build
 
@@ -39,9 +39,13 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 10x -cpu 1 ./chunker ./repo
 
-## demo: build, create a repository in ./demo (first time: prints its recovery code), back up and restore.
+## demo: build, create a repository in ./demo (first time: prints its recovery code), mount it at ./demo/mnt.
 demo: build
 	./scripts/demo.sh
+
+## demo-stop: commit, drain and unmount the demo.
+demo-stop: build
+	$(BIN) umount demo/mnt
 
 clean:
 	rm -rf bin
