@@ -25,7 +25,17 @@ func (r *Repository) LoadBlob(ctx context.Context, t crypt.ObjectType, id crypt.
 		return nil, integrityError(fmt.Sprintf("%s %s", t, id), "the index lists it as a %s", l.Type)
 	}
 	sealed := r.blobFromPacker(l)
+	if sealed == nil && r.blobs != nil {
+		if cached := r.blobs.get(id); cached != nil {
+			if data, err := r.openBlob(t, id, l, cached); err == nil {
+				return data, nil
+			}
+			r.blobs.drop(id) // damaged on local disk: fetch it again
+		}
+	}
+	fetched := false
 	if sealed == nil {
+		fetched = true
 		var err error
 		sealed, err = r.remote.Get(ctx, packName(l.Pack), int64(l.Offset), int64(l.Length))
 		switch {
@@ -37,7 +47,31 @@ func (r *Repository) LoadBlob(ctx context.Context, t crypt.ObjectType, id crypt.
 			return nil, err
 		}
 	}
-	return r.openBlob(t, id, l, sealed)
+	data, err := r.openBlob(t, id, l, sealed)
+	if err == nil && fetched && r.blobs != nil {
+		r.blobs.put(id, sealed)
+	}
+	return data, err
+}
+
+// prefetch loads a data blob into the blob cache in the background, once.
+func (r *Repository) prefetch(ctx context.Context, id crypt.ID) {
+	if r.blobs == nil {
+		return
+	}
+	r.blobs.mu.Lock()
+	_, cached := r.blobs.items[id]
+	r.blobs.mu.Unlock()
+	if cached {
+		return
+	}
+	if _, busy := r.inflight.LoadOrStore(id, struct{}{}); busy {
+		return
+	}
+	go func() {
+		defer r.inflight.Delete(id)
+		_, _ = r.LoadBlob(ctx, crypt.TypeDataBlob, id) // errors surface at the real read
+	}()
 }
 
 // openBlob verifies and decodes the sealed form of a blob.
@@ -95,6 +129,7 @@ type FileReader struct {
 	mu      sync.Mutex
 	lastID  crypt.ID
 	lastBuf []byte
+	lastIdx int
 }
 
 // OpenFile returns a reader for a file node.
@@ -105,7 +140,7 @@ func (r *Repository) OpenFile(ctx context.Context, n *Node) *FileReader {
 		starts[i] = off
 		off += e.Size
 	}
-	return &FileReader{r: r, ctx: ctx, node: n, starts: starts}
+	return &FileReader{r: r, ctx: ctx, node: n, starts: starts, lastIdx: -2}
 }
 
 // Size returns the file's size.
@@ -126,6 +161,7 @@ func (f *FileReader) ReadAt(p []byte, off int64) (int, error) {
 			return total, fmt.Errorf("file content does not cover offset %d of its %d bytes", off, f.node.Size)
 		}
 		e := f.node.Content[i]
+		f.readAhead(i)
 		within := uint64(off) - f.starts[i]
 		n := int(min(uint64(len(p)), e.Size-within))
 		if e.Hole {
@@ -140,6 +176,26 @@ func (f *FileReader) ReadAt(p []byte, off int64) (int, error) {
 		p, off, total = p[n:], off+int64(n), total+n
 	}
 	return total, nil
+}
+
+// readAheadChunks is how many chunks a sequential reader fetches ahead.
+const readAheadChunks = 4
+
+// readAhead starts fetching the chunks after extent i when the reads move
+// forward through the file.
+func (f *FileReader) readAhead(i int) {
+	f.mu.Lock()
+	sequential := i == f.lastIdx || i == f.lastIdx+1
+	f.lastIdx = i
+	f.mu.Unlock()
+	if !sequential || f.r.blobs == nil {
+		return
+	}
+	for j := i + 1; j < len(f.node.Content) && j <= i+readAheadChunks; j++ {
+		if e := f.node.Content[j]; !e.Hole {
+			f.r.prefetch(f.ctx, e.ID)
+		}
+	}
 }
 
 func (f *FileReader) chunk(e Extent) ([]byte, error) {

@@ -29,6 +29,10 @@ type Options struct {
 	// AcceptRollback accepts a remote whose newest snapshot is older than
 	// one this client has seen, and resets the remembered sequence number.
 	AcceptRollback bool
+	// CacheSize, when positive, keeps up to that many bytes of sealed
+	// blobs read from the remote in the cache directory, and reads ahead
+	// on sequential reads.
+	CacheSize int64
 }
 
 // InitOptions are the settings of a new repository.
@@ -56,6 +60,8 @@ type Repository struct {
 
 	index     *Index
 	snapshots []*Snapshot // sorted by Seq
+	blobs     *blobCache  // nil without Options.CacheSize
+	inflight  sync.Map    // crypt.ID -> chan struct{}: blobs being prefetched
 
 	mu      sync.Mutex // guards the writer state below
 	lease   *leaseHolder
@@ -196,10 +202,16 @@ func newRepository(rem remote.Remote, cfg *Config, id crypt.RepoID, mk crypt.Mas
 	if err != nil {
 		return nil, err
 	}
-	return &Repository{
+	r := &Repository{
 		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(),
 		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec, index: newIndex(),
-	}, nil
+	}
+	if o.CacheSize > 0 {
+		if r.blobs, err = newBlobCache(filepath.Join(stateDir, "blobs"), o.CacheSize); err != nil {
+			return nil, fmt.Errorf("failed to open the blob cache: %w", err)
+		}
+	}
+	return r, nil
 }
 
 // ReadConfig reads the public part of the repository config without

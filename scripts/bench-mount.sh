@@ -41,24 +41,37 @@ gmount() { gocryptfs -q -passfile "$W/pass" "$W/g-cipher" "$W/g-mnt"; }
 gumount() { sync; fusermount3 -u "$W/g-mnt"; }
 
 declare -A R
-run() { # name fs command...
-	local name=$1 fs=$2; shift 2
-	local t0 t1
-	t0=$(now); "$@"; t1=$(now)
+run() { # name fs function...: time a workload
+	local name=$1 fs=$2 t0 t1
+	shift 2
+	t0=$(now)
+	"$@"
+	t1=$(now)
 	R[$name.$fs]=$(secs "$t0" "$t1")
 }
 
 for fs in s g; do
 	m="$W/$fs-mnt"
-	if [ $fs = s ]; then up() { smount "$W/s-cache"; }; down() { sumount; }; cold() { smount "$W/s-cache-$RANDOM"; }
-	else up() { gmount; }; down() { gumount; }; cold() { gmount; }; fi
+	if [ $fs = s ]; then
+		up() { smount "$W/s-cache"; }
+		down() { sumount; }
+		cold() { smount "$W/s-cache-$RANDOM"; } # a fresh cache: nothing local
+	else
+		up() { gmount; }
+		down() { gumount; }
+		cold() { gmount; }
+	fi
+	write() { cp "$W/data" "$m/data" && down; }
+	read_all() { cat "$m/data" > /dev/null; }
+	untar() { tar -C "$m" -xf "$W/src.tar" && down; }
+	list() { ls -lR "$m/src" > /dev/null; }
 	drop; up
-	run write $fs bash -c "cp '$W/data' '$m/data' && $(declare -f down sumount gumount); down"
+	run write $fs write
 	drop; cold
-	run read $fs bash -c "cat '$m/data' > /dev/null"
-	run untar $fs bash -c "tar -C '$m' -xf '$W/src.tar' && $(declare -f down sumount gumount); down"
+	run read $fs read_all
+	run untar $fs untar
 	drop; cold
-	run lsR $fs bash -c "ls -lR '$m/src' > /dev/null"
+	run lsR $fs list
 	down
 done
 

@@ -35,6 +35,7 @@ type mountFlags struct {
 	drainTimeout time.Duration
 	sync         string
 	logFile      string
+	cacheSize    int64
 	readyFD      int // internal: the background child reports readiness here
 	codeFD       int // internal: the background child reads the code here
 }
@@ -77,6 +78,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 	f.DurationVar(&mf.drainTimeout, "drain-timeout", 5*time.Minute, "how long unmounting may spend uploading what is queued")
 	f.StringVar(&mf.sync, "sync", "local", "what fsync waits for: local (the local queue) or remote (a commit)")
 	f.StringVar(&mf.logFile, "log-file", "", "daemon log in the background (default: in the cache directory)")
+	f.Int64Var(&mf.cacheSize, "cache-size", 1<<30, "bytes of encrypted chunks kept on local disk for rereads (0: none)")
 	f.IntVar(&mf.readyFD, "ready-fd", 0, "")
 	f.IntVar(&mf.codeFD, "code-fd", 0, "")
 	f.MarkHidden("ready-fd")
@@ -215,7 +217,9 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	if err != nil {
 		return err
 	}
-	r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: code}, g.options())
+	opts := g.options()
+	opts.CacheSize = mf.cacheSize
+	r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: code}, opts)
 	if err != nil {
 		return err
 	}
