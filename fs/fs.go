@@ -108,38 +108,22 @@ func (f *FS) errno(op string, err error) syscall.Errno {
 	return syscall.EIO
 }
 
-func typeBits(t repo.NodeType) uint32 {
-	switch t {
-	case repo.NodeDir:
-		return syscall.S_IFDIR
-	case repo.NodeSymlink:
-		return syscall.S_IFLNK
-	case repo.NodeFIFO:
-		return syscall.S_IFIFO
-	case repo.NodeCharDev:
-		return syscall.S_IFCHR
-	case repo.NodeBlockDev:
-		return syscall.S_IFBLK
-	case repo.NodeSocket:
-		return syscall.S_IFSOCK
-	}
-	return syscall.S_IFREG
+// fileTypes maps node types to the S_IFMT bits of a mode, both ways.
+var fileTypes = map[repo.NodeType]uint32{
+	repo.NodeFile: syscall.S_IFREG, repo.NodeDir: syscall.S_IFDIR, repo.NodeSymlink: syscall.S_IFLNK,
+	repo.NodeFIFO: syscall.S_IFIFO, repo.NodeCharDev: syscall.S_IFCHR, repo.NodeBlockDev: syscall.S_IFBLK,
+	repo.NodeSocket: syscall.S_IFSOCK,
 }
 
+func typeBits(t repo.NodeType) uint32 { return fileTypes[t] }
+
+// nodeType returns the node type of a mode's S_IFMT bits (a regular file
+// for anything unknown).
 func nodeType(mode uint32) repo.NodeType {
-	switch mode & syscall.S_IFMT {
-	case syscall.S_IFDIR:
-		return repo.NodeDir
-	case syscall.S_IFLNK:
-		return repo.NodeSymlink
-	case syscall.S_IFIFO:
-		return repo.NodeFIFO
-	case syscall.S_IFCHR:
-		return repo.NodeCharDev
-	case syscall.S_IFBLK:
-		return repo.NodeBlockDev
-	case syscall.S_IFSOCK:
-		return repo.NodeSocket
+	for t, bits := range fileTypes {
+		if mode&syscall.S_IFMT == bits {
+			return t
+		}
 	}
 	return repo.NodeFile
 }

@@ -49,14 +49,21 @@ func encodeIndex(entries []indexEntry) []byte {
 	b = append(b, blobFormatVersion)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(entries)))
 	for _, e := range entries {
-		b = append(b, byte(e.Type))
-		b = append(b, e.ID[:]...)
-		b = append(b, e.Pack[:]...)
-		b = binary.BigEndian.AppendUint32(b, e.Offset)
-		b = binary.BigEndian.AppendUint32(b, e.Length)
-		b = binary.BigEndian.AppendUint32(b, e.RawLength)
+		b = appendEntry(b, e, true)
 	}
 	return b
+}
+
+// appendEntry encodes type || id || [pack id] || offset || length || raw length.
+func appendEntry(b []byte, e indexEntry, withPack bool) []byte {
+	b = append(b, byte(e.Type))
+	b = append(b, e.ID[:]...)
+	if withPack {
+		b = append(b, e.Pack[:]...)
+	}
+	b = binary.BigEndian.AppendUint32(b, e.Offset)
+	b = binary.BigEndian.AppendUint32(b, e.Length)
+	return binary.BigEndian.AppendUint32(b, e.RawLength)
 }
 
 // decodeIndex parses an index plaintext, rejecting anything non-canonical.

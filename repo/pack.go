@@ -65,11 +65,7 @@ func encodePackHeader(entries []indexEntry) []byte {
 	b = append(b, blobFormatVersion)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(entries)))
 	for _, e := range entries {
-		b = append(b, byte(e.Type))
-		b = append(b, e.ID[:]...)
-		b = binary.BigEndian.AppendUint32(b, e.Offset)
-		b = binary.BigEndian.AppendUint32(b, e.Length)
-		b = binary.BigEndian.AppendUint32(b, e.RawLength)
+		b = appendEntry(b, e, false)
 	}
 	return b
 }

@@ -24,10 +24,16 @@ func (r *Repository) LoadBlob(ctx context.Context, t crypt.ObjectType, id crypt.
 	if l.Type != t {
 		return nil, integrityError(fmt.Sprintf("%s %s", t, id), "the index lists it as a %s", l.Type)
 	}
+	if r.recent != nil && t == crypt.TypeDataBlob {
+		if data := r.recent.get(id); data != nil {
+			return data, nil
+		}
+	}
 	sealed := r.blobFromPacker(l)
 	if sealed == nil && r.blobs != nil {
 		if cached := r.blobs.get(id); cached != nil {
 			if data, err := r.openBlob(t, id, l, cached); err == nil {
+				r.remember(t, id, data)
 				return data, nil
 			}
 			r.blobs.drop(id) // damaged on local disk: fetch it again
@@ -51,7 +57,17 @@ func (r *Repository) LoadBlob(ctx context.Context, t crypt.ObjectType, id crypt.
 	if err == nil && fetched && r.blobs != nil {
 		r.blobs.put(id, sealed)
 	}
+	if err == nil {
+		r.remember(t, id, data)
+	}
 	return data, err
+}
+
+// remember keeps a verified data blob in memory for the reads that follow.
+func (r *Repository) remember(t crypt.ObjectType, id crypt.ID, data []byte) {
+	if r.recent != nil && t == crypt.TypeDataBlob {
+		r.recent.put(id, data)
+	}
 }
 
 // prefetch loads a data blob into the blob cache in the background, once.
@@ -59,10 +75,7 @@ func (r *Repository) prefetch(ctx context.Context, id crypt.ID) {
 	if r.blobs == nil {
 		return
 	}
-	r.blobs.mu.Lock()
-	_, cached := r.blobs.items[id]
-	r.blobs.mu.Unlock()
-	if cached {
+	if r.recent.get(id) != nil {
 		return
 	}
 	if _, busy := r.inflight.LoadOrStore(id, struct{}{}); busy {

@@ -17,6 +17,10 @@ import (
 	"github.com/sealfs/sealfs/remote"
 )
 
+// recentBytes bounds the in-memory cache of verified chunks that read-ahead
+// fills: a few chunks ahead for a handful of sequential readers.
+const recentBytes = 64 << 20
+
 // DefaultPackSize is the target size of a pack object: large enough that
 // Drive and iCloud are not flooded with small requests.
 const DefaultPackSize = 16 << 20
@@ -61,6 +65,7 @@ type Repository struct {
 	index     *Index
 	snapshots []*Snapshot // sorted by Seq
 	blobs     *blobCache  // nil without Options.CacheSize
+	recent    *memCache   // verified data blobs, with Options.CacheSize
 	inflight  sync.Map    // crypt.ID -> chan struct{}: blobs being prefetched
 
 	mu      sync.Mutex // guards the writer state below
@@ -210,6 +215,7 @@ func newRepository(rem remote.Remote, cfg *Config, id crypt.RepoID, mk crypt.Mas
 		if r.blobs, err = newBlobCache(filepath.Join(stateDir, "blobs"), o.CacheSize); err != nil {
 			return nil, fmt.Errorf("failed to open the blob cache: %w", err)
 		}
+		r.recent = newMemCache(recentBytes)
 	}
 	return r, nil
 }
