@@ -35,9 +35,11 @@ lint:
 	$(GO) tool staticcheck ./...
 	$(GO) mod tidy -diff
 
-## bench: throughput figures, one core, for docs/BENCHMARKS.md.
-bench:
+## bench: throughput figures for docs/BENCHMARKS.md: Go benchmarks on one core, then
+## the mount beside gocryptfs (as root; installs gocryptfs if missing).
+bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 10x -cpu 1 ./chunker ./repo
+	@if [ "$$(id -u)" -eq 0 ]; then ./scripts/bench-mount.sh 512; else echo "bench-mount skipped: it needs root to mount and drop caches"; fi
 
 ## demo: build, create a repository in ./demo (first time: prints its recovery code), mount it at ./demo/mnt.
 demo: build
