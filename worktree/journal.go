@@ -101,8 +101,13 @@ func (j *journal) sync() error { return j.f.Sync() }
 
 func (j *journal) close() error { return j.f.Close() }
 
+// errJournalDamaged says a journal was read only up to a damaged record.
+var errJournalDamaged = errors.New("journal is damaged")
+
 // readJournal returns the base sequence number and the records of a journal.
-// A torn last line (a crash mid-write) is ignored.
+// A torn last line (a crash mid-write) is ignored; at a damaged line in the
+// middle it returns the records before it with an error wrapping
+// errJournalDamaged.
 func readJournal(path string) (uint64, []record, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -117,7 +122,12 @@ func readJournal(path string) (uint64, []record, error) {
 		}
 		var r record
 		if json.Unmarshal(line, &r) != nil {
-			return 0, nil, fmt.Errorf("journal %s is damaged at record %d", path, len(recs)+1)
+			// Only the disk can damage a line in the middle: keep what
+			// came before it rather than refuse to mount.
+			if len(recs) == 0 {
+				return 0, nil, fmt.Errorf("journal %s is damaged at its first record", path)
+			}
+			return recs[0].Seq, recs[1:], fmt.Errorf("%w: %s at record %d", errJournalDamaged, path, len(recs)+1)
 		}
 		recs = append(recs, r)
 	}

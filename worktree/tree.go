@@ -122,7 +122,9 @@ func (t *Tree) replay() (uint64, error) {
 		next = n + 1
 		p := journalName(t.opts.Dir, n)
 		base, recs, err := readJournal(p)
-		if err != nil {
+		if errors.Is(err, errJournalDamaged) {
+			t.opts.Log.Error("replaying a damaged journal up to the damage; later changes are lost", "err", err)
+		} else if err != nil {
 			return 0, err
 		}
 		if base < t.baseSeq {

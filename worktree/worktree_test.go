@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -159,3 +160,34 @@ func TestCrashReplay(t *testing.T) {
 }
 
 func open2(t *testing.T, r *repo.Repository, dir string) *worktree.Tree { return open(t, r, dir) }
+
+// TestTornJournal: a crash in the middle of appending leaves a torn last
+// line, which replay ignores; damage in the middle keeps what came before.
+func TestTornJournal(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := open(t, env.Repo, work)
+	writeFile(t, tr, tr.Root(), "kept", []byte("kept"), true)
+	journals, _ := filepath.Glob(filepath.Join(work, "journal.*"))
+	if len(journals) != 1 {
+		t.Fatalf("journals: %v", journals)
+	}
+	f, _ := os.OpenFile(journals[0], os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"op":"create","path":"dG9ybg==","me`)
+	f.Close()
+	tr2 := open2(t, env.Repo, work)
+	if got := readFile(t, tr2, "kept"); string(got) != "kept" {
+		t.Fatalf("after a torn journal: %q", got)
+	}
+	writeFile(t, tr2, tr2.Root(), "later", []byte("later"), true)
+	journals, _ = filepath.Glob(filepath.Join(work, "journal.*"))
+	last := journals[len(journals)-1]
+	b, _ := os.ReadFile(last)
+	lines := bytes.Split(b, []byte("\n"))
+	lines[len(lines)/2] = []byte("garbage")
+	os.WriteFile(last, bytes.Join(lines, []byte("\n")), 0o600)
+	tr3 := open2(t, env.Repo, work)
+	if got := readFile(t, tr3, "kept"); string(got) != "kept" {
+		t.Fatalf("after a damaged journal: %q", got)
+	}
+}
