@@ -171,6 +171,17 @@ func (w *FileWriter) Hole(n uint64) {
 	w.size += n
 }
 
+// Append appends an extent stored already (a chunk kept from an earlier
+// version of the file).
+func (w *FileWriter) Append(e Extent) {
+	if e.Hole {
+		w.Hole(e.Size)
+		return
+	}
+	w.content = append(w.content, e)
+	w.size += e.Size
+}
+
 // Write chunks everything rd yields and stores it.
 func (w *FileWriter) Write(ctx context.Context, rd io.Reader) error {
 	c, err := chunker.New(rd, w.r.gear, w.r.cfg.Chunking())

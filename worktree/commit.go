@@ -22,6 +22,7 @@ type stagedJob struct {
 	gen     uint64
 	f       *os.File
 	size    uint64
+	overlay *overlayView // set for a file changed in place
 	content []repo.Extent
 	ok      bool
 }
@@ -66,7 +67,11 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	var jobs []*stagedJob
 	for in := range t.staged {
 		if in.writers == 0 && in.parent != nil && (in.committed == nil || in.gen != in.cleanGen) {
-			jobs = append(jobs, &stagedJob{in: in, gen: in.gen, f: in.file, size: in.meta.Size})
+			j := &stagedJob{in: in, gen: in.gen, f: in.file, size: in.meta.Size}
+			if in.overlay {
+				j.overlay = t.overlayViewLocked(in)
+			}
+			jobs = append(jobs, j)
 		}
 	}
 	t.dirty = false
@@ -82,7 +87,13 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 
 	// 2. Chunk and upload them, outside the lock.
 	for _, j := range jobs {
-		content, _, err := archiver.SaveFileContent(ctx, t.r, j.f, int64(j.size))
+		var content []repo.Extent
+		var err error
+		if j.overlay != nil {
+			content, err = t.overlayContent(ctx, j.overlay)
+		} else {
+			content, _, err = archiver.SaveFileContent(ctx, t.r, j.f, int64(j.size))
+		}
 		if err != nil {
 			return fail(fmt.Errorf("failed to store %s: %w", t.displayPath(j.in), err))
 		}
@@ -245,7 +256,7 @@ func (t *Tree) restageRecords(j *journal, done map[*Inode]*stagedJob) error {
 				return err
 			}
 		}
-		if err := j.append(record{Op: opStage, Path: p, Staging: in.staging}); err != nil {
+		if err := j.append(t.stageRecordLocked(in)); err != nil {
 			return err
 		}
 		m := repo.Node{Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, Size: in.meta.Size}

@@ -54,6 +54,11 @@ func (t *Tree) OpenFile(in *Inode, write, trunc bool) (*Handle, error) {
 func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
 	t, in := h.t, h.in
 	t.mu.Lock()
+	if in.overlay {
+		v := t.overlayViewLocked(in)
+		t.mu.Unlock()
+		return v.ReadAt(p, off)
+	}
 	f, size := in.file, int64(in.meta.Size)
 	var n *repo.Node
 	if f == nil {
@@ -97,6 +102,9 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	}
 	n, err := f.WriteAt(p, off)
 	t.mu.Lock()
+	if in.overlay && n > 0 {
+		in.written = in.written.add(uint64(off), uint64(off)+uint64(n))
+	}
 	if end := uint64(off) + uint64(n); end > in.meta.Size {
 		in.meta.Size = end
 	}
@@ -115,6 +123,12 @@ func (h *Handle) Flush() error {
 	}
 	h.t.mu.Lock()
 	defer h.t.mu.Unlock()
+	if h.in.overlay && h.in.parent != nil {
+		// Which ranges the staging copy holds, for a replay after a crash.
+		if err := h.t.record(h.t.stageRecordLocked(h.in)); err != nil {
+			return err
+		}
+	}
 	return h.t.recordAttrLocked(h.in)
 }
 
@@ -191,10 +205,16 @@ func (h *Handle) Seek(off int64, whence int) (int64, error) {
 	const seekData, seekHole = 3, 4
 	t, in := h.t, h.in
 	t.mu.Lock()
-	f, size, content := in.file, int64(in.meta.Size), in.meta.Content
+	f, size, content, overlay := in.file, int64(in.meta.Size), in.meta.Content, in.overlay
 	t.mu.Unlock()
 	if off < 0 || off >= size {
 		return 0, syscall.ENXIO
+	}
+	if overlay { // all data, as a filesystem without hole tracking
+		if whence == seekHole {
+			return size, nil
+		}
+		return off, nil
 	}
 	if f != nil {
 		return f.Seek(off, whence)

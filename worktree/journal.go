@@ -35,6 +35,16 @@ type record struct {
 	To      []byte     `json:"to,omitempty"`
 	Meta    *repo.Node `json:"meta,omitempty"`
 	Staging string     `json:"staging,omitempty"`
+	// Overlay, on a stage record, says the staging file holds only the
+	// Written ranges over Base (see Inode).
+	Overlay *overlayRecord `json:"overlay,omitempty"`
+}
+
+type overlayRecord struct {
+	Base      []repo.Extent `json:"base"`
+	BaseSize  uint64        `json:"base_size"`
+	BaseLimit uint64        `json:"base_limit"`
+	Written   ranges        `json:"written"`
 }
 
 // journal appends records to work/journal.<n>. Writes go to the kernel at

@@ -1,7 +1,6 @@
 package worktree
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -295,6 +294,10 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 		if err := in.file.Truncate(int64(*s.Size)); err != nil {
 			return Attr{}, err
 		}
+		if in.overlay && *s.Size < in.meta.Size {
+			in.written = in.written.clip(*s.Size)
+			in.baseLimit = min(in.baseLimit, *s.Size)
+		}
 		in.meta.Size = *s.Size
 		in.gen++
 		if s.MtimeNs == nil {
@@ -320,6 +323,11 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 	if err := t.recordAttrLocked(in); err != nil {
 		return Attr{}, err
 	}
+	if s.Size != nil && in.overlay && in.parent != nil {
+		if err := t.record(t.stageRecordLocked(in)); err != nil {
+			return Attr{}, err
+		}
+	}
 	return t.attrLocked(in), nil
 }
 
@@ -331,9 +339,9 @@ func (t *Tree) recordAttrLocked(in *Inode) error {
 	return t.record(record{Op: opSetattr, Path: []byte(t.pathOf(in)), Meta: &m})
 }
 
-// stage gives a file a staging file holding its current content (or none,
-// when empty is set, for a truncation to zero). Downloading the content of
-// a large file happens outside the tree lock.
+// stage gives a file a staging file: an empty one when empty is set (a
+// truncation to zero), otherwise a sparse one of the file's size that
+// overlays its stored content (nothing is downloaded).
 func (t *Tree) stage(in *Inode, empty bool) error {
 	in.matMu.Lock()
 	defer in.matMu.Unlock()
@@ -351,8 +359,9 @@ func (t *Tree) stage(in *Inode, empty bool) error {
 	if err != nil {
 		return err
 	}
-	if !empty && node.Size > 0 {
-		if err := t.copyContent(f, &node); err != nil {
+	overlay := !empty && node.Size > 0
+	if overlay {
+		if err := f.Truncate(int64(node.Size)); err != nil {
 			f.Close()
 			os.Remove(p)
 			return err
@@ -361,32 +370,15 @@ func (t *Tree) stage(in *Inode, empty bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	in.staging, in.file = id, f
-	if empty {
+	if overlay {
+		t.setOverlayLocked(in, node.Content, node.Size)
+	} else {
 		in.meta.Size = 0
 	}
 	in.gen++
 	t.staged[in] = true
 	if in.parent != nil {
-		return t.record(record{Op: opStage, Path: []byte(t.pathOf(in)), Staging: id})
+		return t.record(t.stageRecordLocked(in))
 	}
 	return nil
-}
-
-// copyContent writes a stored file's content into f, leaving holes as holes.
-func (t *Tree) copyContent(f *os.File, n *repo.Node) error {
-	fr := t.r.OpenFile(t.ctx, n)
-	var off int64
-	for _, e := range n.Content {
-		if !e.Hole {
-			buf := make([]byte, e.Size)
-			if _, err := fr.ReadAt(buf, off); err != nil && err != io.EOF {
-				return err
-			}
-			if _, err := f.WriteAt(buf, off); err != nil {
-				return err
-			}
-		}
-		off += int64(e.Size)
-	}
-	return f.Truncate(int64(n.Size))
 }

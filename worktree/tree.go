@@ -40,6 +40,17 @@ type Inode struct {
 	writers   int        // open handles that may write
 	opens     int        // open handles
 	matMu     sync.Mutex
+
+	// A file changed in place is an overlay: its staging file (sparse, of
+	// the file's size) holds only the written ranges; below baseLimit the
+	// rest reads from base, the content it had when staged. So a big file
+	// is never downloaded whole to change a few bytes of it.
+	overlay    bool
+	base       []repo.Extent
+	baseSize   uint64
+	baseLimit  uint64
+	written    ranges
+	baseReader *repo.FileReader
 }
 
 // Options configure a Tree.
@@ -187,7 +198,7 @@ func (t *Tree) rewriteJournal(j *journal) error {
 				return err
 			}
 			if c.staging != "" {
-				if err := j.append(record{Op: opStage, Path: p, Staging: c.staging}); err != nil {
+				if err := j.append(t.stageRecordLocked(c)); err != nil {
 					return err
 				}
 			}
@@ -343,6 +354,11 @@ func (t *Tree) apply(rec record) error {
 			in.file.Close()
 		}
 		in.staging, in.file, in.meta.Size = rec.Staging, f, uint64(fi.Size())
+		in.overlay = rec.Overlay != nil
+		if o := rec.Overlay; o != nil {
+			t.setOverlayLocked(in, o.Base, o.BaseSize)
+			in.baseLimit, in.written = o.BaseLimit, o.Written
+		}
 		in.gen++
 		t.staged[in] = true
 	default:
@@ -370,7 +386,23 @@ func (t *Tree) unstageLocked(in *Inode) {
 	}
 	os.Remove(filepath.Join(t.opts.Dir, stagingDir, in.staging))
 	in.staging = ""
+	in.overlay, in.base, in.written, in.baseReader = false, nil, nil, nil
 	delete(t.staged, in)
+}
+
+// setOverlayLocked makes in an overlay over the given base content.
+func (t *Tree) setOverlayLocked(in *Inode, base []repo.Extent, size uint64) {
+	in.overlay, in.base, in.baseSize, in.baseLimit, in.written = true, base, size, size, nil
+	in.baseReader = t.r.OpenFile(t.ctx, &repo.Node{Type: repo.NodeFile, Size: size, Content: base})
+}
+
+// stageRecordLocked is the journal record of a staged file's state.
+func (t *Tree) stageRecordLocked(in *Inode) record {
+	rec := record{Op: opStage, Path: []byte(t.pathOf(in)), Staging: in.staging}
+	if in.overlay {
+		rec.Overlay = &overlayRecord{Base: in.base, BaseSize: in.baseSize, BaseLimit: in.baseLimit, Written: in.written}
+	}
+	return rec
 }
 
 // loadDir reads a directory's tree blob the first time it is needed.

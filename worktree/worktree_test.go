@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -189,5 +190,122 @@ func TestTornJournal(t *testing.T) {
 	tr3 := open2(t, env.Repo, work)
 	if got := readFile(t, tr3, "kept"); string(got) != "kept" {
 		t.Fatalf("after a damaged journal: %q", got)
+	}
+}
+
+// TestOverlayRewrite: changing a few bytes of a stored file downloads no
+// whole file: opening it for writing reads nothing, the commit reads and
+// stores only the chunks around the changes; truncation and appends too.
+func TestOverlayRewrite(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	tr := open(t, env.Repo, t.TempDir())
+	want := make([]byte, 24<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range want {
+		want[i] = byte(rng.Uint32())
+	}
+	writeFile(t, tr, tr.Root(), "f", want, true)
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A second client changes it in place.
+	rem := testutil.NewRemote(t, env.Dir)
+	r2, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Repo.Unlock(ctx)
+	if err := r2.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Unlock(ctx)
+	tr2 := open(t, r2, t.TempDir())
+	in, _, err := tr2.Lookup(tr2.Root(), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := rem.Stats()
+	h, err := tr2.OpenFile(in, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rem.Stats().BytesGot - before.BytesGot; got != 0 {
+		t.Fatalf("opening for writing downloaded %d bytes", got)
+	}
+	patch := bytes.Repeat([]byte("PATCH"), 20000)
+	h.WriteAt(patch, 10<<20+3)
+	copy(want[10<<20+3:], patch)
+	h.WriteAt([]byte("tail"), int64(len(want)))
+	want = append(want, "tail"...)
+	// Reads see the change before any commit.
+	got := make([]byte, 200)
+	h.ReadAt(got, 10<<20-50)
+	if !bytes.Equal(got, want[10<<20-50:10<<20+150]) {
+		t.Fatal("read across a written range is wrong")
+	}
+	h.Close()
+	before = rem.Stats()
+	if _, err := tr2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := rem.Stats()
+	t.Logf("commit of a 100 KB change and an append: got %d bytes, put %d bytes", after.BytesGot-before.BytesGot, after.BytesPut-before.BytesPut)
+	if got := after.BytesGot - before.BytesGot; got > 6<<20 {
+		t.Fatalf("the commit downloaded %d bytes of a 24 MiB file", got)
+	}
+	if put := after.BytesPut - before.BytesPut; put > 6<<20 {
+		t.Fatalf("the commit uploaded %d bytes", put)
+	}
+	// Shrink, then grow again: the cut-off part reads as zeros.
+	in, _, _ = tr2.Lookup(tr2.Root(), "f")
+	size := uint64(15<<20 + 7)
+	if _, err := tr2.SetAttr(in, worktree.SetAttr{Size: &size}); err != nil {
+		t.Fatal(err)
+	}
+	grow := uint64(16 << 20)
+	if _, err := tr2.SetAttr(in, worktree.SetAttr{Size: &grow}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want[:size], make([]byte, grow-size)...)
+	if _, err := tr2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3 := open2(t, r3, t.TempDir())
+	if got := readFile(t, tr3, "f"); !bytes.Equal(got, want) {
+		t.Fatalf("content after in-place changes differs (%d bytes, want %d)", len(got), len(want))
+	}
+}
+
+// TestOverlayCrashReplay: an in-place change closed before a crash is
+// found again, with what it overlays.
+func TestOverlayCrashReplay(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := open(t, env.Repo, work)
+	want := bytes.Repeat([]byte("0123456789"), 500000)
+	writeFile(t, tr, tr.Root(), "f", want, true)
+	tr.Commit(ctx)
+	in, _, _ := tr.Lookup(tr.Root(), "f")
+	h, _ := tr.OpenFile(in, true, false)
+	h.WriteAt([]byte("XYZ"), 2000000)
+	h.Close()
+	copy(want[2000000:], "XYZ")
+	tr2 := open2(t, env.Repo, work) // the "crash": a new tree on the same work dir
+	if got := readFile(t, tr2, "f"); !bytes.Equal(got, want) {
+		t.Fatal("in-place change lost in replay")
+	}
+	if _, err := tr2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r3, _ := env.Reopen(t, t.TempDir(), false)
+	if got := readFile(t, open2(t, r3, t.TempDir()), "f"); !bytes.Equal(got, want) {
+		t.Fatal("in-place change lost on the remote")
 	}
 }
