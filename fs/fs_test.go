@@ -82,9 +82,22 @@ func TestWriteCommitRead(t *testing.T) {
 	if err := os.Symlink("b/f", filepath.Join(dir, "a", "link")); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := tr.Commit(context.Background())
-	if err != nil || snap == nil {
-		t.Fatalf("commit: %v", err)
+	// close(2) returns before the kernel's RELEASE reaches the daemon, and
+	// a file still open for writing waits for the next commit: commit
+	// until the file is in.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		snap, err := tr.Commit(context.Background())
+		if err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		if snap != nil && snap.Files == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the closed file never got into a snapshot")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	got, err := os.ReadFile(filepath.Join(dir, "a", "link"))
 	if err != nil || !bytes.Equal(got, data) {

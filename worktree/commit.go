@@ -23,6 +23,7 @@ type stagedJob struct {
 	f       *os.File
 	size    uint64
 	overlay *overlayView // set for a file changed in place
+	stream  *streamer    // set for a new file chunked while written
 	content []repo.Extent
 	ok      bool
 }
@@ -71,6 +72,7 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 			if in.overlay {
 				j.overlay = t.overlayViewLocked(in)
 			}
+			j.stream = in.stream
 			jobs = append(jobs, j)
 		}
 	}
@@ -89,9 +91,16 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	for _, j := range jobs {
 		var content []repo.Extent
 		var err error
-		if j.overlay != nil {
+		streamed, ok := []repo.Extent(nil), false
+		if j.stream != nil {
+			streamed, ok = j.stream.result(j.size)
+		}
+		switch {
+		case ok:
+			content = streamed // chunked while it was written
+		case j.overlay != nil:
 			content, err = t.overlayContent(ctx, j.overlay)
-		} else {
+		default:
 			content, _, err = archiver.SaveFileContent(ctx, t.r, j.f, int64(j.size))
 		}
 		if err != nil {

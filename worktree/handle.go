@@ -42,10 +42,17 @@ func (t *Tree) OpenFile(in *Inode, write, trunc bool) (*Handle, error) {
 		}
 		in.meta.Size = 0
 		in.gen++
+		if in.stream != nil {
+			in.stream.stop(true)
+			in.stream = nil
+		}
 	}
 	in.opens++
 	if write {
 		in.writers++
+		if in.stream == nil && in.file != nil && !in.overlay && in.meta.Size == 0 {
+			t.startStreamLocked(in)
+		}
 	}
 	return &Handle{t: t, in: in, write: write}, nil
 }
@@ -105,6 +112,9 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	if in.overlay && n > 0 {
 		in.written = in.written.add(uint64(off), uint64(off)+uint64(n))
 	}
+	if in.stream != nil {
+		in.stream.wrote(uint64(off), uint64(n))
+	}
 	if end := uint64(off) + uint64(n); end > in.meta.Size {
 		in.meta.Size = end
 	}
@@ -161,6 +171,9 @@ func (h *Handle) Close() error {
 	in.opens--
 	if h.write {
 		in.writers--
+		if in.writers == 0 && in.stream != nil {
+			in.stream.stop(false)
+		}
 	}
 	if in.opens == 0 && in.parent == nil && in != t.root {
 		t.unstageLocked(in)
@@ -187,6 +200,11 @@ func (h *Handle) Allocate(off, size uint64, mode uint32) error {
 	if err := syscall.Fallocate(int(f.Fd()), mode, int64(off), int64(size)); err != nil {
 		return err
 	}
+	t.mu.Lock()
+	if in.stream != nil {
+		in.stream.stop(true)
+	}
+	t.mu.Unlock()
 	fi, err := f.Stat()
 	if err != nil {
 		return err

@@ -294,6 +294,9 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 		if err := in.file.Truncate(int64(*s.Size)); err != nil {
 			return Attr{}, err
 		}
+		if in.stream != nil {
+			in.stream.stop(true)
+		}
 		if in.overlay && *s.Size < in.meta.Size {
 			in.written = in.written.clip(*s.Size)
 			in.baseLimit = min(in.baseLimit, *s.Size)

@@ -51,6 +51,9 @@ type Inode struct {
 	baseLimit  uint64
 	written    ranges
 	baseReader *repo.FileReader
+
+	// stream chunks a new file while it is written sequentially.
+	stream *streamer
 }
 
 // Options configure a Tree.
@@ -387,6 +390,10 @@ func (t *Tree) unstageLocked(in *Inode) {
 	os.Remove(filepath.Join(t.opts.Dir, stagingDir, in.staging))
 	in.staging = ""
 	in.overlay, in.base, in.written, in.baseReader = false, nil, nil, nil
+	if in.stream != nil {
+		in.stream.stop(true)
+		in.stream = nil
+	}
 	delete(t.staged, in)
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/repo"
@@ -307,5 +308,52 @@ func TestOverlayCrashReplay(t *testing.T) {
 	r3, _ := env.Reopen(t, t.TempDir(), false)
 	if got := readFile(t, open2(t, r3, t.TempDir()), "f"); !bytes.Equal(got, want) {
 		t.Fatal("in-place change lost on the remote")
+	}
+}
+
+// TestStreamingWrite: a new file written sequentially is chunked, encrypted
+// and packed while it is written: full packs go up before any commit.
+func TestStreamingWrite(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	tr := open(t, env.Repo, t.TempDir())
+	in, _, err := tr.Create(tr.Root(), "stream", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := tr.OpenFile(in, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	want := make([]byte, 48<<20)
+	for i := range want {
+		want[i] = byte(rng.Uint32())
+	}
+	before := env.Remote.Stats().BytesPut
+	for off := 0; off < len(want); off += 1 << 20 {
+		if _, err := h.WriteAt(want[off:off+1<<20], int64(off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for env.Remote.Stats().BytesPut-before < 32<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d bytes went up while the file was written", env.Remote.Stats().BytesPut-before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mid := env.Remote.Stats().BytesPut
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if total := env.Remote.Stats().BytesPut - before; total > int64(len(want))+(1<<20) {
+		t.Fatalf("the file went up twice: %d bytes for %d", total, len(want))
+	}
+	t.Logf("uploaded while writing: %d bytes; at commit: %d bytes", mid-before, env.Remote.Stats().BytesPut-mid)
+	r2, _ := env.Reopen(t, t.TempDir(), false)
+	if got := readFile(t, open2(t, r2, t.TempDir()), "stream"); !bytes.Equal(got, want) {
+		t.Fatal("streamed file differs")
 	}
 }
