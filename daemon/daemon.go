@@ -55,6 +55,10 @@ type Status struct {
 	StateDir     string    `json:"state_dir"`
 }
 
+// maxCommitWait is the longest changes wait for a quiet period before they
+// are committed anyway.
+const maxCommitWait = time.Minute
+
 // ExitStatusFile is written to the state directory when the daemon stops.
 const ExitStatusFile = "exit-status.json"
 
@@ -152,15 +156,25 @@ func (d *Daemon) commitLoop() {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	backoff := time.Duration(0)
-	var next time.Time
+	var next, dirtySince time.Time
 	for {
 		select {
 		case <-d.stopLoop:
 			return
 		case <-tick.C:
 		}
+		if !d.tree.Dirty() {
+			dirtySince = time.Time{}
+			continue
+		}
+		if dirtySince.IsZero() {
+			dirtySince = time.Now()
+		}
+		// Commit after a quiet period, or anyway when changes keep coming
+		// for long (a backup that writes for an hour commits as it goes).
 		quiet := time.Since(time.Unix(0, d.lastChange.Load())) >= d.cfg.CommitDelay
-		if !d.tree.Dirty() || !quiet || time.Now().Before(next) {
+		overdue := time.Since(dirtySince) >= max(maxCommitWait, d.cfg.CommitDelay)
+		if (!quiet && !overdue) || time.Now().Before(next) {
 			continue
 		}
 		if _, err := d.commit(context.Background()); err != nil {
@@ -168,7 +182,7 @@ func (d *Daemon) commitLoop() {
 			next = time.Now().Add(backoff)
 			continue
 		}
-		backoff = 0
+		backoff, dirtySince = 0, time.Time{}
 	}
 }
 

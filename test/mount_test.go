@@ -474,3 +474,59 @@ func TestMountLargeSparseSyncRemote(t *testing.T) {
 		t.Fatal("data past 4 GiB came back wrong")
 	}
 }
+
+// TestMountManyFiles: 100,000 files through the mount, committed, then
+// all listed and read on a fresh cache.
+func TestMountManyFiles(t *testing.T) {
+	needRoot(t)
+	if testing.Short() {
+		t.Skip("100k files take a minute")
+	}
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt), 0, "")
+	const dirs, per = 100, 1000
+	var wg sync.WaitGroup
+	errs := make(chan error, dirs)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := w; d < dirs; d += 4 {
+				dir := filepath.Join(mnt, fmt.Sprintf("d%03d", d))
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					errs <- err
+					return
+				}
+				for i := range per {
+					if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d", i)), []byte(fmt.Sprintf("%d/%d\n", d, i)), 0o644); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	c.umount(t, mnt)
+	fresh := cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
+	expect(t, fresh.mount(t, mnt, "--read-only"), 0, "")
+	defer fresh.umount(t, mnt)
+	n := 0
+	filepath.Walk(mnt, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n++
+		}
+		return err
+	})
+	if n != dirs*per {
+		t.Fatalf("found %d files, want %d", n, dirs*per)
+	}
+	if got, _ := os.ReadFile(filepath.Join(mnt, "d042", "f0777")); string(got) != "42/777\n" {
+		t.Fatalf("d042/f0777 = %q", got)
+	}
+}

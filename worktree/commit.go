@@ -20,7 +20,7 @@ type dirCopy struct {
 type stagedJob struct {
 	in      *Inode
 	gen     uint64
-	f       *os.File
+	path    string // the staging file, opened only while it is read
 	size    uint64
 	overlay *overlayView // set for a file changed in place
 	stream  *streamer    // set for a new file chunked while written
@@ -68,7 +68,7 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	var jobs []*stagedJob
 	for in := range t.staged {
 		if in.writers == 0 && in.parent != nil && (in.committed == nil || in.gen != in.cleanGen) {
-			j := &stagedJob{in: in, gen: in.gen, f: in.file, size: in.meta.Size}
+			j := &stagedJob{in: in, gen: in.gen, path: t.stagingPath(in.staging), size: in.meta.Size}
 			if in.overlay {
 				j.overlay = t.overlayViewLocked(in)
 			}
@@ -95,13 +95,10 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 		if j.stream != nil {
 			streamed, ok = j.stream.result(j.size)
 		}
-		switch {
-		case ok:
+		if ok {
 			content = streamed // chunked while it was written
-		case j.overlay != nil:
-			content, err = t.overlayContent(ctx, j.overlay)
-		default:
-			content, _, err = archiver.SaveFileContent(ctx, t.r, j.f, int64(j.size))
+		} else {
+			content, err = t.storeStaged(ctx, j)
 		}
 		if err != nil {
 			return fail(fmt.Errorf("failed to store %s: %w", t.displayPath(j.in), err))
@@ -274,4 +271,20 @@ func (t *Tree) restageRecords(j *journal, done map[*Inode]*stagedJob) error {
 		}
 	}
 	return nil
+}
+
+// storeStaged chunks and stores a staged file from its staging copy.
+func (t *Tree) storeStaged(ctx context.Context, j *stagedJob) ([]repo.Extent, error) {
+	f, err := os.Open(j.path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if j.overlay != nil {
+		v := *j.overlay
+		v.f = f
+		return t.overlayContent(ctx, &v)
+	}
+	content, _, err := archiver.SaveFileContent(ctx, t.r, f, int64(j.size))
+	return content, err
 }

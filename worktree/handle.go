@@ -2,6 +2,7 @@ package worktree
 
 import (
 	"io"
+	"os"
 	"syscall"
 	"time"
 
@@ -36,6 +37,15 @@ func (t *Tree) OpenFile(in *Inode, write, trunc bool) (*Handle, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// A staging file is open only while the file is: a tree of 100k
+	// queued files must not hold 100k descriptors.
+	if in.staging != "" && in.file == nil {
+		f, err := os.OpenFile(t.stagingPath(in.staging), os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		in.file = f
+	}
 	if trunc && in.file != nil && in.meta.Size != 0 {
 		if err := in.file.Truncate(0); err != nil {
 			return nil, err
@@ -67,6 +77,9 @@ func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
 		return v.ReadAt(p, off)
 	}
 	f, size := in.file, int64(in.meta.Size)
+	if in.staging == "" {
+		f = nil
+	}
 	var n *repo.Node
 	if f == nil {
 		n = &in.meta
@@ -177,6 +190,10 @@ func (h *Handle) Close() error {
 	}
 	if in.opens == 0 && in.parent == nil && in != t.root {
 		t.unstageLocked(in)
+	}
+	if in.opens == 0 && in.file != nil {
+		in.file.Close()
+		in.file = nil
 	}
 	t.mu.Unlock()
 	if h.wrote {

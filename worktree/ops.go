@@ -288,14 +288,15 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 	defer t.changed()
 	defer t.mu.Unlock()
 	if s.Size != nil {
-		if in.file == nil {
-			return Attr{}, syscall.EIO
-		}
-		if err := in.file.Truncate(int64(*s.Size)); err != nil {
+		if err := os.Truncate(t.stagingPath(in.staging), int64(*s.Size)); err != nil {
 			return Attr{}, err
 		}
 		if in.stream != nil {
 			in.stream.stop(true)
+		}
+		if in.opens == 0 && in.file != nil {
+			in.file.Close()
+			in.file = nil
 		}
 		if in.overlay && *s.Size < in.meta.Size {
 			in.written = in.written.clip(*s.Size)
@@ -372,7 +373,7 @@ func (t *Tree) stage(in *Inode, empty bool) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	in.staging, in.file = id, f
+	in.staging, in.file = id, f // closed again when no handle holds it
 	if overlay {
 		t.setOverlayLocked(in, node.Content, node.Size)
 	} else {

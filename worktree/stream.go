@@ -3,6 +3,7 @@ package worktree
 import (
 	"errors"
 	"io"
+	"os"
 	"sync"
 
 	"github.com/sealfs/sealfs/repo"
@@ -20,6 +21,8 @@ type streamer struct {
 	t  *Tree
 	in *Inode
 
+	f *os.File // its own descriptor of the staging file
+
 	mu      sync.Mutex
 	cond    *sync.Cond
 	avail   uint64 // bytes written sequentially so far
@@ -34,7 +37,11 @@ type streamer struct {
 
 // startStreamLocked starts a streamer for an empty staged file. t.mu is held.
 func (t *Tree) startStreamLocked(in *Inode) {
-	s := &streamer{t: t, in: in, done: make(chan struct{})}
+	f, err := os.Open(t.stagingPath(in.staging))
+	if err != nil {
+		return // the commit chunks it instead
+	}
+	s := &streamer{t: t, in: in, f: f, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	in.stream = s
 	go s.run()
@@ -78,13 +85,7 @@ func (s *streamer) read(p []byte, pos uint64) (int, error) {
 	if pos >= avail {
 		return 0, io.EOF
 	}
-	s.t.mu.Lock()
-	f := s.in.file
-	s.t.mu.Unlock()
-	if f == nil {
-		return 0, errStreamInvalid
-	}
-	return f.ReadAt(p[:min(uint64(len(p)), avail-pos)], int64(pos))
+	return s.f.ReadAt(p[:min(uint64(len(p)), avail-pos)], int64(pos))
 }
 
 type streamReader struct {
@@ -103,6 +104,7 @@ func (r *streamReader) Read(p []byte) (int, error) {
 
 func (s *streamer) run() {
 	defer close(s.done)
+	defer s.f.Close()
 	w := s.t.r.NewFileWriter()
 	err := w.Write(s.t.ctx, &streamReader{s: s})
 	content, total := w.Content()

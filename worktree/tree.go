@@ -340,23 +340,18 @@ func (t *Tree) apply(rec record) error {
 		if err != nil {
 			return err
 		}
-		p := filepath.Join(t.opts.Dir, stagingDir, rec.Staging)
-		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		fi, err := os.Stat(t.stagingPath(rec.Staging))
 		if errors.Is(err, os.ErrNotExist) {
 			return nil // committed and cleaned before the crash
 		}
 		if err != nil {
 			return err
 		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return err
-		}
 		if in.file != nil {
 			in.file.Close()
+			in.file = nil
 		}
-		in.staging, in.file, in.meta.Size = rec.Staging, f, uint64(fi.Size())
+		in.staging, in.meta.Size = rec.Staging, uint64(fi.Size())
 		in.overlay = rec.Overlay != nil
 		if o := rec.Overlay; o != nil {
 			t.setOverlayLocked(in, o.Base, o.BaseSize)
@@ -387,7 +382,7 @@ func (t *Tree) unstageLocked(in *Inode) {
 		in.file.Close()
 		in.file = nil
 	}
-	os.Remove(filepath.Join(t.opts.Dir, stagingDir, in.staging))
+	os.Remove(t.stagingPath(in.staging))
 	in.staging = ""
 	in.overlay, in.base, in.written, in.baseReader = false, nil, nil, nil
 	if in.stream != nil {
@@ -396,6 +391,8 @@ func (t *Tree) unstageLocked(in *Inode) {
 	}
 	delete(t.staged, in)
 }
+
+func (t *Tree) stagingPath(id string) string { return filepath.Join(t.opts.Dir, stagingDir, id) }
 
 // setOverlayLocked makes in an overlay over the given base content.
 func (t *Tree) setOverlayLocked(in *Inode, base []repo.Extent, size uint64) {
