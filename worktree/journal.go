@@ -53,8 +53,8 @@ type journal struct {
 	dir  string
 	n    uint64
 	f    *os.File
-	w    *bufio.Writer
 	path string
+	off  int64 // size after the last whole record
 }
 
 func journalName(dir string, n uint64) string {
@@ -85,7 +85,7 @@ func newJournal(dir string, n, base uint64) (*journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to create journal: %w", err)
 	}
-	j := &journal{dir: dir, n: n, f: f, w: bufio.NewWriter(f), path: p}
+	j := &journal{dir: dir, n: n, f: f, path: p}
 	if err := j.append(record{Op: opBase, Seq: base}); err != nil {
 		f.Close()
 		return nil, err
@@ -93,17 +93,21 @@ func newJournal(dir string, n, base uint64) (*journal, error) {
 	return j, j.sync()
 }
 
-// append writes one record and hands it to the kernel.
+// append writes one record and hands it to the kernel, in one write. A
+// failed write (a full disk) is cut back off, so that the journal never
+// holds a torn record in its middle: the operation fails, the queue stays
+// whole.
 func (j *journal) append(r record) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	j.w.Write(b)
-	j.w.WriteByte('\n')
-	if err := j.w.Flush(); err != nil {
+	b = append(b, '\n')
+	if _, err := j.f.Write(b); err != nil {
+		_ = j.f.Truncate(j.off)
 		return fmt.Errorf("failed to write journal: %w", err)
 	}
+	j.off += int64(len(b))
 	return nil
 }
 

@@ -387,6 +387,7 @@ func (t *Tree) unstageLocked(in *Inode) {
 	in.overlay, in.base, in.written, in.baseReader = false, nil, nil, nil
 	if in.stream != nil {
 		in.stream.stop(true)
+		in.stream.f.Close() // free the deleted file's space now
 		in.stream = nil
 	}
 	delete(t.staged, in)
