@@ -44,12 +44,20 @@ func validBlobType(t crypt.ObjectType) bool {
 // encodeIndex encodes entries as an index plaintext:
 // version (1) || u32 count || count × (type u8 || id [32] || pack [32] || offset u32 || length u32 || raw u32),
 // integers big-endian.
-func encodeIndex(entries []indexEntry) []byte {
-	b := make([]byte, 0, 5+len(entries)*indexEntrySize)
+func encodeIndex(entries []indexEntry) []byte { return encodeEntries(entries, true) }
+
+// encodeEntries encodes version || u32 count || entries, with or without
+// each entry's pack id (index objects have it, pack headers do not).
+func encodeEntries(entries []indexEntry, withPack bool) []byte {
+	size := headerEntrySize
+	if withPack {
+		size = indexEntrySize
+	}
+	b := make([]byte, 0, 5+len(entries)*size)
 	b = append(b, blobFormatVersion)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(entries)))
 	for _, e := range entries {
-		b = appendEntry(b, e, true)
+		b = appendEntry(b, e, withPack)
 	}
 	return b
 }

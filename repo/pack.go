@@ -60,15 +60,7 @@ func (p *packBuilder) finish(keys *crypt.Keys) ([]byte, error) {
 	return p.buf, nil
 }
 
-func encodePackHeader(entries []indexEntry) []byte {
-	b := make([]byte, 0, 5+len(entries)*headerEntrySize)
-	b = append(b, blobFormatVersion)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(entries)))
-	for _, e := range entries {
-		b = appendEntry(b, e, false)
-	}
-	return b
-}
+func encodePackHeader(entries []indexEntry) []byte { return encodeEntries(entries, false) }
 
 // decodePackHeader parses a pack header plaintext of pack packID whose blob
 // area is blobArea bytes long. Blobs must be in order, back to back, and

@@ -223,34 +223,33 @@ func newRepository(rem remote.Remote, cfg *Config, id crypt.RepoID, mk crypt.Mas
 // ReadConfig reads the public part of the repository config without
 // unlocking it: enough to know the repository id and that one exists.
 func ReadConfig(ctx context.Context, rem remote.Remote) (*Config, error) {
+	cfg, _, _, err := readConfig(ctx, rem)
+	return cfg, err
+}
+
+// readConfig reads and parses the config object; its MAC is checked once
+// the key is unlocked.
+func readConfig(ctx context.Context, rem remote.Remote) (cfg *Config, body, mac []byte, err error) {
 	obj, err := rem.Get(ctx, configName, 0, -1)
 	if errors.Is(err, remote.ErrNotFound) {
-		return nil, fmt.Errorf("%w at %s (create one with: sealfs init %s)", ErrNoRepository, rem, rem)
+		return nil, nil, nil, fmt.Errorf("%w at %s (create one with: sealfs init %s)", ErrNoRepository, rem, rem)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	cfg, _, _, err := parseConfig(obj)
-	if err != nil {
-		return nil, integrityError(configName, "%v", err)
+	if cfg, body, mac, err = parseConfig(obj); err != nil {
+		return nil, nil, nil, integrityError(configName, "%v", err)
 	}
-	return cfg, nil
+	return cfg, body, mac, nil
 }
 
 // Open unlocks the repository on rem with u, verifies its config, loads its
 // snapshots (refusing a rollback, see Options.AcceptRollback) and the index
 // of the newest one. It opens read-only; call Lock to write.
 func Open(ctx context.Context, rem remote.Remote, u Unlocker, o Options) (*Repository, error) {
-	obj, err := rem.Get(ctx, configName, 0, -1)
-	if errors.Is(err, remote.ErrNotFound) {
-		return nil, fmt.Errorf("%w at %s (create one with: sealfs init %s)", ErrNoRepository, rem, rem)
-	}
+	cfg, body, mac, err := readConfig(ctx, rem)
 	if err != nil {
 		return nil, err
-	}
-	cfg, body, mac, err := parseConfig(obj)
-	if err != nil {
-		return nil, integrityError(configName, "%v", err)
 	}
 	id, _ := crypt.ParseRepoID(cfg.Repository)
 	slots, err := listSlots(ctx, rem)
