@@ -1,0 +1,403 @@
+package keyvault
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/miekg/pkcs11"
+)
+
+// HSM offers the vault's secret operations. Key bytes never leave it:
+// callers name keys by label and get only evaluation results.
+type HSM interface {
+	// NewUserKey makes a non-extractable P-256 key with the label.
+	NewUserKey(label string) error
+	// Evaluate returns the x-coordinate of k·point for the user key k
+	// (CKM_ECDH1_DERIVE with CKD_NULL). The point must be validated first.
+	Evaluate(label string, point []byte) ([]byte, error)
+	// DestroyUserKey destroys the key for good.
+	DestroyUserKey(label string) error
+	// HasUserKey reports whether the key exists.
+	HasUserKey(label string) (bool, error)
+	// Counter returns a counter kept in the token (0 if there is none).
+	Counter(name string) (uint32, error)
+	// SetCounter stores a counter in the token.
+	SetCounter(name string, v uint32) error
+	// Close ends the session.
+	Close() error
+}
+
+// ErrNoKey is returned (wrapped) when a user key does not exist.
+var ErrNoKey = errors.New("no such key in the HSM")
+
+// p256OID is the DER encoding of the P-256 curve OID 1.2.840.10045.3.1.7.
+var p256OID = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
+
+const (
+	keyLabelPrefix     = "sealfs-vault-key:"
+	counterLabelPrefix = "sealfs-vault-counter:"
+	application        = "sealfs-vault"
+)
+
+// PKCS11 is an HSM on a PKCS#11 token, used through one logged-in session.
+type PKCS11 struct {
+	mu   sync.Mutex
+	ctx  *pkcs11.Ctx
+	sess pkcs11.SessionHandle
+}
+
+// OpenPKCS11 loads the module, finds the token by label, logs in with the
+// user PIN and checks that the token can do what the vault needs.
+func OpenPKCS11(module, tokenLabel, pin string) (*PKCS11, error) {
+	ctx := pkcs11.New(module)
+	if ctx == nil {
+		return nil, fmt.Errorf("failed to load the PKCS#11 module %s (is it installed? for SoftHSM2: apt-get install softhsm2)", module)
+	}
+	if err := ctx.Initialize(); err != nil {
+		ctx.Destroy()
+		return nil, fmt.Errorf("failed to initialise PKCS#11 module %s: %w", module, err)
+	}
+	h := &PKCS11{ctx: ctx}
+	slot, err := findToken(ctx, tokenLabel)
+	if err == nil {
+		err = h.checkMechanisms(slot)
+	}
+	if err == nil {
+		h.sess, err = ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	}
+	if err == nil {
+		err = ctx.Login(h.sess, pkcs11.CKU_USER, pin)
+		if err != nil {
+			err = fmt.Errorf("failed to log in to token %q (wrong PIN?): %w", tokenLabel, err)
+		}
+	}
+	if err != nil {
+		ctx.Finalize()
+		ctx.Destroy()
+		return nil, err
+	}
+	return h, nil
+}
+
+func findToken(ctx *pkcs11.Ctx, label string) (uint, error) {
+	slots, err := ctx.GetSlotList(true)
+	if err != nil {
+		return 0, fmt.Errorf("failed to list PKCS#11 slots: %w", err)
+	}
+	for _, s := range slots {
+		ti, err := ctx.GetTokenInfo(s)
+		if err == nil && strings.TrimRight(ti.Label, " \x00") == label {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("no PKCS#11 token labelled %q", label)
+}
+
+func (h *PKCS11) checkMechanisms(slot uint) error {
+	mechs, err := h.ctx.GetMechanismList(slot)
+	if err != nil {
+		return fmt.Errorf("failed to list the token's mechanisms: %w", err)
+	}
+	have := map[uint]bool{}
+	for _, m := range mechs {
+		have[m.Mechanism] = true
+	}
+	var missing []string
+	if !have[pkcs11.CKM_EC_KEY_PAIR_GEN] {
+		missing = append(missing, "CKM_EC_KEY_PAIR_GEN")
+	}
+	if !have[pkcs11.CKM_ECDH1_DERIVE] {
+		missing = append(missing, "CKM_ECDH1_DERIVE")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the token lacks %s, which the vault needs", strings.Join(missing, " and "))
+	}
+	return nil
+}
+
+func (h *PKCS11) find(tmpl []*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
+	if err := h.ctx.FindObjectsInit(h.sess, tmpl); err != nil {
+		return nil, err
+	}
+	var all []pkcs11.ObjectHandle
+	for {
+		objs, _, err := h.ctx.FindObjects(h.sess, 64)
+		if err != nil {
+			h.ctx.FindObjectsFinal(h.sess)
+			return nil, err
+		}
+		if len(objs) == 0 {
+			break
+		}
+		all = append(all, objs...)
+	}
+	return all, h.ctx.FindObjectsFinal(h.sess)
+}
+
+func (h *PKCS11) userKey(label string) (pkcs11.ObjectHandle, error) {
+	objs, err := h.find([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, keyLabelPrefix+label),
+	})
+	if err != nil {
+		return 0, err
+	}
+	if len(objs) == 0 {
+		return 0, fmt.Errorf("%w: %s", ErrNoKey, label)
+	}
+	return objs[0], nil
+}
+
+// NewUserKey generates a token P-256 key that is sensitive, not
+// extractable, and usable only for derivation.
+func (h *PKCS11) NewUserKey(label string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	pub := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, p256OID),
+	}
+	priv := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, keyLabelPrefix+label),
+	}
+	pubH, _, err := h.ctx.GenerateKeyPair(h.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)}, pub, priv)
+	if err != nil {
+		return fmt.Errorf("failed to generate a user key in the HSM: %w", err)
+	}
+	h.ctx.DestroyObject(h.sess, pubH) // the public half is not needed
+	return nil
+}
+
+// Evaluate derives the x-coordinate of k·point inside the token.
+func (h *PKCS11) Evaluate(label string, point []byte) ([]byte, error) {
+	if err := ValidatePoint(point); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	key, err := h.userKey(label)
+	if err != nil {
+		return nil, err
+	}
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDH1_DERIVE, pkcs11.NewECDH1DeriveParams(pkcs11.CKD_NULL, nil, point))}
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+	}
+	derived, err := h.ctx.DeriveKey(h.sess, mech, key, tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("HSM evaluation failed: %w", err)
+	}
+	defer h.ctx.DestroyObject(h.sess, derived)
+	attrs, err := h.ctx.GetAttributeValue(h.sess, derived, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+	if err != nil || len(attrs) != 1 || len(attrs[0].Value) != 32 {
+		return nil, fmt.Errorf("HSM evaluation returned no 32-byte value: %v", err)
+	}
+	return attrs[0].Value, nil
+}
+
+// DestroyUserKey destroys the user's key object(s).
+func (h *PKCS11) DestroyUserKey(label string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	objs, err := h.find([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, keyLabelPrefix+label)})
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := h.ctx.DestroyObject(h.sess, o); err != nil {
+			return fmt.Errorf("failed to destroy user key: %w", err)
+		}
+	}
+	return nil
+}
+
+// HasUserKey reports whether the key exists.
+func (h *PKCS11) HasUserKey(label string) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := h.userKey(label)
+	if errors.Is(err, ErrNoKey) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (h *PKCS11) counterObjects(name string) ([]pkcs11.ObjectHandle, []uint32, error) {
+	objs, err := h.find([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, counterLabelPrefix+name),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	vals := make([]uint32, len(objs))
+	for i, o := range objs {
+		a, err := h.ctx.GetAttributeValue(h.sess, o, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+		if err != nil || len(a) != 1 || len(a[0].Value) != 4 {
+			return nil, nil, fmt.Errorf("counter %s in the token is unreadable", name)
+		}
+		vals[i] = binary.BigEndian.Uint32(a[0].Value)
+	}
+	return objs, vals, nil
+}
+
+// Counter returns the largest value stored for the counter.
+func (h *PKCS11) Counter(name string) (uint32, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, vals, err := h.counterObjects(name)
+	var v uint32
+	for _, x := range vals {
+		v = max(v, x)
+	}
+	return v, err
+}
+
+// SetCounter stores v: tokens such as SoftHSM2 refuse to change a data
+// object's value, so it creates a new object and then deletes the old ones
+// (after a crash in between, Counter takes the largest).
+func (h *PKCS11) SetCounter(name string, v uint32) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old, _, err := h.counterObjects(name)
+	if err != nil {
+		return err
+	}
+	val := binary.BigEndian.AppendUint32(nil, v)
+	_, err = h.ctx.CreateObject(h.sess, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_APPLICATION, application),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, counterLabelPrefix+name),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, val),
+	})
+	if err != nil {
+		return fmt.Errorf("failed to store counter %s in the token: %w", name, err)
+	}
+	for _, o := range old {
+		h.ctx.DestroyObject(h.sess, o)
+	}
+	return nil
+}
+
+// Close logs out and unloads the module.
+func (h *PKCS11) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ctx.Logout(h.sess)
+	h.ctx.CloseSession(h.sess)
+	h.ctx.Finalize()
+	h.ctx.Destroy()
+	return nil
+}
+
+// SoftHSMModule is where Debian's softhsm2 package puts the module.
+const SoftHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+
+// EmbeddedTokenLabel is the label of the embedded SoftHSM2 token.
+const EmbeddedTokenLabel = "sealfs-vault"
+
+// OpenEmbedded opens (creating it the first time) a SoftHSM2 token kept in
+// dataDir/tokens, with a random PIN in dataDir/token-pin (mode 0600). It
+// sets SOFTHSM2_CONF for this process, so it must be the process's only
+// use of SoftHSM2.
+func OpenEmbedded(dataDir string) (*PKCS11, error) {
+	if _, err := os.Stat(SoftHSMModule); err != nil {
+		return nil, fmt.Errorf("SoftHSM2 is not installed (%s missing): apt-get install softhsm2, or give --hsm-module", SoftHSMModule)
+	}
+	tokens := filepath.Join(dataDir, "tokens")
+	if err := os.MkdirAll(tokens, 0o700); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dataDir, "softhsm2.conf")
+	body := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", tokens)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return nil, err
+	}
+	os.Setenv("SOFTHSM2_CONF", conf)
+	pinFile := filepath.Join(dataDir, "token-pin")
+	pin, err := os.ReadFile(pinFile)
+	if errors.Is(err, os.ErrNotExist) {
+		if pin, err = initEmbeddedToken(pinFile); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	return OpenPKCS11(SoftHSMModule, EmbeddedTokenLabel, strings.TrimSpace(string(pin)))
+}
+
+func randomPIN() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func initEmbeddedToken(pinFile string) ([]byte, error) {
+	ctx := pkcs11.New(SoftHSMModule)
+	if ctx == nil {
+		return nil, fmt.Errorf("failed to load %s", SoftHSMModule)
+	}
+	defer ctx.Destroy()
+	if err := ctx.Initialize(); err != nil {
+		return nil, err
+	}
+	defer ctx.Finalize()
+	slots, err := ctx.GetSlotList(true)
+	if err != nil {
+		return nil, err
+	}
+	free := -1
+	for _, s := range slots {
+		if ti, err := ctx.GetTokenInfo(s); err == nil && ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
+			free = int(s)
+			break
+		}
+	}
+	if free < 0 {
+		return nil, errors.New("SoftHSM2 offers no free slot for the vault's token")
+	}
+	so, pin := randomPIN(), randomPIN()
+	if err := ctx.InitToken(uint(free), so, EmbeddedTokenLabel); err != nil {
+		return nil, fmt.Errorf("failed to initialise the vault token: %w", err)
+	}
+	slot, err := findToken(ctx, EmbeddedTokenLabel)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return nil, err
+	}
+	defer ctx.CloseSession(sess)
+	if err := ctx.Login(sess, pkcs11.CKU_SO, so); err != nil {
+		return nil, err
+	}
+	if err := ctx.InitPIN(sess, pin); err != nil {
+		return nil, err
+	}
+	ctx.Logout(sess)
+	if err := os.WriteFile(pinFile, []byte(pin+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return []byte(pin), nil
+}
