@@ -10,6 +10,7 @@ require (
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/rclone/rclone v1.76.0
 	github.com/spf13/cobra v1.10.2
+	go.etcd.io/bbolt v1.5.0
 	golang.org/x/crypto v0.59.0
 	golang.org/x/sys v0.50.0
 	golang.org/x/term v0.48.0

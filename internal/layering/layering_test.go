@@ -22,10 +22,11 @@ var allowed = map[string][]string{
 	"worktree":          {"repo", "crypt", "archiver"},
 	"fs":                {"worktree", "repo", "crypt"},
 	"daemon":            {"fs", "worktree", "repo", "crypt"},
+	"keyvault":          {"crypt"},
 	"archiver":          {"repo", "crypt"},
 	"internal/testutil": {"crypt", "remote", "repo"},
 	"internal/layering": {},
-	"cmd/sealfs":        {"crypt", "chunker", "remote", "repo", "archiver", "worktree", "fs", "daemon"},
+	"cmd/sealfs":        {"crypt", "chunker", "remote", "repo", "archiver", "worktree", "fs", "daemon", "keyvault"},
 	"test":              {"crypt", "remote", "repo", "archiver", "internal/testutil", "worktree", "fs"},
 }
 

@@ -1,0 +1,257 @@
+package keyvault
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// MaxAttempts is how many wrong guesses in a row destroy a user's key.
+const MaxAttempts = 10
+
+// Errors of the vault protocol.
+var (
+	ErrNotEnrolled   = errors.New("no vault enrolment for this user")
+	ErrEnrolled      = errors.New("this user is enrolled already; enrol a new user id instead")
+	ErrLockedOut     = errors.New("too many wrong passwords: the vault destroyed this key for good; use the recovery code")
+	ErrWrongPassword = errors.New("wrong password")
+	ErrBadRequest    = errors.New("bad request")
+)
+
+// WrongPasswordError says how many attempts are left.
+type WrongPasswordError struct{ AttemptsLeft int }
+
+func (e *WrongPasswordError) Error() string {
+	return fmt.Sprintf("wrong password: %d attempts left before the vault destroys the key", e.AttemptsLeft)
+}
+
+// Unwrap makes it match ErrWrongPassword.
+func (e *WrongPasswordError) Unwrap() error { return ErrWrongPassword }
+
+var userPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
+
+// ValidUser reports whether a user id is well formed (16 to 128 of
+// A-Z a-z 0-9 _ -). Clients use random ids.
+func ValidUser(u string) bool { return userPattern.MatchString(u) }
+
+// userRecord is what the database keeps per user: no password, no key.
+type userRecord struct {
+	KeyLabel string `json:"key_label"` // the user's key in the HSM; new at every enrolment
+	Tag      []byte `json:"tag,omitempty"`
+	Envelope []byte `json:"envelope,omitempty"`
+	Pending  bool   `json:"pending"`
+	// LockedOut marks a user whose key was destroyed, so that later
+	// requests are told so (and the user may enrol again, with a new key).
+	LockedOut bool      `json:"locked_out,omitempty"`
+	Created   time.Time `json:"created"`
+}
+
+var usersBucket = []byte("users")
+
+// Vault is the server half of the protocol, without the network: it keeps
+// records in an embedded database, counts guesses in the HSM, and
+// serialises the guesses of each user.
+type Vault struct {
+	hsm   HSM
+	db    *bolt.DB
+	limit uint32
+
+	locks sync.Map // user -> *sync.Mutex
+}
+
+// NewVault opens (or creates) the database at dbPath.
+func NewVault(h HSM, dbPath string) (*Vault, error) {
+	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the vault database %s: %w", dbPath, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(usersBucket); return err }); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Vault{hsm: h, db: db, limit: MaxAttempts}, nil
+}
+
+// Close closes the database.
+func (v *Vault) Close() error { return v.db.Close() }
+
+func (v *Vault) lock(user string) func() {
+	m, _ := v.locks.LoadOrStore(user, &sync.Mutex{})
+	m.(*sync.Mutex).Lock()
+	return m.(*sync.Mutex).Unlock
+}
+
+func (v *Vault) load(user string) (*userRecord, error) {
+	var rec *userRecord
+	err := v.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(usersBucket).Get([]byte(user))
+		if b == nil {
+			return ErrNotEnrolled
+		}
+		rec = &userRecord{}
+		return json.Unmarshal(b, rec)
+	})
+	return rec, err
+}
+
+func (v *Vault) store(user string, rec *userRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return v.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(usersBucket).Put([]byte(user), b) })
+}
+
+// destroy destroys the user's key in the HSM for good, then leaves a
+// tombstone in the database.
+func (v *Vault) destroy(user string, rec *userRecord) error {
+	if err := v.hsm.DestroyUserKey(rec.KeyLabel); err != nil {
+		return err
+	}
+	return v.store(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Created: rec.Created})
+}
+
+// EnrolStart makes a new HSM key for user and evaluates the blinded point
+// with it. A user with a finished enrolment cannot enrol again.
+func (v *Vault) EnrolStart(user string, blinded []byte) ([]byte, error) {
+	if !ValidUser(user) {
+		return nil, fmt.Errorf("%w: malformed user id", ErrBadRequest)
+	}
+	if err := ValidatePoint(blinded); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	defer v.lock(user)()
+	if rec, err := v.load(user); err == nil {
+		if !rec.Pending && !rec.LockedOut {
+			return nil, ErrEnrolled
+		}
+		v.hsm.DestroyUserKey(rec.KeyLabel) // an abandoned enrolment
+	} else if !errors.Is(err, ErrNotEnrolled) {
+		return nil, err
+	}
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	label := user + "/" + hex.EncodeToString(nonce[:])
+	if err := v.hsm.NewUserKey(label); err != nil {
+		return nil, err
+	}
+	if err := v.store(user, &userRecord{KeyLabel: label, Pending: true, Created: time.Now().UTC()}); err != nil {
+		return nil, err
+	}
+	return v.hsm.Evaluate(label, blinded)
+}
+
+// EnrolFinish stores the unlock tag and the sealed envelope.
+func (v *Vault) EnrolFinish(user string, tag, envelope []byte) error {
+	if !ValidUser(user) || len(tag) != 32 || len(envelope) < 28 || len(envelope) > 4096 {
+		return fmt.Errorf("%w: malformed enrolment", ErrBadRequest)
+	}
+	defer v.lock(user)()
+	rec, err := v.load(user)
+	if err != nil {
+		return err
+	}
+	if !rec.Pending {
+		return ErrEnrolled
+	}
+	if err := v.hsm.SetCounter(rec.KeyLabel, 0); err != nil {
+		return err
+	}
+	rec.Tag, rec.Envelope, rec.Pending = tag, envelope, false
+	return v.store(user, rec)
+}
+
+// Evaluate counts a guess, durably and in the HSM, before it evaluates the
+// blinded point; it returns the evaluation and the attempts left if this
+// guess is wrong. At the limit the key is destroyed instead.
+func (v *Vault) Evaluate(user string, blinded []byte) ([]byte, int, error) {
+	if !ValidUser(user) {
+		return nil, 0, fmt.Errorf("%w: malformed user id", ErrBadRequest)
+	}
+	if err := ValidatePoint(blinded); err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	defer v.lock(user)()
+	rec, err := v.active(user)
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := v.hsm.Counter(rec.KeyLabel)
+	if err != nil {
+		return nil, 0, err
+	}
+	if n >= v.limit {
+		v.destroy(user, rec)
+		return nil, 0, ErrLockedOut
+	}
+	if err := v.hsm.SetCounter(rec.KeyLabel, n+1); err != nil {
+		return nil, 0, err
+	}
+	x, err := v.hsm.Evaluate(rec.KeyLabel, blinded)
+	if err != nil {
+		return nil, 0, err
+	}
+	return x, int(v.limit - n - 1), nil
+}
+
+// active loads a finished enrolment whose key still exists; a record whose
+// key is gone (an old database restored after a lockout) is deleted.
+func (v *Vault) active(user string) (*userRecord, error) {
+	rec, err := v.load(user)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case rec.LockedOut:
+		return nil, ErrLockedOut
+	case rec.Pending:
+		return nil, ErrNotEnrolled
+	}
+	ok, err := v.hsm.HasUserKey(rec.KeyLabel)
+	if err != nil {
+		return nil, err
+	}
+	if !ok { // an old database restored after a lockout
+		v.store(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Created: rec.Created})
+		return nil, ErrLockedOut
+	}
+	return rec, nil
+}
+
+// Release returns the envelope if tag matches (in constant time), which
+// resets the counter. A wrong tag at the limit destroys the key.
+func (v *Vault) Release(user string, tag []byte) ([]byte, error) {
+	if !ValidUser(user) || len(tag) != 32 {
+		return nil, fmt.Errorf("%w: malformed release", ErrBadRequest)
+	}
+	defer v.lock(user)()
+	rec, err := v.active(user)
+	if err != nil {
+		return nil, err
+	}
+	n, err := v.hsm.Counter(rec.KeyLabel)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 && subtle.ConstantTimeCompare(tag, rec.Tag) == 1 {
+		if err := v.hsm.SetCounter(rec.KeyLabel, 0); err != nil {
+			return nil, err
+		}
+		return rec.Envelope, nil
+	}
+	if n >= v.limit {
+		if err := v.destroy(user, rec); err != nil {
+			return nil, err
+		}
+		return nil, ErrLockedOut
+	}
+	return nil, &WrongPasswordError{AttemptsLeft: int(v.limit - n)}
+}
