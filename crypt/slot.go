@@ -2,7 +2,9 @@ package crypt
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -153,4 +155,20 @@ func ParseKeySlot(b []byte) (*KeySlot, error) {
 		return nil, fmt.Errorf("key slot wrapped key is %d bytes, want %d", len(s.Wrapped), Overhead+KeySize)
 	}
 	return &s, nil
+}
+
+// vaultKEKLabel derives a vault slot's key-encryption key.
+const vaultKEKLabel = "sealfs v1 vault slot kek"
+
+// VaultKEK derives the key-encryption key of a vault slot from the secret
+// the vault releases: HKDF-SHA256(ikm = secret, salt, info = vaultKEKLabel).
+func VaultKEK(secret, salt []byte) (KEK, error) {
+	if len(secret) < KeySize {
+		return KEK{}, fmt.Errorf("vault secret is %d bytes, want at least %d", len(secret), KeySize)
+	}
+	b, err := hkdf.Key(sha256.New, secret, salt, vaultKEKLabel, KeySize)
+	if err != nil {
+		return KEK{}, err
+	}
+	return KEKFromBytes(b)
 }

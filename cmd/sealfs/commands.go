@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -17,11 +18,13 @@ import (
 func newInitCmd(g *globals) *cobra.Command {
 	var compression string
 	cmd := &cobra.Command{
-		Use:   "init [--code-file FILE] REMOTE",
+		Use:   "init [--code-file FILE] [--vault URL] REMOTE",
 		Short: "Create a repository and print its recovery code",
 		Long: `Create a new encrypted repository on REMOTE with a random 256-bit key, and print
 the 64-digit recovery code that unlocks it, once. With --code-file, the code is
-also written to FILE (mode 0600; an existing file is never overwritten).`,
+also written to FILE (mode 0600; an existing file is never overwritten). With
+--vault URL, the key is also protected by a password at that Backup Key Vault
+(asked twice, or read from --password-file).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -32,6 +35,12 @@ also written to FILE (mode 0600; an existing file is never overwritten).`,
 			if g.codeFile != "" {
 				if _, err := os.Stat(g.codeFile); err == nil {
 					return usageError{fmt.Errorf("%s exists already; choose a new file for the recovery code", g.codeFile)}
+				}
+			}
+			var password []byte
+			if g.vault != "" { // ask before anything is created
+				if password, err = readPassword(g.passwordFile, "New vault password: ", true); err != nil {
+					return err
 				}
 			}
 			r, code, err := repo.Init(ctx, rem, repo.InitOptions{Options: g.options(), Compression: compression})
@@ -47,6 +56,12 @@ also written to FILE (mode 0600; an existing file is never overwritten).`,
 					return err
 				}
 				fmt.Fprintf(out, "The code was also written to %s (mode 0600).\n", g.codeFile)
+			}
+			if g.vault != "" {
+				if _, err := enrolVaultSlot(ctx, r, g.vault, password); err != nil {
+					return fmt.Errorf("%w (the repository exists and opens with the recovery code; retry with: sealfs key add-vault --vault %s %s)", err, g.vault, args[0])
+				}
+				fmt.Fprintf(out, "The key is also protected by your password at the vault %s.\n", g.vault)
 			}
 			return nil
 		},
@@ -141,7 +156,71 @@ the data.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(add, list, remove)
+	addVault := &cobra.Command{
+		Use:   "add-vault --vault URL REMOTE",
+		Short: "Protect the key with a password at a Backup Key Vault (unlocks with the code)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			url := g.vault
+			if url == "" {
+				return usageError{errors.New("give the vault with --vault URL")}
+			}
+			g.vault = "" // unlock with the recovery code
+			r, err := g.openRepo(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			pw, err := readPassword(g.passwordFile, "New vault password: ", true)
+			if err != nil {
+				return err
+			}
+			id, err := enrolVaultSlot(cmd.Context(), r, url, pw)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Added vault key slot %s: the password now opens the repository through %s.\n", id.Short(), url)
+			return nil
+		},
+	}
+	var newPasswordFile string
+	passwd := &cobra.Command{
+		Use:   "passwd --vault URL REMOTE",
+		Short: "Change the vault password (a new slot replaces the old; data untouched)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.vault == "" {
+				return usageError{errors.New("give the vault with --vault URL")}
+			}
+			ctx := cmd.Context()
+			r, err := g.openRepo(ctx, args[0]) // with the current password
+			if err != nil {
+				return err
+			}
+			pw, err := readPassword(newPasswordFile, "New vault password: ", true)
+			if err != nil {
+				return err
+			}
+			slots, err := r.Slots(ctx)
+			if err != nil {
+				return err
+			}
+			id, err := enrolVaultSlot(ctx, r, g.vault, pw)
+			if err != nil {
+				return err
+			}
+			for _, s := range slots {
+				if p, err := repo.ParseVaultParams(s.Slot); err == nil && s.Slot.Kind == crypt.SlotVault && p.URL == g.vault {
+					if err := r.RemoveSlot(ctx, s.ID); err != nil {
+						return err
+					}
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Changed the vault password (new key slot %s); the old password no longer opens the repository.\n", id.Short())
+			return nil
+		},
+	}
+	passwd.Flags().StringVar(&newPasswordFile, "new-password-file", "", "file holding the new password (default: asked twice)")
+	cmd.AddCommand(add, list, remove, addVault, passwd)
 	return cmd
 }
 

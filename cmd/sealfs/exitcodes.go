@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/keyvault"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -22,6 +23,8 @@ const (
 	exitUnreachable  = 8  // the remote could not be reached
 	exitLocked       = 9  // another writer holds the lease
 	exitRollback     = 10 // the remote went back to an older state
+	exitWrongPass    = 11 // wrong vault password (attempts are left)
+	exitLockedOut    = 12 // the vault destroyed the key after too many wrong passwords
 )
 
 // usageError marks errors in how the command was called.
@@ -40,6 +43,10 @@ func exitCode(err error) int {
 		return ee.code
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.Is(err, keyvault.ErrWrongPassword):
+		return exitWrongPass
+	case errors.Is(err, keyvault.ErrLockedOut):
+		return exitLockedOut
 	case errors.Is(err, crypt.ErrCodeTypo):
 		return exitCodeTypo
 	case errors.Is(err, repo.ErrWrongKey):

@@ -37,4 +37,6 @@ var hints = map[int]string{
 	exitIntegrity:   "the storage returned data that fails verification; nothing wrong was read. Run: sealfs check --read-data REMOTE, to list every damaged object",
 	exitUnreachable: "the remote could not be reached: check the network, the remote's address, and your rclone config (rclone lsd REMOTE)",
 	exitLocked:      "another sealfs is writing to this repository",
+	exitWrongPass:   "after 10 wrong passwords in a row the vault destroys the key for good; if unsure, unlock with the recovery code instead (--code-file, without --vault)",
+	exitLockedOut:   "the recovery code is now the only way back: unlock with it (--code-file), then enrol a new password with: sealfs key add-vault --vault URL REMOTE",
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/daemon"
 	sealfs "github.com/sealfs/sealfs/fs"
 	"github.com/sealfs/sealfs/repo"
@@ -97,7 +96,7 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 	if _, err := repo.ReadConfig(ctx, rem); err != nil {
 		return err
 	}
-	code, err := g.readCode()
+	secret, err := g.readUnlockSecret()
 	if err != nil {
 		return err
 	}
@@ -143,8 +142,9 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 	}
 	readyW.Close()
 	codeR.Close()
-	// The code goes through a pipe: never an argument or the environment.
-	io.WriteString(codeW, code.Reveal()+"\n")
+	// The code or password goes through a pipe: never an argument or the
+	// environment.
+	codeW.Write(secret.text())
 	codeW.Close()
 	line, _ := bufio.NewReader(readyR).ReadString('\n')
 	readyR.Close()
@@ -207,19 +207,19 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	if _, err := repo.ReadConfig(ctx, rem); err != nil {
 		return err
 	}
-	var code crypt.RecoveryCode
+	var secret unlockSecret
 	if mf.codeFD > 0 {
-		b, _ := io.ReadAll(io.LimitReader(os.NewFile(uintptr(mf.codeFD), "code"), 1024))
-		code, err = crypt.ParseRecoveryCode(string(b))
+		b, _ := io.ReadAll(io.LimitReader(os.NewFile(uintptr(mf.codeFD), "code"), 4096))
+		secret, err = g.unlockSecretFromText(b)
 	} else {
-		code, err = g.readCode()
+		secret, err = g.readUnlockSecret()
 	}
 	if err != nil {
 		return err
 	}
 	opts := g.options()
 	opts.CacheSize = mf.cacheSize
-	r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: code}, opts)
+	r, err := repo.Open(ctx, rem, g.unlocker(secret), opts)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,8 @@ type globals struct {
 	rcloneConfig   string
 	codeFile       string
 	acceptRollback bool
+	vault          string // unlock through this vault with a password
+	passwordFile   string
 }
 
 func newRootCmd() *cobra.Command {
@@ -42,7 +44,8 @@ A REMOTE is named as rclone names it: "gdrive:backups" from your rclone.conf,
 a connection string like ":s3,provider=Other,...:bucket", or a local path.
 
 Commands that need the key read the recovery code from --code-file FILE, from
-the SEALFS_RECOVERY_CODE environment variable, or from a prompt on the terminal.`,
+the SEALFS_RECOVERY_CODE environment variable, or from a prompt on the terminal;
+with --vault URL they ask for the vault password instead (or read --password-file).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -51,8 +54,10 @@ the SEALFS_RECOVERY_CODE environment variable, or from a prompt on the terminal.
 	pf.StringVar(&g.rcloneConfig, "rclone-config", "", "rclone config file (default: $RCLONE_CONFIG, then rclone's usual place)")
 	pf.StringVar(&g.codeFile, "code-file", "", "file holding the recovery code")
 	pf.BoolVar(&g.acceptRollback, "accept-rollback", false, "accept a remote whose newest snapshot is older than one seen before")
+	pf.StringVar(&g.vault, "vault", "", "unlock with a password through this Backup Key Vault (URL) instead of the recovery code")
+	pf.StringVar(&g.passwordFile, "password-file", "", "file holding the vault password (default: asked on the terminal)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newInitCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g))
+	root.AddCommand(newVaultCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g), newInitCmd(g))
 	return root
 }
 
@@ -121,11 +126,11 @@ func (g *globals) openRepo(ctx context.Context, spec string) (*repo.Repository, 
 	if _, err := repo.ReadConfig(ctx, rem); err != nil {
 		return nil, err
 	}
-	code, err := g.readCode()
+	secret, err := g.readUnlockSecret()
 	if err != nil {
 		return nil, err
 	}
-	return repo.Open(ctx, rem, repo.CodeUnlocker{Code: code}, g.options())
+	return repo.Open(ctx, rem, g.unlocker(secret), g.options())
 }
 
 // printCode shows a recovery code to its owner, four groups a line.

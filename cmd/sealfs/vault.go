@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/keyvault"
+	"github.com/sealfs/sealfs/repo"
+)
+
+// minPassword is the password-strength floor for vault enrolment. The vault
+// limits guesses to 10, so the floor guards against guessing in few tries,
+// not offline cracking.
+const minPassword = 10
+
+// unlockSecret is what a user gives to unlock: a recovery code, or a vault
+// password (with --vault).
+type unlockSecret struct {
+	code     crypt.RecoveryCode
+	password []byte
+	vault    bool
+}
+
+// text is the secret as it travels to a background daemon through a pipe.
+func (s unlockSecret) text() []byte {
+	if s.vault {
+		return append(append([]byte{}, s.password...), '\n')
+	}
+	return []byte(s.code.Reveal() + "\n")
+}
+
+func (g *globals) unlockSecretFromText(b []byte) (unlockSecret, error) {
+	if g.vault != "" {
+		return unlockSecret{password: bytes.TrimRight(b, "\r\n"), vault: true}, nil
+	}
+	code, err := crypt.ParseRecoveryCode(string(b))
+	return unlockSecret{code: code}, err
+}
+
+// readUnlockSecret reads the vault password with --vault, else the code.
+func (g *globals) readUnlockSecret() (unlockSecret, error) {
+	if g.vault == "" {
+		code, err := g.readCode()
+		return unlockSecret{code: code}, err
+	}
+	pw, err := readPassword(g.passwordFile, "Vault password: ", false)
+	return unlockSecret{password: pw, vault: true}, err
+}
+
+func (g *globals) unlocker(s unlockSecret) repo.Unlocker {
+	if !s.vault {
+		return repo.CodeUnlocker{Code: s.code}
+	}
+	client := keyvault.NewClient(g.vault)
+	return repo.VaultUnlocker{URL: g.vault, Recover: func(ctx context.Context, url, user string) ([]byte, error) {
+		return client.Recover(ctx, user, s.password)
+	}}
+}
+
+// readPassword reads a password from file (first line) or the terminal,
+// with no echo; twice when confirm is set. New passwords must meet the floor.
+func readPassword(file, prompt string, confirm bool) ([]byte, error) {
+	var pw []byte
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("failed to read the password file: %w", err)}
+		}
+		pw = bytes.TrimRight(bytes.SplitN(b, []byte("\n"), 2)[0], "\r")
+	case term.IsTerminal(int(os.Stdin.Fd())):
+		fmt.Fprint(os.Stderr, prompt)
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		pw = b
+		if confirm {
+			fmt.Fprint(os.Stderr, "Once more: ")
+			again, err := term.ReadPassword(int(os.Stdin.Fd()))
+			fmt.Fprintln(os.Stderr)
+			if err != nil {
+				return nil, err
+			}
+			if !bytes.Equal(again, pw) {
+				return nil, usageError{errors.New("the two passwords differ")}
+			}
+		}
+	default:
+		return nil, usageError{errors.New("no vault password: pass --password-file FILE (or run on a terminal to be asked)")}
+	}
+	if confirm && len(pw) < minPassword {
+		return nil, usageError{fmt.Errorf("the password has %d characters; use at least %d (a passphrase of a few words is best)", len(pw), minPassword)}
+	}
+	return pw, nil
+}
+
+// enrolVaultSlot protects the repository's key with a password at vault
+// url under a fresh random user id, and adds the slot.
+func enrolVaultSlot(ctx context.Context, r *repo.Repository, url string, password []byte) (crypt.ID, error) {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return crypt.ID{}, err
+	}
+	user := "u" + hex.EncodeToString(id[:])
+	secret, err := keyvault.NewClient(url).Enrol(ctx, user, password)
+	if err != nil {
+		return crypt.ID{}, fmt.Errorf("failed to enrol with the vault at %s: %w", url, err)
+	}
+	defer clear(secret)
+	return r.AddVaultSlot(ctx, repo.VaultParams{URL: url, User: user}, secret)
+}
+
+func newVaultCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vault",
+		Short: "Run the Backup Key Vault (password recovery through an HSM)",
+	}
+	var listen, dataDir, tlsCert, tlsKey, module, token, pinFile string
+	var insecure bool
+	serve := &cobra.Command{
+		Use:   "serve [--listen ADDR] [--data-dir DIR]",
+		Short: "Serve the vault; with no HSM flags, on an embedded SoftHSM2 token in DIR",
+		Long: `Serve the Backup Key Vault over HTTP(S). Its secrets live in a PKCS#11 token: by
+default an embedded SoftHSM2 token in the data directory (apt-get install softhsm2);
+in production any PKCS#11 HSM (--hsm-module, --hsm-token, --hsm-pin-file). Plain
+HTTP is refused on a non-loopback address unless --insecure-http is given; use
+--tls-cert and --tls-key. GET /healthz answers 200 once it is ready.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			if dataDir == "" {
+				base, err := os.UserHomeDir()
+				if err != nil {
+					return err
+				}
+				dataDir = filepath.Join(base, ".local", "share", "sealfs", "vault")
+			}
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return err
+			}
+			host, _, err := net.SplitHostPort(listen)
+			if err != nil {
+				return usageError{fmt.Errorf("--listen %q: %w", listen, err)}
+			}
+			ip := net.ParseIP(host)
+			loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+			if tlsCert == "" && !loopback && !insecure {
+				return usageError{fmt.Errorf("refusing plain HTTP on %s, which is not loopback: give --tls-cert and --tls-key (or --insecure-http behind a TLS proxy)", listen)}
+			}
+			var hsm keyvault.HSM
+			if module != "" {
+				pin, err := os.ReadFile(pinFile)
+				if err != nil {
+					return usageError{fmt.Errorf("--hsm-pin-file: %w", err)}
+				}
+				hsm, err = keyvault.OpenPKCS11(module, token, string(bytes.TrimSpace(pin)))
+				if err != nil {
+					return err
+				}
+			} else if hsm, err = keyvault.OpenEmbedded(dataDir); err != nil {
+				return err
+			}
+			defer hsm.Close()
+			v, err := keyvault.NewVault(hsm, filepath.Join(dataDir, "vault.db"))
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			srv, err := keyvault.NewServer(v, filepath.Join(dataDir, "audit.log"), log)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+			log.Info("vault serving", "listen", ln.Addr().String(), "data_dir", dataDir, "tls", tlsCert != "")
+			done := make(chan error, 1)
+			go func() {
+				if tlsCert != "" {
+					done <- hs.ServeTLS(ln, tlsCert, tlsKey)
+				} else {
+					done <- hs.Serve(ln)
+				}
+			}()
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+			select {
+			case <-sig:
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				return hs.Shutdown(ctx)
+			case err := <-done:
+				return err
+			}
+		},
+	}
+	f := serve.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:8443", "address to listen on")
+	f.StringVar(&dataDir, "data-dir", "", "database, audit log and embedded token (default ~/.local/share/sealfs/vault)")
+	f.StringVar(&tlsCert, "tls-cert", "", "TLS certificate file")
+	f.StringVar(&tlsKey, "tls-key", "", "TLS key file")
+	f.BoolVar(&insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
+	f.StringVar(&module, "hsm-module", "", "PKCS#11 module of a production HSM (default: embedded SoftHSM2)")
+	f.StringVar(&token, "hsm-token", "sealfs-vault", "label of the PKCS#11 token")
+	f.StringVar(&pinFile, "hsm-pin-file", "", "file holding the token's user PIN")
+	cmd.AddCommand(serve)
+	return cmd
+}
