@@ -112,14 +112,26 @@ func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 	if err != nil {
 		return err
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	r, err := c.HTTP.Do(hr)
-	if err != nil {
-		return fmt.Errorf("failed to reach the vault at %s: %w", c.URL, err)
+	var r *http.Response
+	// A rate-limited request did nothing at the vault: wait and retry.
+	for wait := 500 * time.Millisecond; ; wait *= 2 {
+		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+path, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		hr.Header.Set("Content-Type", "application/json")
+		if r, err = c.HTTP.Do(hr); err != nil {
+			return fmt.Errorf("failed to reach the vault at %s: %w", c.URL, err)
+		}
+		if r.StatusCode != http.StatusTooManyRequests || wait > 8*time.Second {
+			break
+		}
+		r.Body.Close()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
 	}
 	defer r.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxRequest))

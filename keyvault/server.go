@@ -91,7 +91,7 @@ func NewServer(v *Vault, auditPath string, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{v: v, log: log, audit: f, ips: newLimiter(20, 40), users: newLimiter(2, 10)}, nil
+	return &Server{v: v, log: log, audit: f, ips: newLimiter(20, 40), users: newLimiter(5, 20)}, nil
 }
 
 // Close closes the audit log.

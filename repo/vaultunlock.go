@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/sealfs/sealfs/crypt"
 )
@@ -32,13 +33,24 @@ type VaultRecoverer func(ctx context.Context, url, user string) ([]byte, error)
 type VaultUnlocker struct {
 	URL     string // only slots of this vault; empty: any vault slot
 	Recover VaultRecoverer
+	// Gone reports whether an error from Recover means the slot is dead
+	// at the vault (locked out, unknown), so that older slots are tried.
+	Gone func(error) bool
 }
 
 // Unlock asks the vault of each matching slot for its secret and opens the
 // slot with it. Errors from the vault (a wrong password, a lockout) are
 // returned as they are.
+//
+// Slots are tried newest first. A slot the vault no longer knows (its key
+// was destroyed, or it was never finished) is skipped; the first other
+// failure, such as a wrong password, ends the search, so that one typo
+// does not cost an attempt at every slot.
 func (u VaultUnlocker) Unlock(ctx context.Context, repo crypt.RepoID, slots []SlotInfo) (crypt.MasterKey, crypt.ID, error) {
+	slots = append([]SlotInfo(nil), slots...)
+	sort.SliceStable(slots, func(i, j int) bool { return slots[i].Slot.Created.After(slots[j].Slot.Created) })
 	tried := 0
+	var gone error
 	for _, s := range slots {
 		if s.Slot.Kind != crypt.SlotVault {
 			continue
@@ -49,6 +61,10 @@ func (u VaultUnlocker) Unlock(ctx context.Context, repo crypt.RepoID, slots []Sl
 		}
 		tried++
 		secret, err := u.Recover(ctx, p.URL, p.User)
+		if u.Gone != nil && u.Gone(err) {
+			gone = err
+			continue
+		}
 		if err != nil {
 			return crypt.MasterKey{}, crypt.ID{}, err
 		}
@@ -60,6 +76,9 @@ func (u VaultUnlocker) Unlock(ctx context.Context, repo crypt.RepoID, slots []Sl
 		if mk, err := s.Slot.Unwrap(repo, s.ID, kek); err == nil {
 			return mk, s.ID, nil
 		}
+	}
+	if gone != nil {
+		return crypt.MasterKey{}, crypt.ID{}, gone
 	}
 	if tried == 0 {
 		return crypt.MasterKey{}, crypt.ID{}, fmt.Errorf("%w: the repository has no key slot for vault %s (add one with: sealfs key add-vault)", ErrWrongKey, u.URL)

@@ -70,6 +70,8 @@ func (g *globals) unlocker(s unlockSecret) repo.Unlocker {
 	client := keyvault.NewClient(g.vault)
 	return repo.VaultUnlocker{URL: g.vault, Recover: func(ctx context.Context, url, user string) ([]byte, error) {
 		return client.Recover(ctx, user, s.password)
+	}, Gone: func(err error) bool {
+		return errors.Is(err, keyvault.ErrLockedOut) || errors.Is(err, keyvault.ErrNotEnrolled)
 	}}
 }
 
