@@ -6,7 +6,8 @@ FUZZTIME ?= 5s
 # Every fuzz target, as package:Target. Each runs for FUZZTIME in `make test`.
 FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo:FuzzDecodeTree ./repo:FuzzDecodeIndex ./repo:FuzzDecodePackHeader \
-            ./repo:FuzzDecodeSnapshot ./repo:FuzzParseConfig
+            ./repo:FuzzDecodeSnapshot ./repo:FuzzParseConfig \
+            ./keyvault:FuzzDecodeRequest ./keyvault:FuzzValidatePoint
 
 .PHONY: all build test unit fuzz lint bench demo demo-stop clean
 
@@ -39,6 +40,7 @@ lint:
 ## the mount beside gocryptfs (as root; installs gocryptfs if missing).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 10x -cpu 1 ./chunker ./repo
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./keyvault
 	@if [ "$$(id -u)" -eq 0 ]; then ./scripts/bench-mount.sh 512; else echo "bench-mount skipped: it needs root to mount and drop caches"; fi
 
 ## demo: build, create a repository in ./demo (first time: prints its recovery code), mount it at ./demo/mnt.

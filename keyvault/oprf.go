@@ -170,6 +170,11 @@ func Blind(stretched []byte) (*Blinded, error) {
 	if err != nil {
 		return nil, err
 	}
+	return blindWith(p, stretched, r)
+}
+
+// blindWith blinds the hashed point p with the scalar r (test vectors fix r).
+func blindWith(p *nistec.P256Point, stretched []byte, r *big.Int) (*Blinded, error) {
 	b, err := nistec.NewP256Point().ScalarMult(p, scalarBytes(r))
 	if err != nil {
 		return nil, err

@@ -310,3 +310,5 @@ func FuzzValidatePoint(f *testing.F) {
 		}
 	})
 }
+
+func newLoopbackServer(s *Server) *httptest.Server { return httptest.NewServer(s.Handler()) }

@@ -111,3 +111,8 @@ func TestVaultRecovery(t *testing.T) {
 	expect(t, sealfs(t, nil, "key", "add-vault", "--cache-dir", c.cache, "--code-file", c.codeFile, "--vault", url, "--password-file", pw, c.remote), 0, "")
 	expect(t, vault(pw, "snapshots", c.remote), 0, "")
 }
+
+func TestVaultRefusesPlainHTTPOffLoopback(t *testing.T) {
+	r := sealfs(t, nil, "vault", "serve", "--listen", "0.0.0.0:0", "--data-dir", t.TempDir())
+	expect(t, r, 2, "refusing plain HTTP")
+}

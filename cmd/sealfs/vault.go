@@ -169,9 +169,14 @@ HTTP is refused on a non-loopback address unless --insecure-http is given; use
 			}
 			var hsm keyvault.HSM
 			if module != "" {
-				pin, err := os.ReadFile(pinFile)
-				if err != nil {
-					return usageError{fmt.Errorf("--hsm-pin-file: %w", err)}
+				pin := []byte(os.Getenv("SEALFS_HSM_PIN"))
+				if pinFile != "" {
+					if pin, err = os.ReadFile(pinFile); err != nil {
+						return usageError{fmt.Errorf("--hsm-pin-file: %w", err)}
+					}
+				}
+				if len(pin) == 0 {
+					return usageError{errors.New("give the token's user PIN with --hsm-pin-file FILE or SEALFS_HSM_PIN")}
 				}
 				hsm, err = keyvault.OpenPKCS11(module, token, string(bytes.TrimSpace(pin)))
 				if err != nil {
@@ -225,7 +230,7 @@ HTTP is refused on a non-loopback address unless --insecure-http is given; use
 	f.BoolVar(&insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
 	f.StringVar(&module, "hsm-module", "", "PKCS#11 module of a production HSM (default: embedded SoftHSM2)")
 	f.StringVar(&token, "hsm-token", "sealfs-vault", "label of the PKCS#11 token")
-	f.StringVar(&pinFile, "hsm-pin-file", "", "file holding the token's user PIN")
+	f.StringVar(&pinFile, "hsm-pin-file", "", "file holding the token's user PIN (or the SEALFS_HSM_PIN environment variable)")
 	cmd.AddCommand(serve)
 	return cmd
 }
