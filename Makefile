@@ -9,7 +9,7 @@ FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo:FuzzDecodeSnapshot ./repo:FuzzParseConfig \
             ./keyvault:FuzzDecodeRequest ./keyvault:FuzzValidatePoint
 
-.PHONY: all build test unit fuzz lint bench demo demo-stop clean
+.PHONY: all build test unit fuzz lint bench demo demo-stop install clean
 
 all: build
 
@@ -50,6 +50,21 @@ demo: build
 ## demo-stop: commit, drain and unmount the demo.
 demo-stop: build
 	$(BIN) umount demo/mnt
+
+## install: the binary, the mount helpers (mount.sealfs, mount.fuse.sealfs) and the systemd units.
+PREFIX  ?= /usr/local
+SBINDIR ?= /sbin
+UNITDIR ?= /etc/systemd/system
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sealfs
+	install -d $(DESTDIR)$(SBINDIR)
+	ln -sf $(PREFIX)/bin/sealfs $(DESTDIR)$(SBINDIR)/mount.sealfs
+	ln -sf $(PREFIX)/bin/sealfs $(DESTDIR)$(SBINDIR)/mount.fuse.sealfs
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local/bin/sealfs|$(PREFIX)/bin/sealfs|g' contrib/systemd/sealfs@.service > $(DESTDIR)$(UNITDIR)/sealfs@.service
+	install -D -m 0644 docs/SYSTEMD.md $(DESTDIR)$(PREFIX)/share/doc/sealfs/SYSTEMD.md
+	install -D -m 0644 contrib/systemd/mnt-backup.mount $(DESTDIR)$(PREFIX)/share/doc/sealfs/examples/mnt-backup.mount
+	install -D -m 0644 contrib/systemd/mnt-backup.automount $(DESTDIR)$(PREFIX)/share/doc/sealfs/examples/mnt-backup.automount
 
 clean:
 	rm -rf bin

@@ -215,7 +215,8 @@ func (d *Daemon) Stop() error {
 	}
 	d.writeExitStatus()
 	if !d.cfg.ReadOnly {
-		uctx, ucancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// Bounded: with the remote down, the lease simply expires.
+		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer ucancel()
 		if err := d.cfg.Repo.Unlock(uctx); err != nil {
 			d.cfg.Log.Warn("failed to release the writer lease; it expires by itself", "err", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/sealfs/sealfs/daemon"
 	sealfs "github.com/sealfs/sealfs/fs"
 	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/sdnotify"
 )
 
 type mountFlags struct {
@@ -34,6 +35,7 @@ type mountFlags struct {
 	drainTimeout time.Duration
 	sync         string
 	logFile      string
+	logFormat    string
 	cacheSize    int64
 	readyFD      int // internal: the background child reports readiness here
 	codeFD       int // internal: the background child reads the code here
@@ -77,6 +79,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 	f.DurationVar(&mf.drainTimeout, "drain-timeout", 5*time.Minute, "how long unmounting may spend uploading what is queued")
 	f.StringVar(&mf.sync, "sync", "local", "what fsync waits for: local (the local queue) or remote (a commit)")
 	f.StringVar(&mf.logFile, "log-file", "", "daemon log in the background (default: in the cache directory)")
+	f.StringVar(&mf.logFormat, "log-format", "text", "log format: text (journald reads it well) or json")
 	f.Int64Var(&mf.cacheSize, "cache-size", 1<<30, "bytes of encrypted chunks kept on local disk for rereads (0: none)")
 	f.IntVar(&mf.readyFD, "ready-fd", 0, "")
 	f.IntVar(&mf.codeFD, "code-fd", 0, "")
@@ -131,7 +134,7 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 	if err != nil {
 		return err
 	}
-	childArgs := append(append([]string{}, os.Args[1:]...), "--foreground", "--ready-fd", "3", "--code-fd", "4")
+	childArgs := append(append([]string{}, invocationArgs...), "--foreground", "--ready-fd", "3", "--code-fd", "4")
 	child := exec.Command(self, childArgs...)
 	child.Stdin, child.Stdout, child.Stderr = nil, logf, logf
 	child.ExtraFiles = []*os.File{readyW, codeR}
@@ -198,7 +201,15 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 			ready.Close()
 		}()
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var log *slog.Logger
+	switch mf.logFormat {
+	case "text":
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	default:
+		return usageError{fmt.Errorf("--log-format must be text or json, not %q", mf.logFormat)}
+	}
 	ctx := context.Background()
 	rem, err := g.openRemote(ctx, source)
 	if err != nil {
@@ -248,16 +259,26 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		ready.Close()
 		ready = nil
 	}
+	// systemd (Type=notify): ready now that the mount answers; then the
+	// queue as STATUS, and the watchdog if one is set.
+	if _, err := sdnotify.Send("READY=1\nSTATUS=" + statusLine(d.Status())); err != nil {
+		log.Warn("failed to notify systemd", "err", err)
+	}
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	unmounted := make(chan struct{})
 	go func() { d.Wait(); close(unmounted) }()
+	stopNotify := make(chan struct{})
+	go notifyLoop(d, stopNotify)
 	select {
 	case s := <-sig:
-		log.Info("stopping: committing and draining the queue", "signal", s.String())
+		log.Info("stopping: committing and draining the queue", "signal", s.String(), "drain_timeout", mf.drainTimeout.String())
 	case <-unmounted:
 		log.Info("unmounted from outside: committing and draining the queue")
 	}
+	close(stopNotify)
+	st := d.Status()
+	sdnotify.Send(fmt.Sprintf("STOPPING=1\nSTATUS=stopping: uploading %d queued files (%s)", st.PendingFiles, humanBytes(st.PendingBytes)))
 	err = d.Stop()
 	log.Info("stopped")
 	return err
@@ -361,4 +382,35 @@ func processAlive(pid int) bool {
 	// A zombie child counts as gone.
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	return err == nil && !strings.Contains(string(b), ") Z ")
+}
+
+func statusLine(st daemon.Status) string {
+	line := fmt.Sprintf("snapshot %d, %d files queued (%s)", st.SnapshotSeq, st.PendingFiles, humanBytes(st.PendingBytes))
+	if st.LastError != "" {
+		line += "; remote failing: " + st.LastError
+	}
+	return line
+}
+
+// notifyLoop sends the queue to systemd as STATUS every few seconds, and
+// WATCHDOG=1 when systemd asks for it.
+func notifyLoop(d *daemon.Daemon, stop chan struct{}) {
+	interval := 5 * time.Second
+	if w := sdnotify.WatchdogInterval(); w > 0 && w < interval {
+		interval = w
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			msg := "STATUS=" + statusLine(d.Status())
+			if sdnotify.WatchdogInterval() > 0 {
+				msg += "\nWATCHDOG=1"
+			}
+			sdnotify.Send(msg)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,6 +22,25 @@ import (
 
 // codeEnv is the environment variable that may hold the recovery code.
 const codeEnv = "SEALFS_RECOVERY_CODE"
+
+// Credential names under $CREDENTIALS_DIRECTORY (systemd's LoadCredential=).
+const (
+	codeCredential     = "sealfs-recovery-code"
+	passwordCredential = "sealfs-vault-password"
+)
+
+// credential returns the path of a systemd credential, or "".
+func credential(name string) string {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" {
+		return ""
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
 
 // globals are the flags every command takes.
 type globals struct {
@@ -93,6 +113,9 @@ func (g *globals) options() repo.Options {
 // prompt with no echo; never from an argument.
 func (g *globals) readCode() (crypt.RecoveryCode, error) {
 	var text string
+	if g.codeFile == "" {
+		g.codeFile = credential(codeCredential)
+	}
 	switch {
 	case g.codeFile != "":
 		b, err := os.ReadFile(g.codeFile)

@@ -59,7 +59,11 @@ func (g *globals) readUnlockSecret() (unlockSecret, error) {
 		code, err := g.readCode()
 		return unlockSecret{code: code}, err
 	}
-	pw, err := readPassword(g.passwordFile, "Vault password: ", false)
+	file := g.passwordFile
+	if file == "" {
+		file = credential(passwordCredential)
+	}
+	pw, err := readPassword(file, "Vault password: ", false)
 	return unlockSecret{password: pw, vault: true}, err
 }
 

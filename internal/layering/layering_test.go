@@ -23,10 +23,12 @@ var allowed = map[string][]string{
 	"fs":                {"worktree", "repo", "crypt"},
 	"daemon":            {"fs", "worktree", "repo", "crypt"},
 	"keyvault":          {"crypt"},
+	"mountopts":         {},
+	"sdnotify":          {},
 	"archiver":          {"repo", "crypt"},
 	"internal/testutil": {"crypt", "remote", "repo"},
 	"internal/layering": {},
-	"cmd/sealfs":        {"crypt", "chunker", "remote", "repo", "archiver", "worktree", "fs", "daemon", "keyvault"},
+	"cmd/sealfs":        {"crypt", "chunker", "remote", "repo", "archiver", "worktree", "fs", "daemon", "keyvault", "mountopts", "sdnotify"},
 	"test":              {"crypt", "remote", "repo", "archiver", "internal/testutil", "worktree", "fs"},
 }
 

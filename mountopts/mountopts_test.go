@@ -1,0 +1,47 @@
+package mountopts
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string // expected Args; nil with errPart set means an error
+		src  string
+		err  string
+	}{
+		{[]string{"gdrive:backups", "/mnt/b"}, nil, "gdrive:backups", ""},
+		{[]string{"gdrive:backups", "/mnt/b", "-o", "ro,allow_other,default_permissions,_netdev,nofail,x-systemd.automount,x-systemd.requires=network-online.target"},
+			[]string{"--read-only", "--allow-other"}, "gdrive:backups", ""},
+		{[]string{"/srv/repo", "/mnt/b", "-o", "code_file=/etc/sealfs/code,cache_dir=/var/cache/sealfs,commit_delay=10s,sync=remote"},
+			[]string{"--code-file", "/etc/sealfs/code", "--cache-dir", "/var/cache/sealfs", "--commit-delay", "10s", "--sync", "remote"}, "/srv/repo", ""},
+		{[]string{"sealfs#/srv/repo", "/mnt/b", "-orw,vault=https://vault.example:8443,password_file=/run/credentials/x/pw"},
+			[]string{"--vault", "https://vault.example:8443", "--password-file", "/run/credentials/x/pw"}, "/srv/repo", ""},
+		{[]string{"r", "/m", "-o", `rclone_config="/a,b/rclone.conf",break_lease`}, []string{"--rclone-config", "/a,b/rclone.conf", "--break-lease"}, "r", ""},
+		{[]string{"r", "/m", "-n", "-s", "-v", "-r"}, []string{"--read-only"}, "r", ""},
+		{[]string{"r", "/m", "-o", "bogus"}, nil, "", "unknown mount option"},
+		{[]string{"r", "/m", "-o", "code_file"}, nil, "", "needs a value"},
+		{[]string{"r", "/m", "-o", "ro=1"}, nil, "", "takes no value"},
+		{[]string{"r"}, nil, "", "usage"},
+		{[]string{"r", "/m", "-o"}, nil, "", "needs a list"},
+		{[]string{"r", "/m", "-z"}, nil, "", "unknown mount helper flag"},
+	} {
+		p, err := Parse(c.args)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("Parse(%q) = %v; want an error with %q", c.args, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Parse(%q): %v", c.args, err)
+			continue
+		}
+		if p.Source != c.src || !reflect.DeepEqual(p.Args, c.want) && !(len(p.Args) == 0 && len(c.want) == 0) {
+			t.Errorf("Parse(%q) = %q %q; want %q %q", c.args, p.Source, p.Args, c.src, c.want)
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package test
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMountHelper: `mount -t fuse.sealfs` with fstab-style options mounts,
+// reads and writes; plain umount(8) makes the daemon commit and stop.
+func TestMountHelper(t *testing.T) {
+	needRoot(t)
+	helper := "/sbin/mount.fuse.sealfs"
+	if _, err := os.Lstat(helper); err == nil {
+		t.Skipf("%s exists already; not replacing it", helper)
+	}
+	if err := os.Symlink(sealfsBin, helper); err != nil {
+		t.Skipf("cannot install the helper: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(helper) })
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	opts := "code_file=" + c.codeFile + ",cache_dir=" + c.cache + ",_netdev,nofail,x-systemd.automount,default_permissions,allow_other,commit_delay=1h"
+	if out, err := exec.Command("mount", "-t", "fuse.sealfs", c.remote, mnt, "-o", opts).CombinedOutput(); err != nil {
+		t.Fatalf("mount -t fuse.sealfs: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "via-fstab"), []byte("helper"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pid := mountStatus(t, mnt).PID
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v %s", err, out)
+	}
+	for deadline := time.Now().Add(30 * time.Second); processAliveTest(pid); {
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon did not stop after umount")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := c.run(t, "snapshots", c.remote)
+	if !strings.Contains(r.stdout, "1 ") {
+		t.Fatalf("no snapshot after umount(8): %s %s", r.stdout, r.stderr)
+	}
+	// A bad option is refused clearly, and nothing is mounted.
+	out, err := exec.Command("mount", "-t", "fuse.sealfs", c.remote, mnt, "-o", "code_file="+c.codeFile+",frobnicate").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unknown mount option") || isMounted(mnt) {
+		t.Fatalf("bad option: %v %s", err, out)
+	}
+}
+
+// TestSystemdNotify runs the daemon as systemd would (Type=notify): READY=1
+// comes only once the mount answers, STATUS lines carry the queue, and
+// SIGTERM gives STOPPING=1, a drain and a clean exit.
+func TestSystemdNotify(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	creds := t.TempDir()
+	raw, _ := os.ReadFile(c.codeFile)
+	os.WriteFile(filepath.Join(creds, "sealfs-recovery-code"), raw, 0o600)
+	cmd := exec.Command(sealfsBin, "mount", "--foreground", "--cache-dir", c.cache, "--commit-delay", "1h", c.remote, mnt)
+	// The code comes as a systemd credential, not a flag or the environment.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NOTIFY_SOCKET=" + sock, "CREDENTIALS_DIRECTORY=" + creds}
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 4096)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v\n%s", err, logs.String())
+		}
+		return string(buf[:n])
+	}
+	msg := read()
+	if !strings.HasPrefix(msg, "READY=1") || !strings.Contains(msg, "STATUS=snapshot 0, 0 files queued") {
+		t.Fatalf("first notification %q", msg)
+	}
+	// READY means the mount answers.
+	if st := mountStatus(t, mnt); st.PID != cmd.Process.Pid {
+		t.Fatalf("status pid %d, daemon %d", st.PID, cmd.Process.Pid)
+	}
+	os.WriteFile(filepath.Join(mnt, "queued"), bytes.Repeat([]byte("q"), 5000), 0o644)
+	cmd.Process.Signal(syscall.SIGTERM)
+	for {
+		msg = read()
+		if strings.HasPrefix(msg, "STOPPING=1") {
+			break
+		}
+	}
+	if !strings.Contains(msg, "uploading 1 queued files") {
+		t.Fatalf("stopping notification %q", msg)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("daemon exit: %v\n%s", err, logs.String())
+	}
+	if isMounted(mnt) {
+		t.Fatal("still mounted after SIGTERM")
+	}
+	if r := c.run(t, "snapshots", c.remote); !strings.Contains(r.stdout, "1 ") {
+		t.Fatalf("the queue was not drained on SIGTERM: %s", r.stdout)
+	}
+}
+
+// TestSigtermDeadRemote: with the remote down, SIGTERM still ends the
+// daemon within the drain timeout; the queue stays in the journal and the
+// next mount uploads it.
+func TestSigtermDeadRemote(t *testing.T) {
+	needRoot(t)
+	s3 := newFaultyS3(t)
+	dir := t.TempDir()
+	c := cliRepo{remote: s3.remote("dead"), cache: filepath.Join(dir, "cache"), codeFile: filepath.Join(dir, "code")}
+	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, c.remote), 0, "")
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--commit-delay", "1h", "--drain-timeout", "2s"), 0, "")
+	os.WriteFile(filepath.Join(mnt, "survivor"), []byte("queued while the remote was down"), 0o644)
+	pid := mountStatus(t, mnt).PID
+	s3.setRate(1000)
+	start := time.Now()
+	syscall.Kill(pid, syscall.SIGTERM)
+	for processAliveTest(pid) {
+		if time.Since(start) > 15*time.Second {
+			t.Fatal("the daemon did not stop within the drain timeout (2s) and the lease release (5s), plus margin")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("stopped %v after SIGTERM with a dead remote", time.Since(start))
+	if log, _ := os.ReadFile(filepath.Join(c.cache, "test-mount.log")); len(log) > 0 {
+		t.Logf("daemon log:\n%s", log)
+	}
+	if isMounted(mnt) {
+		t.Fatal("still mounted")
+	}
+	s3.setRate(0)
+	expect(t, c.mount(t, mnt, "--commit-delay", "100ms"), 0, "")
+	r := c.umount(t, mnt)
+	if !strings.Contains(r.stdout, "everything is committed") {
+		t.Fatalf("after the restart: %q", r.stdout)
+	}
+	fresh := cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
+	expect(t, fresh.mount(t, mnt, "--read-only"), 0, "")
+	defer fresh.umount(t, mnt)
+	if got, _ := os.ReadFile(filepath.Join(mnt, "survivor")); string(got) != "queued while the remote was down" {
+		t.Fatalf("survivor = %q", got)
+	}
+}
+
+// TestUnitFiles: the units pass systemd-analyze verify (with the binary
+// path pointed at the one under test, as make install does).
+func TestUnitFiles(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("systemd-analyze is missing in CI: .ci/run installs systemd")
+		}
+		t.Skip("systemd-analyze not installed (apt-get install systemd)")
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"sealfs@.service", "mnt-backup.mount", "mnt-backup.automount"} {
+		b, err := os.ReadFile(filepath.Join("..", "contrib", "systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.ReplaceAll(b, []byte("/usr/local/bin/sealfs"), []byte(sealfsBin))
+		if name == "sealfs@.service" {
+			name = "sealfs@demo.service"
+		}
+		os.WriteFile(filepath.Join(dir, name), b, 0o644)
+	}
+	cmd := exec.Command("systemd-analyze", "verify", "--man=no", "./sealfs@demo.service", "./mnt-backup.mount", "./mnt-backup.automount")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
