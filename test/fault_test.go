@@ -43,6 +43,15 @@ func newFaultyS3(t *testing.T) *faultyS3 {
 
 func (f *faultyS3) setRate(perMille int64) { f.rate.Store(perMille) }
 
+// initRepo creates a repository in a bucket of the server with sealfs init.
+func (f *faultyS3) initRepo(t *testing.T, bucket string) cliRepo {
+	t.Helper()
+	dir := t.TempDir()
+	c := cliRepo{remote: f.remote(bucket), cache: filepath.Join(dir, "cache"), codeFile: filepath.Join(dir, "code")}
+	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, c.remote), 0, "")
+	return c
+}
+
 func (f *faultyS3) remote(bucket string) string {
 	return fmt.Sprintf(":s3,provider=Other,access_key_id=k,secret_access_key=s,region=us-east-1,force_path_style=true,endpoint='%s':%s/repo", f.srv.URL, bucket)
 }
@@ -53,9 +62,7 @@ func (f *faultyS3) remote(bucket string) string {
 func TestMountFaultyRemote(t *testing.T) {
 	needRoot(t)
 	s3 := newFaultyS3(t)
-	dir := t.TempDir()
-	c := cliRepo{remote: s3.remote("bucket"), cache: filepath.Join(dir, "cache"), codeFile: filepath.Join(dir, "code")}
-	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, c.remote), 0, "")
+	c := s3.initRepo(t, "bucket")
 	mnt := mountpoint(t)
 	expect(t, c.mount(t, mnt, "--commit-delay", "200ms", "--drain-timeout", "2s"), 0, "")
 

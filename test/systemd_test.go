@@ -124,9 +124,7 @@ func TestSystemdNotify(t *testing.T) {
 func TestSigtermDeadRemote(t *testing.T) {
 	needRoot(t)
 	s3 := newFaultyS3(t)
-	dir := t.TempDir()
-	c := cliRepo{remote: s3.remote("dead"), cache: filepath.Join(dir, "cache"), codeFile: filepath.Join(dir, "code")}
-	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, c.remote), 0, "")
+	c := s3.initRepo(t, "dead")
 	mnt := mountpoint(t)
 	expect(t, c.mount(t, mnt, "--commit-delay", "1h", "--drain-timeout", "2s"), 0, "")
 	os.WriteFile(filepath.Join(mnt, "survivor"), []byte("queued while the remote was down"), 0o644)
