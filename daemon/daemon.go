@@ -36,6 +36,11 @@ type Config struct {
 	AllowOther   bool
 	DrainTimeout time.Duration // how long a stop may spend uploading
 	Log          *slog.Logger
+	// Unleased: the remote could not be reached at mount, so the writer
+	// lease is not held yet. Changes queue locally; the lease is taken
+	// (with BreakLease if set) before the first commit.
+	Unleased   bool
+	BreakLease bool
 }
 
 // Status is the document `sealfs status` shows.
@@ -70,6 +75,7 @@ type Daemon struct {
 
 	lastChange atomic.Int64
 	committing atomic.Bool
+	unleased   atomic.Bool
 	mu         sync.Mutex
 	lastCommit time.Time
 	lastErr    error
@@ -87,6 +93,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	CleanStaleMount(cfg.Mountpoint, cfg.Log)
 	d := &Daemon{cfg: cfg, stopLoop: make(chan struct{}), loopDone: make(chan struct{})}
+	d.unleased.Store(cfg.Unleased)
 	tree, err := worktree.Open(context.Background(), cfg.Repo, worktree.Options{
 		Dir: filepath.Join(cfg.Repo.StateDir(), "work"), ReadOnly: cfg.ReadOnly, Log: cfg.Log,
 		OnChange: func() { d.lastChange.Store(time.Now().UnixNano()) },
@@ -126,8 +133,20 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 // Wait blocks until the filesystem is unmounted (by Stop, or by umount(8)).
 func (d *Daemon) Wait() { d.srv.Wait() }
 
-// commit commits now, one at a time, and records the outcome.
+// commit commits now, one at a time, and records the outcome. Without the
+// lease (an offline start), it takes the lease first.
 func (d *Daemon) commit(ctx context.Context) (*repo.Snapshot, error) {
+	if d.unleased.Load() {
+		if err := d.cfg.Repo.Lock(ctx, d.cfg.BreakLease); err != nil {
+			d.mu.Lock()
+			d.lastErr = fmt.Errorf("cannot take the writer lease yet: %w", err)
+			d.mu.Unlock()
+			d.cfg.Log.Warn("the writer lease is not held yet; changes stay queued", "err", err)
+			return nil, err
+		}
+		d.unleased.Store(false)
+		d.cfg.Log.Info("the remote answers: took the writer lease; uploading what was queued")
+	}
 	d.committing.Store(true)
 	defer d.committing.Store(false)
 	s, err := d.tree.Commit(ctx)
@@ -253,6 +272,8 @@ func (d *Daemon) Status() Status {
 	}
 	if d.cfg.ReadOnly {
 		s.Lease = "none (read-only)"
+	} else if d.unleased.Load() {
+		s.Lease = "not held yet: the remote was unreachable at mount; changes queue locally"
 	}
 	if l := d.cfg.Repo.Latest(); l != nil {
 		s.SnapshotSeq = l.Seq

@@ -88,6 +88,11 @@ func (r *Repository) SaveBlob(ctx context.Context, t crypt.ObjectType, data []by
 		return id, err
 	}
 	r.index.add(id, loc)
+	if t == crypt.TypeTreeBlob && r.blobs != nil {
+		// Directories we wrote stay readable from the cache, so that a
+		// mount can come up while the remote is down.
+		r.blobs.put(id, bytes.Clone(r.packer.buf[loc.Offset:loc.Offset+loc.Length]))
+	}
 	r.stats.Blobs++
 	r.stats.RawBytes += uint64(len(data))
 	if len(r.packer.buf) >= r.cfg.PackSize {

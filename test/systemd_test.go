@@ -186,3 +186,58 @@ func TestUnitFiles(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+// TestMountOfflineAtBoot: with the remote down, a mount still comes up
+// read-write from local state (the cached snapshot), says so, queues what
+// is written, and uploads it once the remote answers.
+func TestMountOfflineAtBoot(t *testing.T) {
+	needRoot(t)
+	s3 := newFaultyS3(t)
+	c := s3.initRepo(t, "offline")
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--commit-delay", "100ms"), 0, "")
+	os.MkdirAll(filepath.Join(mnt, "dir"), 0o755)
+	os.WriteFile(filepath.Join(mnt, "dir", "before"), []byte("written while up"), 0o644)
+	c.umount(t, mnt)
+
+	s3.setRate(1000) // the remote is down at "boot"
+	expect(t, c.mount(t, mnt, "--commit-delay", "100ms"), 0, "")
+	if _, err := os.Stat(filepath.Join(mnt, "dir", "before")); err != nil {
+		t.Fatalf("the cached snapshot is not visible offline: %v", err)
+	}
+	st := mountStatus(t, mnt)
+	if !strings.Contains(st.Lease, "not held yet") {
+		t.Fatalf("status does not say the mount is offline: %+v", st)
+	}
+	log, _ := os.ReadFile(filepath.Join(c.cache, "test-mount.log"))
+	if !strings.Contains(string(log), "cannot be reached") {
+		t.Fatalf("the log does not say the remote is down:\n%s", log)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "dir", "offline"), []byte("written while down"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if st := mountStatus(t, mnt); st.PendingFiles == 0 {
+		t.Fatalf("nothing queued while the remote is down: %+v", st)
+	}
+	s3.setRate(0)
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		st := mountStatus(t, mnt)
+		if st.PendingFiles == 0 && st.LastError == "" && !strings.Contains(st.Lease, "not held") && st.SnapshotSeq >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue did not go up once the remote answered: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.umount(t, mnt)
+	fresh := cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
+	expect(t, fresh.mount(t, mnt, "--read-only"), 0, "")
+	defer fresh.umount(t, mnt)
+	for name, want := range map[string]string{"before": "written while up", "offline": "written while down"} {
+		if got, err := os.ReadFile(filepath.Join(mnt, "dir", name)); err != nil || string(got) != want {
+			t.Fatalf("%s = %q, %v", name, got, err)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +25,8 @@ import (
 
 	"github.com/sealfs/sealfs/daemon"
 	sealfs "github.com/sealfs/sealfs/fs"
+	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/remote/mirror"
 	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/sdnotify"
 )
@@ -92,7 +97,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 // waits until it reports that the mount is ready (or why it failed).
 func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string) error {
 	ctx := cmd.Context()
-	rem, err := g.openRemote(ctx, args[0])
+	rem, err := g.openMirrored(ctx, args[0], nil)
 	if err != nil {
 		return err
 	}
@@ -211,7 +216,7 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		return usageError{fmt.Errorf("--log-format must be text or json, not %q", mf.logFormat)}
 	}
 	ctx := context.Background()
-	rem, err := g.openRemote(ctx, source)
+	rem, err := g.openMirrored(ctx, source, log)
 	if err != nil {
 		return err
 	}
@@ -234,21 +239,28 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	if err != nil {
 		return err
 	}
+	unleased := false
 	if !mf.readOnly {
 		if err := r.Lock(ctx, mf.breakLease); err != nil {
-			if errors.Is(err, repo.ErrLocked) {
+			switch {
+			case errors.Is(err, repo.ErrLocked):
 				return fmt.Errorf("%w (mount with --read-only to look without writing)", err)
+			case remote.IsTransient(err) || remote.IsUnreachable(err):
+				unleased = true
+				log.Warn("the remote cannot be reached: mounting read-write from the local state; changes queue locally and go up once it answers", "err", err)
+			default:
+				return err
 			}
-			return err
 		}
 	}
 	abs, _ := filepath.Abs(mountpoint)
 	d, err := daemon.Start(ctx, daemon.Config{
 		Repo: r, Source: source, Mountpoint: abs, ReadOnly: mf.readOnly, CommitDelay: mf.commitDelay,
 		SyncRemote: mf.sync == "remote", AllowOther: mf.allowOther, DrainTimeout: mf.drainTimeout, Log: log,
+		Unleased: unleased, BreakLease: mf.breakLease,
 	})
 	if err != nil {
-		if !mf.readOnly {
+		if !mf.readOnly && !unleased {
 			r.Unlock(ctx)
 		}
 		return err
@@ -413,4 +425,31 @@ func notifyLoop(d *daemon.Daemon, stop chan struct{}) {
 			sdnotify.Send(msg)
 		}
 	}
+}
+
+// openMirrored opens the remote for a mount, keeping local copies of what
+// the repository is opened from, so that a mount comes up from local state
+// when the remote is down at boot. log, if set, hears of the first fallback.
+func (g *globals) openMirrored(ctx context.Context, source string, log *slog.Logger) (remote.Remote, error) {
+	inner, err := g.openRemote(ctx, source)
+	if err != nil {
+		return nil, err
+	}
+	base := g.cacheDir
+	if base == "" {
+		if base, err = repo.DefaultCacheDir(); err != nil {
+			return nil, err
+		}
+	}
+	sum := sha256.Sum256([]byte(source))
+	m := mirror.New(inner, filepath.Join(base, "remotes", hex.EncodeToString(sum[:8])))
+	if log != nil {
+		var once sync.Once
+		m.OnFallback = func(name string, err error) {
+			once.Do(func() {
+				log.Warn("the remote cannot be reached: using the local copy of the repository's metadata", "err", err)
+			})
+		}
+	}
+	return m, nil
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,6 +83,12 @@ func Open(ctx context.Context, spec string) (*Remote, error) {
 		return nil, err
 	}
 	f, err := fs.NewFs(ctx, spec)
+	if errors.Is(err, fs.ErrorIsFile) && !strings.HasSuffix(spec, "/") {
+		// Some backends (s3) guess "file" when they cannot reach the
+		// remote to tell; a trailing slash says it is a directory. If it
+		// really is a file, the repository's objects are simply not found.
+		f, err = fs.NewFs(ctx, spec+"/")
+	}
 	if errors.Is(err, fs.ErrorIsFile) {
 		return nil, fmt.Errorf("remote %q is a file, not a directory: %w", spec, remote.ErrPermanent)
 	}
