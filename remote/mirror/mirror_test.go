@@ -3,30 +3,17 @@ package mirror_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync/atomic"
 	"testing"
 
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/remote/mirror"
-	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/remote/remotetest"
 )
 
-var seq atomic.Int64
-
-func memory(t *testing.T) remote.Remote {
-	r, err := rcloneremote.Open(context.Background(), fmt.Sprintf(":memory:mirror%d", seq.Add(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 // TestConformance: with the remote up, the mirror keeps every contract.
 func TestConformance(t *testing.T) {
-	remotetest.Run(t, func(t *testing.T) remote.Remote { return mirror.New(memory(t), t.TempDir()) })
+	remotetest.Run(t, func(t *testing.T) remote.Remote { return mirror.New(remotetest.NewMemory(t), t.TempDir()) })
 }
 
 // TestServesCopiesWhenDown: metadata objects and listings written or read
@@ -34,7 +21,7 @@ func TestConformance(t *testing.T) {
 // and "not found" is never papered over.
 func TestServesCopiesWhenDown(t *testing.T) {
 	ctx := context.Background()
-	f := faulty.New(memory(t), 1)
+	f := faulty.New(remotetest.NewMemory(t), 1)
 	m := mirror.New(f, t.TempDir())
 	m.Mkdir(ctx)
 	for name, data := range map[string]string{"config": "c", "keys/k1": "k", "snapshots/s1": "s", "data/00/p": "pack"} {

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/remote/rcloneremote"
 )
 
 // Run runs the suite on remotes made by newRemote; each call must return an
@@ -211,4 +213,17 @@ func randomBytes(t *testing.T, n int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+var memorySeq atomic.Int64
+
+// NewMemory returns an empty remote on rclone's memory backend, a bucket of
+// its own per call.
+func NewMemory(t *testing.T) remote.Remote {
+	t.Helper()
+	r, err := rcloneremote.Open(context.Background(), fmt.Sprintf(":memory:test%d", memorySeq.Add(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -3,27 +3,14 @@ package retry_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/faulty"
-	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/remote/remotetest"
 	"github.com/sealfs/sealfs/remote/retry"
 )
-
-var seq atomic.Int64
-
-func memory(t *testing.T) remote.Remote {
-	r, err := rcloneremote.Open(context.Background(), fmt.Sprintf(":memory:retry%d", seq.Add(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 var fast = retry.Policy{Attempts: 12, Base: time.Millisecond, Max: 5 * time.Millisecond}
 
@@ -32,7 +19,7 @@ var fast = retry.Policy{Attempts: 12, Base: time.Millisecond, Max: 5 * time.Mill
 // keeps every contract.
 func TestConformanceThroughFaults(t *testing.T) {
 	remotetest.Run(t, func(t *testing.T) remote.Remote {
-		f := faulty.New(memory(t), uint64(seq.Add(1)))
+		f := faulty.New(remotetest.NewMemory(t), 7)
 		f.SetFailRate(0.2)
 		f.SetPartialWrites(true)
 		return retry.New(f, fast)
@@ -40,7 +27,7 @@ func TestConformanceThroughFaults(t *testing.T) {
 }
 
 func TestNotFoundIsNotRetried(t *testing.T) {
-	f := faulty.New(memory(t), 1)
+	f := faulty.New(remotetest.NewMemory(t), 1)
 	r := retry.New(f, fast)
 	retries := 0
 	r.OnRetry = func(string, string, error) { retries++ }
@@ -53,7 +40,7 @@ func TestNotFoundIsNotRetried(t *testing.T) {
 }
 
 func TestGivesUpAfterAttempts(t *testing.T) {
-	f := faulty.New(memory(t), 1)
+	f := faulty.New(remotetest.NewMemory(t), 1)
 	f.SetFailRate(1)
 	r := retry.New(f, retry.Policy{Attempts: 3, Base: time.Millisecond, Max: time.Millisecond})
 	err := r.Put(context.Background(), "x", []byte("x"))
@@ -63,7 +50,7 @@ func TestGivesUpAfterAttempts(t *testing.T) {
 }
 
 func TestStopsOnCancel(t *testing.T) {
-	f := faulty.New(memory(t), 1)
+	f := faulty.New(remotetest.NewMemory(t), 1)
 	f.SetFailRate(1)
 	r := retry.New(f, retry.Policy{Attempts: 100, Base: time.Second, Max: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
