@@ -1,9 +1,11 @@
 package keyvault
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,7 +60,7 @@ func DecodeRequest(b []byte, v any) error {
 	if len(b) > maxRequest {
 		return fmt.Errorf("%w: request of %d bytes", ErrBadRequest, len(b))
 	}
-	dec := json.NewDecoder(bytesReader(b))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
@@ -154,7 +156,7 @@ func (s *Server) handle(op string, fn func([]byte) (any, string, error)) http.Ha
 			return
 		}
 		body := http.MaxBytesReader(w, r.Body, maxRequest)
-		b, err := readAll(body)
+		b, err := io.ReadAll(body)
 		if err != nil {
 			s.reply(w, http.StatusRequestEntityTooLarge, &ErrorResponse{Error: "request too large", Code: "bad_request"})
 			return

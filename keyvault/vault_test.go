@@ -3,6 +3,7 @@ package keyvault
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -209,17 +210,15 @@ func TestMalformedRequests(t *testing.T) {
 		r.Body.Close()
 		return r.StatusCode
 	}
-	b64 := func(b []byte) string { return fmt.Sprintf("%q", b) }
-	_ = b64
 	for name, c := range map[string]struct {
 		path, body string
 		status     int
 	}{
-		"off-curve point": {"/v1/recover/evaluate", fmt.Sprintf(`{"user":%q,"blinded":"%s"}`, user, encode(offCurve)), 400},
+		"off-curve point": {"/v1/recover/evaluate", fmt.Sprintf(`{"user":%q,"blinded":"%s"}`, user, base64.StdEncoding.EncodeToString(offCurve)), 400},
 		"identity":        {"/v1/recover/evaluate", fmt.Sprintf(`{"user":%q,"blinded":"AA=="}`, user), 400},
 		"truncated":       {"/v1/recover/evaluate", `{"user":"` + user, 400},
-		"unknown field":   {"/v1/recover/evaluate", fmt.Sprintf(`{"user":%q,"blinded":"%s","x":1}`, user, encode(good.Element)), 400},
-		"bad user":        {"/v1/recover/evaluate", fmt.Sprintf(`{"user":"../x","blinded":"%s"}`, encode(good.Element)), 400},
+		"unknown field":   {"/v1/recover/evaluate", fmt.Sprintf(`{"user":%q,"blinded":"%s","x":1}`, user, base64.StdEncoding.EncodeToString(good.Element)), 400},
+		"bad user":        {"/v1/recover/evaluate", fmt.Sprintf(`{"user":"../x","blinded":"%s"}`, base64.StdEncoding.EncodeToString(good.Element)), 400},
 		"oversized":       {"/v1/recover/evaluate", `{"user":"` + strings.Repeat("a", 20000) + `"}`, 413},
 		"short tag":       {"/v1/recover/release", fmt.Sprintf(`{"user":%q,"tag":"AAAA"}`, user), 400},
 	} {

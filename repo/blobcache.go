@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"container/list"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,25 +14,18 @@ import (
 // and are verified again at every read. It holds at most limit bytes,
 // dropping the least recently used first.
 type blobCache struct {
-	dir   string
-	limit int64
+	dir string
 
-	mu    sync.Mutex
-	size  int64
-	lru   *list.List // of *cacheEntry, most recent first
-	items map[crypt.ID]*list.Element
-}
-
-type cacheEntry struct {
-	id   crypt.ID
-	size int64
+	mu  sync.Mutex
+	lru *lru[struct{}]
 }
 
 func newBlobCache(dir string, limit int64) (*blobCache, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	c := &blobCache{dir: dir, limit: limit, lru: list.New(), items: map[crypt.ID]*list.Element{}}
+	c := &blobCache{dir: dir}
+	c.lru = newLRU(limit, func(id crypt.ID, _ struct{}) { os.Remove(c.path(id)) })
 	// Pick up what an earlier run cached, oldest first.
 	entries, _ := os.ReadDir(dir)
 	type found struct {
@@ -53,12 +45,8 @@ func newBlobCache(dir string, limit int64) (*blobCache, error) {
 	}
 	sort.Slice(fs, func(i, j int) bool { return fs[i].mod < fs[j].mod })
 	for _, f := range fs {
-		c.items[f.id] = c.lru.PushFront(&cacheEntry{f.id, f.size})
-		c.size += f.size
+		c.lru.add(f.id, struct{}{}, f.size)
 	}
-	c.mu.Lock()
-	c.evictLocked()
-	c.mu.Unlock()
 	return c, nil
 }
 
@@ -67,10 +55,7 @@ func (c *blobCache) path(id crypt.ID) string { return filepath.Join(c.dir, id.St
 // get returns the cached sealed blob, or nil.
 func (c *blobCache) get(id crypt.ID) []byte {
 	c.mu.Lock()
-	el, ok := c.items[id]
-	if ok {
-		c.lru.MoveToFront(el)
-	}
+	_, ok := c.lru.get(id)
 	c.mu.Unlock()
 	if !ok {
 		return nil
@@ -83,15 +68,17 @@ func (c *blobCache) get(id crypt.ID) []byte {
 	return b
 }
 
+// has reports whether a blob is cached.
+func (c *blobCache) has(id crypt.ID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.lru.items[id]
+	return ok
+}
+
 // put stores a sealed blob that has just been verified.
 func (c *blobCache) put(id crypt.ID, sealed []byte) {
-	if int64(len(sealed)) > c.limit {
-		return
-	}
-	c.mu.Lock()
-	_, ok := c.items[id]
-	c.mu.Unlock()
-	if ok {
+	if c.has(id) || int64(len(sealed)) > c.lru.limit {
 		return
 	}
 	tmp := c.path(id) + ".tmp"
@@ -105,33 +92,13 @@ func (c *blobCache) put(id crypt.ID, sealed []byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.items[id]; ok {
-		return
-	}
-	c.items[id] = c.lru.PushFront(&cacheEntry{id, int64(len(sealed))})
-	c.size += int64(len(sealed))
-	c.evictLocked()
+	c.lru.add(id, struct{}{}, int64(len(sealed)))
 }
 
 // drop forgets a blob (it failed verification, or vanished).
 func (c *blobCache) drop(id crypt.ID) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[id]; ok {
-		c.size -= el.Value.(*cacheEntry).size
-		c.lru.Remove(el)
-		delete(c.items, id)
-	}
+	c.lru.remove(id)
+	c.mu.Unlock()
 	os.Remove(c.path(id))
-}
-
-func (c *blobCache) evictLocked() {
-	for c.size > c.limit && c.lru.Len() > 0 {
-		el := c.lru.Back()
-		e := el.Value.(*cacheEntry)
-		c.lru.Remove(el)
-		delete(c.items, e.id)
-		c.size -= e.size
-		os.Remove(c.path(e.id))
-	}
 }
