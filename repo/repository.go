@@ -72,6 +72,12 @@ type Repository struct {
 	lease   *leaseHolder
 	packer  *packBuilder
 	pending []indexEntry // blobs in uploaded packs, not yet in an index object
+	// Objects of a commit that failed, kept for the next Commit: indexes
+	// sealed but not stored, indexes stored but named by no stored
+	// snapshot, and a snapshot whose upload failed.
+	unsentIndexes []sealedObject
+	unnamed       []crypt.ID
+	unstored      *unstoredSnapshot
 	stats   WriteStats
 }
 
@@ -211,6 +217,14 @@ func newRepository(rem remote.Remote, cfg *Config, id crypt.RepoID, mk crypt.Mas
 		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(),
 		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec, index: newIndex(),
 	}
+	if u := st.Unstored; u != nil {
+		// A snapshot a crash cut off; see Commit. A copy that does not
+		// open was not written by us: drop it.
+		r.unstored = r.openUnstored(u)
+		if r.unstored == nil {
+			st.Unstored = nil
+		}
+	}
 	if o.CacheSize > 0 {
 		if r.blobs, err = newBlobCache(filepath.Join(stateDir, "blobs"), o.CacheSize); err != nil {
 			return nil, fmt.Errorf("failed to open the blob cache: %w", err)
@@ -322,23 +336,83 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	if newest < r.state.MaxSeq && !r.opts.AcceptRollback {
 		return fmt.Errorf("%w: its newest snapshot is number %d, but this client has seen number %d; the storage may have been rolled back or snapshots deleted. If you know why (for example you restored the remote from a backup), run again with --accept-rollback", ErrRollback, newest, r.state.MaxSeq)
 	}
-	idx := newIndex()
+	var newestSnap *Snapshot
 	if len(snaps) > 0 {
-		for _, xid := range snaps[len(snaps)-1].Indexes {
+		newestSnap = snaps[len(snaps)-1]
+	}
+	idx := newIndex()
+	if newestSnap != nil {
+		for _, xid := range newestSnap.Indexes {
 			if err := r.loadIndex(ctx, xid, idx); err != nil {
 				return err
 			}
 		}
 	}
 	r.mu.Lock()
+	u := r.unstored
+	r.mu.Unlock()
+	if u != nil && !r.keepUnstored(ctx, u, newestSnap, idx) {
+		u = nil
+	}
+	r.mu.Lock()
 	r.snapshots = snaps
 	r.index = idx
+	dropped := r.unstored != nil && u == nil
+	if dropped {
+		r.unstored, r.state.Unstored = nil, nil
+	}
 	r.mu.Unlock()
-	return r.rememberSeq(newest)
+	return r.rememberSeq(newest, dropped)
 }
 
-func (r *Repository) rememberSeq(seq uint64) error {
-	if seq == r.state.MaxSeq && r.state.Repository == r.id.String() {
+// keepUnstored decides whether a snapshot whose upload failed (in this run,
+// or in one a crash cut off) is still to be stored by the next Commit: only
+// while it follows the newest snapshot. It is dropped when it landed after
+// all, or when another writer committed since; then the indexes it names
+// are unreferenced, and the changes it held are committed again from the
+// worktree's journal. A kept snapshot's own indexes go into idx.
+func (r *Repository) keepUnstored(ctx context.Context, u *unstoredSnapshot, newest *Snapshot, idx *Index) bool {
+	var newestID crypt.ID
+	named := map[crypt.ID]bool{}
+	if newest != nil {
+		newestID = newest.ID
+		for _, x := range newest.Indexes {
+			named[x] = true
+		}
+	}
+	if newestID != u.snap.Parent {
+		return false
+	}
+	for _, x := range u.snap.Indexes {
+		if !named[x] && r.loadIndex(ctx, x, idx) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// openUnstored opens the sealed snapshot remembered in the local state, or
+// returns nil when it does not open.
+func (r *Repository) openUnstored(u *unstoredState) *unstoredSnapshot {
+	if r.state.Repository != r.id.String() {
+		return nil
+	}
+	pt, err := r.keys.Open(crypt.TypeSnapshot, u.ID, u.Sealed)
+	if err != nil {
+		return nil
+	}
+	s, err := decodeSnapshot(pt)
+	if err != nil {
+		return nil
+	}
+	s.ID = u.ID
+	return &unstoredSnapshot{snap: s, sealed: u.Sealed}
+}
+
+// rememberSeq records seq as the newest sequence number seen; with force it
+// saves the local state even when that did not change.
+func (r *Repository) rememberSeq(seq uint64, force bool) error {
+	if !force && seq == r.state.MaxSeq && r.state.Repository == r.id.String() {
 		return nil
 	}
 	r.state.Repository = r.id.String()
@@ -351,9 +425,17 @@ func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, error) {
 	if err := r.remote.List(ctx, snapshotsDir, func(e remote.Entry) error { names = append(names, e.Name); return nil }); err != nil {
 		return nil, err
 	}
+	r.mu.Lock()
+	u := r.unstored
+	r.mu.Unlock()
 	snaps := make([]*Snapshot, 0, len(names))
 	for _, name := range names {
 		s, err := r.loadSnapshot(ctx, name)
+		if err != nil && u != nil && name == snapshotName(u.snap.ID) && errors.Is(err, ErrIntegrity) {
+			// Our own upload, cut off by a crash: the next Commit
+			// stores it whole (docs/SPEC.md, "Commit").
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

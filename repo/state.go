@@ -7,14 +7,25 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/sealfs/sealfs/crypt"
 )
 
 // localState is what a client remembers about a repository between runs, in
 // its cache directory: the newest snapshot sequence number it has seen, so
-// that a remote rolled back to an older state is refused.
+// that a remote rolled back to an older state is refused, and a snapshot
+// this client is storing, so that a commit cut off by a crash is retried
+// with the same bytes (docs/SPEC.md, "Commit").
 type localState struct {
 	Repository string `json:"repository"`
 	MaxSeq     uint64 `json:"max_seq"`
+	// Unstored is the sealed snapshot being uploaded, until it is stored.
+	Unstored *unstoredState `json:"unstored,omitempty"`
+}
+
+type unstoredState struct {
+	ID     crypt.ID `json:"id"`
+	Sealed []byte   `json:"sealed"`
 }
 
 const stateFile = "state.json"

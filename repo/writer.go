@@ -247,6 +247,13 @@ type CommitInfo struct {
 // built, then an index object for the new packs, then the snapshot, whose
 // sequence number is one above the newest. A crash between any two steps
 // leaves only unreferenced objects behind, never a broken snapshot.
+//
+// A failed step is retried by the next Commit without losing anything: an
+// index that was stored stays named by every later snapshot until one of
+// them is stored, and a snapshot whose upload failed is uploaded again with
+// the same bytes (same id, same sequence number) before anything newer, so
+// an upload that failed but landed never gives two snapshots one sequence
+// number (docs/SPEC.md, "Commit").
 func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo) (*Snapshot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -256,20 +263,15 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if err := r.lease.check(); err != nil {
 		return nil, err
 	}
+	retried := r.unstored != nil
+	if retried {
+		if err := r.storeSnapshotLocked(ctx, r.unstored); err != nil {
+			return nil, err
+		}
+		r.unstored = nil
+	}
 	if err := r.flushPackLocked(ctx); err != nil {
 		return nil, err
-	}
-	var parent *Snapshot
-	if len(r.snapshots) > 0 {
-		parent = r.snapshots[len(r.snapshots)-1]
-	}
-	s := &Snapshot{Version: FormatVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes}
-	if s.Host == "" {
-		s.Host, _ = os.Hostname()
-	}
-	if parent != nil {
-		s.Seq, s.Parent = parent.Seq+1, parent.ID
-		s.Indexes = append(s.Indexes, parent.Indexes...)
 	}
 	if len(r.pending) > 0 {
 		xid, err := crypt.NewRandomID()
@@ -280,15 +282,36 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.remote.Put(ctx, indexName(xid), sealed); err != nil {
+		r.unsentIndexes = append(r.unsentIndexes, sealedObject{id: xid, sealed: sealed})
+		r.pending = nil
+	}
+	for len(r.unsentIndexes) > 0 {
+		x := r.unsentIndexes[0]
+		if err := r.remote.Put(ctx, indexName(x.id), x.sealed); err != nil {
 			return nil, fmt.Errorf("failed to upload index: %w", err)
 		}
-		s.Indexes = append(s.Indexes, xid)
-		r.pending = nil
+		r.unnamed = append(r.unnamed, x.id)
+		r.unsentIndexes = r.unsentIndexes[1:]
 	}
 	if _, ok := r.index.Lookup(root); !ok {
 		return nil, fmt.Errorf("root tree %s is not stored", root.Short())
 	}
+	var parent *Snapshot
+	if len(r.snapshots) > 0 {
+		parent = r.snapshots[len(r.snapshots)-1]
+	}
+	if retried && parent.Tree == root && len(r.unnamed) == 0 {
+		return parent, nil // the retried snapshot is this commit
+	}
+	s := &Snapshot{Version: FormatVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes}
+	if s.Host == "" {
+		s.Host, _ = os.Hostname()
+	}
+	if parent != nil {
+		s.Seq, s.Parent = parent.Seq+1, parent.ID
+		s.Indexes = append(s.Indexes, parent.Indexes...)
+	}
+	s.Indexes = append(s.Indexes, r.unnamed...)
 	var err error
 	if s.ID, err = crypt.NewRandomID(); err != nil {
 		return nil, err
@@ -301,11 +324,54 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.remote.Put(ctx, snapshotName(s.ID), sealed); err != nil {
-		return nil, fmt.Errorf("failed to upload snapshot: %w", err)
+	u := &unstoredSnapshot{snap: s, sealed: sealed}
+	// Remembered before the upload: after a crash, the next run stores
+	// these same bytes (or drops them if another writer went on meanwhile).
+	r.state.Unstored = &unstoredState{ID: s.ID, Sealed: sealed}
+	if err := r.state.save(r.stateDir); err != nil {
+		r.state.Unstored = nil
+		return nil, err
 	}
-	r.snapshots = append(r.snapshots, s)
-	return s, r.rememberSeq(s.Seq)
+	if err := r.storeSnapshotLocked(ctx, u); err != nil {
+		r.unstored = u
+		return nil, err
+	}
+	return s, nil
+}
+
+// sealedObject is an object sealed and not yet stored.
+type sealedObject struct {
+	id     crypt.ID
+	sealed []byte
+}
+
+// unstoredSnapshot is a sealed snapshot whose upload has not succeeded yet.
+type unstoredSnapshot struct {
+	snap   *Snapshot
+	sealed []byte
+}
+
+// storeSnapshotLocked uploads a sealed snapshot and, once it is stored,
+// makes it the newest: the indexes it names are no longer unnamed. r.mu is
+// held.
+func (r *Repository) storeSnapshotLocked(ctx context.Context, u *unstoredSnapshot) error {
+	if err := r.remote.Put(ctx, snapshotName(u.snap.ID), u.sealed); err != nil {
+		return fmt.Errorf("failed to upload snapshot %d: %w", u.snap.Seq, err)
+	}
+	named := map[crypt.ID]bool{}
+	for _, x := range u.snap.Indexes {
+		named[x] = true
+	}
+	keep := r.unnamed[:0]
+	for _, x := range r.unnamed {
+		if !named[x] {
+			keep = append(keep, x)
+		}
+	}
+	r.unnamed = keep
+	r.snapshots = append(r.snapshots, u.snap)
+	r.state.Unstored = nil
+	return r.rememberSeq(u.snap.Seq, true)
 }
 
 // blobFromPacker returns the sealed bytes of a blob still in the pack being
