@@ -78,7 +78,7 @@ type Repository struct {
 	unsentIndexes []sealedObject
 	unnamed       []crypt.ID
 	unstored      *unstoredSnapshot
-	stats   WriteStats
+	stats         WriteStats
 }
 
 // WriteStats counts what a writer stored since the repository was opened.
