@@ -340,10 +340,16 @@ type handle struct {
 	h  *worktree.Handle
 }
 
-// Read reads at an offset.
+// Read reads at an offset. It returns everything asked for, or less only
+// at the end of the file, or fails: the kernel takes a short read for the
+// end of the file (and shrinks the file's size to it), so returning the
+// bytes read before an error would silently turn a damaged or unreachable
+// file into a shorter one.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	n, err := h.h.ReadAt(dest, off)
-	if err != nil && n == 0 && !errors.Is(err, errEOF) {
+	// Only the io.EOF of the io.ReaderAt contract itself marks the end of
+	// the file; a wrapped one came from somewhere below and is a failure.
+	if err != nil && err != io.EOF {
 		return nil, h.fs.errno("read", err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
@@ -378,8 +384,6 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	return h.fs.errno("release", h.h.Close())
 }
-
-var errEOF = io.EOF
 
 // Allocate preallocates space, as fallocate(2).
 func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
