@@ -301,30 +301,57 @@ func newUmountCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "umount MOUNTPOINT",
 		Short: "Commit, drain the upload queue and unmount",
-		Args:  exactArgs(1),
+		Long: `Ask the daemon serving MOUNTPOINT to commit, upload what is queued and unmount,
+and wait until it has released the writer lease and exited. Only a sealfs
+mount point is touched, and only the sealfs daemon serving it is signalled.`,
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			mp := args[0]
+			mp, err := canonicalPath(args[0])
+			if err != nil {
+				return usageError{fmt.Errorf("mount point %s: %w", args[0], err)}
+			}
+			m, err := daemon.LookupMount(mp)
+			if err != nil {
+				return err
+			}
+			if m == nil {
+				return fmt.Errorf("%s is not a mount point; nothing to unmount", args[0])
+			}
+			if m.FSType != daemon.FSType {
+				return fmt.Errorf("%s is a %s mount, not a sealfs one; refusing to touch it", args[0], m.FSType)
+			}
 			st, err := readStatus(mp)
 			if err != nil {
 				if daemon.CleanStaleMount(mp, nil) {
 					fmt.Fprintf(cmd.OutOrStdout(), "cleaned up the dead mount at %s (its daemon was gone; what it had queued goes up at the next mount)\n", mp)
 					return nil
 				}
-				return fmt.Errorf("%s is not a sealfs mount: %w", mp, err)
+				return fmt.Errorf("cannot read the status of the sealfs mount at %s: %w", mp, err)
 			}
-			if err := syscall.Kill(st.PID, syscall.SIGTERM); err != nil {
+			// The status names a pid: hold it with a pidfd (so that the
+			// pid cannot be reused under us), check that it is the daemon
+			// serving this mount, and only then signal it.
+			pidfd, err := unix.PidfdOpen(st.PID, 0)
+			if err != nil {
+				return fmt.Errorf("the daemon of %s (pid %d) is not running: %w; detach the mount with: umount -l %s", mp, st.PID, err, mp)
+			}
+			defer unix.Close(pidfd)
+			if err := verifyDaemon(st.PID, mp); err != nil {
+				return fmt.Errorf("refusing to signal pid %d named by the status of %s: %w. To unmount anyway, run: umount %s (a sealfs daemon then uploads what is queued and exits by itself)", st.PID, mp, err, mp)
+			}
+			if err := unix.PidfdSendSignal(pidfd, unix.SIGTERM, nil, 0); err != nil {
 				return fmt.Errorf("failed to signal the daemon (pid %d): %w", st.PID, err)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "unmounting %s: committing and uploading %d queued files (%s)...\n", mp, st.PendingFiles, humanBytes(st.PendingBytes))
-			deadline := time.Now().Add(timeout)
-			for processAlive(st.PID) {
-				if time.Now().After(deadline) {
-					return fmt.Errorf("the daemon (pid %d) is still draining after %v; it keeps going in the background", st.PID, timeout)
-				}
-				time.Sleep(50 * time.Millisecond)
+			exited, err := waitPidfd(pidfd, timeout)
+			if err != nil {
+				return fmt.Errorf("failed to wait for the daemon (pid %d): %w", st.PID, err)
+			}
+			if !exited {
+				return fmt.Errorf("the daemon (pid %d) is still draining after %v; it keeps going in the background", st.PID, timeout)
 			}
 			var final daemon.Status
-			if b, err := os.ReadFile(filepath.Join(st.StateDir, daemon.ExitStatusFile)); err == nil && json.Unmarshal(b, &final) == nil {
+			if b, err := os.ReadFile(filepath.Join(st.StateDir, daemon.ExitStatusFile)); err == nil && json.Unmarshal(b, &final) == nil && final.PID == st.PID {
 				if final.PendingFiles > 0 || final.LastError != "" {
 					fmt.Fprintf(cmd.OutOrStdout(), "unmounted %s; %d files (%s) are still queued locally and go up at the next mount (last error: %s)\n",
 						mp, final.PendingFiles, humanBytes(final.PendingBytes), final.LastError)
@@ -341,6 +368,29 @@ func newUmountCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// waitPidfd waits until the process of pidfd has exited (true) or timeout
+// has passed (false).
+func waitPidfd(pidfd int, timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false, nil
+		}
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(min(left, time.Minute).Milliseconds())+1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if n > 0 {
+			return true, nil
+		}
+	}
+}
+
 func newStatusCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -348,7 +398,16 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show a mount's snapshot, upload queue, last error and lease",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := readStatus(args[0])
+			mp, err := canonicalPath(args[0])
+			if err != nil {
+				return usageError{fmt.Errorf("mount point %s: %w", args[0], err)}
+			}
+			if m, err := daemon.LookupMount(mp); err != nil {
+				return err
+			} else if m == nil || m.FSType != daemon.FSType {
+				return fmt.Errorf("%s is not a sealfs mount point", args[0])
+			}
+			st, err := readStatus(mp)
 			if err != nil {
 				return fmt.Errorf("%s is not a live sealfs mount: %w", args[0], err)
 			}
@@ -385,15 +444,6 @@ func readStatus(mountpoint string) (*daemon.Status, error) {
 		return nil, err
 	}
 	return &st, nil
-}
-
-func processAlive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return !errors.Is(err, syscall.ESRCH)
-	}
-	// A zombie child counts as gone.
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	return err == nil && !strings.Contains(string(b), ") Z ")
 }
 
 func statusLine(st daemon.Status) string {

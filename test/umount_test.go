@@ -1,0 +1,126 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	sfs "github.com/sealfs/sealfs/fs"
+)
+
+// victim starts a process that `sealfs umount` must never signal.
+func victim(t *testing.T) *exec.Cmd {
+	t.Helper()
+	v := exec.Command("sleep", "600")
+	if err := v.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Process.Kill(); v.Wait() })
+	return v
+}
+
+func forgedStatus(pid int, mountpoint string) []byte {
+	b, _ := json.Marshal(map[string]any{"pid": pid, "mountpoint": mountpoint, "state_dir": "/nonexistent"})
+	return b
+}
+
+// fakeSealfs is a FUSE filesystem of type fuse.sealfs that is not sealfs:
+// its root serves whatever status document it is given.
+type fakeSealfs struct {
+	gofs.Inode
+	status []byte
+}
+
+var _ gofs.NodeGetxattrer = (*fakeSealfs)(nil)
+
+func (f *fakeSealfs) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if attr != sfs.StatusXattr {
+		return 0, syscall.ENODATA
+	}
+	if len(dest) < len(f.status) {
+		return uint32(len(f.status)), syscall.ERANGE
+	}
+	return uint32(copy(dest, f.status)), 0
+}
+
+// mountFake serves a fake fuse.sealfs mount at a new directory.
+func mountFake(t *testing.T, status func(mnt string) []byte) string {
+	t.Helper()
+	mnt := filepath.Join(t.TempDir(), "fake")
+	os.Mkdir(mnt, 0o755)
+	root := &fakeSealfs{status: status(mnt)}
+	srv, err := gofs.Mount(mnt, root, &gofs.Options{MountOptions: fuse.MountOptions{Name: "sealfs", FsName: "fake", DirectMount: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmounting the fake: %v", err)
+		}
+	})
+	return mnt
+}
+
+// TestUmountTrustsNoXattr (issue 8, defect 6): `sealfs umount` signals only
+// the sealfs daemon serving a fuse.sealfs mount point, whatever a status
+// xattr claims: a forged status on a plain folder, on a tmpfs, or served
+// by a fake fuse.sealfs filesystem, naming a victim process or the daemon
+// of another mount, is refused with a clear error and the victim lives.
+func TestUmountTrustsNoXattr(t *testing.T) {
+	needRoot(t)
+	v := victim(t)
+
+	plain := t.TempDir()
+	if err := unix.Setxattr(plain, sfs.StatusXattr, forgedStatus(v.Process.Pid, plain), 0); err != nil {
+		t.Fatalf("setting the forged xattr: %v", err)
+	}
+	tmpfs := filepath.Join(t.TempDir(), "tmpfs")
+	os.Mkdir(tmpfs, 0o755)
+	if err := unix.Mount("tmpfs", tmpfs, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(tmpfs, unix.MNT_DETACH) })
+	if err := unix.Setxattr(tmpfs, sfs.StatusXattr, forgedStatus(v.Process.Pid, tmpfs), 0); err != nil {
+		t.Fatalf("setting the forged xattr on tmpfs: %v", err)
+	}
+	fake := mountFake(t, func(mnt string) []byte { return forgedStatus(v.Process.Pid, mnt) })
+
+	// A real sealfs mount, whose daemon a fake mount names.
+	c := initRepo(t)
+	real := mountpoint(t)
+	expect(t, c.mount(t, real), 0, "")
+	daemonPID := mountStatus(t, real).PID
+	fakeOfReal := mountFake(t, func(mnt string) []byte { return forgedStatus(daemonPID, mnt) })
+
+	for _, tc := range []struct{ name, dir, msg string }{
+		{"plain folder", plain, "not a mount point"},
+		{"tmpfs", tmpfs, "tmpfs mount, not a sealfs one"},
+		{"fake fuse.sealfs", fake, "refusing to signal pid"},
+		{"fake naming another mount's daemon", fakeOfReal, "is the sealfs daemon of " + real + ", not of " + fakeOfReal},
+	} {
+		r := sealfs(t, nil, "umount", tc.dir)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("%s: umount exited %d, stderr %q; want a refusal saying %q", tc.name, r.code, r.stderr, tc.msg)
+		}
+		if !processAliveTest(v.Process.Pid) {
+			t.Fatalf("%s: umount killed the victim process", tc.name)
+		}
+		if !processAliveTest(daemonPID) || !isMounted(real) {
+			t.Fatalf("%s: umount stopped the daemon of another mount", tc.name)
+		}
+	}
+	// The daemon of the real mount is stopped by umount of its own mount.
+	c.umount(t, real)
+	if processAliveTest(daemonPID) {
+		t.Fatal("the daemon still runs after sealfs umount returned")
+	}
+}
