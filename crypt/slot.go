@@ -29,8 +29,9 @@ const SlotVersion = 1
 // SaltSize is the size of a key slot's random salt.
 const SaltSize = 32
 
-// maxSlotSize bounds a key-slot object; anything larger is rejected unparsed.
-const maxSlotSize = 64 << 10
+// MaxSlotSize bounds a key-slot object; anything larger is rejected unparsed
+// (and not read: see repo, "Limits").
+const MaxSlotSize = 64 << 10
 
 // ErrSlotMismatch is returned (wrapped) when a key-encryption key does not
 // open a slot: the code or password belongs to another slot or repository.
@@ -128,8 +129,8 @@ func (s *KeySlot) Marshal() ([]byte, error) { return json.Marshal(s) }
 // ParseKeySlot decodes a key-slot object read from the remote and checks its
 // shape. It does not authenticate it: that happens in Unwrap.
 func ParseKeySlot(b []byte) (*KeySlot, error) {
-	if len(b) > maxSlotSize {
-		return nil, fmt.Errorf("key slot is %d bytes, more than the %d-byte limit", len(b), maxSlotSize)
+	if len(b) > MaxSlotSize {
+		return nil, fmt.Errorf("key slot is %d bytes, more than the %d-byte limit", len(b), MaxSlotSize)
 	}
 	var s KeySlot
 	dec := json.NewDecoder(bytes.NewReader(b))

@@ -48,7 +48,11 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	// Key slots.
 	err := r.remote.List(ctx, keysDir, func(e remote.Entry) error {
 		rep.Slots++
-		b, err := r.remote.Get(ctx, e.Name, 0, -1)
+		b, err := readObject(ctx, r.remote, e.Name, e.Size, maxSlotObject)
+		if errors.Is(err, ErrIntegrity) {
+			problem(err)
+			return nil
+		}
 		if err != nil {
 			problem(fmt.Errorf("%s: %w", e.Name, err))
 			return nil
@@ -63,16 +67,17 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	}
 
 	// Snapshots, and the indexes they name.
-	var snapNames []string
-	if err := r.remote.List(ctx, snapshotsDir, func(e remote.Entry) error { snapNames = append(snapNames, e.Name); return nil }); err != nil {
+	var snapEntries []remote.Entry
+	if err := r.remote.List(ctx, snapshotsDir, func(e remote.Entry) error { snapEntries = append(snapEntries, e); return nil }); err != nil {
 		return nil, err
 	}
-	sort.Strings(snapNames)
+	sort.Slice(snapEntries, func(i, j int) bool { return snapEntries[i].Name < snapEntries[j].Name })
 	var snaps []*Snapshot
 	wantIndex := map[crypt.ID]string{}
-	for i, name := range snapNames {
-		progress("snapshots", i, len(snapNames))
-		s, err := r.loadSnapshot(ctx, name)
+	for i, e := range snapEntries {
+		progress("snapshots", i, len(snapEntries))
+		name := e.Name
+		s, err := r.loadSnapshot(ctx, name, e.Size)
 		if err != nil {
 			problem(err)
 			continue
@@ -201,6 +206,9 @@ func (r *Repository) readPackHeader(ctx context.Context, pack crypt.ID, size int
 	if size < 4+crypt.Overhead {
 		return nil, nil, integrityError(name, "the pack is truncated to %d bytes", size)
 	}
+	if max := maxPackObject(r.cfg.PackSize); whole && size > max {
+		return nil, nil, integrityError(name, "the pack is %d bytes, over the %d-byte limit of this repository's packs", size, max)
+	}
 	var data []byte
 	var err error
 	if whole {
@@ -215,6 +223,9 @@ func (r *Repository) readPackHeader(ctx context.Context, pack crypt.ID, size int
 		return nil, nil, err
 	}
 	hlen := int64(binary.BigEndian.Uint32(data[len(data)-4:]))
+	if hlen > maxPackHeaderObject {
+		return nil, nil, integrityError(name, "the pack header is %d bytes, over the %d-byte limit", hlen, maxPackHeaderObject)
+	}
 	if hlen < crypt.Overhead || hlen > size-4 {
 		return nil, nil, integrityError(name, "the pack header length %d does not fit a %d-byte pack (truncated?)", hlen, size)
 	}

@@ -19,6 +19,9 @@ import (
 // renews it every LeaseTTL/3.
 const LeaseTTL = 3 * time.Minute
 
+// maxLeaseSize bounds the lease plaintext.
+const maxLeaseSize = 4 << 10
+
 // Lease is the writer lease object: who holds the repository for writing,
 // and until when. It is sealed with the all-zero object id.
 type Lease struct {
@@ -48,7 +51,7 @@ type leaseHolder struct {
 // ReadLease returns the current lease, or nil when there is none. A lease
 // that fails authentication is reported as an error wrapping ErrIntegrity.
 func (r *Repository) ReadLease(ctx context.Context) (*Lease, error) {
-	sealed, err := r.remote.Get(ctx, leaseName, 0, -1)
+	sealed, err := readObject(ctx, r.remote, leaseName, -1, maxLeaseObject)
 	if errors.Is(err, remote.ErrNotFound) {
 		return nil, nil
 	}
@@ -60,6 +63,9 @@ func (r *Repository) ReadLease(ctx context.Context) (*Lease, error) {
 		return nil, integrityError(leaseName, "%v (a writer may have crashed while renewing it; run again with --break-lease if no other writer is running)", err)
 	}
 	var l Lease
+	if len(pt) > maxLeaseSize {
+		return nil, integrityError(leaseName, "the lease is %d bytes, over the %d-byte limit", len(pt), maxLeaseSize)
+	}
 	if err := json.Unmarshal(pt, &l); err != nil {
 		return nil, integrityError(leaseName, "%v", err)
 	}

@@ -244,7 +244,7 @@ func ReadConfig(ctx context.Context, rem remote.Remote) (*Config, error) {
 // readConfig reads and parses the config object; its MAC is checked once
 // the key is unlocked.
 func readConfig(ctx context.Context, rem remote.Remote) (cfg *Config, body, mac []byte, err error) {
-	obj, err := rem.Get(ctx, configName, 0, -1)
+	obj, err := readObject(ctx, rem, configName, -1, maxConfigObject)
 	if errors.Is(err, remote.ErrNotFound) {
 		return nil, nil, nil, fmt.Errorf("%w at %s (create one with: sealfs init %s)", ErrNoRepository, rem, rem)
 	}
@@ -288,19 +288,20 @@ func Open(ctx context.Context, rem remote.Remote, u Unlocker, o Options) (*Repos
 }
 
 func listSlots(ctx context.Context, rem remote.Remote) ([]SlotInfo, error) {
-	var names []string
-	err := rem.List(ctx, keysDir, func(e remote.Entry) error { names = append(names, e.Name); return nil })
+	var entries []remote.Entry
+	err := rem.List(ctx, keysDir, func(e remote.Entry) error { entries = append(entries, e); return nil })
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
 	var slots []SlotInfo
-	for _, name := range names {
+	for _, e := range entries {
+		name := e.Name
 		id, err := crypt.ParseID(path.Base(name))
-		if err != nil {
+		if err != nil || name != slotName(id) {
 			return nil, integrityError(name, "not a key slot name")
 		}
-		b, err := rem.Get(ctx, name, 0, -1)
+		b, err := readObject(ctx, rem, name, e.Size, maxSlotObject)
 		if err != nil {
 			return nil, err
 		}
@@ -421,16 +422,17 @@ func (r *Repository) rememberSeq(seq uint64, force bool) error {
 }
 
 func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, error) {
-	var names []string
-	if err := r.remote.List(ctx, snapshotsDir, func(e remote.Entry) error { names = append(names, e.Name); return nil }); err != nil {
+	var entries []remote.Entry
+	if err := r.remote.List(ctx, snapshotsDir, func(e remote.Entry) error { entries = append(entries, e); return nil }); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
 	u := r.unstored
 	r.mu.Unlock()
-	snaps := make([]*Snapshot, 0, len(names))
-	for _, name := range names {
-		s, err := r.loadSnapshot(ctx, name)
+	snaps := make([]*Snapshot, 0, len(entries))
+	for _, e := range entries {
+		name := e.Name
+		s, err := r.loadSnapshot(ctx, name, e.Size)
 		if err != nil && u != nil && name == snapshotName(u.snap.ID) && errors.Is(err, ErrIntegrity) {
 			// Our own upload, cut off by a crash: the next Commit
 			// stores it whole (docs/SPEC.md, "Commit").
@@ -445,12 +447,13 @@ func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, error) {
 	return snaps, nil
 }
 
-func (r *Repository) loadSnapshot(ctx context.Context, name string) (*Snapshot, error) {
+// loadSnapshot reads and opens the snapshot object name of the listed size.
+func (r *Repository) loadSnapshot(ctx context.Context, name string, size int64) (*Snapshot, error) {
 	id, err := crypt.ParseID(path.Base(name))
 	if err != nil || name != snapshotName(id) {
 		return nil, integrityError(name, "not a snapshot name")
 	}
-	sealed, err := r.remote.Get(ctx, name, 0, -1)
+	sealed, err := readObject(ctx, r.remote, name, size, maxSnapshotObject)
 	if err != nil {
 		return nil, err
 	}
@@ -466,9 +469,10 @@ func (r *Repository) loadSnapshot(ctx context.Context, name string) (*Snapshot, 
 	return s, nil
 }
 
+// loadIndex reads, opens and adds to into the index object id.
 func (r *Repository) loadIndex(ctx context.Context, id crypt.ID, into *Index) error {
 	name := indexName(id)
-	sealed, err := r.remote.Get(ctx, name, 0, -1)
+	sealed, err := readObject(ctx, r.remote, name, -1, maxIndexObject)
 	if errors.Is(err, remote.ErrNotFound) {
 		return integrityError(name, "the index is missing")
 	}

@@ -273,17 +273,18 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if err := r.flushPackLocked(ctx); err != nil {
 		return nil, err
 	}
-	if len(r.pending) > 0 {
+	for len(r.pending) > 0 {
+		n := min(len(r.pending), maxIndexEntries)
 		xid, err := crypt.NewRandomID()
 		if err != nil {
 			return nil, err
 		}
-		sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, encodeIndex(r.pending))
+		sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, encodeIndex(r.pending[:n]))
 		if err != nil {
 			return nil, err
 		}
 		r.unsentIndexes = append(r.unsentIndexes, sealedObject{id: xid, sealed: sealed})
-		r.pending = nil
+		r.pending = r.pending[n:]
 	}
 	for len(r.unsentIndexes) > 0 {
 		x := r.unsentIndexes[0]

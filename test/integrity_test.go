@@ -1,0 +1,121 @@
+package test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// sealfsLimited runs the binary like sealfs, with its address space limited
+// to limitMiB (ulimit -v), and returns its peak resident set size too.
+func sealfsLimited(t *testing.T, limitMiB int, args ...string) (result, int64) {
+	t.Helper()
+	script := `ulimit -v "$1"; shift; exec "$@"`
+	cmd := exec.Command("sh", append([]string{"-c", script, "sh", strconv.Itoa(limitMiB << 10), sealfsBin}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss << 10
+	}
+	return result{stdout.String(), stderr.String(), code}, rss
+}
+
+// TestHostileObjectSize: an 8 GiB (sparse) object in place of the config,
+// a key slot, a snapshot, an index or the lease is refused before it is
+// read: the integrity exit code, a message naming the object, and no more
+// memory than usual, with the address space limited below the object's size.
+func TestHostileObjectSize(t *testing.T) {
+	c := initRepo(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f"), []byte("content"), 0o644)
+	expect(t, c.run(t, "backup", src, c.remote), 0, "")
+	index, _ := filepath.Glob(filepath.Join(c.remote, "index", "*"))
+	if len(index) != 1 {
+		t.Fatalf("want one index object, have %v", index)
+	}
+	packs, _ := filepath.Glob(filepath.Join(c.remote, "data", "*", "*"))
+	if len(packs) != 1 {
+		t.Fatalf("want one pack, have %v", packs)
+	}
+	pack, _ := filepath.Rel(c.remote, packs[0])
+	fresh := strings.Repeat("5e", 32)
+	for _, tc := range []struct {
+		object  string
+		command string
+	}{
+		{pack, "check"},             // its header length says 4 GiB
+		{pack, "check --read-data"}, // the whole pack is read
+		{"config", "snapshots"},
+		{"keys/" + fresh, "snapshots"},
+		{"snapshots/" + fresh, "snapshots"},
+		{"index/" + filepath.Base(index[0]), "snapshots"},
+		{"lease", "backup"},
+	} {
+		p := filepath.Join(c.remote, tc.object)
+		orig, err := os.ReadFile(p)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(p, 8<<30); errors.Is(err, os.ErrNotExist) {
+			f, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = f.Truncate(8 << 30)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(tc.object, "data/") {
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.WriteAt([]byte{0xff, 0xff, 0xff, 0x00}, 8<<30-4)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		args := append(c.flags(), strings.Fields(tc.command)...)
+		if tc.command == "backup" {
+			args = append(args, src)
+		}
+		r, rss := sealfsLimited(t, 4096, append(args, c.remote)...)
+		said := r.stdout + r.stderr // check lists its problems on stdout
+		if r.code != 7 || !strings.Contains(said, tc.object) || !strings.Contains(said, "over the") {
+			t.Errorf("8 GiB %s, %s: exit %d (want 7), output %.300q (want it to name the object and its limit)", tc.object, tc.command, r.code, said)
+		}
+		if rss > 512<<20 {
+			t.Errorf("8 GiB %s: sealfs %s peaked at %d MiB resident", tc.object, tc.command, rss>>20)
+		}
+		if orig != nil {
+			err = os.WriteFile(p, orig, 0o644)
+		} else {
+			err = os.Remove(p)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect(t, c.run(t, "check", "--read-data", c.remote), 0, "")
+}
