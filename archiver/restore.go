@@ -2,6 +2,7 @@ package archiver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,7 +18,8 @@ type Restorer struct {
 	r     *repo.Repository
 	links map[uint64]string // link group -> first restored path
 	// Owners sets uid/gid (needs root); otherwise files belong to the caller.
-	Owners bool
+	Owners  bool
+	damaged []error // files left out because their content failed verification
 }
 
 // NewRestorer returns a Restorer reading from r.
@@ -26,7 +28,22 @@ func NewRestorer(r *repo.Repository) *Restorer {
 }
 
 // RestoreTree restores the tree blob id into the existing directory dir.
+// A file whose content fails verification is left out (never restored in
+// part) and the restore goes on with the others; the error returned then
+// names every such file and wraps repo.ErrIntegrity. Any other failure
+// stops the restore.
 func (rs *Restorer) RestoreTree(ctx context.Context, id crypt.ID, dir string) error {
+	rs.damaged = nil
+	if err := rs.restoreTree(ctx, id, dir); err != nil {
+		return err
+	}
+	if len(rs.damaged) > 0 {
+		return fmt.Errorf("damaged files not restored (%d); `sealfs check --read-data` lists every damaged object:\n%w", len(rs.damaged), errors.Join(rs.damaged...))
+	}
+	return nil
+}
+
+func (rs *Restorer) restoreTree(ctx context.Context, id crypt.ID, dir string) error {
 	t, err := rs.r.LoadTree(ctx, id)
 	if err != nil {
 		return err
@@ -48,7 +65,7 @@ func (rs *Restorer) restoreNode(ctx context.Context, n *repo.Node, path string) 
 		if err := os.Mkdir(path, 0o700); err != nil && !os.IsExist(err) {
 			return err
 		}
-		if err := rs.RestoreTree(ctx, n.Subtree, path); err != nil {
+		if err := rs.restoreTree(ctx, n.Subtree, path); err != nil {
 			return err
 		}
 	case repo.NodeSymlink:
@@ -60,6 +77,10 @@ func (rs *Restorer) restoreNode(ctx context.Context, n *repo.Node, path string) 
 			return os.Link(first, path)
 		}
 		if err := rs.restoreFile(ctx, n, path); err != nil {
+			if errors.Is(err, repo.ErrIntegrity) {
+				rs.damaged = append(rs.damaged, err)
+				return nil
+			}
 			return err
 		}
 		if n.LinkGroup != 0 {
@@ -78,11 +99,22 @@ func (rs *Restorer) restoreNode(ctx context.Context, n *repo.Node, path string) 
 	return rs.restoreMeta(n, path)
 }
 
-func (rs *Restorer) restoreFile(ctx context.Context, n *repo.Node, path string) error {
+// restoreFile writes a file's content to path. A file that cannot be
+// restored whole is removed: a restore leaves no partial file behind that
+// could be taken for the original.
+func (rs *Restorer) restoreFile(ctx context.Context, n *repo.Node, path string) (err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(path)
+		}
+	}()
 	fr := rs.r.OpenFile(ctx, n)
 	var off int64
 	for _, e := range n.Content {
@@ -92,20 +124,14 @@ func (rs *Restorer) restoreFile(ctx context.Context, n *repo.Node, path string) 
 		}
 		buf := make([]byte, e.Size)
 		if _, err := fr.ReadAt(buf, off); err != nil {
-			f.Close()
 			return fmt.Errorf("failed to restore %s: %w", path, err)
 		}
 		if _, err := f.WriteAt(buf, off); err != nil {
-			f.Close()
 			return err
 		}
 		off += int64(e.Size)
 	}
-	if err := f.Truncate(int64(n.Size)); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return f.Truncate(int64(n.Size))
 }
 
 func (rs *Restorer) restoreMeta(n *repo.Node, path string) error {
