@@ -81,6 +81,7 @@ type Daemon struct {
 	lastErr    error
 	stopLoop   chan struct{}
 	loopDone   chan struct{}
+	gone       chan struct{} // closed when the kernel has let go of the mount
 }
 
 // Start mounts the repository and returns once the mount answers.
@@ -92,7 +93,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		cfg.CommitDelay = 5 * time.Second
 	}
 	CleanStaleMount(cfg.Mountpoint, cfg.Log)
-	d := &Daemon{cfg: cfg, stopLoop: make(chan struct{}), loopDone: make(chan struct{})}
+	d := &Daemon{cfg: cfg, stopLoop: make(chan struct{}), loopDone: make(chan struct{}), gone: make(chan struct{})}
 	d.unleased.Store(cfg.Unleased)
 	tree, err := worktree.Open(context.Background(), cfg.Repo, worktree.Options{
 		Dir: filepath.Join(cfg.Repo.StateDir(), "work"), ReadOnly: cfg.ReadOnly, Log: cfg.Log,
@@ -122,6 +123,10 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to mount at %s: %w", cfg.Mountpoint, err)
 	}
+	go func() { d.srv.Wait(); close(d.gone) }()
+	if !cfg.ReadOnly {
+		d.writePresence(false)
+	}
 	go d.commitLoop()
 	// Something replayed from the journal goes up soon.
 	if tree.Dirty() {
@@ -131,7 +136,14 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 }
 
 // Wait blocks until the filesystem is unmounted (by Stop, or by umount(8)).
-func (d *Daemon) Wait() { d.srv.Wait() }
+func (d *Daemon) Wait() { <-d.gone }
+
+func (d *Daemon) drainTimeout() time.Duration {
+	if d.cfg.DrainTimeout <= 0 {
+		return 5 * time.Minute
+	}
+	return d.cfg.DrainTimeout
+}
 
 // commit commits now, one at a time, and records the outcome. Without the
 // lease (an offline start), it takes the lease first.
@@ -209,23 +221,18 @@ func (d *Daemon) commitLoop() {
 // and releases the lease. It reports what is still queued: it stays in
 // the local journal and goes up at the next mount.
 func (d *Daemon) Stop() error {
+	if !d.cfg.ReadOnly {
+		// The next mount of this cache waits for us from now on.
+		d.writePresence(true)
+		defer d.removePresence()
+	}
 	close(d.stopLoop)
 	<-d.loopDone
-	timeout := d.cfg.DrainTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), d.drainTimeout())
 	defer cancel()
 	d.drain(ctx)
-	var umountErr error
-	if err := d.srv.Unmount(); err != nil {
-		d.cfg.Log.Warn("mount point is busy; detaching it (open files there stop working)", "mountpoint", d.cfg.Mountpoint, "err", err)
-		if err := syscall.Unmount(d.cfg.Mountpoint, syscall.MNT_DETACH); err != nil {
-			umountErr = fmt.Errorf("failed to unmount %s: %w", d.cfg.Mountpoint, err)
-		}
-	}
-	d.srv.Wait()
+	umountErr := d.unmount()
+	<-d.gone
 	// Writes that raced with the unmount go up too.
 	d.drain(ctx)
 	files, bytes := d.tree.Pending()
@@ -242,6 +249,37 @@ func (d *Daemon) Stop() error {
 		}
 	}
 	return umountErr
+}
+
+// unmount unmounts, detaching a busy mount point; a mount already gone
+// (umount(8) from outside) is no error.
+func (d *Daemon) unmount() error {
+	select {
+	case <-d.gone:
+		return nil
+	default:
+	}
+	err := d.srv.Unmount()
+	if err == nil || !d.stillMounted() {
+		return nil
+	}
+	d.cfg.Log.Warn("mount point is busy; detaching it (open files there stop working)", "mountpoint", d.cfg.Mountpoint, "err", err)
+	if err := syscall.Unmount(d.cfg.Mountpoint, syscall.MNT_DETACH); err != nil && d.stillMounted() {
+		return fmt.Errorf("failed to unmount %s: %w", d.cfg.Mountpoint, err)
+	}
+	return nil
+}
+
+// stillMounted reports whether our mount point is still a sealfs mount
+// whose daemon has not seen the end of it (true when unsure).
+func (d *Daemon) stillMounted() bool {
+	select {
+	case <-d.gone:
+		return false
+	default:
+	}
+	m, err := LookupMount(d.cfg.Mountpoint)
+	return err != nil || (m != nil && m.FSType == FSType)
 }
 
 // drain commits until nothing is dirty or ctx ends.

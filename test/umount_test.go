@@ -1,8 +1,10 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,4 +125,41 @@ func TestUmountTrustsNoXattr(t *testing.T) {
 	if processAliveTest(daemonPID) {
 		t.Fatal("the daemon still runs after sealfs umount returned")
 	}
+}
+
+// TestMountRightAfterUmount (issue 8, defect 10): a mount right after an
+// unmount of the same repository and cache succeeds, whether the unmount
+// was `sealfs umount` (which returns once the daemon has let go and
+// exited) or umount(8) (which returns at once; the next mount waits for
+// the departing daemon). Every file written before an unmount is there.
+func TestMountRightAfterUmount(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	const rounds = 8
+	for i := range rounds {
+		expect(t, c.mount(t, mnt), 0, "")
+		pid := mountStatus(t, mnt).PID
+		// Something to upload makes the daemon linger after the unmount.
+		if err := os.WriteFile(filepath.Join(mnt, fmt.Sprintf("f%d", i)), bytes.Repeat([]byte{byte(i)}, 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			r := c.umount(t, mnt)
+			expect(t, r, 0, "")
+			if processAliveTest(pid) {
+				t.Fatalf("round %d: sealfs umount returned while its daemon (pid %d) runs", i, pid)
+			}
+		} else if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Fatalf("round %d: umount(8): %v\n%s", i, err, out)
+		}
+	}
+	expect(t, c.mount(t, mnt), 0, "")
+	for i := range rounds {
+		b, err := os.ReadFile(filepath.Join(mnt, fmt.Sprintf("f%d", i)))
+		if err != nil || !bytes.Equal(b, bytes.Repeat([]byte{byte(i)}, 1<<20)) {
+			t.Fatalf("f%d after %d unmounts: %d bytes, %v", i, rounds, len(b), err)
+		}
+	}
+	c.umount(t, mnt)
 }

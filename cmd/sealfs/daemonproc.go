@@ -2,14 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/daemon"
 	"github.com/sealfs/sealfs/mountopts"
+	"github.com/sealfs/sealfs/repo"
 )
 
 // canonicalPath makes path absolute and resolves symlinks in its parent
@@ -157,4 +164,55 @@ func daemonMountpoint(argv []string) (string, bool) {
 		return "", false
 	}
 	return pos[1], true
+}
+
+// waitForDeparting is for a mount that found the writer lease held. When
+// the holder is this host's daemon of the same cache (the lease and the
+// cache's presence record name the same live process, which is a sealfs
+// daemon) and that daemon is on its way out (stopping, or its mount is
+// gone: umount(8) returns before the daemon has uploaded and let go), it
+// waits for that daemon to exit, within the daemon's own drain deadline,
+// and reports true so that the lease is tried again. The wait is said in
+// the log and, through ready, to the command that started the mount.
+func waitForDeparting(ctx context.Context, r *repo.Repository, log *slog.Logger, ready *os.File) bool {
+	lease, err := r.ReadLease(ctx)
+	host, _ := os.Hostname()
+	if err != nil || lease == nil || lease.Host != host || lease.PID == os.Getpid() {
+		return false
+	}
+	p, err := daemon.ReadPresence(r.StateDir())
+	if err != nil || p == nil || p.PID != lease.PID {
+		return false
+	}
+	pidfd, err := unix.PidfdOpen(p.PID, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return true // it has just exited
+	}
+	if err != nil {
+		return false
+	}
+	defer unix.Close(pidfd)
+	mp, err := canonicalPath(p.Mountpoint)
+	if err != nil || verifyDaemon(p.PID, mp) != nil {
+		return false
+	}
+	if p.Stopping.IsZero() {
+		if m, err := daemon.LookupMount(mp); err != nil || (m != nil && m.FSType == daemon.FSType) {
+			return false // it still serves its mount: a real second writer
+		}
+	}
+	deadline := p.Deadline()
+	msg := fmt.Sprintf("waiting for this cache's previous daemon (pid %d, unmounted from %s) to finish uploading and exit, until %s at most",
+		p.PID, p.Mountpoint, deadline.Local().Format(time.TimeOnly))
+	log.Info(msg)
+	if ready != nil {
+		fmt.Fprintf(ready, "note %s\n", msg)
+	}
+	exited, err := waitPidfd(pidfd, time.Until(deadline))
+	if err != nil || !exited {
+		log.Warn("the previous daemon of this cache is still running", "pid", p.PID, "err", err)
+		return false
+	}
+	log.Info("the previous daemon has exited; taking the writer lease", "pid", p.PID)
+	return true
 }

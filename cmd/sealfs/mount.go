@@ -154,9 +154,19 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 	// environment.
 	codeW.Write(secret.text())
 	codeW.Close()
-	line, _ := bufio.NewReader(readyR).ReadString('\n')
+	// The daemon may send notes (what it waits for) before its verdict.
+	var line string
+	br := bufio.NewReader(readyR)
+	for {
+		line, _ = br.ReadString('\n')
+		line = strings.TrimSpace(line)
+		note, isNote := strings.CutPrefix(line, "note ")
+		if !isNote {
+			break
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "sealfs: %s\n", note)
+	}
 	readyR.Close()
-	line = strings.TrimSpace(line)
 	switch {
 	case line == "ready":
 		fmt.Fprintf(cmd.OutOrStdout(), "mounted %s at %s (daemon pid %d, log %s)\nstop it with: sealfs umount %s\n", args[0], args[1], child.Process.Pid, logFile, args[1])
@@ -241,7 +251,11 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	}
 	unleased := false
 	if !mf.readOnly {
-		if err := r.Lock(ctx, mf.breakLease); err != nil {
+		err := r.Lock(ctx, mf.breakLease)
+		if errors.Is(err, repo.ErrLocked) && !mf.breakLease && waitForDeparting(ctx, r, log, ready) {
+			err = r.Lock(ctx, false)
+		}
+		if err != nil {
 			switch {
 			case errors.Is(err, repo.ErrLocked):
 				return fmt.Errorf("%w (mount with --read-only to look without writing)", err)
@@ -253,7 +267,10 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 			}
 		}
 	}
-	abs, _ := filepath.Abs(mountpoint)
+	abs, err := canonicalPath(mountpoint)
+	if err != nil {
+		return usageError{fmt.Errorf("mount point %s: %w", mountpoint, err)}
+	}
 	d, err := daemon.Start(ctx, daemon.Config{
 		Repo: r, Source: source, Mountpoint: abs, ReadOnly: mf.readOnly, CommitDelay: mf.commitDelay,
 		SyncRemote: mf.sync == "remote", AllowOther: mf.allowOther, DrainTimeout: mf.drainTimeout, Log: log,
