@@ -386,24 +386,211 @@ var chunkFaults = []chunkFault{
 	}},
 }
 
+// repoFault damages the copy dir of the repository as a whole. It returns
+// the names of the damaged objects (one of which the error must name) and
+// the cache directory to open it with (empty: a fresh one). Mount and
+// restore must both fail with exit code code; with code 0 the damage is
+// harmless and every file must read back whole.
+type repoFault struct {
+	name  string
+	code  int
+	skip  string // why the case cannot pass yet
+	apply func(t *testing.T, g *tamperRepo, dir string) (objects []string, cache string)
+}
+
+func snapshotObject(id crypt.ID) string { return "snapshots/" + id.String() }
+func indexObject(id crypt.ID) string    { return "index/" + id.String() }
+
+// dataIndex returns the index object written with snapshot 1: it lists
+// the files' blobs.
+func (g *tamperRepo) dataIndex(t *testing.T) crypt.ID {
+	t.Helper()
+	if len(g.snaps[0].Indexes) != 1 || len(g.snaps[1].Indexes) != 2 {
+		t.Fatalf("snapshots name %d and %d indexes, want 1 and 2", len(g.snaps[0].Indexes), len(g.snaps[1].Indexes))
+	}
+	return g.snaps[0].Indexes[0]
+}
+
+// otherIndex returns the index object written with snapshot 2.
+func (g *tamperRepo) otherIndex(t *testing.T) crypt.ID {
+	t.Helper()
+	for _, x := range g.snaps[1].Indexes {
+		if x != g.dataIndex(t) {
+			return x
+		}
+	}
+	t.Fatal("snapshot 2 names no index of its own")
+	return crypt.ID{}
+}
+
+func writeObject(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readObject(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func randomName() string {
+	var id crypt.ID
+	for i := range id {
+		id[i] = byte(rand.Uint32())
+	}
+	return id.String()
+}
+
+var repoFaults = []repoFault{
+	{name: "deleted older snapshot", code: 7, skip: "needs the snapshot chain check at open (issue 8, defect 3), not on main yet", apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		s1 := g.snaps[0].ID
+		if err := os.Remove(filepath.Join(dir, snapshotObject(s1))); err != nil {
+			t.Fatal(err)
+		}
+		return []string{s1.String(), s1.Short(), "snapshot 1"}, ""
+	}},
+	{name: "rolled back repository", code: 10, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		cache := t.TempDir() // a client that has seen snapshot 2
+		expect(t, sealfs(t, nil, "snapshots", "--cache-dir", cache, "--code-file", g.c.codeFile, dir), 0, "")
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		copyRemote(t, g.snap1, dir)
+		return []string{"rolled back"}, cache
+	}},
+	{name: "oversized index", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		x := indexObject(g.dataIndex(t))
+		oversize(t, filepath.Join(dir, x), 0, overSized)
+		return []string{x}, ""
+	}},
+	{name: "oversized snapshot", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		s := snapshotObject(g.snaps[1].ID)
+		oversize(t, filepath.Join(dir, s), 0, overSized)
+		return []string{s}, ""
+	}},
+	{name: "oversized key slot", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		k := "keys/" + randomName()
+		writeObject(t, filepath.Join(dir, k), nil)
+		oversize(t, filepath.Join(dir, k), 0, overSized)
+		return []string{k}, ""
+	}},
+	{name: "duplicated index under a new name", code: 0, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		x := indexObject(g.dataIndex(t))
+		writeObject(t, filepath.Join(dir, "index", randomName()), readObject(t, filepath.Join(dir, x)))
+		return nil, "" // no snapshot names the copy: it is not read
+	}},
+	{name: "index replaced by a copy of another", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		x := indexObject(g.dataIndex(t))
+		writeObject(t, filepath.Join(dir, x), readObject(t, filepath.Join(dir, indexObject(g.otherIndex(t)))))
+		return []string{x}, ""
+	}},
+	{name: "index of another repository", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		x := indexObject(g.dataIndex(t))
+		writeObject(t, filepath.Join(dir, x), readObject(t, firstFile(t, filepath.Join(g.foreign, "index"))))
+		return []string{x}, ""
+	}},
+	{name: "deleted index", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		x := indexObject(g.dataIndex(t))
+		if err := os.Remove(filepath.Join(dir, x)); err != nil {
+			t.Fatal(err)
+		}
+		return []string{x}, ""
+	}},
+	{name: "bit flip in an index", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		x := indexObject(g.dataIndex(t))
+		flipByte(t, filepath.Join(dir, x), 40)
+		return []string{x}, ""
+	}},
+	{name: "truncated index", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		x := indexObject(g.dataIndex(t))
+		if err := os.Truncate(filepath.Join(dir, x), 100); err != nil {
+			t.Fatal(err)
+		}
+		return []string{x}, ""
+	}},
+	{name: "swapped snapshots", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		a, b := snapshotObject(g.snaps[0].ID), snapshotObject(g.snaps[1].ID)
+		da, db := readObject(t, filepath.Join(dir, a)), readObject(t, filepath.Join(dir, b))
+		writeObject(t, filepath.Join(dir, a), db)
+		writeObject(t, filepath.Join(dir, b), da)
+		return []string{a, b}, ""
+	}},
+	{name: "snapshot of another repository in place of the newest", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		s := snapshotObject(g.snaps[1].ID)
+		writeObject(t, filepath.Join(dir, s), readObject(t, firstFile(t, filepath.Join(g.foreign, "snapshots"))))
+		return []string{s}, ""
+	}},
+	{name: "snapshot of another repository added", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		f := firstFile(t, filepath.Join(g.foreign, "snapshots"))
+		s := "snapshots/" + filepath.Base(f)
+		writeObject(t, filepath.Join(dir, s), readObject(t, f))
+		return []string{s}, ""
+	}},
+	{name: "bit flip in the newest snapshot", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		s := snapshotObject(g.snaps[1].ID)
+		flipByte(t, filepath.Join(dir, s), 30)
+		return []string{s}, ""
+	}},
+	{name: "deleted pack of the root tree", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		p := packObject(g.treePack)
+		if err := os.Remove(filepath.Join(dir, p)); err != nil {
+			t.Fatal(err)
+		}
+		return []string{p}, ""
+	}},
+	{name: "oversized pack, its content intact", code: 0, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+		p := packObject(g.blobs["b-large"][0].loc.Pack)
+		fi, err := os.Stat(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		oversize(t, filepath.Join(dir, p), fi.Size(), overSized)
+		return nil, "" // every blob is read by its range and verified
+	}},
+}
+
 // matrixCounts are the tamper matrix's totals.
 type matrixCounts struct {
 	cases, faults, filesVerified, damagedReads int
 	wrongBytes, shortReads                     int64
 }
 
-// checkMount mounts the damaged copy dir read-only on a fresh cache and
-// reads every file back: a damaged file fails with EIO after returning
-// only right bytes, with no short read; an intact one reads back whole.
-// The daemon's log names a damaged object, and the daemon survives.
-func checkMount(t *testing.T, g *tamperRepo, dir string, damaged map[string]bool, objects []string, n *matrixCounts) {
+// checkMount mounts the damaged copy dir read-only with the cache
+// directory cache (empty: a fresh one). The mount must refuse with exit
+// code want, naming a damaged object, or come up (want 0, or 7 when it
+// fails every read of a damaged file instead). Then every file is read
+// back: a damaged file fails with EIO after returning only right bytes,
+// with no short read; an intact one reads back whole; the daemon's log
+// names a damaged object, and the daemon survives.
+func checkMount(t *testing.T, g *tamperRepo, dir, cache string, want int, damaged map[string]bool, objects []string, n *matrixCounts) {
 	t.Helper()
-	c := cliRepo{remote: dir, cache: t.TempDir(), codeFile: g.c.codeFile}
+	if cache == "" {
+		cache = t.TempDir()
+	}
+	c := cliRepo{remote: dir, cache: cache, codeFile: g.c.codeFile}
 	mnt := mountpoint(t)
-	expect(t, c.mount(t, mnt, "--read-only"), 0, "")
+	r := c.mount(t, mnt, "--read-only")
+	// A mount may also come up and fail each read of what it cannot
+	// verify (the checks below) rather than refuse with the integrity code.
+	deferred := want == 7 && r.code == 0
+	if (r.code != want && !deferred) || (r.code != 0 && !containsAny(r.stderr, objects)) {
+		t.Errorf("mount: exit %d, stderr %q; want exit %d naming one of %v", r.code, r.stderr, want, objects)
+	}
+	if r.code != 0 {
+		return
+	}
 	for _, name := range sortedNames(g.files) {
-		want := g.files[name]
-		rc := preadCheck(t, filepath.Join(mnt, name), want, 256<<10+4096)
+		data := g.files[name]
+		rc := preadCheck(t, filepath.Join(mnt, name), data, 256<<10+4096)
 		n.filesVerified++
 		n.wrongBytes += rc.wrong
 		n.shortReads += int64(rc.short)
@@ -411,9 +598,9 @@ func checkMount(t *testing.T, g *tamperRepo, dir string, damaged map[string]bool
 		case rc.wrong != 0 || rc.short != 0:
 			t.Errorf("mount: %s: %d wrong bytes, %d short reads (%d bytes returned, error %v)", name, rc.wrong, rc.short, rc.returned, rc.err)
 		case damaged[name] && !errors.Is(rc.err, unix.EIO):
-			t.Errorf("mount: damaged %s read %d of %d bytes with error %v, want EIO", name, rc.returned, len(want), rc.err)
-		case !damaged[name] && (rc.err != nil || rc.returned != int64(len(want))):
-			t.Errorf("mount: intact %s read %d of %d bytes with error %v", name, rc.returned, len(want), rc.err)
+			t.Errorf("mount: damaged %s read %d of %d bytes with error %v, want EIO", name, rc.returned, len(data), rc.err)
+		case !damaged[name] && (rc.err != nil || rc.returned != int64(len(data))):
+			t.Errorf("mount: intact %s read %d of %d bytes with error %v", name, rc.returned, len(data), rc.err)
 		}
 		if damaged[name] {
 			n.damagedReads++
@@ -433,27 +620,28 @@ func checkMount(t *testing.T, g *tamperRepo, dir string, damaged map[string]bool
 	}
 }
 
-// checkRestore restores the damaged copy dir on a fresh cache: it exits
-// with the integrity code naming a damaged object when a file is damaged;
-// every intact file is restored whole, no damaged file is restored at all.
-func checkRestore(t *testing.T, g *tamperRepo, dir string, damaged map[string]bool, objects []string, n *matrixCounts) {
+// checkRestore restores the damaged copy dir with the cache directory
+// cache (empty: a fresh one): it exits with code want (the integrity code
+// when a file is damaged), naming a damaged object; every intact file is
+// restored whole and no damaged file is restored at all.
+func checkRestore(t *testing.T, g *tamperRepo, dir, cache string, want int, damaged map[string]bool, objects []string, n *matrixCounts) {
 	t.Helper()
+	if cache == "" {
+		cache = t.TempDir()
+	}
 	dst := filepath.Join(t.TempDir(), "restored")
-	r := sealfs(t, nil, "restore", "--cache-dir", t.TempDir(), "--code-file", g.c.codeFile, dir, dst)
-	if len(damaged) > 0 {
-		if r.code != 7 || !containsAny(r.stderr, objects) {
-			t.Errorf("restore: exit %d, stderr %q; want 7 naming one of %v", r.code, r.stderr, objects)
-		}
-	} else {
-		expect(t, r, 0, "")
+	r := sealfs(t, nil, "restore", "--cache-dir", cache, "--code-file", g.c.codeFile, dir, dst)
+	if r.code != want || (want != 0 && !containsAny(r.stderr, objects)) {
+		t.Errorf("restore: exit %d, stderr %q; want exit %d naming one of %v", r.code, r.stderr, want, objects)
 	}
 	for _, name := range sortedNames(g.files) {
 		got, err := os.ReadFile(filepath.Join(dst, name))
 		n.filesVerified++
 		switch {
 		case damaged[name] && !errors.Is(err, os.ErrNotExist):
-			t.Errorf("restore: damaged %s was restored (%d bytes, error %v)", name, len(got), err)
-			n.wrongBytes += int64(len(got))
+			w := wrongBytes(got, g.files[name])
+			t.Errorf("restore: damaged %s was restored (%d bytes, %d of them wrong or missing, error %v)", name, len(got), w, err)
+			n.wrongBytes += w
 		case !damaged[name] && err != nil:
 			t.Errorf("restore: intact %s was not restored: %v", name, err)
 		case !damaged[name]:
@@ -496,11 +684,14 @@ func sortedNames(m map[string][]byte) []string {
 // TestTamperMatrix (issue 8): the remote is damaged as an adversary would
 // (bit flip, truncation, a swapped object, an object of another repository,
 // a deleted object, an oversized object) at the first, middle and last chunk
-// of a large file and at a small file; each case is read through a fresh
-// read-only mount and restored with `sealfs restore`. Every damaged file
-// fails (EIO, exit code 7) after returning only right bytes, no read is
-// short, the log or error names the object, intact files read back whole.
-// SEALFS_SOAK=1 uses a larger file and more chunk positions.
+// of a large file and at a small file, and as a whole (a deleted older
+// snapshot, a rollback, oversized, duplicated, swapped, foreign, deleted
+// and damaged index and snapshot objects). Each case is read through a
+// fresh read-only mount and restored with `sealfs restore`. Every damaged
+// file fails (EIO, exit code 7; 10 for the rollback) after returning only
+// right bytes, no read is short, the log or error names the object, intact
+// files read back whole, nothing crashes. SEALFS_SOAK=1 uses a larger file
+// and more chunk positions.
 func TestTamperMatrix(t *testing.T) {
 	needRoot(t)
 	large, extra := 18<<20, 0
@@ -539,10 +730,36 @@ func TestTamperMatrix(t *testing.T) {
 				if !damaged[p.b.file] {
 					t.Fatalf("the fault did not damage %s", p.b.file)
 				}
-				checkMount(t, g, dir, damaged, objects, &n)
-				checkRestore(t, g, dir, damaged, objects, &n)
+				checkMount(t, g, dir, "", 0, damaged, objects, &n)
+				restoreCode := 0
+				if len(damaged) > 0 {
+					restoreCode = 7
+				}
+				checkRestore(t, g, dir, "", restoreCode, damaged, objects, &n)
 			})
 		}
+	}
+	all := map[string]bool{}
+	for name := range g.files {
+		all[name] = true
+	}
+	for _, f := range repoFaults {
+		t.Run(f.name, func(t *testing.T) {
+			if f.skip != "" {
+				t.Skip(f.skip)
+			}
+			dir := filepath.Join(t.TempDir(), "remote")
+			copyRemote(t, g.c.remote, dir)
+			objects, cache := f.apply(t, g, dir)
+			n.cases++
+			n.faults++
+			damaged := all
+			if f.code == 0 {
+				damaged = nil
+			}
+			checkMount(t, g, dir, cache, f.code, damaged, objects, &n)
+			checkRestore(t, g, dir, cache, f.code, damaged, objects, &n)
+		})
 	}
 	t.Logf("tamper matrix: %d cases, %d faults injected, %d files verified (%d damaged reads through the mount), %d wrong bytes returned, %d short reads",
 		n.cases, n.faults, n.filesVerified, n.damagedReads, n.wrongBytes, n.shortReads)
