@@ -6,7 +6,7 @@ FUZZTIME ?= 5s
 # Every fuzz target, as package:Target. Each runs for FUZZTIME in `make test`.
 FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo:FuzzDecodeTree ./repo:FuzzDecodeIndex ./repo:FuzzDecodePackHeader \
-            ./repo:FuzzDecodeSnapshot ./repo:FuzzParseConfig \
+            ./repo:FuzzDecodeSnapshot ./repo:FuzzParseConfig ./repo:FuzzDecodeForget \
             ./keyvault:FuzzDecodeRequest ./keyvault:FuzzValidatePoint
 
 .PHONY: all build test unit fuzz lint bench demo demo-stop install clean

@@ -31,6 +31,7 @@ const (
 	TypeSnapshot   ObjectType = 5 // a snapshot object
 	TypeLease      ObjectType = 6 // the writer lease object
 	TypeKeySlot    ObjectType = 7 // the wrapped master key in a key slot
+	TypeForget     ObjectType = 8 // a record of snapshots removed on purpose
 )
 
 // String names the type as the spec does.
@@ -50,6 +51,8 @@ func (t ObjectType) String() string {
 		return "lease"
 	case TypeKeySlot:
 		return "key slot"
+	case TypeForget:
+		return "forget record"
 	}
 	return fmt.Sprintf("object type %d", uint8(t))
 }

@@ -24,6 +24,7 @@ type CheckOptions struct {
 type CheckReport struct {
 	Problems                        []error // each names the object concerned
 	Slots, Snapshots, Indexes       int
+	ForgetRecords                   int
 	Packs, Blobs, Trees             int
 	UnreferencedPacks, Unreferenced []string // left by interrupted commits; harmless
 }
@@ -73,10 +74,22 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	}
 	sort.Slice(snapEntries, func(i, j int) bool { return snapEntries[i].Name < snapEntries[j].Name })
 	var snaps []*Snapshot
+	forgot := map[uint64]crypt.ID{}
 	wantIndex := map[crypt.ID]string{}
 	for i, e := range snapEntries {
 		progress("snapshots", i, len(snapEntries))
 		name := e.Name
+		if isForgetName(name) {
+			f, err := r.loadForget(ctx, name, e.Size)
+			if err == nil {
+				err = addForgotten(forgot, name, f)
+			}
+			if err != nil {
+				problem(err)
+			}
+			rep.ForgetRecords++
+			continue
+		}
 		s, err := r.loadSnapshot(ctx, name, e.Size)
 		if err != nil {
 			problem(err)
@@ -88,6 +101,10 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 		}
 	}
 	rep.Snapshots = len(snaps)
+	sort.SliceStable(snaps, func(i, j int) bool { return snaps[i].Seq < snaps[j].Seq })
+	for _, err := range verifyChain(snaps, forgot) {
+		problem(err)
+	}
 
 	haveIndex := map[string]bool{}
 	if err := r.remote.List(ctx, indexDir, func(e remote.Entry) error { haveIndex[e.Name] = true; return nil }); err != nil {

@@ -23,6 +23,9 @@ var (
 	ErrLocked = errors.New("the repository is locked by another writer")
 	// ErrReadOnly: a write was attempted without holding the lease.
 	ErrReadOnly = errors.New("the repository is open read-only")
+	// ErrNoSnapshot: the snapshot asked for does not exist (it was never
+	// made, or was forgotten on purpose).
+	ErrNoSnapshot = errors.New("no such snapshot")
 	// ErrLastSlot: removing the key slot would leave none.
 	ErrLastSlot = errors.New("cannot remove the last key slot")
 )

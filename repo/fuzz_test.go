@@ -144,3 +144,20 @@ func TestTreeRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func FuzzDecodeForget(f *testing.F) {
+	f.Add(encodeForget([]Forgotten{{Seq: 1, ID: crypt.ID{1}}, {Seq: 7, ID: crypt.ID{2}}}))
+	f.Add([]byte{1, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries, err := decodeForget(b)
+		if err != nil {
+			return
+		}
+		if len(entries) == 0 {
+			t.Fatal("a record without entries decoded")
+		}
+		if again := encodeForget(entries); !bytes.Equal(again, b) {
+			t.Fatalf("decode then encode changed the bytes:\n%x\n%x", b, again)
+		}
+	})
+}

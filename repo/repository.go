@@ -63,10 +63,11 @@ type Repository struct {
 	zdec *zstd.Decoder
 
 	index     *Index
-	snapshots []*Snapshot // sorted by Seq
-	blobs     *blobCache  // nil without Options.CacheSize
-	recent    *memCache   // verified data blobs, with Options.CacheSize
-	inflight  sync.Map    // crypt.ID -> chan struct{}: blobs being prefetched
+	snapshots []*Snapshot         // sorted by Seq
+	forgotten map[uint64]crypt.ID // snapshots removed on purpose, by Seq
+	blobs     *blobCache          // nil without Options.CacheSize
+	recent    *memCache           // verified data blobs, with Options.CacheSize
+	inflight  sync.Map            // crypt.ID -> chan struct{}: blobs being prefetched
 
 	mu      sync.Mutex // guards the writer state below
 	lease   *leaseHolder
@@ -216,6 +217,7 @@ func newRepository(rem remote.Remote, cfg *Config, id crypt.RepoID, mk crypt.Mas
 	r := &Repository{
 		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(),
 		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec, index: newIndex(),
+		forgotten: map[uint64]crypt.ID{},
 	}
 	if u := st.Unstored; u != nil {
 		// A snapshot a crash cut off; see Commit. A copy that does not
@@ -326,9 +328,12 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	if writing {
 		return errors.New("cannot refresh a repository open for writing: it is the newest state already")
 	}
-	snaps, err := r.loadSnapshots(ctx)
+	snaps, forgot, err := r.loadSnapshots(ctx)
 	if err != nil {
 		return err
+	}
+	if errs := verifyChain(snaps, forgot); len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	var newest uint64
 	if len(snaps) > 0 {
@@ -357,6 +362,7 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	r.snapshots = snaps
+	r.forgotten = forgot
 	r.index = idx
 	dropped := r.unstored != nil && u == nil
 	if dropped {
@@ -421,17 +427,31 @@ func (r *Repository) rememberSeq(seq uint64, force bool) error {
 	return r.state.save(r.stateDir)
 }
 
-func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, error) {
+// loadSnapshots lists, reads and opens every snapshot and forget record;
+// the snapshots come sorted by sequence number.
+func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, map[uint64]crypt.ID, error) {
 	var entries []remote.Entry
 	if err := r.remote.List(ctx, snapshotsDir, func(e remote.Entry) error { entries = append(entries, e); return nil }); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
 	r.mu.Lock()
 	u := r.unstored
 	r.mu.Unlock()
 	snaps := make([]*Snapshot, 0, len(entries))
+	forgot := map[uint64]crypt.ID{}
 	for _, e := range entries {
 		name := e.Name
+		if isForgetName(name) {
+			f, err := r.loadForget(ctx, name, e.Size)
+			if err == nil {
+				err = addForgotten(forgot, name, f)
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
 		s, err := r.loadSnapshot(ctx, name, e.Size)
 		if err != nil && u != nil && name == snapshotName(u.snap.ID) && errors.Is(err, ErrIntegrity) {
 			// Our own upload, cut off by a crash: the next Commit
@@ -439,12 +459,12 @@ func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		snaps = append(snaps, s)
 	}
-	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Seq < snaps[j].Seq })
-	return snaps, nil
+	sort.SliceStable(snaps, func(i, j int) bool { return snaps[i].Seq < snaps[j].Seq })
+	return snaps, forgot, nil
 }
 
 // loadSnapshot reads and opens the snapshot object name of the listed size.

@@ -119,3 +119,39 @@ func TestHostileObjectSize(t *testing.T) {
 	}
 	expect(t, c.run(t, "check", "--read-data", c.remote), 0, "")
 }
+
+// TestDeletedOlderSnapshot: an older snapshot deleted from the remote is an
+// integrity error (exit 7) naming it, in check and in restore; a snapshot
+// that never existed is a usage error.
+func TestDeletedOlderSnapshot(t *testing.T) {
+	c := initRepo(t)
+	src := t.TempDir()
+	for _, content := range []string{"1", "22", "333"} {
+		os.WriteFile(filepath.Join(src, "f"), []byte(content), 0o644)
+		expect(t, c.run(t, "backup", src, c.remote), 0, "")
+	}
+	expect(t, c.run(t, "restore", "--snapshot", "9", c.remote, t.TempDir()), 2, "no snapshot 9")
+	// Which object is snapshot 1: the listing gives its id's first 8 digits.
+	out := c.run(t, "snapshots", c.remote)
+	expect(t, out, 0, "")
+	var first string
+	for _, line := range strings.Split(out.stdout, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "1" {
+			matches, _ := filepath.Glob(filepath.Join(c.remote, "snapshots", f[1]+"*"))
+			if len(matches) == 1 {
+				first = matches[0]
+			}
+		}
+	}
+	if first == "" {
+		t.Fatalf("cannot tell which object is snapshot 1 from:\n%s", out.stdout)
+	}
+	if err := os.Remove(first); err != nil {
+		t.Fatal(err)
+	}
+	for _, cache := range []string{c.cache, t.TempDir()} {
+		fresh := cliRepo{remote: c.remote, cache: cache, codeFile: c.codeFile}
+		expect(t, fresh.run(t, "check", "--read-data", c.remote), 7, "snapshot 1 is missing")
+		expect(t, fresh.run(t, "restore", "--snapshot", "1", c.remote, t.TempDir()), 7, "snapshot 1 is missing")
+	}
+}

@@ -339,14 +339,13 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			}
 			snap := snaps[len(snaps)-1]
 			if seq != 0 {
-				snap = nil
-				for _, s := range snaps {
-					if s.Seq == seq {
-						snap = s
-					}
-				}
-				if snap == nil {
-					return usageError{fmt.Errorf("no snapshot %d (see: sealfs snapshots %s)", seq, args[0])}
+				// A snapshot that should be there and is not is an
+				// integrity error; one never made or forgotten on
+				// purpose is a usage error.
+				if snap, err = r.SnapshotBySeq(seq); errors.Is(err, repo.ErrNoSnapshot) {
+					return usageError{fmt.Errorf("%w (see: sealfs snapshots %s)", err, args[0])}
+				} else if err != nil {
+					return err
 				}
 			}
 			dir := args[1]
