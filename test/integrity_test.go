@@ -10,6 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/sealfs/sealfs/daemon"
 )
 
 // sealfsLimited runs the binary like sealfs, with its address space limited
@@ -153,5 +156,73 @@ func TestDeletedOlderSnapshot(t *testing.T) {
 		fresh := cliRepo{remote: c.remote, cache: cache, codeFile: c.codeFile}
 		expect(t, fresh.run(t, "check", "--read-data", c.remote), 7, "snapshot 1 is missing")
 		expect(t, fresh.run(t, "restore", "--snapshot", "1", c.remote, t.TempDir()), 7, "snapshot 1 is missing")
+	}
+}
+
+// waitStatus polls the mount's status until ok accepts it.
+func waitStatus(t *testing.T, mnt, what string, ok func(daemon.Status) bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st := mountStatus(t, mnt)
+		if ok(st) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: status %+v", what, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestMountSnapshotUploadFails: through the mount, on a local-directory
+// remote whose snapshots folder refuses new objects for a while (immutable),
+// a commit fails after its index was stored; the next commit succeeds. A
+// fresh client then reads the file byte for byte: the retried commit named
+// the index of its blobs.
+func TestMountSnapshotUploadFails(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("chattr"); err != nil {
+		t.Fatal("this test needs chattr (e2fsprogs)")
+	}
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--commit-delay", "100ms"), 0, "")
+	if err := os.WriteFile(filepath.Join(mnt, "first"), []byte("first"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, mnt, "the first commit", func(st daemon.Status) bool { return st.SnapshotSeq >= 1 && st.PendingFiles == 0 })
+	snapDir := filepath.Join(c.remote, "snapshots")
+	chattr := func(flag string) {
+		if out, err := exec.Command("chattr", flag, snapDir).CombinedOutput(); err != nil {
+			t.Fatalf("chattr %s: %v %s", flag, err, out)
+		}
+	}
+	chattr("+i")
+	t.Cleanup(func() { exec.Command("chattr", "-i", snapDir).Run() })
+	data := randomBytes(11, 3<<20)
+	if err := os.WriteFile(filepath.Join(mnt, "second"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, mnt, "a failed commit", func(st daemon.Status) bool { return st.LastError != "" })
+	indexes, _ := filepath.Glob(filepath.Join(c.remote, "index", "*"))
+	if len(indexes) < 2 {
+		t.Fatalf("the failed commit stored no index (%d index objects): the fault hit the wrong step", len(indexes))
+	}
+	chattr("-i")
+	waitStatus(t, mnt, "the retried commit", func(st daemon.Status) bool {
+		return st.LastError == "" && st.PendingFiles == 0 && !st.Committing
+	})
+	c.umount(t, mnt)
+
+	fresh := cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
+	expect(t, fresh.mount(t, mnt, "--read-only"), 0, "")
+	got, err := os.ReadFile(filepath.Join(mnt, "second"))
+	fresh.umount(t, mnt)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the file of the retried commit reads back wrong on a fresh client: %d bytes, %v", len(got), err)
+	}
+	if r := fresh.run(t, "check", "--read-data", c.remote); r.code != 0 || !strings.Contains(r.stdout, "no problems found") {
+		t.Fatalf("check after the retried commit: %+v", r)
 	}
 }
