@@ -3,6 +3,7 @@ package repo_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,7 +53,7 @@ func TestChainDeletedSnapshot(t *testing.T) {
 		if err := os.Remove(snapshotPath(env, env.Repo, seq)); err != nil {
 			t.Fatal(err)
 		}
-		want := "snapshot " + string(rune('0'+seq)) + " is missing"
+		want := fmt.Sprintf("snapshot %d is missing", seq)
 		// A client that saw the newest snapshot, and one that never did.
 		for _, cache := range []string{"", t.TempDir()} {
 			_, err := env.Reopen(t, cache, false)
