@@ -3,7 +3,6 @@ package test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -529,65 +528,5 @@ func TestMountManyFiles(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(mnt, "d042", "f0777")); string(got) != "42/777\n" {
 		t.Fatalf("d042/f0777 = %q", got)
-	}
-}
-
-// TestMountFullCacheDisk: when the cache disk fills up, the writer gets
-// ENOSPC, and the queue stays whole: what was closed before is committed.
-func TestMountFullCacheDisk(t *testing.T) {
-	needRoot(t)
-	c := initRepo(t)
-	small := filepath.Join(t.TempDir(), "small-cache")
-	os.Mkdir(small, 0o700)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small).CombinedOutput(); err != nil {
-		t.Skipf("cannot make a small disk with tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { syscall.Unmount(small, syscall.MNT_DETACH) })
-	c.cache = small
-	mnt := mountpoint(t)
-	expect(t, c.mount(t, mnt, "--cache-size", "0", "--log-file", filepath.Join(t.TempDir(), "log")), 0, "")
-	if err := os.WriteFile(filepath.Join(mnt, "before"), []byte("closed before the disk filled"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(filepath.Join(mnt, "too-big"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := bytes.Repeat([]byte("x"), 1<<20)
-	var werr error
-	for i := 0; i < 64 && werr == nil; i++ {
-		_, werr = f.Write(buf)
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if !errors.Is(werr, syscall.ENOSPC) {
-		t.Fatalf("writing 64 MiB into a 24 MiB cache gave %v, want ENOSPC", werr)
-	}
-	os.Remove(filepath.Join(mnt, "too-big"))
-	// The space comes back when the daemon has the kernel's RELEASE of the
-	// closed file, which close(2) does not wait for.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := os.WriteFile(filepath.Join(mnt, "after"), []byte("written once there was room"), 0o644)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.ENOSPC) || time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	r := c.umount(t, mnt)
-	if !strings.Contains(r.stdout, "everything is committed") {
-		t.Fatalf("umount said %q", r.stdout)
-	}
-	fresh := cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
-	expect(t, fresh.mount(t, mnt, "--read-only"), 0, "")
-	defer fresh.umount(t, mnt)
-	for name, want := range map[string]string{"before": "closed before the disk filled", "after": "written once there was room"} {
-		if got, err := os.ReadFile(filepath.Join(mnt, name)); err != nil || string(got) != want {
-			t.Fatalf("%s = %q, %v", name, got, err)
-		}
 	}
 }

@@ -125,18 +125,15 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 		t.mu.Unlock()
 		return fail(err)
 	}
-	oldJournal := t.journal
-	next, err := newJournal(t.opts.Dir, oldJournal.n+1, t.nextSeqLocked())
-	if err != nil {
-		t.mu.Unlock()
-		return fail(err)
-	}
 	// The new journal must rebuild, on top of the snapshot being committed,
 	// what that snapshot leaves out: files still being written, and the
 	// staging copies of files changed since they were read. A staging
 	// record whose file is gone at replay means "committed and cleaned".
-	if err := t.restageRecords(next, done); err != nil {
-		next.close()
+	// It is created whole or not at all (a full disk): then this commit
+	// fails, the old journal goes on, and the next commit tries again.
+	oldJournal := t.journal
+	next, err := newJournal(t.opts.Dir, oldJournal.n+1, t.nextSeqLocked(), t.restageRecords(done))
+	if err != nil {
 		t.mu.Unlock()
 		return fail(err)
 	}
@@ -246,10 +243,11 @@ func countFiles(d *dirCopy) (files, bytes uint64) {
 	return files, bytes
 }
 
-// restageRecords writes, for every staged file, the records that bring its
-// staging copy back: create (for a file no snapshot holds yet), stage and
-// its attributes. t.mu is held.
-func (t *Tree) restageRecords(j *journal, done map[*Inode]*stagedJob) error {
+// restageRecords returns, for every staged file, the records that bring
+// its staging copy back: create (for a file no snapshot holds yet), stage
+// and its attributes. t.mu is held.
+func (t *Tree) restageRecords(done map[*Inode]*stagedJob) []record {
+	var recs []record
 	for in := range t.staged {
 		if in.parent == nil {
 			continue
@@ -258,19 +256,12 @@ func (t *Tree) restageRecords(j *journal, done map[*Inode]*stagedJob) error {
 		if in.committed == nil && done[in] == nil {
 			m := in.meta
 			m.Content = nil
-			if err := j.append(record{Op: opCreate, Path: p, Meta: &m}); err != nil {
-				return err
-			}
-		}
-		if err := j.append(t.stageRecordLocked(in)); err != nil {
-			return err
+			recs = append(recs, record{Op: opCreate, Path: p, Meta: &m})
 		}
 		m := repo.Node{Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, Size: in.meta.Size}
-		if err := j.append(record{Op: opSetattr, Path: p, Meta: &m}); err != nil {
-			return err
-		}
+		recs = append(recs, t.stageRecordLocked(in), record{Op: opSetattr, Path: p, Meta: &m})
 	}
-	return nil
+	return recs
 }
 
 // storeStaged chunks and stores a staged file from its staging copy.

@@ -80,6 +80,7 @@ type Tree struct {
 	journal   *journal
 	baseSeq   uint64
 	staged    map[*Inode]bool
+	replaying bool       // journals are being replayed: keep staging files
 	dirty     bool       // something changed since the last commit
 	commitMu  sync.Mutex // one commit at a time
 	lastError error
@@ -110,42 +111,48 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (*Tree, error) {
 	if err := os.MkdirAll(filepath.Join(o.Dir, stagingDir), 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create the staging area: %w", err)
 	}
-	next, err := t.replay()
+	j, err := t.replay()
 	if err != nil {
 		return nil, err
 	}
-	if t.journal, err = newJournal(o.Dir, next, t.baseSeq); err != nil {
-		return nil, err
-	}
+	t.journal = j
 	return t, nil
 }
 
 func (t *Tree) newIno() uint64 { n := t.nextIno; t.nextIno++; return n }
 
 // replay applies the journals left behind, in order, and returns the
-// number for the next journal. Journals based on an older snapshot than
-// the newest were committed already; they are moved aside, not deleted.
-func (t *Tree) replay() (uint64, error) {
+// journal to go on with: it records the replayed state whole, and the old
+// journals are removed once it is in place. Journals based on an older
+// snapshot than the newest were committed already; they are moved aside,
+// not deleted.
+func (t *Tree) replay() (*journal, error) {
 	ns, err := listJournals(t.opts.Dir)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var next uint64 = 1
 	var applied []string
+	t.replaying = true
 	for _, n := range ns {
 		next = n + 1
 		p := journalName(t.opts.Dir, n)
 		base, recs, err := readJournal(p)
+		if errors.Is(err, errJournalEmpty) {
+			t.opts.Log.Warn("removing an empty journal: it was cut off as it was created, before it recorded anything", "journal", p)
+			applied = append(applied, p)
+			continue
+		}
 		if errors.Is(err, errJournalDamaged) {
 			t.opts.Log.Error("replaying a damaged journal up to the damage; later changes are lost", "err", err)
 		} else if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if base < t.baseSeq {
 			old := filepath.Join(t.opts.Dir, "committed-"+filepath.Base(p))
 			t.opts.Log.Warn("journal predates the newest snapshot; keeping it aside", "journal", p, "base", base, "newest", t.baseSeq)
 			if err := os.Rename(p, old); err != nil {
-				return 0, err
+				return nil, err
 			}
 			continue
 		}
@@ -157,63 +164,72 @@ func (t *Tree) replay() (uint64, error) {
 		applied = append(applied, p)
 		t.dirty = true
 	}
+	t.replaying = false
 	// The replayed state lives on in the new journal: record it whole, then
-	// drop the old files.
-	if len(applied) > 0 {
-		j, err := newJournal(t.opts.Dir, next, t.baseSeq)
-		if err != nil {
-			return 0, err
-		}
-		if err := t.rewriteJournal(j); err != nil {
-			return 0, err
-		}
-		if err := j.sync(); err != nil {
-			return 0, err
-		}
-		j.close()
-		for _, p := range applied {
-			os.Remove(p)
-		}
-		next++
+	// drop the old files. Until the new journal is in place (a crash, a
+	// full disk), the old ones stay and are replayed again.
+	var recs []record
+	if t.dirty {
+		recs = t.rewriteRecords()
 	}
-	return next, nil
+	j, err := newJournal(t.opts.Dir, next, t.baseSeq, recs)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range applied {
+		os.Remove(p)
+	}
+	t.removeOrphans()
+	return j, nil
 }
 
-// rewriteJournal writes records that rebuild every change of the tree
+// removeOrphans deletes the staging files no inode refers to: those of
+// files dropped by the replayed journals, and those a crash left before
+// their stage record was written.
+func (t *Tree) removeOrphans() {
+	keep := map[string]bool{}
+	for in := range t.staged {
+		keep[in.staging] = true
+	}
+	entries, err := os.ReadDir(filepath.Join(t.opts.Dir, stagingDir))
+	if err != nil {
+		t.opts.Log.Warn("failed to list the staging area", "err", err)
+		return
+	}
+	for _, e := range entries {
+		if validStagingID(e.Name()) && !keep[e.Name()] {
+			os.Remove(t.stagingPath(e.Name()))
+		}
+	}
+}
+
+// rewriteRecords returns records that rebuild every change of the tree
 // relative to the base snapshot: all entries of loaded directories, and
 // the staging of staged files. It is used after a replay.
-func (t *Tree) rewriteJournal(j *journal) error {
-	var walk func(dir *Inode) error
-	walk = func(dir *Inode) error {
+func (t *Tree) rewriteRecords() []record {
+	var recs []record
+	var walk func(dir *Inode)
+	walk = func(dir *Inode) {
 		if dir.children == nil {
-			return nil
+			return
 		}
-		if err := j.append(record{Op: opClear, Path: []byte(t.pathOf(dir))}); err != nil {
-			return err
-		}
+		recs = append(recs, record{Op: opClear, Path: []byte(t.pathOf(dir))})
 		for _, c := range sortedChildren(dir) {
 			m := c.meta
 			if c.children != nil {
 				m.Subtree = crypt.ID{} // described entry by entry below
 			}
-			p := []byte(t.pathOf(c))
-			if err := j.append(record{Op: opCreate, Path: p, Meta: &m}); err != nil {
-				return err
-			}
+			recs = append(recs, record{Op: opCreate, Path: []byte(t.pathOf(c)), Meta: &m})
 			if c.staging != "" {
-				if err := j.append(t.stageRecordLocked(c)); err != nil {
-					return err
-				}
+				recs = append(recs, t.stageRecordLocked(c))
 			}
 			if c.meta.Type == repo.NodeDir {
-				if err := walk(c); err != nil {
-					return err
-				}
+				walk(c)
 			}
 		}
-		return nil
 	}
-	return walk(t.root)
+	walk(t.root)
+	return recs
 }
 
 func sortedChildren(dir *Inode) []*Inode {
@@ -262,8 +278,11 @@ func splitPath(path []byte) (string, string) {
 	return "", s
 }
 
-// apply replays one journal record.
+// apply replays one journal record, once it is found well formed.
 func (t *Tree) apply(rec record) error {
+	if err := rec.check(); err != nil {
+		return err
+	}
 	switch rec.Op {
 	case opCreate:
 		dirPath, name := splitPath(rec.Path)
@@ -340,6 +359,9 @@ func (t *Tree) apply(rec record) error {
 		if err != nil {
 			return err
 		}
+		if in.meta.Type != repo.NodeFile {
+			return syscall.EINVAL
+		}
 		fi, err := os.Stat(t.stagingPath(rec.Staging))
 		if errors.Is(err, os.ErrNotExist) {
 			return nil // committed and cleaned before the crash
@@ -382,7 +404,11 @@ func (t *Tree) unstageLocked(in *Inode) {
 		in.file.Close()
 		in.file = nil
 	}
-	os.Remove(t.stagingPath(in.staging))
+	if !t.replaying {
+		// A later record of the journals being replayed may name it
+		// again; removeOrphans deletes it if none does.
+		os.Remove(t.stagingPath(in.staging))
+	}
 	in.staging = ""
 	in.overlay, in.base, in.written, in.baseReader = false, nil, nil, nil
 	if in.stream != nil {
@@ -462,8 +488,27 @@ func (t *Tree) changed() {
 	}
 }
 
+// stagingIDBytes is the size of the random part of a staging id.
+const stagingIDBytes = 16
+
+// newStagingID returns a fresh staging file name: 32 lower-case hex digits.
 func newStagingID() string {
-	var b [16]byte
+	var b [stagingIDBytes]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// validStagingID reports whether id has exactly the shape newStagingID
+// makes, so that a name read back from the journal stays inside the
+// staging area.
+func validStagingID(id string) bool {
+	if len(id) != 2*stagingIDBytes {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

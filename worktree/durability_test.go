@@ -1,0 +1,225 @@
+package worktree_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/worktree"
+)
+
+// smallDisk mounts a size-limited tmpfs (as root) and returns its path.
+func smallDisk(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("a small disk needs root (tmpfs)")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot make a small disk with tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// fillDisk takes all free space of dir's disk and returns a function that
+// gives it back.
+func fillDisk(t *testing.T, dir string) func() {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, n := range []int{1 << 20, 4096, 1} {
+		buf := make([]byte, n)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+	return func() {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCommitOnFullDisk (issue 8, defect 9): a commit that cannot start its
+// new journal on a full disk fails, leaves nothing behind, and the next
+// commit once there is room stores everything; the work folder opens
+// again at every point.
+func TestCommitOnFullDisk(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	disk := smallDisk(t, "4m")
+	work := filepath.Join(disk, "work")
+	tr := open(t, env.Repo, work)
+	writeFile(t, tr, tr.Root(), "queued", []byte("closed before the disk filled"), true)
+	free := fillDisk(t, disk)
+	if _, err := tr.Commit(ctx); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("commit on a full disk = %v, want ENOSPC", err)
+	}
+	if _, err := tr.Commit(ctx); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("second commit on a full disk = %v, want ENOSPC", err)
+	}
+	free()
+	if _, _, err := tr.Create(tr.Root(), "after", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644}); err != nil {
+		t.Fatalf("create once there is room: %v", err)
+	}
+	writeFile(t, tr, tr.Root(), "written-after", []byte("written once there was room"), true)
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatalf("commit once there is room: %v", err)
+	}
+	r2, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := open(t, r2, t.TempDir())
+	for name, want := range map[string]string{"queued": "closed before the disk filled", "written-after": "written once there was room"} {
+		if got := readFile(t, fresh, name); string(got) != want {
+			t.Fatalf("%s on the remote = %q", name, got)
+		}
+	}
+	// And the work folder opens again.
+	open(t, env.Repo, work)
+}
+
+// TestOpenOnFullDisk: opening a work folder whose journals must be
+// rewritten fails on a full disk, saying so, and leaves the journals as
+// they were: once there is room, it opens with everything queued.
+func TestOpenOnFullDisk(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	disk := smallDisk(t, "4m")
+	work := filepath.Join(disk, "work")
+	tr := open(t, env.Repo, work)
+	writeFile(t, tr, tr.Root(), "queued", []byte("queued before the crash"), true)
+	free := fillDisk(t, disk)
+	if _, err := worktree.Open(context.Background(), env.Repo, worktree.Options{Dir: work}); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("open on a full disk = %v, want ENOSPC", err)
+	}
+	free()
+	tr2 := open(t, env.Repo, work)
+	if got := readFile(t, tr2, "queued"); string(got) != "queued before the crash" {
+		t.Fatalf("queued file after the disk was freed = %q", got)
+	}
+}
+
+// TestOpenWithEmptyJournal: an empty journal, as a full disk left it
+// before this fix, does not keep the work folder from opening.
+func TestOpenWithEmptyJournal(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := open(t, env.Repo, work)
+	writeFile(t, tr, tr.Root(), "queued", []byte("queued"), true)
+	if err := os.WriteFile(filepath.Join(work, "journal.0000000000000099"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr2 := open(t, env.Repo, work)
+	if got := readFile(t, tr2, "queued"); string(got) != "queued" {
+		t.Fatalf("queued file = %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(work, "journal.0000000000000099")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the empty journal is still there: %v", err)
+	}
+}
+
+// TestReplayCutOffAfterRewrite: a crash after a replay wrote its new
+// journal but before it removed the old ones replays both; the files'
+// staging copies must survive that.
+func TestReplayCutOffAfterRewrite(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := open(t, env.Repo, work)
+	writeFile(t, tr, tr.Root(), "queued", []byte("queued content"), true)
+	old, _ := filepath.Glob(filepath.Join(work, "journal.*"))
+	saved := map[string][]byte{}
+	for _, p := range old {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved[p] = b
+	}
+	open(t, env.Repo, work)   // replays and rewrites
+	for p, b := range saved { // as if it had not removed the old ones yet
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr3 := open(t, env.Repo, work)
+	if got := readFile(t, tr3, "queued"); string(got) != "queued content" {
+		t.Fatalf("queued file after a replay cut off = %q", got)
+	}
+}
+
+// TestHostileJournalRecord (issue 8, defect 5): a journal record naming a
+// staging file outside the staging area, or a path that is no path, is
+// refused with a clear log line; nothing outside the work folder is read,
+// written or removed.
+func TestHostileJournalRecord(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	base := t.TempDir()
+	work := filepath.Join(base, "work")
+	tr := open(t, env.Repo, work)
+	writeFile(t, tr, tr.Root(), "victim", []byte("kept"), true)
+	outside := filepath.Join(base, "outside")
+	if err := os.WriteFile(outside, []byte("not sealfs' to touch"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	journals, _ := filepath.Glob(filepath.Join(work, "journal.*"))
+	f, err := os.OpenFile(journals[len(journals)-1], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		`{"op":"stage","path":"dmljdGlt","staging":"../../outside"}`,
+		`{"op":"stage","path":"dmljdGlt","staging":"/etc/passwd"}`,
+		`{"op":"stage","path":"dmljdGlt","staging":"0123456789abcdef0123456789abcdef/../../../outside"}`,
+		`{"op":"create","path":"Li4vZXNjYXBl","meta":{}}`,   // "../escape"
+		`{"op":"create","path":"bm8tbWV0YQ=="}`,             // no attributes
+		`{"op":"rename","path":"dmljdGlt","to":"YS8vYg=="}`, // "a//b"
+		`{"op":"bogus"}`,
+	} {
+		f.WriteString(line + "\n")
+	}
+	f.Close()
+	var logBuf bytes.Buffer
+	tr2, err := worktree.Open(context.Background(), env.Repo, worktree.Options{Dir: work, Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, tr2, "victim"); string(got) != "kept" {
+		t.Fatalf("victim after hostile records = %q", got)
+	}
+	if b, err := os.ReadFile(outside); err != nil || string(b) != "not sealfs' to touch" {
+		t.Fatalf("the file outside the work folder: %q, %v", b, err)
+	}
+	entries, _ := os.ReadDir(base)
+	if len(entries) != 2 {
+		t.Fatalf("the folder around the work folder holds %d entries, want 2", len(entries))
+	}
+	for _, name := range []string{"escape", "no-meta"} {
+		if _, _, err := tr2.Lookup(tr2.Root(), name); err == nil {
+			t.Fatalf("a hostile record created %q", name)
+		}
+	}
+	log := logBuf.String()
+	if n := strings.Count(log, "malformed journal record"); n != 7 {
+		t.Fatalf("%d malformed records logged, want 7:\n%s", n, log)
+	}
+}
