@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
@@ -143,7 +144,17 @@ type FileReader struct {
 	lastID  crypt.ID
 	lastBuf []byte
 	lastIdx int
+	// The last chunk that failed to load, and when: the kernel asks for
+	// the pages of a chunk in several reads, and each would otherwise
+	// wait through the remote's retries again before failing.
+	failID  crypt.ID
+	failErr error
+	failAt  time.Time
 }
+
+// failHold is how long a chunk that failed to load fails again at once
+// for the same reader, rather than being fetched again.
+const failHold = 5 * time.Second
 
 // OpenFile returns a reader for a file node.
 func (r *Repository) OpenFile(ctx context.Context, n *Node) *FileReader {
@@ -217,12 +228,16 @@ func (f *FileReader) chunk(e Extent) ([]byte, error) {
 	if f.lastBuf != nil && f.lastID == e.ID {
 		return f.lastBuf, nil
 	}
-	data, err := f.r.LoadBlob(f.ctx, crypt.TypeDataBlob, e.ID)
-	if err != nil {
-		return nil, err
+	if f.failErr != nil && f.failID == e.ID && time.Since(f.failAt) < failHold {
+		return nil, f.failErr
 	}
-	if uint64(len(data)) != e.Size {
-		return nil, integrityError(fmt.Sprintf("data blob %s", e.ID), "it is %d bytes, the tree says %d", len(data), e.Size)
+	data, err := f.r.LoadBlob(f.ctx, crypt.TypeDataBlob, e.ID)
+	if err == nil && uint64(len(data)) != e.Size {
+		err = integrityError(fmt.Sprintf("data blob %s", e.ID), "it is %d bytes, the tree says %d", len(data), e.Size)
+	}
+	if err != nil {
+		f.failID, f.failErr, f.failAt = e.ID, err, time.Now()
+		return nil, err
 	}
 	f.lastID, f.lastBuf = e.ID, data
 	return data, nil

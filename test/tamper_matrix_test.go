@@ -6,13 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -653,6 +658,57 @@ func checkRestore(t *testing.T, g *tamperRepo, dir, cache string, want int, dama
 	}
 }
 
+// checkOverlay mounts the damaged copy dir for writing, changes 4 KiB in
+// the large file through an open descriptor and reads the file back
+// through another while the first stays open: the new bytes and the
+// intact old ones read back, a damaged chunk fails with EIO after only
+// right bytes, with no short read.
+func checkOverlay(t *testing.T, g *tamperRepo, dir string, damaged bool, objects []string, n *matrixCounts) {
+	t.Helper()
+	c := cliRepo{remote: dir, cache: t.TempDir(), codeFile: g.c.codeFile}
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--drain-timeout", "2s"), 0, "")
+	path := filepath.Join(mnt, "b-large")
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Clone(g.files["b-large"])
+	patch := bytes.Repeat([]byte{0xee}, 4096)
+	const at = 1<<20 - 100
+	copy(want[at:], patch)
+	if _, err := f.WriteAt(patch, at); err != nil {
+		t.Fatal(err)
+	}
+	rc := preadCheck(t, path, want, 256<<10+4096)
+	f.Close()
+	n.filesVerified++
+	n.wrongBytes += rc.wrong
+	n.shortReads += int64(rc.short)
+	switch {
+	case rc.wrong != 0 || rc.short != 0:
+		t.Errorf("overlay: %d wrong bytes, %d short reads (%d bytes returned, error %v)", rc.wrong, rc.short, rc.returned, rc.err)
+	case damaged && !errors.Is(rc.err, unix.EIO):
+		t.Errorf("overlay: damaged file read %d of %d bytes with error %v, want EIO", rc.returned, len(want), rc.err)
+	case !damaged && (rc.err != nil || rc.returned != int64(len(want))):
+		t.Errorf("overlay: intact file read %d of %d bytes with error %v", rc.returned, len(want), rc.err)
+	}
+	if damaged {
+		n.damagedReads++
+	}
+	if !isMounted(mnt) {
+		t.Fatal("the daemon died while reading a damaged file")
+	}
+	sealfs(t, nil, "umount", mnt)
+	log, _ := os.ReadFile(filepath.Join(c.cache, "test-mount.log"))
+	if strings.Contains(string(log), "panic") {
+		t.Errorf("the daemon panicked:\n%s", log)
+	}
+	if damaged && (!strings.Contains(string(log), "integrity") || !containsAny(string(log), objects)) {
+		t.Errorf("overlay: the daemon log names none of %v as damaged:\n%s", objects, log)
+	}
+}
+
 func wrongBytes(got, want []byte) int64 {
 	var w int64
 	for i := range max(len(got), len(want)) {
@@ -739,6 +795,22 @@ func TestTamperMatrix(t *testing.T) {
 			})
 		}
 	}
+	// A file changed in place (an overlay) reads its unchanged ranges from
+	// the damaged repository: the same rules hold for it.
+	for _, p := range places {
+		t.Run("bit flip/"+p.name+"/overlay", func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "remote")
+			copyRemote(t, g.c.remote, dir)
+			isDamaged, objects := chunkFaults[0].apply(t, g, dir, p.b)
+			n.cases++
+			n.faults++
+			damaged := false
+			for _, b := range lb {
+				damaged = damaged || isDamaged(b)
+			}
+			checkOverlay(t, g, dir, damaged, objects, &n)
+		})
+	}
 	all := map[string]bool{}
 	for name := range g.files {
 		all[name] = true
@@ -763,4 +835,70 @@ func TestTamperMatrix(t *testing.T) {
 	}
 	t.Logf("tamper matrix: %d cases, %d faults injected, %d files verified (%d damaged reads through the mount), %d wrong bytes returned, %d short reads",
 		n.cases, n.faults, n.filesVerified, n.damagedReads, n.wrongBytes, n.shortReads)
+}
+
+// refusingS3 is an in-process S3 server on loopback that answers every
+// request with 403 Forbidden while down is set: a remote that is reachable
+// no more, failing at once (a 503 would make rclone slow its pace for
+// minutes, which only costs time here).
+type refusingS3 struct {
+	srv  *httptest.Server
+	down atomic.Bool
+}
+
+func newRefusingS3(t *testing.T) *refusingS3 {
+	f := &refusingS3{}
+	inner := gofakes3.New(s3mem.New()).Server()
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.down.Load() {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// TestMountRemoteDownMidRead: when the remote fails in the middle of a
+// read, the read fails with EIO after only right bytes and no short read;
+// once the remote is back, the same file reads back whole through the
+// same mount (no failure was cached as data).
+func TestMountRemoteDownMidRead(t *testing.T) {
+	needRoot(t)
+	s3 := newRefusingS3(t)
+	dir := t.TempDir()
+	c := cliRepo{remote: fmt.Sprintf(":s3,provider=Other,access_key_id=k,secret_access_key=s,region=us-east-1,force_path_style=true,endpoint='%s':down/repo", s3.srv.URL),
+		cache: filepath.Join(dir, "cache"), codeFile: filepath.Join(dir, "code")}
+	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, c.remote), 0, "")
+	src := t.TempDir()
+	data := randomBytes(4, 12<<20)
+	if err := os.WriteFile(filepath.Join(src, "f"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c.run(t, "backup", src, c.remote), 0, "")
+	fresh := cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
+	mnt := mountpoint(t)
+	expect(t, fresh.mount(t, mnt, "--read-only"), 0, "")
+	path := filepath.Join(mnt, "f")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 64<<10)
+	if _, err := f.ReadAt(head, 0); err != nil || !bytes.Equal(head, data[:len(head)]) {
+		t.Fatalf("first read: %v", err)
+	}
+	f.Close()
+	s3.down.Store(true)
+	rc := preadCheck(t, path, data, 256<<10+4096)
+	if !errors.Is(rc.err, unix.EIO) || rc.wrong != 0 || rc.short != 0 {
+		t.Errorf("with the remote down: %d bytes returned, %d wrong, %d short reads, error %v; want EIO, no wrong bytes, no short read", rc.returned, rc.wrong, rc.short, rc.err)
+	}
+	s3.down.Store(false)
+	rc = preadCheck(t, path, data, 256<<10+4096)
+	if rc.err != nil || rc.wrong != 0 || rc.short != 0 || rc.returned != int64(len(data)) {
+		t.Errorf("with the remote back: %d of %d bytes returned, %d wrong, %d short reads, error %v", rc.returned, len(data), rc.wrong, rc.short, rc.err)
+	}
+	fresh.umount(t, mnt)
 }
