@@ -456,7 +456,7 @@ func randomName() string {
 }
 
 var repoFaults = []repoFault{
-	{name: "deleted older snapshot", code: 7, skip: "needs the snapshot chain check at open (issue 8, defect 3), not on main yet", apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
+	{name: "deleted older snapshot", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
 		s1 := g.snaps[0].ID
 		if err := os.Remove(filepath.Join(dir, snapshotObject(s1))); err != nil {
 			t.Fatal(err)
