@@ -28,7 +28,7 @@ import (
 // Config is what a mount needs.
 type Config struct {
 	Repo         *repo.Repository
-	Source       string // the remote as the user named it
+	Source       string // the remote as shown: credentials redacted (the mount table shows it)
 	Mountpoint   string
 	ReadOnly     bool
 	CommitDelay  time.Duration // quiet period before a commit

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealfs/sealfs/archiver"
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -48,7 +49,7 @@ also written to FILE (mode 0600; an existing file is never overwritten). With
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Created repository %s at %s.\n\nRecovery code:\n\n", r.ID(), args[0])
+			fmt.Fprintf(out, "Created repository %s at %s.\n\nRecovery code:\n\n", r.ID(), rcloneremote.Redact(args[0]))
 			printCode(out, code)
 			fmt.Fprintf(out, "\n%s\n", codeWarning)
 			if g.codeFile != "" {
@@ -59,7 +60,7 @@ also written to FILE (mode 0600; an existing file is never overwritten). With
 			}
 			if g.vault != "" {
 				if _, err := enrolVaultSlot(ctx, r, g.vault, password); err != nil {
-					return fmt.Errorf("%w (the repository exists and opens with the recovery code; retry with: sealfs key add-vault --vault %s %s)", err, g.vault, args[0])
+					return fmt.Errorf("%w (the repository exists and opens with the recovery code; retry with: sealfs key add-vault --vault %s %s)", err, g.vault, rcloneremote.Redact(args[0]))
 				}
 				fmt.Fprintf(out, "The key is also protected by your password at the vault %s.\n", g.vault)
 			}
@@ -343,7 +344,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 				// integrity error; one never made or forgotten on
 				// purpose is a usage error.
 				if snap, err = r.SnapshotBySeq(seq); errors.Is(err, repo.ErrNoSnapshot) {
-					return usageError{fmt.Errorf("%w (see: sealfs snapshots %s)", err, args[0])}
+					return usageError{fmt.Errorf("%w (see: sealfs snapshots %s)", err, rcloneremote.Redact(args[0]))}
 				} else if err != nil {
 					return err
 				}

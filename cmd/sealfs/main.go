@@ -17,32 +17,38 @@ import (
 	"github.com/sealfs/sealfs/mountopts"
 )
 
-// invocationArgs are the sealfs arguments of this run (after a mount
-// helper's translation); a background mount passes them on to its daemon.
-var invocationArgs = os.Args[1:]
-
 func main() {
+	// Before anything secret is read: no core dumps, no tracing.
+	if err := noCoreDumps(); err != nil {
+		fmt.Fprintf(os.Stderr, "sealfs: %v\n", err)
+		os.Exit(exitError)
+	}
+	args, err := realArgs()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sealfs: %v\n", err)
+		os.Exit(exitError)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	root := newRootCmd()
 	// Called as mount(8)'s helper (mount.sealfs or mount.fuse.sealfs):
 	// translate its arguments into `sealfs mount`.
 	if name := filepath.Base(os.Args[0]); name == "mount.sealfs" || name == "mount.fuse.sealfs" {
-		p, err := mountopts.Parse(os.Args[1:])
+		p, err := mountopts.Parse(args)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 			os.Exit(exitUsage)
 		}
-		args := append(append([]string{"mount"}, p.Args...), p.Source, p.Mountpoint)
+		args = append(append([]string{"mount"}, p.Args...), p.Source, p.Mountpoint)
 		if p.Verbose || p.Fake {
-			fmt.Fprintf(os.Stderr, "%s: sealfs %s\n", name, strings.Join(args, " "))
+			shown, _ := redactArgs(args)
+			fmt.Fprintf(os.Stderr, "%s: sealfs %s\n", name, strings.Join(shown, " "))
 		}
 		if p.Fake {
 			os.Exit(exitOK)
 		}
-		root.SetArgs(args)
-		invocationArgs = args
 	}
-	err := root.ExecuteContext(ctx)
+	root.SetArgs(args)
+	err = root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

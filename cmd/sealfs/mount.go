@@ -21,12 +21,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/daemon"
 	sealfs "github.com/sealfs/sealfs/fs"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/mirror"
+	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/sdnotify"
 )
@@ -139,12 +141,24 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 	if err != nil {
 		return err
 	}
-	childArgs := append(append([]string{}, invocationArgs...), "--foreground", "--ready-fd", "3", "--code-fd", "4")
-	child := exec.Command(self, childArgs...)
+	mp, err := canonicalPath(args[1])
+	if err != nil {
+		return usageError{fmt.Errorf("mount point %s: %w", args[1], err)}
+	}
+	// The daemon shows redacted arguments (its mount point absolute, for
+	// umount to recognise it); the real ones go through a memory file.
+	childArgs := daemonArgs(cmd, args[0], mp)
+	shownArgs, _ := redactArgs(childArgs)
+	argsF, err := argsFile(childArgs, false)
+	if err != nil {
+		return err
+	}
+	defer argsF.Close()
+	child := exec.Command(self, shownArgs...)
 	child.Stdin, child.Stdout, child.Stderr = nil, logf, logf
-	child.ExtraFiles = []*os.File{readyW, codeR}
+	child.ExtraFiles = []*os.File{readyW, codeR, argsF}
 	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	child.Env = withoutEnv(os.Environ(), codeEnv)
+	child.Env = append(withoutEnv(os.Environ(), codeEnv), argsFDEnv+"=5")
 	if err := child.Start(); err != nil {
 		return fmt.Errorf("failed to start the mount daemon: %w", err)
 	}
@@ -169,7 +183,7 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 	readyR.Close()
 	switch {
 	case line == "ready":
-		fmt.Fprintf(cmd.OutOrStdout(), "mounted %s at %s (daemon pid %d, log %s)\nstop it with: sealfs umount %s\n", args[0], args[1], child.Process.Pid, logFile, args[1])
+		fmt.Fprintf(cmd.OutOrStdout(), "mounted %s at %s (daemon pid %d, log %s)\nstop it with: sealfs umount %s\n", rcloneremote.Redact(args[0]), args[1], child.Process.Pid, logFile, args[1])
 		child.Process.Release()
 		return nil
 	case strings.HasPrefix(line, "error "):
@@ -184,6 +198,16 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 	}
 	child.Wait()
 	return fmt.Errorf("the mount daemon stopped before the mount was ready; see %s", logFile)
+}
+
+// daemonArgs are the arguments of the background daemon of a mount: the
+// flags given to this one, then the remote and the (canonical) mount point.
+func daemonArgs(cmd *cobra.Command, source, mountpoint string) []string {
+	args := []string{"mount"}
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		args = append(args, "--"+f.Name+"="+f.Value.String())
+	})
+	return append(args, "--foreground", "--ready-fd=3", "--code-fd=4", "--", source, mountpoint)
 }
 
 // daemonExit carries an exit code reported by the background daemon.
@@ -272,7 +296,7 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		return usageError{fmt.Errorf("mount point %s: %w", mountpoint, err)}
 	}
 	d, err := daemon.Start(ctx, daemon.Config{
-		Repo: r, Source: source, Mountpoint: abs, ReadOnly: mf.readOnly, CommitDelay: mf.commitDelay,
+		Repo: r, Source: rcloneremote.Redact(source), Mountpoint: abs, ReadOnly: mf.readOnly, CommitDelay: mf.commitDelay,
 		SyncRemote: mf.sync == "remote", AllowOther: mf.allowOther, DrainTimeout: mf.drainTimeout, Log: log,
 		Unleased: unleased, BreakLease: mf.breakLease,
 	})
@@ -282,7 +306,7 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		}
 		return err
 	}
-	log.Info("mounted", "remote", source, "mountpoint", abs, "repository", r.ID().String(), "read_only", mf.readOnly)
+	log.Info("mounted", "remote", rcloneremote.Redact(source), "mountpoint", abs, "repository", r.ID().String(), "read_only", mf.readOnly)
 	if ready != nil {
 		fmt.Fprintln(ready, "ready")
 		ready.Close()

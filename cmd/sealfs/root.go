@@ -118,6 +118,7 @@ func (g *globals) readCode() (crypt.RecoveryCode, error) {
 	}
 	switch {
 	case g.codeFile != "":
+		warnIfReadable(g.codeFile, "the recovery code file")
 		b, err := os.ReadFile(g.codeFile)
 		if err != nil {
 			return crypt.RecoveryCode{}, usageError{fmt.Errorf("failed to read the recovery code: %w", err)}
@@ -137,6 +138,17 @@ func (g *globals) readCode() (crypt.RecoveryCode, error) {
 		return crypt.RecoveryCode{}, usageError{errors.New("no recovery code: pass --code-file FILE or set " + codeEnv + " (or run on a terminal to be asked)")}
 	}
 	return crypt.ParseRecoveryCode(text)
+}
+
+// warnIfReadable warns on stderr when a file holding a secret can be read
+// by its group or by others, and says how to fix it.
+func warnIfReadable(path, what string) {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o044 == 0 {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "sealfs: warning: %s %s can be read by other users (mode %04o); whoever reads it can open your backups. Make it private with: chmod 600 %s\n",
+		what, path, fi.Mode().Perm(), path)
 }
 
 // openRepo opens and unlocks the repository at spec.

@@ -85,6 +85,7 @@ func readPassword(file, prompt string, confirm bool) ([]byte, error) {
 	var pw []byte
 	switch {
 	case file != "":
+		warnIfReadable(file, "the password file")
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("failed to read the password file: %w", err)}
@@ -175,6 +176,7 @@ HTTP is refused on a non-loopback address unless --insecure-http is given; use
 			if module != "" {
 				pin := []byte(os.Getenv("SEALFS_HSM_PIN"))
 				if pinFile != "" {
+					warnIfReadable(pinFile, "the HSM PIN file")
 					if pin, err = os.ReadFile(pinFile); err != nil {
 						return usageError{fmt.Errorf("--hsm-pin-file: %w", err)}
 					}

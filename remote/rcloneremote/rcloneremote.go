@@ -68,7 +68,7 @@ func Setup(configPath string) error {
 
 // Remote is a remote.Remote on an rclone fs.Fs.
 type Remote struct {
-	spec string
+	spec string // as shown: Redact of the spec opened
 	f    fs.Fs
 }
 
@@ -90,15 +90,16 @@ func Open(ctx context.Context, spec string) (*Remote, error) {
 		f, err = fs.NewFs(ctx, spec+"/")
 	}
 	if errors.Is(err, fs.ErrorIsFile) {
-		return nil, fmt.Errorf("remote %q is a file, not a directory: %w", spec, remote.ErrPermanent)
+		return nil, fmt.Errorf("remote %q is a file, not a directory: %w", Redact(spec), remote.ErrPermanent)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to open remote %q: %w", spec, classify(err))
+		return nil, fmt.Errorf("failed to open remote %q: %w", Redact(spec), classify(err))
 	}
-	return &Remote{spec: spec, f: f}, nil
+	return &Remote{spec: Redact(spec), f: f}, nil
 }
 
-// String returns the remote as the user named it.
+// String returns the remote as the user named it, with the values of
+// connection-string parameters redacted (see Redact).
 func (r *Remote) String() string { return r.spec }
 
 // Mkdir creates the root directory or bucket.
