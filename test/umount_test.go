@@ -163,3 +163,56 @@ func TestMountRightAfterUmount(t *testing.T) {
 	}
 	c.umount(t, mnt)
 }
+
+// TestUmountWithoutPtrace (issue 8, defect 6): a daemon is not dumpable,
+// so a caller without CAP_SYS_PTRACE cannot see its executable; umount
+// still stops a real daemon, and still refuses a fake mount that names
+// another sealfs process (also not dumpable) that serves no mount.
+func TestUmountWithoutPtrace(t *testing.T) {
+	needRoot(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	c := initRepo(t)
+	// The victim: a sealfs command waiting for its code on a fifo.
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := exec.Command(sealfsBin, "snapshots", "--cache-dir", c.cache, "--code-file", fifo, c.remote)
+	if err := v.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Process.Kill(); v.Wait() })
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // returns once it waits on the fifo
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	fake := mountFake(t, func(mnt string) []byte { return forgedStatus(v.Process.Pid, mnt) })
+	real := mountpoint(t)
+	expect(t, c.mount(t, real), 0, "")
+	noPtrace := func(mnt string) result {
+		cmd := exec.Command(setpriv, "--bounding-set=-sys_ptrace", sealfsBin, "umount", mnt)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return result{stdout: out.String(), stderr: out.String(), code: code}
+	}
+	r := noPtrace(fake)
+	if r.code == 0 || !strings.Contains(r.stderr, "not a sealfs mount daemon") {
+		t.Errorf("umount of the fake without ptrace: exit %d, %q; want a refusal", r.code, r.stderr)
+	}
+	if !processAliveTest(v.Process.Pid) {
+		t.Fatal("umount killed the victim")
+	}
+	r = noPtrace(real)
+	if r.code != 0 || isMounted(real) {
+		t.Fatalf("umount of a real mount without ptrace: exit %d, %q", r.code, r.stderr)
+	}
+}

@@ -93,7 +93,13 @@ func realArgs() ([]string, error) {
 		return nil, err
 	}
 	env := append(os.Environ(), fmt.Sprintf("%s=%d", argsFDEnv, f.Fd()))
-	err = syscall.Exec("/proc/self/exe", append([]string{os.Args[0]}, shown...), env)
+	argv := append([]string{os.Args[0]}, shown...)
+	// The binary by its path, so that the process keeps its name (comm);
+	// /proc/self/exe if that path is gone.
+	if self, err := os.Executable(); err == nil {
+		syscall.Exec(self, argv, env)
+	}
+	err = syscall.Exec("/proc/self/exe", argv, env)
 	f.Close()
 	return nil, fmt.Errorf("failed to hide the remote's credentials from the process list: %w", err)
 }

@@ -98,8 +98,10 @@ func statusHasUID(status []byte, uid int) bool {
 
 // verifyExecutable checks that the process runs this sealfs binary: the
 // same file, or (after an upgrade replaced it) a deleted file of the same
-// path. A daemon that is not dumpable hides its executable from other
-// users than root; then, for our own process, its name must be sealfs's.
+// path. A daemon that is not dumpable hides its executable from all but
+// holders of CAP_SYS_PTRACE; then its name must be sealfs's (with the
+// command line and owner checks, only a process of the caller's own user,
+// or one that is truly a sealfs daemon of that mount, passes).
 func verifyExecutable(proc string) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -110,7 +112,7 @@ func verifyExecutable(proc string) error {
 		return err
 	}
 	fi, err := os.Stat(proc + "/exe")
-	if errors.Is(err, os.ErrPermission) && os.Getuid() != 0 {
+	if errors.Is(err, os.ErrPermission) {
 		comm, _ := os.ReadFile(proc + "/comm")
 		switch strings.TrimSpace(string(comm)) {
 		case "sealfs", "mount.sealfs", "mount.fuse.seal": // comm keeps 15 bytes
