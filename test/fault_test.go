@@ -24,6 +24,7 @@ type faultyS3 struct {
 	srv      *httptest.Server
 	rate     atomic.Int64 // per mille
 	failures atomic.Int64
+	program  atomic.Pointer[faultProgram] // one-shot faults by request (fault_matrix_test.go)
 }
 
 func newFaultyS3(t *testing.T) *faultyS3 {
@@ -33,6 +34,9 @@ func newFaultyS3(t *testing.T) *faultyS3 {
 		if rand.Int64N(1000) < f.rate.Load() {
 			f.failures.Add(1)
 			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if p := f.program.Load(); p != nil && p.intercept(w, r, inner) {
 			return
 		}
 		inner.ServeHTTP(w, r)

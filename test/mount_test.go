@@ -86,16 +86,26 @@ func (c cliRepo) umount(t *testing.T, mnt string) result {
 
 func mountStatus(t *testing.T, mnt string) daemon.Status {
 	t.Helper()
-	buf := make([]byte, 64<<10)
-	n, err := unix.Getxattr(mnt, sfs.StatusXattr, buf)
+	st, err := readStatus(mnt)
 	if err != nil {
-		t.Fatalf("status of %s: %v", mnt, err)
-	}
-	var st daemon.Status
-	if err := json.Unmarshal(buf[:n], &st); err != nil {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// readStatus reads the status document of the mount at mnt; it fails when
+// the daemon is gone.
+func readStatus(mnt string) (daemon.Status, error) {
+	var st daemon.Status
+	buf := make([]byte, 64<<10)
+	n, err := unix.Getxattr(mnt, sfs.StatusXattr, buf)
+	if err != nil {
+		return st, fmt.Errorf("status of %s: %w", mnt, err)
+	}
+	if err := json.Unmarshal(buf[:n], &st); err != nil {
+		return st, fmt.Errorf("status of %s: %w", mnt, err)
+	}
+	return st, nil
 }
 
 // makeSourceTree builds the tree the mount tests copy in: nested folders,
