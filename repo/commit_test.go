@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -182,5 +184,96 @@ func TestCommitCrashDuringSnapshotUpload(t *testing.T) {
 		if got, err := readFile(fresh, "two"); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("read back: %v", err)
 		}
+	}
+}
+
+// putRecorder records the bytes of every Put, attempts that fail included.
+type putRecorder struct {
+	remote.Remote
+	mu   sync.Mutex
+	puts map[string][][]byte
+}
+
+func (p *putRecorder) Put(ctx context.Context, name string, data []byte) error {
+	p.mu.Lock()
+	p.puts[name] = append(p.puts[name], bytes.Clone(data))
+	p.mu.Unlock()
+	return p.Remote.Put(ctx, name, data)
+}
+
+// TestPackRetrySameBytes: a pack whose upload failed is uploaded again with
+// the same bytes, even when more blobs are saved before the retry. An
+// upload that hung and lands after its retry (a cloud that stored the
+// request after the client timed out) then changes nothing; a pack rebuilt
+// under the same name would be replaced by the stale one, and the blobs
+// added since would be lost.
+func TestPackRetrySameBytes(t *testing.T) {
+	ctx := context.Background()
+	fr := testutil.NewRemote(t, filepath.Join(t.TempDir(), "remote"))
+	rec := &putRecorder{Remote: fr, puts: map[string][][]byte{}}
+	r, code, err := repo.Init(ctx, rec, repo.InitOptions{Options: repo.Options{CacheDir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Unlock(ctx)
+	fr.FailOn("put", "data/", 1, faulty.FailBefore)
+	one := randomData(1, 300<<10)
+	if _, err := commitFile(t, r, "one", one); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("commit with a failing pack upload = %v", err)
+	}
+	// The writer goes on: more blobs, then a commit that succeeds.
+	two := randomData(2, 300<<10)
+	content, size, err := r.SaveFile(ctx, bytes.NewReader(two))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oneContent, oneSize, err := r.SaveFile(ctx, bytes.NewReader(one))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := r.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{
+		{Name: []byte("one"), Type: repo.NodeFile, Mode: 0o644, Size: oneSize, Content: oneContent},
+		{Name: []byte("two"), Type: repo.NodeFile, Mode: 0o644, Size: size, Content: content},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Commit(ctx, root, repo.CommitInfo{Files: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// The first attempt of every pack lands late, after its retry.
+	retried := 0
+	for name, puts := range rec.puts {
+		if !strings.HasPrefix(name, "data/") || len(puts) < 2 {
+			continue
+		}
+		retried++
+		for _, p := range puts[1:] {
+			if !bytes.Equal(p, puts[0]) {
+				t.Errorf("pack %s was uploaded again with other bytes (%d, then %d)", name, len(puts[0]), len(p))
+			}
+		}
+		if err := fr.Put(ctx, name, puts[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if retried == 0 {
+		t.Fatal("no pack upload was retried")
+	}
+	r2, err := repo.Open(ctx, fr, repo.CodeUnlocker{Code: code}, repo.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]byte{"one": one, "two": two} {
+		if got, err := readFile(r2, name); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s after the late landing: %v", name, err)
+		}
+	}
+	rep, err := r2.Check(ctx, repo.CheckOptions{ReadData: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("check: %v %v", err, rep.Problems)
 	}
 }

@@ -23,6 +23,11 @@ type packBuilder struct {
 	id      crypt.ID
 	buf     []byte
 	entries []indexEntry
+	// finished: the header is sealed and buf is the whole pack. Its bytes
+	// never change after that: an upload that failed is retried with the
+	// same bytes, so that a failed attempt that lands late (after the
+	// client timed out and retried) stores the very same object.
+	finished bool
 }
 
 func newPackBuilder(capacity int) (*packBuilder, error) {
@@ -47,8 +52,12 @@ func (p *packBuilder) add(keys *crypt.Keys, t crypt.ObjectType, id crypt.ID, pla
 	return l, nil
 }
 
-// finish appends the sealed header and its length and returns the pack bytes.
+// finish appends the sealed header and its length and returns the pack
+// bytes; once finished, it returns the same bytes again.
 func (p *packBuilder) finish(keys *crypt.Keys) ([]byte, error) {
+	if p.finished {
+		return p.buf, nil
+	}
 	hdr := encodePackHeader(p.entries)
 	start := len(p.buf)
 	var err error
@@ -57,6 +66,7 @@ func (p *packBuilder) finish(keys *crypt.Keys) ([]byte, error) {
 		return nil, err
 	}
 	p.buf = binary.BigEndian.AppendUint32(p.buf, uint32(len(p.buf)-start))
+	p.finished = true
 	return p.buf, nil
 }
 

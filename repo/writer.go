@@ -76,6 +76,13 @@ func (r *Repository) SaveBlob(ctx context.Context, t crypt.ObjectType, data []by
 		r.stats.DedupBlobs++
 		return id, nil
 	}
+	if r.packer != nil && r.packer.finished {
+		// A finished pack whose upload failed takes no more blobs: it
+		// goes up with the bytes of its first attempt before anything new.
+		if err := r.flushPackLocked(ctx); err != nil {
+			return id, err
+		}
+	}
 	if r.packer == nil {
 		p, err := newPackBuilder(r.cfg.PackSize + r.cfg.PackSize/8)
 		if err != nil {
@@ -112,8 +119,8 @@ func (r *Repository) flushPackLocked(ctx context.Context) error {
 		return err
 	}
 	if err := r.remote.Put(ctx, packName(p.id), data); err != nil {
-		// Keep the pack for a later try: its blobs are in the index already.
-		p.buf = p.buf[:p.entries[len(p.entries)-1].Offset+p.entries[len(p.entries)-1].Length]
+		// Keep the finished pack for a later try with the same bytes: its
+		// blobs are in the index already.
 		return fmt.Errorf("failed to upload pack %s: %w", p.id.Short(), err)
 	}
 	r.pending = append(r.pending, p.entries...)
