@@ -54,6 +54,9 @@ func Setup(configPath string) error {
 			}
 		}
 		configfile.Install()
+		// rclone loads the config file lazily, on first use, without a
+		// lock: load it here, once, before remotes are opened concurrently.
+		config.LoadedData()
 		// rclone logs failures that it also returns (a missing directory
 		// when listing, say); sealfs reports what it gets back instead.
 		ci := fs.GetConfig(context.Background())
