@@ -102,7 +102,7 @@ func (p *faultProgram) intercept(w http.ResponseWriter, r *http.Request, inner h
 		if list {
 			op = "LIST"
 		}
-		p.trace = append(p.trace, op+" "+key)
+		p.trace = append(p.trace, fmt.Sprintf("%s %s %s", time.Now().Format("15:04:05.000"), op, key))
 	}
 	match := !p.fired && list == p.rule.list && r.Method == p.rule.method && strings.HasPrefix(key, p.rule.prefix)
 	if match {
@@ -496,6 +496,12 @@ func runFaultCase(t *testing.T, fc faultCase, seed uint64, tally *faultCounts) {
 	rng := rand.New(rand.NewPCG(seed, 8))
 	files := fileSet{}
 	mountArgs := []string{"--commit-delay", "100ms", "--drain-timeout", "30s"}
+	t.Cleanup(func() {
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(c.cache, "test-mount.log"))
+			t.Logf("daemon log:\n%s", tail(log, 8000))
+		}
+	})
 
 	expect(t, c.mount(t, mnt, mountArgs...), 0, "")
 	if err := files.write(mnt, "g0", rng, 3000, 70000, 2500000); err != nil {
