@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sealfs/sealfs/chunker"
@@ -29,6 +30,23 @@ func packName(id crypt.ID) string     { s := id.String(); return dataDir + "/" +
 func indexName(id crypt.ID) string    { return indexDir + "/" + id.String() }
 func snapshotName(id crypt.ID) string { return snapshotsDir + "/" + id.String() }
 func slotName(id crypt.ID) string     { return keysDir + "/" + id.String() }
+
+// MetadataFolder reports whether dir is a folder of the objects a
+// repository is opened from (key slots, snapshots, indexes).
+func MetadataFolder(dir string) bool { return dir == keysDir || dir == snapshotsDir || dir == indexDir }
+
+// MetadataName reports whether name is exactly the name of an object a
+// repository is opened from: the config, or a key slot, snapshot or index
+// named by its id in lower-case hex. Anything else (another case, "..",
+// a second slash, a NUL) is not.
+func MetadataName(name string) bool {
+	if name == configName {
+		return true
+	}
+	_, base, _ := strings.Cut(name, "/")
+	id, err := crypt.ParseID(base)
+	return err == nil && (name == slotName(id) || name == snapshotName(id) || name == indexName(id))
+}
 
 // Compression settings of a repository.
 const (

@@ -533,7 +533,8 @@ func (g *globals) openMirrored(ctx context.Context, source string, log *slog.Log
 		}
 	}
 	sum := sha256.Sum256([]byte(source))
-	m := mirror.New(inner, filepath.Join(base, "remotes", hex.EncodeToString(sum[:8])))
+	m := mirror.New(inner, filepath.Join(base, "remotes", hex.EncodeToString(sum[:8])),
+		mirror.Names{Object: repo.MetadataName, Folder: repo.MetadataFolder})
 	if log != nil {
 		var once sync.Once
 		m.OnFallback = func(name string, err error) {

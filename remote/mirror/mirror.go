@@ -4,13 +4,20 @@
 // state while the remote cannot be reached. Copies are written on every
 // successful read or write and served only when the remote fails with a
 // transient error; they are verified like remote objects when opened.
+//
+// Which objects are mirrored is for the layer that names them to say (see
+// Names): only names of exactly the expected shape get a local copy, and
+// every local file is reached through an os.Root of the mirror's folder,
+// so no name from the remote can make it write elsewhere.
 package mirror
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -18,10 +25,21 @@ import (
 	"github.com/sealfs/sealfs/remote"
 )
 
+// Names says which objects are mirrored. Both functions must accept only
+// exact names: no "..", no leading or doubled slash, no NUL or backslash.
+type Names struct {
+	// Object reports whether name is a metadata object to keep a copy of.
+	Object func(name string) bool
+	// Folder reports whether dir is a folder of metadata objects, whose
+	// listing is kept (as dir + ".list").
+	Folder func(dir string) bool
+}
+
 // Remote mirrors the metadata objects of the remote it wraps in dir.
 type Remote struct {
 	inner remote.Remote
 	dir   string
+	names Names
 
 	mu        sync.Mutex
 	downUntil time.Time // after a failure, skip the remote for a while
@@ -31,28 +49,100 @@ type Remote struct {
 
 var _ remote.Remote = (*Remote)(nil)
 
-// New wraps inner, keeping copies in dir.
-func New(inner remote.Remote, dir string) *Remote { return &Remote{inner: inner, dir: dir} }
+// New wraps inner, keeping copies of the objects names accepts in dir.
+func New(inner remote.Remote, dir string, names Names) *Remote {
+	return &Remote{inner: inner, dir: dir, names: names}
+}
+
+// errSkipped stands for the remote while it is skipped after a failure and
+// no local copy can stand in: a transient error, never "not found".
+var errSkipped = errors.New("the remote failed a moment ago and no local copy is kept; retry soon")
 
 // downFor is how long the remote is skipped after a transient failure.
 const downFor = 30 * time.Second
 
-func mirrored(name string) bool {
-	return name == "config" || strings.HasPrefix(name, "keys/") || strings.HasPrefix(name, "snapshots/") || strings.HasPrefix(name, "index/")
+// mirrored reports whether name gets a local copy. A name inside a
+// metadata folder that is not a metadata object is refused: the remote
+// listed something that is not this repository's.
+func (m *Remote) mirrored(name string) (bool, error) {
+	if m.names.Object(name) {
+		return true, nil
+	}
+	if dir, _, ok := strings.Cut(name, "/"); ok && m.names.Folder(dir) {
+		return false, fmt.Errorf("refusing the object name %q: not the name of a metadata object", name)
+	}
+	return false, nil
 }
 
-func mirroredDir(dir string) bool { return dir == "keys" || dir == "snapshots" || dir == "index" }
+// root opens the mirror's folder, creating it if needed. Every local file
+// is reached through it: nothing can lead outside.
+func (m *Remote) root() (*os.Root, error) {
+	if err := os.MkdirAll(m.dir, 0o700); err != nil {
+		return nil, err
+	}
+	return os.OpenRoot(m.dir)
+}
 
-func (m *Remote) local(name string) string { return filepath.Join(m.dir, filepath.FromSlash(name)) }
-
+// save keeps a copy of name (already checked) through a temporary file; a
+// failure (a full disk) only leaves the copy out.
 func (m *Remote) save(name string, data []byte) {
-	p := m.local(name)
-	if os.MkdirAll(filepath.Dir(p), 0o700) != nil {
+	r, err := m.root()
+	if err != nil {
 		return
 	}
-	tmp := p + ".tmp"
-	if os.WriteFile(tmp, data, 0o600) == nil {
-		os.Rename(tmp, p)
+	defer r.Close()
+	if r.MkdirAll(path.Dir(name), 0o700) != nil {
+		return
+	}
+	tmp := name + ".tmp"
+	if r.WriteFile(tmp, data, 0o600) != nil || r.Rename(tmp, name) != nil {
+		r.Remove(tmp)
+	}
+}
+
+// readLocal reads the copy of name (already checked).
+func (m *Remote) readLocal(name string) ([]byte, error) {
+	r, err := m.root()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.ReadFile(name)
+}
+
+func (m *Remote) removeLocal(name string) {
+	if r, err := m.root(); err == nil {
+		r.Remove(name)
+		r.Close()
+	}
+}
+
+// decodeListing decodes the kept listing of folder dir. Every entry must
+// be a metadata object of that folder, with a size.
+func (m *Remote) decodeListing(b []byte, dir string) ([]remote.Entry, error) {
+	var entries []remote.Entry
+	if err := json.Unmarshal(b, &entries); err != nil {
+		return nil, fmt.Errorf("the kept listing of %s is damaged: %w", dir, err)
+	}
+	for _, e := range entries {
+		if !m.names.Object(e.Name) || !strings.HasPrefix(e.Name, dir+"/") || e.Size < 0 {
+			return nil, fmt.Errorf("the kept listing of %s is damaged: it names %q (%d bytes)", dir, e.Name, e.Size)
+		}
+	}
+	return entries, nil
+}
+
+// saveListing keeps the listing of folder dir: its metadata objects (the
+// repository refuses anything else the remote lists).
+func (m *Remote) saveListing(dir string, entries []remote.Entry) {
+	kept := make([]remote.Entry, 0, len(entries))
+	for _, e := range entries {
+		if m.names.Object(e.Name) && strings.HasPrefix(e.Name, dir+"/") && e.Size >= 0 {
+			kept = append(kept, e)
+		}
+	}
+	if b, err := json.Marshal(kept); err == nil {
+		m.save(dir+".list", b)
 	}
 }
 
@@ -87,28 +177,38 @@ func (m *Remote) Mkdir(ctx context.Context) error { return m.inner.Mkdir(ctx) }
 
 // Put writes through, and keeps a copy of a metadata object.
 func (m *Remote) Put(ctx context.Context, name string, data []byte) error {
+	mirrored, err := m.mirrored(name)
+	if err != nil {
+		return err
+	}
 	if err := m.inner.Put(ctx, name, data); err != nil {
 		return err
 	}
-	if mirrored(name) {
+	if mirrored {
 		m.save(name, data)
 		m.updateListing(name, int64(len(data)), true)
 	}
 	return nil
 }
 
-// updateListing keeps the cached listing of name's folder in step with
-// what this client writes and deletes.
+// updateListing keeps the kept listing of name's folder in step with what
+// this client writes and deletes. Without a whole listing to update, it
+// keeps none: a partial one must not stand in for the remote's.
 func (m *Remote) updateListing(name string, size int64, add bool) {
 	dir, _, ok := strings.Cut(name, "/")
-	if !ok || !mirroredDir(dir) {
+	if !ok || !m.names.Folder(dir) {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var entries []remote.Entry
-	if b, err := os.ReadFile(filepath.Join(m.dir, dir+".list")); err == nil {
-		json.Unmarshal(b, &entries)
+	b, err := m.readLocal(dir + ".list")
+	if err != nil {
+		return
+	}
+	entries, err := m.decodeListing(b, dir)
+	if err != nil {
+		m.removeLocal(dir + ".list")
+		return
 	}
 	out := entries[:0]
 	for _, e := range entries {
@@ -119,24 +219,24 @@ func (m *Remote) updateListing(name string, size int64, add bool) {
 	if add {
 		out = append(out, remote.Entry{Name: name, Size: size})
 	}
-	if b, err := json.Marshal(out); err == nil {
-		m.save(dir+".list", b)
-	}
+	m.saveListing(dir, out)
 }
 
 // Get reads from the remote; for a metadata object it keeps a copy, and
 // serves the copy when the remote fails transiently.
 func (m *Remote) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
-	if !mirrored(name) {
+	mirrored, err := m.mirrored(name)
+	if err != nil {
+		return nil, err
+	}
+	if !mirrored {
 		return m.inner.Get(ctx, name, offset, length)
 	}
-	var err error
+	err = errSkipped
 	if !m.down() {
 		var b []byte
 		if b, err = m.inner.Get(ctx, name, offset, length); err == nil {
-			if offset == 0 {
-				// Metadata objects are read whole (with their
-				// length, which bounds the read, or to the end).
+			if offset == 0 && length < 0 {
 				m.save(name, b)
 			}
 			return b, nil
@@ -145,11 +245,8 @@ func (m *Remote) Get(ctx context.Context, name string, offset, length int64) ([]
 			return nil, err
 		}
 	}
-	b, lerr := os.ReadFile(m.local(name))
-	if lerr != nil || offset > int64(len(b)) {
-		if err == nil {
-			err = remote.ErrNotFound
-		}
+	b, lerr := m.readLocal(name)
+	if lerr != nil || offset < 0 || offset > int64(len(b)) {
 		return nil, err
 	}
 	m.fallback(name, err)
@@ -162,11 +259,20 @@ func (m *Remote) Get(ctx context.Context, name string, offset, length int64) ([]
 
 // Stat passes through, with the copy standing in for a metadata object.
 func (m *Remote) Stat(ctx context.Context, name string) (int64, error) {
+	mirrored, err := m.mirrored(name)
+	if err != nil {
+		return 0, err
+	}
 	n, err := m.inner.Stat(ctx, name)
-	if err == nil || !mirrored(name) || !m.failed(err) {
+	if err == nil || !mirrored || !m.failed(err) {
 		return n, err
 	}
-	fi, lerr := os.Stat(m.local(name))
+	r, rerr := m.root()
+	if rerr != nil {
+		return 0, err
+	}
+	defer r.Close()
+	fi, lerr := r.Stat(name)
 	if lerr != nil {
 		return 0, err
 	}
@@ -177,29 +283,26 @@ func (m *Remote) Stat(ctx context.Context, name string) (int64, error) {
 // List lists the remote; for the metadata folders it keeps the listing and
 // serves it when the remote fails transiently.
 func (m *Remote) List(ctx context.Context, dir string, fn func(remote.Entry) error) error {
-	if !mirroredDir(dir) {
+	if !m.names.Folder(dir) {
 		return m.inner.List(ctx, dir, fn)
 	}
-	listing := filepath.Join(m.dir, dir+".list")
 	var entries []remote.Entry
-	var err error
+	err := errSkipped
 	if !m.down() {
 		err = m.inner.List(ctx, dir, func(e remote.Entry) error { entries = append(entries, e); return nil })
 		if err == nil {
-			if b, jerr := json.Marshal(entries); jerr == nil {
-				m.save(dir+".list", b)
-			}
+			m.saveListing(dir, entries)
 		} else if !m.failed(err) {
 			return err
 		}
 	}
-	if err != nil || m.down() && entries == nil {
-		b, lerr := os.ReadFile(listing)
-		if lerr != nil || json.Unmarshal(b, &entries) != nil {
-			if err == nil {
-				return nil
-			}
+	if err != nil {
+		b, lerr := m.readLocal(dir + ".list")
+		if lerr != nil {
 			return err
+		}
+		if entries, lerr = m.decodeListing(b, dir); lerr != nil {
+			return fmt.Errorf("%w (and %v)", err, lerr)
 		}
 		m.fallback(dir, err)
 	}
@@ -213,11 +316,15 @@ func (m *Remote) List(ctx context.Context, dir string, fn func(remote.Entry) err
 
 // Delete passes through and drops the copy.
 func (m *Remote) Delete(ctx context.Context, name string) error {
+	mirrored, err := m.mirrored(name)
+	if err != nil {
+		return err
+	}
 	if err := m.inner.Delete(ctx, name); err != nil {
 		return err
 	}
-	if mirrored(name) {
-		os.Remove(m.local(name))
+	if mirrored {
+		m.removeLocal(name)
 		m.updateListing(name, 0, false)
 	}
 	return nil

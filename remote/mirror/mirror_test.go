@@ -3,17 +3,36 @@ package mirror_test
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/remote/mirror"
 	"github.com/sealfs/sealfs/remote/remotetest"
+	"github.com/sealfs/sealfs/repo"
 )
 
-// TestConformance: with the remote up, the mirror keeps every contract.
+// repoNames are the names a repository mirrors, as sealfs mount uses them.
+var repoNames = mirror.Names{Object: repo.MetadataName, Folder: repo.MetadataFolder}
+
+// TestConformance: with the remote up, the mirror keeps every contract,
+// mirroring every object (through its os.Root) or only the repository's.
 func TestConformance(t *testing.T) {
-	remotetest.Run(t, func(t *testing.T) remote.Remote { return mirror.New(remotetest.NewMemory(t), t.TempDir()) })
+	all := mirror.Names{Object: func(string) bool { return true }, Folder: func(string) bool { return true }}
+	remotetest.Run(t, func(t *testing.T) remote.Remote { return mirror.New(remotetest.NewMemory(t), t.TempDir(), all) })
+}
+
+func objName(t *testing.T, dir string) string {
+	id, err := crypt.NewRandomID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir + "/" + id.String()
 }
 
 // TestServesCopiesWhenDown: metadata objects and listings written or read
@@ -22,14 +41,18 @@ func TestConformance(t *testing.T) {
 func TestServesCopiesWhenDown(t *testing.T) {
 	ctx := context.Background()
 	f := faulty.New(remotetest.NewMemory(t), 1)
-	m := mirror.New(f, t.TempDir())
+	m := mirror.New(f, t.TempDir(), repoNames)
 	m.Mkdir(ctx)
-	for name, data := range map[string]string{"config": "c", "keys/k1": "k", "snapshots/s1": "s", "data/00/p": "pack"} {
+	if err := m.List(ctx, "snapshots", func(remote.Entry) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	key, snap := objName(t, "keys"), objName(t, "snapshots")
+	for name, data := range map[string]string{"config": "c", key: "k", snap: "s", "data/00/p": "pack"} {
 		if err := m.Put(ctx, name, []byte(data)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := m.Get(ctx, "index/missing", 0, -1); !errors.Is(err, remote.ErrNotFound) {
+	if _, err := m.Get(ctx, objName(t, "index"), 0, -1); !errors.Is(err, remote.ErrNotFound) {
 		t.Fatalf("missing object = %v", err)
 	}
 	f.SetFailRate(1)
@@ -37,13 +60,126 @@ func TestServesCopiesWhenDown(t *testing.T) {
 		t.Fatalf("config while down = %q, %v", b, err)
 	}
 	var names []string
-	if err := m.List(ctx, "snapshots", func(e remote.Entry) error { names = append(names, e.Name); return nil }); err != nil || len(names) != 1 {
+	if err := m.List(ctx, "snapshots", func(e remote.Entry) error { names = append(names, e.Name); return nil }); err != nil || len(names) != 1 || names[0] != snap {
 		t.Fatalf("snapshot listing while down = %v, %v", names, err)
 	}
 	if _, err := m.Get(ctx, "data/00/p", 0, -1); err == nil {
 		t.Fatal("a data object was served from a copy")
 	}
-	if err := m.Put(ctx, "snapshots/s2", []byte("x")); err == nil {
+	if _, err := m.Get(ctx, objName(t, "index"), 0, -1); err == nil || errors.Is(err, remote.ErrNotFound) {
+		t.Fatalf("an object without a copy while down = %v, want a transient error", err)
+	}
+	if err := m.Put(ctx, objName(t, "snapshots"), []byte("x")); err == nil {
 		t.Fatal("a write succeeded while the remote is down")
+	}
+}
+
+// hostile is a remote that lists names of its choosing in every folder
+// and serves bytes for any name.
+type hostile struct {
+	remote.Remote
+	names []string
+}
+
+func (h *hostile) List(ctx context.Context, dir string, fn func(remote.Entry) error) error {
+	for _, n := range h.names {
+		if err := fn(remote.Entry{Name: n, Size: 4}); err != nil {
+			return err
+		}
+	}
+	return h.Remote.List(ctx, dir, fn)
+}
+
+func (h *hostile) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
+	return []byte("evil"), nil
+}
+
+var hostileNames = []string{
+	"snapshots/../../escape", "keys/../../../escape", "index/../escape",
+	"/tmp/escape", "/etc/passwd", "../escape", "../../escape", "config/../../escape",
+	"snapshots/with\x00nul", "snapshots\\..\\..\\escape", "keys\\..\\escape",
+	"snapshots/" + strings.Repeat("a", 5000), "index/" + strings.Repeat("../", 400) + "escape",
+	"snapshots/" + strings.ToUpper(strings.Repeat("ab", 32)), "snapshots//" + strings.Repeat("ab", 32),
+	"snapshots/" + strings.Repeat("ab", 32) + "/../../../escape", "keys/.", "keys/..", "",
+}
+
+// TestHostileNames (issue 8, defect 5): names from a hostile listing never
+// lead a write outside the mirror's folder; a name inside a metadata
+// folder that is not a metadata object is refused with an error naming
+// it, and the kept listing holds only real object names.
+func TestHostileNames(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	dir := filepath.Join(base, "mirror")
+	inner := &hostile{Remote: remotetest.NewMemory(t), names: hostileNames}
+	m := mirror.New(inner, dir, repoNames)
+	m.Mkdir(ctx)
+	good := objName(t, "snapshots")
+	if err := m.Put(ctx, good, []byte("good")); err != nil {
+		t.Fatal(err)
+	}
+	for _, folder := range []string{"keys", "snapshots", "index", "data"} {
+		var listed []string
+		if err := m.List(ctx, folder, func(e remote.Entry) error { listed = append(listed, e.Name); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range listed {
+			if name == good {
+				continue
+			}
+			_, gerr := m.Get(ctx, name, 0, -1)
+			_, serr := m.Stat(ctx, name)
+			perr := m.Put(ctx, name, []byte("evil"))
+			derr := m.Delete(ctx, name)
+			if dir, _, ok := strings.Cut(name, "/"); ok && repo.MetadataFolder(dir) && !repo.MetadataName(name) {
+				for _, err := range []error{gerr, serr, perr, derr} {
+					if err == nil || !strings.Contains(err.Error(), "not the name of a metadata object") {
+						t.Errorf("%q: %v, want a refusal", name, err)
+					}
+				}
+			}
+		}
+	}
+	// Nothing beside the mirror's folder, and inside it only real names.
+	entries, _ := os.ReadDir(base)
+	if len(entries) != 1 {
+		t.Fatalf("%d entries beside the mirror's folder, want none", len(entries)-1)
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(dir, p)
+		if err == nil && !d.IsDir() && !repo.MetadataName(rel) && !strings.HasSuffix(rel, ".list") {
+			t.Errorf("the mirror wrote %q", rel)
+		}
+		return nil
+	})
+	if _, err := os.Stat(filepath.Join("/tmp", "escape")); err == nil {
+		t.Error("/tmp/escape exists")
+	}
+	// The kept listing of snapshots names the real snapshot only.
+	f := faulty.New(inner, 1)
+	down := mirror.New(f, dir, repoNames)
+	f.SetFailRate(1)
+	var listed []string
+	if err := down.List(ctx, "snapshots", func(e remote.Entry) error { listed = append(listed, e.Name); return nil }); err != nil || len(listed) != 1 || listed[0] != good {
+		t.Fatalf("kept listing = %q, %v", listed, err)
+	}
+}
+
+// TestDamagedKeptListing: a kept listing naming what is no object is
+// refused, not served.
+func TestDamagedKeptListing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	f := faulty.New(remotetest.NewMemory(t), 1)
+	m := mirror.New(f, dir, repoNames)
+	for _, listing := range []string{`[{"Name":"snapshots/../../escape","Size":3}]`, `[{"Name":"` + objName(t, "index") + `","Size":3}]`, `{`} {
+		if err := os.WriteFile(filepath.Join(dir, "snapshots.list"), []byte(listing), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f.SetFailRate(1)
+		err := m.List(ctx, "snapshots", func(remote.Entry) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), "kept listing of snapshots is damaged") {
+			t.Fatalf("listing %s: %v", listing, err)
+		}
 	}
 }

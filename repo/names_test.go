@@ -1,0 +1,29 @@
+package repo
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/sealfs/sealfs/crypt"
+)
+
+// TestMetadataName: only the exact names the repository gives its
+// metadata objects are accepted (issue 8, defect 5).
+func TestMetadataName(t *testing.T) {
+	id := crypt.ID{0xab, 0xcd, 3}
+	for _, name := range []string{configName, slotName(id), snapshotName(id), indexName(id)} {
+		if !MetadataName(name) {
+			t.Errorf("%q refused", name)
+		}
+	}
+	hex := id.String()
+	for _, name := range []string{
+		"", leaseName, packName(id), "config/", "/config", "keys/" + strings.ToUpper(hex), "keys/" + hex + "/",
+		"keys//" + hex, "keys/../" + hex, "data/" + hex, "snapshots/" + hex[:62], "snapshots/" + hex + "00",
+		"index/" + hex + "\x00", "index\\" + hex, "keys/" + hex + "/../../x", "../" + hex,
+	} {
+		if MetadataName(name) {
+			t.Errorf("%q accepted", name)
+		}
+	}
+}
