@@ -236,7 +236,9 @@ func (m *Remote) Get(ctx context.Context, name string, offset, length int64) ([]
 	if !m.down() {
 		var b []byte
 		if b, err = m.inner.Get(ctx, name, offset, length); err == nil {
-			if offset == 0 && length < 0 {
+			if offset == 0 {
+				// Metadata objects are read whole (with their
+				// length, which bounds the read, or to the end).
 				m.save(name, b)
 			}
 			return b, nil
