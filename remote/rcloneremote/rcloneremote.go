@@ -54,9 +54,6 @@ func Setup(configPath string) error {
 			}
 		}
 		configfile.Install()
-		// rclone loads the config file lazily, on first use, without a
-		// lock: load it here, once, before remotes are opened concurrently.
-		config.LoadedData()
 		// rclone logs failures that it also returns (a missing directory
 		// when listing, say); sealfs reports what it gets back instead.
 		ci := fs.GetConfig(context.Background())
@@ -65,6 +62,9 @@ func Setup(configPath string) error {
 		// policy that suits the caller; rclone's own low-level retries
 		// would multiply with it and keep a dead remote waiting for minutes.
 		ci.LowLevelRetries = 1
+		// rclone loads the config file lazily, on first use, without a
+		// lock: load it here, once, before remotes are opened concurrently.
+		config.LoadedData()
 	})
 	return configErr
 }
