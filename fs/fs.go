@@ -15,6 +15,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/worktree"
 )
@@ -87,25 +88,46 @@ var (
 )
 
 // errno maps an error to an errno, logging what is not a plain POSIX
-// failure. A failed verification of remote data is EIO, never wrong data.
+// failure. A failed verification of remote data is EIO, never wrong data;
+// so is a remote that cannot be reached, whatever errno its network error
+// carries.
 func (f *FS) errno(op string, err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
 	var e syscall.Errno
 	switch {
+	case errors.Is(err, repo.ErrIntegrity), remote.IsUnreachable(err):
+		f.logFailure(op, err)
+		return syscall.EIO
 	case errors.As(err, &e):
 		return e
-	case errors.Is(err, repo.ErrIntegrity):
-		f.opts.Log.Error("integrity error: refusing to return unverified data", "op", op, "err", err)
-		return syscall.EIO
 	case errors.Is(err, repo.ErrReadOnly):
 		return syscall.EROFS
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
 	}
-	f.opts.Log.Error("operation failed", "op", op, "err", err)
+	f.logFailure(op, err)
 	return syscall.EIO
+}
+
+// readErrno maps the error of a read that cannot return what it was asked
+// for: EINTR when it was interrupted, otherwise EIO, whatever the cause
+// (damage, the remote, the cache disk); it logs the cause.
+func (f *FS) readErrno(err error) syscall.Errno {
+	if errors.Is(err, context.Canceled) || errors.Is(err, syscall.EINTR) {
+		return syscall.EINTR
+	}
+	f.logFailure("read", err)
+	return syscall.EIO
+}
+
+func (f *FS) logFailure(op string, err error) {
+	if errors.Is(err, repo.ErrIntegrity) {
+		f.opts.Log.Error("integrity error: refusing to return unverified data", "op", op, "err", err)
+		return
+	}
+	f.opts.Log.Error("operation failed", "op", op, "err", err)
 }
 
 // fileTypes maps node types to the S_IFMT bits of a mode, both ways.
@@ -350,7 +372,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	// Only the io.EOF of the io.ReaderAt contract itself marks the end of
 	// the file; a wrapped one came from somewhere below and is a failure.
 	if err != nil && err != io.EOF {
-		return nil, h.fs.errno("read", err)
+		return nil, h.fs.readErrno(err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }

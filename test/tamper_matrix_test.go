@@ -863,7 +863,8 @@ func newRefusingS3(t *testing.T) *refusingS3 {
 // TestMountRemoteDownMidRead: when the remote fails in the middle of a
 // read, the read fails with EIO after only right bytes and no short read;
 // once the remote is back, the same file reads back whole through the
-// same mount (no failure was cached as data).
+// same mount (no failure was cached as data). When the remote is gone for
+// good (connections refused), reads fail with EIO too, and the log says why.
 func TestMountRemoteDownMidRead(t *testing.T) {
 	needRoot(t)
 	s3 := newRefusingS3(t)
@@ -872,8 +873,11 @@ func TestMountRemoteDownMidRead(t *testing.T) {
 		cache: filepath.Join(dir, "cache"), codeFile: filepath.Join(dir, "code")}
 	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, c.remote), 0, "")
 	src := t.TempDir()
-	data := randomBytes(4, 12<<20)
+	data, other := randomBytes(4, 12<<20), randomBytes(5, 2<<20)
 	if err := os.WriteFile(filepath.Join(src, "f"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "g"), other, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, c.run(t, "backup", src, c.remote), 0, "")
@@ -900,5 +904,20 @@ func TestMountRemoteDownMidRead(t *testing.T) {
 	if rc.err != nil || rc.wrong != 0 || rc.short != 0 || rc.returned != int64(len(data)) {
 		t.Errorf("with the remote back: %d of %d bytes returned, %d wrong, %d short reads, error %v", rc.returned, len(data), rc.wrong, rc.short, rc.err)
 	}
+	// The server goes away: connections are refused. read(2) fails with
+	// EIO, not with a network errno no program expects from a file.
+	if _, err := os.Stat(filepath.Join(mnt, "g")); err != nil {
+		t.Fatal(err)
+	}
+	s3.srv.Listener.Close()
+	s3.srv.CloseClientConnections()
+	rc = preadCheck(t, filepath.Join(mnt, "g"), other, 256<<10+4096)
+	if !errors.Is(rc.err, unix.EIO) || rc.wrong != 0 || rc.short != 0 {
+		t.Errorf("with the remote gone: %d bytes returned, %d wrong, %d short reads, error %v; want EIO, no wrong bytes, no short read", rc.returned, rc.wrong, rc.short, rc.err)
+	}
 	fresh.umount(t, mnt)
+	log, _ := os.ReadFile(filepath.Join(fresh.cache, "test-mount.log"))
+	if !strings.Contains(string(log), "refused") {
+		t.Errorf("the daemon log does not say why reads failed:\n%s", log)
+	}
 }
