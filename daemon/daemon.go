@@ -58,7 +58,20 @@ type Status struct {
 	LastError    string    `json:"last_error,omitempty"`
 	Lease        string    `json:"lease"`
 	StateDir     string    `json:"state_dir"`
+	// Conflicts: paths this mount changed while offline that another
+	// writer changed too (docs/CLI.md, "Offline changes and conflicts"):
+	// the newest few (newest first), and how many there were since the
+	// mount.
+	Conflicts     []worktree.Conflict `json:"conflicts,omitempty"`
+	ConflictCount int                 `json:"conflict_count,omitempty"`
 }
+
+// Bounds of the conflicts the status lists: the status is read as one
+// extended attribute, at most 64 KiB.
+const (
+	statusConflicts     = 10
+	statusConflictBytes = 16 << 10
+)
 
 // maxCommitWait is the longest changes wait for a quiet period before they
 // are committed anyway.
@@ -315,6 +328,15 @@ func (d *Daemon) Status() Status {
 	}
 	if l := d.cfg.Repo.Latest(); l != nil {
 		s.SnapshotSeq = l.Seq
+	}
+	recent, total := d.tree.Conflicts()
+	s.ConflictCount = total
+	size := 0
+	for i := len(recent) - 1; i >= 0 && len(s.Conflicts) < statusConflicts; i-- {
+		if size += len(recent[i].Path) + len(recent[i].Kept); size > statusConflictBytes {
+			break
+		}
+		s.Conflicts = append(s.Conflicts, recent[i])
 	}
 	d.mu.Lock()
 	s.LastCommit = d.lastCommit

@@ -59,6 +59,12 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	t.commitMu.Lock()
 	defer t.commitMu.Unlock()
 
+	// 0. Another writer committed since our base (we started offline):
+	// carry our changes over onto its snapshot first.
+	if err := t.rebase(ctx); err != nil {
+		return nil, err
+	}
+
 	// 1. The staged files to store.
 	t.mu.Lock()
 	if !t.dirty {

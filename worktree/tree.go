@@ -74,16 +74,18 @@ type Tree struct {
 	opts Options
 	ctx  context.Context
 
-	mu        sync.Mutex
-	root      *Inode
-	nextIno   uint64
-	journal   *journal
-	baseSeq   uint64
-	staged    map[*Inode]bool
-	replaying bool       // journals are being replayed: keep staging files
-	dirty     bool       // something changed since the last commit
-	commitMu  sync.Mutex // one commit at a time
-	lastError error
+	mu            sync.Mutex
+	root          *Inode
+	nextIno       uint64
+	journal       *journal
+	baseSeq       uint64
+	staged        map[*Inode]bool
+	replaying     bool       // journals are being replayed: keep staging files
+	dirty         bool       // something changed since the last commit
+	commitMu      sync.Mutex // one commit at a time
+	lastError     error
+	conflicts     []Conflict // the last ones met by rebases (rebase.go)
+	conflictCount int
 }
 
 const stagingDir = "staging"

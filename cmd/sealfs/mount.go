@@ -467,6 +467,16 @@ func newStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(out, "last error:  %s\n", st.LastError)
 			}
 			fmt.Fprintf(out, "lease:       %s\n", st.Lease)
+			if st.ConflictCount > 0 {
+				fmt.Fprintf(out, "conflicts:   %d path(s) changed here while offline were changed by another writer too; theirs keeps the name:\n", st.ConflictCount)
+				for _, c := range st.Conflicts {
+					ours := "deleted"
+					if c.Kept != "" {
+						ours = "/" + c.Kept
+					}
+					fmt.Fprintf(out, "  /%s: %s (ours: %s; snapshot %d)\n", c.Path, c.Kind, ours, c.Snapshot)
+				}
+			}
 			return nil
 		},
 	}
