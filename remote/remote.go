@@ -67,6 +67,20 @@ type Remote interface {
 	String() string
 }
 
+type freshKey struct{}
+
+// WithoutLocalCopies marks ctx so that the operations made with it reach
+// the remote itself: a wrapper that keeps local copies (remote/mirror) must
+// not serve them instead, even while the remote seems down. A writer that
+// just took the lease reads the repository's newest state so.
+func WithoutLocalCopies(ctx context.Context) context.Context {
+	return context.WithValue(ctx, freshKey{}, true)
+}
+
+// LocalCopiesAllowed reports whether a local copy may stand in for the
+// remote in an operation made with ctx (see WithoutLocalCopies).
+func LocalCopiesAllowed(ctx context.Context) bool { return ctx.Value(freshKey{}) == nil }
+
 // IsTransient reports whether retrying the operation that returned err may
 // succeed.
 func IsTransient(err error) bool {

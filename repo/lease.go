@@ -140,8 +140,9 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 	if got == nil || got.Holder != holder {
 		return fmt.Errorf("%w: another writer took the lease at the same time", ErrLocked)
 	}
-	// A writer must build on the newest state.
-	if err := r.Refresh(ctx); err != nil {
+	// A writer must build on the newest state: the remote's own, never a
+	// local copy kept for offline starts.
+	if err := r.Refresh(remote.WithoutLocalCopies(ctx)); err != nil {
 		return err
 	}
 	rctx, cancel := context.WithCancel(context.Background())

@@ -3,7 +3,9 @@
 // indexes, and their listings), so that a mount can come up from local
 // state while the remote cannot be reached. Copies are written on every
 // successful read or write and served only when the remote fails with a
-// transient error; they are verified like remote objects when opened.
+// transient error (or was failing a moment ago), never to an operation
+// whose context says remote.WithoutLocalCopies; they are verified like
+// remote objects when opened.
 //
 // Which objects are mirrored is for the layer that names them to say (see
 // Names): only names of exactly the expected shape get a local copy, and
@@ -233,7 +235,8 @@ func (m *Remote) Get(ctx context.Context, name string, offset, length int64) ([]
 		return m.inner.Get(ctx, name, offset, length)
 	}
 	err = errSkipped
-	if !m.down() {
+	fresh := !remote.LocalCopiesAllowed(ctx)
+	if fresh || !m.down() {
 		var b []byte
 		if b, err = m.inner.Get(ctx, name, offset, length); err == nil {
 			if offset == 0 {
@@ -243,7 +246,7 @@ func (m *Remote) Get(ctx context.Context, name string, offset, length int64) ([]
 			}
 			return b, nil
 		}
-		if !m.failed(err) {
+		if !m.failed(err) || fresh {
 			return nil, err
 		}
 	}
@@ -266,7 +269,7 @@ func (m *Remote) Stat(ctx context.Context, name string) (int64, error) {
 		return 0, err
 	}
 	n, err := m.inner.Stat(ctx, name)
-	if err == nil || !mirrored || !m.failed(err) {
+	if err == nil || !mirrored || !m.failed(err) || !remote.LocalCopiesAllowed(ctx) {
 		return n, err
 	}
 	r, rerr := m.root()
@@ -290,11 +293,12 @@ func (m *Remote) List(ctx context.Context, dir string, fn func(remote.Entry) err
 	}
 	var entries []remote.Entry
 	err := errSkipped
-	if !m.down() {
+	fresh := !remote.LocalCopiesAllowed(ctx)
+	if fresh || !m.down() {
 		err = m.inner.List(ctx, dir, func(e remote.Entry) error { entries = append(entries, e); return nil })
 		if err == nil {
 			m.saveListing(dir, entries)
-		} else if !m.failed(err) {
+		} else if !m.failed(err) || fresh {
 			return err
 		}
 	}

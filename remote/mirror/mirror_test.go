@@ -183,3 +183,49 @@ func TestDamagedKeptListing(t *testing.T) {
 		}
 	}
 }
+
+// TestFreshReadsSkipCopies: once the remote answers again, a read marked
+// remote.WithoutLocalCopies (a writer that just took the lease) sees what
+// another client stored meanwhile, although the mirror still thinks the
+// remote is down; and while it really is down, such a read fails rather
+// than return the old copy.
+func TestFreshReadsSkipCopies(t *testing.T) {
+	ctx := context.Background()
+	mem := remotetest.NewMemory(t)
+	f := faulty.New(mem, 1)
+	m := mirror.New(f, t.TempDir(), repoNames)
+	s1, s2 := objName(t, "snapshots"), objName(t, "snapshots")
+	if err := m.List(ctx, "snapshots", func(remote.Entry) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Put(ctx, s1, []byte("s1")); err != nil {
+		t.Fatal(err)
+	}
+	f.SetFailRate(1)
+	list := func(ctx context.Context) ([]string, error) {
+		var names []string
+		err := m.List(ctx, "snapshots", func(e remote.Entry) error { names = append(names, e.Name); return nil })
+		return names, err
+	}
+	if names, err := list(ctx); err != nil || len(names) != 1 {
+		t.Fatalf("listing while down = %v, %v", names, err)
+	}
+	fresh := remote.WithoutLocalCopies(ctx)
+	if names, err := list(fresh); err == nil {
+		t.Fatalf("a fresh listing while down was served from the copy: %v", names)
+	}
+	if _, err := m.Get(fresh, s1, 0, -1); err == nil {
+		t.Fatal("a fresh read while down was served from the copy")
+	}
+	// Another client stores s2; the remote comes back.
+	if err := mem.Put(ctx, s2, []byte("s2")); err != nil {
+		t.Fatal(err)
+	}
+	f.SetFailRate(0)
+	if names, err := list(fresh); err != nil || len(names) != 2 {
+		t.Fatalf("fresh listing once the remote answers = %v, %v", names, err)
+	}
+	if b, err := m.Get(fresh, s2, 0, -1); err != nil || string(b) != "s2" {
+		t.Fatalf("fresh read of s2 = %q, %v", b, err)
+	}
+}
