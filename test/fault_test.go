@@ -22,14 +22,19 @@ import (
 // cloud does.
 type faultyS3 struct {
 	srv      *httptest.Server
+	inner    http.Handler
 	rate     atomic.Int64 // per mille
 	failures atomic.Int64
 	program  atomic.Pointer[faultProgram] // one-shot faults by request (fault_matrix_test.go)
 }
 
 func newFaultyS3(t *testing.T) *faultyS3 {
-	f := &faultyS3{}
-	inner := gofakes3.New(s3mem.New()).Server()
+	return newFaultyS3Over(t, gofakes3.New(s3mem.New()).Server())
+}
+
+// newFaultyS3Over is a faulty front to the S3 server inner.
+func newFaultyS3Over(t *testing.T, inner http.Handler) *faultyS3 {
+	f := &faultyS3{inner: inner}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rand.Int64N(1000) < f.rate.Load() {
 			f.failures.Add(1)
