@@ -3,6 +3,7 @@ package worktree
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -62,6 +63,47 @@ func (t *Tree) Conflicts() (recent []Conflict, total int) {
 	return slices.Clone(t.conflicts), t.conflictCount
 }
 
+// baseOnJournals bases the tree on the snapshot the journals left behind
+// are based on, when that is older than the newest one and they hold
+// changes: a mount that started offline and stopped (or crashed) before it
+// could commit, while another writer committed. Those changes were never
+// committed (a commit starts a journal based on the snapshot it stores
+// before it stores it), so they are replayed on their own base, and Open
+// then rebases the tree onto the newest snapshot. Journals that cannot be
+// read are left to replay to report.
+func (t *Tree) baseOnJournals() {
+	ns, err := listJournals(t.opts.Dir)
+	if err != nil {
+		return
+	}
+	base, changes, found := uint64(0), false, false
+	for i := len(ns) - 1; i >= 0; i-- {
+		b, recs, err := readJournal(journalName(t.opts.Dir, ns[i]))
+		if err != nil && !errors.Is(err, errJournalDamaged) {
+			continue
+		}
+		if found && b != base {
+			break
+		}
+		base, found = b, true
+		changes = changes || len(recs) > 0
+	}
+	if !found || !changes || base >= t.baseSeq {
+		return
+	}
+	for _, s := range t.r.Snapshots() {
+		if s.Seq == base {
+			t.opts.Log.Warn("the local changes were made on an older snapshot than the newest (this mount started while the remote was down); replaying them on it, then onto the newest",
+				"base", base, "newest", t.baseSeq)
+			t.baseSeq = base
+			t.root.meta.Subtree = s.Tree
+			t.root.meta.MtimeNs = s.Time.UnixNano()
+			t.root.meta.AtimeNs = t.root.meta.MtimeNs
+			return
+		}
+	}
+}
+
 // rebase moves the tree onto the newest snapshot when another writer
 // committed since the snapshot it is based on. t.commitMu is held.
 func (t *Tree) rebase(ctx context.Context) error {
@@ -96,6 +138,13 @@ func (t *Tree) rebase(ctx context.Context) error {
 	}
 	t.root.meta.Subtree = newest.Tree
 	t.baseSeq = newest.Seq
+	// Whether anything of ours is left to commit (journals that only
+	// restage committed files leave nothing).
+	root := t.root.meta
+	ours, err := m.changed(t.root, &root)
+	if err != nil {
+		ours = true
+	}
 	if err := t.rewriteJournalOnto(newest.Seq); err != nil {
 		return err
 	}
@@ -107,7 +156,7 @@ func (t *Tree) rebase(ctx context.Context) error {
 	if n := len(t.conflicts); n > maxConflicts {
 		t.conflicts = slices.Clone(t.conflicts[n-maxConflicts:])
 	}
-	t.dirty = true
+	t.dirty = ours
 	return nil
 }
 

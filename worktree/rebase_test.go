@@ -246,3 +246,87 @@ func TestRebaseCrashAfterRebase(t *testing.T) {
 		}
 	}
 }
+
+// TestRebaseAtOpen: a mount that started offline stops (or crashes) with
+// its changes still queued while another writer commits; the next start,
+// online, finds the journals based on an older snapshot than the newest.
+// Those changes were never committed: they are replayed on their own base
+// and rebased onto the newest snapshot at once, not put aside.
+func TestRebaseAtOpen(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	trA := open(t, env.Repo, work)
+	writeFile(t, trA, trA.Root(), "x", []byte("base x"), true)
+	if _, err := trA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	env.Repo.Unlock(ctx)
+	overwrite(t, trA, "ours x", true, "x")
+	writeFile(t, trA, trA.Root(), "y", []byte("ours y"), true)
+	// trA is left as it is: the "crash".
+
+	rB, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rB.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	trB := open(t, rB, t.TempDir())
+	overwrite(t, trB, "theirs x", true, "x")
+	writeFile(t, trB, trB.Root(), "z", []byte("theirs z"), true)
+	if _, err := trB.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rB.Unlock(ctx)
+
+	if err := env.Repo.Lock(ctx, false); err != nil { // the next start, online
+		t.Fatal(err)
+	}
+	tr2 := open(t, env.Repo, work)
+	conflicts, _ := tr2.Conflicts()
+	if len(conflicts) != 1 || conflicts[0].Path != "x" || conflicts[0].Kind != worktree.ConflictBoth {
+		t.Fatalf("conflicts at open: %+v", conflicts)
+	}
+	want := map[string]string{"x": "theirs x", conflicts[0].Kept: "ours x", "y": "ours y", "z": "theirs z"}
+	for path, content := range want {
+		if got := readFile(t, tr2, path); string(got) != content {
+			t.Errorf("at open, %s = %q, want %q", path, got, content)
+		}
+	}
+	if snap, err := tr2.Commit(ctx); err != nil || snap == nil || snap.Seq != 3 {
+		t.Fatalf("commit: %v, %v", snap, err)
+	}
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3 := open(t, r3, t.TempDir())
+	for path, content := range want {
+		if got := readFile(t, tr3, path); string(got) != content {
+			t.Errorf("committed %s = %q, want %q", path, got, content)
+		}
+	}
+
+	// A journal with nothing in it (a clean stop) on an older snapshot is
+	// no reason to rebase: the next start shows the newest snapshot.
+	env.Repo.Unlock(ctx)
+	rB.Lock(ctx, false)
+	trB2 := open(t, rB, t.TempDir())
+	writeFile(t, trB2, trB2.Root(), "w", []byte("theirs w"), true)
+	if _, err := trB2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rB.Unlock(ctx)
+	if err := env.Repo.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	tr4 := open(t, env.Repo, work)
+	if c, n := tr4.Conflicts(); n != 0 || tr4.Dirty() {
+		t.Fatalf("a clean start rebased: %+v, dirty %v", c, tr4.Dirty())
+	}
+	if got := readFile(t, tr4, "w"); string(got) != "theirs w" {
+		t.Fatalf("w = %q", got)
+	}
+}

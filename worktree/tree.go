@@ -113,11 +113,17 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (*Tree, error) {
 	if err := os.MkdirAll(filepath.Join(o.Dir, stagingDir), 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create the staging area: %w", err)
 	}
+	t.baseOnJournals()
 	j, err := t.replay()
 	if err != nil {
 		return nil, err
 	}
 	t.journal = j
+	// Changes made on an older snapshot go onto the newest (rebase.go).
+	if err := t.rebase(ctx); err != nil {
+		j.close()
+		return nil, err
+	}
 	return t, nil
 }
 
