@@ -7,7 +7,8 @@ FUZZTIME ?= 5s
 FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo:FuzzDecodeTree ./repo:FuzzDecodeIndex ./repo:FuzzDecodePackHeader \
             ./repo:FuzzDecodeSnapshot ./repo:FuzzParseConfig ./repo:FuzzDecodeForget \
-            ./keyvault:FuzzDecodeRequest ./keyvault:FuzzValidatePoint
+            ./keyvault:FuzzDecodeRequest ./keyvault:FuzzValidatePoint \
+            ./worktree:FuzzReadJournal ./remote/mirror:FuzzDecodeListing
 
 .PHONY: all build test unit fuzz lint bench demo demo-stop install clean
 
