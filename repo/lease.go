@@ -114,7 +114,10 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 		return err
 	}
 	host, _ := os.Hostname()
-	if cur != nil && !breakLease {
+	r.mu.Lock()
+	ours := cur != nil && !r.tried.IsZero() && cur.Holder == r.tried
+	r.mu.Unlock()
+	if cur != nil && !breakLease && !ours {
 		deadHere := cur.Host == host && !processAlive(cur.PID)
 		switch {
 		case time.Now().Before(cur.Expires) && !deadHere:
@@ -129,6 +132,10 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 	}
 	now := time.Now().UTC()
 	h := &leaseHolder{r: r, lease: Lease{Holder: holder, Host: host, PID: os.Getpid(), Acquired: now, Expires: now.Add(LeaseTTL)}, done: make(chan struct{})}
+	// If this attempt fails from here on, the lease it may leave is ours.
+	r.mu.Lock()
+	r.tried = holder
+	r.mu.Unlock()
 	if err := r.writeLease(ctx, &h.lease); err != nil {
 		return fmt.Errorf("failed to take the writer lease: %w", err)
 	}
@@ -149,7 +156,7 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 	h.cancel = cancel
 	go h.renew(rctx)
 	r.mu.Lock()
-	r.lease = h
+	r.lease, r.tried = h, crypt.ID{}
 	r.mu.Unlock()
 	return nil
 }

@@ -71,6 +71,9 @@ type Repository struct {
 
 	mu      sync.Mutex // guards the writer state below
 	lease   *leaseHolder
+	// tried is the holder id of a Lock that wrote a lease and then failed:
+	// a lease left with it is ours, and the next Lock takes it over.
+	tried crypt.ID
 	packer  *packBuilder
 	pending []indexEntry // blobs in uploaded packs, not yet in an index object
 	// Objects of a commit that failed, kept for the next Commit: indexes
