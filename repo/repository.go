@@ -69,11 +69,11 @@ type Repository struct {
 	recent    *memCache           // verified data blobs, with Options.CacheSize
 	inflight  sync.Map            // crypt.ID -> chan struct{}: blobs being prefetched
 
-	mu      sync.Mutex // guards the writer state below
-	lease   *leaseHolder
+	mu    sync.Mutex // guards the writer state below
+	lease *leaseHolder
 	// tried is the holder id of a Lock that wrote a lease and then failed:
 	// a lease left with it is ours, and the next Lock takes it over.
-	tried crypt.ID
+	tried   crypt.ID
 	packer  *packBuilder
 	pending []indexEntry // blobs in uploaded packs, not yet in an index object
 	// Objects of a commit that failed, kept for the next Commit: indexes
