@@ -10,7 +10,6 @@
 package chunker
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -112,7 +111,9 @@ func (c *Chunker) fill() error {
 		}
 		n, err := c.rd.Read(c.buf[c.end:])
 		c.end += n
-		if errors.Is(err, io.EOF) {
+		// Only a bare io.EOF ends the stream: a remote's error that wraps
+		// io.EOF (a connection cut mid-response) is a failure, not the end.
+		if err == io.EOF {
 			c.eof = true
 		} else if err != nil {
 			return err

@@ -3,6 +3,7 @@ package chunker
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -143,5 +144,40 @@ func BenchmarkChunker(b *testing.B) {
 				break
 			}
 		}
+	}
+}
+
+// wrappedEOFReader yields data, then an error that wraps io.EOF, as a
+// network client does when a connection is cut mid-response.
+type wrappedEOFReader struct{ data []byte }
+
+var errCut = fmt.Errorf("request send failed: %w", io.EOF)
+
+func (r *wrappedEOFReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, errCut
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestWrappedEOFIsAnError: only a bare io.EOF ends the stream; an error
+// that wraps it must reach the caller, or a cut connection would silently
+// make a file shorter.
+func TestWrappedEOFIsAnError(t *testing.T) {
+	c, err := New(&wrappedEOFReader{data: randomBytes(7, 3*DefaultParams.Max)}, gearFrom(1), DefaultParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := c.Next()
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, errCut) {
+			t.Fatalf("Next ended with %v, want the reader's error", err)
+		}
+		return
 	}
 }

@@ -3,7 +3,6 @@ package repo
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -202,7 +201,7 @@ func (w *FileWriter) Write(ctx context.Context, rd io.Reader) error {
 	}
 	for {
 		chunk, err := c.Next()
-		if errors.Is(err, io.EOF) {
+		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
