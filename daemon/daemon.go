@@ -58,6 +58,10 @@ type Status struct {
 	LastError    string    `json:"last_error,omitempty"`
 	Lease        string    `json:"lease"`
 	StateDir     string    `json:"state_dir"`
+	// In the exit status only: the first queued files, and whether
+	// changes (names, attributes, content) are still queued at all.
+	QueuedPaths   []string `json:"queued_paths,omitempty"`
+	QueuedChanges bool     `json:"queued_changes,omitempty"`
 	// Conflicts: paths this mount changed while offline that another
 	// writer changed too (docs/CLI.md, "Offline changes and conflicts"):
 	// the newest few (newest first), and how many there were since the
@@ -249,10 +253,13 @@ func (d *Daemon) Stop() error {
 	// Writes that raced with the unmount go up too.
 	d.drain(ctx)
 	files, bytes := d.tree.Pending()
+	var queued []string
 	if files > 0 || d.tree.Dirty() {
-		d.cfg.Log.Warn("stopped with changes still queued locally; they are uploaded at the next mount", "files", files, "bytes", bytes)
+		queued, _ = d.tree.Queued(maxQueuedNamed)
+		d.cfg.Log.Warn("stopped with changes still queued locally; they are uploaded at the next mount",
+			"files", files, "bytes", bytes, "queued", queued, "last_error", d.Status().LastError)
 	}
-	d.writeExitStatus()
+	d.writeExitStatus(queued)
 	if !d.cfg.ReadOnly {
 		// Bounded: with the remote down, the lease simply expires.
 		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -352,8 +359,14 @@ func (d *Daemon) statusJSON() []byte {
 	return b
 }
 
-func (d *Daemon) writeExitStatus() {
-	b, _ := json.MarshalIndent(d.Status(), "", "  ")
+// maxQueuedNamed is how many queued files the exit status names.
+const maxQueuedNamed = 100
+
+func (d *Daemon) writeExitStatus(queued []string) {
+	st := d.Status()
+	st.QueuedPaths = queued
+	st.QueuedChanges = d.tree.Dirty()
+	b, _ := json.MarshalIndent(st, "", "  ")
 	_ = repo.WriteFileAtomic(filepath.Join(d.cfg.Repo.StateDir(), ExitStatusFile), b, 0o600)
 }
 

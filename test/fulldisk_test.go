@@ -293,3 +293,41 @@ func TestFullDiskMatrix(t *testing.T) {
 		t.Fatalf("only %d files verified; the matrix did not exercise much", files)
 	}
 }
+
+// TestUmountSaysWhatIsQueued: when the queue cannot drain before the
+// drain timeout (here the remote refuses every upload), umount names the
+// files still queued; they go up at the next mount.
+func TestUmountSaysWhatIsQueued(t *testing.T) {
+	needRoot(t)
+	d := &fullDisk{t: t}
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--commit-delay", "1h", "--drain-timeout", "2s"), 0, "")
+	d.write(mnt, "first", 1000, false)
+	if err := os.MkdirAll(filepath.Join(mnt, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.write(mnt, "sub/second", 70000, false)
+	// The remote's folder becomes a file: every upload fails.
+	if err := os.Rename(c.remote, c.remote+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.remote, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := c.umount(t, mnt)
+	for _, want := range []string{"not everything is on the remote yet: 2 files", "queued: /first\n", "queued: /sub/second\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("umount that could not drain said %q, want it to contain %q", r.stdout, want)
+		}
+	}
+	os.Remove(c.remote)
+	if err := os.Rename(c.remote+".away", c.remote); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c.mount(t, mnt, "--commit-delay", "1h", "--break-lease"), 0, "")
+	umountCommitted(t, c, mnt)
+	if files, wrong := d.verify(c, mnt); files != 2 || wrong != 0 {
+		t.Fatalf("%d files verified, %d wrong bytes", files, wrong)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 
 	"github.com/sealfs/sealfs/archiver"
 	"github.com/sealfs/sealfs/crypt"
@@ -39,6 +40,26 @@ func (t *Tree) Pending() (files int, bytes uint64) {
 		}
 	}
 	return files, bytes
+}
+
+// Queued returns the paths of the files Pending counts, sorted, at most
+// max of them, and how many there are in all.
+func (t *Tree) Queued(max int) (paths []string, files int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for in := range t.staged {
+		if in.committed == nil || in.gen != in.cleanGen {
+			files++
+			if in.parent != nil {
+				paths = append(paths, "/"+t.pathOf(in))
+			}
+		}
+	}
+	sort.Strings(paths)
+	if len(paths) > max {
+		paths = paths[:max]
+	}
+	return paths, files
 }
 
 // Dirty reports whether anything changed since the last commit.

@@ -393,9 +393,8 @@ mount point is touched, and only the sealfs daemon serving it is signalled.`,
 			}
 			var final daemon.Status
 			if b, err := os.ReadFile(filepath.Join(st.StateDir, daemon.ExitStatusFile)); err == nil && json.Unmarshal(b, &final) == nil && final.PID == st.PID {
-				if final.PendingFiles > 0 || final.LastError != "" {
-					fmt.Fprintf(cmd.OutOrStdout(), "unmounted %s; %d files (%s) are still queued locally and go up at the next mount (last error: %s)\n",
-						mp, final.PendingFiles, humanBytes(final.PendingBytes), final.LastError)
+				if final.PendingFiles > 0 || final.QueuedChanges || final.LastError != "" {
+					printQueued(cmd.OutOrStdout(), mp, final)
 					return nil
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "unmounted %s; everything is committed as snapshot %d\n", mp, final.SnapshotSeq)
@@ -554,4 +553,16 @@ func (g *globals) openMirrored(ctx context.Context, source string, log *slog.Log
 		}
 	}
 	return m, nil
+}
+
+// printQueued says exactly what a stopped daemon left queued locally.
+func printQueued(w io.Writer, mp string, st daemon.Status) {
+	fmt.Fprintf(w, "unmounted %s; not everything is on the remote yet: %d files (%s) and the changes to names and attributes stay queued locally and go up at the next mount of this cache (last error: %s)\n",
+		mp, st.PendingFiles, humanBytes(st.PendingBytes), st.LastError)
+	for _, p := range st.QueuedPaths {
+		fmt.Fprintf(w, "  queued: %s\n", p)
+	}
+	if more := st.PendingFiles - len(st.QueuedPaths); more > 0 && len(st.QueuedPaths) > 0 {
+		fmt.Fprintf(w, "  ... and %d more\n", more)
+	}
 }
