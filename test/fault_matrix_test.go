@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -316,6 +317,10 @@ func (fs fileSet) verify(t *testing.T, mnt string, strict bool) (files int, wron
 			}
 			continue
 		}
+		files++
+		if bytes.Equal(got, want) {
+			continue
+		}
 		n := int64(len(got) - len(want))
 		if n < 0 {
 			n = -n
@@ -329,7 +334,6 @@ func (fs fileSet) verify(t *testing.T, mnt string, strict bool) (files int, wron
 			t.Errorf("%s reads back with %d wrong bytes (%d bytes, want %d)", name, n, len(got), len(want))
 		}
 		wrong += n
-		files++
 	}
 	return files, wrong
 }
@@ -628,5 +632,207 @@ func TestFaultMatrix(t *testing.T) {
 		tally.cases.Load(), tally.faults.Load(), tally.kills.Load(), tally.files.Load(), tally.wrong.Load())
 	if tally.wrong.Load() != 0 {
 		t.Errorf("%d wrong bytes read back", tally.wrong.Load())
+	}
+}
+
+// crashWriter writes files through a mount as an application that cares
+// does: each new file or new version is written, fsynced and closed; a
+// new version of an existing file is written under a temporary name and
+// renamed over it. Only what succeeded is expected to survive a crash; a
+// file whose last operation failed (the daemon died under it) may hold
+// either version, and is left alone from then on.
+type crashWriter struct {
+	mnt   string
+	rng   *rand.Rand
+	mu    sync.Mutex
+	files fileSet // certain: the content of the last successful version
+	next  int
+	ops   int
+}
+
+func (w *crashWriter) content() []byte {
+	n := w.rng.IntN(64 << 10)
+	if w.rng.IntN(20) == 0 {
+		n = 256<<10 + w.rng.IntN(1<<20)
+	}
+	b := make([]byte, n+8)
+	for i := 0; i < n; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], w.rng.Uint64())
+	}
+	return b[:n]
+}
+
+// pause says how long to wait before the next step: mostly not at all.
+func (w *crashWriter) pause() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.rng.IntN(6) != 0 {
+		return 0
+	}
+	return time.Duration(w.rng.IntN(400)) * time.Millisecond
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// step writes one new file or one new version of a file, and reports
+// whether it succeeded.
+func (w *crashWriter) step() bool {
+	w.mu.Lock()
+	data := w.content()
+	var name string
+	// New files mostly; beyond a few hundred, new versions mostly, so
+	// that reading everything back after each kill stays cheap.
+	replace := len(w.files) > 10 && w.rng.IntN(4) == 0 || len(w.files) > 200 && w.rng.IntN(8) != 0
+	if replace {
+		names := make([]string, 0, len(w.files))
+		for n := range w.files {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		name = names[w.rng.IntN(len(names))]
+	} else {
+		name = fmt.Sprintf("f%05d", w.next)
+	}
+	tmp := fmt.Sprintf(".tmp%05d", w.next)
+	w.next++
+	// Until it succeeds, the file is uncertain.
+	delete(w.files, name)
+	w.mu.Unlock()
+
+	var err error
+	if replace {
+		if err = writeSynced(filepath.Join(w.mnt, tmp), data); err == nil {
+			err = os.Rename(filepath.Join(w.mnt, tmp), filepath.Join(w.mnt, name))
+		}
+	} else {
+		err = writeSynced(filepath.Join(w.mnt, name), data)
+	}
+	if err != nil {
+		return false
+	}
+	w.mu.Lock()
+	w.files[name] = data
+	w.ops++
+	w.mu.Unlock()
+	return true
+}
+
+// TestCrashMatrix SIGKILLs the mount daemon at random moments while a
+// writer creates and replaces files with fsync and close, at least 50
+// times (SEALFS_CRASH_KILLS=N for more; SEALFS_SOAK=1 for 300). After each
+// kill the dead mount is detached and the same cache mounted again (the
+// journal replays): every file whose last write, fsync, close (and
+// rename) succeeded reads back byte-exact. At the end a clean unmount
+// commits everything, and a fresh cache reads it all from the remote.
+func TestCrashMatrix(t *testing.T) {
+	needRoot(t)
+	kills := 50
+	if os.Getenv("SEALFS_SOAK") != "" {
+		kills = 300
+	}
+	if n, err := strconv.Atoi(os.Getenv("SEALFS_CRASH_KILLS")); err == nil && n > 0 {
+		kills = n
+	}
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 11))
+	w := &crashWriter{mnt: mnt, rng: rand.New(rand.NewPCG(seed, 12)), files: fileSet{}}
+	var verified, atCommit int
+	var wrong int64
+	for round := range kills {
+		delay := []string{"0s", "50ms", "200ms", "1s"}[rng.IntN(4)]
+		if r := c.mount(t, mnt, "--commit-delay", delay); r.code != 0 {
+			t.Fatalf("round %d: mounting the same cache after a kill: exit %d: %s", round, r.code, r.stderr)
+		}
+		n, bad := w.files.verify(t, mnt, true)
+		verified += n
+		wrong += bad
+		if t.Failed() {
+			t.Fatalf("round %d: files closed before the kill are missing or wrong", round)
+		}
+		pid := mountPID(mnt)
+		if pid == 0 {
+			t.Fatalf("round %d: no daemon pid in the status", round)
+		}
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !w.step() {
+					return
+				}
+				// Pauses let commits start, so that kills hit them too.
+				if pause := w.pause(); pause > 0 {
+					select {
+					case <-stop:
+						return
+					case <-time.After(pause):
+					}
+				}
+			}
+		}()
+		time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+		if rng.IntN(3) == 0 {
+			// Aim at a commit: kill a few milliseconds into one.
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+				if st, err := readStatus(mnt); err != nil || st.Committing {
+					atCommit++
+					break
+				}
+			}
+			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+		close(stop)
+		<-done
+		for processAliveTest(pid) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if out, err := exec.Command("fusermount3", "-uz", mnt).CombinedOutput(); err != nil {
+			t.Fatalf("round %d: fusermount3 -uz: %v %s", round, err, out)
+		}
+	}
+	// A clean end: everything goes up; a new machine reads it all.
+	expect(t, c.mount(t, mnt), 0, "")
+	n, bad := w.files.verify(t, mnt, true)
+	verified, wrong = verified+n, wrong+bad
+	if r := stopMount(t, mnt); !strings.Contains(r.stdout, "everything is committed") {
+		t.Fatalf("the final unmount said %q %q", r.stdout, r.stderr)
+	}
+	fresh := cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
+	expect(t, fresh.mount(t, mnt, "--read-only"), 0, "")
+	n, bad = w.files.verify(t, mnt, true)
+	verified, wrong = verified+n, wrong+bad
+	stopMount(t, mnt)
+	r := c.run(t, "check", "--read-data", c.remote)
+	if r.code != 0 || !strings.Contains(r.stdout, "no problems found") {
+		t.Errorf("check --read-data after the kills: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	snaps := checkSnapshots(t, c)
+	t.Logf("crash matrix: %d kills (%d aimed at a commit), %d writes that succeeded, %d files at the end, %d file reads verified, %d wrong bytes, %d snapshots",
+		kills, atCommit, w.ops, len(w.files), verified, wrong, snaps)
+	if w.ops < kills {
+		t.Errorf("only %d writes succeeded in %d rounds: the kills did not hit a working writer", w.ops, kills)
 	}
 }
