@@ -501,6 +501,9 @@ func statusLine(st daemon.Status) string {
 	if st.LastError != "" {
 		line += "; remote failing: " + st.LastError
 	}
+	if st.ConflictCount > 0 {
+		line += fmt.Sprintf("; %d conflicts with another writer's changes (sealfs status)", st.ConflictCount)
+	}
 	return line
 }
 
