@@ -259,6 +259,11 @@ func (d *Daemon) Stop() error {
 		d.cfg.Log.Warn("stopped with changes still queued locally; they are uploaded at the next mount",
 			"files", files, "bytes", bytes, "queued", queued, "last_error", d.Status().LastError)
 	}
+	// The journal is closed and its reserve given back, so that the exit
+	// status can be written even on a full cache disk.
+	if err := d.tree.Close(); err != nil {
+		d.cfg.Log.Warn("failed to close the journal", "err", err)
+	}
 	d.writeExitStatus(queued)
 	if !d.cfg.ReadOnly {
 		// Bounded: with the remote down, the lease simply expires.

@@ -258,6 +258,20 @@ func TestFullDiskMatrix(t *testing.T) {
 	}
 	umountCommitted(t, c, mnt)
 
+	// Stage: umount on a full disk. The daemon falls back on its reserve
+	// to commit; if it cannot, it names what stays queued.
+	d.stages++
+	expect(t, mountFull(t, c, mnt), 0, "")
+	d.write(mnt, "umount-full-a", 150<<10, false)
+	d.write(mnt, "umount-full-b", 10, false)
+	fl := fill(t, disk, 0)
+	r := c.umount(t, mnt)
+	if r.code != 0 || !strings.Contains(r.stdout, "everything is committed") &&
+		!(strings.Contains(r.stdout, "queued: /umount-full-a\n") && strings.Contains(r.stdout, "queued: /umount-full-b\n")) {
+		t.Fatalf("umount on a full disk: %+v", r)
+	}
+	fl.free()
+
 	// Stages: a daemon killed with changes queued; the disk is full (k
 	// pages free) when the next mount replays them. The mount may fail
 	// then, saying why; once freed, it mounts and everything commits.

@@ -159,7 +159,7 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	// It is created whole or not at all (a full disk): then this commit
 	// fails, the old journal goes on, and the next commit tries again.
 	oldJournal := t.journal
-	next, err := newJournal(t.opts.Dir, oldJournal.n+1, t.nextSeqLocked(), t.restageRecords(done))
+	next, err := t.startJournalLocked(oldJournal.n+1, t.nextSeqLocked(), t.restageRecords(done))
 	if err != nil {
 		t.mu.Unlock()
 		return fail(err)
@@ -192,6 +192,7 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 			t.unstageLocked(in)
 		}
 	}
+	t.makeReserveLocked() // space may be back: staging files went
 	t.mu.Unlock()
 	ns, _ := listJournals(t.opts.Dir)
 	for _, n := range ns {

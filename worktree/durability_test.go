@@ -59,6 +59,15 @@ func fillDisk(t *testing.T, dir string) func() {
 	}
 }
 
+// spendReserve takes the space a work folder keeps in reserve, as when it
+// was used already.
+func spendReserve(t *testing.T, work string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(work, "reserve")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCommitOnFullDisk (issue 8, defect 9): a commit that cannot start its
 // new journal on a full disk fails, leaves nothing behind, and the next
 // commit once there is room stores everything; the work folder opens
@@ -70,6 +79,7 @@ func TestCommitOnFullDisk(t *testing.T) {
 	work := filepath.Join(disk, "work")
 	tr := open(t, env.Repo, work)
 	writeFile(t, tr, tr.Root(), "queued", []byte("closed before the disk filled"), true)
+	spendReserve(t, work)
 	free := fillDisk(t, disk)
 	if _, err := tr.Commit(ctx); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("commit on a full disk = %v, want ENOSPC", err)
@@ -108,6 +118,7 @@ func TestOpenOnFullDisk(t *testing.T) {
 	work := filepath.Join(disk, "work")
 	tr := open(t, env.Repo, work)
 	writeFile(t, tr, tr.Root(), "queued", []byte("queued before the crash"), true)
+	spendReserve(t, work)
 	free := fillDisk(t, disk)
 	if _, err := worktree.Open(context.Background(), env.Repo, worktree.Options{Dir: work}); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("open on a full disk = %v, want ENOSPC", err)
@@ -221,5 +232,63 @@ func TestHostileJournalRecord(t *testing.T) {
 	log := logBuf.String()
 	if n := strings.Count(log, "malformed journal record"); n != 7 {
 		t.Fatalf("%d malformed records logged, want 7:\n%s", n, log)
+	}
+}
+
+// TestFullDiskOfOwnStaging: when the queued files themselves fill the
+// cache disk, the journal falls back on its reserve: a file can still be
+// deleted, and a commit still starts its journal, uploads the queue and so
+// frees the disk.
+func TestFullDiskOfOwnStaging(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	disk := smallDisk(t, "8m")
+	work := filepath.Join(disk, "work")
+	tr := open(t, env.Repo, work)
+	writeFile(t, tr, tr.Root(), "kept", []byte("closed before the disk filled"), true)
+	writeFile(t, tr, tr.Root(), "doomed", []byte("to be deleted on a full disk"), true)
+	in, _, err := tr.Create(tr.Root(), "big", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := tr.OpenFile(in, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := bytes.Repeat([]byte("b"), 256<<10)
+	var off int64
+	for {
+		n, err := h.WriteAt(buf, off)
+		off += int64(n)
+		if err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	h.Close() // may fail: it met the full disk
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatalf("commit on a disk full of queued files: %v", err)
+	}
+	if err := tr.Unlink(tr.Root(), "doomed"); err != nil {
+		t.Fatalf("unlink after the commit: %v", err)
+	}
+	writeFile(t, tr, tr.Root(), "after", []byte("written once the queue went up"), true)
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := open(t, r2, t.TempDir())
+	for name, want := range map[string]string{"kept": "closed before the disk filled", "after": "written once the queue went up"} {
+		if got := readFile(t, fresh, name); string(got) != want {
+			t.Fatalf("%s on the remote = %q", name, got)
+		}
+	}
+	if _, _, err := fresh.Lookup(fresh.Root(), "doomed"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("the file deleted on a full disk: %v", err)
 	}
 }

@@ -174,7 +174,7 @@ func keptForLog(p string) string {
 // next start: they predate the newest snapshot). t.mu is held.
 func (t *Tree) rewriteJournalOnto(seq uint64) error {
 	old := t.journal
-	j, err := newJournal(t.opts.Dir, old.n+1, seq, t.rewriteRecords())
+	j, err := t.startJournalLocked(old.n+1, seq, t.rewriteRecords())
 	if err != nil {
 		return err
 	}

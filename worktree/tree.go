@@ -81,6 +81,7 @@ type Tree struct {
 	baseSeq       uint64
 	staged        map[*Inode]bool
 	replaying     bool       // journals are being replayed: keep staging files
+	reserved      bool       // the reserve is allocated (see reserve.go)
 	dirty         bool       // something changed since the last commit
 	commitMu      sync.Mutex // one commit at a time
 	lastError     error
@@ -113,6 +114,11 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (*Tree, error) {
 	if err := os.MkdirAll(filepath.Join(o.Dir, stagingDir), 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create the staging area: %w", err)
 	}
+	// A reserve left by the last run is held again (a full disk may need
+	// it to write the replayed journal).
+	if fi, err := os.Stat(filepath.Join(o.Dir, reserveName)); err == nil && fi.Size() == reserveSize {
+		t.reserved = true
+	}
 	t.baseOnJournals()
 	j, err := t.replay()
 	if err != nil {
@@ -121,9 +127,10 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (*Tree, error) {
 	t.journal = j
 	// Changes made on an older snapshot go onto the newest (rebase.go).
 	if err := t.rebase(ctx); err != nil {
-		j.close()
+		t.journal.close()
 		return nil, err
 	}
+	t.makeReserveLocked()
 	return t, nil
 }
 
@@ -180,7 +187,7 @@ func (t *Tree) replay() (*journal, error) {
 	if t.dirty {
 		recs = t.rewriteRecords()
 	}
-	j, err := newJournal(t.opts.Dir, next, t.baseSeq, recs)
+	j, err := t.startJournalLocked(next, t.baseSeq, recs)
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +491,7 @@ func (t *Tree) record(rec record) error {
 	if t.journal == nil {
 		return nil
 	}
-	return t.journal.append(rec)
+	return t.withReserve(func() error { return t.journal.append(rec) })
 }
 
 func (t *Tree) changed() {
