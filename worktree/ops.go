@@ -373,6 +373,19 @@ func (t *Tree) stage(in *Inode, empty bool) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// Recorded first: if the journal cannot take it (a full disk), the
+	// file stays as it was (a truncating open must not empty it).
+	if in.parent != nil {
+		rec := record{Op: opStage, Path: []byte(t.pathOf(in)), Staging: id}
+		if overlay {
+			rec.Overlay = &overlayRecord{Base: node.Content, BaseSize: node.Size, BaseLimit: node.Size}
+		}
+		if err := t.record(rec); err != nil {
+			f.Close()
+			os.Remove(p)
+			return err
+		}
+	}
 	in.staging, in.file = id, f // closed again when no handle holds it
 	if overlay {
 		t.setOverlayLocked(in, node.Content, node.Size)
@@ -381,8 +394,5 @@ func (t *Tree) stage(in *Inode, empty bool) error {
 	}
 	in.gen++
 	t.staged[in] = true
-	if in.parent != nil {
-		return t.record(t.stageRecordLocked(in))
-	}
 	return nil
 }
