@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -369,10 +370,37 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	r.index = idx
 	dropped := r.unstored != nil && u == nil
 	if dropped {
+		if old := r.unstored.snap; newest >= old.Seq && !slices.ContainsFunc(snaps, func(s *Snapshot) bool { return s.ID == old.ID }) {
+			// Another writer took its number: its changes are only in
+			// the worktree's journals now, based on its parent.
+			r.state.Superseded = old.Seq
+		}
 		r.unstored, r.state.Unstored = nil, nil
 	}
 	r.mu.Unlock()
 	return r.rememberSeq(newest, dropped)
+}
+
+// Superseded returns the sequence number of a snapshot this client failed
+// to store and another writer's snapshot then took, or 0. The changes it
+// held are in the worktree's journals: those based on that number were
+// started for it, and build on the ones based on its parent.
+func (r *Repository) Superseded() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state.Superseded
+}
+
+// ClearSuperseded forgets the superseded snapshot, once the worktree has
+// carried its changes onto the newest snapshot.
+func (r *Repository) ClearSuperseded() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state.Superseded == 0 {
+		return nil
+	}
+	r.state.Superseded = 0
+	return r.state.save(r.stateDir)
 }
 
 // keepUnstored decides whether a snapshot whose upload failed (in this run,

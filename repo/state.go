@@ -21,6 +21,10 @@ type localState struct {
 	MaxSeq     uint64 `json:"max_seq"`
 	// Unstored is the sealed snapshot being uploaded, until it is stored.
 	Unstored *unstoredState `json:"unstored,omitempty"`
+	// Superseded is the sequence number of a snapshot this client failed
+	// to store and another writer's snapshot took, until the worktree has
+	// carried the changes it held onto the newest snapshot (Superseded).
+	Superseded uint64 `json:"superseded,omitempty"`
 }
 
 type unstoredState struct {

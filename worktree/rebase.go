@@ -66,7 +66,8 @@ func (t *Tree) Conflicts() (recent []Conflict, total int) {
 // baseOnJournals bases the tree on the snapshot the journals left behind
 // are based on, when that is older than the newest one and they hold
 // changes: a mount that started offline and stopped (or crashed) before it
-// could commit, while another writer committed. Those changes were never
+// could commit, or whose commit failed and was superseded (see
+// repo.Repository.Superseded), while another writer committed. Those changes were never
 // committed (a commit starts a journal based on the snapshot it stores
 // before it stores it), so they are replayed on their own base, and Open
 // then rebases the tree onto the newest snapshot. Journals that cannot be
@@ -76,6 +77,10 @@ func (t *Tree) baseOnJournals() {
 	if err != nil {
 		return
 	}
+	// A commit of ours that failed and whose number another writer took
+	// left journals based on that number, which build on the ones based
+	// on its parent: those are the base then.
+	sup := t.r.Superseded()
 	base, changes, found := uint64(0), false, false
 	for i := len(ns) - 1; i >= 0; i-- {
 		b, recs, err := readJournal(journalName(t.opts.Dir, ns[i]))
@@ -83,7 +88,10 @@ func (t *Tree) baseOnJournals() {
 			continue
 		}
 		if found && b != base {
-			break
+			if base != sup || b >= sup {
+				break
+			}
+			sup = 0
 		}
 		base, found = b, true
 		changes = changes || len(recs) > 0
@@ -157,7 +165,16 @@ func (t *Tree) rebase(ctx context.Context) error {
 		t.conflicts = slices.Clone(t.conflicts[n-maxConflicts:])
 	}
 	t.dirty = ours
+	t.clearSuperseded()
 	return nil
+}
+
+// clearSuperseded forgets a superseded commit of ours once its changes are
+// carried onto the newest snapshot (in the journal written since).
+func (t *Tree) clearSuperseded() {
+	if err := t.r.ClearSuperseded(); err != nil {
+		t.opts.Log.Warn("failed to update the local state", "err", err)
+	}
 }
 
 func keptForLog(p string) string {

@@ -330,3 +330,81 @@ func TestRebaseAtOpen(t *testing.T) {
 		t.Fatalf("w = %q", got)
 	}
 }
+
+// TestRebaseSupersededCommit: a commit whose snapshot upload failed, then
+// the writer stopped; another writer (its lease gone) committed that
+// sequence number. The journals of the failed commit are based on the
+// number the other writer took; the changes they hold (a new file here)
+// are replayed on the failed commit's parent and rebased onto the newest
+// snapshot at the next start, not lost.
+func TestRebaseSupersededCommit(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	trA := open(t, env.Repo, work)
+	writeFile(t, trA, trA.Root(), "x", []byte("base x"), true)
+	if _, err := trA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, trA, trA.Root(), "n", []byte("new n"), true)
+	overwrite(t, trA, "ours x", true, "x")
+	env.Remote.FailOn("put", "snapshots/", 1, faulty.FailBefore)
+	if _, err := trA.Commit(ctx); err == nil {
+		t.Fatal("commit with a failing snapshot upload succeeded")
+	}
+	env.Repo.Unlock(ctx) // A stops; its lease goes (or is broken)
+
+	rB, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rB.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	trB := open(t, rB, t.TempDir())
+	writeFile(t, trB, trB.Root(), "z", []byte("theirs z"), true)
+	overwrite(t, trB, "theirs x", true, "x")
+	if _, err := trB.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rB.Unlock(ctx)
+
+	rA, err := env.Reopen(t, "", false) // A starts again, on its cache
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rA.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	defer rA.Unlock(ctx)
+	if rA.Superseded() != 2 {
+		t.Fatalf("superseded = %d, want 2", rA.Superseded())
+	}
+	tr2 := open(t, rA, work)
+	conflicts, _ := tr2.Conflicts()
+	if len(conflicts) != 1 || conflicts[0].Path != "x" {
+		t.Fatalf("conflicts: %+v", conflicts)
+	}
+	want := map[string]string{"n": "new n", "z": "theirs z", "x": "theirs x", conflicts[0].Kept: "ours x"}
+	for path, content := range want {
+		if got := readFile(t, tr2, path); string(got) != content {
+			t.Errorf("%s = %q, want %q", path, got, content)
+		}
+	}
+	if rA.Superseded() != 0 {
+		t.Error("the superseded commit is still remembered after the rebase")
+	}
+	if snap, err := tr2.Commit(ctx); err != nil || snap == nil || snap.Seq != 3 {
+		t.Fatalf("commit: %v, %v", snap, err)
+	}
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3 := open(t, r3, t.TempDir())
+	for path, content := range want {
+		if got := readFile(t, tr3, path); string(got) != content {
+			t.Errorf("committed %s = %q, want %q", path, got, content)
+		}
+	}
+}

@@ -130,6 +130,7 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (*Tree, error) {
 		t.journal.close()
 		return nil, err
 	}
+	t.clearSuperseded()
 	t.makeReserveLocked()
 	return t, nil
 }
