@@ -74,6 +74,19 @@ func fill(t *testing.T, disk string, leavePages int) *filler {
 	return f
 }
 
+// spendReserve removes the space the daemon keeps in reserve for its
+// journal (work/reserve), as if a full disk had taken it already: the
+// journal then meets the full disk itself.
+func spendReserve(t *testing.T, disk string) {
+	t.Helper()
+	found, _ := filepath.Glob(filepath.Join(disk, "*", "work", "reserve"))
+	for _, p := range found { // none: spent already
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (f *filler) free() {
 	if err := os.Remove(f.path); err != nil {
 		f.t.Fatal(err)
@@ -98,10 +111,11 @@ func fileContent(name string, size int) []byte {
 
 // fullDisk tracks the files of a matrix run and the errors writers saw.
 type fullDisk struct {
-	t      *testing.T
-	files  []*diskFile
-	enospc int // writes that hit a full disk
-	stages int
+	t       *testing.T
+	files   []*diskFile
+	enospc  int // writes that hit a full disk
+	stages  int
+	refused int // commits and mounts that failed on a full disk
 }
 
 // write writes a file through the mount in 256 KiB writes. When full is
@@ -205,8 +219,9 @@ func umountCommitted(t *testing.T, c cliRepo, mnt string) {
 
 // TestFullDiskMatrix fills the cache disk while a file streams, before
 // commits (at several amounts of free space, so each local write of a
-// commit and of its journal rotation meets the full disk in turn) and
-// before a mount replays what a killed daemon queued.
+// commit and of its journal rotation meets the full disk in turn), before
+// an unmount, and before a mount replays what a killed daemon queued;
+// half of the stages with the daemon's reserve spent first.
 func TestFullDiskMatrix(t *testing.T) {
 	needRoot(t)
 	d := &fullDisk{t: t}
@@ -249,8 +264,14 @@ func TestFullDiskMatrix(t *testing.T) {
 	for _, k := range []int{0, 1, 2, 3, 4, 6, 8, 16} {
 		d.stages++
 		d.write(mnt, fmt.Sprintf("queued-%02d", k), 100<<10+k, false)
+		if k%2 == 1 {
+			spendReserve(t, disk)
+		}
 		fl := fill(t, disk, k)
-		d.check(fmt.Sprintf("commit with %d pages free", k), fsyncMount(mnt, "before-stream"), true)
+		if err := fsyncMount(mnt, "before-stream"); err != nil {
+			d.check(fmt.Sprintf("commit with %d pages free", k), err, true)
+			d.refused++
+		}
 		d.write(mnt, fmt.Sprintf("full-%02d", k), 5000, true)
 		fl.free()
 		d.write(mnt, fmt.Sprintf("freed-%02d", k), 3000+k, false)
@@ -285,12 +306,17 @@ func TestFullDiskMatrix(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		syscall.Unmount(mnt, syscall.MNT_DETACH)
+		if k%2 == 0 {
+			spendReserve(t, disk)
+		}
 		fl := fill(t, disk, k)
 		r := mountFull(t, c, mnt)
 		if r.code == 0 {
 			d.write(mnt, fmt.Sprintf("replay-full-%02d", k), 5000, true)
 		} else if !strings.Contains(r.stderr, "no space left on device") {
 			t.Fatalf("a mount on a full cache disk failed without saying the disk is full: %+v", r)
+		} else {
+			d.refused++
 		}
 		fl.free()
 		if r.code == 0 {
@@ -302,7 +328,8 @@ func TestFullDiskMatrix(t *testing.T) {
 	}
 
 	files, wrong := d.verify(c, mnt)
-	t.Logf("full disk matrix: %d stages, %d writes hit ENOSPC, %d files verified on a fresh cache, %d wrong bytes", d.stages, d.enospc, files, wrong)
+	t.Logf("full disk matrix: %d stages, %d writes hit ENOSPC, %d commits or mounts refused on the full disk (then done), %d files verified on a fresh cache, %d wrong bytes",
+		d.stages, d.enospc, d.refused, files, wrong)
 	if files < 20 {
 		t.Fatalf("only %d files verified; the matrix did not exercise much", files)
 	}
