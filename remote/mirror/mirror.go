@@ -254,11 +254,16 @@ func (m *Remote) Get(ctx context.Context, name string, offset, length int64) ([]
 	if lerr != nil || offset < 0 || offset > int64(len(b)) {
 		return nil, err
 	}
-	m.fallback(name, err)
 	b = b[offset:]
-	if length >= 0 && length <= int64(len(b)) {
+	if length >= 0 {
+		if length > int64(len(b)) {
+			// Never fewer bytes than asked for with no error (the
+			// copy may be a prefix kept from a bounded read).
+			return nil, fmt.Errorf("the local copy of %s holds %d bytes from %d, not %d: %w (and the remote: %v)", name, len(b), offset, length, remote.ErrShortRead, err)
+		}
 		b = b[:length]
 	}
+	m.fallback(name, err)
 	return b, nil
 }
 

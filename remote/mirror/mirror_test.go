@@ -229,3 +229,33 @@ func TestFreshReadsSkipCopies(t *testing.T) {
 		t.Fatalf("fresh read of s2 = %q, %v", b, err)
 	}
 }
+
+// TestCopyNeverServesLess (issue 8 review): a local copy shorter than the
+// range asked for (a copy saved from a read bounded by a listed size that
+// was too small) is a short read, as the remote contract says, never fewer
+// bytes with no error.
+func TestCopyNeverServesLess(t *testing.T) {
+	ctx := context.Background()
+	f := faulty.New(remotetest.NewMemory(t), 1)
+	m := mirror.New(f, t.TempDir(), repoNames)
+	if err := m.Put(ctx, "config", []byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	// A read bounded by a size that was too small keeps a prefix as the copy.
+	if b, err := m.Get(ctx, "config", 0, 4); err != nil || string(b) != "0123" {
+		t.Fatalf("bounded read = %q, %v", b, err)
+	}
+	f.SetFailRate(1)
+	for _, r := range [][2]int64{{0, 10}, {2, 8}, {0, 5}} {
+		b, err := m.Get(ctx, "config", r[0], r[1])
+		if err == nil && int64(len(b)) != r[1] {
+			t.Errorf("Get(%d, %d) while down = %q (%d bytes) with no error, want %d bytes or an error", r[0], r[1], b, len(b), r[1])
+		}
+		if err != nil && !errors.Is(err, remote.ErrShortRead) {
+			t.Errorf("Get(%d, %d) while down = %v, want a short read", r[0], r[1], err)
+		}
+	}
+	if b, err := m.Get(ctx, "config", 1, 3); err != nil || string(b) != "123" {
+		t.Fatalf("Get(1, 3) while down = %q, %v", b, err)
+	}
+}
