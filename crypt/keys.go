@@ -64,6 +64,8 @@ const (
 	labelIDKey     = "sealfs v1 blob id"
 	labelGearKey   = "sealfs v1 chunker gear table"
 	labelConfigMAC = "sealfs v1 config mac"
+	labelLocalKey  = "sealfs v1 local cache"
+	labelLocalFile = "sealfs v1 local file"
 	adPrefix       = "sealfs v1 object\x00"
 )
 
@@ -85,6 +87,7 @@ type Keys struct {
 	idKey     [KeySize]byte
 	gearKey   [KeySize]byte
 	configMAC [KeySize]byte
+	localKey  [KeySize]byte
 }
 
 // DeriveKeys derives the subkeys of repository repo from its master key with
@@ -104,7 +107,7 @@ func DeriveKeys(mk MasterKey, repo RepoID) (*Keys, error) {
 	for _, s := range []struct {
 		dst   *[KeySize]byte
 		label string
-	}{{&k.idKey, labelIDKey}, {&k.gearKey, labelGearKey}, {&k.configMAC, labelConfigMAC}} {
+	}{{&k.idKey, labelIDKey}, {&k.gearKey, labelGearKey}, {&k.configMAC, labelConfigMAC}, {&k.localKey, labelLocalKey}} {
 		b, err := derive(s.label)
 		if err != nil {
 			return nil, fmt.Errorf("failed to derive subkey: %w", err)

@@ -19,7 +19,7 @@ const vectorFile = "../testdata/vectors/crypt.json"
 // failure expected ("auth", "typo", "slot-mismatch").
 type vector struct {
 	Name      string `json:"name"`
-	Kind      string `json:"kind"` // derive | open | code | slot
+	Kind      string `json:"kind"` // derive | open | code | slot | local
 	MasterKey string `json:"master_key,omitempty"`
 	Repo      string `json:"repository,omitempty"`
 	Type      uint8  `json:"type,omitempty"`
@@ -28,6 +28,8 @@ type vector struct {
 	Salt      string `json:"salt,omitempty"`
 	Output    string `json:"output,omitempty"` // hex
 	Extra     string `json:"extra,omitempty"`
+	File      string `json:"file,omitempty"` // local: the local file's name
+	AD        string `json:"ad,omitempty"`   // local: associated data, hex
 	Fail      string `json:"fail,omitempty"`
 }
 
@@ -83,6 +85,27 @@ func makeVectors(t *testing.T) []vector {
 		bad.Name, bad.Fail = v.name, "auth"
 		v.edit(&bad)
 		vs = append(vs, bad)
+	}
+	lf, err := k.LocalKey().LocalFile("staging/00112233445566778899aabbccddeeff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad := []byte{0, 0, 0, 0, 0, 0, 0, 7}
+	lsealed, _ := lf.Seal(nil, ad, pt)
+	local := vector{Kind: "local", MasterKey: mkHex, Repo: repoHex, File: "staging/00112233445566778899aabbccddeeff", AD: hex.EncodeToString(ad), Input: hex.EncodeToString(lsealed)}
+	for _, v := range []struct {
+		name string
+		edit func(*vector)
+	}{
+		{"local-open-valid", func(v *vector) { v.Output = hex.EncodeToString(pt) }},
+		{"local-open-other-file", func(v *vector) { v.File, v.Fail = "staging/00112233445566778899aabbccddeef0", "auth" }},
+		{"local-open-other-ad", func(v *vector) { v.AD, v.Fail = "0000000000000008", "auth" }},
+		{"local-open-other-repository", func(v *vector) { v.Repo, v.Fail = RepoID{3}.String(), "auth" }},
+	} {
+		lv := local
+		lv.Name = v.name
+		v.edit(&lv)
+		vs = append(vs, lv)
 	}
 	code, _ := NewRecoveryCode()
 	salt := make([]byte, SaltSize)
@@ -179,6 +202,18 @@ func TestVectors(t *testing.T) {
 						t.Fatalf("gear table starts %s, want %s", gearHex, v.Extra)
 					}
 				}
+			case "local":
+				var mk MasterKey
+				copy(mk.b[:], mustHex(t, v.MasterKey))
+				repo, _ := ParseRepoID(v.Repo)
+				k, _ := DeriveKeys(mk, repo)
+				lf, lerr := k.LocalKey().LocalFile(v.File)
+				if lerr != nil {
+					t.Fatal(lerr)
+				}
+				var pt []byte
+				pt, err = lf.Open(nil, mustHex(t, v.AD), mustHex(t, v.Input))
+				got = hex.EncodeToString(pt)
 			case "code":
 				var c RecoveryCode
 				if c, err = ParseRecoveryCode(v.Input); err == nil {
