@@ -130,14 +130,21 @@ func (s *Saver) saveFile(ctx context.Context, path string) ([]repo.Extent, uint6
 	return content, n, nil
 }
 
+// SparseFile is an open local file whose holes can be found with Seek and
+// SEEK_DATA or SEEK_HOLE: an *os.File, or a sealed staging file.
+type SparseFile interface {
+	io.ReaderAt
+	Seek(offset int64, whence int) (int64, error)
+}
+
 // SaveFileContent stores the first size bytes of an open local file: its
 // data regions are chunked and stored, its holes (found with SEEK_DATA and
 // SEEK_HOLE) become hole extents without being read.
-func SaveFileContent(ctx context.Context, r *repo.Repository, f *os.File, size int64) ([]repo.Extent, uint64, error) {
+func SaveFileContent(ctx context.Context, r *repo.Repository, f SparseFile, size int64) ([]repo.Extent, uint64, error) {
 	w := r.NewFileWriter()
 	var off int64
 	for off < size {
-		data, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+		data, err := f.Seek(off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) { // only a hole is left
 			data = size
 		} else if err != nil { // no SEEK_DATA here: read it all
@@ -148,7 +155,7 @@ func SaveFileContent(ctx context.Context, r *repo.Repository, f *os.File, size i
 		if data >= size {
 			break
 		}
-		hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
+		hole, err := f.Seek(data, unix.SEEK_HOLE)
 		if err != nil || hole > size {
 			hole = size
 		}

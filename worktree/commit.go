@@ -21,7 +21,7 @@ type dirCopy struct {
 type stagedJob struct {
 	in      *Inode
 	gen     uint64
-	path    string // the staging file, opened only while it is read
+	staging string // the staging file's id, opened only while it is read
 	size    uint64
 	overlay *overlayView // set for a file changed in place
 	stream  *streamer    // set for a new file chunked while written
@@ -95,7 +95,7 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	var jobs []*stagedJob
 	for in := range t.staged {
 		if in.writers == 0 && in.parent != nil && (in.committed == nil || in.gen != in.cleanGen) {
-			j := &stagedJob{in: in, gen: in.gen, path: t.stagingPath(in.staging), size: in.meta.Size}
+			j := &stagedJob{in: in, gen: in.gen, staging: in.staging, size: in.meta.Size}
 			if in.overlay {
 				j.overlay = t.overlayViewLocked(in)
 			}
@@ -294,7 +294,7 @@ func (t *Tree) restageRecords(done map[*Inode]*stagedJob) []record {
 
 // storeStaged chunks and stores a staged file from its staging copy.
 func (t *Tree) storeStaged(ctx context.Context, j *stagedJob) ([]repo.Extent, error) {
-	f, err := os.Open(j.path)
+	f, err := t.openStaging(j.staging, false)
 	if err != nil {
 		return nil, err
 	}

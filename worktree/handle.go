@@ -2,7 +2,6 @@ package worktree
 
 import (
 	"io"
-	"os"
 	"syscall"
 	"time"
 
@@ -40,7 +39,7 @@ func (t *Tree) OpenFile(in *Inode, write, trunc bool) (*Handle, error) {
 	// A staging file is open only while the file is: a tree of 100k
 	// queued files must not hold 100k descriptors.
 	if in.staging != "" && in.file == nil {
-		f, err := os.OpenFile(t.stagingPath(in.staging), os.O_RDWR, 0)
+		f, err := t.openStaging(in.staging, false)
 		if err != nil {
 			return nil, err
 		}
@@ -214,20 +213,14 @@ func (h *Handle) Allocate(off, size uint64, mode uint32) error {
 	if f == nil {
 		return syscall.EIO
 	}
-	if err := syscall.Fallocate(int(f.Fd()), mode, int64(off), int64(size)); err != nil {
+	if err := f.Allocate(int64(off), int64(size), mode); err != nil {
 		return err
 	}
 	t.mu.Lock()
 	if in.stream != nil {
 		in.stream.stop(true)
 	}
-	t.mu.Unlock()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	t.mu.Lock()
-	in.meta.Size = uint64(fi.Size())
+	in.meta.Size = uint64(f.Size())
 	in.gen++
 	h.wrote = true
 	t.mu.Unlock()

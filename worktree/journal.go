@@ -3,6 +3,8 @@ package worktree
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -38,6 +41,10 @@ type record struct {
 	// Overlay, on a stage record, says the staging file holds only the
 	// Written ranges over Base (see Inode).
 	Overlay *overlayRecord `json:"overlay,omitempty"`
+
+	// legacy marks a record read from a plaintext journal of an older
+	// sealfs: its staging file is plaintext too, and is sealed at replay.
+	legacy bool
 }
 
 // check reports whether a record read back from the journal is well
@@ -121,12 +128,58 @@ type overlayRecord struct {
 
 // journal appends records to work/journal.<n>. Writes go to the kernel at
 // once (they survive a crash of the daemon); Sync makes them durable.
+//
+// A journal is sealed (docs/SPEC.md §12.2): a header (journalMagic and a
+// random journal id), then one frame per record: its length (4 bytes, big
+// endian) and the record's JSON sealed under the journal's own key with
+// the record's index as associated data, so that a record cannot be
+// changed, moved or dropped from the middle unnoticed.
 type journal struct {
 	dir  string
 	n    uint64
 	f    *os.File
 	path string
 	off  int64 // size after the last whole record
+	seal *crypt.LocalFile
+	idx  uint64 // index of the next record
+}
+
+// journalMagic starts a sealed journal; a random journal id follows.
+const (
+	journalMagic  = "sealfs journal 1"
+	journalIDSize = 16
+	journalHeader = len(journalMagic) + journalIDSize
+	// maxRecord bounds a sealed record (an overlay of a huge file lists
+	// many extents).
+	maxRecord = 1 << 30
+)
+
+// journalKey is the name a journal's key is derived from: its number and
+// its random id.
+func journalKey(key crypt.LocalKey, n uint64, id []byte) (*crypt.LocalFile, error) {
+	return key.LocalFile(fmt.Sprintf("journal/%d/%x", n, id))
+}
+
+func recordAD(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
+
+// frame appends the sealed frame of r, as record number j.idx, to dst, and
+// counts the record.
+func (j *journal) frame(dst []byte, r record) ([]byte, error) {
+	pt, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(pt)+crypt.Overhead > maxRecord {
+		return nil, fmt.Errorf("failed to write journal: a %d-byte record is over the %d-byte limit", len(pt), maxRecord)
+	}
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	if dst, err = j.seal.Seal(dst, recordAD(j.idx), pt); err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	j.idx++
+	return dst, nil
 }
 
 func journalName(dir string, n uint64) string {
@@ -160,14 +213,21 @@ const journalTemp = "journal.tmp"
 // renames it into place. So a journal on disk always starts with its base
 // record, and a full disk leaves nothing behind: the next attempt starts
 // afresh.
-func newJournal(dir string, n, base uint64, recs []record) (*journal, error) {
-	var buf []byte
+func newJournal(dir string, key crypt.LocalKey, n, base uint64, recs []record) (*journal, error) {
+	id := make([]byte, journalIDSize)
+	if _, err := rand.Read(id); err != nil {
+		return nil, fmt.Errorf("failed to create journal: %w", err)
+	}
+	seal, err := journalKey(key, n, id)
+	if err != nil {
+		return nil, err
+	}
+	j := &journal{dir: dir, n: n, seal: seal}
+	buf := append([]byte(journalMagic), id...)
 	for _, r := range append([]record{{Op: opBase, Seq: base}}, recs...) {
-		b, err := encodeRecord(r)
-		if err != nil {
+		if buf, err = j.frame(buf, r); err != nil {
 			return nil, err
 		}
-		buf = append(buf, b...)
 	}
 	tmp, p := filepath.Join(dir, journalTemp), journalName(dir, n)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
@@ -187,7 +247,8 @@ func newJournal(dir string, n, base uint64, recs []record) (*journal, error) {
 		os.Remove(tmp)
 		return nil, fmt.Errorf("failed to create journal: %w", err)
 	}
-	return &journal{dir: dir, n: n, f: f, path: p, off: int64(len(buf))}, nil
+	j.f, j.path, j.off = f, p, int64(len(buf))
+	return j, nil
 }
 
 func syncDir(dir string) error {
@@ -199,25 +260,17 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// encodeRecord returns a record as it is stored: one line.
-func encodeRecord(r record) ([]byte, error) {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
-}
-
 // append writes one record and hands it to the kernel, in one write. A
 // failed write (a full disk) is cut back off, so that the journal never
 // holds a torn record in its middle: the operation fails, the queue stays
 // whole.
 func (j *journal) append(r record) error {
-	b, err := encodeRecord(r)
+	b, err := j.frame(nil, r)
 	if err != nil {
 		return err
 	}
 	if _, err := j.f.Write(b); err != nil {
+		j.idx-- // not written: the next record takes its index
 		if terr := j.f.Truncate(j.off); terr != nil {
 			return fmt.Errorf("failed to write journal: %w (and failed to cut the torn record off: %v)", err, terr)
 		}
@@ -239,23 +292,100 @@ var errJournalDamaged = errors.New("journal is damaged")
 // full disk left them empty); no operation was acknowledged from it.
 var errJournalEmpty = errors.New("journal holds no record")
 
-// readJournal returns the base sequence number and the records of a journal
-// file (see decodeJournal).
-func readJournal(path string) (uint64, []record, error) {
+// hasSealedJournal reports whether any of the journals ns in dir is sealed.
+// A cache that has one was sealed: a plaintext journal of an older sealfs
+// is accepted only in a cache that never was.
+func hasSealedJournal(dir string, ns []uint64) bool {
+	for _, n := range ns {
+		f, err := os.Open(journalName(dir, n))
+		if err != nil {
+			continue
+		}
+		var b [1]byte
+		k, _ := f.Read(b[:])
+		f.Close()
+		if k == 1 && b[0] != '{' {
+			return true
+		}
+	}
+	return false
+}
+
+// readJournal returns the base sequence number and the records of journal
+// file number n (see decodeJournal).
+func readJournal(path string, key crypt.LocalKey, n uint64) (uint64, []record, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, nil, err
 	}
-	return decodeJournal(b, path)
+	return decodeJournal(b, path, key, n)
 }
 
-// decodeJournal returns the base sequence number and the records of a
-// journal's bytes; name names it in errors. A torn last line (a crash
-// mid-write) is ignored; at a damaged line in the middle it returns the
-// records before it with an error wrapping errJournalDamaged. A journal
-// without a whole record is errJournalEmpty. Records are not checked here:
-// Tree.apply checks each one before it uses it.
-func decodeJournal(b []byte, name string) (uint64, []record, error) {
+// decodeJournal returns the base sequence number and the records of the
+// bytes of journal number n; name names it in errors. A torn last record
+// (a crash mid-write) is ignored; at a damaged record in the middle it
+// returns the records before it with an error wrapping errJournalDamaged. A
+// journal without a whole record is errJournalEmpty. A plaintext journal
+// of an older sealfs (JSON lines) is read too; its records are marked
+// legacy. Records are not checked here: Tree.apply checks each one before
+// it uses it.
+func decodeJournal(b []byte, name string, key crypt.LocalKey, n uint64) (uint64, []record, error) {
+	if len(b) > 0 && b[0] == '{' {
+		return decodeLegacyJournal(b, name)
+	}
+	if len(b) == 0 {
+		return 0, nil, fmt.Errorf("%w: %s", errJournalEmpty, name)
+	}
+	if len(b) < journalHeader || string(b[:len(journalMagic)]) != journalMagic {
+		return 0, nil, fmt.Errorf("journal %s is damaged at its first record: no sealfs journal header", name)
+	}
+	seal, err := journalKey(key, n, b[len(journalMagic):journalHeader])
+	if err != nil {
+		return 0, nil, err
+	}
+	var recs []record
+	for pos := journalHeader; len(b)-pos >= 4; {
+		size := int(binary.BigEndian.Uint32(b[pos:]))
+		if size > maxRecord || size < crypt.Overhead {
+			return damagedJournal(name, recs)
+		}
+		if len(b)-pos-4 < size {
+			break // torn by a crash in the middle of the write
+		}
+		pt, err := seal.Open(nil, recordAD(uint64(len(recs))), b[pos+4:pos+4+size])
+		var r record
+		if err != nil || json.Unmarshal(pt, &r) != nil {
+			return damagedJournal(name, recs)
+		}
+		recs = append(recs, r)
+		pos += 4 + size
+	}
+	return journalRecords(name, recs)
+}
+
+// damagedJournal returns what came before a damaged record. Only the disk
+// (or someone who can write the cache) damages a record in the middle:
+// keep what came before it rather than refuse to mount.
+func damagedJournal(name string, recs []record) (uint64, []record, error) {
+	if len(recs) == 0 || recs[0].Op != opBase {
+		return 0, nil, fmt.Errorf("journal %s is damaged at its first record", name)
+	}
+	return recs[0].Seq, recs[1:], fmt.Errorf("%w: %s at record %d", errJournalDamaged, name, len(recs)+1)
+}
+
+// journalRecords returns the base and the records after it.
+func journalRecords(name string, recs []record) (uint64, []record, error) {
+	if len(recs) == 0 {
+		return 0, nil, fmt.Errorf("%w: %s", errJournalEmpty, name)
+	}
+	if recs[0].Op != opBase {
+		return 0, nil, fmt.Errorf("journal %s has no base record", name)
+	}
+	return recs[0].Seq, recs[1:], nil
+}
+
+// decodeLegacyJournal reads a plaintext journal of one JSON line per record.
+func decodeLegacyJournal(b []byte, name string) (uint64, []record, error) {
 	var recs []record
 	rd := bufio.NewReader(bytes.NewReader(b))
 	for {
@@ -265,20 +395,10 @@ func decodeJournal(b []byte, name string) (uint64, []record, error) {
 		}
 		var r record
 		if json.Unmarshal(line, &r) != nil {
-			// Only the disk can damage a line in the middle: keep what
-			// came before it rather than refuse to mount.
-			if len(recs) == 0 || recs[0].Op != opBase {
-				return 0, nil, fmt.Errorf("journal %s is damaged at its first record", name)
-			}
-			return recs[0].Seq, recs[1:], fmt.Errorf("%w: %s at record %d", errJournalDamaged, name, len(recs)+1)
+			return damagedJournal(name, recs)
 		}
+		r.legacy = true
 		recs = append(recs, r)
 	}
-	if len(recs) == 0 {
-		return 0, nil, fmt.Errorf("%w: %s", errJournalEmpty, name)
-	}
-	if recs[0].Op != opBase {
-		return 0, nil, fmt.Errorf("journal %s has no base record", name)
-	}
-	return recs[0].Seq, recs[1:], nil
+	return journalRecords(name, recs)
 }

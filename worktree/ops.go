@@ -2,7 +2,6 @@ package worktree
 
 import (
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -288,7 +287,13 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 	defer t.changed()
 	defer t.mu.Unlock()
 	if s.Size != nil {
-		if err := os.Truncate(t.stagingPath(in.staging), int64(*s.Size)); err != nil {
+		f, err := t.openStaging(in.staging, false)
+		if err != nil {
+			return Attr{}, err
+		}
+		err = f.Truncate(int64(*s.Size))
+		f.Close()
+		if err != nil {
 			return Attr{}, err
 		}
 		if in.stream != nil {
@@ -358,8 +363,7 @@ func (t *Tree) stage(in *Inode, empty bool) error {
 	t.mu.Unlock()
 
 	id := newStagingID()
-	p := filepath.Join(t.opts.Dir, stagingDir, id)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := t.openStaging(id, true)
 	if err != nil {
 		return err
 	}
@@ -367,25 +371,12 @@ func (t *Tree) stage(in *Inode, empty bool) error {
 	if overlay {
 		if err := f.Truncate(int64(node.Size)); err != nil {
 			f.Close()
-			os.Remove(p)
+			os.Remove(t.stagingPath(id))
 			return err
 		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	// Recorded first: if the journal cannot take it (a full disk), the
-	// file stays as it was (a truncating open must not empty it).
-	if in.parent != nil {
-		rec := record{Op: opStage, Path: []byte(t.pathOf(in)), Staging: id}
-		if overlay {
-			rec.Overlay = &overlayRecord{Base: node.Content, BaseSize: node.Size, BaseLimit: node.Size}
-		}
-		if err := t.record(rec); err != nil {
-			f.Close()
-			os.Remove(p)
-			return err
-		}
-	}
 	in.staging, in.file = id, f // closed again when no handle holds it
 	if overlay {
 		t.setOverlayLocked(in, node.Content, node.Size)
@@ -394,5 +385,8 @@ func (t *Tree) stage(in *Inode, empty bool) error {
 	}
 	in.gen++
 	t.staged[in] = true
+	if in.parent != nil {
+		return t.record(t.stageRecordLocked(in))
+	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/repo"
@@ -14,7 +13,7 @@ import (
 // written ranges (and of anything at or past baseLimit) come from the
 // staging file, the rest from the base content.
 type overlayView struct {
-	f         *os.File
+	f         io.ReaderAt // the staging file
 	base      []repo.Extent
 	baseRd    *repo.FileReader
 	baseLimit uint64

@@ -83,7 +83,7 @@ func (t *Tree) baseOnJournals() {
 	sup := t.r.Superseded()
 	base, changes, found := uint64(0), false, false
 	for i := len(ns) - 1; i >= 0; i-- {
-		b, recs, err := readJournal(journalName(t.opts.Dir, ns[i]))
+		b, recs, err := readJournal(journalName(t.opts.Dir, ns[i]), t.localKey, ns[i])
 		if err != nil && !errors.Is(err, errJournalDamaged) {
 			continue
 		}

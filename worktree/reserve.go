@@ -65,7 +65,7 @@ func (t *Tree) startJournalLocked(n, base uint64, recs []record) (*journal, erro
 	var j *journal
 	err := t.withReserve(func() error {
 		var err error
-		j, err = newJournal(t.opts.Dir, n, base, recs)
+		j, err = newJournal(t.opts.Dir, t.localKey, n, base, recs)
 		return err
 	})
 	return j, err

@@ -3,7 +3,6 @@ package worktree
 import (
 	"errors"
 	"io"
-	"os"
 	"sync"
 
 	"github.com/sealfs/sealfs/repo"
@@ -21,7 +20,8 @@ type streamer struct {
 	t  *Tree
 	in *Inode
 
-	f *os.File // its own descriptor of the staging file
+	f         *stagingFile // its own reference to the staging file
+	closeOnce sync.Once
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -37,11 +37,7 @@ type streamer struct {
 
 // startStreamLocked starts a streamer for an empty staged file. t.mu is held.
 func (t *Tree) startStreamLocked(in *Inode) {
-	f, err := os.Open(t.stagingPath(in.staging))
-	if err != nil {
-		return // the commit chunks it instead
-	}
-	s := &streamer{t: t, in: in, f: f, done: make(chan struct{})}
+	s := &streamer{t: t, in: in, f: in.file.retain(), done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	in.stream = s
 	go s.run()
@@ -104,7 +100,7 @@ func (r *streamReader) Read(p []byte) (int, error) {
 
 func (s *streamer) run() {
 	defer close(s.done)
-	defer s.f.Close()
+	defer s.closeFile()
 	w := s.t.r.NewFileWriter()
 	err := w.Write(s.t.ctx, &streamReader{s: s})
 	content, total := w.Content()
@@ -115,6 +111,9 @@ func (s *streamer) run() {
 	}
 	s.content, s.total, s.err = content, total, err
 }
+
+// closeFile releases the streamer's reference to the staging file, once.
+func (s *streamer) closeFile() { s.closeOnce.Do(func() { s.f.Close() }) }
 
 // result returns the streamed content if it is complete for size bytes.
 func (s *streamer) result(size uint64) ([]repo.Extent, bool) {

@@ -33,7 +33,7 @@ type Inode struct {
 	// Content. A clean file reads meta.Content; a staged file reads its
 	// staging file, and committed keeps what the last snapshot holds.
 	staging   string
-	file      *os.File
+	file      *stagingFile
 	gen       uint64     // bumped by every content change
 	committed *repo.Node // what the last snapshot holds; nil if never committed
 	cleanGen  uint64     // gen whose content committed holds
@@ -87,6 +87,14 @@ type Tree struct {
 	lastError     error
 	conflicts     []Conflict // the last ones met by rebases (rebase.go)
 	conflictCount int
+
+	// localKey seals the staging area and the journal.
+	localKey    crypt.LocalKey
+	stagingMu   sync.Mutex // guards stagingOpen; taken after t.mu
+	stagingOpen map[string]*stagingFile
+	// legacyStaging maps the plaintext staging files of an older sealfs,
+	// found at replay, to their sealed copies.
+	legacyStaging map[string]string
 }
 
 const stagingDir = "staging"
@@ -97,7 +105,8 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (*Tree, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	t := &Tree{r: r, opts: o, ctx: ctx, nextIno: 1, staged: map[*Inode]bool{}}
+	t := &Tree{r: r, opts: o, ctx: ctx, nextIno: 1, staged: map[*Inode]bool{},
+		localKey: r.LocalKey(), stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{}}
 	t.root = &Inode{Ino: t.newIno(), meta: repo.Node{Type: repo.NodeDir, Mode: 0o755}}
 	if s := r.Latest(); s != nil {
 		t.baseSeq = s.Seq
@@ -149,11 +158,12 @@ func (t *Tree) replay() (*journal, error) {
 	}
 	var next uint64 = 1
 	var applied []string
+	legacyOK := !hasSealedJournal(t.opts.Dir, ns)
 	t.replaying = true
 	for _, n := range ns {
 		next = n + 1
 		p := journalName(t.opts.Dir, n)
-		base, recs, err := readJournal(p)
+		base, recs, err := readJournal(p, t.localKey, n)
 		if errors.Is(err, errJournalEmpty) {
 			t.opts.Log.Warn("removing an empty journal: it was cut off as it was created, before it recorded anything", "journal", p)
 			applied = append(applied, p)
@@ -163,6 +173,16 @@ func (t *Tree) replay() (*journal, error) {
 			t.opts.Log.Error("replaying a damaged journal up to the damage; later changes are lost", "err", err)
 		} else if err != nil {
 			return nil, err
+		}
+		if len(recs) > 0 && recs[0].legacy && !legacyOK {
+			// Only someone who can write the cache puts a plaintext
+			// journal beside sealed ones: its records are not ours.
+			aside := filepath.Join(t.opts.Dir, "refused-"+filepath.Base(p))
+			t.opts.Log.Error("refusing a plaintext journal in a sealed cache; it is kept aside, unreplayed", "journal", p, "aside", aside)
+			if err := os.Rename(p, aside); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if base < t.baseSeq {
 			old := filepath.Join(t.opts.Dir, "committed-"+filepath.Base(p))
@@ -378,6 +398,13 @@ func (t *Tree) apply(rec record) error {
 		if in.meta.Type != repo.NodeFile {
 			return syscall.EINVAL
 		}
+		if rec.legacy {
+			if rec.Staging, err = t.sealLegacyStaging(rec.Staging); errors.Is(err, os.ErrNotExist) {
+				return nil // committed and cleaned before the crash
+			} else if err != nil {
+				return err
+			}
+		}
 		fi, err := os.Stat(t.stagingPath(rec.Staging))
 		if errors.Is(err, os.ErrNotExist) {
 			return nil // committed and cleaned before the crash
@@ -389,7 +416,7 @@ func (t *Tree) apply(rec record) error {
 			in.file.Close()
 			in.file = nil
 		}
-		in.staging, in.meta.Size = rec.Staging, uint64(fi.Size())
+		in.staging, in.meta.Size = rec.Staging, stagedSize(fi.Size())
 		in.overlay = rec.Overlay != nil
 		if o := rec.Overlay; o != nil {
 			t.setOverlayLocked(in, o.Base, o.BaseSize)
@@ -429,7 +456,7 @@ func (t *Tree) unstageLocked(in *Inode) {
 	in.overlay, in.base, in.written, in.baseReader = false, nil, nil, nil
 	if in.stream != nil {
 		in.stream.stop(true)
-		in.stream.f.Close() // free the deleted file's space now
+		in.stream.closeFile() // free the deleted file's space now
 		in.stream = nil
 	}
 	delete(t.staged, in)

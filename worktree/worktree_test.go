@@ -3,11 +3,15 @@ package worktree_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -164,7 +168,8 @@ func TestCrashReplay(t *testing.T) {
 func open2(t *testing.T, r *repo.Repository, dir string) *worktree.Tree { return open(t, r, dir) }
 
 // TestTornJournal: a crash in the middle of appending leaves a torn last
-// line, which replay ignores; damage in the middle keeps what came before.
+// record, which replay ignores; a record damaged, dropped or moved in the
+// middle stops the replay there, keeping what came before.
 func TestTornJournal(t *testing.T) {
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	work := t.TempDir()
@@ -175,23 +180,76 @@ func TestTornJournal(t *testing.T) {
 		t.Fatalf("journals: %v", journals)
 	}
 	f, _ := os.OpenFile(journals[0], os.O_WRONLY|os.O_APPEND, 0)
-	f.WriteString(`{"op":"create","path":"dG9ybg==","me`)
+	f.Write([]byte{0, 0, 1, 0, 0xde, 0xad}) // a frame of 256 bytes, 2 written
 	f.Close()
 	tr2 := open2(t, env.Repo, work)
 	if got := readFile(t, tr2, "kept"); string(got) != "kept" {
 		t.Fatalf("after a torn journal: %q", got)
 	}
-	writeFile(t, tr2, tr2.Root(), "later", []byte("later"), true)
-	journals, _ = filepath.Glob(filepath.Join(work, "journal.*"))
-	last := journals[len(journals)-1]
-	b, _ := os.ReadFile(last)
-	lines := bytes.Split(b, []byte("\n"))
-	lines[len(lines)/2] = []byte("garbage")
-	os.WriteFile(last, bytes.Join(lines, []byte("\n")), 0o600)
-	tr3 := open2(t, env.Repo, work)
-	if got := readFile(t, tr3, "kept"); string(got) != "kept" {
-		t.Fatalf("after a damaged journal: %q", got)
+	for i := range 3 {
+		writeFile(t, tr2, tr2.Root(), fmt.Sprintf("later%d", i), []byte("later"), true)
 	}
+	journals, _ = filepath.Glob(filepath.Join(work, "journal.*"))
+	saved := map[string][]byte{}
+	for _, j := range journals {
+		saved[j], _ = os.ReadFile(j)
+	}
+	last := journals[len(journals)-1]
+	good := saved[last]
+	frames := journalFrames(t, good)
+	if len(frames) < 8 {
+		t.Fatalf("only %d records", len(frames))
+	}
+	mid := len(frames) - 3 // a record of the later files
+	for _, c := range []struct {
+		name string
+		edit func(fr [][]byte) [][]byte
+	}{
+		{"flipped", func(fr [][]byte) [][]byte { fr[mid][10] ^= 1; return fr }},
+		{"dropped", func(fr [][]byte) [][]byte { return append(fr[:mid:mid], fr[mid+1:]...) }},
+		{"swapped", func(fr [][]byte) [][]byte { fr[mid], fr[mid+1] = fr[mid+1], fr[mid]; return fr }},
+	} {
+		fr := journalFrames(t, good)
+		os.WriteFile(last, bytes.Join(c.edit(fr), nil), 0o600)
+		var logBuf bytes.Buffer
+		tr3, err := worktree.Open(context.Background(), env.Repo, worktree.Options{Dir: work, Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, tr3, "kept"); string(got) != "kept" {
+			t.Fatalf("%s: after a damaged journal: %q", c.name, got)
+		}
+		if !strings.Contains(logBuf.String(), "damaged journal") {
+			t.Fatalf("%s: replay did not report the damage: %s", c.name, logBuf.String())
+		}
+		// The replay wrote its state as a new journal: put the test's back.
+		journals, _ = filepath.Glob(filepath.Join(work, "journal.*"))
+		for _, j := range journals {
+			os.Remove(j)
+		}
+		for j, b := range saved {
+			os.WriteFile(j, b, 0o600)
+		}
+	}
+}
+
+// journalFrames splits a sealed journal into its header (first, with the
+// base record) and one piece per record.
+func journalFrames(t *testing.T, b []byte) [][]byte {
+	t.Helper()
+	const header = 32
+	var out [][]byte
+	pos := header
+	for pos < len(b) {
+		n := 4 + int(binary.BigEndian.Uint32(b[pos:]))
+		if pos+n > len(b) {
+			t.Fatalf("frame at %d runs past the end", pos)
+		}
+		out = append(out, b[pos:pos+n])
+		pos += n
+	}
+	out[0] = append(append([]byte(nil), b[:header]...), out[0]...)
+	return out
 }
 
 // TestOverlayRewrite: changing a few bytes of a stored file downloads no
