@@ -442,6 +442,10 @@ type faultOp struct {
 	nth    []int // which matching requests to fault
 	writes bool  // a write: "landed but failed" means something
 	read   bool  // faulted while a fresh mount reads the files back, not while they are written
+	// renewal: faulted from a minute into a mount, when the writer lease
+	// is renewed (every repo.LeaseTTL/3, which no flag shortens): with
+	// SEALFS_SOAK only.
+	renewal bool
 }
 
 // faultOps are the operations faulted, with which occurrences. nth counts
@@ -466,6 +470,9 @@ var faultOps = []faultOp{
 	{name: "snapshot list", method: "GET", prefix: "repo/snapshots", list: true, nth: []int{1, 2}},
 	{name: "index get", method: "GET", prefix: "repo/index/", nth: []int{1}},
 	{name: "pack get", method: "GET", prefix: "repo/data/", nth: []int{1, 3}, read: true},
+	{name: "renewal lease stat", method: "HEAD", prefix: "repo/lease", nth: []int{1}, renewal: true},
+	{name: "renewal lease get", method: "GET", prefix: "repo/lease", nth: []int{1}, renewal: true},
+	{name: "renewal lease put", method: "PUT", prefix: "repo/lease", nth: []int{1}, writes: true, renewal: true},
 }
 
 // faultCase is one cell of the matrix.
@@ -476,7 +483,11 @@ type faultCase struct {
 
 func faultCases() []faultCase {
 	var cases []faultCase
+	soak := os.Getenv("SEALFS_SOAK") != ""
 	for _, op := range faultOps {
+		if op.renewal && !soak {
+			continue
+		}
 		for _, nth := range op.nth {
 			for _, a := range faultActions {
 				if a == failAfter && !op.writes {
@@ -514,7 +525,23 @@ func runFaultCase(t *testing.T, fc faultCase, seed uint64, tally *faultCounts) {
 	stopMount(t, mnt)
 
 	p := &faultProgram{rule: fc.rule, hangFor: 2 * faultTimeout, tracing: os.Getenv("SEALFS_FAULT_TRACE") != ""}
-	if !fc.op.read {
+	if fc.op.renewal {
+		// The fault waits for the first renewal, a minute in; the mount
+		// keeps working (and committing) meanwhile.
+		start := time.Now()
+		expect(t, c.mount(t, mnt, mountArgs...), 0, "")
+		s3.program.Store(p)
+		for i := 0; time.Since(start) < repo.LeaseTTL/3+10*time.Second; i++ {
+			if err := files.write(mnt, fmt.Sprintf("r%d", i), rng, 2000+i); err != nil {
+				t.Logf("writing while the lease is renewed: %v", err)
+				break
+			}
+			time.Sleep(2 * time.Second)
+		}
+		stopMount(t, mnt)
+		s3.program.Store(nil)
+		p.check(t, tally)
+	} else if !fc.op.read {
 		s3.program.Store(p)
 		if r := c.mount(t, mnt, mountArgs...); r.code == 0 {
 			err := files.write(mnt, "g1", rng, 5000, 1500000, 600000)
