@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -220,7 +222,15 @@ func (h *Handle) Allocate(off, size uint64, mode uint32) error {
 	if in.stream != nil {
 		in.stream.stop(true)
 	}
-	in.meta.Size = uint64(f.Size())
+	newSize := uint64(f.Size())
+	if in.overlay && mode&(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_ZERO_RANGE) != 0 {
+		// The range reads as zeros now: from the staging copy, not
+		// from the stored content it overlays.
+		if end := min(off+size, newSize); off < end {
+			in.written = in.written.add(off, end)
+		}
+	}
+	in.meta.Size = newSize
 	in.gen++
 	h.wrote = true
 	t.mu.Unlock()
