@@ -1,6 +1,9 @@
 package repo
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // SetLeasePIDForTest rewrites the held lease as if a process pid held it.
 func SetLeasePIDForTest(ctx context.Context, r *Repository, pid int) error {
@@ -13,4 +16,24 @@ func SetLeasePIDForTest(ctx context.Context, r *Repository, pid int) error {
 	l := h.lease
 	l.PID = pid
 	return r.writeLease(ctx, &l)
+}
+
+// ExpireLeaseForTest makes the held lease look as if its last renewal was
+// longer ago than LeaseTTL (a machine suspended, a remote down for long):
+// another writer may take it now.
+func ExpireLeaseForTest(r *Repository) {
+	r.mu.Lock()
+	h := r.lease
+	r.mu.Unlock()
+	h.mu.Lock()
+	h.lease.Expires = time.Now().Add(-time.Second)
+	h.mu.Unlock()
+}
+
+// RenewLeaseForTest runs one renewal of the held lease, as its timer would.
+func RenewLeaseForTest(ctx context.Context, r *Repository) {
+	r.mu.Lock()
+	h := r.lease
+	r.mu.Unlock()
+	h.renewOnce(ctx)
 }

@@ -171,27 +171,62 @@ func (h *leaseHolder) renew(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		cur, err := h.r.ReadLease(ctx)
-		if err == nil && cur != nil && cur.Holder != h.lease.Holder {
-			h.mu.Lock()
-			h.lost = true
-			h.mu.Unlock()
+		if !h.renewOnce(ctx) {
 			return
 		}
-		h.lease.Expires = time.Now().UTC().Add(LeaseTTL)
-		err = h.r.writeLease(ctx, &h.lease)
-		h.mu.Lock()
-		h.lastErr = err
-		h.mu.Unlock()
 	}
 }
 
-// check fails when another writer broke our lease.
+// renewOnce renews the lease once; it reports false when the lease is
+// lost for good. A lease that is gone from the remote, or another
+// writer's, was broken: another writer may have committed since, so it is
+// not written again. Neither is one that has expired when the remote
+// cannot tell whose it is.
+func (h *leaseHolder) renewOnce(ctx context.Context) bool {
+	cur, err := h.r.ReadLease(ctx)
+	h.mu.Lock()
+	l := h.lease
+	expired := time.Now().After(l.Expires)
+	if err == nil && (cur == nil || cur.Holder != l.Holder) {
+		h.lost = true
+	}
+	lost := h.lost
+	if err != nil && expired {
+		h.lastErr = err
+	}
+	h.mu.Unlock()
+	if lost || (err != nil && expired) {
+		return !lost
+	}
+	l.Expires = time.Now().UTC().Add(LeaseTTL)
+	err = h.r.writeLease(ctx, &l)
+	h.mu.Lock()
+	h.lastErr = err
+	if err == nil {
+		// Only a renewal that is stored extends what check allows.
+		h.lease.Expires = l.Expires
+	}
+	h.mu.Unlock()
+	return true
+}
+
+// leaseMargin is how long before its expiry a lease that could not be
+// renewed stops counting as ours: a commit under way, and clocks that
+// differ between machines, must not reach past it.
+const leaseMargin = LeaseTTL / 6
+
+// check fails when another writer broke our lease, or when it could not be
+// renewed and has (nearly) expired: another writer may have broken it by
+// now, so nothing may be committed until a renewal is stored.
 func (h *leaseHolder) check() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.lost {
 		return fmt.Errorf("%w: our writer lease was broken by another writer; nothing more is committed", ErrLocked)
+	}
+	if time.Now().After(h.lease.Expires.Add(-leaseMargin)) {
+		return fmt.Errorf("%w: our writer lease expires at %s and could not be renewed (%v); nothing is committed until it is, since another writer may take it",
+			ErrLocked, h.lease.Expires.Local().Format(time.DateTime), h.lastErr)
 	}
 	return nil
 }

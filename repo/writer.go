@@ -362,6 +362,10 @@ type unstoredSnapshot struct {
 // makes it the newest: the indexes it names are no longer unnamed. r.mu is
 // held.
 func (r *Repository) storeSnapshotLocked(ctx context.Context, u *unstoredSnapshot) error {
+	// Checked again after the uploads before it, which may have taken long.
+	if err := r.lease.check(); err != nil {
+		return err
+	}
 	if err := r.remote.Put(ctx, snapshotName(u.snap.ID), u.sealed); err != nil {
 		return fmt.Errorf("failed to upload snapshot %d: %w", u.snap.Seq, err)
 	}

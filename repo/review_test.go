@@ -1,0 +1,58 @@
+package repo_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/remote/faulty"
+	"github.com/sealfs/sealfs/repo"
+)
+
+// TestExpiredLeaseStoresNothing (issue 8 review): a writer whose lease
+// has expired (it could not renew it: a suspended laptop, a remote down
+// for minutes) stores no snapshot, not even the retry of one whose upload
+// failed, until it has renewed it: another writer may have broken the
+// lease and committed meanwhile, and two snapshots with one sequence
+// number would make the repository refuse to open everywhere.
+func TestExpiredLeaseStoresNothing(t *testing.T) {
+	ctx := context.Background()
+	for _, retry := range []bool{false, true} {
+		env := testutil.NewRepo(t, repo.InitOptions{})
+		storeFile(t, env.Repo, "one", []byte("first"))
+		if retry {
+			env.Remote.FailOn("put", "snapshots/", 1, faulty.FailBefore)
+			if _, err := commitFile(t, env.Repo, "two", []byte("second")); !errors.Is(err, faulty.ErrInjected) {
+				t.Fatalf("commit with a failing snapshot upload = %v", err)
+			}
+		}
+		repo.ExpireLeaseForTest(env.Repo)
+		// Another machine breaks the expired lease and commits.
+		other, err := env.Reopen(t, t.TempDir(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Lock(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := commitFile(t, other, "theirs", []byte("theirs")); err != nil {
+			t.Fatal(err)
+		}
+		other.Unlock(ctx)
+		// The first writer, back, tries to commit.
+		if _, err := commitFile(t, env.Repo, "two", []byte("second")); err == nil {
+			t.Errorf("retry %v: a writer with an expired lease committed", retry)
+		}
+		// Its next renewal finds the lease gone (the other writer
+		// released it): it must not take it back as if nothing happened.
+		repo.RenewLeaseForTest(ctx, env.Repo)
+		if _, err := commitFile(t, env.Repo, "two", []byte("second")); err == nil {
+			t.Errorf("retry %v: a writer whose lease was broken and released committed after its renewal", retry)
+		}
+		if _, err := env.Reopen(t, t.TempDir(), false); err != nil {
+			t.Errorf("retry %v: the repository no longer opens: %v", retry, err)
+		}
+		env.Repo.Unlock(ctx)
+	}
+}
