@@ -141,13 +141,13 @@ func (p *faultProgram) intercept(w http.ResponseWriter, r *http.Request, inner h
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return true
 		}
+		p.mu.Lock()
+		p.killed = pid
+		p.mu.Unlock()
 		syscall.Kill(pid, syscall.SIGKILL)
 		for processAliveTest(pid) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		p.mu.Lock()
-		p.killed = pid
-		p.mu.Unlock()
 		// The connection died with the process; nothing to answer.
 	}
 	return true
