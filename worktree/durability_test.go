@@ -299,3 +299,68 @@ func TestFullDiskOfOwnStaging(t *testing.T) {
 		t.Fatalf("the file deleted on a full disk: %v", err)
 	}
 }
+
+// TestTruncatingOpenOnFullDisk: an open with O_TRUNC, a chmod or a
+// truncate that cannot be journaled on a full disk fails with ENOSPC and
+// leaves the file as it was.
+func TestTruncatingOpenOnFullDisk(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	disk := smallDisk(t, "4m")
+	work := filepath.Join(disk, "work")
+	tr := open(t, env.Repo, work)
+	writeFile(t, tr, tr.Root(), "precious", []byte("stored content"), true)
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in, _, err := tr.Lookup(tr.Root(), "precious")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tr.Create(tr.Root(), "a", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	spendReserve(t, work)
+	free := fillDisk(t, disk)
+	// Fill the journal's last page too, with records shorter than a
+	// stage record: renames of a one-letter name, until one fails.
+	names := []string{"a", "b"}
+	for i := 0; ; i++ {
+		if err := tr.Rename(tr.Root(), names[i%2], tr.Root(), names[(i+1)%2], 0); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+		if i > 1e6 {
+			t.Fatal("the journal never met the full disk")
+		}
+	}
+	if _, err := tr.OpenFile(in, true, true); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("a truncating open on a full disk = %v, want ENOSPC", err)
+	}
+	mode, size := uint32(0o600), uint64(3)
+	if _, err := tr.SetAttr(in, worktree.SetAttr{Mode: &mode}); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("chmod on a full disk = %v, want ENOSPC", err)
+	}
+	if _, err := tr.SetAttr(in, worktree.SetAttr{Size: &size}); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("truncate on a full disk = %v, want ENOSPC", err)
+	}
+	if a := tr.Attr(in); a.Mode != 0o644 || a.Size != uint64(len("stored content")) {
+		t.Fatalf("after a failed chmod and truncate: mode %o, size %d", a.Mode, a.Size)
+	}
+	free()
+	if got := readFile(t, tr, "precious"); string(got) != "stored content" {
+		t.Fatalf("after a failed truncating open: %q", got)
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, open(t, r2, t.TempDir()), "precious"); string(got) != "stored content" {
+		t.Fatalf("on the remote after a failed truncating open: %q", got)
+	}
+}

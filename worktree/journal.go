@@ -260,17 +260,22 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// append writes one record and hands it to the kernel, in one write. A
+// append writes records and hands them to the kernel, in one write. A
 // failed write (a full disk) is cut back off, so that the journal never
 // holds a torn record in its middle: the operation fails, the queue stays
 // whole.
-func (j *journal) append(r record) error {
-	b, err := j.frame(nil, r)
-	if err != nil {
-		return err
+func (j *journal) append(rs ...record) error {
+	var b []byte
+	idx := j.idx
+	for _, r := range rs {
+		var err error
+		if b, err = j.frame(b, r); err != nil {
+			j.idx = idx
+			return err
+		}
 	}
 	if _, err := j.f.Write(b); err != nil {
-		j.idx-- // not written: the next record takes its index
+		j.idx = idx // not written: the next records take these indexes
 		if terr := j.f.Truncate(j.off); terr != nil {
 			return fmt.Errorf("failed to write journal: %w (and failed to cut the torn record off: %v)", err, terr)
 		}

@@ -286,6 +286,48 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 	t.mu.Lock()
 	defer t.changed()
 	defer t.mu.Unlock()
+	// The new attributes are journaled before anything changes: if the
+	// journal cannot take them (a full disk), the call fails and the file
+	// stays as it was.
+	m := in.meta
+	written, baseLimit := in.written, in.baseLimit
+	if s.Size != nil {
+		if in.overlay && *s.Size < in.meta.Size {
+			written, baseLimit = in.written.clip(*s.Size), min(in.baseLimit, *s.Size)
+		}
+		m.Size = *s.Size
+		if s.MtimeNs == nil {
+			now := time.Now().UnixNano()
+			s.MtimeNs = &now
+		}
+	}
+	if s.Mode != nil {
+		m.Mode = *s.Mode & 07777
+	}
+	if s.UID != nil {
+		m.UID = *s.UID
+	}
+	if s.GID != nil {
+		m.GID = *s.GID
+	}
+	if s.AtimeNs != nil {
+		m.AtimeNs = *s.AtimeNs
+	}
+	if s.MtimeNs != nil {
+		m.MtimeNs = *s.MtimeNs
+	}
+	var recs []record
+	if in.parent != nil || in == t.root {
+		recs = append(recs, attrRecord(t.pathOf(in), &m))
+		if s.Size != nil && in.overlay && in.parent != nil {
+			rec := t.stageRecordLocked(in)
+			rec.Overlay.Written, rec.Overlay.BaseLimit = written, baseLimit
+			recs = append(recs, rec)
+		}
+	}
+	if err := t.record(recs...); err != nil {
+		return Attr{}, err
+	}
 	if s.Size != nil {
 		f, err := t.openStaging(in.staging, false)
 		if err != nil {
@@ -303,40 +345,10 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 			in.file.Close()
 			in.file = nil
 		}
-		if in.overlay && *s.Size < in.meta.Size {
-			in.written = in.written.clip(*s.Size)
-			in.baseLimit = min(in.baseLimit, *s.Size)
-		}
-		in.meta.Size = *s.Size
+		in.written, in.baseLimit = written, baseLimit
 		in.gen++
-		if s.MtimeNs == nil {
-			now := time.Now().UnixNano()
-			s.MtimeNs = &now
-		}
 	}
-	if s.Mode != nil {
-		in.meta.Mode = *s.Mode & 07777
-	}
-	if s.UID != nil {
-		in.meta.UID = *s.UID
-	}
-	if s.GID != nil {
-		in.meta.GID = *s.GID
-	}
-	if s.AtimeNs != nil {
-		in.meta.AtimeNs = *s.AtimeNs
-	}
-	if s.MtimeNs != nil {
-		in.meta.MtimeNs = *s.MtimeNs
-	}
-	if err := t.recordAttrLocked(in); err != nil {
-		return Attr{}, err
-	}
-	if s.Size != nil && in.overlay && in.parent != nil {
-		if err := t.record(t.stageRecordLocked(in)); err != nil {
-			return Attr{}, err
-		}
-	}
+	in.meta = m
 	return t.attrLocked(in), nil
 }
 
@@ -344,8 +356,13 @@ func (t *Tree) recordAttrLocked(in *Inode) error {
 	if in.parent == nil && in != t.root {
 		return nil // unlinked: nothing to remember
 	}
-	m := repo.Node{Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, Size: in.meta.Size}
-	return t.record(record{Op: opSetattr, Path: []byte(t.pathOf(in)), Meta: &m})
+	return t.record(attrRecord(t.pathOf(in), &in.meta))
+}
+
+// attrRecord is the setattr record of path with the attributes of n.
+func attrRecord(path string, n *repo.Node) record {
+	m := repo.Node{Mode: n.Mode, UID: n.UID, GID: n.GID, MtimeNs: n.MtimeNs, AtimeNs: n.AtimeNs, Size: n.Size}
+	return record{Op: opSetattr, Path: []byte(path), Meta: &m}
 }
 
 // stage gives a file a staging file: an empty one when empty is set (a
@@ -377,6 +394,19 @@ func (t *Tree) stage(in *Inode, empty bool) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// Recorded first: if the journal cannot take it (a full disk), the
+	// file stays as it was (a truncating open must not empty it).
+	if in.parent != nil {
+		rec := record{Op: opStage, Path: []byte(t.pathOf(in)), Staging: id}
+		if overlay {
+			rec.Overlay = &overlayRecord{Base: node.Content, BaseSize: node.Size, BaseLimit: node.Size}
+		}
+		if err := t.record(rec); err != nil {
+			f.Close()
+			os.Remove(t.stagingPath(id))
+			return err
+		}
+	}
 	in.staging, in.file = id, f // closed again when no handle holds it
 	if overlay {
 		t.setOverlayLocked(in, node.Content, node.Size)
@@ -385,8 +415,5 @@ func (t *Tree) stage(in *Inode, empty bool) error {
 	}
 	in.gen++
 	t.staged[in] = true
-	if in.parent != nil {
-		return t.record(t.stageRecordLocked(in))
-	}
 	return nil
 }

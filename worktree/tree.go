@@ -515,11 +515,11 @@ func (t *Tree) lookupLocked(dir *Inode, name string) (*Inode, error) {
 	return c, nil
 }
 
-func (t *Tree) record(rec record) error {
-	if t.journal == nil {
+func (t *Tree) record(recs ...record) error {
+	if t.journal == nil || len(recs) == 0 {
 		return nil
 	}
-	return t.withReserve(func() error { return t.journal.append(rec) })
+	return t.withReserve(func() error { return t.journal.append(recs...) })
 }
 
 func (t *Tree) changed() {
