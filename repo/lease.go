@@ -180,8 +180,10 @@ func (h *leaseHolder) renew(ctx context.Context) {
 // renewOnce renews the lease once; it reports false when the lease is
 // lost for good. A lease that is gone from the remote, or another
 // writer's, was broken: another writer may have committed since, so it is
-// not written again. Neither is one that has expired when the remote
-// cannot tell whose it is.
+// not written again. Nor is it written when the remote cannot tell whose
+// it is (the next tick tries again; the lease is valid for two more);
+// only a damaged lease, most likely our own renewal cut off, is written
+// over, unless it has expired.
 func (h *leaseHolder) renewOnce(ctx context.Context) bool {
 	cur, err := h.r.ReadLease(ctx)
 	h.mu.Lock()
@@ -191,11 +193,12 @@ func (h *leaseHolder) renewOnce(ctx context.Context) bool {
 		h.lost = true
 	}
 	lost := h.lost
-	if err != nil && expired {
+	skip := err != nil && (expired || !errors.Is(err, ErrIntegrity))
+	if skip {
 		h.lastErr = err
 	}
 	h.mu.Unlock()
-	if lost || (err != nil && expired) {
+	if lost || skip {
 		return !lost
 	}
 	l.Expires = time.Now().UTC().Add(LeaseTTL)

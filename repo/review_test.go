@@ -56,3 +56,32 @@ func TestExpiredLeaseStoresNothing(t *testing.T) {
 		env.Repo.Unlock(ctx)
 	}
 }
+
+// TestRenewalKeepsOthersLease (issue 8 review): a renewal that cannot read
+// the lease (the remote failed a moment) does not write ours over it
+// blindly: another writer may have broken it, and two writers would then
+// each think they hold it.
+func TestRenewalKeepsOthersLease(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	storeFile(t, env.Repo, "one", []byte("first"))
+	other, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Lock(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Unlock(ctx)
+	theirs, err := other.ReadLease(ctx)
+	if err != nil || theirs == nil {
+		t.Fatalf("their lease: %v, %v", theirs, err)
+	}
+	env.Remote.FailOn("stat", "lease", 1, faulty.FailBefore)
+	env.Remote.FailOn("get", "lease", 1, faulty.FailBefore)
+	repo.RenewLeaseForTest(ctx, env.Repo)
+	now, err := other.ReadLease(ctx)
+	if err != nil || now == nil || now.Holder != theirs.Holder {
+		t.Fatalf("after a renewal that could not read the lease, the lease is %v (%v); want theirs, %v", now, err, theirs)
+	}
+}
