@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"path"
 	"time"
 
 	"github.com/sealfs/sealfs/chunker"
@@ -36,16 +36,15 @@ func slotName(id crypt.ID) string     { return keysDir + "/" + id.String() }
 func MetadataFolder(dir string) bool { return dir == keysDir || dir == snapshotsDir || dir == indexDir }
 
 // MetadataName reports whether name is exactly the name of an object a
-// repository is opened from: the config, or a key slot, snapshot or index
-// named by its id in lower-case hex. Anything else (another case, "..",
-// a second slash, a NUL) is not.
+// repository is opened from: the config, or a key slot, snapshot, forget
+// record or index named by its id in lower-case hex. Anything else
+// (another case, "..", another slash, a NUL) is not.
 func MetadataName(name string) bool {
 	if name == configName {
 		return true
 	}
-	_, base, _ := strings.Cut(name, "/")
-	id, err := crypt.ParseID(base)
-	return err == nil && (name == slotName(id) || name == snapshotName(id) || name == indexName(id))
+	id, err := crypt.ParseID(path.Base(name))
+	return err == nil && (name == slotName(id) || name == snapshotName(id) || name == forgetName(id) || name == indexName(id))
 }
 
 // Compression settings of a repository.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/remote/faulty"
+	"github.com/sealfs/sealfs/remote/mirror"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -83,5 +84,41 @@ func TestRenewalKeepsOthersLease(t *testing.T) {
 	now, err := other.ReadLease(ctx)
 	if err != nil || now == nil || now.Holder != theirs.Holder {
 		t.Fatalf("after a renewal that could not read the lease, the lease is %v (%v); want theirs, %v", now, err, theirs)
+	}
+}
+
+// TestForgetThroughMirror (issue 8 review): a repository with a forget
+// record opens through the metadata mirror a mount uses, and a writer
+// opened through it can forget a snapshot: forget records are names of
+// the repository's, not hostile names in a metadata folder.
+func TestForgetThroughMirror(t *testing.T) {
+	ctx := context.Background()
+	env := chainEnv(t, 3)
+	if err := env.Repo.Forget(ctx, []uint64{1}); err != nil {
+		t.Fatal(err)
+	}
+	env.Repo.Unlock(ctx)
+	names := mirror.Names{Object: repo.MetadataName, Folder: repo.MetadataFolder}
+	f := faulty.New(testutil.NewRemote(t, env.Dir), 1)
+	mdir, cache := t.TempDir(), t.TempDir()
+	r, err := repo.Open(ctx, mirror.New(f, mdir, names), repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: cache})
+	if err != nil {
+		t.Fatalf("open through the mirror after a forget: %v", err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Forget(ctx, []uint64{2}); err != nil {
+		t.Fatalf("forget through the mirror: %v", err)
+	}
+	r.Unlock(ctx)
+	// An offline start checks the chain from the local copies.
+	f.SetFailRate(1)
+	r, err = repo.Open(ctx, mirror.New(f, mdir, names), repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: cache})
+	if err != nil {
+		t.Fatalf("offline open from the mirror's copies after forgets: %v", err)
+	}
+	if got := r.Forgotten(); len(got) != 2 {
+		t.Fatalf("offline open: forgotten %v, want snapshots 1 and 2", got)
 	}
 }
