@@ -400,8 +400,14 @@ mount point is touched, and only the sealfs daemon serving it is signalled.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "unmounted %s; everything is committed as snapshot %d\n", mp, final.SnapshotSeq)
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "unmounted %s\n", mp)
-			return nil
+			// Every daemon that stops writes its exit status: without
+			// one, it died on the way (killed, out of memory) and may
+			// have left its queue undrained and its mount point dead.
+			left := "its mount point is gone"
+			if daemon.CleanStaleMount(mp, nil) {
+				left = "the dead mount it left is cleaned up"
+			}
+			return fmt.Errorf("the daemon of %s (pid %d) exited without reporting how it ended: it was killed or crashed (see its log); %s. What it had queued stays in the cache and goes up at the next mount", mp, st.PID, left)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the daemon to drain and stop")

@@ -1,0 +1,67 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sealfs/sealfs/daemon"
+)
+
+// TestUmountDaemonDiedWhileDraining (issue 8 review): when the daemon dies
+// while it drains (killed, out of memory) and so never reports how it
+// ended, `sealfs umount` does not report a clean unmount with exit 0: the
+// queue may not have reached the remote and the mount point may be dead.
+func TestUmountDaemonDiedWhileDraining(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt), 0, "")
+	st := mountStatus(t, mnt)
+	data := make([]byte, 64<<20)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "big"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sealfsBin, "umount", mnt)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill the daemon as soon as it says it is stopping.
+	presence := filepath.Join(st.StateDir, daemon.PresenceFile)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var p daemon.Presence
+		if b, err := os.ReadFile(presence); err == nil && json.Unmarshal(b, &p) == nil && !p.Stopping.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon never said it was stopping")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	syscall.Kill(st.PID, syscall.SIGKILL)
+	err := cmd.Wait()
+	if _, serr := os.Stat(filepath.Join(st.StateDir, daemon.ExitStatusFile)); serr == nil {
+		t.Skip("the daemon finished draining before it could be killed")
+	}
+	var ee *exec.ExitError
+	if err == nil || !errors.As(err, &ee) {
+		t.Errorf("sealfs umount exited 0 although its daemon was killed while draining: %q", out.String())
+	}
+	if isMounted(mnt) {
+		t.Errorf("the dead mount is left at %s after sealfs umount", mnt)
+	}
+}
