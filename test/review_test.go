@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -64,4 +65,36 @@ func TestUmountDaemonDiedWhileDraining(t *testing.T) {
 	if isMounted(mnt) {
 		t.Errorf("the dead mount is left at %s after sealfs umount", mnt)
 	}
+}
+
+// TestUmountHungDaemon (issue 8 review): `sealfs umount --timeout` returns
+// within about its timeout when the daemon does not answer at all (hung,
+// stopped): reading its status must not wait forever.
+func TestUmountHungDaemon(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt), 0, "")
+	st := mountStatus(t, mnt)
+	syscall.Kill(st.PID, syscall.SIGSTOP)
+	t.Cleanup(func() { syscall.Kill(st.PID, syscall.SIGCONT) })
+	cmd := exec.Command(sealfsBin, "umount", "--timeout", "3s", mnt)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(out.String(), "does not answer") {
+			t.Errorf("sealfs umount of a hung daemon: %v, %q; want a failure saying it does not answer", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Errorf("sealfs umount --timeout 3s of a hung daemon still runs after 30s: %q", out.String())
+	}
+	syscall.Kill(st.PID, syscall.SIGCONT)
 }

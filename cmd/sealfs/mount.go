@@ -361,7 +361,10 @@ mount point is touched, and only the sealfs daemon serving it is signalled.`,
 			if m.FSType != daemon.FSType {
 				return fmt.Errorf("%s is a %s mount, not a sealfs one; refusing to touch it", args[0], m.FSType)
 			}
-			st, err := readStatus(mp)
+			st, err := readStatus(mp, min(timeout, statusWait))
+			if errors.Is(err, errNoAnswer) {
+				return fmt.Errorf("%w; to detach the mount anyway: umount -l %s (what it queued goes up at the next mount)", err, mp)
+			}
 			if err != nil {
 				if daemon.CleanStaleMount(mp, nil) {
 					fmt.Fprintf(cmd.OutOrStdout(), "cleaned up the dead mount at %s (its daemon was gone; what it had queued goes up at the next mount)\n", mp)
@@ -453,7 +456,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			} else if m == nil || m.FSType != daemon.FSType {
 				return fmt.Errorf("%s is not a sealfs mount point", args[0])
 			}
-			st, err := readStatus(mp)
+			st, err := readStatus(mp, statusWait)
 			if err != nil {
 				return fmt.Errorf("%s is not a live sealfs mount: %w", args[0], err)
 			}
@@ -489,14 +492,40 @@ func newStatusCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func readStatus(mountpoint string) (*daemon.Status, error) {
-	buf := make([]byte, 64<<10)
-	n, err := unix.Getxattr(mountpoint, sealfs.StatusXattr, buf)
-	if err != nil {
-		return nil, err
+// statusWait is how long a daemon may take to answer for its status.
+const statusWait = 30 * time.Second
+
+// errNoAnswer: the daemon of a mount did not answer for its status.
+var errNoAnswer = errors.New("its daemon does not answer (hung or stopped)")
+
+// readStatus reads the status of the mount at mountpoint, waiting at most
+// within for its daemon to answer: a hung daemon hangs every access to its
+// mount, and the read that waits for it is left behind.
+func readStatus(mountpoint string, within time.Duration) (*daemon.Status, error) {
+	type answer struct {
+		b   []byte
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		n, err := unix.Getxattr(mountpoint, sealfs.StatusXattr, buf)
+		if err != nil {
+			n = 0
+		}
+		got <- answer{buf[:n], err}
+	}()
+	var a answer
+	select {
+	case a = <-got:
+	case <-time.After(within):
+		return nil, fmt.Errorf("the sealfs mount at %s gave no status within %v: %w", mountpoint, within, errNoAnswer)
+	}
+	if a.err != nil {
+		return nil, a.err
 	}
 	var st daemon.Status
-	if err := json.Unmarshal(buf[:n], &st); err != nil {
+	if err := json.Unmarshal(a.b, &st); err != nil {
 		return nil, err
 	}
 	return &st, nil
