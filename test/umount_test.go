@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -214,5 +215,53 @@ func TestUmountWithoutPtrace(t *testing.T) {
 	r = noPtrace(real)
 	if r.code != 0 || isMounted(real) {
 		t.Fatalf("umount of a real mount without ptrace: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// TestSigtermRightAfterReady: a SIGTERM that arrives the moment the daemon
+// says it is ready (as `sealfs umount` right after `sealfs mount` sends it)
+// stops the daemon. It used to be swallowed when it came before the daemon
+// listened for it, and the umount waited forever.
+func TestSigtermRightAfterReady(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	for round := range 10 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(sealfsBin, "mount", "--cache-dir", c.cache, "--code-file", c.codeFile,
+			"--foreground", "--ready-fd=3", "--", c.remote, mnt)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+		cmd.ExtraFiles = []*os.File{w}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		line := make([]byte, 64)
+		n, _ := r.Read(line)
+		r.Close()
+		if !strings.HasPrefix(string(line[:n]), "ready") {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: the daemon did not get ready: %q\n%s", round, line[:n], stderr.String())
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("round %d: the daemon stopped with %v\n%s", round, err, stderr.String())
+			}
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			exec.Command("fusermount3", "-uz", mnt).Run()
+			t.Fatalf("round %d: a SIGTERM sent right after readiness was not heard: the daemon still runs a minute later", round)
+		}
 	}
 }

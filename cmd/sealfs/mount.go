@@ -249,6 +249,12 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	default:
 		return usageError{fmt.Errorf("--log-format must be text or json, not %q", mf.logFormat)}
 	}
+	// Listen for SIGTERM before anything else: a umount that follows
+	// readiness at once must not find the signal unheard (main's own
+	// handler would swallow it, and the daemon would never stop).
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
 	ctx := context.Background()
 	rem, err := g.openMirrored(ctx, source, log)
 	if err != nil {
@@ -317,8 +323,6 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	if _, err := sdnotify.Send("READY=1\nSTATUS=" + statusLine(d.Status())); err != nil {
 		log.Warn("failed to notify systemd", "err", err)
 	}
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	unmounted := make(chan struct{})
 	go func() { d.Wait(); close(unmounted) }()
 	stopNotify := make(chan struct{})
