@@ -95,7 +95,7 @@ func TestMountFaultyRemote(t *testing.T) {
 	s3.setRate(1000)
 	write("b", 30)
 	r := c.umount(t, mnt)
-	if !strings.Contains(r.stdout, "still queued") {
+	if r.code != 13 || !strings.Contains(r.stdout, "not everything is on the remote yet") {
 		t.Fatalf("umount with a dead remote said %q", r.stdout)
 	}
 	// Restart with the remote half up, write more, then let it recover.

@@ -25,7 +25,12 @@ const (
 	exitRollback     = 10 // the remote went back to an older state
 	exitWrongPass    = 11 // wrong vault password (attempts are left)
 	exitLockedOut    = 12 // the vault destroyed the key after too many wrong passwords
+	exitQueued       = 13 // unmounted, but changes stay queued locally, not on the remote yet
 )
+
+// errStillQueued says that a mount stopped with changes that are not on the
+// remote yet: they stay queued in the cache and go up at the next mount.
+var errStillQueued = errors.New("not everything is on the remote yet: the changes listed above stay queued in the cache directory and go up at the next mount of it")
 
 // usageError marks errors in how the command was called.
 type usageError struct{ error }
@@ -43,6 +48,8 @@ func exitCode(err error) int {
 		return ee.code
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.Is(err, errStillQueued):
+		return exitQueued
 	case errors.Is(err, keyvault.ErrWrongPassword):
 		return exitWrongPass
 	case errors.Is(err, keyvault.ErrLockedOut):

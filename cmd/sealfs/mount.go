@@ -402,7 +402,7 @@ mount point is touched, and only the sealfs daemon serving it is signalled.`,
 			if b, err := os.ReadFile(filepath.Join(st.StateDir, daemon.ExitStatusFile)); err == nil && json.Unmarshal(b, &final) == nil && final.PID == st.PID {
 				if final.PendingFiles > 0 || final.QueuedChanges || final.LastError != "" {
 					printQueued(cmd.OutOrStdout(), mp, final)
-					return nil
+					return errStillQueued
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "unmounted %s; everything is committed as snapshot %d\n", mp, final.SnapshotSeq)
 				return nil
