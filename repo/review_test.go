@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/remote/mirror"
+	"github.com/sealfs/sealfs/remote/retry"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -120,5 +123,59 @@ func TestForgetThroughMirror(t *testing.T) {
 	}
 	if got := r.Forgotten(); len(got) != 2 {
 		t.Fatalf("offline open: forgotten %v, want snapshots 1 and 2", got)
+	}
+}
+
+// halfListing fails the first listing of each folder half-way, after
+// giving some of its entries: a connection dropped between two pages.
+type halfListing struct {
+	remote.Remote
+	failed map[string]bool
+}
+
+func (h *halfListing) List(ctx context.Context, dir string, fn func(remote.Entry) error) error {
+	if h.failed[dir] {
+		return h.Remote.List(ctx, dir, fn)
+	}
+	h.failed[dir] = true
+	n := 0
+	err := h.Remote.List(ctx, dir, func(e remote.Entry) error {
+		if n++; n > 1 {
+			return errHalf
+		}
+		return fn(e)
+	})
+	if err == errHalf {
+		return errors.New("connection reset while listing (injected)")
+	}
+	return err
+}
+
+var errHalf = errors.New("half")
+
+// TestRetriedListing (issue 8 review): a listing that fails half-way and
+// is retried (as the CLI's retrying remote does) does not make a
+// snapshot, key slot or forget record appear twice, which the chain check
+// would report as a replayed snapshot: a transient error is never an
+// integrity error.
+func TestRetriedListing(t *testing.T) {
+	ctx := context.Background()
+	env := chainEnv(t, 3)
+	if err := env.Repo.Forget(ctx, []uint64{1}); err != nil {
+		t.Fatal(err)
+	}
+	env.Repo.Unlock(ctx)
+	policy := retry.Policy{Attempts: 3, Base: time.Millisecond, Max: time.Millisecond}
+	rem := retry.New(&halfListing{Remote: testutil.NewRemote(t, env.Dir), failed: map[string]bool{}}, policy)
+	r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("open through a listing retried half-way: %v", err)
+	}
+	rep, err := r.Check(ctx, repo.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Problems {
+		t.Errorf("check through listings retried half-way: %v", p)
 	}
 }

@@ -93,13 +93,20 @@ func (r *Remote) Stat(ctx context.Context, name string) (size int64, err error) 
 	return size, err
 }
 
-// List retries inner.List from the start; fn may see an entry more than once
-// when a listing fails half-way and is retried.
-// An error from fn itself is returned at once, never retried.
+// List retries inner.List from the start. An entry that an attempt which
+// failed half-way gave already is not given again: fn sees each name once,
+// as from one listing (a name given twice would look like a replayed
+// object to the repository). An error from fn itself is returned at once,
+// never retried.
 func (r *Remote) List(ctx context.Context, dir string, fn func(remote.Entry) error) error {
 	var fnErr error
+	seen := map[string]bool{}
 	err := r.do(ctx, "list", dir, func() error {
 		err := r.inner.List(ctx, dir, func(e remote.Entry) error {
+			if seen[e.Name] {
+				return nil
+			}
+			seen[e.Name] = true
 			fnErr = fn(e)
 			return fnErr
 		})
