@@ -5,13 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/sealfs/sealfs/daemon"
 )
@@ -136,4 +141,33 @@ func TestCacheHoldsNoNameAfterUmount(t *testing.T) {
 	})
 	os.Remove(c.remote)
 	os.Rename(c.remote+".away", c.remote)
+}
+
+// TestCheckRemoteFailureIsNoDamage (issue 8 review): when the remote fails
+// the reads of `check --read-data` (a network that stays down past the
+// retries), check does not say the objects are damaged or missing and does
+// not exit with the integrity code 7, which says the backup was tampered
+// with: nothing was found damaged, the check did not finish.
+func TestCheckRemoteFailureIsNoDamage(t *testing.T) {
+	var failPacks atomic.Bool
+	inner := gofakes3.New(s3mem.New()).Server()
+	f := newFaultyS3Over(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failPacks.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/data/") {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	c := f.initRepo(t, "bucket")
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("data"), 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c.run(t, "backup", src, c.remote), 0, "")
+	expect(t, c.run(t, "check", "--read-data", c.remote), 0, "")
+	failPacks.Store(true)
+	r := c.run(t, "check", "--read-data", c.remote)
+	if r.code == 0 || r.code == 7 || strings.Contains(r.stderr+r.stdout, "damaged or missing") {
+		t.Errorf("check --read-data with the remote failing its reads: exit %d (want neither 0 nor 7), output %q", r.code, r.stdout+r.stderr)
+	}
 }

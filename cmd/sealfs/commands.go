@@ -272,8 +272,23 @@ Each damaged or missing object is named; the exit code is 7 if any was found.`,
 			for _, p := range rep.Problems {
 				fmt.Fprintf(out, "error: %v\n", p)
 			}
-			if !rep.OK() {
-				return fmt.Errorf("%w: %d problems found; the objects named above are damaged or missing", repo.ErrIntegrity, len(rep.Problems))
+			// Damage is what failed verification; an object the remote
+			// would not give (it failed, past the retries) is not known
+			// to be damaged: then the check did not finish.
+			var damaged int
+			var unread []error
+			for _, p := range rep.Problems {
+				if errors.Is(p, repo.ErrIntegrity) {
+					damaged++
+				} else {
+					unread = append(unread, p)
+				}
+			}
+			if damaged > 0 {
+				return fmt.Errorf("%w: %d problems found; the objects named above are damaged or missing", repo.ErrIntegrity, damaged)
+			}
+			if len(unread) > 0 {
+				return fmt.Errorf("the check did not finish: the remote failed to give %d objects (nothing was found damaged); run it again: %w", len(unread), unread[0])
 			}
 			fmt.Fprintln(out, "no problems found")
 			return nil
