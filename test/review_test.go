@@ -171,3 +171,40 @@ func TestCheckRemoteFailureIsNoDamage(t *testing.T) {
 		t.Errorf("check --read-data with the remote failing its reads: exit %d (want neither 0 nor 7), output %q", r.code, r.stdout+r.stderr)
 	}
 }
+
+// TestMountPunchHoleInStoredFile (issue 8 review): fallocate(2) punching a
+// hole in a stored file, through the mount, reads back as zeros at once
+// and after a remount on a fresh cache.
+func TestMountPunchHoleInStoredFile(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt), 0, "")
+	want := bytes.Repeat([]byte("a"), 64<<10)
+	p := filepath.Join(mnt, "f")
+	if err := os.WriteFile(p, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.umount(t, mnt)
+	expect(t, c.mount(t, mnt), 0, "")
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Fallocate(int(f.Fd()), 0x3 /* PUNCH_HOLE|KEEP_SIZE */, 4096, 8192); err != nil {
+		f.Close()
+		t.Skipf("fallocate through the mount: %v", err)
+	}
+	f.Close()
+	clear(want[4096 : 4096+8192])
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("after punching a hole: %v, bytes 4096.. = %q", err, got[4096:4100])
+	}
+	c.umount(t, mnt)
+	c.cache = filepath.Join(t.TempDir(), "fresh")
+	expect(t, c.mount(t, mnt), 0, "")
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("after a remount on a fresh cache: %v, bytes 4096.. = %q", err, got[4096:4100])
+	}
+	c.umount(t, mnt)
+}
