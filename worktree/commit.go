@@ -2,6 +2,7 @@ package worktree
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"github.com/sealfs/sealfs/archiver"
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/worktree/sealedfile"
 )
 
 // dirCopy is a directory as it will be committed: its entries, and for
@@ -27,6 +29,7 @@ type stagedJob struct {
 	stream  *streamer    // set for a new file chunked while written
 	content []repo.Extent
 	ok      bool
+	damaged bool // its content cannot be read back: left out, stays queued
 }
 
 // Pending reports how many files wait in the staging area and their bytes.
@@ -127,6 +130,15 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 		} else {
 			content, err = t.storeStaged(ctx, j)
 		}
+		if err != nil && unreadable(err) {
+			// One file whose queued copy (or stored base) cannot be read
+			// back must not hold back every other file: it keeps its last
+			// committed content (a new file is left out) and stays queued.
+			t.opts.Log.Error("cannot read back a queued file: it is left out of this commit and stays queued; write it again or delete it",
+				"path", t.displayPath(j.in), "err", err)
+			j.damaged = true
+			continue
+		}
 		if err != nil {
 			return fail(fmt.Errorf("failed to store %s: %w", t.displayPath(j.in), err))
 		}
@@ -136,8 +148,8 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	// 3. Copy the namespace and start a new journal, under the lock.
 	t.mu.Lock()
 	for _, j := range jobs {
-		j.ok = j.in.gen == j.gen
-		if !j.ok {
+		j.ok = !j.damaged && j.in.gen == j.gen
+		if !j.ok && !j.damaged {
 			t.dirty = true // it changed while it was read: next time
 		}
 	}
@@ -202,6 +214,14 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	}
 	oldJournal.close()
 	return snap, nil
+}
+
+// unreadable reports whether err says that a file's queued content cannot
+// be read back, by the local cache (a damaged sealed block) or from the
+// remote (its stored base failed verification), as opposed to a failure
+// that every file would meet (a remote that does not answer).
+func unreadable(err error) bool {
+	return errors.Is(err, sealedfile.ErrDamaged) || errors.Is(err, repo.ErrIntegrity)
 }
 
 func (t *Tree) nextSeqLocked() uint64 {
