@@ -80,11 +80,7 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 		progress("snapshots", i, len(snapEntries))
 		name := e.Name
 		if isForgetName(name) {
-			f, err := r.loadForget(ctx, name, e.Size)
-			if err == nil {
-				err = addForgotten(forgot, name, f)
-			}
-			if err != nil {
+			if err := r.readForgotten(ctx, e, forgot); err != nil {
 				problem(err)
 			}
 			rep.ForgetRecords++

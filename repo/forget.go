@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/remote"
 )
 
 // Forget records (docs/SPEC.md, "Forget records") live below snapshots/, so
@@ -97,6 +98,16 @@ func (r *Repository) loadForget(ctx context.Context, name string, size int64) ([
 }
 
 func isForgetName(name string) bool { return strings.HasPrefix(name, forgetDir+"/") }
+
+// readForgotten loads the forget record listed as e and merges its entries
+// into forgot.
+func (r *Repository) readForgotten(ctx context.Context, e remote.Entry, forgot map[uint64]crypt.ID) error {
+	f, err := r.loadForget(ctx, e.Name, e.Size)
+	if err != nil {
+		return err
+	}
+	return addForgotten(forgot, e.Name, f)
+}
 
 // addForgotten merges a record's entries into forgot; two records that name
 // different snapshots for one sequence number are an integrity error.

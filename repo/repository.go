@@ -474,11 +474,7 @@ func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, map[uint64
 	for _, e := range entries {
 		name := e.Name
 		if isForgetName(name) {
-			f, err := r.loadForget(ctx, name, e.Size)
-			if err == nil {
-				err = addForgotten(forgot, name, f)
-			}
-			if err != nil {
+			if err := r.readForgotten(ctx, e, forgot); err != nil {
 				return nil, nil, err
 			}
 			continue

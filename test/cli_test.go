@@ -44,6 +44,12 @@ func sealfs(t *testing.T, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(sealfsBin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	return run(t, cmd)
+}
+
+// run runs cmd to its end and returns its output and exit code.
+func run(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -22,21 +22,12 @@ func sealfsLimited(t *testing.T, limitMiB int, args ...string) (result, int64) {
 	script := `ulimit -v "$1"; shift; exec "$@"`
 	cmd := exec.Command("sh", append([]string{"-c", script, "sh", strconv.Itoa(limitMiB << 10), sealfsBin}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	r := run(t, cmd)
 	var rss int64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		rss = ru.Maxrss << 10
 	}
-	return result{stdout.String(), stderr.String(), code}, rss
+	return r, rss
 }
 
 // TestHostileObjectSize: an 8 GiB (sparse) object in place of the config,
