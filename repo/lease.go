@@ -15,9 +15,17 @@ import (
 	"github.com/sealfs/sealfs/remote"
 )
 
-// LeaseTTL is how long a writer lease is valid without renewal; a holder
-// renews it every LeaseTTL/3.
+// LeaseTTL is how long a writer lease is valid without renewal, unless
+// Options.LeaseTTL says otherwise; a holder renews it every third of that.
 const LeaseTTL = 3 * time.Minute
+
+// leaseTTL is the lease lifetime this client writes.
+func (r *Repository) leaseTTL() time.Duration {
+	if r.opts.LeaseTTL > 0 {
+		return r.opts.LeaseTTL
+	}
+	return LeaseTTL
+}
 
 // maxLeaseSize bounds the lease plaintext.
 const maxLeaseSize = 4 << 10
@@ -40,6 +48,7 @@ func (l *Lease) String() string {
 type leaseHolder struct {
 	r      *Repository
 	lease  Lease
+	ttl    time.Duration // the lifetime each renewal gives the lease
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -131,7 +140,7 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 		return err
 	}
 	now := time.Now().UTC()
-	h := &leaseHolder{r: r, lease: Lease{Holder: holder, Host: host, PID: os.Getpid(), Acquired: now, Expires: now.Add(LeaseTTL)}, done: make(chan struct{})}
+	h := &leaseHolder{r: r, lease: Lease{Holder: holder, Host: host, PID: os.Getpid(), Acquired: now, Expires: now.Add(r.leaseTTL())}, ttl: r.leaseTTL(), done: make(chan struct{})}
 	// If this attempt fails from here on, the lease it may leave is ours.
 	r.mu.Lock()
 	r.tried = holder
@@ -163,7 +172,7 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 
 func (h *leaseHolder) renew(ctx context.Context) {
 	defer close(h.done)
-	t := time.NewTicker(LeaseTTL / 3)
+	t := time.NewTicker(h.ttl / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -201,7 +210,7 @@ func (h *leaseHolder) renewOnce(ctx context.Context) bool {
 	if lost || skip {
 		return !lost
 	}
-	l.Expires = time.Now().UTC().Add(LeaseTTL)
+	l.Expires = time.Now().UTC().Add(h.ttl)
 	err = h.r.writeLease(ctx, &l)
 	h.mu.Lock()
 	h.lastErr = err
@@ -213,10 +222,9 @@ func (h *leaseHolder) renewOnce(ctx context.Context) bool {
 	return true
 }
 
-// leaseMargin is how long before its expiry a lease that could not be
-// renewed stops counting as ours: a commit under way, and clocks that
-// differ between machines, must not reach past it.
-const leaseMargin = LeaseTTL / 6
+// A lease that could not be renewed stops counting as ours a sixth of its
+// lifetime before it expires: a commit under way, and clocks that differ
+// between machines, must not reach past its expiry.
 
 // check fails when another writer broke our lease, or when it could not be
 // renewed and has (nearly) expired: another writer may have broken it by
@@ -227,7 +235,7 @@ func (h *leaseHolder) check() error {
 	if h.lost {
 		return fmt.Errorf("%w: our writer lease was broken by another writer; nothing more is committed", ErrLocked)
 	}
-	if time.Now().After(h.lease.Expires.Add(-leaseMargin)) {
+	if time.Now().After(h.lease.Expires.Add(-h.ttl / 6)) {
 		return fmt.Errorf("%w: our writer lease expires at %s and could not be renewed (%v); nothing is committed until it is, since another writer may take it",
 			ErrLocked, h.lease.Expires.Local().Format(time.DateTime), h.lastErr)
 	}

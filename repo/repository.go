@@ -38,6 +38,10 @@ type Options struct {
 	// blobs read from the remote in the cache directory, and reads ahead
 	// on sequential reads.
 	CacheSize int64
+	// LeaseTTL, when positive, is the lifetime of the writer lease this
+	// client takes (default LeaseTTL); it is renewed every third of it.
+	// Tests shorten it to exercise renewals.
+	LeaseTTL time.Duration
 }
 
 // InitOptions are the settings of a new repository.

@@ -442,9 +442,8 @@ type faultOp struct {
 	nth    []int // which matching requests to fault
 	writes bool  // a write: "landed but failed" means something
 	read   bool  // faulted while a fresh mount reads the files back, not while they are written
-	// renewal: faulted from a minute into a mount, when the writer lease
-	// is renewed (every repo.LeaseTTL/3, which no flag shortens): with
-	// SEALFS_SOAK only.
+	// renewal: faulted when the writer lease is first renewed, a third of
+	// renewalTTL into a mount that runs with --lease-ttl renewalTTL.
 	renewal bool
 }
 
@@ -475,6 +474,11 @@ var faultOps = []faultOp{
 	{name: "renewal lease put", method: "PUT", prefix: "repo/lease", nth: []int{1}, writes: true, renewal: true},
 }
 
+// renewalTTL is the writer lease's lifetime in the renewal cells: short, so
+// that renewals come every few seconds, and long enough that a renewal
+// that hangs past the client's time-out still leaves the lease valid.
+const renewalTTL = 12 * time.Second
+
 // faultCase is one cell of the matrix.
 type faultCase struct {
 	op   faultOp
@@ -483,11 +487,7 @@ type faultCase struct {
 
 func faultCases() []faultCase {
 	var cases []faultCase
-	soak := os.Getenv("SEALFS_SOAK") != ""
 	for _, op := range faultOps {
-		if op.renewal && !soak {
-			continue
-		}
 		for _, nth := range op.nth {
 			for _, a := range faultActions {
 				if a == failAfter && !op.writes {
@@ -526,12 +526,13 @@ func runFaultCase(t *testing.T, fc faultCase, seed uint64, tally *faultCounts) {
 
 	p := &faultProgram{rule: fc.rule, hangFor: 2 * faultTimeout, tracing: os.Getenv("SEALFS_FAULT_TRACE") != ""}
 	if fc.op.renewal {
-		// The fault waits for the first renewal, a minute in; the mount
-		// keeps working (and committing) meanwhile.
+		// The fault waits for the first renewal; the mount keeps working
+		// (and committing) meanwhile, and renews twice more.
 		start := time.Now()
+		mountArgs = append(mountArgs, "--lease-ttl", renewalTTL.String())
 		expect(t, c.mount(t, mnt, mountArgs...), 0, "")
 		s3.program.Store(p)
-		for i := 0; time.Since(start) < repo.LeaseTTL/3+10*time.Second; i++ {
+		for i := 0; time.Since(start) < renewalTTL; i++ {
 			if err := files.write(mnt, fmt.Sprintf("r%d", i), rng, 2000+i); err != nil {
 				t.Logf("writing while the lease is renewed: %v", err)
 				break

@@ -44,6 +44,7 @@ type mountFlags struct {
 	logFile      string
 	logFormat    string
 	cacheSize    int64
+	leaseTTL     time.Duration
 	readyFD      int // internal: the background child reports readiness here
 	codeFD       int // internal: the background child reads the code here
 }
@@ -88,6 +89,8 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 	f.StringVar(&mf.logFile, "log-file", "", "daemon log in the background (default: in the cache directory)")
 	f.StringVar(&mf.logFormat, "log-format", "text", "log format: text (journald reads it well) or json")
 	f.Int64Var(&mf.cacheSize, "cache-size", 1<<30, "bytes of encrypted chunks kept on local disk for rereads (0: none)")
+	f.DurationVar(&mf.leaseTTL, "lease-ttl", repo.LeaseTTL, "lifetime of the writer lease, renewed every third of it (for tests)")
+	f.MarkHidden("lease-ttl")
 	f.IntVar(&mf.readyFD, "ready-fd", 0, "")
 	f.IntVar(&mf.codeFD, "code-fd", 0, "")
 	f.MarkHidden("ready-fd")
@@ -275,6 +278,7 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	}
 	opts := g.options()
 	opts.CacheSize = mf.cacheSize
+	opts.LeaseTTL = mf.leaseTTL
 	r, err := repo.Open(ctx, rem, g.unlocker(secret), opts)
 	if err != nil {
 		return err
