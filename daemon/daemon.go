@@ -194,6 +194,18 @@ func (d *Daemon) commit(ctx context.Context) (*repo.Snapshot, error) {
 	return s, err
 }
 
+// retryAfter is how long the commit loop waits after a commit failed with
+// err, having waited prev before: from 1 s, doubling, up to 5 minutes for a
+// failing remote; but only up to 10 s for a full cache disk, which space
+// freed by the user mends at once, without anything to wait for.
+func retryAfter(prev time.Duration, err error) time.Duration {
+	limit := 5 * time.Minute
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		limit = 10 * time.Second
+	}
+	return min(max(2*prev, time.Second), limit)
+}
+
 // commitLoop commits after a quiet period, backing off while it fails.
 func (d *Daemon) commitLoop() {
 	defer close(d.loopDone)
@@ -226,7 +238,7 @@ func (d *Daemon) commitLoop() {
 			continue
 		}
 		if _, err := d.commit(context.Background()); err != nil {
-			backoff = min(max(2*backoff, time.Second), 5*time.Minute)
+			backoff = retryAfter(backoff, err)
 			next = time.Now().Add(backoff)
 			continue
 		}
