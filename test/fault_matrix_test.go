@@ -279,18 +279,7 @@ func (fs fileSet) write(mnt, prefix string, rng *rand.Rand, sizes ...int) error 
 		for j := range data {
 			data[j] = byte(rng.Uint32())
 		}
-		f, err := os.OpenFile(filepath.Join(mnt, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			return err
-		}
-		_, err = f.Write(data)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := writeSynced(filepath.Join(mnt, name), data); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		fs[name] = data
@@ -371,8 +360,8 @@ func stopMount(t *testing.T, mnt string) (r result) {
 	}
 	if pid := mountPID(mnt); pid != 0 {
 		r = sealfs(t, nil, "umount", mnt)
-		// Wait for the daemon to let go of the lease and exit (issue 8,
-		// defect 10: umount may return before it does).
+		// umount returns once the daemon has exited; when it failed
+		// instead, give the daemon a minute to let go of the lease.
 		for end := time.Now().Add(time.Minute); processAliveTest(pid) && time.Now().Before(end); {
 			time.Sleep(20 * time.Millisecond)
 		}
