@@ -10,7 +10,7 @@ FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo:FuzzDecodeTree ./repo:FuzzDecodeIndex ./repo:FuzzDecodePackHeader \
             ./repo:FuzzDecodeSnapshot ./repo:FuzzParseConfig ./repo:FuzzDecodeForget \
             ./keyvault:FuzzDecodeRequest ./keyvault:FuzzValidatePoint \
-            ./worktree:FuzzReadJournal ./worktree:FuzzSealedJournal ./remote/mirror:FuzzDecodeListing
+            ./internal/worktree:FuzzReadJournal ./internal/worktree:FuzzSealedJournal ./remote/mirror:FuzzDecodeListing
 
 .PHONY: all build test unit fuzz lint bench demo demo-stop install clean
 
@@ -43,7 +43,7 @@ lint:
 ## the mount beside gocryptfs (as root; installs gocryptfs if missing).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 10x -cpu 1 ./chunker ./repo
-	$(GO) test -run '^$$' -bench . -benchtime 20x -cpu 1 ./worktree/sealedfile
+	$(GO) test -run '^$$' -bench . -benchtime 20x -cpu 1 ./internal/worktree/sealedfile
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./keyvault
 	@if [ "$$(id -u)" -eq 0 ]; then ./scripts/bench-mount.sh 512; else echo "bench-mount skipped: it needs root to mount and drop caches"; fi
 

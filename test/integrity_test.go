@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealfs/sealfs/daemon"
+	"github.com/sealfs/sealfs/internal/daemon"
 )
 
 // sealfsLimited runs the binary like sealfs, with its address space limited

@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sealfs/sealfs/daemon"
-	sfs "github.com/sealfs/sealfs/fs"
+	"github.com/sealfs/sealfs/internal/daemon"
+	"github.com/sealfs/sealfs/internal/fusefs"
 	"github.com/sealfs/sealfs/internal/testutil"
 )
 
@@ -98,7 +98,7 @@ func mountStatus(t *testing.T, mnt string) daemon.Status {
 func readStatus(mnt string) (daemon.Status, error) {
 	var st daemon.Status
 	buf := make([]byte, 64<<10)
-	n, err := unix.Getxattr(mnt, sfs.StatusXattr, buf)
+	n, err := unix.Getxattr(mnt, fusefs.StatusXattr, buf)
 	if err != nil {
 		return st, fmt.Errorf("status of %s: %w", mnt, err)
 	}

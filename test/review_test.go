@@ -18,7 +18,7 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
-	"github.com/sealfs/sealfs/daemon"
+	"github.com/sealfs/sealfs/internal/daemon"
 )
 
 // TestUmountDaemonDiedWhileDraining (issue 8 review): when the daemon dies

@@ -17,7 +17,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
-	sfs "github.com/sealfs/sealfs/fs"
+	"github.com/sealfs/sealfs/internal/fusefs"
 )
 
 // victim starts a process that `sealfs umount` must never signal.
@@ -46,7 +46,7 @@ type fakeSealfs struct {
 var _ gofs.NodeGetxattrer = (*fakeSealfs)(nil)
 
 func (f *fakeSealfs) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if attr != sfs.StatusXattr {
+	if attr != fusefs.StatusXattr {
 		return 0, syscall.ENODATA
 	}
 	if len(dest) < len(f.status) {
@@ -83,7 +83,7 @@ func TestUmountTrustsNoXattr(t *testing.T) {
 	v := victim(t)
 
 	plain := t.TempDir()
-	if err := unix.Setxattr(plain, sfs.StatusXattr, forgedStatus(v.Process.Pid, plain), 0); err != nil {
+	if err := unix.Setxattr(plain, fusefs.StatusXattr, forgedStatus(v.Process.Pid, plain), 0); err != nil {
 		t.Fatalf("setting the forged xattr: %v", err)
 	}
 	tmpfs := filepath.Join(t.TempDir(), "tmpfs")
@@ -92,7 +92,7 @@ func TestUmountTrustsNoXattr(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Unmount(tmpfs, unix.MNT_DETACH) })
-	if err := unix.Setxattr(tmpfs, sfs.StatusXattr, forgedStatus(v.Process.Pid, tmpfs), 0); err != nil {
+	if err := unix.Setxattr(tmpfs, fusefs.StatusXattr, forgedStatus(v.Process.Pid, tmpfs), 0); err != nil {
 		t.Fatalf("setting the forged xattr on tmpfs: %v", err)
 	}
 	fake := mountFake(t, func(mnt string) []byte { return forgedStatus(v.Process.Pid, mnt) })

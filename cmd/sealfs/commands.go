@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sealfs/sealfs/archiver"
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/archiver"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
 )

@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sealfs/sealfs/daemon"
-	"github.com/sealfs/sealfs/mountopts"
+	"github.com/sealfs/sealfs/internal/daemon"
+	"github.com/sealfs/sealfs/internal/mountopts"
 	"github.com/sealfs/sealfs/repo"
 )
 

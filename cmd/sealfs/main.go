@@ -14,7 +14,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/sealfs/sealfs/mountopts"
+	"github.com/sealfs/sealfs/internal/mountopts"
 )
 
 func main() {

@@ -24,13 +24,13 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
-	"github.com/sealfs/sealfs/daemon"
-	sealfs "github.com/sealfs/sealfs/fs"
+	"github.com/sealfs/sealfs/internal/daemon"
+	"github.com/sealfs/sealfs/internal/fusefs"
+	"github.com/sealfs/sealfs/internal/sdnotify"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/mirror"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
-	"github.com/sealfs/sealfs/sdnotify"
 )
 
 type mountFlags struct {
@@ -517,7 +517,7 @@ func readStatus(mountpoint string, within time.Duration) (*daemon.Status, error)
 	got := make(chan answer, 1)
 	go func() {
 		buf := make([]byte, 64<<10)
-		n, err := unix.Getxattr(mountpoint, sealfs.StatusXattr, buf)
+		n, err := unix.Getxattr(mountpoint, fusefs.StatusXattr, buf)
 		if err != nil {
 			n = 0
 		}

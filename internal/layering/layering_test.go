@@ -15,22 +15,22 @@ const module = "github.com/sealfs/sealfs/"
 // allowed lists, per package (prefix match on the name inside the module),
 // which of our packages it may import (prefix match too).
 var allowed = map[string][]string{
-	"crypt":               {},
-	"chunker":             {},
-	"remote":              {"remote"},
-	"repo":                {"crypt", "chunker", "remote"},
-	"worktree":            {"repo", "crypt", "archiver", "worktree/sealedfile"},
-	"worktree/sealedfile": {"crypt"},
-	"fs":                  {"worktree", "repo", "crypt", "remote"}, // remote: the interface's error kinds only
-	"daemon":              {"fs", "worktree", "repo", "crypt"},
-	"keyvault":            {"crypt"},
-	"mountopts":           {},
-	"sdnotify":            {},
-	"archiver":            {"repo", "crypt"},
-	"internal/testutil":   {"crypt", "remote", "repo"},
-	"internal/layering":   {},
-	"cmd/sealfs":          {"crypt", "chunker", "remote", "repo", "archiver", "worktree", "fs", "daemon", "keyvault", "mountopts", "sdnotify"},
-	"test":                {"crypt", "remote", "repo", "archiver", "internal/testutil", "worktree", "fs"},
+	"crypt":                        {},
+	"chunker":                      {},
+	"remote":                       {"remote"},
+	"repo":                         {"crypt", "chunker", "remote"},
+	"keyvault":                     {"crypt"},
+	"internal/archiver":            {"repo", "crypt"},
+	"internal/worktree":            {"repo", "crypt", "internal/archiver", "internal/worktree/sealedfile"},
+	"internal/worktree/sealedfile": {"crypt"},
+	"internal/fusefs":              {"internal/worktree", "repo", "crypt", "remote"}, // remote: the interface's error kinds only
+	"internal/daemon":              {"internal/fusefs", "internal/worktree", "repo", "crypt"},
+	"internal/mountopts":           {},
+	"internal/sdnotify":            {},
+	"internal/testutil":            {"crypt", "remote", "repo"},
+	"internal/layering":            {},
+	"cmd/sealfs":                   {"crypt", "chunker", "remote", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/mountopts", "internal/sdnotify"},
+	"test":                         {"crypt", "remote", "repo", "internal/archiver", "internal/testutil", "internal/worktree", "internal/fusefs"},
 }
 
 func TestImportsGoDownwards(t *testing.T) {
@@ -59,7 +59,7 @@ func TestImportsGoDownwards(t *testing.T) {
 	// remote's own tree: the interface package must not import its wrappers,
 	// and repo and fs must use only the interface, never a concrete backend
 	// or a wrapper.
-	for _, bad := range [][2]string{{"repo", "remote/rcloneremote"}, {"remote", "remote/rcloneremote"}, {"fs", "remote/"}} {
+	for _, bad := range [][2]string{{"repo", "remote/rcloneremote"}, {"remote", "remote/rcloneremote"}, {"internal/fusefs", "remote/"}} {
 		out, _ := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, module+bad[0]).Output()
 		if strings.Contains(string(out), module+bad[1]) {
 			t.Errorf("%s imports %s", bad[0], bad[1])

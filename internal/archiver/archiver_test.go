@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sealfs/sealfs/archiver"
+	"github.com/sealfs/sealfs/internal/archiver"
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/repo"
 )

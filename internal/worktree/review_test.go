@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
-	"github.com/sealfs/sealfs/worktree"
 )
 
 // TestOverlayPunchHole (issue 8 review): fallocate(2) that punches a hole

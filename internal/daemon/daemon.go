@@ -20,9 +20,9 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	sealfs "github.com/sealfs/sealfs/fs"
+	"github.com/sealfs/sealfs/internal/fusefs"
+	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
-	"github.com/sealfs/sealfs/worktree"
 )
 
 // Config is what a mount needs.
@@ -120,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.tree = tree
-	fo := sealfs.Options{Log: cfg.Log, Status: d.statusJSON, Statfs: d.statfs}
+	fo := fusefs.Options{Log: cfg.Log, Status: d.statusJSON, Statfs: d.statfs}
 	if cfg.SyncRemote {
 		fo.SyncRemote = func(ctx context.Context) error { _, err := d.commit(ctx); return err }
 	}
@@ -134,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}
-	d.srv, err = gofs.Mount(cfg.Mountpoint, sealfs.New(tree, fo).Root(), &gofs.Options{
+	d.srv, err = gofs.Mount(cfg.Mountpoint, fusefs.New(tree, fo).Root(), &gofs.Options{
 		EntryTimeout: &one, AttrTimeout: &one, NegativeTimeout: &one, MountOptions: mo,
 	})
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
-	"github.com/sealfs/sealfs/worktree"
 )
 
 func open(t *testing.T, r *repo.Repository, dir string) *worktree.Tree {

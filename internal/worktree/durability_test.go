@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
-	"github.com/sealfs/sealfs/worktree"
 )
 
 // smallDisk mounts a size-limited tmpfs (as root) and returns its path.

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sealfs/sealfs/worktree/sealedfile"
+	"github.com/sealfs/sealfs/internal/worktree/sealedfile"
 )
 
 // stagingFile is an open staging file: the content of a changed file,

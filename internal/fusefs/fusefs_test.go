@@ -1,4 +1,4 @@
-package fs_test
+package fusefs_test
 
 import (
 	"bytes"
@@ -12,10 +12,10 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/hanwen/go-fuse/v2/posixtest"
 
-	sealfs "github.com/sealfs/sealfs/fs"
+	"github.com/sealfs/sealfs/internal/fusefs"
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
-	"github.com/sealfs/sealfs/worktree"
 )
 
 // mount mounts a fresh repository in-process at a temporary directory and
@@ -32,7 +32,7 @@ func mount(t *testing.T) (string, *worktree.Tree, *testutil.Env) {
 	}
 	dir := t.TempDir()
 	one := time.Second
-	srv, err := gofs.Mount(dir, sealfs.New(tr, sealfs.Options{}).Root(), &gofs.Options{
+	srv, err := gofs.Mount(dir, fusefs.New(tr, fusefs.Options{}).Root(), &gofs.Options{
 		EntryTimeout: &one, AttrTimeout: &one, NegativeTimeout: &one,
 		MountOptions: fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true, Options: []string{"default_permissions"}},
 	})

@@ -1,8 +1,8 @@
-// Package fs is the FUSE filesystem of a sealfs mount, on go-fuse/v2: it
+// Package fusefs is the FUSE filesystem of a sealfs mount, on go-fuse/v2: it
 // translates kernel requests into operations on a worktree.Tree and maps
 // their errors to errno values. Everything else (chunking, encryption, the
 // journal, commits) happens below it.
-package fs
+package fusefs
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/repo"
-	"github.com/sealfs/sealfs/worktree"
 )
 
 // StatusXattr is the extended attribute of the mount's root that holds the

@@ -10,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
-	"github.com/sealfs/sealfs/worktree"
 )
 
 // overwrite writes data into path (truncating it first when trunc is set,

@@ -7,10 +7,10 @@ import (
 	"os"
 	"sort"
 
-	"github.com/sealfs/sealfs/archiver"
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/archiver"
+	"github.com/sealfs/sealfs/internal/worktree/sealedfile"
 	"github.com/sealfs/sealfs/repo"
-	"github.com/sealfs/sealfs/worktree/sealedfile"
 )
 
 // dirCopy is a directory as it will be committed: its entries, and for
