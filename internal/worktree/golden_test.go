@@ -13,7 +13,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden sealed journal from this code")
 
-const goldenJournalDir = "../testdata/vectors/local"
+const goldenJournalDir = "../../testdata/vectors/local"
 
 // goldenRecords are the records of the golden journal, number 7, based on
 // snapshot 3.
@@ -29,7 +29,7 @@ func goldenRecords() []record {
 // under the keys of the crypt test vectors still reads back. Regenerate (a
 // format change) with: go test ./worktree -run Golden -update
 func TestGoldenJournal(t *testing.T) {
-	key := testutil.VectorKeys(t, "../testdata/vectors/crypt.json").LocalKey()
+	key := testutil.VectorKeys(t, "../../testdata/vectors/crypt.json").LocalKey()
 	p := journalName(goldenJournalDir, 7)
 	if *update {
 		os.Remove(p)

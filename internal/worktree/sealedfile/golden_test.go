@@ -12,9 +12,9 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden sealed staging file from this code")
 
 const (
-	goldenFile = "../../testdata/vectors/local/staging-v1"
+	goldenFile = "../../../testdata/vectors/local/staging-v1"
 	goldenName = "staging/00112233445566778899aabbccddeeff"
-	vectorFile = "../../testdata/vectors/crypt.json"
+	vectorFile = "../../../testdata/vectors/crypt.json"
 )
 
 // goldenPlain is the content of the golden staging file: two full blocks,
