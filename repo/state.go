@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/atomicfile"
 )
 
 // localState is what a client remembers about a repository between runs, in
@@ -58,37 +59,7 @@ func (s *localState) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(dir, stateFile), b, 0o600)
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory, fsyncs it, renames it over path and fsyncs the directory, so a
-// crash leaves either the old or the new content.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("failed to write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err = tmp.Write(data); err == nil {
-		if err = tmp.Chmod(perm); err == nil {
-			err = tmp.Sync()
-		}
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("failed to write %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(filepath.Join(dir, stateFile), b, 0o600)
 }
 
 // DefaultCacheDir returns $XDG_CACHE_HOME/sealfs (or ~/.cache/sealfs); the

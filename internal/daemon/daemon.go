@@ -20,6 +20,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/sealfs/sealfs/internal/atomicfile"
 	"github.com/sealfs/sealfs/internal/fusefs"
 	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
@@ -384,7 +385,7 @@ func (d *Daemon) writeExitStatus(queued []string) {
 	st.QueuedPaths = queued
 	st.QueuedChanges = d.tree.Dirty()
 	b, _ := json.MarshalIndent(st, "", "  ")
-	_ = repo.WriteFileAtomic(filepath.Join(d.cfg.Repo.StateDir(), ExitStatusFile), b, 0o600)
+	_ = atomicfile.Write(filepath.Join(d.cfg.Repo.StateDir(), ExitStatusFile), b, 0o600)
 }
 
 // statfs reports the cache disk's space: writes queue there first.

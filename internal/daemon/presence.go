@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/internal/atomicfile"
 )
 
 // PresenceFile is the file in the state directory that names the daemon
@@ -64,7 +64,7 @@ func (d *Daemon) writePresence(stopping bool) {
 		p.Stopping = time.Now()
 	}
 	b, _ := json.Marshal(&p)
-	if err := repo.WriteFileAtomic(filepath.Join(d.cfg.Repo.StateDir(), PresenceFile), b, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(d.cfg.Repo.StateDir(), PresenceFile), b, 0o600); err != nil {
 		d.cfg.Log.Warn("failed to record this daemon in the state directory; a mount right after this one stops may fail until it has exited", "err", err)
 	}
 }

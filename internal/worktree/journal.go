@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/atomicfile"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -240,7 +241,7 @@ func newJournal(dir string, key crypt.LocalKey, n, base uint64, recs []record) (
 		}
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = atomicfile.SyncDir(dir)
 	}
 	if err != nil {
 		f.Close()
@@ -249,15 +250,6 @@ func newJournal(dir string, key crypt.LocalKey, n, base uint64, recs []record) (
 	}
 	j.f, j.path, j.off = f, p, int64(len(buf))
 	return j, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // append writes records and hands them to the kernel, in one write. A
