@@ -170,7 +170,7 @@ func makeChunkerVectors(t *testing.T) chunkerVectors {
 	for _, i := range []int{0, 1, 2, 3, 127, 128, 254, 255} {
 		v.Gear.Entries = append(v.Gear.Entries, gearSample{Index: i, Value: fmt.Sprintf("%016x", gear[i])})
 	}
-	def := paramsJSON{DefaultParams.Min, DefaultParams.Avg, DefaultParams.Max}
+	def := paramsJSON(DefaultParams)
 	small := paramsJSON{512, 2048, 8192}
 	for _, c := range []struct {
 		name   string
@@ -195,7 +195,7 @@ func makeChunkerVectors(t *testing.T) chunkerVectors {
 		data := caseInput(t, cs)
 		h := sha256.Sum256(data)
 		cs.InputSHA256 = hex.EncodeToString(h[:])
-		cs.Chunks = cutAll(t, data, gear, Params{c.params.Min, c.params.Avg, c.params.Max})
+		cs.Chunks = cutAll(t, data, gear, Params(c.params))
 		v.Cases = append(v.Cases, cs)
 	}
 	return v
@@ -259,7 +259,7 @@ func TestVectors(t *testing.T) {
 			if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != c.InputSHA256 {
 				t.Fatalf("input SHA-256 %x, want %s: the input is not built as the file says", sum, c.InputSHA256)
 			}
-			got := cutAll(t, data, gear, Params{c.Params.Min, c.Params.Avg, c.Params.Max})
+			got := cutAll(t, data, gear, Params(c.Params))
 			if !slices.Equal(got, c.Chunks) {
 				t.Fatalf("chunks %v,\nwant %v", got, c.Chunks)
 			}
