@@ -7,8 +7,8 @@ BIN      := bin/sealfs
 FUZZTIME ?= 20000x
 # Every fuzz target, as package:Target. Each runs for FUZZTIME inputs in `make test`.
 FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
-            ./repo:FuzzDecodeTree ./repo:FuzzDecodeIndex ./repo:FuzzDecodePackHeader \
-            ./repo:FuzzDecodeSnapshot ./repo:FuzzParseConfig ./repo:FuzzDecodeForget \
+            ./repo/format:FuzzDecodeTree ./repo/format:FuzzDecodeIndex ./repo/format:FuzzDecodePackHeader \
+            ./repo/format:FuzzDecodeSnapshot ./repo/format:FuzzParseConfig ./repo/format:FuzzDecodeForget \
             ./keyvault:FuzzDecodeRequest ./keyvault:FuzzValidatePoint \
             ./internal/worktree:FuzzReadJournal ./internal/worktree:FuzzSealedJournal ./remote/mirror:FuzzDecodeListing
 

@@ -17,6 +17,7 @@ import (
 	"github.com/sealfs/sealfs/chunker"
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 const benchSize = 64 << 20
@@ -48,7 +49,7 @@ func benchRepo(b *testing.B, compression string) *Repository {
 	b.Helper()
 	mk, _ := crypt.NewMasterKey()
 	id, _ := crypt.NewRepoID()
-	cfg := &Config{Version: 1, Repository: id.String(), ChunkMin: chunker.DefaultParams.Min, ChunkAvg: chunker.DefaultParams.Avg,
+	cfg := &format.Config{Version: 1, Repository: id.String(), ChunkMin: chunker.DefaultParams.Min, ChunkAvg: chunker.DefaultParams.Avg,
 		ChunkMax: chunker.DefaultParams.Max, PackSize: DefaultPackSize, Compression: compression}
 	rem, err := rcloneremote.Open(context.Background(), fmt.Sprintf(":memory:bench%d", b.N))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // CheckOptions say how thoroughly Check verifies.
@@ -47,9 +48,9 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	}
 
 	// Key slots.
-	err := r.remote.List(ctx, keysDir, func(e remote.Entry) error {
+	err := r.remote.List(ctx, format.KeysDir, func(e remote.Entry) error {
 		rep.Slots++
-		b, err := readObject(ctx, r.remote, e.Name, e.Size, maxSlotObject)
+		b, err := readObject(ctx, r.remote, e.Name, e.Size, format.MaxSlotObject)
 		if errors.Is(err, ErrIntegrity) {
 			problem(err)
 			return nil
@@ -69,7 +70,7 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 
 	// Snapshots, and the indexes they name.
 	var snapEntries []remote.Entry
-	if err := r.remote.List(ctx, snapshotsDir, func(e remote.Entry) error { snapEntries = append(snapEntries, e); return nil }); err != nil {
+	if err := r.remote.List(ctx, format.SnapshotsDir, func(e remote.Entry) error { snapEntries = append(snapEntries, e); return nil }); err != nil {
 		return nil, err
 	}
 	sort.Slice(snapEntries, func(i, j int) bool { return snapEntries[i].Name < snapEntries[j].Name })
@@ -79,7 +80,7 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	for i, e := range snapEntries {
 		progress("snapshots", i, len(snapEntries))
 		name := e.Name
-		if isForgetName(name) {
+		if format.IsForgetName(name) {
 			if err := r.readForgotten(ctx, e, forgot); err != nil {
 				problem(err)
 			}
@@ -103,7 +104,7 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	}
 
 	haveIndex := map[string]bool{}
-	if err := r.remote.List(ctx, indexDir, func(e remote.Entry) error { haveIndex[e.Name] = true; return nil }); err != nil {
+	if err := r.remote.List(ctx, format.IndexDir, func(e remote.Entry) error { haveIndex[e.Name] = true; return nil }); err != nil {
 		return nil, err
 	}
 	all := newIndex()
@@ -111,7 +112,7 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	for x, snap := range wantIndex {
 		progress("indexes", done, len(wantIndex))
 		done++
-		name := indexName(x)
+		name := format.IndexName(x)
 		if !haveIndex[name] {
 			problem(integrityError(name, "the index is missing (named by %s)", snap))
 			continue
@@ -130,9 +131,9 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	// Packs: every pack the index names must exist and its header must
 	// agree with the index.
 	packSizes := map[crypt.ID]int64{}
-	err = r.remote.List(ctx, dataDir, func(e remote.Entry) error {
+	err = r.remote.List(ctx, format.DataDir, func(e remote.Entry) error {
 		id, err := crypt.ParseID(path.Base(e.Name))
-		if err != nil || packName(id) != e.Name {
+		if err != nil || format.PackName(id) != e.Name {
 			problem(integrityError(e.Name, "not a pack name"))
 			return nil
 		}
@@ -142,9 +143,9 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	if err != nil {
 		return nil, err
 	}
-	byPack := map[crypt.ID][]indexEntry{}
+	byPack := map[crypt.ID][]format.IndexEntry{}
 	all.each(func(id crypt.ID, l Location) {
-		byPack[l.Pack] = append(byPack[l.Pack], indexEntry{ID: id, Location: l})
+		byPack[l.Pack] = append(byPack[l.Pack], format.IndexEntry{ID: id, Location: l})
 	})
 	done = 0
 	for pack, want := range byPack {
@@ -152,7 +153,7 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 		done++
 		size, ok := packSizes[pack]
 		if !ok {
-			problem(integrityError(packName(pack), "the pack is missing (the index lists %d blobs in it)", len(want)))
+			problem(integrityError(format.PackName(pack), "the pack is missing (the index lists %d blobs in it)", len(want)))
 			continue
 		}
 		delete(packSizes, pack)
@@ -160,7 +161,7 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 		rep.Blobs += r.checkPack(ctx, pack, size, want, o.ReadData, problem)
 	}
 	for id := range packSizes {
-		rep.UnreferencedPacks = append(rep.UnreferencedPacks, packName(id))
+		rep.UnreferencedPacks = append(rep.UnreferencedPacks, format.PackName(id))
 	}
 
 	// Trees reachable from every snapshot, with the full index.
@@ -176,7 +177,7 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	seen := map[crypt.ID]bool{}
 	for i, s := range snaps {
 		progress("trees", i, len(snaps))
-		r.checkTree(ctx, s.Tree, "/", snapshotName(s.ID), all, seen, rep, problem)
+		r.checkTree(ctx, s.Tree, "/", format.SnapshotName(s.ID), all, seen, rep, problem)
 	}
 	sort.Strings(rep.Unreferenced)
 	sort.Strings(rep.UnreferencedPacks)
@@ -185,8 +186,8 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 
 // checkPack verifies one pack's header against the index entries for it,
 // and with readData every blob in it. It returns the number of blobs checked.
-func (r *Repository) checkPack(ctx context.Context, pack crypt.ID, size int64, want []indexEntry, readData bool, problem func(error)) int {
-	name := packName(pack)
+func (r *Repository) checkPack(ctx context.Context, pack crypt.ID, size int64, want []format.IndexEntry, readData bool, problem func(error)) int {
+	name := format.PackName(pack)
 	entries, data, err := r.readPackHeader(ctx, pack, size, readData)
 	if err != nil {
 		problem(err)
@@ -214,12 +215,12 @@ func (r *Repository) checkPack(ctx context.Context, pack crypt.ID, size int64, w
 
 // readPackHeader reads and verifies a pack's header. With whole it reads
 // the whole pack and returns its bytes too.
-func (r *Repository) readPackHeader(ctx context.Context, pack crypt.ID, size int64, whole bool) ([]indexEntry, []byte, error) {
-	name := packName(pack)
+func (r *Repository) readPackHeader(ctx context.Context, pack crypt.ID, size int64, whole bool) ([]format.IndexEntry, []byte, error) {
+	name := format.PackName(pack)
 	if size < 4+crypt.Overhead {
 		return nil, nil, integrityError(name, "the pack is truncated to %d bytes", size)
 	}
-	if max := maxPackObject(r.cfg.PackSize); whole && size > max {
+	if max := format.MaxPackObject(r.cfg.PackSize); whole && size > max {
 		return nil, nil, integrityError(name, "the pack is %d bytes, over the %d-byte limit of this repository's packs", size, max)
 	}
 	var data []byte
@@ -236,8 +237,8 @@ func (r *Repository) readPackHeader(ctx context.Context, pack crypt.ID, size int
 		return nil, nil, err
 	}
 	hlen := int64(binary.BigEndian.Uint32(data[len(data)-4:]))
-	if hlen > maxPackHeaderObject {
-		return nil, nil, integrityError(name, "the pack header is %d bytes, over the %d-byte limit", hlen, maxPackHeaderObject)
+	if hlen > format.MaxPackHeaderObject {
+		return nil, nil, integrityError(name, "the pack header is %d bytes, over the %d-byte limit", hlen, format.MaxPackHeaderObject)
 	}
 	if hlen < crypt.Overhead || hlen > size-4 {
 		return nil, nil, integrityError(name, "the pack header length %d does not fit a %d-byte pack (truncated?)", hlen, size)
@@ -252,7 +253,7 @@ func (r *Repository) readPackHeader(ctx context.Context, pack crypt.ID, size int
 	if err != nil {
 		return nil, nil, integrityError(name, "the pack header %v (changed, swapped, truncated or from another repository)", err)
 	}
-	entries, err := decodePackHeader(pt, pack, size-4-hlen)
+	entries, err := format.DecodePackHeader(pt, pack, size-4-hlen)
 	if err != nil {
 		return nil, nil, integrityError(name, "%v", err)
 	}

@@ -2,87 +2,23 @@ package repo
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"path"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/repo/format"
 )
-
-// Forget records (docs/SPEC.md, "Forget records") live below snapshots/, so
-// that one listing gives the snapshots and the record of every snapshot
-// removed on purpose: the chain of snapshots is checked against both.
-const forgetDir = snapshotsDir + "/forget"
-
-func forgetName(id crypt.ID) string { return forgetDir + "/" + id.String() }
-
-// Forgotten is a snapshot removed on purpose, as a forget record lists it.
-type Forgotten struct {
-	Seq uint64
-	ID  crypt.ID
-}
-
-const (
-	forgetVersion    = 1
-	forgetEntrySize  = 8 + crypt.IDSize
-	maxForgetEntries = 1 << 20
-	maxForgetObject  = 5 + maxForgetEntries*forgetEntrySize + crypt.Overhead
-)
-
-// encodeForget encodes a forget record's plaintext:
-// version (1) || u32 count || count × (seq u64 || snapshot id [32]),
-// sequence numbers strictly increasing.
-func encodeForget(entries []Forgotten) []byte {
-	b := make([]byte, 0, 5+len(entries)*forgetEntrySize)
-	b = append(b, forgetVersion)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(entries)))
-	for _, e := range entries {
-		b = binary.BigEndian.AppendUint64(b, e.Seq)
-		b = append(b, e.ID[:]...)
-	}
-	return b
-}
-
-// decodeForget parses a forget record's plaintext, rejecting anything
-// non-canonical: no entries, unordered or repeated sequence numbers, a zero
-// sequence number or id, trailing bytes.
-func decodeForget(b []byte) ([]Forgotten, error) {
-	if len(b) < 5 || b[0] != forgetVersion {
-		return nil, errors.New("forget record has a bad header")
-	}
-	n := binary.BigEndian.Uint32(b[1:5])
-	if n == 0 || n > maxForgetEntries || uint64(len(b)-5) != uint64(n)*forgetEntrySize {
-		return nil, fmt.Errorf("forget record says %d entries but holds %d bytes", n, len(b)-5)
-	}
-	entries := make([]Forgotten, n)
-	p := b[5:]
-	for i := range entries {
-		e := &entries[i]
-		e.Seq = binary.BigEndian.Uint64(p[:8])
-		copy(e.ID[:], p[8:forgetEntrySize])
-		if e.Seq == 0 || e.ID.IsZero() {
-			return nil, fmt.Errorf("forget record entry %d has no sequence number or id", i)
-		}
-		if i > 0 && e.Seq <= entries[i-1].Seq {
-			return nil, fmt.Errorf("forget record entry %d is out of order", i)
-		}
-		p = p[forgetEntrySize:]
-	}
-	return entries, nil
-}
 
 // loadForget reads and opens the forget record name of the listed size.
-func (r *Repository) loadForget(ctx context.Context, name string, size int64) ([]Forgotten, error) {
+func (r *Repository) loadForget(ctx context.Context, name string, size int64) ([]format.Forgotten, error) {
 	id, err := crypt.ParseID(path.Base(name))
-	if err != nil || name != forgetName(id) {
+	if err != nil || name != format.ForgetName(id) {
 		return nil, integrityError(name, "not a forget record name")
 	}
-	sealed, err := readObject(ctx, r.remote, name, size, maxForgetObject)
+	sealed, err := readObject(ctx, r.remote, name, size, format.MaxForgetObject)
 	if err != nil {
 		return nil, err
 	}
@@ -90,14 +26,12 @@ func (r *Repository) loadForget(ctx context.Context, name string, size int64) ([
 	if err != nil {
 		return nil, integrityError(name, "%v (changed, or from another repository)", err)
 	}
-	entries, err := decodeForget(pt)
+	entries, err := format.DecodeForget(pt)
 	if err != nil {
 		return nil, integrityError(name, "%v", err)
 	}
 	return entries, nil
 }
-
-func isForgetName(name string) bool { return strings.HasPrefix(name, forgetDir+"/") }
 
 // readForgotten loads the forget record listed as e and merges its entries
 // into forgot.
@@ -111,7 +45,7 @@ func (r *Repository) readForgotten(ctx context.Context, e remote.Entry, forgot m
 
 // addForgotten merges a record's entries into forgot; two records that name
 // different snapshots for one sequence number are an integrity error.
-func addForgotten(forgot map[uint64]crypt.ID, name string, entries []Forgotten) error {
+func addForgotten(forgot map[uint64]crypt.ID, name string, entries []format.Forgotten) error {
 	for _, e := range entries {
 		if id, ok := forgot[e.Seq]; ok && id != e.ID {
 			return integrityError(name, "it records snapshot %d as %s, another record as %s", e.Seq, e.ID.Short(), id.Short())
@@ -134,11 +68,11 @@ func verifyChain(snaps []*Snapshot, forgot map[uint64]crypt.ID) []error {
 	}
 	for i, s := range snaps {
 		if i > 0 && snaps[i-1].Seq == s.Seq {
-			errs = append(errs, integrityError(snapshotName(s.ID), "it has sequence number %d, as %s has: a snapshot was replayed or duplicated", s.Seq, snapshotName(snaps[i-1].ID)))
+			errs = append(errs, integrityError(format.SnapshotName(s.ID), "it has sequence number %d, as %s has: a snapshot was replayed or duplicated", s.Seq, format.SnapshotName(snaps[i-1].ID)))
 			continue
 		}
 		if id, ok := forgot[s.Seq]; ok && id != s.ID {
-			errs = append(errs, integrityError(snapshotName(s.ID), "it has sequence number %d, which a forget record gives to snapshot %s", s.Seq, id.Short()))
+			errs = append(errs, integrityError(format.SnapshotName(s.ID), "it has sequence number %d, which a forget record gives to snapshot %s", s.Seq, id.Short()))
 		}
 		known[s.Seq] = s.ID
 	}
@@ -175,19 +109,19 @@ func verifyChain(snaps []*Snapshot, forgot map[uint64]crypt.ID) []error {
 			want = prev
 		}
 		if s.Parent != want {
-			errs = append(errs, integrityError(snapshotName(s.ID), "its parent is %s, but snapshot %d is %s", s.Parent.Short(), s.Seq-1, want.Short()))
+			errs = append(errs, integrityError(format.SnapshotName(s.ID), "its parent is %s, but snapshot %d is %s", s.Parent.Short(), s.Seq-1, want.Short()))
 		}
 	}
 	return errs
 }
 
 // Forgotten lists the snapshots removed on purpose, by sequence number.
-func (r *Repository) Forgotten() []Forgotten {
+func (r *Repository) Forgotten() []format.Forgotten {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]Forgotten, 0, len(r.forgotten))
+	out := make([]format.Forgotten, 0, len(r.forgotten))
 	for seq, id := range r.forgotten {
-		out = append(out, Forgotten{Seq: seq, ID: id})
+		out = append(out, format.Forgotten{Seq: seq, ID: id})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
 	return out
@@ -238,7 +172,7 @@ func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
 		bySeq[s.Seq] = s
 	}
 	drop := map[uint64]*Snapshot{}
-	var record []Forgotten
+	var record []format.Forgotten
 	for _, seq := range seqs {
 		s, ok := bySeq[seq]
 		switch {
@@ -252,7 +186,7 @@ func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
 		}
 		drop[seq] = s
 		if _, recorded := r.forgotten[seq]; !recorded {
-			record = append(record, Forgotten{Seq: seq, ID: s.ID})
+			record = append(record, format.Forgotten{Seq: seq, ID: s.ID})
 		}
 	}
 	if len(record) > 0 {
@@ -261,11 +195,11 @@ func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
 		if err != nil {
 			return err
 		}
-		sealed, err := r.keys.Seal(nil, crypt.TypeForget, id, encodeForget(record))
+		sealed, err := r.keys.Seal(nil, crypt.TypeForget, id, format.EncodeForget(record))
 		if err != nil {
 			return err
 		}
-		if err := r.remote.Put(ctx, forgetName(id), sealed); err != nil {
+		if err := r.remote.Put(ctx, format.ForgetName(id), sealed); err != nil {
 			return fmt.Errorf("failed to store the forget record (nothing was deleted): %w", err)
 		}
 		for _, e := range record {
@@ -273,7 +207,7 @@ func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
 		}
 	}
 	for seq, s := range drop {
-		if err := r.remote.Delete(ctx, snapshotName(s.ID)); err != nil {
+		if err := r.remote.Delete(ctx, format.SnapshotName(s.ID)); err != nil {
 			return fmt.Errorf("failed to delete snapshot %d (it is recorded as forgotten; run again to finish): %w", seq, err)
 		}
 	}

@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // LeaseTTL is how long a writer lease is valid without renewal, unless
@@ -27,27 +27,9 @@ func (r *Repository) leaseTTL() time.Duration {
 	return LeaseTTL
 }
 
-// maxLeaseSize bounds the lease plaintext.
-const maxLeaseSize = 4 << 10
-
-// Lease is the writer lease object: who holds the repository for writing,
-// and until when. It is sealed with the all-zero object id.
-type Lease struct {
-	Holder   crypt.ID  `json:"holder"` // random per holder
-	Host     string    `json:"host"`
-	PID      int       `json:"pid"`
-	Acquired time.Time `json:"acquired"`
-	Expires  time.Time `json:"expires"`
-}
-
-func (l *Lease) String() string {
-	return fmt.Sprintf("host %s pid %d since %s (valid until %s)", l.Host, l.PID,
-		l.Acquired.Local().Format(time.DateTime), l.Expires.Local().Format(time.DateTime))
-}
-
 type leaseHolder struct {
 	r      *Repository
-	lease  Lease
+	lease  format.Lease
 	ttl    time.Duration // the lifetime each renewal gives the lease
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -59,8 +41,8 @@ type leaseHolder struct {
 
 // ReadLease returns the current lease, or nil when there is none. A lease
 // that fails authentication is reported as an error wrapping ErrIntegrity.
-func (r *Repository) ReadLease(ctx context.Context) (*Lease, error) {
-	sealed, err := readObject(ctx, r.remote, leaseName, -1, maxLeaseObject)
+func (r *Repository) ReadLease(ctx context.Context) (*format.Lease, error) {
+	sealed, err := readObject(ctx, r.remote, format.LeaseName, -1, format.MaxLeaseObject)
 	if errors.Is(err, remote.ErrNotFound) {
 		return nil, nil
 	}
@@ -69,20 +51,17 @@ func (r *Repository) ReadLease(ctx context.Context) (*Lease, error) {
 	}
 	pt, err := r.keys.Open(crypt.TypeLease, crypt.ID{}, sealed)
 	if err != nil {
-		return nil, integrityError(leaseName, "%v (a writer may have crashed while renewing it; run again with --break-lease if no other writer is running)", err)
+		return nil, integrityError(format.LeaseName, "%v (a writer may have crashed while renewing it; run again with --break-lease if no other writer is running)", err)
 	}
-	var l Lease
-	if len(pt) > maxLeaseSize {
-		return nil, integrityError(leaseName, "the lease is %d bytes, over the %d-byte limit", len(pt), maxLeaseSize)
+	l, err := format.DecodeLease(pt)
+	if err != nil {
+		return nil, integrityError(format.LeaseName, "%v", err)
 	}
-	if err := json.Unmarshal(pt, &l); err != nil {
-		return nil, integrityError(leaseName, "%v", err)
-	}
-	return &l, nil
+	return l, nil
 }
 
-func (r *Repository) writeLease(ctx context.Context, l *Lease) error {
-	pt, err := json.Marshal(l)
+func (r *Repository) writeLease(ctx context.Context, l *format.Lease) error {
+	pt, err := format.EncodeLease(l)
 	if err != nil {
 		return err
 	}
@@ -90,7 +69,7 @@ func (r *Repository) writeLease(ctx context.Context, l *Lease) error {
 	if err != nil {
 		return err
 	}
-	return r.remote.Put(ctx, leaseName, sealed)
+	return r.remote.Put(ctx, format.LeaseName, sealed)
 }
 
 // processAlive reports whether pid runs on this host; a zombie (killed,
@@ -140,7 +119,7 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 		return err
 	}
 	now := time.Now().UTC()
-	h := &leaseHolder{r: r, lease: Lease{Holder: holder, Host: host, PID: os.Getpid(), Acquired: now, Expires: now.Add(r.leaseTTL())}, ttl: r.leaseTTL(), done: make(chan struct{})}
+	h := &leaseHolder{r: r, lease: format.Lease{Holder: holder, Host: host, PID: os.Getpid(), Acquired: now, Expires: now.Add(r.leaseTTL())}, ttl: r.leaseTTL(), done: make(chan struct{})}
 	// If this attempt fails from here on, the lease it may leave is ours.
 	r.mu.Lock()
 	r.tried = holder
@@ -257,5 +236,5 @@ func (r *Repository) Unlock(ctx context.Context) error {
 	if err != nil || cur == nil || cur.Holder != h.lease.Holder {
 		return err
 	}
-	return r.remote.Delete(ctx, leaseName)
+	return r.remote.Delete(ctx, format.LeaseName)
 }

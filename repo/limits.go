@@ -4,34 +4,14 @@ import (
 	"context"
 	"errors"
 
-	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
 )
 
-// Maximum sizes of the objects a client reads whole (docs/SPEC.md,
-// "Limits"). An object's size is checked against its maximum before any of
-// it is read, and then exactly that many bytes are read, so a remote that
-// reports or serves a huge object cannot make the client allocate more.
-const (
-	maxConfigObject     = maxConfigSize
-	maxSlotObject       = crypt.MaxSlotSize
-	maxSnapshotObject   = maxSnapshotSize + crypt.Overhead
-	maxIndexObject      = 5 + maxIndexEntries*indexEntrySize + crypt.Overhead
-	maxLeaseObject      = maxLeaseSize + crypt.Overhead
-	maxPackHeaderObject = 5 + maxPackHeaderEntries*headerEntrySize + crypt.Overhead
-)
-
-// maxPackObject is the largest pack a writer with the given pack size
-// makes: a pack is uploaded once it reaches packSize, so its last blob may
-// take it over by at most one sealed blob; then comes the header.
-func maxPackObject(packSize int) int64 {
-	return int64(packSize) + 1 + maxBlobSize + crypt.Overhead + maxPackHeaderObject + 4
-}
-
-// readObject reads the whole object name, of at most max bytes. size is
-// its size from a listing, or negative to ask the remote. An object over
-// max is an integrity error naming it, and is not read; one shorter than
-// its size is an integrity error too.
+// readObject reads the whole object name, of at most max bytes (its type's
+// maximum, format.Max*Object). size is its size from a listing, or negative
+// to ask the remote. An object over max is an integrity error naming it,
+// and is not read (docs/SPEC.md §13); one shorter than its size is an
+// integrity error too.
 func readObject(ctx context.Context, rem remote.Remote, name string, size, max int64) ([]byte, error) {
 	if size < 0 {
 		var err error

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // LoadBlob fetches blob id of type t with one range request, authenticates
@@ -44,12 +45,12 @@ func (r *Repository) LoadBlob(ctx context.Context, t crypt.ObjectType, id crypt.
 	if sealed == nil {
 		fetched = true
 		var err error
-		sealed, err = r.remote.Get(ctx, packName(l.Pack), int64(l.Offset), int64(l.Length))
+		sealed, err = r.remote.Get(ctx, format.PackName(l.Pack), int64(l.Offset), int64(l.Length))
 		switch {
 		case errors.Is(err, remote.ErrNotFound):
-			return nil, integrityError(packName(l.Pack), "the pack is missing (it holds %s %s)", t, id.Short())
+			return nil, integrityError(format.PackName(l.Pack), "the pack is missing (it holds %s %s)", t, id.Short())
 		case errors.Is(err, remote.ErrShortRead):
-			return nil, integrityError(packName(l.Pack), "the pack is truncated (it should hold %s %s at %d+%d)", t, id.Short(), l.Offset, l.Length)
+			return nil, integrityError(format.PackName(l.Pack), "the pack is truncated (it should hold %s %s at %d+%d)", t, id.Short(), l.Offset, l.Length)
 		case err != nil:
 			return nil, err
 		}
@@ -90,7 +91,7 @@ func (r *Repository) prefetch(ctx context.Context, id crypt.ID) {
 
 // openBlob verifies and decodes the sealed form of a blob.
 func (r *Repository) openBlob(t crypt.ObjectType, id crypt.ID, l Location, sealed []byte) ([]byte, error) {
-	where := fmt.Sprintf("%s (%s %s at offset %d)", packName(l.Pack), t, id.Short(), l.Offset)
+	where := fmt.Sprintf("%s (%s %s at offset %d)", format.PackName(l.Pack), t, id.Short(), l.Offset)
 	pt, err := r.keys.Open(t, id, sealed)
 	if err != nil {
 		return nil, integrityError(where, "%v", err)
@@ -125,7 +126,7 @@ func (r *Repository) LoadTree(ctx context.Context, id crypt.ID) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := decodeTree(b)
+	t, err := format.DecodeTree(b)
 	if err != nil {
 		return nil, integrityError(fmt.Sprintf("tree %s", id), "%v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/sealfs/sealfs/chunker"
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // recentBytes bounds the in-memory cache of verified chunks that read-ahead
@@ -55,7 +56,7 @@ type InitOptions struct {
 // Repository is an opened, unlocked repository.
 type Repository struct {
 	remote   remote.Remote
-	cfg      *Config
+	cfg      *format.Config
 	id       crypt.RepoID
 	mk       crypt.MasterKey
 	keys     *crypt.Keys
@@ -80,7 +81,7 @@ type Repository struct {
 	// a lease left with it is ours, and the next Lock takes it over.
 	tried   crypt.ID
 	packer  *packBuilder
-	pending []indexEntry // blobs in uploaded packs, not yet in an index object
+	pending []format.IndexEntry // blobs in uploaded packs, not yet in an index object
 	// Objects of a commit that failed, kept for the next Commit: indexes
 	// sealed but not stored, indexes stored but named by no stored
 	// snapshot, and a snapshot whose upload failed.
@@ -138,7 +139,7 @@ func newCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxBlobSize))
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(format.MaxBlobSize))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -151,7 +152,7 @@ func newCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
 // repository.
 func Init(ctx context.Context, rem remote.Remote, o InitOptions) (*Repository, crypt.RecoveryCode, error) {
 	var code crypt.RecoveryCode
-	if _, err := rem.Stat(ctx, configName); err == nil {
+	if _, err := rem.Stat(ctx, format.ConfigName); err == nil {
 		return nil, code, fmt.Errorf("%w at %s", ErrRepositoryExists, rem)
 	} else if !errors.Is(err, remote.ErrNotFound) {
 		return nil, code, err
@@ -169,12 +170,12 @@ func Init(ctx context.Context, rem remote.Remote, o InitOptions) (*Repository, c
 	if err != nil {
 		return nil, code, err
 	}
-	cfg := &Config{
-		Version: FormatVersion, Repository: id.String(), Created: time.Now().UTC().Truncate(time.Second),
+	cfg := &format.Config{
+		Version: format.FormatVersion, Repository: id.String(), Created: time.Now().UTC().Truncate(time.Second),
 		ChunkMin: o.Chunking.Min, ChunkAvg: o.Chunking.Avg, ChunkMax: o.Chunking.Max,
 		PackSize: o.PackSize, Compression: o.Compression,
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, code, err
 	}
 	mk, err := crypt.NewMasterKey()
@@ -193,17 +194,17 @@ func Init(ctx context.Context, rem remote.Remote, o InitOptions) (*Repository, c
 	if code, _, err = r.AddCodeSlot(ctx); err != nil {
 		return nil, code, err
 	}
-	obj, err := encodeConfig(cfg, r.keys)
+	obj, err := format.EncodeConfig(cfg, r.keys)
 	if err != nil {
 		return nil, code, err
 	}
-	if err := rem.Put(ctx, configName, obj); err != nil {
+	if err := rem.Put(ctx, format.ConfigName, obj); err != nil {
 		return nil, code, err
 	}
 	return r, code, nil
 }
 
-func newRepository(rem remote.Remote, cfg *Config, id crypt.RepoID, mk crypt.MasterKey, o Options) (*Repository, error) {
+func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk crypt.MasterKey, o Options) (*Repository, error) {
 	keys, err := crypt.DeriveKeys(mk, id)
 	if err != nil {
 		return nil, err
@@ -246,23 +247,23 @@ func newRepository(rem remote.Remote, cfg *Config, id crypt.RepoID, mk crypt.Mas
 
 // ReadConfig reads the public part of the repository config without
 // unlocking it: enough to know the repository id and that one exists.
-func ReadConfig(ctx context.Context, rem remote.Remote) (*Config, error) {
+func ReadConfig(ctx context.Context, rem remote.Remote) (*format.Config, error) {
 	cfg, _, _, err := readConfig(ctx, rem)
 	return cfg, err
 }
 
 // readConfig reads and parses the config object; its MAC is checked once
 // the key is unlocked.
-func readConfig(ctx context.Context, rem remote.Remote) (cfg *Config, body, mac []byte, err error) {
-	obj, err := readObject(ctx, rem, configName, -1, maxConfigObject)
+func readConfig(ctx context.Context, rem remote.Remote) (cfg *format.Config, body, mac []byte, err error) {
+	obj, err := readObject(ctx, rem, format.ConfigName, -1, format.MaxConfigObject)
 	if errors.Is(err, remote.ErrNotFound) {
 		return nil, nil, nil, fmt.Errorf("%w at %s (create one with: sealfs init %s)", ErrNoRepository, rem, rem)
 	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if cfg, body, mac, err = parseConfig(obj); err != nil {
-		return nil, nil, nil, integrityError(configName, "%v", err)
+	if cfg, body, mac, err = format.ParseConfig(obj); err != nil {
+		return nil, nil, nil, integrityError(format.ConfigName, "%v", err)
 	}
 	return cfg, body, mac, nil
 }
@@ -289,7 +290,7 @@ func Open(ctx context.Context, rem remote.Remote, u Unlocker, o Options) (*Repos
 		return nil, err
 	}
 	if !r.keys.VerifyConfigMAC(body, mac) {
-		return nil, integrityError(configName, "its MAC does not match: the config was changed")
+		return nil, integrityError(format.ConfigName, "its MAC does not match: the config was changed")
 	}
 	if err := r.Refresh(ctx); err != nil {
 		return nil, err
@@ -299,7 +300,7 @@ func Open(ctx context.Context, rem remote.Remote, u Unlocker, o Options) (*Repos
 
 func listSlots(ctx context.Context, rem remote.Remote) ([]SlotInfo, error) {
 	var entries []remote.Entry
-	err := rem.List(ctx, keysDir, func(e remote.Entry) error { entries = append(entries, e); return nil })
+	err := rem.List(ctx, format.KeysDir, func(e remote.Entry) error { entries = append(entries, e); return nil })
 	if err != nil {
 		return nil, err
 	}
@@ -308,10 +309,10 @@ func listSlots(ctx context.Context, rem remote.Remote) ([]SlotInfo, error) {
 	for _, e := range entries {
 		name := e.Name
 		id, err := crypt.ParseID(path.Base(name))
-		if err != nil || name != slotName(id) {
+		if err != nil || name != format.SlotName(id) {
 			return nil, integrityError(name, "not a key slot name")
 		}
-		b, err := readObject(ctx, rem, name, e.Size, maxSlotObject)
+		b, err := readObject(ctx, rem, name, e.Size, format.MaxSlotObject)
 		if err != nil {
 			return nil, err
 		}
@@ -322,7 +323,7 @@ func listSlots(ctx context.Context, rem remote.Remote) ([]SlotInfo, error) {
 		slots = append(slots, SlotInfo{ID: id, Slot: s})
 	}
 	if len(slots) == 0 {
-		return nil, integrityError(keysDir, "the repository has no key slots")
+		return nil, integrityError(format.KeysDir, "the repository has no key slots")
 	}
 	return slots, nil
 }
@@ -443,7 +444,7 @@ func (r *Repository) openUnstored(u *unstoredState) *unstoredSnapshot {
 	if err != nil {
 		return nil
 	}
-	s, err := decodeSnapshot(pt)
+	s, err := format.DecodeSnapshot(pt)
 	if err != nil {
 		return nil
 	}
@@ -466,7 +467,7 @@ func (r *Repository) rememberSeq(seq uint64, force bool) error {
 // the snapshots come sorted by sequence number.
 func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, map[uint64]crypt.ID, error) {
 	var entries []remote.Entry
-	if err := r.remote.List(ctx, snapshotsDir, func(e remote.Entry) error { entries = append(entries, e); return nil }); err != nil {
+	if err := r.remote.List(ctx, format.SnapshotsDir, func(e remote.Entry) error { entries = append(entries, e); return nil }); err != nil {
 		return nil, nil, err
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
@@ -477,14 +478,14 @@ func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, map[uint64
 	forgot := map[uint64]crypt.ID{}
 	for _, e := range entries {
 		name := e.Name
-		if isForgetName(name) {
+		if format.IsForgetName(name) {
 			if err := r.readForgotten(ctx, e, forgot); err != nil {
 				return nil, nil, err
 			}
 			continue
 		}
 		s, err := r.loadSnapshot(ctx, name, e.Size)
-		if err != nil && u != nil && name == snapshotName(u.snap.ID) && errors.Is(err, ErrIntegrity) {
+		if err != nil && u != nil && name == format.SnapshotName(u.snap.ID) && errors.Is(err, ErrIntegrity) {
 			// Our own upload, cut off by a crash: the next Commit
 			// stores it whole (docs/SPEC.md, "Commit").
 			continue
@@ -501,10 +502,10 @@ func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, map[uint64
 // loadSnapshot reads and opens the snapshot object name of the listed size.
 func (r *Repository) loadSnapshot(ctx context.Context, name string, size int64) (*Snapshot, error) {
 	id, err := crypt.ParseID(path.Base(name))
-	if err != nil || name != snapshotName(id) {
+	if err != nil || name != format.SnapshotName(id) {
 		return nil, integrityError(name, "not a snapshot name")
 	}
-	sealed, err := readObject(ctx, r.remote, name, size, maxSnapshotObject)
+	sealed, err := readObject(ctx, r.remote, name, size, format.MaxSnapshotObject)
 	if err != nil {
 		return nil, err
 	}
@@ -512,7 +513,7 @@ func (r *Repository) loadSnapshot(ctx context.Context, name string, size int64) 
 	if err != nil {
 		return nil, integrityError(name, "%v (changed, or from another repository)", err)
 	}
-	s, err := decodeSnapshot(pt)
+	s, err := format.DecodeSnapshot(pt)
 	if err != nil {
 		return nil, integrityError(name, "%v", err)
 	}
@@ -522,8 +523,8 @@ func (r *Repository) loadSnapshot(ctx context.Context, name string, size int64) 
 
 // loadIndex reads, opens and adds to into the index object id.
 func (r *Repository) loadIndex(ctx context.Context, id crypt.ID, into *Index) error {
-	name := indexName(id)
-	sealed, err := readObject(ctx, r.remote, name, -1, maxIndexObject)
+	name := format.IndexName(id)
+	sealed, err := readObject(ctx, r.remote, name, -1, format.MaxIndexObject)
 	if errors.Is(err, remote.ErrNotFound) {
 		return integrityError(name, "the index is missing")
 	}
@@ -534,7 +535,7 @@ func (r *Repository) loadIndex(ctx context.Context, id crypt.ID, into *Index) er
 	if err != nil {
 		return integrityError(name, "%v (changed, or from another repository)", err)
 	}
-	entries, err := decodeIndex(pt)
+	entries, err := format.DecodeIndex(pt)
 	if err != nil {
 		return integrityError(name, "%v", err)
 	}
@@ -548,7 +549,7 @@ func (r *Repository) loadIndex(ctx context.Context, id crypt.ID, into *Index) er
 func (r *Repository) ID() crypt.RepoID { return r.id }
 
 // Config returns the repository config.
-func (r *Repository) Config() Config { return *r.cfg }
+func (r *Repository) Config() format.Config { return *r.cfg }
 
 // Remote returns the remote the repository lives on.
 func (r *Repository) Remote() remote.Remote { return r.remote }
@@ -615,7 +616,7 @@ func (r *Repository) AddSlot(ctx context.Context, kind crypt.SlotKind, salt []by
 	if err != nil {
 		return id, err
 	}
-	return id, r.remote.Put(ctx, slotName(id), b)
+	return id, r.remote.Put(ctx, format.SlotName(id), b)
 }
 
 // RemoveSlot deletes a key slot; the last one cannot be removed.
@@ -634,5 +635,5 @@ func (r *Repository) RemoveSlot(ctx context.Context, id crypt.ID) error {
 	if len(slots) == 1 {
 		return fmt.Errorf("%w: add another first (sealfs key add-code)", ErrLastSlot)
 	}
-	return r.remote.Delete(ctx, slotName(id))
+	return r.remote.Delete(ctx, format.SlotName(id))
 }

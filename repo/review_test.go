@@ -12,6 +12,7 @@ import (
 	"github.com/sealfs/sealfs/remote/mirror"
 	"github.com/sealfs/sealfs/remote/retry"
 	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // TestExpiredLeaseStoresNothing (issue 8 review): a writer whose lease
@@ -101,7 +102,7 @@ func TestForgetThroughMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.Repo.Unlock(ctx)
-	names := mirror.Names{Object: repo.MetadataName, Folder: repo.MetadataFolder}
+	names := mirror.Names{Object: format.MetadataName, Folder: format.MetadataFolder}
 	f := faulty.New(testutil.NewRemote(t, env.Dir), 1)
 	mdir, cache := t.TempDir(), t.TempDir()
 	r, err := repo.Open(ctx, mirror.New(f, mdir, names), repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: cache})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sealfs/sealfs/chunker"
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // Blob plaintext flags: the first byte of a sealed blob's plaintext.
@@ -52,11 +53,11 @@ func (r *Repository) encodeBlob(data []byte) []byte {
 // content is stored already, and returns its id. Blobs are gathered into
 // packs; a pack is uploaded when it reaches the configured size.
 func (r *Repository) SaveBlob(ctx context.Context, t crypt.ObjectType, data []byte) (crypt.ID, error) {
-	if !validBlobType(t) {
+	if !format.ValidBlobType(t) {
 		return crypt.ID{}, fmt.Errorf("cannot store a %s as a blob", t)
 	}
-	if len(data) > maxBlobSize {
-		return crypt.ID{}, fmt.Errorf("blob of %d bytes is over the %d-byte limit", len(data), maxBlobSize)
+	if len(data) > format.MaxBlobSize {
+		return crypt.ID{}, fmt.Errorf("blob of %d bytes is over the %d-byte limit", len(data), format.MaxBlobSize)
 	}
 	id := r.keys.BlobID(t, data)
 	if _, ok := r.Index().Lookup(id); ok {
@@ -117,7 +118,7 @@ func (r *Repository) flushPackLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.remote.Put(ctx, packName(p.id), data); err != nil {
+	if err := r.remote.Put(ctx, format.PackName(p.id), data); err != nil {
 		// Keep the finished pack for a later try with the same bytes: its
 		// blobs are in the index already.
 		return fmt.Errorf("failed to upload pack %s: %w", p.id.Short(), err)
@@ -236,7 +237,7 @@ func (r *Repository) SaveFile(ctx context.Context, rd io.Reader) ([]Extent, uint
 // SaveTree sorts and stores a directory as a tree blob.
 func (r *Repository) SaveTree(ctx context.Context, t *Tree) (crypt.ID, error) {
 	t.Sort()
-	b, err := encodeTree(t)
+	b, err := format.EncodeTree(t)
 	if err != nil {
 		return crypt.ID{}, fmt.Errorf("failed to encode directory: %w", err)
 	}
@@ -280,12 +281,12 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 		return nil, err
 	}
 	for len(r.pending) > 0 {
-		n := min(len(r.pending), maxIndexEntries)
+		n := min(len(r.pending), format.MaxIndexEntries)
 		xid, err := crypt.NewRandomID()
 		if err != nil {
 			return nil, err
 		}
-		sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, encodeIndex(r.pending[:n]))
+		sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, format.EncodeIndex(r.pending[:n]))
 		if err != nil {
 			return nil, err
 		}
@@ -294,7 +295,7 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	}
 	for len(r.unsentIndexes) > 0 {
 		x := r.unsentIndexes[0]
-		if err := r.remote.Put(ctx, indexName(x.id), x.sealed); err != nil {
+		if err := r.remote.Put(ctx, format.IndexName(x.id), x.sealed); err != nil {
 			return nil, fmt.Errorf("failed to upload index: %w", err)
 		}
 		r.unnamed = append(r.unnamed, x.id)
@@ -310,7 +311,7 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if retried && parent.Tree == root && len(r.unnamed) == 0 {
 		return parent, nil // the retried snapshot is this commit
 	}
-	s := &Snapshot{Version: FormatVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes}
+	s := &Snapshot{Version: format.FormatVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes}
 	if s.Host == "" {
 		s.Host, _ = os.Hostname()
 	}
@@ -323,7 +324,7 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if s.ID, err = crypt.NewRandomID(); err != nil {
 		return nil, err
 	}
-	pt, err := encodeSnapshot(s)
+	pt, err := format.EncodeSnapshot(s)
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +367,7 @@ func (r *Repository) storeSnapshotLocked(ctx context.Context, u *unstoredSnapsho
 	if err := r.lease.check(); err != nil {
 		return err
 	}
-	if err := r.remote.Put(ctx, snapshotName(u.snap.ID), u.sealed); err != nil {
+	if err := r.remote.Put(ctx, format.SnapshotName(u.snap.ID), u.sealed); err != nil {
 		return fmt.Errorf("failed to upload snapshot %d: %w", u.snap.Seq, err)
 	}
 	named := map[crypt.ID]bool{}

@@ -31,6 +31,7 @@ import (
 	"github.com/sealfs/sealfs/remote/mirror"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 type mountFlags struct {
@@ -589,7 +590,7 @@ func (g *globals) openMirrored(ctx context.Context, source string, log *slog.Log
 	}
 	sum := sha256.Sum256([]byte(source))
 	m := mirror.New(inner, filepath.Join(base, "remotes", hex.EncodeToString(sum[:8])),
-		mirror.Names{Object: repo.MetadataName, Folder: repo.MetadataFolder})
+		mirror.Names{Object: format.MetadataName, Folder: format.MetadataFolder})
 	if log != nil {
 		var once sync.Once
 		m.OnFallback = func(name string, err error) {

@@ -18,7 +18,8 @@ var allowed = map[string][]string{
 	"crypt":                        {},
 	"chunker":                      {},
 	"remote":                       {"remote"},
-	"repo":                         {"crypt", "chunker", "remote", "internal/atomicfile"},
+	"repo":                         {"crypt", "chunker", "remote", "repo/format", "internal/atomicfile"},
+	"repo/format":                  {"crypt", "chunker"}, // pure codecs; chunker: the config holds and validates its parameters
 	"keyvault":                     {"crypt"},
 	"internal/archiver":            {"repo", "crypt"},
 	"internal/worktree":            {"repo", "crypt", "internal/archiver", "internal/worktree/sealedfile", "internal/atomicfile"},

@@ -10,7 +10,7 @@ import (
 
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/remotetest"
-	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // FuzzDecodeListing: a kept listing decodes only into entries that are
@@ -18,7 +18,7 @@ import (
 // same; and an object name from the remote, whatever it is, never leads a
 // write outside the mirror's folder.
 func FuzzDecodeListing(f *testing.F) {
-	names := Names{Object: repo.MetadataName, Folder: repo.MetadataFolder}
+	names := Names{Object: format.MetadataName, Folder: format.MetadataFolder}
 	id := strings.Repeat("ab", 32)
 	f.Add([]byte(`[{"Name":"snapshots/`+id+`","Size":3}]`), "snapshots/"+id)
 	f.Add([]byte(`[{"Name":"snapshots/../../x","Size":3}]`), "snapshots/../../x")
@@ -31,7 +31,7 @@ func FuzzDecodeListing(f *testing.F) {
 		entries, err := m.decodeListing(listing, "snapshots")
 		if err == nil {
 			for _, e := range entries {
-				if !repo.MetadataName(e.Name) || !strings.HasPrefix(e.Name, "snapshots/") || e.Size < 0 {
+				if !format.MetadataName(e.Name) || !strings.HasPrefix(e.Name, "snapshots/") || e.Size < 0 {
 					t.Fatalf("decoded entry %+v", e)
 				}
 			}

@@ -14,11 +14,11 @@ import (
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/remote/mirror"
 	"github.com/sealfs/sealfs/remote/remotetest"
-	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // repoNames are the names a repository mirrors, as sealfs mount uses them.
-var repoNames = mirror.Names{Object: repo.MetadataName, Folder: repo.MetadataFolder}
+var repoNames = mirror.Names{Object: format.MetadataName, Folder: format.MetadataFolder}
 
 // TestConformance: with the remote up, the mirror keeps every contract,
 // mirroring every object (through its os.Root) or only the repository's.
@@ -131,7 +131,7 @@ func TestHostileNames(t *testing.T) {
 			_, serr := m.Stat(ctx, name)
 			perr := m.Put(ctx, name, []byte("evil"))
 			derr := m.Delete(ctx, name)
-			if dir, _, ok := strings.Cut(name, "/"); ok && repo.MetadataFolder(dir) && !repo.MetadataName(name) {
+			if dir, _, ok := strings.Cut(name, "/"); ok && format.MetadataFolder(dir) && !format.MetadataName(name) {
 				for _, err := range []error{gerr, serr, perr, derr} {
 					if err == nil || !strings.Contains(err.Error(), "not the name of a metadata object") {
 						t.Errorf("%q: %v, want a refusal", name, err)
@@ -147,7 +147,7 @@ func TestHostileNames(t *testing.T) {
 	}
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		rel, _ := filepath.Rel(dir, p)
-		if err == nil && !d.IsDir() && !repo.MetadataName(rel) && !strings.HasSuffix(rel, ".list") {
+		if err == nil && !d.IsDir() && !format.MetadataName(rel) && !strings.HasSuffix(rel, ".list") {
 			t.Errorf("the mirror wrote %q", rel)
 		}
 		return nil

@@ -1,4 +1,4 @@
-package repo
+package format
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 // NodeType is the kind of a directory entry.
 type NodeType uint8
 
-// Node types of format version 1 (docs/SPEC.md, "Trees").
+// Node types of format version 1 (docs/SPEC.md §8, "Trees").
 const (
 	NodeFile     NodeType = 1
 	NodeDir      NodeType = 2
@@ -85,10 +85,10 @@ func (t *Tree) Find(name []byte) *Node {
 	return nil
 }
 
-// encodeTree encodes a tree canonically. The caller must have sorted it;
+// EncodeTree encodes a tree canonically. The caller must have sorted it;
 // an invalid tree is an error, so that nothing unreadable is ever stored.
-func encodeTree(t *Tree) ([]byte, error) {
-	b := []byte{blobFormatVersion}
+func EncodeTree(t *Tree) ([]byte, error) {
+	b := []byte{Version}
 	b = binary.AppendUvarint(b, uint64(len(t.Nodes)))
 	for i, n := range t.Nodes {
 		if i > 0 && bytes.Compare(t.Nodes[i-1].Name, n.Name) >= 0 {
@@ -128,8 +128,8 @@ func encodeTree(t *Tree) ([]byte, error) {
 			b = appendBytes(b, x.Value)
 		}
 	}
-	if len(b) > maxBlobSize {
-		return nil, fmt.Errorf("directory encodes to %d bytes, over the %d-byte limit", len(b), maxBlobSize)
+	if len(b) > MaxBlobSize {
+		return nil, fmt.Errorf("directory encodes to %d bytes, over the %d-byte limit", len(b), MaxBlobSize)
 	}
 	return b, nil
 }
@@ -162,7 +162,7 @@ func (n *Node) validate() error {
 	}
 	var sum uint64
 	for i, e := range n.Content {
-		if e.Size == 0 || (e.Hole && !e.ID.IsZero()) || (!e.Hole && e.Size > maxBlobSize) {
+		if e.Size == 0 || (e.Hole && !e.ID.IsZero()) || (!e.Hole && e.Size > MaxBlobSize) {
 			return fmt.Errorf("entry %q has a bad extent %d", n.Name, i)
 		}
 		if sum+e.Size < sum {
@@ -267,9 +267,9 @@ func (d *treeDecoder) byte1() byte {
 	return v[0]
 }
 
-// decodeTree parses a tree plaintext, rejecting non-canonical encodings.
-func decodeTree(b []byte) (*Tree, error) {
-	if len(b) < 1 || b[0] != blobFormatVersion {
+// DecodeTree parses a tree plaintext, rejecting non-canonical encodings.
+func DecodeTree(b []byte) (*Tree, error) {
+	if len(b) < 1 || b[0] != Version {
 		return nil, errors.New("tree has a bad version byte")
 	}
 	d := &treeDecoder{b: b[1:]}

@@ -1,4 +1,4 @@
-package repo
+package format
 
 import (
 	"strings"
@@ -11,14 +11,14 @@ import (
 // metadata objects are accepted (issue 8, defect 5).
 func TestMetadataName(t *testing.T) {
 	id := crypt.ID{0xab, 0xcd, 3}
-	for _, name := range []string{configName, slotName(id), snapshotName(id), forgetName(id), indexName(id)} {
+	for _, name := range []string{ConfigName, SlotName(id), SnapshotName(id), ForgetName(id), IndexName(id)} {
 		if !MetadataName(name) {
 			t.Errorf("%q refused", name)
 		}
 	}
 	hex := id.String()
 	for _, name := range []string{
-		"", leaseName, packName(id), "config/", "/config", "keys/" + strings.ToUpper(hex), "keys/" + hex + "/",
+		"", LeaseName, PackName(id), "config/", "/config", "keys/" + strings.ToUpper(hex), "keys/" + hex + "/",
 		"keys//" + hex, "keys/../" + hex, "data/" + hex, "snapshots/" + hex[:62], "snapshots/" + hex + "00",
 		"index/" + hex + "\x00", "index\\" + hex, "keys/" + hex + "/../../x", "../" + hex,
 		"keys/forget/" + hex, "index/forget/" + hex, "snapshots/forget/forget/" + hex, "snapshots/forget/../" + hex,

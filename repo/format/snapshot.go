@@ -1,4 +1,4 @@
-package repo
+package format
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"github.com/sealfs/sealfs/crypt"
 )
 
-// Snapshot is one committed state of the repository.
+// Snapshot is one committed state of the repository (docs/SPEC.md §8).
 type Snapshot struct {
 	ID      crypt.ID   `json:"-"`
 	Version int        `json:"version"`
@@ -25,12 +25,14 @@ type Snapshot struct {
 	Bytes uint64 `json:"bytes"`
 }
 
-const maxSnapshotSize = 64 << 20
+// EncodeSnapshot encodes a snapshot's plaintext: JSON (docs/SPEC.md §8).
+func EncodeSnapshot(s *Snapshot) ([]byte, error) { return json.Marshal(s) }
 
-func encodeSnapshot(s *Snapshot) ([]byte, error) { return json.Marshal(s) }
-
-func decodeSnapshot(b []byte) (*Snapshot, error) {
-	if len(b) > maxSnapshotSize {
+// DecodeSnapshot parses a snapshot's plaintext, rejecting unknown fields,
+// trailing data, another version, and a snapshot without a sequence number
+// or root tree. The ID is not in the plaintext: it is the object's name.
+func DecodeSnapshot(b []byte) (*Snapshot, error) {
+	if len(b) > MaxSnapshotSize {
 		return nil, fmt.Errorf("snapshot is %d bytes, over the limit", len(b))
 	}
 	var s Snapshot

@@ -1,4 +1,4 @@
-package repo
+package format
 
 import (
 	"bytes"
@@ -19,18 +19,18 @@ func sampleTree() *Tree {
 }
 
 func FuzzDecodeTree(f *testing.F) {
-	b, err := encodeTree(sampleTree())
+	b, err := EncodeTree(sampleTree())
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(b)
 	f.Add([]byte{1, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tree, err := decodeTree(b)
+		tree, err := DecodeTree(b)
 		if err != nil {
 			return
 		}
-		again, err := encodeTree(tree)
+		again, err := EncodeTree(tree)
 		if err != nil {
 			t.Fatalf("a decoded tree does not encode: %v", err)
 		}
@@ -41,31 +41,31 @@ func FuzzDecodeTree(f *testing.F) {
 }
 
 func FuzzDecodeIndex(f *testing.F) {
-	f.Add(encodeIndex([]indexEntry{{ID: crypt.ID{1}, Location: Location{Type: crypt.TypeDataBlob, Pack: crypt.ID{2}, Offset: 5, Length: 100, RawLength: 70}}}))
-	f.Add(encodeIndex(nil))
+	f.Add(EncodeIndex([]IndexEntry{{ID: crypt.ID{1}, Location: Location{Type: crypt.TypeDataBlob, Pack: crypt.ID{2}, Offset: 5, Length: 100, RawLength: 70}}}))
+	f.Add(EncodeIndex(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		entries, err := decodeIndex(b)
+		entries, err := DecodeIndex(b)
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(encodeIndex(entries), b) {
+		if !bytes.Equal(EncodeIndex(entries), b) {
 			t.Fatal("decode then encode changed the bytes")
 		}
 	})
 }
 
 func FuzzDecodePackHeader(f *testing.F) {
-	entries := []indexEntry{
+	entries := []IndexEntry{
 		{ID: crypt.ID{1}, Location: Location{Type: crypt.TypeDataBlob, Offset: 0, Length: 100, RawLength: 70}},
 		{ID: crypt.ID{2}, Location: Location{Type: crypt.TypeTreeBlob, Offset: 100, Length: 50, RawLength: 20}},
 	}
-	f.Add(encodePackHeader(entries), int64(150))
+	f.Add(EncodePackHeader(entries), int64(150))
 	f.Fuzz(func(t *testing.T, b []byte, area int64) {
-		got, err := decodePackHeader(b, crypt.ID{9}, area)
+		got, err := DecodePackHeader(b, crypt.ID{9}, area)
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(encodePackHeader(got), b) {
+		if !bytes.Equal(EncodePackHeader(got), b) {
 			t.Fatal("decode then encode changed the bytes")
 		}
 		var sum int64
@@ -79,18 +79,18 @@ func FuzzDecodePackHeader(f *testing.F) {
 }
 
 func FuzzDecodeSnapshot(f *testing.F) {
-	b, _ := encodeSnapshot(&Snapshot{Version: 1, Seq: 3, Tree: crypt.ID{1}, Indexes: []crypt.ID{{2}}})
+	b, _ := EncodeSnapshot(&Snapshot{Version: 1, Seq: 3, Tree: crypt.ID{1}, Indexes: []crypt.ID{{2}}})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := decodeSnapshot(b)
+		s, err := DecodeSnapshot(b)
 		if err != nil {
 			return
 		}
-		again, err := encodeSnapshot(s)
+		again, err := EncodeSnapshot(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := decodeSnapshot(again); err != nil {
+		if _, err := DecodeSnapshot(again); err != nil {
 			t.Fatalf("re-decode failed: %v", err)
 		}
 	})
@@ -100,14 +100,14 @@ func FuzzParseConfig(f *testing.F) {
 	mk, _ := crypt.NewMasterKey()
 	id, _ := crypt.NewRepoID()
 	keys, _ := crypt.DeriveKeys(mk, id)
-	obj, _ := encodeConfig(&Config{Version: 1, Repository: id.String(), ChunkMin: 1 << 18, ChunkAvg: 1 << 20, ChunkMax: 1 << 22, PackSize: 1 << 24, Compression: "zstd"}, keys)
+	obj, _ := EncodeConfig(&Config{Version: 1, Repository: id.String(), ChunkMin: 1 << 18, ChunkAvg: 1 << 20, ChunkMax: 1 << 22, PackSize: 1 << 24, Compression: "zstd"}, keys)
 	f.Add(obj)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, body, mac, err := parseConfig(b)
+		c, body, mac, err := ParseConfig(b)
 		if err != nil {
 			return
 		}
-		if err := c.validate(); err != nil {
+		if err := c.Validate(); err != nil {
 			t.Fatalf("parsed config does not validate: %v", err)
 		}
 		// Only the exact bytes that were MACed verify.
@@ -119,15 +119,15 @@ func FuzzParseConfig(f *testing.F) {
 
 func TestTreeRoundTrip(t *testing.T) {
 	tree := sampleTree()
-	b, err := encodeTree(tree)
+	b, err := EncodeTree(tree)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := decodeTree(b)
+	got, err := DecodeTree(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := encodeTree(got)
+	again, _ := EncodeTree(got)
 	if !bytes.Equal(b, again) {
 		t.Fatal("round trip changed the encoding")
 	}
@@ -139,24 +139,24 @@ func TestTreeRoundTrip(t *testing.T) {
 		{Nodes: []*Node{{Name: []byte("f"), Type: 99}}},                                                          // type
 	}
 	for i, tr := range bad {
-		if _, err := encodeTree(tr); err == nil {
+		if _, err := EncodeTree(tr); err == nil {
 			t.Errorf("bad tree %d encoded", i)
 		}
 	}
 }
 
 func FuzzDecodeForget(f *testing.F) {
-	f.Add(encodeForget([]Forgotten{{Seq: 1, ID: crypt.ID{1}}, {Seq: 7, ID: crypt.ID{2}}}))
+	f.Add(EncodeForget([]Forgotten{{Seq: 1, ID: crypt.ID{1}}, {Seq: 7, ID: crypt.ID{2}}}))
 	f.Add([]byte{1, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		entries, err := decodeForget(b)
+		entries, err := DecodeForget(b)
 		if err != nil {
 			return
 		}
 		if len(entries) == 0 {
 			t.Fatal("a record without entries decoded")
 		}
-		if again := encodeForget(entries); !bytes.Equal(again, b) {
+		if again := EncodeForget(entries); !bytes.Equal(again, b) {
 			t.Fatalf("decode then encode changed the bytes:\n%x\n%x", b, again)
 		}
 	})
