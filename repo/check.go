@@ -39,132 +39,214 @@ func (c *CheckReport) OK() bool { return len(c.Problems) == 0 }
 // and reports each; the error it returns is only for a failure to check at
 // all (the remote unreachable).
 func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
-	rep := &CheckReport{}
-	problem := func(err error) { rep.Problems = append(rep.Problems, err) }
-	progress := func(stage string, done, total int) {
-		if o.Progress != nil {
-			o.Progress(stage, done, total)
-		}
+	c := &checker{r: r, o: o, rep: &CheckReport{}}
+	if err := c.slots(ctx); err != nil {
+		return nil, err
 	}
-
-	// Key slots.
-	err := r.remote.List(ctx, format.KeysDir, func(e remote.Entry) error {
-		rep.Slots++
-		b, err := readObject(ctx, r.remote, e.Name, e.Size, format.MaxSlotObject)
-		if errors.Is(err, ErrIntegrity) {
-			problem(err)
-			return nil
-		}
-		if err != nil {
-			problem(fmt.Errorf("%s: %w", e.Name, err))
-			return nil
-		}
-		if _, err := crypt.ParseKeySlot(b); err != nil {
-			problem(integrityError(e.Name, "%v", err))
-		}
-		return nil
-	})
+	snaps, wantIndex, err := c.snapshots(ctx)
 	if err != nil {
 		return nil, err
 	}
-
-	// Snapshots, and the indexes they name.
-	var snapEntries []remote.Entry
-	if err := r.remote.List(ctx, format.SnapshotsDir, func(e remote.Entry) error { snapEntries = append(snapEntries, e); return nil }); err != nil {
+	all, err := c.indexes(ctx, wantIndex)
+	if err != nil {
 		return nil, err
 	}
-	sort.Slice(snapEntries, func(i, j int) bool { return snapEntries[i].Name < snapEntries[j].Name })
+	if err := c.packs(ctx, all); err != nil {
+		return nil, err
+	}
+	c.trees(ctx, snaps, all)
+	sort.Strings(c.rep.Unreferenced)
+	sort.Strings(c.rep.UnreferencedPacks)
+	return c.rep, nil
+}
+
+// checker is one run of Check and what it found so far.
+type checker struct {
+	r   *Repository
+	o   CheckOptions
+	rep *CheckReport
+}
+
+// problem records something wrong with the repository; the check goes on.
+func (c *checker) problem(err error) { c.rep.Problems = append(c.rep.Problems, err) }
+
+func (c *checker) progress(stage string, done, total int) {
+	if c.o.Progress != nil {
+		c.o.Progress(stage, done, total)
+	}
+}
+
+// slots checks that every key slot is within its size limit and parses
+// (opening one needs its secret).
+func (c *checker) slots(ctx context.Context) error {
+	return c.r.remote.List(ctx, format.KeysDir, func(e remote.Entry) error {
+		c.rep.Slots++
+		b, err := readObject(ctx, c.r.remote, e.Name, e.Size, format.MaxSlotObject)
+		switch {
+		case errors.Is(err, ErrIntegrity):
+			c.problem(err)
+		case err != nil:
+			c.problem(fmt.Errorf("%s: %w", e.Name, err))
+		default:
+			if _, err := crypt.ParseKeySlot(b); err != nil {
+				c.problem(integrityError(e.Name, "%v", err))
+			}
+		}
+		return nil
+	})
+}
+
+// snapshots opens every snapshot and forget record and checks the chain
+// they form. It returns the snapshots that opened, by sequence number, and
+// the indexes they name, each with a snapshot that names it.
+func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]string, error) {
+	var entries []remote.Entry
+	if err := c.r.remote.List(ctx, format.SnapshotsDir, func(e remote.Entry) error { entries = append(entries, e); return nil }); err != nil {
+		return nil, nil, err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
 	var snaps []*Snapshot
 	forgot := map[uint64]crypt.ID{}
 	wantIndex := map[crypt.ID]string{}
-	for i, e := range snapEntries {
-		progress("snapshots", i, len(snapEntries))
-		name := e.Name
-		if format.IsForgetName(name) {
-			if err := r.readForgotten(ctx, e, forgot); err != nil {
-				problem(err)
+	for i, e := range entries {
+		c.progress("snapshots", i, len(entries))
+		if format.IsForgetName(e.Name) {
+			if err := c.r.readForgotten(ctx, e, forgot); err != nil {
+				c.problem(err)
 			}
-			rep.ForgetRecords++
+			c.rep.ForgetRecords++
 			continue
 		}
-		s, err := r.loadSnapshot(ctx, name, e.Size)
+		s, err := c.r.loadSnapshot(ctx, e.Name, e.Size)
 		if err != nil {
-			problem(err)
+			c.problem(err)
 			continue
 		}
 		snaps = append(snaps, s)
 		for _, x := range s.Indexes {
-			wantIndex[x] = name
+			wantIndex[x] = e.Name
 		}
 	}
-	rep.Snapshots = len(snaps)
+	c.rep.Snapshots = len(snaps)
 	sort.SliceStable(snaps, func(i, j int) bool { return snaps[i].Seq < snaps[j].Seq })
 	for _, err := range verifyChain(snaps, forgot) {
-		problem(err)
+		c.problem(err)
 	}
+	return snaps, wantIndex, nil
+}
 
-	haveIndex := map[string]bool{}
-	if err := r.remote.List(ctx, format.IndexDir, func(e remote.Entry) error { haveIndex[e.Name] = true; return nil }); err != nil {
+// indexes loads every index a snapshot names (want: index -> snapshot)
+// into one index of the whole repository. An index object no snapshot
+// names is unreferenced.
+func (c *checker) indexes(ctx context.Context, want map[crypt.ID]string) (*Index, error) {
+	have := map[string]bool{}
+	if err := c.r.remote.List(ctx, format.IndexDir, func(e remote.Entry) error { have[e.Name] = true; return nil }); err != nil {
 		return nil, err
 	}
 	all := newIndex()
 	done := 0
-	for x, snap := range wantIndex {
-		progress("indexes", done, len(wantIndex))
+	for x, snap := range want {
+		c.progress("indexes", done, len(want))
 		done++
 		name := format.IndexName(x)
-		if !haveIndex[name] {
-			problem(integrityError(name, "the index is missing (named by %s)", snap))
+		if !have[name] {
+			c.problem(integrityError(name, "the index is missing (named by %s)", snap))
 			continue
 		}
-		delete(haveIndex, name)
-		if err := r.loadIndex(ctx, x, all); err != nil {
-			problem(err)
+		delete(have, name)
+		if err := c.r.loadIndex(ctx, x, all); err != nil {
+			c.problem(err)
 			continue
 		}
-		rep.Indexes++
+		c.rep.Indexes++
 	}
-	for name := range haveIndex {
-		rep.Unreferenced = append(rep.Unreferenced, name)
+	for name := range have {
+		c.rep.Unreferenced = append(c.rep.Unreferenced, name)
 	}
+	return all, nil
+}
 
-	// Packs: every pack the index names must exist and its header must
-	// agree with the index.
-	packSizes := map[crypt.ID]int64{}
-	err = r.remote.List(ctx, format.DataDir, func(e remote.Entry) error {
-		id, err := crypt.ParseID(path.Base(e.Name))
-		if err != nil || format.PackName(id) != e.Name {
-			problem(integrityError(e.Name, "not a pack name"))
-			return nil
-		}
-		packSizes[id] = e.Size
-		return nil
-	})
+// packs checks that every pack the index names exists and that its header
+// agrees with the index (with ReadData, every blob in it too). A pack no
+// index names is unreferenced.
+func (c *checker) packs(ctx context.Context, all *Index) error {
+	sizes, err := c.listPacks(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	byPack := map[crypt.ID][]format.IndexEntry{}
 	all.each(func(id crypt.ID, l Location) {
 		byPack[l.Pack] = append(byPack[l.Pack], format.IndexEntry{ID: id, Location: l})
 	})
-	done = 0
+	done := 0
 	for pack, want := range byPack {
-		progress("packs", done, len(byPack))
+		c.progress("packs", done, len(byPack))
 		done++
-		size, ok := packSizes[pack]
+		size, ok := sizes[pack]
 		if !ok {
-			problem(integrityError(format.PackName(pack), "the pack is missing (the index lists %d blobs in it)", len(want)))
+			c.problem(integrityError(format.PackName(pack), "the pack is missing (the index lists %d blobs in it)", len(want)))
 			continue
 		}
-		delete(packSizes, pack)
-		rep.Packs++
-		rep.Blobs += r.checkPack(ctx, pack, size, want, o.ReadData, problem)
+		delete(sizes, pack)
+		c.rep.Packs++
+		c.rep.Blobs += c.pack(ctx, pack, size, want)
 	}
-	for id := range packSizes {
-		rep.UnreferencedPacks = append(rep.UnreferencedPacks, format.PackName(id))
+	for id := range sizes {
+		c.rep.UnreferencedPacks = append(c.rep.UnreferencedPacks, format.PackName(id))
 	}
+	return nil
+}
 
-	// Trees reachable from every snapshot, with the full index.
+// listPacks returns the size of every pack; anything under data/ that is
+// not named as a pack is a problem.
+func (c *checker) listPacks(ctx context.Context) (map[crypt.ID]int64, error) {
+	sizes := map[crypt.ID]int64{}
+	err := c.r.remote.List(ctx, format.DataDir, func(e remote.Entry) error {
+		id, err := crypt.ParseID(path.Base(e.Name))
+		if err != nil || format.PackName(id) != e.Name {
+			c.problem(integrityError(e.Name, "not a pack name"))
+			return nil
+		}
+		sizes[id] = e.Size
+		return nil
+	})
+	return sizes, err
+}
+
+// pack verifies one pack's header against the index entries for it, and
+// with ReadData every blob in it. It returns the number of blobs checked.
+func (c *checker) pack(ctx context.Context, pack crypt.ID, size int64, want []format.IndexEntry) int {
+	name := format.PackName(pack)
+	entries, data, err := c.r.readPackHeader(ctx, pack, size, c.o.ReadData)
+	if err != nil {
+		c.problem(err)
+		return 0
+	}
+	inHeader := map[crypt.ID]Location{}
+	for _, e := range entries {
+		inHeader[e.ID] = e.Location
+	}
+	for _, w := range want {
+		if l, ok := inHeader[w.ID]; !ok || l != w.Location {
+			c.problem(integrityError(name, "the pack header does not agree with the index about blob %s", w.ID.Short()))
+		}
+	}
+	if !c.o.ReadData {
+		return len(want)
+	}
+	for _, e := range entries {
+		if _, err := c.r.openBlob(e.Type, e.ID, e.Location, data[e.Offset:e.Offset+e.Length]); err != nil {
+			c.problem(err)
+		}
+	}
+	return len(entries)
+}
+
+// trees walks the trees reachable from every snapshot, reading them
+// through all, the index of the whole repository: every tree must open and
+// every data blob a file needs must be indexed.
+func (c *checker) trees(ctx context.Context, snaps []*Snapshot, all *Index) {
+	r := c.r
 	r.mu.Lock()
 	saved := r.index
 	r.index = all
@@ -176,41 +258,38 @@ func (r *Repository) Check(ctx context.Context, o CheckOptions) (*CheckReport, e
 	}()
 	seen := map[crypt.ID]bool{}
 	for i, s := range snaps {
-		progress("trees", i, len(snaps))
-		r.checkTree(ctx, s.Tree, "/", format.SnapshotName(s.ID), all, seen, rep, problem)
+		c.progress("trees", i, len(snaps))
+		c.tree(ctx, s.Tree, "/", format.SnapshotName(s.ID), all, seen)
 	}
-	sort.Strings(rep.Unreferenced)
-	sort.Strings(rep.UnreferencedPacks)
-	return rep, nil
 }
 
-// checkPack verifies one pack's header against the index entries for it,
-// and with readData every blob in it. It returns the number of blobs checked.
-func (r *Repository) checkPack(ctx context.Context, pack crypt.ID, size int64, want []format.IndexEntry, readData bool, problem func(error)) int {
-	name := format.PackName(pack)
-	entries, data, err := r.readPackHeader(ctx, pack, size, readData)
+// tree checks the directory id, at dir of snapshot snap, and the ones
+// below it that are not in seen yet.
+func (c *checker) tree(ctx context.Context, id crypt.ID, dir, snap string, all *Index, seen map[crypt.ID]bool) {
+	if seen[id] {
+		return
+	}
+	seen[id] = true
+	t, err := c.r.LoadTree(ctx, id)
 	if err != nil {
-		problem(err)
-		return 0
+		c.problem(fmt.Errorf("directory %s of %s: %w", dir, snap, err))
+		return
 	}
-	inHeader := map[crypt.ID]Location{}
-	for _, e := range entries {
-		inHeader[e.ID] = e.Location
-	}
-	for _, w := range want {
-		if l, ok := inHeader[w.ID]; !ok || l != w.Location {
-			problem(integrityError(name, "the pack header does not agree with the index about blob %s", w.ID.Short()))
+	c.rep.Trees++
+	for _, n := range t.Nodes {
+		p := path.Join(dir, string(n.Name))
+		for _, e := range n.Content {
+			if e.Hole {
+				continue
+			}
+			if l, ok := all.Lookup(e.ID); !ok || l.Type != crypt.TypeDataBlob {
+				c.problem(integrityError(fmt.Sprintf("data blob %s", e.ID), "file %s of %s needs it, and no index lists it", p, snap))
+			}
+		}
+		if n.Type == NodeDir {
+			c.tree(ctx, n.Subtree, p, snap, all, seen)
 		}
 	}
-	if !readData {
-		return len(want)
-	}
-	for _, e := range entries {
-		if _, err := r.openBlob(e.Type, e.ID, e.Location, data[e.Offset:e.Offset+e.Length]); err != nil {
-			problem(err)
-		}
-	}
-	return len(entries)
 }
 
 // readPackHeader reads and verifies a pack's header. With whole it reads
@@ -258,31 +337,4 @@ func (r *Repository) readPackHeader(ctx context.Context, pack crypt.ID, size int
 		return nil, nil, integrityError(name, "%v", err)
 	}
 	return entries, data, nil
-}
-
-func (r *Repository) checkTree(ctx context.Context, id crypt.ID, dir, snap string, all *Index, seen map[crypt.ID]bool, rep *CheckReport, problem func(error)) {
-	if seen[id] {
-		return
-	}
-	seen[id] = true
-	t, err := r.LoadTree(ctx, id)
-	if err != nil {
-		problem(fmt.Errorf("directory %s of %s: %w", dir, snap, err))
-		return
-	}
-	rep.Trees++
-	for _, n := range t.Nodes {
-		p := path.Join(dir, string(n.Name))
-		for _, e := range n.Content {
-			if e.Hole {
-				continue
-			}
-			if l, ok := all.Lookup(e.ID); !ok || l.Type != crypt.TypeDataBlob {
-				problem(integrityError(fmt.Sprintf("data blob %s", e.ID), "file %s of %s needs it, and no index lists it", p, snap))
-			}
-		}
-		if n.Type == NodeDir {
-			r.checkTree(ctx, n.Subtree, p, snap, all, seen, rep, problem)
-		}
-	}
 }

@@ -280,26 +280,8 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if err := r.flushPackLocked(ctx); err != nil {
 		return nil, err
 	}
-	for len(r.pending) > 0 {
-		n := min(len(r.pending), format.MaxIndexEntries)
-		xid, err := crypt.NewRandomID()
-		if err != nil {
-			return nil, err
-		}
-		sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, format.EncodeIndex(r.pending[:n]))
-		if err != nil {
-			return nil, err
-		}
-		r.unsentIndexes = append(r.unsentIndexes, sealedObject{id: xid, sealed: sealed})
-		r.pending = r.pending[n:]
-	}
-	for len(r.unsentIndexes) > 0 {
-		x := r.unsentIndexes[0]
-		if err := r.remote.Put(ctx, format.IndexName(x.id), x.sealed); err != nil {
-			return nil, fmt.Errorf("failed to upload index: %w", err)
-		}
-		r.unnamed = append(r.unnamed, x.id)
-		r.unsentIndexes = r.unsentIndexes[1:]
+	if err := r.storeIndexesLocked(ctx); err != nil {
+		return nil, err
 	}
 	if _, ok := r.index.Lookup(root); !ok {
 		return nil, fmt.Errorf("root tree %s is not stored", root.Short())
@@ -311,6 +293,57 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if retried && parent.Tree == root && len(r.unnamed) == 0 {
 		return parent, nil // the retried snapshot is this commit
 	}
+	u, err := r.sealSnapshotLocked(root, info, parent)
+	if err != nil {
+		return nil, err
+	}
+	// Remembered before the upload: after a crash, the next run stores
+	// these same bytes (or drops them if another writer went on meanwhile).
+	r.state.Unstored = &unstoredState{ID: u.snap.ID, Sealed: u.sealed}
+	if err := r.state.save(r.stateDir); err != nil {
+		r.state.Unstored = nil
+		return nil, err
+	}
+	if err := r.storeSnapshotLocked(ctx, u); err != nil {
+		r.unstored = u
+		return nil, err
+	}
+	return u.snap, nil
+}
+
+// storeIndexesLocked seals the blobs of the packs uploaded since the last
+// index into index objects, and uploads every index not stored yet, oldest
+// first. A stored index stays unnamed until a stored snapshot names it.
+// r.mu is held.
+func (r *Repository) storeIndexesLocked(ctx context.Context) error {
+	for len(r.pending) > 0 {
+		n := min(len(r.pending), format.MaxIndexEntries)
+		xid, err := crypt.NewRandomID()
+		if err != nil {
+			return err
+		}
+		sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, format.EncodeIndex(r.pending[:n]))
+		if err != nil {
+			return err
+		}
+		r.unsentIndexes = append(r.unsentIndexes, sealedObject{id: xid, sealed: sealed})
+		r.pending = r.pending[n:]
+	}
+	for len(r.unsentIndexes) > 0 {
+		x := r.unsentIndexes[0]
+		if err := r.remote.Put(ctx, format.IndexName(x.id), x.sealed); err != nil {
+			return fmt.Errorf("failed to upload index: %w", err)
+		}
+		r.unnamed = append(r.unnamed, x.id)
+		r.unsentIndexes = r.unsentIndexes[1:]
+	}
+	return nil
+}
+
+// sealSnapshotLocked makes the snapshot of the tree root that follows
+// parent (nil for the first): it names the parent's indexes and every
+// unnamed one. It is sealed under a fresh id, not stored. r.mu is held.
+func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *Snapshot) (*unstoredSnapshot, error) {
 	s := &Snapshot{Version: format.FormatVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes}
 	if s.Host == "" {
 		s.Host, _ = os.Hostname()
@@ -332,19 +365,7 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if err != nil {
 		return nil, err
 	}
-	u := &unstoredSnapshot{snap: s, sealed: sealed}
-	// Remembered before the upload: after a crash, the next run stores
-	// these same bytes (or drops them if another writer went on meanwhile).
-	r.state.Unstored = &unstoredState{ID: s.ID, Sealed: sealed}
-	if err := r.state.save(r.stateDir); err != nil {
-		r.state.Unstored = nil
-		return nil, err
-	}
-	if err := r.storeSnapshotLocked(ctx, u); err != nil {
-		r.unstored = u
-		return nil, err
-	}
-	return s, nil
+	return &unstoredSnapshot{snap: s, sealed: sealed}, nil
 }
 
 // sealedObject is an object sealed and not yet stored.
