@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/archiver"
+	"github.com/sealfs/sealfs/internal/humanize"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -238,7 +239,7 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SEQ\tID\tTIME\tHOST\tFILES\tSIZE")
 			for _, s := range r.Snapshots() {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", s.Seq, s.ID.Short(), s.Time.Local().Format(time.DateTime), s.Host, s.Files, humanBytes(s.Bytes))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", s.Seq, s.ID.Short(), s.Time.Local().Format(time.DateTime), s.Host, s.Files, humanize.Bytes(s.Bytes))
 			}
 			return tw.Flush()
 		},
@@ -329,7 +330,7 @@ func newBackupCmd(g *globals) *cobra.Command {
 			}
 			ws := r.Stats()
 			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %d (%s): %d files, %d directories, %s; uploaded %s in %d packs (%d chunks new, %d already stored)\n",
-				snap.Seq, snap.ID.Short(), st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(ws.PackBytes), ws.Packs, ws.Blobs, ws.DedupBlobs)
+				snap.Seq, snap.ID.Short(), st.Files, st.Dirs, humanize.Bytes(st.Bytes), humanize.Bytes(ws.PackBytes), ws.Packs, ws.Blobs, ws.DedupBlobs)
 			return nil
 		},
 	}
@@ -374,23 +375,10 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			if err := archiver.NewRestorer(r).RestoreTree(ctx, snap.Tree, dir); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %d (%d files, %s) into %s\n", snap.Seq, snap.Files, humanBytes(snap.Bytes), dir)
+			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %d (%d files, %s) into %s\n", snap.Seq, snap.Files, humanize.Bytes(snap.Bytes), dir)
 			return nil
 		},
 	}
 	cmd.Flags().Uint64Var(&seq, "snapshot", 0, "sequence number of the snapshot to restore (see: sealfs snapshots)")
 	return cmd
-}
-
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

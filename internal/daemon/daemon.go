@@ -1,7 +1,12 @@
-// Package daemon runs a sealfs mount: it opens the worktree over an unlocked
-// repository, mounts the FUSE filesystem, commits after a quiet period (with
-// backoff while the remote fails), serves the status document, and on stop
-// drains what is queued within a time limit before it unmounts.
+// Package daemon owns a sealfs mount's life once its repository is open
+// (Run): it takes the writer lease (or comes up offline from local state),
+// opens the worktree, mounts the FUSE filesystem, reports readiness to the
+// command that started it and to systemd, commits after a quiet period
+// (with backoff while the remote fails), serves the status document, and
+// on a signal or an unmount drains what is queued within a time limit,
+// unmounts and writes its exit status. It also holds the other side:
+// reading a mount's status and stopping its daemon (Unmount), which checks
+// that the process is that daemon before signalling it.
 package daemon
 
 import (
@@ -37,11 +42,19 @@ type Config struct {
 	AllowOther   bool
 	DrainTimeout time.Duration // how long a stop may spend uploading
 	Log          *slog.Logger
-	// Unleased: the remote could not be reached at mount, so the writer
-	// lease is not held yet. Changes queue locally; the lease is taken
-	// (with BreakLease if set) before the first commit.
-	Unleased   bool
+	// BreakLease takes the writer lease even if another writer holds it
+	// (at mount, or before the first commit of a mount that came up
+	// offline).
 	BreakLease bool
+	// Ready, if set, is the pipe to the command that started this
+	// daemon in the background: Run says there what it waits for and
+	// when the mount is ready.
+	Ready *ReadyPipe
+	// DaemonCommandLine recognises a sealfs daemon's command line; Run
+	// uses it to recognise this cache's departing daemon, which holds
+	// the lease for a while after its unmount. Without it, a held lease
+	// is simply an error.
+	DaemonCommandLine CommandLine
 }
 
 // Status is the document `sealfs status` shows.
@@ -102,8 +115,11 @@ type Daemon struct {
 	gone       chan struct{} // closed when the kernel has let go of the mount
 }
 
-// Start mounts the repository and returns once the mount answers.
-func Start(ctx context.Context, cfg Config) (*Daemon, error) {
+// start mounts the repository and returns once the mount answers.
+// Unleased: the remote could not be reached at mount, so the writer lease
+// is not held yet. Changes queue locally; the lease is taken (with
+// BreakLease if set) before the first commit.
+func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -112,7 +128,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	CleanStaleMount(cfg.Mountpoint, cfg.Log)
 	d := &Daemon{cfg: cfg, stopLoop: make(chan struct{}), loopDone: make(chan struct{}), gone: make(chan struct{})}
-	d.unleased.Store(cfg.Unleased)
+	d.unleased.Store(unleased)
 	tree, err := worktree.Open(context.Background(), cfg.Repo, worktree.Options{
 		Dir: filepath.Join(cfg.Repo.StateDir(), "work"), ReadOnly: cfg.ReadOnly, Log: cfg.Log,
 		OnChange: func() { d.lastChange.Store(time.Now().UnixNano()) },
@@ -152,9 +168,6 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	return d, nil
 }
-
-// Wait blocks until the filesystem is unmounted (by Stop, or by umount(8)).
-func (d *Daemon) Wait() { <-d.gone }
 
 func (d *Daemon) drainTimeout() time.Duration {
 	if d.cfg.DrainTimeout <= 0 {

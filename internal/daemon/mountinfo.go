@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -17,6 +18,24 @@ type Mount struct {
 	Mountpoint string // absolute, as the kernel resolved it
 	FSType     string // "fuse.sealfs" for a sealfs mount
 	Source     string // the mount source (sealfs shows the redacted remote)
+}
+
+// CanonicalPath makes path absolute and resolves symlinks in its parent
+// folders (not in its last element, which may be a dead mount), as the
+// kernel shows mount points.
+func CanonicalPath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if abs == "/" {
+		return abs, nil
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, filepath.Base(abs)), nil
 }
 
 // LookupMount returns the topmost mount whose mount point is exactly path

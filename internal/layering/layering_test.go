@@ -25,13 +25,14 @@ var allowed = map[string][]string{
 	"internal/worktree":            {"repo", "crypt", "internal/archiver", "internal/worktree/sealedfile", "internal/atomicfile"},
 	"internal/worktree/sealedfile": {"crypt"},
 	"internal/fusefs":              {"internal/worktree", "repo", "crypt", "remote"}, // remote: the interface's error kinds only
-	"internal/daemon":              {"internal/fusefs", "internal/worktree", "repo", "crypt", "internal/atomicfile"},
+	"internal/daemon":              {"internal/fusefs", "internal/worktree", "internal/humanize", "repo", "crypt", "remote", "internal/atomicfile"},
+	"internal/humanize":            {},
 	"internal/mountopts":           {},
 	"internal/sdnotify":            {},
 	"internal/atomicfile":          {},
 	"internal/testutil":            {"crypt", "remote", "repo"},
 	"internal/layering":            {},
-	"cmd/sealfs":                   {"crypt", "chunker", "remote", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/mountopts", "internal/sdnotify"},
+	"cmd/sealfs":                   {"crypt", "chunker", "remote", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/sdnotify"},
 	"test":                         {"crypt", "remote", "repo", "internal/archiver", "internal/testutil", "internal/worktree", "internal/fusefs"},
 }
 

@@ -1,6 +1,7 @@
 // Package sdnotify sends service notifications to systemd (sd_notify(3)):
 // READY=1, STATUS=..., STOPPING=1, WATCHDOG=1, over the datagram socket
 // named by $NOTIFY_SOCKET. Without that variable every call does nothing.
+// Systemd is the daemon's notifier (daemon.Notifier) that sends them.
 package sdnotify
 
 import (
@@ -41,3 +42,18 @@ func WatchdogInterval() time.Duration {
 	}
 	return time.Duration(usec) * time.Microsecond / 2
 }
+
+// Systemd notifies the systemd service manager of this process, if there
+// is one ($NOTIFY_SOCKET); without one it does nothing. It is the
+// notifier a mount's daemon reports to (daemon.Notifier).
+type Systemd struct{}
+
+// Notify sends state, such as "READY=1\nSTATUS=...".
+func (Systemd) Notify(state string) error {
+	_, err := Send(state)
+	return err
+}
+
+// WatchdogInterval is how often to send WATCHDOG=1, or 0 when there is no
+// watchdog for this process.
+func (Systemd) WatchdogInterval() time.Duration { return WatchdogInterval() }
