@@ -28,8 +28,6 @@ var longReason = regexp.MustCompile(`^\s*//\s*Long:\s*\S`)
 var longAllowed = map[string]bool{
 	"cmd/sealfs.newKeyCmd":          true, // unlock and errors work on the key commands
 	"cmd/sealfs.newVaultCmd":        true, // the vault server moves to cmd/sealfs-vault
-	"cmd/sealfs.runForeground":      true, // daemon.Run takes over the mount's life
-	"cmd/sealfs.runBackground":      true, // likewise
 	"internal/worktree.Tree.Commit": true, // being split in internal/worktree
 	"internal/worktree.Tree.apply":  true, // likewise
 }
