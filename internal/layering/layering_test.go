@@ -22,7 +22,7 @@ var allowed = map[string][]string{
 	"repo/format":                  {"crypt", "chunker"}, // pure codecs; chunker: the config holds and validates its parameters
 	"keyvault":                     {"crypt"},
 	"internal/archiver":            {"repo", "crypt"},
-	"internal/worktree":            {"repo", "crypt", "internal/archiver", "internal/worktree/sealedfile", "internal/atomicfile"},
+	"internal/worktree":            {"repo", "crypt", "internal/worktree/sealedfile", "internal/atomicfile"},
 	"internal/worktree/sealedfile": {"crypt"},
 	"internal/fusefs":              {"internal/worktree", "repo", "crypt", "remote"}, // remote: the interface's error kinds only
 	"internal/daemon":              {"internal/fusefs", "internal/worktree", "internal/humanize", "repo", "crypt", "remote", "internal/atomicfile"},

@@ -8,7 +8,6 @@ import (
 	"sort"
 
 	"github.com/sealfs/sealfs/crypt"
-	"github.com/sealfs/sealfs/internal/archiver"
 	"github.com/sealfs/sealfs/internal/worktree/sealedfile"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -324,6 +323,6 @@ func (t *Tree) storeStaged(ctx context.Context, j *stagedJob) ([]repo.Extent, er
 		v.f = f
 		return t.overlayContent(ctx, &v)
 	}
-	content, _, err := archiver.SaveFileContent(ctx, t.r, f, int64(j.size))
+	content, _, err := t.r.SaveSparseFile(ctx, f, int64(j.size))
 	return content, err
 }
