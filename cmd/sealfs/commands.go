@@ -76,9 +76,9 @@ func newKeyCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "key",
 		Short: "Manage the key slots that unlock a repository",
-		Long: `A repository's key is wrapped in key slots; each slot is opened by one recovery
-code (or, later, by a vault password). Adding or removing a slot never touches
-the data.`,
+		Long: `A repository's key is wrapped in key slots; each slot is opened either by one
+recovery code (add-code) or by a password kept at a Backup Key Vault (add-vault,
+passwd). Adding or removing a slot never touches the data.`,
 	}
 	var newCodeFile string
 	add := &cobra.Command{
