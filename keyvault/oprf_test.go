@@ -23,7 +23,7 @@ func TestHashToCurveRFC9380(t *testing.T) {
 	}
 }
 
-// softKey evaluates like the HSM: x-coordinate of k·B.
+// softEval evaluates like the HSM: x-coordinate of k·B.
 func softEval(t *testing.T, k []byte, blinded []byte) []byte {
 	b, err := nistec.NewP256Point().SetBytes(blinded)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 func TestParse(t *testing.T) {
 	for _, c := range []struct {
 		args []string
-		want []string // expected Args; nil with errPart set means an error
+		want []string // expected Args; nil with err set means an error
 		src  string
 		err  string
 	}{
