@@ -201,7 +201,7 @@ func writeGoldenRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &manifest{FormatVersion: format.FormatVersion, Repository: r.ID().String(), VaultSecret: hex.EncodeToString(goldenVaultSecret()),
+	m := &testutil.Manifest{FormatVersion: format.FormatVersion, Repository: r.ID().String(), VaultSecret: hex.EncodeToString(goldenVaultSecret()),
 		Note: "Written once by the sealfs that introduced this format version; never regenerate it (docs/SPEC.md §14)."}
 	addGoldenVaultSlot(t, r)
 	if err := r.Lock(ctx, false); err != nil { // the lease stays: it is one of the objects
@@ -213,20 +213,20 @@ func writeGoldenRepository(t *testing.T) {
 	if err := r.Forget(ctx, []uint64{2}); err != nil {
 		t.Fatal(err)
 	}
-	m.Snapshots = slices.DeleteFunc(m.Snapshots, func(s manifestSnap) bool { return s.Seq == 2 })
+	m.Snapshots = slices.DeleteFunc(m.Snapshots, func(s testutil.ManifestSnapshot) bool { return s.Seq == 2 })
 	describeGolden(t, r, m, remoteDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	copyDir(t, remoteDir, filepath.Join(dir, goldenRepoDir))
+	testutil.CopyDir(t, remoteDir, filepath.Join(dir, testutil.GoldenRepoDir))
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, goldenManifest), append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, testutil.GoldenManifestFile), append(b, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, goldenCodeFile), []byte(code.Reveal()+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, testutil.GoldenCodeFile), []byte(code.Reveal()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -249,9 +249,9 @@ func addGoldenVaultSlot(t *testing.T, r *repo.Repository) {
 }
 
 // commitGolden stores files as a snapshot and describes it.
-func commitGolden(t *testing.T, r *repo.Repository, files []goldenFile) manifestSnap {
+func commitGolden(t *testing.T, r *repo.Repository, files []goldenFile) testutil.ManifestSnapshot {
 	ctx := context.Background()
-	var entries []manifestEntry
+	var entries []testutil.ManifestEntry
 	var nfiles, nbytes uint64
 	root := saveGoldenDir(t, r, files, "", &entries)
 	for _, f := range files {
@@ -264,7 +264,7 @@ func commitGolden(t *testing.T, r *repo.Repository, files []goldenFile) manifest
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms := snapOf(s)
+	ms := testutil.SnapshotOf(s)
 	ms.Entries = entries
 	return ms
 }
@@ -272,7 +272,7 @@ func commitGolden(t *testing.T, r *repo.Repository, files []goldenFile) manifest
 // saveGoldenDir stores the entries of files directly below dir (a path
 // with a trailing slash, or "" for the root) as a tree, its directories
 // first, and appends their descriptions to entries.
-func saveGoldenDir(t *testing.T, r *repo.Repository, files []goldenFile, dir string, entries *[]manifestEntry) crypt.ID {
+func saveGoldenDir(t *testing.T, r *repo.Repository, files []goldenFile, dir string, entries *[]testutil.ManifestEntry) crypt.ID {
 	ctx := context.Background()
 	tree := &format.Tree{}
 	for _, f := range files {
@@ -290,7 +290,7 @@ func saveGoldenDir(t *testing.T, r *repo.Repository, files []goldenFile, dir str
 		case format.NodeFile:
 			n.Content, n.Size = saveGoldenContent(t, r, f.content)
 		}
-		e := entryOf([]byte(f.path), &n)
+		e := testutil.EntryOf([]byte(f.path), &n)
 		if n.Type == format.NodeFile {
 			sum := sha256.Sum256(f.bytes())
 			e.SHA256 = hex.EncodeToString(sum[:])
@@ -319,29 +319,29 @@ func saveGoldenContent(t *testing.T, r *repo.Repository, pieces []goldenPiece) (
 
 // describeGolden fills in the manifest from what the repository holds
 // now: config, slots, forget record, lease, check counts and objects.
-func describeGolden(t *testing.T, r *repo.Repository, m *manifest, remoteDir string) {
+func describeGolden(t *testing.T, r *repo.Repository, m *testutil.Manifest, remoteDir string) {
 	ctx := context.Background()
 	cfg := r.Config()
-	m.Config = manifestConfig{Created: cfg.Created.UTC(), ChunkMin: cfg.ChunkMin, ChunkAvg: cfg.ChunkAvg, ChunkMax: cfg.ChunkMax, PackSize: cfg.PackSize, Compression: cfg.Compression}
+	m.Config = testutil.ManifestConfig{Created: cfg.Created.UTC(), ChunkMin: cfg.ChunkMin, ChunkAvg: cfg.ChunkAvg, ChunkMax: cfg.ChunkMax, PackSize: cfg.PackSize, Compression: cfg.Compression}
 	slots, err := r.Slots(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range slots {
-		m.Slots = append(m.Slots, manifestSlot{ID: s.ID.String(), Kind: string(s.Slot.Kind), Created: s.Slot.Created.UTC(), Params: string(s.Slot.Params)})
+		m.Slots = append(m.Slots, testutil.ManifestSlot{ID: s.ID.String(), Kind: string(s.Slot.Kind), Created: s.Slot.Created.UTC(), Params: string(s.Slot.Params)})
 	}
 	for _, f := range r.Forgotten() {
-		m.Forgotten = append(m.Forgotten, manifestForgot{Seq: f.Seq, ID: f.ID.String()})
+		m.Forgotten = append(m.Forgotten, testutil.ManifestForgotten{Seq: f.Seq, ID: f.ID.String()})
 	}
 	l, err := r.ReadLease(ctx)
 	if err != nil || l == nil {
 		t.Fatalf("lease %v, %v", l, err)
 	}
-	m.Lease = manifestLease{Holder: l.Holder.String(), Host: l.Host, PID: l.PID, Acquired: l.Acquired.UTC(), Expires: l.Expires.UTC()}
+	m.Lease = testutil.ManifestLease{Holder: l.Holder.String(), Host: l.Host, PID: l.PID, Acquired: l.Acquired.UTC(), Expires: l.Expires.UTC()}
 	rep, err := r.Check(ctx, repo.CheckOptions{ReadData: true})
 	if err != nil || !rep.OK() {
 		t.Fatalf("the new golden repository does not check clean: %v %v", err, rep.Problems)
 	}
-	m.Check = manifestCheck{Slots: rep.Slots, Snapshots: rep.Snapshots, ForgetRecords: rep.ForgetRecords, Indexes: rep.Indexes, Packs: rep.Packs, Blobs: rep.Blobs, Trees: rep.Trees}
-	m.Objects = hashFiles(t, remoteDir)
+	m.Check = testutil.ManifestCheck{Slots: rep.Slots, Snapshots: rep.Snapshots, ForgetRecords: rep.ForgetRecords, Indexes: rep.Indexes, Packs: rep.Packs, Blobs: rep.Blobs, Trees: rep.Trees}
+	m.Objects = testutil.HashFiles(t, remoteDir)
 }
