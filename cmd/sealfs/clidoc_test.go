@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/sealfs/sealfs/internal/mountopts"
 )
 
 // cliDoc is what docs/CLI.md says about the commands' flags.
@@ -187,4 +189,47 @@ func TestHelpTextFlags(t *testing.T) {
 	}
 	check("", root)
 	walk(root, "", check)
+}
+
+// TestMountOptionsAreFlags: every option docs/SYSTEMD.md gives the mount
+// helper (internal/mountopts checks that they are the helper's options)
+// turns into flags that `sealfs mount` takes.
+func TestMountOptionsAreFlags(t *testing.T) {
+	b, err := os.ReadFile("../../docs/SYSTEMD.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	option := regexp.MustCompile("`([a-z_]+)(=[^`]*)?`")
+	var opts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		cells := strings.Split(strings.ReplaceAll(line, `\|`, "/"), "|")
+		if len(cells) < 3 || !strings.HasPrefix(line, "| `") || strings.Contains(cells[2], "ignored") {
+			continue
+		}
+		for _, m := range option.FindAllStringSubmatch(cells[1], -1) {
+			if m[2] != "" {
+				m[1] += "=x"
+			}
+			opts = append(opts, m[1])
+		}
+	}
+	if len(opts) < 10 {
+		t.Fatalf("found only %d options in SYSTEMD.md", len(opts))
+	}
+	p, err := mountopts.Parse([]string{"src", "mnt", "-o", strings.Join(opts, ",")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mount *cobra.Command
+	walk(newRootCmd(), "", func(path string, c *cobra.Command) {
+		if path == "mount" {
+			mount = c
+		}
+	})
+	for _, a := range p.Args {
+		name, ok := strings.CutPrefix(a, "--")
+		if ok && mount.LocalFlags().Lookup(name) == nil && mount.InheritedFlags().Lookup(name) == nil {
+			t.Errorf("mount option gives %s, which sealfs mount does not take", a)
+		}
+	}
 }
