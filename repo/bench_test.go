@@ -155,7 +155,7 @@ func BenchmarkReadFile(b *testing.B) {
 	n := &Node{Name: []byte("f"), Type: NodeFile, Size: size, Content: content}
 	b.SetBytes(int64(size))
 	for b.Loop() {
-		if _, err := r.OpenFile(context.Background(), n).WriteTo(io.Discard); err != nil {
+		if _, err := r.OpenFile(n).CopyTo(context.Background(), io.Discard); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -79,7 +79,7 @@ func TestCommitRetryAfterSnapshotFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 			var buf bytes.Buffer
-			if _, err := r2.OpenFile(context.Background(), tree.Find([]byte("two"))).WriteTo(&buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
+			if _, err := r2.OpenFile(tree.Find([]byte("two"))).CopyTo(context.Background(), &buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
 				t.Fatalf("file of the retried commit reads back wrong: %v", err)
 			}
 			rep, err := r2.Check(context.Background(), repo.CheckOptions{ReadData: true})

@@ -35,26 +35,26 @@ func TestFileReaderFailure(t *testing.T) {
 		t.Fatalf("3 MiB made %d chunks", len(node.Content))
 	}
 	second := int64(node.Content[0].Size)
-	fr := r.OpenFile(ctx, node)
+	fr := r.OpenFile(node)
 	buf := make([]byte, second+100)
-	if _, err := fr.ReadAt(buf[:100], 0); err != nil {
+	if _, err := fr.ReadAt(ctx, buf[:100], 0); err != nil {
 		t.Fatal(err)
 	}
 
 	rem.FailOn("get", "data/", 1, faulty.FailBefore)
 	before := rem.Stats().Gets
-	n, err := fr.ReadAt(buf, 0)
+	n, err := fr.ReadAt(ctx, buf, 0)
 	if !errors.Is(err, faulty.ErrInjected) || n != int(second) || !bytes.Equal(buf[:n], data[:n]) {
 		t.Fatalf("read across the failing chunk: %d bytes, %v; want the %d bytes before it and the error", n, err, second)
 	}
-	if n, err := fr.ReadAt(buf[:100], second); n != 0 || !errors.Is(err, faulty.ErrInjected) {
+	if n, err := fr.ReadAt(ctx, buf[:100], second); n != 0 || !errors.Is(err, faulty.ErrInjected) {
 		t.Fatalf("reading the failed chunk again at once: %d bytes, %v; want the same error", n, err)
 	}
 	if got := rem.Stats().Gets - before; got != 1 {
 		t.Fatalf("%d requests for one failing chunk, want 1", got)
 	}
 	var out bytes.Buffer
-	if _, err := r.OpenFile(ctx, node).WriteTo(&out); err != nil || !bytes.Equal(out.Bytes(), data) {
+	if _, err := r.OpenFile(node).CopyTo(ctx, &out); err != nil || !bytes.Equal(out.Bytes(), data) {
 		t.Fatalf("a new reader: %v", err)
 	}
 }

@@ -72,7 +72,7 @@ func readFile(r *repo.Repository, name string) ([]byte, error) {
 		return nil, errors.New("not found")
 	}
 	var buf bytes.Buffer
-	_, err = r.OpenFile(ctx, n).WriteTo(&buf)
+	_, err = r.OpenFile(n).CopyTo(ctx, &buf)
 	return buf.Bytes(), err
 }
 

@@ -73,7 +73,7 @@ type Repository struct {
 	forgotten map[uint64]crypt.ID // snapshots removed on purpose, by Seq
 	blobs     *blobCache          // nil without Options.CacheSize
 	recent    *memCache           // verified data blobs, with Options.CacheSize
-	inflight  sync.Map            // crypt.ID -> chan struct{}: blobs being prefetched
+	fetches   fetchGroup          // blobs being fetched from the remote
 
 	mu    sync.Mutex // guards the writer state below
 	lease *leaseHolder

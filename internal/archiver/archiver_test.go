@@ -152,7 +152,7 @@ func TestSaveRestoreEdgeCases(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make([]byte, len(want))
-	if _, err := r2.OpenFile(ctx, node).ReadAt(got, 4*gib-2<<20); err != nil {
+	if _, err := r2.OpenFile(node).ReadAt(ctx, got, 4*gib-2<<20); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {

@@ -115,7 +115,7 @@ func (rs *Restorer) restoreFile(ctx context.Context, n *repo.Node, path string) 
 			os.Remove(path)
 		}
 	}()
-	fr := rs.r.OpenFile(ctx, n)
+	fr := rs.r.OpenFile(n)
 	var off int64
 	for _, e := range n.Content {
 		if e.Hole {
@@ -123,7 +123,7 @@ func (rs *Restorer) restoreFile(ctx context.Context, n *repo.Node, path string) 
 			continue
 		}
 		buf := make([]byte, e.Size)
-		if _, err := fr.ReadAt(buf, off); err != nil {
+		if _, err := fr.ReadAt(ctx, buf, off); err != nil {
 			return fmt.Errorf("failed to restore %s: %w", path, err)
 		}
 		if _, err := f.WriteAt(buf, off); err != nil {

@@ -129,7 +129,7 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 	CleanStaleMount(cfg.Mountpoint, cfg.Log)
 	d := &Daemon{cfg: cfg, stopLoop: make(chan struct{}), loopDone: make(chan struct{}), gone: make(chan struct{})}
 	d.unleased.Store(unleased)
-	tree, err := worktree.Open(context.Background(), cfg.Repo, worktree.Options{
+	tree, err := worktree.Open(ctx, cfg.Repo, worktree.Options{
 		Dir: filepath.Join(cfg.Repo.StateDir(), "work"), ReadOnly: cfg.ReadOnly, Log: cfg.Log,
 		OnChange: func() { d.lastChange.Store(time.Now().UnixNano()) },
 	})

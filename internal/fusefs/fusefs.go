@@ -88,15 +88,19 @@ var (
 )
 
 // errno maps an error to an errno, logging what is not a plain POSIX
-// failure. A failed verification of remote data is EIO, never wrong data;
-// so is a remote that cannot be reached, whatever errno its network error
-// carries.
-func (f *FS) errno(op string, err error) syscall.Errno {
+// failure. A request the kernel interrupted (ctx, its context, is done:
+// the caller got a signal) is EINTR, whatever else failed. A failed
+// verification of remote data is EIO, never wrong data; so is a remote
+// that cannot be reached, whatever errno its network error carries.
+func (f *FS) errno(ctx context.Context, op string, err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
 	var e syscall.Errno
 	switch {
+	case interrupted(ctx, err):
+		f.logInterrupt(op, err)
+		return syscall.EINTR
 	case errors.Is(err, repo.ErrIntegrity), remote.IsUnreachable(err):
 		f.logFailure(op, err)
 		return syscall.EIO
@@ -104,8 +108,6 @@ func (f *FS) errno(op string, err error) syscall.Errno {
 		return e
 	case errors.Is(err, repo.ErrReadOnly):
 		return syscall.EROFS
-	case errors.Is(err, context.Canceled):
-		return syscall.EINTR
 	}
 	f.logFailure(op, err)
 	return syscall.EIO
@@ -114,12 +116,24 @@ func (f *FS) errno(op string, err error) syscall.Errno {
 // readErrno maps the error of a read that cannot return what it was asked
 // for: EINTR when it was interrupted, otherwise EIO, whatever the cause
 // (damage, the remote, the cache disk); it logs the cause.
-func (f *FS) readErrno(err error) syscall.Errno {
-	if errors.Is(err, context.Canceled) || errors.Is(err, syscall.EINTR) {
+func (f *FS) readErrno(ctx context.Context, err error) syscall.Errno {
+	if interrupted(ctx, err) || errors.Is(err, syscall.EINTR) {
+		f.logInterrupt("read", err)
 		return syscall.EINTR
 	}
 	f.logFailure("read", err)
 	return syscall.EIO
+}
+
+// interrupted reports whether a request failed because it was interrupted.
+func interrupted(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.Canceled)
+}
+
+// logInterrupt notes a request given up because its caller was
+// interrupted: nothing failed, but a remote that hangs shows here.
+func (f *FS) logInterrupt(op string, err error) {
+	f.opts.Log.Info("request interrupted by its caller", "op", op, "err", err)
 }
 
 func (f *FS) logFailure(op string, err error) {
@@ -178,9 +192,9 @@ func caller(ctx context.Context) (uint32, uint32) {
 
 // Lookup finds a directory entry.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	wi, a, err := n.fs.tree.Lookup(n.wi, name)
+	wi, a, err := n.fs.tree.Lookup(ctx, n.wi, name)
 	if err != nil {
-		return nil, n.fs.errno("lookup", err)
+		return nil, n.fs.errno(ctx, "lookup", err)
 	}
 	return n.child(ctx, wi, a, out), 0
 }
@@ -217,7 +231,7 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	}
 	a, err := n.fs.tree.SetAttr(n.wi, s)
 	if err != nil {
-		return n.fs.errno("setattr", err)
+		return n.fs.errno(ctx, "setattr", err)
 	}
 	fillAttr(a, &out.Attr)
 	return 0
@@ -225,9 +239,9 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 
 // Readdir lists a directory.
 func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	entries, err := n.fs.tree.ReadDir(n.wi)
+	entries, err := n.fs.tree.ReadDir(ctx, n.wi)
 	if err != nil {
-		return nil, n.fs.errno("readdir", err)
+		return nil, n.fs.errno(ctx, "readdir", err)
 	}
 	list := make([]fuse.DirEntry, len(entries))
 	for i, e := range entries {
@@ -238,9 +252,9 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 
 func (n *node) create(ctx context.Context, name string, e worktree.NewEntry, out *fuse.EntryOut) (*gofs.Inode, *worktree.Inode, syscall.Errno) {
 	e.UID, e.GID = caller(ctx)
-	wi, a, err := n.fs.tree.Create(n.wi, name, e)
+	wi, a, err := n.fs.tree.Create(ctx, n.wi, name, e)
 	if err != nil {
-		return nil, nil, n.fs.errno("create", err)
+		return nil, nil, n.fs.errno(ctx, "create", err)
 	}
 	return n.child(ctx, wi, a, out), wi, 0
 }
@@ -266,7 +280,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 // Readlink returns a symlink's target.
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	t, err := n.fs.tree.Readlink(n.wi)
-	return t, n.fs.errno("readlink", err)
+	return t, n.fs.errno(ctx, "readlink", err)
 }
 
 // Create makes and opens a regular file.
@@ -277,19 +291,19 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	}
 	h, err := n.fs.tree.OpenFile(wi, true, false)
 	if err != nil {
-		return nil, nil, 0, n.fs.errno("create", err)
+		return nil, nil, 0, n.fs.errno(ctx, "create", err)
 	}
 	return in, &handle{fs: n.fs, h: h}, 0, 0
 }
 
 // Unlink removes a file.
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	return n.fs.errno("unlink", n.fs.tree.Unlink(n.wi, name))
+	return n.fs.errno(ctx, "unlink", n.fs.tree.Unlink(ctx, n.wi, name))
 }
 
 // Rmdir removes an empty directory.
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return n.fs.errno("rmdir", n.fs.tree.Rmdir(n.wi, name))
+	return n.fs.errno(ctx, "rmdir", n.fs.tree.Rmdir(ctx, n.wi, name))
 }
 
 // Rename moves an entry, replacing the target.
@@ -298,7 +312,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if !ok {
 		return syscall.EXDEV
 	}
-	return n.fs.errno("rename", n.fs.tree.Rename(n.wi, name, np.wi, newName, flags))
+	return n.fs.errno(ctx, "rename", n.fs.tree.Rename(ctx, n.wi, name, np.wi, newName, flags))
 }
 
 // Link is not supported: each file has one name in a sealfs mount.
@@ -311,7 +325,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	h, err := n.fs.tree.OpenFile(n.wi, write, flags&syscall.O_TRUNC != 0)
 	if err != nil {
-		return nil, 0, n.fs.errno("open", err)
+		return nil, 0, n.fs.errno(ctx, "open", err)
 	}
 	return &handle{fs: n.fs, h: h}, 0, 0
 }
@@ -366,13 +380,14 @@ type handle struct {
 // at the end of the file, or fails: the kernel takes a short read for the
 // end of the file (and shrinks the file's size to it), so returning the
 // bytes read before an error would silently turn a damaged or unreachable
-// file into a shorter one.
+// file into a shorter one. An interrupted read (the kernel cancels ctx)
+// stops waiting for the remote and fails with EINTR.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.h.ReadAt(dest, off)
+	n, err := h.h.ReadAt(ctx, dest, off)
 	// Only the io.EOF of the io.ReaderAt contract itself marks the end of
 	// the file; a wrapped one came from somewhere below and is a failure.
 	if err != nil && err != io.EOF {
-		return nil, h.fs.readErrno(err)
+		return nil, h.fs.readErrno(ctx, err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
@@ -381,42 +396,42 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	n, err := h.h.WriteAt(data, off)
 	if err != nil {
-		return uint32(n), h.fs.errno("write", err)
+		return uint32(n), h.fs.errno(ctx, "write", err)
 	}
 	return uint32(n), 0
 }
 
 // Flush runs at every close(2) of a descriptor.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	return h.fs.errno("flush", h.h.Flush())
+	return h.fs.errno(ctx, "flush", h.h.Flush())
 }
 
 // Fsync makes the file durable: locally, or on the remote with --sync=remote.
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if err := h.h.Sync(); err != nil {
-		return h.fs.errno("fsync", err)
+		return h.fs.errno(ctx, "fsync", err)
 	}
 	if h.fs.opts.SyncRemote != nil {
-		return h.fs.errno("fsync", h.fs.opts.SyncRemote(ctx))
+		return h.fs.errno(ctx, "fsync", h.fs.opts.SyncRemote(ctx))
 	}
 	return 0
 }
 
 // Release runs when the last descriptor is closed.
 func (h *handle) Release(ctx context.Context) syscall.Errno {
-	return h.fs.errno("release", h.h.Close())
+	return h.fs.errno(ctx, "release", h.h.Close())
 }
 
 // Allocate preallocates space, as fallocate(2).
 func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
-	return h.fs.errno("fallocate", h.h.Allocate(off, size, mode))
+	return h.fs.errno(ctx, "fallocate", h.h.Allocate(off, size, mode))
 }
 
 // Lseek finds data and holes (SEEK_DATA, SEEK_HOLE).
 func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
 	n, err := h.h.Seek(int64(off), int(whence))
 	if err != nil {
-		return 0, h.fs.errno("lseek", err)
+		return 0, h.fs.errno(ctx, "lseek", err)
 	}
 	return uint64(n), 0
 }

@@ -88,7 +88,7 @@ func TestCommitOnFullDisk(t *testing.T) {
 		t.Fatalf("second commit on a full disk = %v, want ENOSPC", err)
 	}
 	free()
-	if _, _, err := tr.Create(tr.Root(), "after", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644}); err != nil {
+	if _, _, err := tr.Create(t.Context(), tr.Root(), "after", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644}); err != nil {
 		t.Fatalf("create once there is room: %v", err)
 	}
 	writeFile(t, tr, tr.Root(), "written-after", []byte("written once there was room"), true)
@@ -232,7 +232,7 @@ func TestHostileJournalRecord(t *testing.T) {
 		t.Fatalf("the folder around the work folder holds %d entries, want 2", len(entries))
 	}
 	for _, name := range []string{"escape", "no-meta"} {
-		if _, _, err := tr2.Lookup(tr2.Root(), name); err == nil {
+		if _, _, err := tr2.Lookup(t.Context(), tr2.Root(), name); err == nil {
 			t.Fatalf("a hostile record created %q", name)
 		}
 	}
@@ -254,7 +254,7 @@ func TestFullDiskOfOwnStaging(t *testing.T) {
 	tr := open(t, env.Repo, work)
 	writeFile(t, tr, tr.Root(), "kept", []byte("closed before the disk filled"), true)
 	writeFile(t, tr, tr.Root(), "doomed", []byte("to be deleted on a full disk"), true)
-	in, _, err := tr.Create(tr.Root(), "big", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
+	in, _, err := tr.Create(t.Context(), tr.Root(), "big", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestFullDiskOfOwnStaging(t *testing.T) {
 	if _, err := tr.Commit(ctx); err != nil {
 		t.Fatalf("commit on a disk full of queued files: %v", err)
 	}
-	if err := tr.Unlink(tr.Root(), "doomed"); err != nil {
+	if err := tr.Unlink(t.Context(), tr.Root(), "doomed"); err != nil {
 		t.Fatalf("unlink after the commit: %v", err)
 	}
 	writeFile(t, tr, tr.Root(), "after", []byte("written once the queue went up"), true)
@@ -295,7 +295,7 @@ func TestFullDiskOfOwnStaging(t *testing.T) {
 			t.Fatalf("%s on the remote = %q", name, got)
 		}
 	}
-	if _, _, err := fresh.Lookup(fresh.Root(), "doomed"); !errors.Is(err, syscall.ENOENT) {
+	if _, _, err := fresh.Lookup(t.Context(), fresh.Root(), "doomed"); !errors.Is(err, syscall.ENOENT) {
 		t.Fatalf("the file deleted on a full disk: %v", err)
 	}
 }
@@ -313,11 +313,11 @@ func TestTruncatingOpenOnFullDisk(t *testing.T) {
 	if _, err := tr.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	in, _, err := tr.Lookup(tr.Root(), "precious")
+	in, _, err := tr.Lookup(t.Context(), tr.Root(), "precious")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := tr.Create(tr.Root(), "a", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644}); err != nil {
+	if _, _, err := tr.Create(t.Context(), tr.Root(), "a", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644}); err != nil {
 		t.Fatal(err)
 	}
 	spendReserve(t, work)
@@ -326,7 +326,7 @@ func TestTruncatingOpenOnFullDisk(t *testing.T) {
 	// stage record: renames of a one-letter name, until one fails.
 	names := []string{"a", "b"}
 	for i := 0; ; i++ {
-		if err := tr.Rename(tr.Root(), names[i%2], tr.Root(), names[(i+1)%2], 0); err != nil {
+		if err := tr.Rename(t.Context(), tr.Root(), names[i%2], tr.Root(), names[(i+1)%2], 0); err != nil {
 			if !errors.Is(err, syscall.ENOSPC) {
 				t.Fatal(err)
 			}

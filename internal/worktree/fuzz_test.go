@@ -25,13 +25,13 @@ func FuzzReadJournal(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	d, _, _ := tr.Create(tr.Root(), "d", NewEntry{Type: repo.NodeDir, Mode: 0o755})
-	in, _, _ := tr.Create(d, "f", NewEntry{Type: repo.NodeFile, Mode: 0o644})
+	d, _, _ := tr.Create(f.Context(), tr.Root(), "d", NewEntry{Type: repo.NodeDir, Mode: 0o755})
+	in, _, _ := tr.Create(f.Context(), d, "f", NewEntry{Type: repo.NodeFile, Mode: 0o644})
 	h, _ := tr.OpenFile(in, true, false)
 	h.WriteAt([]byte("content"), 0)
 	h.Close()
-	tr.Rename(d, "f", tr.Root(), "g", 0)
-	tr.Unlink(tr.Root(), "g")
+	tr.Rename(f.Context(), d, "f", tr.Root(), "g", 0)
+	tr.Unlink(f.Context(), tr.Root(), "g")
 	journals, _ := filepath.Glob(filepath.Join(seedDir, "journal.*"))
 	for _, p := range journals {
 		b, _ := os.ReadFile(p)
@@ -79,13 +79,13 @@ func FuzzReadJournal(f *testing.F) {
 		if err := os.MkdirAll(filepath.Join(work, stagingDir), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		tr := &Tree{r: env.Repo, opts: Options{Dir: work}, ctx: context.Background(), nextIno: 1, staged: map[*Inode]bool{},
+		tr := &Tree{r: env.Repo, opts: Options{Dir: work}, nextIno: 1, staged: map[*Inode]bool{},
 			localKey: key, stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{}}
 		tr.opts.Log = slog.New(slog.DiscardHandler)
 		tr.root = &Inode{Ino: tr.newIno(), meta: repo.Node{Type: repo.NodeDir, Mode: 0o755}, children: map[string]*Inode{}}
 		tr.replaying = true
 		for _, r := range recs {
-			_ = tr.apply(r)
+			_ = tr.apply(t.Context(), r)
 		}
 		tr.replaying = false
 		for in := range tr.staged {

@@ -1,6 +1,7 @@
 package worktree
 
 import (
+	"context"
 	"io"
 	"syscall"
 	"time"
@@ -68,26 +69,28 @@ func (t *Tree) OpenFile(in *Inode, write, trunc bool) (*Handle, error) {
 	return &Handle{t: t, in: in, write: write}, nil
 }
 
-// ReadAt reads from the file's current content.
-func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
+// ReadAt reads from the file's current content, as io.ReaderAt does.
+// Fetching stored content from the remote stops when ctx is done.
+func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	t, in := h.t, h.in
 	t.mu.Lock()
 	if in.overlay {
 		v := t.overlayViewLocked(in)
 		t.mu.Unlock()
-		return v.ReadAt(p, off)
+		return v.readAt(ctx, p, off)
 	}
 	f, size := in.file, int64(in.meta.Size)
 	if in.staging == "" {
 		f = nil
 	}
-	var n *repo.Node
+	var rd *repo.FileReader
 	if f == nil {
-		n = &in.meta
+		n := &in.meta
 		if h.readerN != n || h.reader == nil {
 			nc := in.meta
-			h.reader, h.readerN = t.r.OpenFile(t.ctx, &nc), n
+			h.reader, h.readerN = t.r.OpenFile(&nc), n
 		}
+		rd = h.reader
 	}
 	t.mu.Unlock()
 	if off >= size {
@@ -101,7 +104,7 @@ func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
 	if f != nil {
 		got, err = f.ReadAt(p, off)
 	} else {
-		got, err = h.reader.ReadAt(p, off)
+		got, err = rd.ReadAt(ctx, p, off)
 	}
 	if err == io.EOF && got == len(p) {
 		err = nil

@@ -1,6 +1,7 @@
 package worktree
 
 import (
+	"context"
 	"os"
 	"syscall"
 	"time"
@@ -53,11 +54,12 @@ func (t *Tree) Readlink(in *Inode) ([]byte, error) {
 	return append([]byte(nil), in.meta.Target...), nil
 }
 
-// Lookup returns the entry name of directory dir.
-func (t *Tree) Lookup(dir *Inode, name string) (*Inode, Attr, error) {
+// Lookup returns the entry name of directory dir. Loading the directory
+// from the remote, if needed, stops when ctx is done.
+func (t *Tree) Lookup(ctx context.Context, dir *Inode, name string) (*Inode, Attr, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c, err := t.lookupLocked(dir, name)
+	c, err := t.lookupLocked(ctx, dir, name)
 	if err != nil {
 		return nil, Attr{}, err
 	}
@@ -71,10 +73,10 @@ type DirEntry struct {
 }
 
 // ReadDir lists a directory, sorted by name.
-func (t *Tree) ReadDir(dir *Inode) ([]DirEntry, error) {
+func (t *Tree) ReadDir(ctx context.Context, dir *Inode) ([]DirEntry, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.loadDir(dir); err != nil {
+	if err := t.loadDir(ctx, dir); err != nil {
 		return nil, err
 	}
 	out := make([]DirEntry, 0, len(dir.children))
@@ -106,7 +108,7 @@ func validName(name string) bool {
 }
 
 // Create makes a new entry in dir. It fails with EEXIST if name exists.
-func (t *Tree) Create(dir *Inode, name string, e NewEntry) (*Inode, Attr, error) {
+func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) (*Inode, Attr, error) {
 	if t.opts.ReadOnly {
 		return nil, Attr{}, syscall.EROFS
 	}
@@ -119,7 +121,7 @@ func (t *Tree) Create(dir *Inode, name string, e NewEntry) (*Inode, Attr, error)
 	t.mu.Lock()
 	defer t.changed()
 	defer t.mu.Unlock()
-	if err := t.loadDir(dir); err != nil {
+	if err := t.loadDir(ctx, dir); err != nil {
 		return nil, Attr{}, err
 	}
 	if dir.parent == nil && dir != t.root {
@@ -149,19 +151,23 @@ func (t *Tree) Create(dir *Inode, name string, e NewEntry) (*Inode, Attr, error)
 }
 
 // Unlink removes a non-directory entry; Rmdir an empty directory.
-func (t *Tree) Unlink(dir *Inode, name string) error { return t.remove(dir, name, false) }
+func (t *Tree) Unlink(ctx context.Context, dir *Inode, name string) error {
+	return t.remove(ctx, dir, name, false)
+}
 
 // Rmdir removes an empty directory.
-func (t *Tree) Rmdir(dir *Inode, name string) error { return t.remove(dir, name, true) }
+func (t *Tree) Rmdir(ctx context.Context, dir *Inode, name string) error {
+	return t.remove(ctx, dir, name, true)
+}
 
-func (t *Tree) remove(dir *Inode, name string, isDir bool) error {
+func (t *Tree) remove(ctx context.Context, dir *Inode, name string, isDir bool) error {
 	if t.opts.ReadOnly {
 		return syscall.EROFS
 	}
 	t.mu.Lock()
 	defer t.changed()
 	defer t.mu.Unlock()
-	c, err := t.lookupLocked(dir, name)
+	c, err := t.lookupLocked(ctx, dir, name)
 	if err != nil {
 		return err
 	}
@@ -169,7 +175,7 @@ func (t *Tree) remove(dir *Inode, name string, isDir bool) error {
 		if c.meta.Type != repo.NodeDir {
 			return syscall.ENOTDIR
 		}
-		if err := t.loadDir(c); err != nil {
+		if err := t.loadDir(ctx, c); err != nil {
 			return err
 		}
 		if len(c.children) > 0 {
@@ -195,7 +201,7 @@ const (
 
 // Rename moves olddir/oldname to newdir/newname, replacing what is there
 // (a file by a file, a directory by an empty directory).
-func (t *Tree) Rename(olddir *Inode, oldname string, newdir *Inode, newname string, flags uint32) error {
+func (t *Tree) Rename(ctx context.Context, olddir *Inode, oldname string, newdir *Inode, newname string, flags uint32) error {
 	if t.opts.ReadOnly {
 		return syscall.EROFS
 	}
@@ -208,11 +214,11 @@ func (t *Tree) Rename(olddir *Inode, oldname string, newdir *Inode, newname stri
 	t.mu.Lock()
 	defer t.changed()
 	defer t.mu.Unlock()
-	c, err := t.lookupLocked(olddir, oldname)
+	c, err := t.lookupLocked(ctx, olddir, oldname)
 	if err != nil {
 		return err
 	}
-	if err := t.loadDir(newdir); err != nil {
+	if err := t.loadDir(ctx, newdir); err != nil {
 		return err
 	}
 	// A directory may not move below itself.
@@ -235,7 +241,7 @@ func (t *Tree) Rename(olddir *Inode, oldname string, newdir *Inode, newname stri
 		case c.meta.Type != repo.NodeDir && old.meta.Type == repo.NodeDir:
 			return syscall.EISDIR
 		case old.meta.Type == repo.NodeDir:
-			if err := t.loadDir(old); err != nil {
+			if err := t.loadDir(ctx, old); err != nil {
 				return err
 			}
 			if len(old.children) > 0 {

@@ -26,8 +26,9 @@ func (t *Tree) overlayViewLocked(in *Inode) *overlayView {
 		written: append(ranges(nil), in.written...), size: in.meta.Size}
 }
 
-// ReadAt reads the file's current content.
-func (v *overlayView) ReadAt(p []byte, off int64) (int, error) {
+// readAt reads the file's current content, as io.ReaderAt does; reading
+// the base content from the remote stops when ctx is done.
+func (v *overlayView) readAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("negative offset %d", off)
 	}
@@ -51,7 +52,7 @@ func (v *overlayView) ReadAt(p []byte, off int64) (int, error) {
 			if next < len(v.written) {
 				end = min(end, v.written[next].Start)
 			}
-			n, err = v.baseRd.ReadAt(p[:min(want, end-pos)], int64(pos))
+			n, err = v.baseRd.ReadAt(ctx, p[:min(want, end-pos)], int64(pos))
 		}
 		total += n
 		pos += uint64(n)
@@ -65,6 +66,17 @@ func (v *overlayView) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return total, nil
 }
+
+// at returns the view as an io.ReaderAt whose reads use ctx.
+func (v *overlayView) at(ctx context.Context) io.ReaderAt { return overlayReader{v, ctx} }
+
+// overlayReader reads an overlayView with a context.
+type overlayReader struct {
+	v   *overlayView
+	ctx context.Context
+}
+
+func (r overlayReader) ReadAt(p []byte, off int64) (int, error) { return r.v.readAt(r.ctx, p, off) }
 
 // baseExtent is a base extent with its position, clipped to the base limit.
 type baseExtent struct {
@@ -136,7 +148,7 @@ func (t *Tree) overlayContent(ctx context.Context, v *overlayView) ([]repo.Exten
 		if err := keep(p, min(d.Start, lim)); err != nil {
 			return nil, err
 		}
-		if err := w.Write(ctx, io.NewSectionReader(v, int64(d.Start), int64(d.End-d.Start))); err != nil {
+		if err := w.Write(ctx, io.NewSectionReader(v.at(ctx), int64(d.Start), int64(d.End-d.Start))); err != nil {
 			return nil, err
 		}
 		p = d.End

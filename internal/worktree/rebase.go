@@ -241,7 +241,7 @@ func (m *merger) mergeDir(dir *Inode, path string, base, theirs crypt.ID) error 
 	if base == theirs && !base.IsZero() {
 		return nil // they changed nothing here
 	}
-	if err := m.t.loadDir(dir); err != nil {
+	if err := m.t.loadDir(m.ctx, dir); err != nil {
 		return err
 	}
 	bs, err := m.entries(base)

@@ -37,7 +37,7 @@ func lookup(t *testing.T, tr *worktree.Tree, path ...string) *worktree.Inode {
 	in := tr.Root()
 	for _, p := range path {
 		var err error
-		if in, _, err = tr.Lookup(in, p); err != nil {
+		if in, _, err = tr.Lookup(t.Context(), in, p); err != nil {
 			t.Fatalf("lookup %s: %v", strings.Join(path, "/"), err)
 		}
 	}
@@ -46,7 +46,7 @@ func lookup(t *testing.T, tr *worktree.Tree, path ...string) *worktree.Inode {
 
 func mkdir(t *testing.T, tr *worktree.Tree, dir *worktree.Inode, name string) *worktree.Inode {
 	t.Helper()
-	in, _, err := tr.Create(dir, name, worktree.NewEntry{Type: repo.NodeDir, Mode: 0o755})
+	in, _, err := tr.Create(t.Context(), dir, name, worktree.NewEntry{Type: repo.NodeDir, Mode: 0o755})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,16 +89,16 @@ func TestRebaseMergeRules(t *testing.T) {
 	overwrite(t, trB, "theirs x", true, "x")
 	overwrite(t, trB, "theirs only-theirs", true, "only-theirs")
 	overwrite(t, trB, "theirs del-ours", true, "del-ours")
-	if err := trB.Unlink(trB.Root(), "del-theirs"); err != nil {
+	if err := trB.Unlink(t.Context(), trB.Root(), "del-theirs"); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, trB, trB.Root(), "z", []byte("theirs z"), true)
 	writeFile(t, trB, lookup(t, trB, "d"), "theirs-in-d", []byte("theirs in d"), true)
 	writeFile(t, trB, trB.Root(), "both-new", []byte("theirs both-new"), true)
-	if err := trB.Unlink(lookup(t, trB, "gone-there"), "f"); err != nil {
+	if err := trB.Unlink(t.Context(), lookup(t, trB, "gone-there"), "f"); err != nil {
 		t.Fatal(err)
 	}
-	if err := trB.Rmdir(trB.Root(), "gone-there"); err != nil {
+	if err := trB.Rmdir(t.Context(), trB.Root(), "gone-there"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := trB.Commit(ctx); err != nil {
@@ -112,7 +112,7 @@ func TestRebaseMergeRules(t *testing.T) {
 	overwrite(t, trA, "ours x", true, "x")
 	overwrite(t, trA, "ours", false, "only-ours")  // in place: an overlay
 	overwrite(t, trA, "ours", false, "del-theirs") // in place too
-	if err := trA.Unlink(trA.Root(), "del-ours"); err != nil {
+	if err := trA.Unlink(t.Context(), trA.Root(), "del-ours"); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, trA, trA.Root(), "y", []byte("ours y"), true)
@@ -169,10 +169,10 @@ func TestRebaseMergeRules(t *testing.T) {
 			t.Errorf("%s = %q, want %q", path, got, content)
 		}
 	}
-	if _, _, err := tr3.Lookup(tr3.Root(), "gone-there"); !errors.Is(err, syscall.ENOENT) {
+	if _, _, err := tr3.Lookup(t.Context(), tr3.Root(), "gone-there"); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("a directory the other side removed (and we left alone) came back: %v", err)
 	}
-	entries, err := tr3.ReadDir(tr3.Root())
+	entries, err := tr3.ReadDir(t.Context(), tr3.Root())
 	if err != nil {
 		t.Fatal(err)
 	}

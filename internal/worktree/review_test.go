@@ -28,7 +28,7 @@ func TestOverlayPunchHole(t *testing.T) {
 		if _, err := tr.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
-		in, _, err := tr.Lookup(tr.Root(), "f")
+		in, _, err := tr.Lookup(t.Context(), tr.Root(), "f")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func TestDamagedStagingStallsNothingElse(t *testing.T) {
 	tr := open(t, env.Repo, dir)
 	// Written out of order, so that the commit reads them from staging.
 	for _, name := range []string{"damaged", "intact"} {
-		in, _, err := tr.Create(tr.Root(), name, worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
+		in, _, err := tr.Create(t.Context(), tr.Root(), name, worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func TestDamagedStagingStallsNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr2 := open(t, r2, t.TempDir())
-	in, _, err := tr2.Lookup(tr2.Root(), "intact")
+	in, _, err := tr2.Lookup(t.Context(), tr2.Root(), "intact")
 	if err != nil {
 		t.Fatalf("the intact file never reached the remote: %v", err)
 	}
@@ -121,10 +121,10 @@ func TestDamagedStagingStallsNothingElse(t *testing.T) {
 	}
 	defer h.Close()
 	got := make([]byte, 8<<10)
-	if n, err := h.ReadAt(got, 0); n != len(got) || !bytes.Equal(got, bytes.Repeat([]byte("i"), 8<<10)) {
+	if n, err := h.ReadAt(t.Context(), got, 0); n != len(got) || !bytes.Equal(got, bytes.Repeat([]byte("i"), 8<<10)) {
 		t.Fatalf("the intact file reads back wrong: %d bytes, %v", n, err)
 	}
-	if _, _, err := tr2.Lookup(tr2.Root(), "damaged"); err == nil {
+	if _, _, err := tr2.Lookup(t.Context(), tr2.Root(), "damaged"); err == nil {
 		t.Fatal("a new file whose queued copy is damaged was committed anyway")
 	}
 }

@@ -31,7 +31,7 @@ func grepDir(t *testing.T, dir, when string) {
 
 func readAllOf(t *testing.T, tr *Tree, name string) []byte {
 	t.Helper()
-	in, err := tr.lookupLocked(tr.root, name)
+	in, err := tr.lookupLocked(t.Context(), tr.root, name)
 	if err != nil {
 		t.Fatalf("lookup %s: %v", name, err)
 	}
@@ -41,7 +41,7 @@ func readAllOf(t *testing.T, tr *Tree, name string) []byte {
 	}
 	defer h.Close()
 	b := make([]byte, in.meta.Size)
-	if n, err := h.ReadAt(b, 0); n != len(b) || (err != nil && err != io.EOF) {
+	if n, err := h.ReadAt(t.Context(), b, 0); n != len(b) || (err != nil && err != io.EOF) {
 		t.Fatalf("read %s: %d of %d: %v", name, n, len(b), err)
 	}
 	return b
@@ -61,9 +61,9 @@ func TestWorkDirSealed(t *testing.T) {
 	}
 	content := bytes.Repeat([]byte(marker+" content "), 50000) // 1.6 MB, streamed
 	write := func(name string, data []byte, off int64, close bool) *Handle {
-		in, err := tr.lookupLocked(tr.root, name)
+		in, err := tr.lookupLocked(t.Context(), tr.root, name)
 		if err != nil {
-			if in, _, err = tr.Create(tr.root, name, NewEntry{Type: repo.NodeFile, Mode: 0o644}); err != nil {
+			if in, _, err = tr.Create(t.Context(), tr.root, name, NewEntry{Type: repo.NodeFile, Mode: 0o644}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -104,7 +104,7 @@ func TestWorkDirSealed(t *testing.T) {
 	if got := readAllOf(t, tr, "new-"+marker); !bytes.Equal(got, content) {
 		t.Fatal("the new file differs after the replay")
 	}
-	in, _ := tr.lookupLocked(tr.root, "sparse-"+marker)
+	in, _ := tr.lookupLocked(t.Context(), tr.root, "sparse-"+marker)
 	if in.meta.Size != 5<<30+uint64(len(marker)) {
 		t.Fatalf("sparse file size %d after the replay", in.meta.Size)
 	}
@@ -187,7 +187,7 @@ func TestPlaintextJournalRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, _, err := tr.Create(tr.root, "precious", NewEntry{Type: repo.NodeFile, Mode: 0o644})
+	in, _, err := tr.Create(t.Context(), tr.root, "precious", NewEntry{Type: repo.NodeFile, Mode: 0o644})
 	if err != nil {
 		t.Fatal(err)
 	}

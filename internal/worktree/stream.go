@@ -102,7 +102,7 @@ func (s *streamer) run() {
 	defer close(s.done)
 	defer s.closeFile()
 	w := s.t.r.NewFileWriter()
-	err := w.Write(s.t.ctx, &streamReader{s: s})
+	err := w.Write(s.t.life, &streamReader{s: s})
 	content, total := w.Content()
 	s.mu.Lock()
 	defer s.mu.Unlock()

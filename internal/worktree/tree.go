@@ -72,7 +72,11 @@ type Options struct {
 type Tree struct {
 	r    *repo.Repository
 	opts Options
-	ctx  context.Context
+	// life bounds the work that outlives the calls starting it (a
+	// streamer chunking a file as it is written); Close ends it. Calls
+	// that fetch from the remote take their caller's context instead.
+	life    context.Context
+	endLife context.CancelFunc
 
 	mu            sync.Mutex
 	root          *Inode
@@ -100,13 +104,21 @@ type Tree struct {
 const stagingDir = "staging"
 
 // Open loads the newest snapshot of r and replays the local journals left
-// by an earlier run (after a crash, what was queued is found again).
-func Open(ctx context.Context, r *repo.Repository, o Options) (*Tree, error) {
+// by an earlier run (after a crash, what was queued is found again). ctx
+// bounds the opening only: the Tree's own background work lasts until
+// Close.
+func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	t := &Tree{r: r, opts: o, ctx: ctx, nextIno: 1, staged: map[*Inode]bool{},
+	t := &Tree{r: r, opts: o, nextIno: 1, staged: map[*Inode]bool{},
 		localKey: r.LocalKey(), stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{}}
+	t.life, t.endLife = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		if err != nil {
+			t.endLife()
+		}
+	}()
 	t.root = &Inode{Ino: t.newIno(), meta: repo.Node{Type: repo.NodeDir, Mode: 0o755}}
 	if s := r.Latest(); s != nil {
 		t.baseSeq = s.Seq
@@ -129,7 +141,7 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (*Tree, error) {
 		t.reserved = true
 	}
 	t.baseOnJournals()
-	j, err := t.replay()
+	j, err := t.replay(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +163,7 @@ func (t *Tree) newIno() uint64 { n := t.nextIno; t.nextIno++; return n }
 // journals are removed once it is in place. Journals based on an older
 // snapshot than the newest were committed already; they are moved aside,
 // not deleted.
-func (t *Tree) replay() (*journal, error) {
+func (t *Tree) replay(ctx context.Context) (*journal, error) {
 	ns, err := listJournals(t.opts.Dir)
 	if err != nil {
 		return nil, err
@@ -193,7 +205,7 @@ func (t *Tree) replay() (*journal, error) {
 			continue
 		}
 		for i, rec := range recs {
-			if err := t.apply(rec); err != nil {
+			if err := t.apply(ctx, rec); err != nil {
 				t.opts.Log.Warn("journal record could not be replayed", "journal", p, "record", i+1, "op", rec.Op, "path", string(rec.Path), "err", err)
 			}
 		}
@@ -291,13 +303,13 @@ func (t *Tree) pathOf(in *Inode) string {
 }
 
 // resolve finds the inode at path, loading directories on the way.
-func (t *Tree) resolve(path []byte) (*Inode, error) {
+func (t *Tree) resolve(ctx context.Context, path []byte) (*Inode, error) {
 	in := t.root
 	if len(path) == 0 {
 		return in, nil
 	}
 	for _, name := range strings.Split(string(path), "/") {
-		c, err := t.lookupLocked(in, name)
+		c, err := t.lookupLocked(ctx, in, name)
 		if err != nil {
 			return nil, err
 		}
@@ -315,18 +327,18 @@ func splitPath(path []byte) (string, string) {
 }
 
 // apply replays one journal record, once it is found well formed.
-func (t *Tree) apply(rec record) error {
+func (t *Tree) apply(ctx context.Context, rec record) error {
 	if err := rec.check(); err != nil {
 		return err
 	}
 	switch rec.Op {
 	case opCreate:
 		dirPath, name := splitPath(rec.Path)
-		dir, err := t.resolve([]byte(dirPath))
+		dir, err := t.resolve(ctx, []byte(dirPath))
 		if err != nil {
 			return err
 		}
-		if err := t.loadDir(dir); err != nil {
+		if err := t.loadDir(ctx, dir); err != nil {
 			return err
 		}
 		if old := dir.children[name]; old != nil {
@@ -343,7 +355,7 @@ func (t *Tree) apply(rec record) error {
 		}
 		dir.children[name] = in
 	case opClear:
-		dir, err := t.resolve(rec.Path)
+		dir, err := t.resolve(ctx, rec.Path)
 		if err != nil {
 			return err
 		}
@@ -355,23 +367,23 @@ func (t *Tree) apply(rec record) error {
 		}
 		dir.children = map[string]*Inode{}
 	case opUnlink:
-		in, err := t.resolve(rec.Path)
+		in, err := t.resolve(ctx, rec.Path)
 		if err != nil {
 			return err
 		}
 		delete(in.parent.children, in.name)
 		t.dropLocked(in)
 	case opRename:
-		in, err := t.resolve(rec.Path)
+		in, err := t.resolve(ctx, rec.Path)
 		if err != nil {
 			return err
 		}
 		dirPath, name := splitPath(rec.To)
-		dir, err := t.resolve([]byte(dirPath))
+		dir, err := t.resolve(ctx, []byte(dirPath))
 		if err != nil {
 			return err
 		}
-		if err := t.loadDir(dir); err != nil {
+		if err := t.loadDir(ctx, dir); err != nil {
 			return err
 		}
 		if old := dir.children[name]; old != nil && old != in {
@@ -381,7 +393,7 @@ func (t *Tree) apply(rec record) error {
 		in.parent, in.name = dir, name
 		dir.children[name] = in
 	case opSetattr:
-		in, err := t.resolve(rec.Path)
+		in, err := t.resolve(ctx, rec.Path)
 		if err != nil {
 			return err
 		}
@@ -391,7 +403,7 @@ func (t *Tree) apply(rec record) error {
 			in.meta.Size, in.meta.Content = 0, nil
 		}
 	case opStage:
-		in, err := t.resolve(rec.Path)
+		in, err := t.resolve(ctx, rec.Path)
 		if err != nil {
 			return err
 		}
@@ -467,7 +479,7 @@ func (t *Tree) stagingPath(id string) string { return filepath.Join(t.opts.Dir, 
 // setOverlayLocked makes in an overlay over the given base content.
 func (t *Tree) setOverlayLocked(in *Inode, base []repo.Extent, size uint64) {
 	in.overlay, in.base, in.baseSize, in.baseLimit, in.written = true, base, size, size, nil
-	in.baseReader = t.r.OpenFile(t.ctx, &repo.Node{Type: repo.NodeFile, Size: size, Content: base})
+	in.baseReader = t.r.OpenFile(&repo.Node{Type: repo.NodeFile, Size: size, Content: base})
 }
 
 // stageRecordLocked is the journal record of a staged file's state.
@@ -479,15 +491,17 @@ func (t *Tree) stageRecordLocked(in *Inode) record {
 	return rec
 }
 
-// loadDir reads a directory's tree blob the first time it is needed.
-func (t *Tree) loadDir(dir *Inode) error {
+// loadDir reads a directory's tree blob the first time it is needed. A
+// load that fails (ctx done, the remote down) leaves the directory
+// unloaded: the next call tries again.
+func (t *Tree) loadDir(ctx context.Context, dir *Inode) error {
 	if dir.meta.Type != repo.NodeDir {
 		return syscall.ENOTDIR
 	}
 	if dir.children != nil {
 		return nil
 	}
-	tr, err := t.r.LoadTree(t.ctx, dir.meta.Subtree)
+	tr, err := t.r.LoadTree(ctx, dir.meta.Subtree)
 	if err != nil {
 		return err
 	}
@@ -504,8 +518,8 @@ func (t *Tree) loadDir(dir *Inode) error {
 	return nil
 }
 
-func (t *Tree) lookupLocked(dir *Inode, name string) (*Inode, error) {
-	if err := t.loadDir(dir); err != nil {
+func (t *Tree) lookupLocked(ctx context.Context, dir *Inode, name string) (*Inode, error) {
+	if err := t.loadDir(ctx, dir); err != nil {
 		return nil, err
 	}
 	c := dir.children[name]

@@ -32,7 +32,7 @@ func open(t *testing.T, r *repo.Repository, dir string) *worktree.Tree {
 
 func writeFile(t *testing.T, tr *worktree.Tree, dir *worktree.Inode, name string, data []byte, close bool) *worktree.Handle {
 	t.Helper()
-	in, _, err := tr.Create(dir, name, worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
+	in, _, err := tr.Create(t.Context(), dir, name, worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func readFile(t *testing.T, tr *worktree.Tree, path ...string) []byte {
 	in := tr.Root()
 	for _, p := range path {
 		var err error
-		if in, _, err = tr.Lookup(in, p); err != nil {
+		if in, _, err = tr.Lookup(t.Context(), in, p); err != nil {
 			t.Fatalf("lookup %s: %v", p, err)
 		}
 	}
@@ -67,7 +67,7 @@ func readFile(t *testing.T, tr *worktree.Tree, path ...string) []byte {
 	defer h.Close()
 	size := tr.Attr(in).Size
 	buf := make([]byte, size)
-	if n, err := h.ReadAt(buf, 0); (err != nil && err != io.EOF) || uint64(n) != size {
+	if n, err := h.ReadAt(t.Context(), buf, 0); (err != nil && err != io.EOF) || uint64(n) != size {
 		t.Fatalf("read %d of %d: %v", n, size, err)
 	}
 	return buf
@@ -78,20 +78,20 @@ func TestCommitAndReopen(t *testing.T) {
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	work := t.TempDir()
 	tr := open(t, env.Repo, work)
-	dir, _, err := tr.Create(tr.Root(), "sub", worktree.NewEntry{Type: repo.NodeDir, Mode: 0o755})
+	dir, _, err := tr.Create(t.Context(), tr.Root(), "sub", worktree.NewEntry{Type: repo.NodeDir, Mode: 0o755})
 	if err != nil {
 		t.Fatal(err)
 	}
 	big := bytes.Repeat([]byte("0123456789abcdef"), 300000)
 	writeFile(t, tr, dir, "big", big, true)
 	writeFile(t, tr, tr.Root(), "small", []byte("hello"), true)
-	if _, _, err := tr.Create(tr.Root(), "small", worktree.NewEntry{Type: repo.NodeFile}); !errors.Is(err, syscall.EEXIST) {
+	if _, _, err := tr.Create(t.Context(), tr.Root(), "small", worktree.NewEntry{Type: repo.NodeFile}); !errors.Is(err, syscall.EEXIST) {
 		t.Fatalf("create over an existing name = %v", err)
 	}
-	if err := tr.Rmdir(tr.Root(), "sub"); !errors.Is(err, syscall.ENOTEMPTY) {
+	if err := tr.Rmdir(t.Context(), tr.Root(), "sub"); !errors.Is(err, syscall.ENOTEMPTY) {
 		t.Fatalf("rmdir of a full directory = %v", err)
 	}
-	if err := tr.Rename(tr.Root(), "small", dir, "moved", 0); err != nil {
+	if err := tr.Rename(t.Context(), tr.Root(), "small", dir, "moved", 0); err != nil {
 		t.Fatal(err)
 	}
 	snap, err := tr.Commit(ctx)
@@ -113,7 +113,7 @@ func TestCommitAndReopen(t *testing.T) {
 	if got := readFile(t, tr2, "sub", "moved"); string(got) != "hello" {
 		t.Fatalf("moved file = %q", got)
 	}
-	if _, _, err := tr2.Lookup(tr2.Root(), "small"); !errors.Is(err, syscall.ENOENT) {
+	if _, _, err := tr2.Lookup(t.Context(), tr2.Root(), "small"); !errors.Is(err, syscall.ENOENT) {
 		t.Fatalf("renamed-away name still there: %v", err)
 	}
 }
@@ -130,14 +130,14 @@ func TestCrashReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	// After the commit: overwrite, create, delete, rename; then "crash".
-	in, _, _ := tr.Lookup(tr.Root(), "committed")
+	in, _, _ := tr.Lookup(t.Context(), tr.Root(), "committed")
 	h, _ := tr.OpenFile(in, true, true)
 	h.WriteAt([]byte("version two"), 0)
 	h.Close()
 	writeFile(t, tr, tr.Root(), "new", []byte("queued"), true)
 	writeFile(t, tr, tr.Root(), "gone", []byte("x"), true)
-	tr.Unlink(tr.Root(), "gone")
-	tr.Rename(tr.Root(), "new", tr.Root(), "renamed", 0)
+	tr.Unlink(t.Context(), tr.Root(), "gone")
+	tr.Rename(t.Context(), tr.Root(), "new", tr.Root(), "renamed", 0)
 	writeFile(t, tr, tr.Root(), "open-at-crash", []byte("partial"), false) // never closed
 
 	tr2 := open2(t, env.Repo, work)
@@ -147,7 +147,7 @@ func TestCrashReplay(t *testing.T) {
 	if got := readFile(t, tr2, "renamed"); string(got) != "queued" {
 		t.Fatalf("queued file after replay = %q", got)
 	}
-	if _, _, err := tr2.Lookup(tr2.Root(), "gone"); !errors.Is(err, syscall.ENOENT) {
+	if _, _, err := tr2.Lookup(t.Context(), tr2.Root(), "gone"); !errors.Is(err, syscall.ENOENT) {
 		t.Fatal("deleted file came back")
 	}
 	if _, err := tr2.Commit(ctx); err != nil {
@@ -281,7 +281,7 @@ func TestOverlayRewrite(t *testing.T) {
 	}
 	defer r2.Unlock(ctx)
 	tr2 := open(t, r2, t.TempDir())
-	in, _, err := tr2.Lookup(tr2.Root(), "f")
+	in, _, err := tr2.Lookup(t.Context(), tr2.Root(), "f")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestOverlayRewrite(t *testing.T) {
 	want = append(want, "tail"...)
 	// Reads see the change before any commit.
 	got := make([]byte, 200)
-	h.ReadAt(got, 10<<20-50)
+	h.ReadAt(t.Context(), got, 10<<20-50)
 	if !bytes.Equal(got, want[10<<20-50:10<<20+150]) {
 		t.Fatal("read across a written range is wrong")
 	}
@@ -318,7 +318,7 @@ func TestOverlayRewrite(t *testing.T) {
 		t.Fatalf("the commit uploaded %d bytes", put)
 	}
 	// Shrink, then grow again: the cut-off part reads as zeros.
-	in, _, _ = tr2.Lookup(tr2.Root(), "f")
+	in, _, _ = tr2.Lookup(t.Context(), tr2.Root(), "f")
 	size := uint64(15<<20 + 7)
 	if _, err := tr2.SetAttr(in, worktree.SetAttr{Size: &size}); err != nil {
 		t.Fatal(err)
@@ -351,7 +351,7 @@ func TestOverlayCrashReplay(t *testing.T) {
 	want := bytes.Repeat([]byte("0123456789"), 500000)
 	writeFile(t, tr, tr.Root(), "f", want, true)
 	tr.Commit(ctx)
-	in, _, _ := tr.Lookup(tr.Root(), "f")
+	in, _, _ := tr.Lookup(t.Context(), tr.Root(), "f")
 	h, _ := tr.OpenFile(in, true, false)
 	h.WriteAt([]byte("XYZ"), 2000000)
 	h.Close()
@@ -375,7 +375,7 @@ func TestStreamingWrite(t *testing.T) {
 	ctx := context.Background()
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	tr := open(t, env.Repo, t.TempDir())
-	in, _, err := tr.Create(tr.Root(), "stream", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
+	in, _, err := tr.Create(t.Context(), tr.Root(), "stream", worktree.NewEntry{Type: repo.NodeFile, Mode: 0o644})
 	if err != nil {
 		t.Fatal(err)
 	}

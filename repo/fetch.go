@@ -1,0 +1,95 @@
+package repo
+
+import (
+	"context"
+	"sync"
+
+	"github.com/sealfs/sealfs/crypt"
+)
+
+// fetchGroup fetches each blob from the remote once for everyone who asks
+// for it at the same time: readers of the same chunk, and read-ahead.
+//
+// A shared fetch runs on a context of its own, detached from the caller
+// that started it: one caller giving up (an interrupted read) must not
+// fail the others. Each caller waits on its own context instead, and the
+// fetch is cancelled only when every caller has given up. A background
+// fetch (read-ahead) counts as a caller that never gives up.
+type fetchGroup struct {
+	mu    sync.Mutex
+	calls map[crypt.ID]*fetchCall
+}
+
+// fetchCall is one shared fetch.
+type fetchCall struct {
+	done    chan struct{} // closed once data and err are set
+	cancel  context.CancelFunc
+	waiters int // callers still waiting, guarded by fetchGroup.mu
+	data    []byte
+	err     error
+}
+
+// fetchFunc fetches and verifies one blob.
+type fetchFunc func(ctx context.Context) ([]byte, error)
+
+// do returns what fetch returns, from a fetch of id already under way or a
+// new one. It returns ctx's error as soon as ctx is done, without waiting
+// for the fetch. Callers must not modify the data.
+func (g *fetchGroup) do(ctx context.Context, id crypt.ID, fetch fetchFunc) ([]byte, error) {
+	c := g.join(ctx, id, fetch)
+	select {
+	case <-c.done:
+		return c.data, c.err
+	case <-ctx.Done():
+		g.leave(id, c)
+		return nil, ctx.Err()
+	}
+}
+
+// start fetches id in the background unless a fetch of it is under way;
+// the result goes wherever fetch puts it.
+func (g *fetchGroup) start(ctx context.Context, id crypt.ID, fetch fetchFunc) {
+	g.join(ctx, id, fetch)
+}
+
+// join adds a caller to the fetch of id, starting it if none is under way.
+// The fetch's context keeps ctx's values but not its cancellation.
+func (g *fetchGroup) join(ctx context.Context, id crypt.ID, fetch fetchFunc) *fetchCall {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c := g.calls[id]; c != nil {
+		c.waiters++
+		return c
+	}
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c := &fetchCall{done: make(chan struct{}), cancel: cancel, waiters: 1}
+	if g.calls == nil {
+		g.calls = map[crypt.ID]*fetchCall{}
+	}
+	g.calls[id] = c
+	go func() {
+		c.data, c.err = fetch(fctx)
+		cancel()
+		g.mu.Lock()
+		if g.calls[id] == c {
+			delete(g.calls, id)
+		}
+		g.mu.Unlock()
+		close(c.done)
+	}()
+	return c
+}
+
+// leave takes a caller that gave up off c; the last one cancels the fetch,
+// and a caller that comes after starts a new one.
+func (g *fetchGroup) leave(id crypt.ID, c *fetchCall) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c.waiters--; c.waiters > 0 {
+		return
+	}
+	c.cancel()
+	if g.calls[id] == c {
+		delete(g.calls, id)
+	}
+}
