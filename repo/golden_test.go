@@ -176,7 +176,7 @@ func walkTree(t *testing.T, r *repo.Repository, id crypt.ID, prefix []byte) []te
 		switch n.Type {
 		case format.NodeFile:
 			h := sha256.New()
-			if _, err := r.OpenFile(ctx, n).WriteTo(h); err != nil {
+			if _, err := r.OpenFile(n).CopyTo(ctx, h); err != nil {
 				t.Fatalf("reading %q: %v", p, err)
 			}
 			e.SHA256 = hex.EncodeToString(h.Sum(nil))
