@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -81,18 +80,40 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	}
 	t.commitMu.Lock()
 	defer t.commitMu.Unlock()
-
-	// 0. Another writer committed since our base (we started offline):
-	// carry our changes over onto its snapshot first.
+	// Another writer committed since our base (we started offline): carry
+	// our changes over onto its snapshot first.
 	if err := t.rebase(ctx); err != nil {
 		return nil, err
 	}
-
-	// 1. The staged files to store.
-	t.mu.Lock()
-	if !t.dirty {
-		t.mu.Unlock()
+	jobs, dirty := t.takeJobs()
+	if !dirty {
 		return nil, nil
+	}
+	if err := t.storeJobs(ctx, jobs); err != nil {
+		return nil, t.commitFailed(err)
+	}
+	frozen, err := t.freeze(jobs)
+	if err != nil {
+		return nil, t.commitFailed(err)
+	}
+	snap, err := t.storeSnapshot(ctx, frozen.root)
+	if err != nil {
+		return nil, t.commitFailed(err)
+	}
+	t.settle(snap, frozen.done)
+	t.removeJournalsBefore(frozen.journal.n)
+	frozen.oldJournal.close()
+	return snap, nil
+}
+
+// takeJobs returns the staged files to store, those not open for writing
+// that changed since their last commit, and whether anything changed at
+// all; the tree counts as clean from here until the commit fails.
+func (t *Tree) takeJobs() ([]*stagedJob, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.dirty {
+		return nil, false
 	}
 	var jobs []*stagedJob
 	for in := range t.staged {
@@ -106,91 +127,112 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 		}
 	}
 	t.dirty = false
-	t.mu.Unlock()
+	return jobs, true
+}
 
-	fail := func(err error) (*repo.Snapshot, error) {
-		t.mu.Lock()
-		t.dirty = true
-		t.lastError = err
-		t.mu.Unlock()
-		return nil, err
-	}
+// commitFailed marks the tree dirty again, so that the commit is retried,
+// and returns err.
+func (t *Tree) commitFailed(err error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dirty = true
+	t.lastError = err
+	return err
+}
 
-	// 2. Chunk and upload them, outside the lock.
+// storeJobs chunks and uploads the staged files, outside the lock. A file
+// whose queued copy (or stored base) cannot be read back is marked damaged
+// and left out; any other failure fails the commit.
+func (t *Tree) storeJobs(ctx context.Context, jobs []*stagedJob) error {
 	for _, j := range jobs {
-		var content []repo.Extent
-		var err error
-		streamed, ok := []repo.Extent(nil), false
-		if j.stream != nil {
-			streamed, ok = j.stream.result(j.size)
-		}
-		if ok {
-			content = streamed // chunked while it was written
-		} else {
-			content, err = t.storeStaged(ctx, j)
-		}
+		content, err := t.jobContent(ctx, j)
 		if err != nil && unreadable(err) {
-			// One file whose queued copy (or stored base) cannot be read
-			// back must not hold back every other file: it keeps its last
-			// committed content (a new file is left out) and stays queued.
+			// One such file must not hold back every other file: it
+			// keeps its last committed content (a new file is left
+			// out) and stays queued.
 			t.opts.Log.Error("cannot read back a queued file: it is left out of this commit and stays queued; write it again or delete it",
 				"path", t.displayPath(j.in), "err", err)
 			j.damaged = true
 			continue
 		}
 		if err != nil {
-			return fail(fmt.Errorf("failed to store %s: %w", t.displayPath(j.in), err))
+			return fmt.Errorf("failed to store %s: %w", t.displayPath(j.in), err)
 		}
 		j.content = content
 	}
+	return nil
+}
 
-	// 3. Copy the namespace and start a new journal, under the lock.
-	t.mu.Lock()
-	for _, j := range jobs {
-		j.ok = !j.damaged && j.in.gen == j.gen
-		if !j.ok && !j.damaged {
-			t.dirty = true // it changed while it was read: next time
+// jobContent returns a staged file's stored content: what its streamer
+// chunked while it was written, if that is whole, or else stored now from
+// its staging copy.
+func (t *Tree) jobContent(ctx context.Context, j *stagedJob) ([]repo.Extent, error) {
+	if j.stream != nil {
+		if content, ok := j.stream.result(j.size); ok {
+			return content, nil
 		}
 	}
+	return t.storeStaged(ctx, j)
+}
+
+// frozenCommit is the namespace a commit stores, copied under the lock,
+// with the journal that goes on from it.
+type frozenCommit struct {
+	root       *dirCopy
+	done       map[*Inode]*stagedJob // the files stored, unchanged since
+	journal    *journal              // the new journal, in place
+	oldJournal *journal              // closed once the snapshot is stored
+}
+
+// freeze copies the namespace for committing and starts a new journal,
+// under the lock. A job whose file changed while it was read goes into the
+// next commit. The new journal must rebuild, on top of the snapshot being
+// committed, what that snapshot leaves out: files still being written, and
+// the staging copies of files changed since they were read. A staging
+// record whose file is gone at replay means "committed and cleaned". It is
+// created whole or not at all (a full disk): then the commit fails, the
+// old journal goes on, and the next commit tries again.
+func (t *Tree) freeze(jobs []*stagedJob) (*frozenCommit, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	done := map[*Inode]*stagedJob{}
 	for _, j := range jobs {
-		if j.ok {
+		j.ok = !j.damaged && j.in.gen == j.gen
+		switch {
+		case j.ok:
 			done[j.in] = j
+		case !j.damaged:
+			t.dirty = true // it changed while it was read: next time
 		}
 	}
 	root, err := t.copyDirLocked(t.root, done)
 	if err != nil {
-		t.mu.Unlock()
-		return fail(err)
+		return nil, err
 	}
-	// The new journal must rebuild, on top of the snapshot being committed,
-	// what that snapshot leaves out: files still being written, and the
-	// staging copies of files changed since they were read. A staging
-	// record whose file is gone at replay means "committed and cleaned".
-	// It is created whole or not at all (a full disk): then this commit
-	// fails, the old journal goes on, and the next commit tries again.
-	oldJournal := t.journal
-	next, err := t.startJournalLocked(oldJournal.n+1, t.nextSeqLocked(), t.restageRecords(done))
+	old := t.journal
+	next, err := t.startJournalLocked(old.n+1, t.nextSeqLocked(), t.restageRecords(done))
 	if err != nil {
-		t.mu.Unlock()
-		return fail(err)
+		return nil, err
 	}
 	t.journal = next
-	t.mu.Unlock()
+	return &frozenCommit{root: root, done: done, journal: next, oldJournal: old}, nil
+}
 
-	// 4. Store the trees and the snapshot.
+// storeSnapshot stores the trees of a namespace copy and a snapshot of it.
+func (t *Tree) storeSnapshot(ctx context.Context, root *dirCopy) (*repo.Snapshot, error) {
 	rootID, err := t.saveDir(ctx, root)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	files, bytes := countFiles(root)
-	snap, err := t.r.Commit(ctx, rootID, repo.CommitInfo{Files: files, Bytes: bytes})
-	if err != nil {
-		return fail(err)
-	}
+	return t.r.Commit(ctx, rootID, repo.CommitInfo{Files: files, Bytes: bytes})
+}
 
-	// 5. What was stored is clean now; drop the journals it covers.
+// settle records what snap stored: the files stored are clean now, and
+// those no longer open and unchanged since leave the staging area.
+func (t *Tree) settle(snap *repo.Snapshot, done map[*Inode]*stagedJob) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.baseSeq = snap.Seq
 	t.lastError = nil
 	for in, j := range done {
@@ -204,15 +246,6 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 		}
 	}
 	t.makeReserveLocked() // space may be back: staging files went
-	t.mu.Unlock()
-	ns, _ := listJournals(t.opts.Dir)
-	for _, n := range ns {
-		if n < next.n {
-			os.Remove(journalName(t.opts.Dir, n))
-		}
-	}
-	oldJournal.close()
-	return snap, nil
 }
 
 // unreadable reports whether err says that a file's queued content cannot

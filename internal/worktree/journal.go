@@ -187,6 +187,17 @@ func journalName(dir string, n uint64) string {
 	return filepath.Join(dir, fmt.Sprintf("journal.%016d", n))
 }
 
+// removeJournalsBefore removes the journals older than journal n, which
+// replaces them.
+func (t *Tree) removeJournalsBefore(n uint64) {
+	ns, _ := listJournals(t.opts.Dir)
+	for _, old := range ns {
+		if old < n {
+			os.Remove(journalName(t.opts.Dir, old))
+		}
+	}
+}
+
 // listJournals returns the journal numbers in dir, oldest first.
 func listJournals(dir string) ([]uint64, error) {
 	entries, err := os.ReadDir(dir)

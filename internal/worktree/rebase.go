@@ -197,12 +197,7 @@ func (t *Tree) rewriteJournalOnto(seq uint64) error {
 	}
 	t.journal = j
 	old.close()
-	ns, _ := listJournals(t.opts.Dir)
-	for _, n := range ns {
-		if n < j.n {
-			os.Remove(journalName(t.opts.Dir, n))
-		}
-	}
+	t.removeJournalsBefore(j.n)
 	return nil
 }
 
