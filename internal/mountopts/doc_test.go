@@ -36,11 +36,8 @@ func TestSystemdDocOptions(t *testing.T) {
 		}
 	}
 	var known []string
-	for n := range valueOptions {
-		known = append(known, n)
-	}
-	for n := range flagOptions {
-		known = append(known, n)
+	for _, o := range Options() {
+		known = append(known, strings.TrimSuffix(o, "="))
 	}
 	sort.Strings(known)
 	sort.Strings(documented)

@@ -132,7 +132,11 @@ func splitOptions(s string) []string {
 	return append(out, cur.String())
 }
 
-func known() string {
+func known() string { return strings.Join(Options(), ", ") }
+
+// Options lists the options the helper turns into flags, sorted: "name="
+// for those that take a value, "name" for the others.
+func Options() []string {
 	var names []string
 	for n := range valueOptions {
 		names = append(names, n+"=")
@@ -141,5 +145,5 @@ func known() string {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return strings.Join(names, ", ")
+	return names
 }
