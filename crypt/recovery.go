@@ -76,7 +76,7 @@ func ParseRecoveryCode(s string) (RecoveryCode, error) {
 	}
 	sum := codeChecksum(c.b[:codeSecretSize])
 	if subtle.ConstantTimeCompare(sum[:], c.b[codeSecretSize:]) != 1 {
-		return RecoveryCode{}, fmt.Errorf("%w: its checksum does not match; check each group of four digits", ErrCodeTypo)
+		return RecoveryCode{}, fmt.Errorf("%w: its checksum does not match", ErrCodeTypo)
 	}
 	return c, nil
 }

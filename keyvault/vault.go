@@ -21,7 +21,7 @@ const MaxAttempts = 10
 var (
 	ErrNotEnrolled   = errors.New("no vault enrolment for this user")
 	ErrEnrolled      = errors.New("this user is enrolled already; enrol a new user id instead")
-	ErrLockedOut     = errors.New("too many wrong passwords: the vault destroyed this key for good; use the recovery code")
+	ErrLockedOut     = errors.New("too many wrong passwords: the vault destroyed this key for good")
 	ErrWrongPassword = errors.New("wrong password")
 	ErrBadRequest    = errors.New("bad request")
 )

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -22,7 +23,7 @@ func TestBlobCache(t *testing.T) {
 
 	cache := t.TempDir()
 	rem := testutil.NewRemote(t, env.Dir)
-	r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: cache, CacheSize: 64 << 20})
+	r, err := repo.Open(ctx, rem, unlock.WithCode(env.Code), repo.Options{CacheDir: cache, CacheSize: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestBlobCache(t *testing.T) {
 	// A new client on the same cache directory reads from the disk cache.
 	reopen := func() (*repo.Repository, *faultyCounter) {
 		rem := testutil.NewRemote(t, env.Dir)
-		r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: cache, CacheSize: 64 << 20})
+		r, err := repo.Open(ctx, rem, unlock.WithCode(env.Code), repo.Options{CacheDir: cache, CacheSize: 64 << 20})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +76,7 @@ func TestBlobCache(t *testing.T) {
 		t.Fatalf("damaged cached blobs were not fetched again (%d requests)", gets3.since())
 	}
 	// A small limit keeps the cache small.
-	small, err := repo.Open(ctx, testutil.NewRemote(t, env.Dir), repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: t.TempDir(), CacheSize: 1 << 20})
+	small, err := repo.Open(ctx, testutil.NewRemote(t, env.Dir), unlock.WithCode(env.Code), repo.Options{CacheDir: t.TempDir(), CacheSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

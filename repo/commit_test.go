@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
@@ -263,7 +264,7 @@ func TestPackRetrySameBytes(t *testing.T) {
 	if retried == 0 {
 		t.Fatal("no pack upload was retried")
 	}
-	r2, err := repo.Open(ctx, fr, repo.CodeUnlocker{Code: code}, repo.Options{CacheDir: t.TempDir()})
+	r2, err := repo.Open(ctx, fr, unlock.WithCode(code), repo.Options{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,11 +8,13 @@ import (
 // Sentinel errors, matched with errors.Is; the cmd layer maps each to an exit code.
 var (
 	// ErrNoRepository: the remote holds no sealfs repository.
-	ErrNoRepository = errors.New("no sealfs repository here")
+	ErrNoRepository = errors.New("no sealfs repository")
 	// ErrRepositoryExists: init found a repository already.
 	ErrRepositoryExists = errors.New("a sealfs repository already exists here")
-	// ErrWrongKey: the code or secret is well-formed but opens no key slot.
-	ErrWrongKey = errors.New("this recovery code does not belong to this repository")
+	// ErrWrongKey: the key given to an Unlocker is well-formed but opens
+	// no key slot. Unlockers return errors that match it and say which key
+	// it was (internal/unlock: a recovery code, a vault's secret).
+	ErrWrongKey = errors.New("the key given opens no key slot of this repository")
 	// ErrIntegrity: an object failed verification (changed, truncated,
 	// swapped, missing or replayed). The error names the object.
 	ErrIntegrity = errors.New("integrity check failed")
@@ -21,6 +23,13 @@ var (
 	ErrRollback = errors.New("the repository went back to an older state")
 	// ErrLocked: another writer holds the lease.
 	ErrLocked = errors.New("the repository is locked by another writer")
+	// ErrLeaseExpired: another writer's lease has expired, but that writer
+	// may still be running (on another host, or alive here). It matches
+	// ErrLocked.
+	ErrLeaseExpired = fmt.Errorf("%w: its lease has expired, but that writer may still be running", ErrLocked)
+	// ErrLeaseDamaged: the lease object fails authentication. It matches
+	// ErrIntegrity.
+	ErrLeaseDamaged = fmt.Errorf("%w: the writer lease does not open", ErrIntegrity)
 	// ErrReadOnly: a write was attempted without holding the lease.
 	ErrReadOnly = errors.New("the repository is open read-only")
 	// ErrNoSnapshot: the snapshot asked for does not exist (it was never
@@ -28,6 +37,8 @@ var (
 	ErrNoSnapshot = errors.New("no such snapshot")
 	// ErrLastSlot: removing the key slot would leave none.
 	ErrLastSlot = errors.New("cannot remove the last key slot")
+	// ErrNoSlot: the key slot named does not exist.
+	ErrNoSlot = errors.New("no such key slot in this repository")
 )
 
 // integrityError says which object failed and why; it wraps ErrIntegrity.

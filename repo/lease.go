@@ -51,7 +51,7 @@ func (r *Repository) ReadLease(ctx context.Context) (*format.Lease, error) {
 	}
 	pt, err := r.keys.Open(crypt.TypeLease, crypt.ID{}, sealed)
 	if err != nil {
-		return nil, integrityError(format.LeaseName, "%v (a writer may have crashed while renewing it; run again with --break-lease if no other writer is running)", err)
+		return nil, fmt.Errorf("%s: %w: %v", format.LeaseName, ErrLeaseDamaged, err)
 	}
 	l, err := format.DecodeLease(pt)
 	if err != nil {
@@ -109,9 +109,9 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 		deadHere := cur.Host == host && !processAlive(cur.PID)
 		switch {
 		case time.Now().Before(cur.Expires) && !deadHere:
-			return fmt.Errorf("%w: %s. Mount read-only, or wait for it to finish", ErrLocked, cur)
+			return fmt.Errorf("%w: %s", ErrLocked, cur)
 		case !deadHere:
-			return fmt.Errorf("%w: the lease of %s has expired, but that writer may still be running; if it is gone, run again with --break-lease", ErrLocked, cur)
+			return fmt.Errorf("%w: %s", ErrLeaseExpired, cur)
 		}
 	}
 	holder, err := crypt.NewRandomID()

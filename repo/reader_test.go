@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -22,7 +23,7 @@ func TestFileReaderFailure(t *testing.T) {
 	snap := storeFile(t, env.Repo, "f", data)
 	ctx := context.Background()
 	rem := testutil.NewRemote(t, env.Dir)
-	r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: t.TempDir()})
+	r, err := repo.Open(ctx, rem, unlock.WithCode(env.Code), repo.Options{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

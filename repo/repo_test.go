@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -91,7 +92,7 @@ func TestInitOpenAndWrongCodes(t *testing.T) {
 	}
 
 	other, _ := crypt.NewRecoveryCode()
-	_, err = repo.Open(ctx, testutil.NewRemote(t, env.Dir), repo.CodeUnlocker{Code: other}, repo.Options{CacheDir: t.TempDir()})
+	_, err = repo.Open(ctx, testutil.NewRemote(t, env.Dir), unlock.WithCode(other), repo.Options{CacheDir: t.TempDir()})
 	if !errors.Is(err, repo.ErrWrongKey) {
 		t.Fatalf("open with another code = %v; want ErrWrongKey", err)
 	}
@@ -102,7 +103,7 @@ func TestInitOpenAndWrongCodes(t *testing.T) {
 	if _, _, err := repo.Init(ctx, testutil.NewRemote(t, env.Dir), repo.InitOptions{}); !errors.Is(err, repo.ErrRepositoryExists) {
 		t.Fatalf("init over a repository = %v; want ErrRepositoryExists", err)
 	}
-	_, err = repo.Open(ctx, testutil.NewRemote(t, t.TempDir()), repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: t.TempDir()})
+	_, err = repo.Open(ctx, testutil.NewRemote(t, t.TempDir()), unlock.WithCode(env.Code), repo.Options{CacheDir: t.TempDir()})
 	if !errors.Is(err, repo.ErrNoRepository) {
 		t.Fatalf("open of an empty remote = %v; want ErrNoRepository", err)
 	}
@@ -129,17 +130,17 @@ func TestKeySlots(t *testing.T) {
 	}
 	// Both codes open; then remove the first, and only the new one opens.
 	for _, c := range []crypt.RecoveryCode{env.Code, code2} {
-		if _, err := repo.Open(ctx, env.Remote, repo.CodeUnlocker{Code: c}, repo.Options{CacheDir: t.TempDir()}); err != nil {
+		if _, err := repo.Open(ctx, env.Remote, unlock.WithCode(c), repo.Options{CacheDir: t.TempDir()}); err != nil {
 			t.Fatalf("open with a valid code: %v", err)
 		}
 	}
 	if err := env.Repo.RemoveSlot(ctx, slots[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := repo.Open(ctx, env.Remote, repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: t.TempDir()}); !errors.Is(err, repo.ErrWrongKey) {
+	if _, err := repo.Open(ctx, env.Remote, unlock.WithCode(env.Code), repo.Options{CacheDir: t.TempDir()}); !errors.Is(err, repo.ErrWrongKey) {
 		t.Fatalf("removed code still opens: %v", err)
 	}
-	r, err := repo.Open(ctx, env.Remote, repo.CodeUnlocker{Code: code2}, repo.Options{CacheDir: t.TempDir()})
+	r, err := repo.Open(ctx, env.Remote, unlock.WithCode(code2), repo.Options{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

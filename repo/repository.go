@@ -30,7 +30,7 @@ const DefaultPackSize = 16 << 20
 // Options are the client-side settings of an opened repository.
 type Options struct {
 	// CacheDir is the base cache directory; the repository's local state
-	// lives in CacheDir/<repository id>. Empty means DefaultCacheDir().
+	// lives in CacheDir/<repository id>. It must be set.
 	CacheDir string
 	// AcceptRollback accepts a remote whose newest snapshot is older than
 	// one this client has seen, and resets the remembered sequence number.
@@ -102,7 +102,9 @@ type WriteStats struct {
 // Unlocker opens one of a repository's key slots.
 type Unlocker interface {
 	// Unlock returns the master key from one of slots and the id of the
-	// slot that opened, or an error wrapping ErrWrongKey.
+	// slot that opened, or an error: one matching ErrWrongKey when the key
+	// it was given opens none of them. (internal/unlock has the
+	// application's unlockers.)
 	Unlock(ctx context.Context, repo crypt.RepoID, slots []SlotInfo) (crypt.MasterKey, crypt.ID, error)
 }
 
@@ -110,28 +112,6 @@ type Unlocker interface {
 type SlotInfo struct {
 	ID   crypt.ID
 	Slot *crypt.KeySlot
-}
-
-// CodeUnlocker unlocks a recovery-code slot.
-type CodeUnlocker struct{ Code crypt.RecoveryCode }
-
-// Unlock tries every recovery-code slot with the code.
-func (u CodeUnlocker) Unlock(_ context.Context, repo crypt.RepoID, slots []SlotInfo) (crypt.MasterKey, crypt.ID, error) {
-	n := 0
-	for _, s := range slots {
-		if s.Slot.Kind != crypt.SlotRecoveryCode {
-			continue
-		}
-		n++
-		kek, err := u.Code.KEK(s.Slot.Salt)
-		if err != nil {
-			return crypt.MasterKey{}, crypt.ID{}, err
-		}
-		if mk, err := s.Slot.Unwrap(repo, s.ID, kek); err == nil {
-			return mk, s.ID, nil
-		}
-	}
-	return crypt.MasterKey{}, crypt.ID{}, fmt.Errorf("%w (it opens none of the %d recovery-code slots; check that you have the code of this repository)", ErrWrongKey, n)
 }
 
 func newCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
@@ -214,9 +194,7 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 		return nil, err
 	}
 	if o.CacheDir == "" {
-		if o.CacheDir, err = DefaultCacheDir(); err != nil {
-			return nil, err
-		}
+		return nil, errors.New("no cache directory given (Options.CacheDir)")
 	}
 	stateDir := filepath.Join(o.CacheDir, id.String())
 	st, err := loadState(stateDir)
@@ -245,39 +223,51 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 	return r, nil
 }
 
-// ReadConfig reads the public part of the repository config without
-// unlocking it: enough to know the repository id and that one exists.
-func ReadConfig(ctx context.Context, rem remote.Remote) (*format.Config, error) {
-	cfg, _, _, err := readConfig(ctx, rem)
-	return cfg, err
+// Found is a repository found on a remote and not yet unlocked: its
+// config as read, whose MAC is checked once the key is known. Find reads
+// it once; Open unlocks with it.
+type Found struct {
+	remote    remote.Remote
+	cfg       *format.Config
+	body, mac []byte
 }
 
-// readConfig reads and parses the config object; its MAC is checked once
-// the key is unlocked.
-func readConfig(ctx context.Context, rem remote.Remote) (cfg *format.Config, body, mac []byte, err error) {
+// Find reads the config of the repository on rem, without unlocking it:
+// enough to know that one exists (else an error wrapping ErrNoRepository)
+// and its id.
+func Find(ctx context.Context, rem remote.Remote) (*Found, error) {
 	obj, err := readObject(ctx, rem, format.ConfigName, -1, format.MaxConfigObject)
 	if errors.Is(err, remote.ErrNotFound) {
-		return nil, nil, nil, fmt.Errorf("%w at %s (create one with: sealfs init %s)", ErrNoRepository, rem, rem)
+		return nil, fmt.Errorf("%w at %s", ErrNoRepository, rem)
 	}
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if cfg, body, mac, err = format.ParseConfig(obj); err != nil {
-		return nil, nil, nil, integrityError(format.ConfigName, "%v", err)
-	}
-	return cfg, body, mac, nil
-}
-
-// Open unlocks the repository on rem with u, verifies its config, loads its
-// snapshots (refusing a rollback, see Options.AcceptRollback) and the index
-// of the newest one. It opens read-only; call Lock to write.
-func Open(ctx context.Context, rem remote.Remote, u Unlocker, o Options) (*Repository, error) {
-	cfg, body, mac, err := readConfig(ctx, rem)
 	if err != nil {
 		return nil, err
 	}
-	id, _ := crypt.ParseRepoID(cfg.Repository)
-	slots, err := listSlots(ctx, rem)
+	cfg, body, mac, err := format.ParseConfig(obj)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", format.ConfigName, ErrIntegrity, err)
+	}
+	return &Found{remote: rem, cfg: cfg, body: body, mac: mac}, nil
+}
+
+// Config is the repository's public config, not yet authenticated.
+func (f *Found) Config() *format.Config { return f.cfg }
+
+// Open finds the repository on rem and opens it (Found.Open).
+func Open(ctx context.Context, rem remote.Remote, u Unlocker, o Options) (*Repository, error) {
+	f, err := Find(ctx, rem)
+	if err != nil {
+		return nil, err
+	}
+	return f.Open(ctx, u, o)
+}
+
+// Open unlocks the repository with u, verifies its config, loads its
+// snapshots (refusing a rollback, see Options.AcceptRollback) and the index
+// of the newest one. It opens read-only; call Lock to write.
+func (f *Found) Open(ctx context.Context, u Unlocker, o Options) (*Repository, error) {
+	id, _ := crypt.ParseRepoID(f.cfg.Repository)
+	slots, err := listSlots(ctx, f.remote)
 	if err != nil {
 		return nil, err
 	}
@@ -285,11 +275,11 @@ func Open(ctx context.Context, rem remote.Remote, u Unlocker, o Options) (*Repos
 	if err != nil {
 		return nil, err
 	}
-	r, err := newRepository(rem, cfg, id, mk, o)
+	r, err := newRepository(f.remote, f.cfg, id, mk, o)
 	if err != nil {
 		return nil, err
 	}
-	if !r.keys.VerifyConfigMAC(body, mac) {
+	if !r.keys.VerifyConfigMAC(f.body, f.mac) {
 		return nil, integrityError(format.ConfigName, "its MAC does not match: the config was changed")
 	}
 	if err := r.Refresh(ctx); err != nil {
@@ -349,7 +339,7 @@ func (r *Repository) Refresh(ctx context.Context) error {
 		newest = snaps[len(snaps)-1].Seq
 	}
 	if newest < r.state.MaxSeq && !r.opts.AcceptRollback {
-		return fmt.Errorf("%w: its newest snapshot is number %d, but this client has seen number %d; the storage may have been rolled back or snapshots deleted. If you know why (for example you restored the remote from a backup), run again with --accept-rollback", ErrRollback, newest, r.state.MaxSeq)
+		return fmt.Errorf("%w: its newest snapshot is number %d, but this client has seen number %d; the storage may have been rolled back or snapshots deleted", ErrRollback, newest, r.state.MaxSeq)
 	}
 	var newestSnap *Snapshot
 	if len(snaps) > 0 {
@@ -630,10 +620,10 @@ func (r *Repository) RemoveSlot(ctx context.Context, id crypt.ID) error {
 		found = found || s.ID == id
 	}
 	if !found {
-		return fmt.Errorf("no key slot %s in this repository (see: sealfs key list)", id)
+		return fmt.Errorf("%w: %s", ErrNoSlot, id)
 	}
 	if len(slots) == 1 {
-		return fmt.Errorf("%w: add another first (sealfs key add-code)", ErrLastSlot)
+		return ErrLastSlot
 	}
 	return r.remote.Delete(ctx, format.SlotName(id))
 }

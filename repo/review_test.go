@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/remote/mirror"
@@ -105,7 +106,7 @@ func TestForgetThroughMirror(t *testing.T) {
 	names := mirror.Names{Object: format.MetadataName, Folder: format.MetadataFolder}
 	f := faulty.New(testutil.NewRemote(t, env.Dir), 1)
 	mdir, cache := t.TempDir(), t.TempDir()
-	r, err := repo.Open(ctx, mirror.New(f, mdir, names), repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: cache})
+	r, err := repo.Open(ctx, mirror.New(f, mdir, names), unlock.WithCode(env.Code), repo.Options{CacheDir: cache})
 	if err != nil {
 		t.Fatalf("open through the mirror after a forget: %v", err)
 	}
@@ -118,7 +119,7 @@ func TestForgetThroughMirror(t *testing.T) {
 	r.Unlock(ctx)
 	// An offline start checks the chain from the local copies.
 	f.SetFailRate(1)
-	r, err = repo.Open(ctx, mirror.New(f, mdir, names), repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: cache})
+	r, err = repo.Open(ctx, mirror.New(f, mdir, names), unlock.WithCode(env.Code), repo.Options{CacheDir: cache})
 	if err != nil {
 		t.Fatalf("offline open from the mirror's copies after forgets: %v", err)
 	}
@@ -168,7 +169,7 @@ func TestRetriedListing(t *testing.T) {
 	env.Repo.Unlock(ctx)
 	policy := retry.Policy{Attempts: 3, Base: time.Millisecond, Max: time.Millisecond}
 	rem := retry.New(&halfListing{Remote: testutil.NewRemote(t, env.Dir), failed: map[string]bool{}}, policy)
-	r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: t.TempDir()})
+	r, err := repo.Open(ctx, rem, unlock.WithCode(env.Code), repo.Options{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("open through a listing retried half-way: %v", err)
 	}

@@ -61,13 +61,3 @@ func (s *localState) save(dir string) error {
 	}
 	return atomicfile.Write(filepath.Join(dir, stateFile), b, 0o600)
 }
-
-// DefaultCacheDir returns $XDG_CACHE_HOME/sealfs (or ~/.cache/sealfs); the
-// state of each repository lives in a subdirectory named by its id.
-func DefaultCacheDir() (string, error) {
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("failed to find a cache directory (set XDG_CACHE_HOME or use --cache-dir): %w", err)
-	}
-	return filepath.Join(dir, "sealfs"), nil
-}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -247,7 +248,7 @@ func TestRollbackAndLock(t *testing.T) {
 	}
 	raw, _ := os.ReadFile(c.codeFile)
 	code, _ := crypt.ParseRecoveryCode(string(raw))
-	w, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: code}, repo.Options{CacheDir: t.TempDir()})
+	w, err := repo.Open(ctx, rem, unlock.WithCode(code), repo.Options{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sealfs/sealfs/chunker"
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
@@ -392,7 +393,7 @@ func checkSnapshots(t *testing.T, c cliRepo) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: code}, repo.Options{CacheDir: t.TempDir()})
+	r, err := repo.Open(ctx, rem, unlock.WithCode(code), repo.Options{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("opening the repository after the faults: %v", err)
 	}

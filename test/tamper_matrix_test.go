@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -215,7 +216,7 @@ func newTamperRepo(t *testing.T, large int) *tamperRepo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: code}, repo.Options{CacheDir: t.TempDir()})
+	r, err := repo.Open(ctx, rem, unlock.WithCode(code), repo.Options{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

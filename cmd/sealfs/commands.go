@@ -13,6 +13,7 @@ import (
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/archiver"
 	"github.com/sealfs/sealfs/internal/humanize"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -41,11 +42,15 @@ also written to FILE (mode 0600; an existing file is never overwritten). With
 			}
 			var password []byte
 			if g.vault != "" { // ask before anything is created
-				if password, err = readPassword(g.passwordFile, "New vault password: ", true); err != nil {
+				if password, err = g.sources().NewPassword(g.passwordFile); err != nil {
 					return err
 				}
 			}
-			r, code, err := repo.Init(ctx, rem, repo.InitOptions{Options: g.options(), Compression: compression})
+			opts, err := g.options()
+			if err != nil {
+				return err
+			}
+			r, code, err := repo.Init(ctx, rem, repo.InitOptions{Options: opts, Compression: compression})
 			if err != nil {
 				return err
 			}
@@ -60,7 +65,7 @@ also written to FILE (mode 0600; an existing file is never overwritten). With
 				fmt.Fprintf(out, "The code was also written to %s (mode 0600).\n", g.codeFile)
 			}
 			if g.vault != "" {
-				if _, err := enrolVaultSlot(ctx, r, g.vault, password); err != nil {
+				if _, err := unlock.Enrol(ctx, r, g.vault, password); err != nil {
 					return fmt.Errorf("%w (the repository exists and opens with the recovery code; retry with: sealfs key add-vault --vault %s %s)", err, g.vault, rcloneremote.Redact(args[0]))
 				}
 				fmt.Fprintf(out, "The key is also protected by your password at the vault %s.\n", g.vault)
@@ -172,11 +177,11 @@ passwd). Adding or removing a slot never touches the data.`,
 			if err != nil {
 				return err
 			}
-			pw, err := readPassword(g.passwordFile, "New vault password: ", true)
+			pw, err := g.sources().NewPassword(g.passwordFile)
 			if err != nil {
 				return err
 			}
-			id, err := enrolVaultSlot(cmd.Context(), r, url, pw)
+			id, err := unlock.Enrol(cmd.Context(), r, url, pw)
 			if err != nil {
 				return err
 			}
@@ -198,7 +203,7 @@ passwd). Adding or removing a slot never touches the data.`,
 			if err != nil {
 				return err
 			}
-			pw, err := readPassword(newPasswordFile, "New vault password: ", true)
+			pw, err := g.sources().NewPassword(newPasswordFile)
 			if err != nil {
 				return err
 			}
@@ -206,15 +211,13 @@ passwd). Adding or removing a slot never touches the data.`,
 			if err != nil {
 				return err
 			}
-			id, err := enrolVaultSlot(ctx, r, g.vault, pw)
+			id, err := unlock.Enrol(ctx, r, g.vault, pw)
 			if err != nil {
 				return err
 			}
-			for _, s := range slots {
-				if p, err := repo.ParseVaultParams(s.Slot); err == nil && s.Slot.Kind == crypt.SlotVault && p.URL == g.vault {
-					if err := r.RemoveSlot(ctx, s.ID); err != nil {
-						return err
-					}
+			for _, s := range unlock.VaultSlots(slots, g.vault) {
+				if err := r.RemoveSlot(ctx, s.ID); err != nil {
+					return err
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Changed the vault password (new key slot %s); the old password no longer opens the repository.\n", id.Short())

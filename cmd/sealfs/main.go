@@ -55,21 +55,10 @@ func main() {
 			err = errors.New("interrupted")
 		}
 		fmt.Fprintf(os.Stderr, "sealfs: %v\n", err)
-		if h := hints[exitCode(err)]; h != "" {
-			fmt.Fprintf(os.Stderr, "sealfs: %s\n", h)
-		}
 	}
-	os.Exit(exitCode(err))
-}
-
-// hints say what to do next, per exit code.
-var hints = map[int]string{
-	exitCodeTypo:    "check each group of four digits against what you wrote down; case, spaces and dashes do not matter",
-	exitWrongKey:    "this code is valid but belongs to another repository, or its key slot was removed; try another code you have for this one",
-	exitRepoExists:  "to use it, run a command that opens it (sealfs snapshots REMOTE); to start afresh, choose another remote path",
-	exitIntegrity:   "the storage returned data that fails verification; nothing wrong was read. Run: sealfs check --read-data REMOTE, to list every damaged object",
-	exitUnreachable: "the remote could not be reached: check the network, the remote's address, and your rclone config (rclone lsd REMOTE)",
-	exitLocked:      "another sealfs is writing to this repository",
-	exitWrongPass:   "after 10 wrong passwords in a row the vault destroys the key for good; if unsure, unlock with the recovery code instead (--code-file, without --vault)",
-	exitLockedOut:   "the recovery code is now the only way back: unlock with it (--code-file), then enrol a new password with: sealfs key add-vault --vault URL REMOTE",
+	code, hint := outcome(err)
+	if hint != "" {
+		fmt.Fprintf(os.Stderr, "sealfs: %s\n", hint)
+	}
+	os.Exit(code)
 }

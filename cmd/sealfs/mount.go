@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/sealfs/sealfs/internal/daemon"
 	"github.com/sealfs/sealfs/internal/sdnotify"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/mirror"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
@@ -101,20 +101,19 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 	if err != nil {
 		return err
 	}
-	if _, err := repo.ReadConfig(ctx, rem); err != nil {
+	// Say "no repository" before asking for a key; the daemon opens it.
+	if _, err := repo.Find(ctx, rem); err != nil {
 		return err
 	}
-	secret, err := g.readUnlockSecret()
+	secret, err := g.sources().Read()
 	if err != nil {
 		return err
 	}
 	logFile := mf.logFile
 	if logFile == "" {
-		base := g.cacheDir
-		if base == "" {
-			if base, err = repo.DefaultCacheDir(); err != nil {
-				return err
-			}
+		base, err := g.cacheBase()
+		if err != nil {
+			return err
 		}
 		abs, _ := filepath.Abs(args[1])
 		logFile = filepath.Join(base, "mount"+strings.ReplaceAll(abs, "/", "-")+".log")
@@ -131,7 +130,7 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 	if err != nil {
 		return usageError{fmt.Errorf("mount point %s: %w", args[1], err)}
 	}
-	child, readyR, err := startDaemon(cmd, args[0], mp, logf, secret.text())
+	child, readyR, err := startDaemon(cmd, args[0], mp, logf, secret)
 	if err != nil {
 		return err
 	}
@@ -147,7 +146,7 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 		return nil
 	case v.Failed:
 		child.Wait()
-		return daemonExit{code: v.Code, msg: v.Message}
+		return daemonExit{code: v.Code, msg: v.Message, hint: v.Hint}
 	}
 	child.Wait()
 	return fmt.Errorf("the mount daemon stopped before the mount was ready; see %s", logFile)
@@ -157,7 +156,7 @@ func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string
 // canonical mountpoint, logging to logf, and hands it secret (the code or
 // password) through a pipe: never an argument or the environment. It
 // returns the child and the pipe on which it reports readiness.
-func startDaemon(cmd *cobra.Command, source, mountpoint string, logf *os.File, secret []byte) (*exec.Cmd, *os.File, error) {
+func startDaemon(cmd *cobra.Command, source, mountpoint string, logf *os.File, secret unlock.Secret) (*exec.Cmd, *os.File, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, nil, err
@@ -185,7 +184,7 @@ func startDaemon(cmd *cobra.Command, source, mountpoint string, logf *os.File, s
 	child.Stdin, child.Stdout, child.Stderr = nil, logf, logf
 	child.ExtraFiles = []*os.File{readyW, codeR, argsF}
 	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	child.Env = append(withoutEnv(os.Environ(), codeEnv), argsFDEnv+"=5")
+	child.Env = append(withoutEnv(os.Environ(), unlock.CodeEnv), argsFDEnv+"=5")
 	err = child.Start()
 	readyW.Close()
 	codeR.Close()
@@ -194,7 +193,8 @@ func startDaemon(cmd *cobra.Command, source, mountpoint string, logf *os.File, s
 		codeW.Close()
 		return nil, nil, fmt.Errorf("failed to start the mount daemon: %w", err)
 	}
-	codeW.Write(secret)
+	// A daemon that did not get it all says so through the ready pipe.
+	secret.WriteTo(codeW)
 	codeW.Close()
 	return child, readyR, nil
 }
@@ -209,10 +209,12 @@ func daemonArgs(cmd *cobra.Command, source, mountpoint string) []string {
 	return append(args, "--foreground", "--ready-fd=3", "--code-fd=4", "--", source, mountpoint)
 }
 
-// daemonExit carries an exit code reported by the background daemon.
+// daemonExit carries an exit code, error and hint reported by the
+// background daemon.
 type daemonExit struct {
 	code int
 	msg  string
+	hint string
 }
 
 func (e daemonExit) Error() string { return e.msg }
@@ -235,7 +237,8 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		ready = daemon.NewReadyPipe(os.NewFile(uintptr(mf.readyFD), "ready"))
 		defer func() {
 			if err != nil {
-				ready.Fail(exitCode(err), err)
+				code, hint := outcome(err)
+				ready.Fail(code, err, hint)
 			}
 			ready.Close()
 		}()
@@ -249,23 +252,26 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	if err != nil {
 		return err
 	}
-	if _, err := repo.ReadConfig(ctx, rem); err != nil {
+	found, err := repo.Find(ctx, rem)
+	if err != nil {
 		return err
 	}
-	var secret unlockSecret
+	var secret unlock.Secret
 	if mf.codeFD > 0 {
-		b, _ := io.ReadAll(io.LimitReader(os.NewFile(uintptr(mf.codeFD), "code"), 4096))
-		secret, err = g.unlockSecretFromText(b)
+		secret, err = g.sources().FromPipe(os.NewFile(uintptr(mf.codeFD), "code"))
 	} else {
-		secret, err = g.readUnlockSecret()
+		secret, err = g.sources().Read()
 	}
 	if err != nil {
 		return err
 	}
-	opts := g.options()
+	opts, err := g.options()
+	if err != nil {
+		return err
+	}
 	opts.CacheSize = mf.cacheSize
 	opts.LeaseTTL = mf.leaseTTL
-	r, err := repo.Open(ctx, rem, g.unlocker(secret), opts)
+	r, err := found.Open(ctx, secret.Unlocker(), opts)
 	if err != nil {
 		return err
 	}
@@ -302,11 +308,9 @@ func (g *globals) openMirrored(ctx context.Context, source string, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	base := g.cacheDir
-	if base == "" {
-		if base, err = repo.DefaultCacheDir(); err != nil {
-			return nil, err
-		}
+	base, err := g.cacheBase()
+	if err != nil {
+		return nil, err
 	}
 	sum := sha256.Sum256([]byte(source))
 	m := mirror.New(inner, filepath.Join(base, "remotes", hex.EncodeToString(sum[:8])),

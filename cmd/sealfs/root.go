@@ -11,36 +11,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/remote/retry"
 	"github.com/sealfs/sealfs/repo"
 )
-
-// codeEnv is the environment variable that may hold the recovery code.
-const codeEnv = "SEALFS_RECOVERY_CODE"
-
-// Credential names under $CREDENTIALS_DIRECTORY (systemd's LoadCredential=).
-const (
-	codeCredential     = "sealfs-recovery-code"
-	passwordCredential = "sealfs-vault-password"
-)
-
-// credential returns the path of a systemd credential, or "".
-func credential(name string) string {
-	dir := os.Getenv("CREDENTIALS_DIRECTORY")
-	if dir == "" {
-		return ""
-	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		return ""
-	}
-	return p
-}
 
 // globals are the flags every command takes.
 type globals struct {
@@ -105,50 +83,32 @@ func (g *globals) openRemote(ctx context.Context, spec string) (remote.Remote, e
 	return retry.New(r, cliRetry), nil
 }
 
-func (g *globals) options() repo.Options {
-	return repo.Options{CacheDir: g.cacheDir, AcceptRollback: g.acceptRollback}
+// errNoCacheDir: no --cache-dir, and no place for the default one.
+var errNoCacheDir = errors.New("failed to find a cache directory")
+
+// cacheBase returns the base cache directory: --cache-dir, else
+// $XDG_CACHE_HOME/sealfs (or ~/.cache/sealfs), found once. Each
+// repository's state lives in a subdirectory named by its id.
+func (g *globals) cacheBase() (string, error) {
+	if g.cacheDir != "" {
+		return g.cacheDir, nil
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", errNoCacheDir, err)
+	}
+	g.cacheDir = filepath.Join(dir, "sealfs")
+	return g.cacheDir, nil
 }
 
-// readCode gets the recovery code from --code-file, the environment, or a
-// prompt with no echo; never from an argument.
-func (g *globals) readCode() (crypt.RecoveryCode, error) {
-	var text string
-	if g.codeFile == "" {
-		g.codeFile = credential(codeCredential)
-	}
-	switch {
-	case g.codeFile != "":
-		warnIfReadable(g.codeFile, "the recovery code file")
-		b, err := os.ReadFile(g.codeFile)
-		if err != nil {
-			return crypt.RecoveryCode{}, usageError{fmt.Errorf("failed to read the recovery code: %w", err)}
-		}
-		text = string(b)
-	case os.Getenv(codeEnv) != "":
-		text = os.Getenv(codeEnv)
-	case term.IsTerminal(int(os.Stdin.Fd())):
-		fmt.Fprint(os.Stderr, "Recovery code (64 digits; spaces and dashes are ignored): ")
-		b, err := term.ReadPassword(int(os.Stdin.Fd()))
-		fmt.Fprintln(os.Stderr)
-		if err != nil {
-			return crypt.RecoveryCode{}, fmt.Errorf("failed to read the recovery code: %w", err)
-		}
-		text = string(b)
-	default:
-		return crypt.RecoveryCode{}, usageError{errors.New("no recovery code: pass --code-file FILE or set " + codeEnv + " (or run on a terminal to be asked)")}
-	}
-	return crypt.ParseRecoveryCode(text)
+func (g *globals) options() (repo.Options, error) {
+	dir, err := g.cacheBase()
+	return repo.Options{CacheDir: dir, AcceptRollback: g.acceptRollback}, err
 }
 
-// warnIfReadable warns on stderr when a file holding a secret can be read
-// by its group or by others, and says how to fix it.
-func warnIfReadable(path, what string) {
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm()&0o044 == 0 {
-		return
-	}
-	fmt.Fprintf(os.Stderr, "sealfs: warning: %s %s can be read by other users (mode %04o); whoever reads it can open your backups. Make it private with: chmod 600 %s\n",
-		what, path, fi.Mode().Perm(), path)
+// sources says where this command finds the secret that unlocks.
+func (g *globals) sources() unlock.Sources {
+	return unlock.Sources{CodeFile: g.codeFile, Vault: g.vault, PasswordFile: g.passwordFile, Terminal: os.Stdin, Out: os.Stderr}
 }
 
 // openRepo opens and unlocks the repository at spec.
@@ -157,15 +117,20 @@ func (g *globals) openRepo(ctx context.Context, spec string) (*repo.Repository, 
 	if err != nil {
 		return nil, err
 	}
-	// Say "no repository" before asking for a code it would not need.
-	if _, err := repo.ReadConfig(ctx, rem); err != nil {
-		return nil, err
-	}
-	secret, err := g.readUnlockSecret()
+	// Say "no repository" before asking for a key it would not need.
+	found, err := repo.Find(ctx, rem)
 	if err != nil {
 		return nil, err
 	}
-	return repo.Open(ctx, rem, g.unlocker(secret), g.options())
+	opts, err := g.options()
+	if err != nil {
+		return nil, err
+	}
+	secret, err := g.sources().Read()
+	if err != nil {
+		return nil, err
+	}
+	return found.Open(ctx, secret.Unlocker(), opts)
 }
 
 // printCode shows a recovery code to its owner, four groups a line.

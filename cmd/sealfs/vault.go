@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,123 +15,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
-	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/keyvault"
-	"github.com/sealfs/sealfs/repo"
 )
-
-// minPassword is the password-strength floor for vault enrolment. The vault
-// limits guesses to 10, so the floor guards against guessing in few tries,
-// not offline cracking.
-const minPassword = 10
-
-// unlockSecret is what a user gives to unlock: a recovery code, or a vault
-// password (with --vault).
-type unlockSecret struct {
-	code     crypt.RecoveryCode
-	password []byte
-	vault    bool
-}
-
-// text is the secret as it travels to a background daemon through a pipe.
-func (s unlockSecret) text() []byte {
-	if s.vault {
-		return append(append([]byte{}, s.password...), '\n')
-	}
-	return []byte(s.code.Reveal() + "\n")
-}
-
-func (g *globals) unlockSecretFromText(b []byte) (unlockSecret, error) {
-	if g.vault != "" {
-		return unlockSecret{password: bytes.TrimRight(b, "\r\n"), vault: true}, nil
-	}
-	code, err := crypt.ParseRecoveryCode(string(b))
-	return unlockSecret{code: code}, err
-}
-
-// readUnlockSecret reads the vault password with --vault, else the code.
-func (g *globals) readUnlockSecret() (unlockSecret, error) {
-	if g.vault == "" {
-		code, err := g.readCode()
-		return unlockSecret{code: code}, err
-	}
-	file := g.passwordFile
-	if file == "" {
-		file = credential(passwordCredential)
-	}
-	pw, err := readPassword(file, "Vault password: ", false)
-	return unlockSecret{password: pw, vault: true}, err
-}
-
-func (g *globals) unlocker(s unlockSecret) repo.Unlocker {
-	if !s.vault {
-		return repo.CodeUnlocker{Code: s.code}
-	}
-	client := keyvault.NewClient(g.vault)
-	return repo.VaultUnlocker{URL: g.vault, Recover: func(ctx context.Context, url, user string) ([]byte, error) {
-		return client.Recover(ctx, user, s.password)
-	}, Gone: func(err error) bool {
-		return errors.Is(err, keyvault.ErrLockedOut) || errors.Is(err, keyvault.ErrNotEnrolled)
-	}}
-}
-
-// readPassword reads a password from file (first line) or the terminal,
-// with no echo; twice when confirm is set. New passwords must meet the floor.
-func readPassword(file, prompt string, confirm bool) ([]byte, error) {
-	var pw []byte
-	switch {
-	case file != "":
-		warnIfReadable(file, "the password file")
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("failed to read the password file: %w", err)}
-		}
-		pw = bytes.TrimRight(bytes.SplitN(b, []byte("\n"), 2)[0], "\r")
-	case term.IsTerminal(int(os.Stdin.Fd())):
-		fmt.Fprint(os.Stderr, prompt)
-		b, err := term.ReadPassword(int(os.Stdin.Fd()))
-		fmt.Fprintln(os.Stderr)
-		if err != nil {
-			return nil, err
-		}
-		pw = b
-		if confirm {
-			fmt.Fprint(os.Stderr, "Once more: ")
-			again, err := term.ReadPassword(int(os.Stdin.Fd()))
-			fmt.Fprintln(os.Stderr)
-			if err != nil {
-				return nil, err
-			}
-			if !bytes.Equal(again, pw) {
-				return nil, usageError{errors.New("the two passwords differ")}
-			}
-		}
-	default:
-		return nil, usageError{errors.New("no vault password: pass --password-file FILE (or run on a terminal to be asked)")}
-	}
-	if confirm && len(pw) < minPassword {
-		return nil, usageError{fmt.Errorf("the password has %d characters; use at least %d (a passphrase of a few words is best)", len(pw), minPassword)}
-	}
-	return pw, nil
-}
-
-// enrolVaultSlot protects the repository's key with a password at vault
-// url under a fresh random user id, and adds the slot.
-func enrolVaultSlot(ctx context.Context, r *repo.Repository, url string, password []byte) (crypt.ID, error) {
-	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return crypt.ID{}, err
-	}
-	user := "u" + hex.EncodeToString(id[:])
-	secret, err := keyvault.NewClient(url).Enrol(ctx, user, password)
-	if err != nil {
-		return crypt.ID{}, fmt.Errorf("failed to enrol with the vault at %s: %w", url, err)
-	}
-	defer clear(secret)
-	return r.AddVaultSlot(ctx, repo.VaultParams{URL: url, User: user}, secret)
-}
 
 func newVaultCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -176,7 +61,7 @@ HTTP is refused on a non-loopback address unless --insecure-http is given; use
 			if module != "" {
 				pin := []byte(os.Getenv("SEALFS_HSM_PIN"))
 				if pinFile != "" {
-					warnIfReadable(pinFile, "the HSM PIN file")
+					unlock.WarnIfReadable(os.Stderr, pinFile, "the HSM PIN file")
 					if pin, err = os.ReadFile(pinFile); err != nil {
 						return usageError{fmt.Errorf("--hsm-pin-file: %w", err)}
 					}

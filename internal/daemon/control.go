@@ -16,9 +16,18 @@ import (
 // StatusWait is how long a daemon may take to answer for its status.
 const StatusWait = 30 * time.Second
 
-// ErrNoAnswer says that the daemon of a mount did not answer for its
-// status.
-var ErrNoAnswer = errors.New("its daemon does not answer (hung or stopped)")
+// Errors of Unmount, matched with errors.Is.
+var (
+	// ErrNoAnswer says that the daemon of a mount did not answer for its
+	// status.
+	ErrNoAnswer = errors.New("its daemon does not answer (hung or stopped)")
+	// ErrDaemonGone says that the daemon a mount's status names is not
+	// running.
+	ErrDaemonGone = errors.New("its daemon is not running")
+	// ErrNotDaemon says that the process a mount's status names is not the
+	// sealfs daemon of that mount, so it is not signalled.
+	ErrNotDaemon = errors.New("the process its status names is not its sealfs daemon")
+)
 
 // ReadStatus reads the status of the mount at mountpoint, waiting at most
 // within for its daemon to answer: a hung daemon hangs every access to its
@@ -74,7 +83,7 @@ type Stopped struct {
 func Unmount(mountpoint string, timeout time.Duration, isDaemon CommandLine, signalled func(Status)) (*Stopped, error) {
 	st, err := ReadStatus(mountpoint, min(timeout, StatusWait))
 	if errors.Is(err, ErrNoAnswer) {
-		return nil, fmt.Errorf("%w; to detach the mount anyway: umount -l %s (what it queued goes up at the next mount)", err, mountpoint)
+		return nil, err
 	}
 	if err != nil {
 		if CleanStaleMount(mountpoint, nil) {
@@ -113,11 +122,11 @@ func Unmount(mountpoint string, timeout time.Duration, isDaemon CommandLine, sig
 func signalDaemon(pid int, mountpoint string, isDaemon CommandLine) (int, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return -1, fmt.Errorf("the daemon of %s (pid %d) is not running: %w; detach the mount with: umount -l %s", mountpoint, pid, err, mountpoint)
+		return -1, fmt.Errorf("the sealfs mount at %s: %w (pid %d: %w)", mountpoint, ErrDaemonGone, pid, err)
 	}
 	if err := verifyDaemon(pid, mountpoint, isDaemon); err != nil {
 		unix.Close(pidfd)
-		return -1, fmt.Errorf("refusing to signal pid %d named by the status of %s: %w. To unmount anyway, run: umount %s (a sealfs daemon then uploads what is queued and exits by itself)", pid, mountpoint, err, mountpoint)
+		return -1, fmt.Errorf("the sealfs mount at %s: %w, so it is not signalled (pid %d: %w)", mountpoint, ErrNotDaemon, pid, err)
 	}
 	if err := unix.PidfdSendSignal(pidfd, unix.SIGTERM, nil, 0); err != nil {
 		unix.Close(pidfd)

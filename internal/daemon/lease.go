@@ -30,7 +30,7 @@ func takeLease(ctx context.Context, cfg *Config) (unleased bool, err error) {
 	case err == nil:
 		return false, nil
 	case errors.Is(err, repo.ErrLocked):
-		return false, fmt.Errorf("%w (mount with --read-only to look without writing)", err)
+		return false, err
 	case remote.IsTransient(err) || remote.IsUnreachable(err):
 		cfg.Log.Warn("the remote cannot be reached: mounting read-write from the local state; changes queue locally and go up once it answers", "err", err)
 		return true, nil

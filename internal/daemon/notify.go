@@ -32,7 +32,8 @@ func (nobody) WatchdogInterval() time.Duration { return 0 }
 // started it (the parent, which returns once the mount is ready). Over it
 // go, one a line: "note MESSAGE" for what the mount waits for before it
 // can be ready, then one verdict: "ready", or "error CODE MESSAGE" with
-// the exit code the parent is to exit with. A pipe closed without a
+// the exit code the parent is to exit with, after "hint HINT" (what to do
+// about it) when there is advice. A pipe closed without a
 // verdict says that the daemon died on the way. WaitReady reads it. The
 // methods of a nil *ReadyPipe do nothing.
 type ReadyPipe struct {
@@ -55,11 +56,17 @@ func (p *ReadyPipe) ready() {
 }
 
 // Fail sends the verdict that the mount failed with err, the parent to
-// exit with code, and closes the pipe. After a verdict it does nothing.
-func (p *ReadyPipe) Fail(code int, err error) {
-	p.send(fmt.Sprintf("error %d %s", code, strings.ReplaceAll(err.Error(), "\n", " ")))
+// exit with code and to say hint (if not empty), and closes the pipe.
+// After a verdict it does nothing.
+func (p *ReadyPipe) Fail(code int, err error, hint string) {
+	if hint != "" {
+		p.send("hint " + oneLine(hint))
+	}
+	p.send(fmt.Sprintf("error %d %s", code, oneLine(err.Error())))
 	p.Close()
 }
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // Close closes the pipe; without a verdict sent, the parent learns that
 // the daemon stopped before the mount was ready.
@@ -93,6 +100,7 @@ type Verdict struct {
 	Failed  bool   // it failed: Code and Message say how
 	Code    int    // the exit code the daemon would have exited with
 	Message string // its error
+	Hint    string // what to do about it; "" for nothing to say
 }
 
 // WaitReady reads the parent's end of a ReadyPipe up to the verdict,
@@ -100,10 +108,14 @@ type Verdict struct {
 // gives a Verdict that is neither Ready nor Failed: the daemon died.
 func WaitReady(r io.Reader, note func(string)) Verdict {
 	br := bufio.NewReader(r)
-	var line string
+	var line, hint string
 	for {
 		line, _ = br.ReadString('\n')
 		line = strings.TrimSpace(line)
+		if h, isHint := strings.CutPrefix(line, "hint "); isHint {
+			hint = h
+			continue
+		}
 		msg, isNote := strings.CutPrefix(line, "note ")
 		if !isNote {
 			break
@@ -115,7 +127,7 @@ func WaitReady(r io.Reader, note func(string)) Verdict {
 		return Verdict{Ready: true}
 	case strings.HasPrefix(line, "error "):
 		parts := strings.SplitN(line, " ", 3)
-		v := Verdict{Failed: true}
+		v := Verdict{Failed: true, Hint: hint}
 		v.Code, _ = strconv.Atoi(parts[1])
 		if len(parts) > 2 {
 			v.Message = parts[2]

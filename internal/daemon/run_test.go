@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -93,7 +94,7 @@ func newMountEnv(t *testing.T) *mountEnv {
 		t.Fatal(err)
 	}
 	rem := testutil.NewRemote(t, env.Dir)
-	r, err := repo.Open(context.Background(), rem, repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: filepath.Join(t.TempDir(), "cache")})
+	r, err := repo.Open(context.Background(), rem, unlock.WithCode(env.Code), repo.Options{CacheDir: filepath.Join(t.TempDir(), "cache")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,8 +300,8 @@ func TestRunLeaseHeld(t *testing.T) {
 	}
 }
 
-// TestReadyPipe: notes, then one verdict; an error's lines are joined;
-// nothing after the verdict; a pipe closed without one says so.
+// TestReadyPipe: notes, then one verdict with its hint; an error's lines
+// are joined; nothing after the verdict; a pipe closed without one says so.
 func TestReadyPipe(t *testing.T) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -309,11 +310,11 @@ func TestReadyPipe(t *testing.T) {
 	p := NewReadyPipe(pw)
 	p.note("waiting for a")
 	p.note("waiting for b")
-	p.Fail(9, errors.New("locked\nby another"))
+	p.Fail(9, errors.New("locked\nby another"), "wait\nfor it")
 	p.ready()
 	var notes []string
 	v := WaitReady(pr, func(n string) { notes = append(notes, n) })
-	if v != (Verdict{Failed: true, Code: 9, Message: "locked by another"}) || strings.Join(notes, "|") != "waiting for a|waiting for b" {
+	if v != (Verdict{Failed: true, Code: 9, Message: "locked by another", Hint: "wait for it"}) || strings.Join(notes, "|") != "waiting for a|waiting for b" {
 		t.Fatalf("verdict %+v, notes %q", v, notes)
 	}
 	pr, pw, _ = os.Pipe()
@@ -324,6 +325,6 @@ func TestReadyPipe(t *testing.T) {
 	var nilPipe *ReadyPipe
 	nilPipe.note("x")
 	nilPipe.ready()
-	nilPipe.Fail(1, errors.New("x"))
+	nilPipe.Fail(1, errors.New("x"), "")
 	nilPipe.Close()
 }

@@ -30,10 +30,11 @@ var allowed = map[string][]string{
 	"internal/mountopts":           {},
 	"internal/sdnotify":            {},
 	"internal/atomicfile":          {},
-	"internal/testutil":            {"crypt", "remote", "repo"},
+	"internal/unlock":              {"repo", "crypt", "keyvault"}, // secret sources, both unlockers, the vault slot's params
+	"internal/testutil":            {"crypt", "remote", "repo", "internal/unlock"},
 	"internal/layering":            {},
-	"cmd/sealfs":                   {"crypt", "chunker", "remote", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/sdnotify"},
-	"test":                         {"crypt", "remote", "repo", "internal/archiver", "internal/testutil", "internal/worktree", "internal/fusefs"},
+	"cmd/sealfs":                   {"crypt", "chunker", "remote", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/sdnotify", "internal/unlock"},
+	"test":                         {"crypt", "remote", "repo", "internal/archiver", "internal/testutil", "internal/worktree", "internal/fusefs", "internal/unlock"},
 }
 
 func TestImportsGoDownwards(t *testing.T) {

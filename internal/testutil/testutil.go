@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
@@ -59,6 +60,6 @@ func (e *Env) Reopen(t testing.TB, cacheDir string, acceptRollback bool) (*repo.
 	if cacheDir == "" {
 		cacheDir = e.CacheDir
 	}
-	return repo.Open(context.Background(), NewRemote(t, e.Dir), repo.CodeUnlocker{Code: e.Code},
+	return repo.Open(context.Background(), NewRemote(t, e.Dir), unlock.WithCode(e.Code),
 		repo.Options{CacheDir: cacheDir, AcceptRollback: acceptRollback})
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -271,7 +272,7 @@ func TestOverlayRewrite(t *testing.T) {
 
 	// A second client changes it in place.
 	rem := testutil.NewRemote(t, env.Dir)
-	r2, err := repo.Open(ctx, rem, repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: t.TempDir()})
+	r2, err := repo.Open(ctx, rem, unlock.WithCode(env.Code), repo.Options{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

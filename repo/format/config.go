@@ -35,6 +35,10 @@ type Config struct {
 	Compression string    `json:"compression"`
 }
 
+// ErrVersion: the config names a format version this package does not
+// read (a newer sealfs wrote the repository).
+var ErrVersion = errors.New("the repository's format version is not supported by this sealfs")
+
 // Chunking returns the chunker parameters of the repository.
 func (c *Config) Chunking() chunker.Params {
 	return chunker.Params{Min: c.ChunkMin, Avg: c.ChunkAvg, Max: c.ChunkMax}
@@ -44,7 +48,7 @@ func (c *Config) Chunking() chunker.Params {
 // read and write.
 func (c *Config) Validate() error {
 	if c.Version != FormatVersion {
-		return fmt.Errorf("repository format version %d is not supported by this sealfs (it reads version %d); upgrade sealfs", c.Version, FormatVersion)
+		return fmt.Errorf("%w: it is version %d, this sealfs reads version %d", ErrVersion, c.Version, FormatVersion)
 	}
 	if _, err := crypt.ParseRepoID(c.Repository); err != nil {
 		return err

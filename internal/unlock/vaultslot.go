@@ -1,0 +1,86 @@
+package unlock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/keyvault"
+	"github.com/sealfs/sealfs/repo"
+)
+
+// VaultParams are the public parameters of a vault key slot, kept as JSON
+// in the slot's params field (docs/SPEC.md §4.2):
+// {"url":"<vault URL>","user":"u<32 hex digits>"}.
+type VaultParams struct {
+	URL  string `json:"url"`  // the vault
+	User string `json:"user"` // the random user id the vault keeps the secret under
+}
+
+// errBadVaultParams: a vault slot's params are not what VaultParams says.
+var errBadVaultParams = errors.New("vault key slot has malformed parameters")
+
+// ParseVaultParams reads the parameters of a vault slot. Both fields must
+// be there and not empty; other fields are ignored.
+func ParseVaultParams(s *crypt.KeySlot) (VaultParams, error) {
+	var p VaultParams
+	if s.Kind != crypt.SlotVault || json.Unmarshal(s.Params, &p) != nil || p.URL == "" || p.User == "" {
+		return VaultParams{}, errBadVaultParams
+	}
+	return p, nil
+}
+
+// VaultSlots returns the slots of the vault at url among slots, newest
+// first: the order in which a password is tried. Slots of other kinds,
+// of other vaults and with malformed parameters are left out.
+func VaultSlots(slots []repo.SlotInfo, url string) []repo.SlotInfo {
+	var out []repo.SlotInfo
+	for _, s := range slots {
+		if p, err := ParseVaultParams(s.Slot); err == nil && p.URL == url {
+			out = append(out, s)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b repo.SlotInfo) int { return b.Slot.Created.Compare(a.Slot.Created) })
+	return out
+}
+
+// Enrol protects r's key with password at the vault at url: it enrols a
+// fresh random user id there, which makes and keeps a new secret, and adds
+// a vault slot whose key-encryption key comes from that secret. It returns
+// the new slot's id.
+func Enrol(ctx context.Context, r *repo.Repository, url string, password []byte) (crypt.ID, error) {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return crypt.ID{}, err
+	}
+	p := VaultParams{URL: url, User: "u" + hex.EncodeToString(id[:])}
+	secret, err := keyvault.NewClient(url).Enrol(ctx, p.User, password)
+	if err != nil {
+		return crypt.ID{}, fmt.Errorf("failed to enrol with the vault at %s: %w", url, err)
+	}
+	defer clear(secret)
+	return addVaultSlot(ctx, r, p, secret)
+}
+
+// addVaultSlot adds a vault slot with parameters p whose key-encryption
+// key comes from secret.
+func addVaultSlot(ctx context.Context, r *repo.Repository, p VaultParams, secret []byte) (crypt.ID, error) {
+	salt, err := crypt.NewSalt()
+	if err != nil {
+		return crypt.ID{}, err
+	}
+	kek, err := crypt.VaultKEK(secret, salt)
+	if err != nil {
+		return crypt.ID{}, err
+	}
+	params, err := json.Marshal(p)
+	if err != nil {
+		return crypt.ID{}, err
+	}
+	return r.AddSlot(ctx, crypt.SlotVault, salt, params, kek)
+}
