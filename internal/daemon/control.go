@@ -23,10 +23,10 @@ var (
 	ErrNoAnswer = errors.New("its daemon does not answer (hung or stopped)")
 	// ErrDaemonGone says that the daemon a mount's status names is not
 	// running.
-	ErrDaemonGone = errors.New("its daemon is not running")
+	ErrDaemonGone = errors.New("the mount's daemon is not running")
 	// ErrNotDaemon says that the process a mount's status names is not the
 	// sealfs daemon of that mount, so it is not signalled.
-	ErrNotDaemon = errors.New("the process its status names is not its sealfs daemon")
+	ErrNotDaemon = errors.New("not the mount's sealfs daemon")
 )
 
 // ReadStatus reads the status of the mount at mountpoint, waiting at most
@@ -122,11 +122,11 @@ func Unmount(mountpoint string, timeout time.Duration, isDaemon CommandLine, sig
 func signalDaemon(pid int, mountpoint string, isDaemon CommandLine) (int, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return -1, fmt.Errorf("the sealfs mount at %s: %w (pid %d: %w)", mountpoint, ErrDaemonGone, pid, err)
+		return -1, fmt.Errorf("%s: %w (pid %d: %w)", mountpoint, ErrDaemonGone, pid, err)
 	}
 	if err := verifyDaemon(pid, mountpoint, isDaemon); err != nil {
 		unix.Close(pidfd)
-		return -1, fmt.Errorf("the sealfs mount at %s: %w, so it is not signalled (pid %d: %w)", mountpoint, ErrNotDaemon, pid, err)
+		return -1, fmt.Errorf("refusing to signal pid %d named by the status of %s, %w: %w", pid, mountpoint, ErrNotDaemon, err)
 	}
 	if err := unix.PidfdSendSignal(pidfd, unix.SIGTERM, nil, 0); err != nil {
 		unix.Close(pidfd)
