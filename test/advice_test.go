@@ -1,12 +1,18 @@
 package test
 
 import (
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 // Hints the command prints after an error, one line each (cmd/sealfs's
@@ -112,4 +118,53 @@ func TestLeaseHeldAdvisesOnce(t *testing.T) {
 	if r.code != 9 || !held.MatchString(r.stderr) {
 		t.Errorf("backup: exit %d (want 9), stderr:\n%s\nwant it to match %s", r.code, r.stderr, held)
 	}
+}
+
+// configGets counts the GET requests for the config object of the
+// repositories an S3 server holds.
+type configGets struct {
+	inner http.Handler
+	n     atomic.Int64
+}
+
+func (c *configGets) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/config") {
+		c.n.Add(1)
+	}
+	c.inner.ServeHTTP(w, r)
+}
+
+// TestUnlockReadsConfigOnce: a command that opens the repository reads its
+// config once; a background mount once in the command (to say "no
+// repository" before asking for a key) and once in its daemon.
+func TestUnlockReadsConfigOnce(t *testing.T) {
+	needRoot(t)
+	gets := &configGets{inner: gofakes3.New(s3mem.New()).Server()}
+	c := newFaultyS3Over(t, gets).initRepo(t, "bucket")
+	gets.n.Store(0)
+	expect(t, c.run(t, "snapshots", c.remote), 0, "")
+	if n := gets.n.Swap(0); n != 1 {
+		t.Errorf("sealfs snapshots read the config %d times, want 1", n)
+	}
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt), 0, "")
+	if n := gets.n.Swap(0); n != 2 {
+		t.Errorf("a background mount read the config %d times, want 2 (the command, its daemon)", n)
+	}
+}
+
+// TestUnlockCacheDirDefault: without --cache-dir the state goes to
+// $XDG_CACHE_HOME/sealfs; with no place for it, the command says so and
+// what to do, once.
+func TestUnlockCacheDirDefault(t *testing.T) {
+	c := initRepo(t)
+	xdg := t.TempDir()
+	expect(t, sealfs(t, []string{"XDG_CACHE_HOME=" + xdg}, "snapshots", "--code-file", c.codeFile, c.remote), 0, "")
+	if states, _ := filepath.Glob(filepath.Join(xdg, "sealfs", "*", "state.json")); len(states) != 1 {
+		t.Errorf("state files under $XDG_CACHE_HOME/sealfs: %v, want one", states)
+	}
+	cmd := exec.Command(sealfsBin, "snapshots", "--code-file", c.codeFile, c.remote)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	expectStderr(t, "no cache directory", run(t, cmd), 1,
+		"sealfs: failed to find a cache directory: neither $XDG_CACHE_HOME nor $HOME are defined\nsealfs: set XDG_CACHE_HOME, or give --cache-dir DIR\n")
 }
