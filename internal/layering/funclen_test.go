@@ -26,7 +26,6 @@ var longReason = regexp.MustCompile(`^\s*//\s*Long:\s*\S`)
 // shrink: an entry whose function is gone or short again fails the test
 // until it is removed.
 var longAllowed = map[string]bool{
-	"cmd/sealfs.newKeyCmd":   true, // unlock and errors work on the key commands
 	"cmd/sealfs.newVaultCmd": true, // the vault server moves to cmd/sealfs-vault
 }
 
