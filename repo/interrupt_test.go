@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -81,7 +82,7 @@ func hangingFile(t *testing.T) (*repo.Repository, *hangingRemote, *repo.Node, []
 	snap := storeFile(t, env.Repo, "f", data)
 	hr := &hangingRemote{Remote: testutil.NewRemote(t, env.Dir)}
 	t.Cleanup(hr.heal)
-	r, err := repo.Open(context.Background(), hr, repo.CodeUnlocker{Code: env.Code}, repo.Options{CacheDir: t.TempDir(), CacheSize: 64 << 20})
+	r, err := repo.Open(context.Background(), hr, unlock.WithCode(env.Code), repo.Options{CacheDir: t.TempDir(), CacheSize: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
