@@ -17,16 +17,17 @@ import (
 // it; with the remote unreachable it mounts read-write from local state
 // and takes the lease before the first commit), mounts, reports readiness
 // to the command that started it (cfg.Ready) and to n, sends n the queue
-// every few seconds, and serves until SIGTERM or SIGINT arrives, ctx ends,
+// every few seconds, and serves until SIGTERM, SIGINT or SIGHUP arrives
+// (SIGHUP: the terminal of a foreground mount went away), ctx ends,
 // or the mount is unmounted from outside. Then it commits, drains the
 // queue within cfg.DrainTimeout, unmounts, writes the exit status and
-// releases the lease (Stop). SIGTERM and SIGINT are heard from the moment
+// releases the lease (Stop). The signals are heard from the moment
 // Run is called, so before readiness is reported. An error before
 // readiness means that nothing is mounted and no lease is held; after it,
 // the error is Stop's. n may be nil.
 func Run(ctx context.Context, cfg Config, n Notifier) error {
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
 	if n == nil {
 		n = nobody{}

@@ -182,6 +182,31 @@ func TestRunSigterm(t *testing.T) {
 	checkStopped(t, e, 1)
 }
 
+// TestRunSighup: SIGHUP, which a foreground mount gets when its terminal
+// closes, stops the mount as SIGTERM does (commit, drain, unmount) instead
+// of killing the daemon and leaving a dead mount with the queue unsent.
+func TestRunSighup(t *testing.T) {
+	e := newMountEnv(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.config()
+	cfg.Ready = NewReadyPipe(pw)
+	done := run(context.Background(), cfg, nil)
+	if v := WaitReady(pr, func(n string) { t.Errorf("unexpected note %q", n) }); !v.Ready {
+		t.Fatalf("verdict %+v, want ready (Run: %v)", v, wait(t, done))
+	}
+	if err := os.WriteFile(filepath.Join(e.mnt, "f"), []byte("queued until the hangup"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	if err := wait(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkStopped(t, e, 1)
+}
+
 // checkStopped checks what a stopped read-write mount leaves: nothing
 // mounted, no lease, no presence record, an exit status with nothing
 // queued at snapshot seq, which another client sees.
