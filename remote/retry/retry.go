@@ -5,6 +5,7 @@ package retry
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -53,7 +54,9 @@ func (r *Remote) do(ctx context.Context, op, name string, fn func() error) error
 		sleep := time.Duration(rand.Int64N(int64(backoff) + 1))
 		select {
 		case <-ctx.Done():
-			return err
+			// The caller gave up: say so (it is not transient), and
+			// what the remote said last.
+			return fmt.Errorf("%w (the last try failed: %v)", context.Cause(ctx), err)
 		case <-time.After(sleep):
 		}
 		if backoff *= 2; backoff > r.policy.Max {

@@ -3,6 +3,7 @@ package retry_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,8 +57,15 @@ func TestStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if err := r.Put(ctx, "x", []byte("x")); err == nil {
+	err := r.Put(ctx, "x", []byte("x"))
+	if err == nil {
 		t.Fatal("Put succeeded on a remote that always fails")
+	}
+	// The caller learns that it gave up (an interrupted FUSE request
+	// answers EINTR), not a remote failure to retry or report; the last
+	// remote error is still said.
+	if !errors.Is(err, context.DeadlineExceeded) || remote.IsTransient(err) || !strings.Contains(err.Error(), faulty.ErrInjected.Error()) {
+		t.Fatalf("Put = %v; want the context's error, not transient, naming the last failure", err)
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Fatal("retry did not stop when the context was cancelled")
