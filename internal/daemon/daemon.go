@@ -22,7 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/sealfs/sealfs/internal/atomicfile"
@@ -141,7 +140,6 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 	if cfg.SyncRemote {
 		fo.SyncRemote = func(ctx context.Context) error { _, err := d.commit(ctx); return err }
 	}
-	one := time.Second
 	mo := fuse.MountOptions{
 		FsName: cfg.Source, Name: "sealfs", AllowOther: cfg.AllowOther,
 		Options:     []string{"default_permissions"},
@@ -151,9 +149,7 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 	if cfg.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}
-	d.srv, err = gofs.Mount(cfg.Mountpoint, fusefs.New(tree, fo).Root(), &gofs.Options{
-		EntryTimeout: &one, AttrTimeout: &one, NegativeTimeout: &one, MountOptions: mo,
-	})
+	d.srv, err = fusefs.Mount(cfg.Mountpoint, fusefs.New(tree, fo), mo)
 	if err != nil {
 		return nil, fmt.Errorf("failed to mount at %s: %w", cfg.Mountpoint, err)
 	}

@@ -54,6 +54,20 @@ func New(t *worktree.Tree, o Options) *FS {
 // Root returns the root node.
 func (f *FS) Root() gofs.InodeEmbedder { return &node{fs: f, wi: f.tree.Root()} }
 
+// Mount mounts f at dir with the given FUSE mount options. It sets what
+// the nodes rely on: a mode of 0 stays 0 (go-fuse would show 0644 or 0755
+// otherwise, and a file locked down with chmod 000 would look readable),
+// the root has the tree's inode number, and the kernel caches entries and
+// attributes for a second.
+func Mount(dir string, f *FS, mo fuse.MountOptions) (*fuse.Server, error) {
+	one := time.Second
+	return gofs.Mount(dir, f.Root(), &gofs.Options{
+		EntryTimeout: &one, AttrTimeout: &one, NegativeTimeout: &one, MountOptions: mo,
+		NullPermissions: true,
+		RootStableAttr:  &gofs.StableAttr{Ino: f.tree.Attr(f.tree.Root()).Ino},
+	})
+}
+
 // node is one inode of the mount.
 type node struct {
 	gofs.Inode
@@ -243,9 +257,17 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, n.fs.errno(ctx, "readdir", err)
 	}
-	list := make([]fuse.DirEntry, len(entries))
-	for i, e := range entries {
-		list[i] = fuse.DirEntry{Name: e.Name, Ino: e.Attr.Ino, Mode: typeBits(e.Attr.Type)}
+	// . and .. come first, as ext4 lists them; the root is its own parent.
+	self := n.fs.tree.Attr(n.wi).Ino
+	up := self
+	if _, p := n.Parent(); p != nil {
+		up = p.StableAttr().Ino
+	}
+	list := make([]fuse.DirEntry, 0, len(entries)+2)
+	list = append(list, fuse.DirEntry{Name: ".", Ino: self, Mode: syscall.S_IFDIR},
+		fuse.DirEntry{Name: "..", Ino: up, Mode: syscall.S_IFDIR})
+	for _, e := range entries {
+		list = append(list, fuse.DirEntry{Name: e.Name, Ino: e.Attr.Ino, Mode: typeBits(e.Attr.Type)})
 	}
 	return gofs.NewListDirStream(list), 0
 }

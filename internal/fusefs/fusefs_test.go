@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/hanwen/go-fuse/v2/posixtest"
 
@@ -31,11 +30,8 @@ func mount(t *testing.T) (string, *worktree.Tree, *testutil.Env) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	one := time.Second
-	srv, err := gofs.Mount(dir, fusefs.New(tr, fusefs.Options{}).Root(), &gofs.Options{
-		EntryTimeout: &one, AttrTimeout: &one, NegativeTimeout: &one,
-		MountOptions: fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true, Options: []string{"default_permissions"}},
-	})
+	srv, err := fusefs.Mount(dir, fusefs.New(tr, fusefs.Options{}),
+		fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true, Options: []string{"default_permissions"}})
 	if err != nil {
 		t.Fatal(err)
 	}

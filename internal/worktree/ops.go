@@ -95,8 +95,25 @@ type NewEntry struct {
 	Target   []byte
 }
 
+// maxName is the longest name component, in bytes (NAME_MAX, as ext4).
+const maxName = 255
+
+// nameErr is the error of an operation on name that no directory can
+// hold: ENAMETOOLONG over maxName bytes (every operation says so, as ext4
+// does), EINVAL for the other names that are not names (empty, ., .., a
+// slash or a NUL); nil for a valid name.
+func nameErr(name string) error {
+	switch {
+	case len(name) > maxName:
+		return syscall.ENAMETOOLONG
+	case !validName(name):
+		return syscall.EINVAL
+	}
+	return nil
+}
+
 func validName(name string) bool {
-	if name == "" || name == "." || name == ".." || len(name) > 255 {
+	if name == "" || name == "." || name == ".." || len(name) > maxName {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
@@ -112,11 +129,8 @@ func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) 
 	if t.opts.ReadOnly {
 		return nil, Attr{}, syscall.EROFS
 	}
-	if !validName(name) {
-		if len(name) > 255 {
-			return nil, Attr{}, syscall.ENAMETOOLONG
-		}
-		return nil, Attr{}, syscall.EINVAL
+	if err := nameErr(name); err != nil {
+		return nil, Attr{}, err
 	}
 	t.mu.Lock()
 	defer t.changed()
@@ -208,8 +222,8 @@ func (t *Tree) Rename(ctx context.Context, olddir *Inode, oldname string, newdir
 	if flags&RenameExchange != 0 {
 		return syscall.ENOTSUP
 	}
-	if !validName(newname) {
-		return syscall.EINVAL
+	if err := nameErr(newname); err != nil {
+		return err
 	}
 	t.mu.Lock()
 	defer t.changed()

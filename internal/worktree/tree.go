@@ -256,6 +256,9 @@ func (t *Tree) loadDir(ctx context.Context, dir *Inode) error {
 }
 
 func (t *Tree) lookupLocked(ctx context.Context, dir *Inode, name string) (*Inode, error) {
+	if len(name) > maxName {
+		return nil, syscall.ENAMETOOLONG
+	}
 	if err := t.loadDir(ctx, dir); err != nil {
 		return nil, err
 	}

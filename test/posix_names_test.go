@@ -1,0 +1,217 @@
+package test
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// posixMount mounts a fresh repository with --allow-other (as the POSIX
+// suites run) and returns it with its mount point.
+func posixMount(t *testing.T, extra ...string) (cliRepo, string) {
+	t.Helper()
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, append([]string{"--allow-other"}, extra...)...), 0, "")
+	return c, mnt
+}
+
+// remountFresh unmounts (which commits everything) and mounts the same
+// remote again on a fresh cache directory: what it shows came from the
+// remote.
+func remountFresh(t *testing.T, c cliRepo, mnt string, extra ...string) cliRepo {
+	t.Helper()
+	c.umount(t, mnt)
+	fresh := cliRepo{remote: c.remote, cache: filepath.Join(t.TempDir(), "fresh"), codeFile: c.codeFile}
+	expect(t, fresh.mount(t, mnt, append([]string{"--allow-other"}, extra...)...), 0, "")
+	return fresh
+}
+
+// wantErrno fails the test unless err carries want.
+func wantErrno(t *testing.T, what string, err error, want syscall.Errno) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: got %v, want %v (as ext4)", what, err, want)
+	}
+}
+
+// TestNameTooLong: a name component over 255 bytes is ENAMETOOLONG on
+// every operation, as ext4 answers (ext4_lookup refuses it before
+// anything else); a 255-byte name works.
+func TestNameTooLong(t *testing.T) {
+	_, mnt := posixMount(t)
+	long := filepath.Join(mnt, strings.Repeat("n", 256))
+	ok := filepath.Join(mnt, strings.Repeat("n", 255))
+	if err := os.WriteFile(ok, []byte("x"), 0o644); err != nil {
+		t.Fatalf("a 255-byte name: %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(mnt, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := os.Lstat(long)
+	wantErrno(t, "lstat", err, syscall.ENAMETOOLONG)
+	_, err = os.OpenFile(long, os.O_CREATE|os.O_WRONLY, 0o644)
+	wantErrno(t, "open O_CREAT", err, syscall.ENAMETOOLONG)
+	_, err = os.Open(long)
+	wantErrno(t, "open", err, syscall.ENAMETOOLONG)
+	wantErrno(t, "mkdir", os.Mkdir(long, 0o755), syscall.ENAMETOOLONG)
+	wantErrno(t, "mkfifo", unix.Mkfifo(long, 0o644), syscall.ENAMETOOLONG)
+	wantErrno(t, "mknod", unix.Mknod(long, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))), syscall.ENAMETOOLONG)
+	wantErrno(t, "symlink", os.Symlink("target", long), syscall.ENAMETOOLONG)
+	wantErrno(t, "rename source", os.Rename(long, filepath.Join(mnt, "x")), syscall.ENAMETOOLONG)
+	wantErrno(t, "rename target", os.Rename(ok, long), syscall.ENAMETOOLONG)
+	wantErrno(t, "rename target in a subdirectory", os.Rename(ok, filepath.Join(mnt, "d", strings.Repeat("n", 256))), syscall.ENAMETOOLONG)
+	wantErrno(t, "link", os.Link(ok, long), syscall.ENAMETOOLONG)
+	wantErrno(t, "unlink", unix.Unlink(long), syscall.ENAMETOOLONG)
+	wantErrno(t, "rmdir", unix.Rmdir(long), syscall.ENAMETOOLONG)
+	wantErrno(t, "chmod", os.Chmod(long, 0o600), syscall.ENAMETOOLONG)
+	wantErrno(t, "setxattr", unix.Setxattr(long, "user.a", []byte("v"), 0), syscall.ENAMETOOLONG)
+	_, err = os.Readlink(long)
+	wantErrno(t, "readlink", err, syscall.ENAMETOOLONG)
+	if _, err := os.Stat(ok); err != nil {
+		t.Fatalf("the 255-byte name is gone after the refused calls: %v", err)
+	}
+}
+
+// direntNames reads a directory with getdents64 as ls -a does and returns
+// every name (. and .. included) with its inode number.
+func direntNames(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	out := map[string]uint64{}
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return out
+		}
+		for off := 0; off < n; {
+			ino := binary.NativeEndian.Uint64(buf[off:])
+			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
+			name := buf[off+19 : off+reclen]
+			if i := strings.IndexByte(string(name), 0); i >= 0 {
+				name = name[:i]
+			}
+			out[string(name)] = ino
+			off += reclen
+		}
+	}
+}
+
+func inoOf(t *testing.T, p string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// TestReaddirDotEntries: readdir lists . and .. with the inode numbers of
+// the directory and of its parent (the root's .. is the root), as ext4
+// does; after a remount on a fresh cache too.
+func TestReaddirDotEntries(t *testing.T) {
+	c, mnt := posixMount(t)
+	if err := os.MkdirAll(filepath.Join(mnt, "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		for _, d := range []struct{ dir, parent string }{{mnt, mnt}, {"a", mnt}, {"a/b", "a"}} {
+			dir, parent := d.dir, d.parent
+			if !filepath.IsAbs(dir) {
+				dir = filepath.Join(mnt, dir)
+			}
+			if !filepath.IsAbs(parent) {
+				parent = filepath.Join(mnt, parent)
+			}
+			names := direntNames(t, dir)
+			if names["."] != inoOf(t, dir) || names[".."] != inoOf(t, parent) {
+				t.Errorf("%s: readdir of %s gives . %d and .. %d, want %d and %d", when, dir, names["."], names[".."], inoOf(t, dir), inoOf(t, parent))
+			}
+		}
+	}
+	check("first mount")
+	fresh := remountFresh(t, c, mnt)
+	check("after a remount on a fresh cache")
+	fresh.umount(t, mnt)
+}
+
+// TestModeZero: a permission value of 0 is kept as 0 for every file type
+// and every way of making or changing one (open O_CREAT, chmod, mkdir,
+// mkfifo, mknod), through commit and a remount on a fresh cache, as ext4
+// keeps it; and the umask is applied once, by the kernel.
+func TestModeZero(t *testing.T) {
+	c, mnt := posixMount(t)
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	p := func(n string) string { return filepath.Join(mnt, n) }
+	fd, err := unix.Open(p("created"), unix.O_CREAT|unix.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	if err := os.WriteFile(p("chmodded"), []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p("chmodded"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkdir(p("dir"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkdir(p("dir-chmodded"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p("dir-chmodded"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(p("fifo"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(p("chr"), unix.S_IFCHR, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	// The umask, applied once: 027 takes 0777 to 0750, not further.
+	unix.Umask(0o027)
+	if err := unix.Mkdir(p("masked-dir"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if fd, err = unix.Open(p("masked-file"), unix.O_CREAT|unix.O_WRONLY, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	unix.Umask(0)
+	want := map[string]uint32{
+		"created": unix.S_IFREG, "chmodded": unix.S_IFREG, "dir": unix.S_IFDIR, "dir-chmodded": unix.S_IFDIR,
+		"fifo": unix.S_IFIFO, "chr": unix.S_IFCHR, "masked-dir": unix.S_IFDIR | 0o750, "masked-file": unix.S_IFREG | 0o640,
+	}
+	check := func(when string) {
+		for name, mode := range want {
+			var st unix.Stat_t
+			if err := unix.Lstat(p(name), &st); err != nil {
+				t.Fatalf("%s: %v", when, err)
+			}
+			if st.Mode != mode {
+				t.Errorf("%s: %s has mode %o, want %o (as ext4)", when, name, st.Mode, mode)
+			}
+		}
+	}
+	check("first mount")
+	fresh := remountFresh(t, c, mnt)
+	check("after a remount on a fresh cache")
+	fresh.umount(t, mnt)
+}
