@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -211,6 +212,92 @@ func TestModeZero(t *testing.T) {
 		}
 	}
 	check("first mount")
+	fresh := remountFresh(t, c, mnt)
+	check("after a remount on a fresh cache")
+	fresh.umount(t, mnt)
+}
+
+// killDaemon kills the mount's daemon with SIGKILL and waits until it is
+// gone; the next mount finds the dead mount and the journal.
+func killDaemon(t *testing.T, mnt string) {
+	t.Helper()
+	pid := mountStatus(t, mnt).PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for processAliveTest(pid) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRenameFlags: renameat2 as ext4 answers it. RENAME_NOREPLACE fails
+// with EEXIST over an existing name; RENAME_EXCHANGE swaps two entries
+// for real (files, directories, a file with a directory, across
+// directories), journaled so that it survives a SIGKILL of the daemon and
+// committed right (a remount on a fresh cache shows it); RENAME_WHITEOUT
+// and unknown flags are refused with EINVAL and change nothing.
+func TestRenameFlags(t *testing.T) {
+	c, mnt := posixMount(t)
+	p := func(n string) string { return filepath.Join(mnt, n) }
+	files := map[string]string{"a": "content of a", "b": "content of b", "d1/in1": "in d1", "d2/in2": "in d2", "d1/x": "x in d1", "d2/y": "y in d2"}
+	for name, data := range files {
+		os.MkdirAll(filepath.Dir(p(name)), 0o755)
+		if err := os.WriteFile(p(name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(p("f"), []byte("file f"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(p("e"), 0o700)
+	rename := func(from, to string, flags uint) error {
+		return unix.Renameat2(unix.AT_FDCWD, p(from), unix.AT_FDCWD, p(to), flags)
+	}
+	wantErrno(t, "RENAME_NOREPLACE over a file", rename("a", "b", unix.RENAME_NOREPLACE), syscall.EEXIST)
+	wantErrno(t, "RENAME_WHITEOUT", rename("a", "c", unix.RENAME_WHITEOUT), syscall.EINVAL)
+	wantErrno(t, "an unknown flag", rename("a", "c", 1<<5), syscall.EINVAL)
+	wantErrno(t, "RENAME_EXCHANGE|RENAME_NOREPLACE", rename("a", "b", unix.RENAME_EXCHANGE|unix.RENAME_NOREPLACE), syscall.EINVAL)
+	wantErrno(t, "RENAME_EXCHANGE with a missing target", rename("a", "missing", unix.RENAME_EXCHANGE), syscall.ENOENT)
+	wantErrno(t, "RENAME_EXCHANGE of a directory with its own child", rename("d1", "d1/x", unix.RENAME_EXCHANGE), syscall.EINVAL)
+	if _, err := os.Lstat(p("c")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused rename made c: %v", err)
+	}
+	if err := rename("a", "c", unix.RENAME_NOREPLACE); err != nil {
+		t.Fatalf("RENAME_NOREPLACE to a free name: %v", err)
+	}
+	for _, x := range [][2]string{{"c", "b"}, {"d1", "d2"}, {"f", "e"}, {"d1/y", "d2/x"}} {
+		if err := rename(x[0], x[1], unix.RENAME_EXCHANGE); err != nil {
+			t.Fatalf("RENAME_EXCHANGE %s %s: %v", x[0], x[1], err)
+		}
+	}
+	// After: c <-> b swapped contents; d1 and d2 swapped (with what had
+	// been moved in them); f is a directory, e a file.
+	want := map[string]string{"c": "content of b", "b": "content of a", "d2/in1": "in d1", "d1/in2": "in d2",
+		"d2/x": "y in d2", "d1/y": "x in d1", "e": "file f"}
+	check := func(when string) {
+		t.Helper()
+		for name, data := range want {
+			got, err := os.ReadFile(p(name))
+			if err != nil || string(got) != data {
+				t.Errorf("%s: %s holds %q (%v), want %q", when, name, got, err, data)
+			}
+		}
+		for _, gone := range []string{"a", "d1/in1", "d2/in2", "d1/x", "d2/y"} {
+			if _, err := os.Lstat(p(gone)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s: %s is still there (%v)", when, gone, err)
+			}
+		}
+		if fi, err := os.Lstat(p("f")); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: f is not the directory e was: %v %v", when, fi, err)
+		}
+		if fi, err := os.Lstat(p("e")); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: e is not the file f was: %v %v", when, fi, err)
+		}
+	}
+	check("at once")
+	killDaemon(t, mnt)
+	expect(t, c.mount(t, mnt, "--allow-other"), 0, "")
+	check("after SIGKILL of the daemon and a mount on the same cache")
 	fresh := remountFresh(t, c, mnt)
 	check("after a remount on a fresh cache")
 	fresh.umount(t, mnt)

@@ -23,13 +23,15 @@ import (
 // Journal operations. A journal file starts with a "base" record naming the
 // snapshot sequence number its operations apply on top of.
 const (
-	opBase    = "base"
-	opCreate  = "create"  // Path, Meta (with Target, Rdev)
-	opUnlink  = "unlink"  // Path (file or empty directory)
-	opRename  = "rename"  // Path -> To (replacing To)
-	opSetattr = "setattr" // Path, Meta (mode, owner, times)
-	opStage   = "stage"   // Path's content is now Staging
-	opClear   = "clear"   // directory Path is empty (its entries follow)
+	opBase   = "base"
+	opCreate = "create" // Path, Meta (with Target, Rdev)
+	opUnlink = "unlink" // Path (file or empty directory)
+	opRename = "rename" // Path -> To (replacing To)
+	// opExchange swaps the entries at Path and To (RENAME_EXCHANGE).
+	opExchange = "exchange"
+	opSetattr  = "setattr" // Path, Meta (mode, owner, times)
+	opStage    = "stage"   // Path's content is now Staging
+	opClear    = "clear"   // directory Path is empty (its entries follow)
 )
 
 type record struct {
@@ -69,7 +71,7 @@ func (r *record) check() error {
 		if len(r.Path) == 0 {
 			err = errors.New("no path")
 		}
-	case opRename:
+	case opRename, opExchange:
 		if len(r.Path) == 0 || len(r.To) == 0 {
 			err = errors.New("no path")
 		} else if !validPath(r.To) {

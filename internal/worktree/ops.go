@@ -214,13 +214,17 @@ const (
 )
 
 // Rename moves olddir/oldname to newdir/newname, replacing what is there
-// (a file by a file, a directory by an empty directory).
+// (a file by a file, a directory by an empty directory). With
+// RenameNoReplace it fails with EEXIST if newname exists; with
+// RenameExchange it swaps the two entries, which must both exist. Any
+// other flag (RENAME_WHITEOUT included), or both together, is EINVAL, as
+// ext4 answers: a flag is never ignored.
 func (t *Tree) Rename(ctx context.Context, olddir *Inode, oldname string, newdir *Inode, newname string, flags uint32) error {
+	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
+		return syscall.EINVAL
+	}
 	if t.opts.ReadOnly {
 		return syscall.EROFS
-	}
-	if flags&RenameExchange != 0 {
-		return syscall.ENOTSUP
 	}
 	if err := nameErr(newname); err != nil {
 		return err
@@ -236,12 +240,13 @@ func (t *Tree) Rename(ctx context.Context, olddir *Inode, oldname string, newdir
 		return err
 	}
 	// A directory may not move below itself.
-	for p := newdir; p != nil; p = p.parent {
-		if p == c {
-			return syscall.EINVAL
-		}
+	if below(newdir, c) {
+		return syscall.EINVAL
 	}
 	old := newdir.children[newname]
+	if flags&RenameExchange != 0 {
+		return t.exchangeLocked(olddir, c, newdir, old)
+	}
 	if old == c {
 		return nil
 	}
@@ -249,25 +254,11 @@ func (t *Tree) Rename(ctx context.Context, olddir *Inode, oldname string, newdir
 		if flags&RenameNoReplace != 0 {
 			return syscall.EEXIST
 		}
-		switch {
-		case c.meta.Type == repo.NodeDir && old.meta.Type != repo.NodeDir:
-			return syscall.ENOTDIR
-		case c.meta.Type != repo.NodeDir && old.meta.Type == repo.NodeDir:
-			return syscall.EISDIR
-		case old.meta.Type == repo.NodeDir:
-			if err := t.loadDir(ctx, old); err != nil {
-				return err
-			}
-			if len(old.children) > 0 {
-				return syscall.ENOTEMPTY
-			}
+		if err := t.replaceable(ctx, c, old); err != nil {
+			return err
 		}
 	}
-	to := newname
-	if p := t.pathOf(newdir); p != "" {
-		to = p + "/" + newname
-	}
-	if err := t.record(record{Op: opRename, Path: []byte(t.pathOf(c)), To: []byte(to)}); err != nil {
+	if err := t.record(record{Op: opRename, Path: []byte(t.pathOf(c)), To: []byte(childPath(t.pathOf(newdir), newname))}); err != nil {
 		return err
 	}
 	if old != nil {
@@ -279,6 +270,72 @@ func (t *Tree) Rename(ctx context.Context, olddir *Inode, oldname string, newdir
 	now := time.Now().UnixNano()
 	olddir.meta.MtimeNs, newdir.meta.MtimeNs = now, now
 	return nil
+}
+
+// below reports whether dir is in (or is) the directory top.
+func below(dir, top *Inode) bool {
+	for p := dir; p != nil; p = p.parent {
+		if p == top {
+			return true
+		}
+	}
+	return false
+}
+
+// childPath is the path of name in the directory at dirPath.
+func childPath(dirPath, name string) string {
+	if dirPath == "" {
+		return name
+	}
+	return dirPath + "/" + name
+}
+
+// replaceable reports why c may not replace old (nil if it may): a
+// directory replaces only an empty directory, a file only a non-directory.
+func (t *Tree) replaceable(ctx context.Context, c, old *Inode) error {
+	switch {
+	case c.meta.Type == repo.NodeDir && old.meta.Type != repo.NodeDir:
+		return syscall.ENOTDIR
+	case c.meta.Type != repo.NodeDir && old.meta.Type == repo.NodeDir:
+		return syscall.EISDIR
+	case old.meta.Type == repo.NodeDir:
+		if err := t.loadDir(ctx, old); err != nil {
+			return err
+		}
+		if len(old.children) > 0 {
+			return syscall.ENOTEMPTY
+		}
+	}
+	return nil
+}
+
+// exchangeLocked swaps a (in dirA) and b (in dirB), of any types, as
+// RENAME_EXCHANGE: ENOENT if b does not exist, EINVAL if either would end
+// up below itself. The swap is journaled as one exchange record.
+func (t *Tree) exchangeLocked(dirA, a, dirB, b *Inode) error {
+	if b == nil {
+		return syscall.ENOENT
+	}
+	if a == b {
+		return nil
+	}
+	if below(dirA, b) {
+		return syscall.EINVAL
+	}
+	if err := t.record(record{Op: opExchange, Path: []byte(t.pathOf(a)), To: []byte(t.pathOf(b))}); err != nil {
+		return err
+	}
+	swapEntries(a, b)
+	now := time.Now().UnixNano()
+	dirA.meta.MtimeNs, dirB.meta.MtimeNs = now, now
+	return nil
+}
+
+// swapEntries gives a the place (directory and name) of b and b that of a.
+func swapEntries(a, b *Inode) {
+	dirA, nameA, dirB, nameB := a.parent, a.name, b.parent, b.name
+	dirA.children[nameA], dirB.children[nameB] = b, a
+	a.parent, a.name, b.parent, b.name = dirB, nameB, dirA, nameA
 }
 
 // SetAttr changes what is not nil.

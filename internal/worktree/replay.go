@@ -173,6 +173,8 @@ func (t *Tree) apply(ctx context.Context, rec record) error {
 		return t.applyUnlink(ctx, rec)
 	case opRename:
 		return t.applyRename(ctx, rec)
+	case opExchange:
+		return t.applyExchange(ctx, rec)
 	case opSetattr:
 		return t.applySetattr(ctx, rec)
 	case opStage:
@@ -261,6 +263,23 @@ func (t *Tree) applyRename(ctx context.Context, rec record) error {
 	delete(in.parent.children, in.name)
 	in.parent, in.name = dir, name
 	dir.children[name] = in
+	return nil
+}
+
+// applyExchange swaps two entries; neither may be the other's ancestor.
+func (t *Tree) applyExchange(ctx context.Context, rec record) error {
+	a, err := t.resolve(ctx, rec.Path)
+	if err != nil {
+		return err
+	}
+	b, err := t.resolve(ctx, rec.To)
+	if err != nil {
+		return err
+	}
+	if a == t.root || b == t.root || below(a.parent, b) || below(b.parent, a) {
+		return syscall.EINVAL
+	}
+	swapEntries(a, b)
 	return nil
 }
 
