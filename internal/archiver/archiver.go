@@ -137,6 +137,7 @@ func NodeFromStat(name string, st *unix.Stat_t) *repo.Node {
 		UID:     st.Uid,
 		GID:     st.Gid,
 		MtimeNs: st.Mtim.Nano(),
+		CtimeNs: st.Ctim.Nano(),
 		AtimeNs: st.Atim.Nano(),
 	}
 	switch st.Mode & unix.S_IFMT {

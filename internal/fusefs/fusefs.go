@@ -189,7 +189,8 @@ func fillAttr(a worktree.Attr, out *fuse.Attr) {
 	out.Rdev = uint32(a.Rdev)
 	mt := time.Unix(0, a.MtimeNs)
 	at := time.Unix(0, a.AtimeNs)
-	out.SetTimes(&at, &mt, &mt)
+	ct := time.Unix(0, a.CtimeNs)
+	out.SetTimes(&at, &mt, &ct)
 }
 
 func (n *node) child(ctx context.Context, wi *worktree.Inode, a worktree.Attr, out *fuse.EntryOut) *gofs.Inode {

@@ -338,8 +338,7 @@ func (t *Tree) restageRecords(done map[*Inode]*stagedJob) []record {
 			m.Content = nil
 			recs = append(recs, record{Op: opCreate, Path: p, Meta: &m})
 		}
-		m := repo.Node{Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, Size: in.meta.Size}
-		recs = append(recs, t.stageRecordLocked(in), record{Op: opSetattr, Path: p, Meta: &m})
+		recs = append(recs, t.stageRecordLocked(in), attrRecord(string(p), &in.meta))
 	}
 	return recs
 }

@@ -135,7 +135,9 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	if end := uint64(off) + uint64(n); end > in.meta.Size {
 		in.meta.Size = end
 	}
-	in.meta.MtimeNs = time.Now().UnixNano()
+	now := time.Now().UnixNano()
+	in.meta.MtimeNs = now
+	in.changed(now)
 	in.gen++
 	h.wrote = true
 	t.mu.Unlock()

@@ -41,6 +41,10 @@ type record struct {
 	To      []byte     `json:"to,omitempty"`
 	Meta    *repo.Node `json:"meta,omitempty"`
 	Staging string     `json:"staging,omitempty"`
+	// Time, on a create, unlink or rename record, is when it happened (ns):
+	// the ctime of the entry renamed, and the mtime and ctime of the
+	// directories whose entries changed. Older journals have none.
+	Time int64 `json:"time,omitempty"`
 	// Overlay, on a stage record, says the staging file holds only the
 	// Written ranges over Base (see Inode).
 	Overlay *overlayRecord `json:"overlay,omitempty"`

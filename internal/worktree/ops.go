@@ -18,13 +18,15 @@ type Attr struct {
 	Size     uint64
 	MtimeNs  int64
 	AtimeNs  int64
+	CtimeNs  int64
 	Rdev     uint64
 	Nlink    uint32
 }
 
 func (t *Tree) attrLocked(in *Inode) Attr {
 	a := Attr{Ino: in.Ino, Type: in.meta.Type, Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID,
-		Size: in.meta.Size, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, Rdev: in.meta.Rdev, Nlink: 1}
+		Size: in.meta.Size, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, CtimeNs: in.meta.CtimeNs,
+		Rdev: in.meta.Rdev, Nlink: 1}
 	if in.meta.Type == repo.NodeDir {
 		a.Nlink = 2
 	}
@@ -147,7 +149,7 @@ func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) 
 	now := time.Now().UnixNano()
 	in := &Inode{Ino: t.newIno(), name: name, parent: dir, meta: repo.Node{
 		Type: e.Type, Mode: e.Mode & 07777, UID: e.UID, GID: e.GID, Rdev: e.Rdev,
-		Target: e.Target, MtimeNs: now, AtimeNs: now,
+		Target: e.Target, MtimeNs: now, AtimeNs: now, CtimeNs: now,
 	}}
 	if e.Type == repo.NodeSymlink {
 		in.meta.Size = uint64(len(e.Target))
@@ -156,11 +158,11 @@ func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) 
 		in.children = map[string]*Inode{}
 	}
 	m := in.meta
-	if err := t.record(record{Op: opCreate, Path: []byte(t.pathOf(in)), Meta: &m}); err != nil {
+	if err := t.record(record{Op: opCreate, Path: []byte(t.pathOf(in)), Meta: &m, Time: now}); err != nil {
 		return nil, Attr{}, err
 	}
 	dir.children[name] = in
-	dir.meta.MtimeNs = now
+	dir.entriesChanged(now)
 	return in, t.attrLocked(in), nil
 }
 
@@ -198,12 +200,14 @@ func (t *Tree) remove(ctx context.Context, dir *Inode, name string, isDir bool) 
 	} else if c.meta.Type == repo.NodeDir {
 		return syscall.EISDIR
 	}
-	if err := t.record(record{Op: opUnlink, Path: []byte(t.pathOf(c))}); err != nil {
+	now := time.Now().UnixNano()
+	if err := t.record(record{Op: opUnlink, Path: []byte(t.pathOf(c)), Time: now}); err != nil {
 		return err
 	}
 	delete(dir.children, name)
 	t.dropLocked(c)
-	dir.meta.MtimeNs = time.Now().UnixNano()
+	c.changed(now)
+	dir.entriesChanged(now)
 	return nil
 }
 
@@ -258,17 +262,20 @@ func (t *Tree) Rename(ctx context.Context, olddir *Inode, oldname string, newdir
 			return err
 		}
 	}
-	if err := t.record(record{Op: opRename, Path: []byte(t.pathOf(c)), To: []byte(childPath(t.pathOf(newdir), newname))}); err != nil {
+	now := time.Now().UnixNano()
+	if err := t.record(record{Op: opRename, Path: []byte(t.pathOf(c)), To: []byte(childPath(t.pathOf(newdir), newname)), Time: now}); err != nil {
 		return err
 	}
 	if old != nil {
 		t.dropLocked(old)
+		old.changed(now)
 	}
 	delete(olddir.children, oldname)
 	c.parent, c.name = newdir, newname
 	newdir.children[newname] = c
-	now := time.Now().UnixNano()
-	olddir.meta.MtimeNs, newdir.meta.MtimeNs = now, now
+	c.changed(now)
+	olddir.entriesChanged(now)
+	newdir.entriesChanged(now)
 	return nil
 }
 
@@ -322,13 +329,22 @@ func (t *Tree) exchangeLocked(dirA, a, dirB, b *Inode) error {
 	if below(dirA, b) {
 		return syscall.EINVAL
 	}
-	if err := t.record(record{Op: opExchange, Path: []byte(t.pathOf(a)), To: []byte(t.pathOf(b))}); err != nil {
+	now := time.Now().UnixNano()
+	if err := t.record(record{Op: opExchange, Path: []byte(t.pathOf(a)), To: []byte(t.pathOf(b)), Time: now}); err != nil {
 		return err
 	}
 	swapEntries(a, b)
-	now := time.Now().UnixNano()
-	dirA.meta.MtimeNs, dirB.meta.MtimeNs = now, now
+	exchanged(a, b, now)
 	return nil
+}
+
+// exchanged marks the change of two swapped entries and their directories
+// at now.
+func exchanged(a, b *Inode, now int64) {
+	a.changed(now)
+	b.changed(now)
+	a.parent.entriesChanged(now)
+	b.parent.entriesChanged(now)
 }
 
 // swapEntries gives a the place (directory and name) of b and b that of a.
@@ -368,13 +384,16 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 	// stays as it was.
 	m := in.meta
 	written, baseLimit := in.written, in.baseLimit
+	// Every setattr is a change of status: ctime is now, whatever times
+	// the call sets (utimensat(2) sets atime and mtime, never ctime).
+	now := time.Now().UnixNano()
+	m.CtimeNs = now
 	if s.Size != nil {
 		if in.overlay && *s.Size < in.meta.Size {
 			written, baseLimit = in.written.clip(*s.Size), min(in.baseLimit, *s.Size)
 		}
 		m.Size = *s.Size
 		if s.MtimeNs == nil {
-			now := time.Now().UnixNano()
 			s.MtimeNs = &now
 		}
 	}
@@ -438,7 +457,7 @@ func (t *Tree) recordAttrLocked(in *Inode) error {
 
 // attrRecord is the setattr record of path with the attributes of n.
 func attrRecord(path string, n *repo.Node) record {
-	m := repo.Node{Mode: n.Mode, UID: n.UID, GID: n.GID, MtimeNs: n.MtimeNs, AtimeNs: n.AtimeNs, Size: n.Size}
+	m := repo.Node{Mode: n.Mode, UID: n.UID, GID: n.GID, MtimeNs: n.MtimeNs, AtimeNs: n.AtimeNs, CtimeNs: n.CtimeNs, Size: n.Size}
 	return record{Op: opSetattr, Path: []byte(path), Meta: &m}
 }
 

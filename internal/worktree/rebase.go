@@ -107,6 +107,7 @@ func (t *Tree) baseOnJournals() {
 			t.root.meta.Subtree = s.Tree
 			t.root.meta.MtimeNs = s.Time.UnixNano()
 			t.root.meta.AtimeNs = t.root.meta.MtimeNs
+			t.root.meta.CtimeNs = t.root.meta.MtimeNs
 			return
 		}
 	}
@@ -424,8 +425,8 @@ func joinPath(dir, name string) string {
 	return dir + "/" + name
 }
 
-// sameNode reports whether two entries are the same (nil: absent), names
-// and access times aside.
+// sameNode reports whether two entries are the same (nil: absent), names,
+// access and change times aside.
 func sameNode(a, b *repo.Node) bool {
 	if a == nil || b == nil {
 		return a == b

@@ -212,11 +212,17 @@ func (t *Tree) applyCreate(ctx context.Context, rec record) error {
 	if in.meta.Type == repo.NodeDir && in.meta.Subtree.IsZero() {
 		in.children = map[string]*Inode{}
 	}
+	if in.meta.CtimeNs == 0 {
+		in.meta.CtimeNs = in.meta.MtimeNs // a journal of an older sealfs
+	}
 	if in.meta.Type == repo.NodeFile && len(in.meta.Content) > 0 {
 		c := in.meta
 		in.committed = &c
 	}
 	dir.children[name] = in
+	if rec.Time != 0 {
+		dir.entriesChanged(rec.Time)
+	}
 	return nil
 }
 
@@ -242,6 +248,10 @@ func (t *Tree) applyUnlink(ctx context.Context, rec record) error {
 	if err != nil {
 		return err
 	}
+	if rec.Time != 0 {
+		in.parent.entriesChanged(rec.Time)
+		in.changed(rec.Time)
+	}
 	delete(in.parent.children, in.name)
 	t.dropLocked(in)
 	return nil
@@ -259,6 +269,11 @@ func (t *Tree) applyRename(ctx context.Context, rec record) error {
 	}
 	if old := dir.children[name]; old != nil && old != in {
 		t.dropLocked(old)
+	}
+	if rec.Time != 0 {
+		in.parent.entriesChanged(rec.Time)
+		dir.entriesChanged(rec.Time)
+		in.changed(rec.Time)
 	}
 	delete(in.parent.children, in.name)
 	in.parent, in.name = dir, name
@@ -280,6 +295,9 @@ func (t *Tree) applyExchange(ctx context.Context, rec record) error {
 		return syscall.EINVAL
 	}
 	swapEntries(a, b)
+	if rec.Time != 0 {
+		exchanged(a, b, rec.Time)
+	}
 	return nil
 }
 
@@ -291,7 +309,10 @@ func (t *Tree) applySetattr(ctx context.Context, rec record) error {
 		return err
 	}
 	in.meta.Mode, in.meta.UID, in.meta.GID = rec.Meta.Mode, rec.Meta.UID, rec.Meta.GID
-	in.meta.MtimeNs, in.meta.AtimeNs = rec.Meta.MtimeNs, rec.Meta.AtimeNs
+	in.meta.MtimeNs, in.meta.AtimeNs, in.meta.CtimeNs = rec.Meta.MtimeNs, rec.Meta.AtimeNs, rec.Meta.CtimeNs
+	if in.meta.CtimeNs == 0 {
+		in.meta.CtimeNs = in.meta.MtimeNs // a journal of an older sealfs
+	}
 	if in.staging == "" && in.meta.Type == repo.NodeFile && rec.Meta.Size == 0 {
 		in.meta.Size, in.meta.Content = 0, nil
 	}

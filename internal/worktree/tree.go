@@ -128,6 +128,7 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 		t.root.meta.MtimeNs = time.Now().UnixNano()
 	}
 	t.root.meta.AtimeNs = t.root.meta.MtimeNs
+	t.root.meta.CtimeNs = t.root.meta.MtimeNs
 	if o.ReadOnly {
 		return t, nil
 	}
@@ -153,6 +154,18 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 	t.clearSuperseded()
 	t.makeReserveLocked()
 	return t, nil
+}
+
+// changed marks a change of the inode's content or metadata at now (in
+// ns): POSIX's ctime. Every write, truncate, chmod, chown, utimens, xattr
+// change, rename, link and unlink of the inode calls it; t.mu is held.
+func (in *Inode) changed(now int64) { in.meta.CtimeNs = now }
+
+// entriesChanged marks a change of a directory's entries at now (an entry
+// made, removed or renamed): its mtime and ctime; t.mu is held.
+func (in *Inode) entriesChanged(now int64) {
+	in.meta.MtimeNs = now
+	in.changed(now)
 }
 
 func (t *Tree) newIno() uint64 { n := t.nextIno; t.nextIno++; return n }

@@ -2,6 +2,7 @@ package format
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -25,6 +26,8 @@ func FuzzDecodeTree(f *testing.F) {
 	}
 	f.Add(b)
 	f.Add([]byte{1, 0})
+	f.Add([]byte{2, 0})
+	f.Add(encodeTreeV1(f, sampleTree()))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tree, err := DecodeTree(b)
 		if err != nil {
@@ -34,8 +37,26 @@ func FuzzDecodeTree(f *testing.F) {
 		if err != nil {
 			t.Fatalf("a decoded tree does not encode: %v", err)
 		}
-		if !bytes.Equal(again, b) {
-			t.Fatalf("decode then encode changed the bytes:\n%x\n%x", b, again)
+		if b[0] == TreeVersion {
+			if !bytes.Equal(again, b) {
+				t.Fatalf("decode then encode changed the bytes:\n%x\n%x", b, again)
+			}
+			return
+		}
+		// A version 1 tree is written again as version 2, each ctime
+		// being the mtime, and reads back the same; its own bytes are
+		// those of the version 1 encoder.
+		for _, n := range tree.Nodes {
+			if n.CtimeNs != n.MtimeNs {
+				t.Fatalf("version 1 entry %q reads with ctime %d, mtime %d", n.Name, n.CtimeNs, n.MtimeNs)
+			}
+		}
+		back, err := DecodeTree(again)
+		if err != nil || !reflect.DeepEqual(back, tree) {
+			t.Fatalf("a version 1 tree written as version 2 reads back differently (%v)", err)
+		}
+		if v1 := encodeTreeV1(t, tree); !bytes.Equal(v1, b) {
+			t.Fatalf("decode then encode as version 1 changed the bytes:\n%x\n%x", b, v1)
 		}
 	})
 }
@@ -160,4 +181,14 @@ func FuzzDecodeForget(f *testing.F) {
 			t.Fatalf("decode then encode changed the bytes:\n%x\n%x", b, again)
 		}
 	})
+}
+
+// encodeTreeV1 writes a tree as version 1 did (SPEC §8: no ctime_ns).
+func encodeTreeV1(tb testing.TB, tr *Tree) []byte {
+	tb.Helper()
+	b, err := encodeTree(tr, treeV1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }

@@ -7,7 +7,8 @@ import (
 	"github.com/sealfs/sealfs/crypt"
 )
 
-// Version is the first byte of pack header, index and tree plaintexts.
+// Version is the first byte of pack header and index plaintexts (trees
+// have their own, TreeVersion).
 const Version = 1
 
 // Location says where a blob is stored: in which pack, at which offset, how

@@ -46,6 +46,7 @@ type Node struct {
 	UID, GID  uint32
 	MtimeNs   int64
 	AtimeNs   int64
+	CtimeNs   int64    // status change time; a version 1 tree reads it as MtimeNs
 	Size      uint64   // file size; for symlinks the target length
 	Target    []byte   // symlink target
 	Rdev      uint64   // device number of device nodes
@@ -59,6 +60,14 @@ type Node struct {
 type Tree struct {
 	Nodes []*Node
 }
+
+// Tree blob versions (docs/SPEC.md §8): the first byte of a tree's
+// plaintext. Version 2 adds ctime_ns; a writer writes TreeVersion, a reader
+// reads both.
+const (
+	treeV1      = 1
+	TreeVersion = 2
+)
 
 // Limits enforced when parsing trees.
 const (
@@ -87,8 +96,11 @@ func (t *Tree) Find(name []byte) *Node {
 
 // EncodeTree encodes a tree canonically. The caller must have sorted it;
 // an invalid tree is an error, so that nothing unreadable is ever stored.
-func EncodeTree(t *Tree) ([]byte, error) {
-	b := []byte{Version}
+func EncodeTree(t *Tree) ([]byte, error) { return encodeTree(t, TreeVersion) }
+
+// encodeTree encodes t as the given version; only tests write version 1.
+func encodeTree(t *Tree, version byte) ([]byte, error) {
+	b := []byte{version}
 	b = binary.AppendUvarint(b, uint64(len(t.Nodes)))
 	for i, n := range t.Nodes {
 		if i > 0 && bytes.Compare(t.Nodes[i-1].Name, n.Name) >= 0 {
@@ -104,6 +116,9 @@ func EncodeTree(t *Tree) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(n.GID))
 		b = binary.AppendVarint(b, n.MtimeNs)
 		b = binary.AppendVarint(b, n.AtimeNs)
+		if version != treeV1 {
+			b = binary.AppendVarint(b, n.CtimeNs)
+		}
 		b = binary.AppendUvarint(b, n.Size)
 		b = appendBytes(b, n.Target)
 		b = binary.AppendUvarint(b, n.Rdev)
@@ -267,11 +282,14 @@ func (d *treeDecoder) byte1() byte {
 	return v[0]
 }
 
-// DecodeTree parses a tree plaintext, rejecting non-canonical encodings.
+// DecodeTree parses a tree plaintext of version 1 or 2, rejecting
+// non-canonical encodings. A version 1 tree has no ctime: its nodes read
+// with CtimeNs = MtimeNs.
 func DecodeTree(b []byte) (*Tree, error) {
-	if len(b) < 1 || b[0] != Version {
+	if len(b) < 1 || (b[0] != treeV1 && b[0] != TreeVersion) {
 		return nil, errors.New("tree has a bad version byte")
 	}
+	v1 := b[0] == treeV1
 	d := &treeDecoder{b: b[1:]}
 	count := d.uvarint()
 	if count > uint64(len(b)) {
@@ -287,6 +305,10 @@ func DecodeTree(b []byte) (*Tree, error) {
 		n.GID = d.u32()
 		n.MtimeNs = d.varint()
 		n.AtimeNs = d.varint()
+		n.CtimeNs = n.MtimeNs
+		if !v1 {
+			n.CtimeNs = d.varint()
+		}
 		n.Size = d.uvarint()
 		n.Target = d.bytes(maxTargetLen)
 		n.Rdev = d.uvarint()

@@ -3,6 +3,7 @@ package format
 import (
 	"bytes"
 	"encoding/binary"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -19,22 +20,31 @@ func (s *specTree) raw(v ...byte)     { s.b = append(s.b, v...) }
 func (s *specTree) lv(v string)       { s.u(uint64(len(v))); s.b = append(s.b, v...) }
 func (s *specTree) xattr(n, v string) { s.lv(n); s.lv(v) }
 
-// TestTreeBytesAsSpecified: EncodeTree writes exactly the bytes of SPEC
-// §8's grammar (xattrs as uvarint len(name) || name || uvarint len(value)
-// || value), and DecodeTree reads them back.
-func TestTreeBytesAsSpecified(t *testing.T) {
+// specSample is the tree whose bytes specTreeBytes writes.
+func specSample() *Tree {
 	sub, blob := crypt.ID{0xd1}, crypt.ID{0xb1}
-	tree := &Tree{Nodes: []*Node{
-		{Name: []byte("dir"), Type: NodeDir, Mode: 0o1777, UID: 1, GID: 2, MtimeNs: -5, AtimeNs: 300, Subtree: sub,
+	return &Tree{Nodes: []*Node{
+		{Name: []byte("dir"), Type: NodeDir, Mode: 0o1777, UID: 1, GID: 2, MtimeNs: -5, AtimeNs: 300, CtimeNs: 7, Subtree: sub,
 			Xattrs: []Xattr{{Name: []byte("user.d"), Value: []byte("1")}}},
-		{Name: []byte("file"), Type: NodeFile, Mode: 0o4755, UID: 1000, GID: 1000, MtimeNs: 1 << 40, Size: 70000, LinkGroup: 3,
+		{Name: []byte("file"), Type: NodeFile, Mode: 0o4755, UID: 1000, GID: 1000, MtimeNs: 1 << 40, CtimeNs: 1<<40 + 1, Size: 70000, LinkGroup: 3,
 			Content: []Extent{{ID: blob, Size: 4464}, {Hole: true, Size: 65536}},
 			Xattrs:  []Xattr{{Name: []byte("user.a"), Value: nil}, {Name: []byte("user.b"), Value: []byte{0, 0xff}}}},
 		{Name: []byte("link"), Type: NodeSymlink, Mode: 0o777, Size: 4, Target: []byte("file")},
 		{Name: []byte("null"), Type: NodeCharDev, Mode: 0o666, Rdev: 259},
 	}}
+}
+
+// specTreeBytes writes specSample as SPEC §8's grammar says, as version 1
+// (no ctime_ns) or 2.
+func specTreeBytes(version byte) []byte {
+	sub, blob := crypt.ID{0xd1}, crypt.ID{0xb1}
 	var s specTree
-	s.raw(0x01)
+	ctime := func(v int64) {
+		if version == 2 {
+			s.i(v)
+		}
+	}
+	s.raw(version)
 	s.u(4)
 	// dir
 	s.lv("dir")
@@ -44,6 +54,7 @@ func TestTreeBytesAsSpecified(t *testing.T) {
 	s.u(2)
 	s.i(-5)
 	s.i(300)
+	ctime(7)
 	s.u(0)
 	s.lv("")
 	s.u(0)
@@ -60,6 +71,7 @@ func TestTreeBytesAsSpecified(t *testing.T) {
 	s.u(1000)
 	s.i(1 << 40)
 	s.i(0)
+	ctime(1<<40 + 1)
 	s.u(70000)
 	s.lv("")
 	s.u(0)
@@ -81,6 +93,7 @@ func TestTreeBytesAsSpecified(t *testing.T) {
 	s.u(0)
 	s.i(0)
 	s.i(0)
+	ctime(0)
 	s.u(4)
 	s.lv("file")
 	s.u(0)
@@ -95,26 +108,54 @@ func TestTreeBytesAsSpecified(t *testing.T) {
 	s.u(0)
 	s.i(0)
 	s.i(0)
+	ctime(0)
 	s.u(0)
 	s.lv("")
 	s.u(259)
 	s.u(0)
 	s.u(0)
 	s.u(0)
+	return s.b
+}
 
-	got, err := EncodeTree(tree)
+// TestTreeBytesAsSpecified: EncodeTree writes exactly the bytes of SPEC
+// §8's grammar, version 2 (xattrs as uvarint len(name) || name || uvarint
+// len(value) || value; ctime_ns after atime_ns), and DecodeTree reads them
+// back.
+func TestTreeBytesAsSpecified(t *testing.T) {
+	want := specTreeBytes(2)
+	got, err := EncodeTree(specSample())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, s.b) {
-		t.Fatalf("EncodeTree gives\n%x\nSPEC §8 gives\n%x", got, s.b)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("EncodeTree gives\n%x\nSPEC §8 gives\n%x", got, want)
 	}
-	back, err := DecodeTree(s.b)
+	back, err := DecodeTree(want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := EncodeTree(back); !bytes.Equal(again, s.b) {
+	if !reflect.DeepEqual(back, specSample()) {
 		t.Fatal("the specified bytes do not decode to the same tree")
+	}
+}
+
+// TestTreeVersion1AsSpecified: a version 1 tree (SPEC §8: no ctime_ns) is
+// still read, each entry's ctime being its mtime.
+func TestTreeVersion1AsSpecified(t *testing.T) {
+	back, err := DecodeTree(specTreeBytes(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := specSample()
+	for _, n := range want.Nodes {
+		n.CtimeNs = n.MtimeNs
+	}
+	if !reflect.DeepEqual(back, want) {
+		t.Fatal("the version 1 bytes do not decode to the tree with ctime = mtime")
+	}
+	if _, err := DecodeTree(append([]byte{3}, specTreeBytes(2)[1:]...)); err == nil {
+		t.Fatal("a tree of version 3 decodes")
 	}
 }
 

@@ -361,7 +361,8 @@ var typeNames = map[byte]string{1: "file", 2: "dir", 3: "symlink", 4: "fifo", 5:
 // hashing each file's content read through its extents.
 func (r *reader) walk(id string, prefix []byte) []testutil.ManifestEntry {
 	d := &dec{t: r.t, b: r.blob(typeTree, id)}
-	if d.fixed(1)[0] != 1 {
+	version := d.fixed(1)[0]
+	if version != 1 && version != 2 {
 		r.t.Fatalf("tree %s has another version", id)
 	}
 	var out, below []testutil.ManifestEntry
@@ -370,7 +371,11 @@ func (r *reader) walk(id string, prefix []byte) []testutil.ManifestEntry {
 		e := testutil.ManifestEntry{Type: typeNames[d.fixed(1)[0]]}
 		e.Mode = fmt.Sprintf("%04o", d.uvarint())
 		e.UID, e.GID = uint32(d.uvarint()), uint32(d.uvarint())
-		e.MtimeNs, e.AtimeNs, e.Size = d.varint(), d.varint(), d.uvarint()
+		e.MtimeNs, e.AtimeNs = d.varint(), d.varint()
+		if version == 2 {
+			d.varint() // ctime_ns, not in the manifests of version 1 repositories
+		}
+		e.Size = d.uvarint()
 		e.Target = string(d.lv())
 		e.Rdev, e.LinkGroup = d.uvarint(), d.uvarint()
 		if e.Type == "dir" {
