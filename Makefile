@@ -1,7 +1,10 @@
 # sealfs: end-to-end encrypted backups on any rclone remote. See README.md.
 
 GO       ?= go
+# sealfs is one static binary (no cgo: NAS boxes, ARM boards, containers);
+# sealfs-vault, the vault's server, needs cgo for PKCS#11.
 BIN      := bin/sealfs
+VAULTBIN := bin/sealfs-vault
 # A count, not a duration: Go 1.26's fuzz coordinator can fail a target with a spurious
 # "context deadline exceeded" when a duration runs out (go.dev/issue/75804, fixed in 1.27).
 FUZZTIME ?= 20000x
@@ -9,15 +12,21 @@ FUZZTIME ?= 20000x
 FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo/format:FuzzDecodeTree ./repo/format:FuzzDecodeIndex ./repo/format:FuzzDecodePackHeader \
             ./repo/format:FuzzDecodeSnapshot ./repo/format:FuzzParseConfig ./repo/format:FuzzDecodeForget \
-            ./keyvault:FuzzDecodeRequest ./keyvault:FuzzValidatePoint \
+            ./internal/vaultserver:FuzzDecodeRequest ./keyvault:FuzzValidatePoint \
             ./internal/worktree:FuzzReadJournal ./internal/worktree:FuzzSealedJournal ./remote/mirror:FuzzDecodeListing
 
-.PHONY: all build test unit fuzz lint bench demo demo-stop install clean
+.PHONY: all build build-sealfs build-vault test unit fuzz lint bench demo demo-stop install clean
 
 all: build
 
-build:
-	$(GO) build -o $(BIN) ./cmd/sealfs
+## build: bin/sealfs (static, CGO_ENABLED=0) and bin/sealfs-vault (cgo: needs a C compiler), side by side.
+build: build-sealfs build-vault
+
+build-sealfs:
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/sealfs
+
+build-vault:
+	CGO_ENABLED=1 $(GO) build -o $(VAULTBIN) ./cmd/sealfs-vault
 
 ## test: what CI runs: lint, every test with the race detector, each fuzz target briefly.
 test: lint unit fuzz
@@ -44,23 +53,25 @@ lint:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 10x -cpu 1 ./chunker ./repo
 	$(GO) test -run '^$$' -bench . -benchtime 20x -cpu 1 ./internal/worktree/sealedfile
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./keyvault
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/vaultserver
 	@if [ "$$(id -u)" -eq 0 ]; then ./scripts/bench-mount.sh 512; else echo "bench-mount skipped: it needs root to mount and drop caches"; fi
 
 ## demo: build, create a repository in ./demo (first time: prints its recovery code), mount it at ./demo/mnt.
-demo: build
+demo: build-sealfs
 	./scripts/demo.sh
 
 ## demo-stop: commit, drain and unmount the demo.
-demo-stop: build
+demo-stop: build-sealfs
 	$(BIN) umount demo/mnt
 
-## install: the binary, the mount helpers (mount.sealfs, mount.fuse.sealfs) and the systemd units.
+## install: both commands (sealfs, sealfs-vault), the mount helpers (mount.sealfs,
+## mount.fuse.sealfs) and the systemd units.
 PREFIX  ?= /usr/local
 SBINDIR ?= /sbin
 UNITDIR ?= /etc/systemd/system
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sealfs
+	install -D -m 0755 $(VAULTBIN) $(DESTDIR)$(PREFIX)/bin/sealfs-vault
 	install -d $(DESTDIR)$(SBINDIR)
 	ln -sf $(PREFIX)/bin/sealfs $(DESTDIR)$(SBINDIR)/mount.sealfs
 	ln -sf $(PREFIX)/bin/sealfs $(DESTDIR)$(SBINDIR)/mount.fuse.sealfs

@@ -3,20 +3,15 @@ package keyvault
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
-)
 
-// SecretSize is the size of the secret a vault keeps for a user: the
-// client derives a key slot's key-encryption key from it.
-const SecretSize = 32
+	"github.com/sealfs/sealfs/crypt"
+)
 
 // Client talks to a vault. It never sends the password: only a blinded
 // point and, to recover, the unlock tag derived from the evaluation.
@@ -30,29 +25,38 @@ func NewClient(url string) *Client {
 	return &Client{URL: url, HTTP: &http.Client{Timeout: 30 * time.Second}}
 }
 
+// envelopeAD is the envelope's associated data (docs/VAULT.md §1.1):
+// "sealfs vault v1 envelope" || 0x00 || user.
 func envelopeAD(user string) []byte { return append([]byte("sealfs vault v1 envelope\x00"), user...) }
 
+// sealEnvelope seals the secret for user under the envelope key:
+// nonce (12) || AES-256-GCM(key, secret, envelopeAD(user)), crypt's
+// sealing construction.
 func sealEnvelope(key [32]byte, user string, secret []byte) ([]byte, error) {
-	block, _ := aes.NewCipher(key[:])
-	aead, _ := cipher.NewGCM(block)
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
+	s, err := crypt.NewSealer(key[:])
+	if err != nil {
 		return nil, err
 	}
-	return aead.Seal(nonce, nonce, secret, envelopeAD(user)), nil
+	return s.Seal(envelopeAD(user), secret)
 }
 
-func openEnvelope(key [32]byte, user string, env []byte) ([]byte, error) {
-	block, _ := aes.NewCipher(key[:])
-	aead, _ := cipher.NewGCM(block)
-	if len(env) < aead.NonceSize()+aead.Overhead() {
-		return nil, errors.New("the vault returned a truncated envelope")
+// OpenEnvelope opens an envelope a vault released, sealed for user under
+// the envelope key of Keys (docs/VAULT.md §1.1). It fails, releasing
+// nothing, unless it opens under the key and user and holds a secret.
+func OpenEnvelope(key [32]byte, user string, env []byte) ([]byte, error) {
+	s, err := crypt.NewSealer(key[:])
+	if err != nil {
+		return nil, err
 	}
-	s, err := aead.Open(nil, env[:aead.NonceSize()], env[aead.NonceSize():], envelopeAD(user))
-	if err != nil || len(s) != SecretSize {
-		return nil, errors.New("the vault returned an envelope that does not open: it was changed")
+	secret, err := s.Open(envelopeAD(user), env)
+	if err != nil {
+		return nil, fmt.Errorf("the vault returned an envelope that does not open: it was changed or truncated: %w", err)
 	}
-	return s, nil
+	if len(secret) != SecretSize {
+		clear(secret)
+		return nil, fmt.Errorf("the vault returned an envelope holding %d bytes, not a %d-byte secret", len(secret), SecretSize)
+	}
+	return secret, nil
 }
 
 // Enrol makes a new random secret, protects it with password at the vault
@@ -63,7 +67,7 @@ func (c *Client) Enrol(ctx context.Context, user string, password []byte) ([]byt
 		return nil, err
 	}
 	var ev EvalResponse
-	if err := c.call(ctx, "/v1/enrol/start", &EvalRequest{User: user, Blinded: b.Element}, &ev); err != nil {
+	if err := c.call(ctx, PathEnrolStart, &EvalRequest{User: user, Blinded: b.Element}, &ev); err != nil {
 		return nil, err
 	}
 	keys, err := b.Finish(ev.Evaluated)
@@ -78,7 +82,7 @@ func (c *Client) Enrol(ctx context.Context, user string, password []byte) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	if err := c.call(ctx, "/v1/enrol/finish", &FinishRequest{User: user, Tag: keys.Tag[:], Envelope: env}, nil); err != nil {
+	if err := c.call(ctx, PathEnrolFinish, &FinishRequest{User: user, Tag: keys.Tag[:], Envelope: env}, nil); err != nil {
 		return nil, err
 	}
 	return secret, nil
@@ -93,7 +97,7 @@ func (c *Client) Recover(ctx context.Context, user string, password []byte) ([]b
 		return nil, err
 	}
 	var ev EvalResponse
-	if err := c.call(ctx, "/v1/recover/evaluate", &EvalRequest{User: user, Blinded: b.Element}, &ev); err != nil {
+	if err := c.call(ctx, PathRecoverEvaluate, &EvalRequest{User: user, Blinded: b.Element}, &ev); err != nil {
 		return nil, err
 	}
 	keys, err := b.Finish(ev.Evaluated)
@@ -101,60 +105,80 @@ func (c *Client) Recover(ctx context.Context, user string, password []byte) ([]b
 		return nil, err
 	}
 	var rel ReleaseResponse
-	if err := c.call(ctx, "/v1/recover/release", &ReleaseRequest{User: user, Tag: keys.Tag[:]}, &rel); err != nil {
+	if err := c.call(ctx, PathRecoverRelease, &ReleaseRequest{User: user, Tag: keys.Tag[:]}, &rel); err != nil {
 		return nil, err
 	}
-	return openEnvelope(keys.EnvelopeKey, user, rel.Envelope)
+	return OpenEnvelope(keys.EnvelopeKey, user, rel.Envelope)
 }
 
+// call posts req to path and decodes the answer into resp (nil: an empty
+// answer is expected); an error answer becomes the protocol's error.
 func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	var r *http.Response
-	// A rate-limited request did nothing at the vault: wait and retry.
-	for wait := 500 * time.Millisecond; ; wait *= 2 {
-		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+path, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		hr.Header.Set("Content-Type", "application/json")
-		if r, err = c.HTTP.Do(hr); err != nil {
-			return fmt.Errorf("failed to reach the vault at %s: %w", c.URL, err)
-		}
-		if r.StatusCode != http.StatusTooManyRequests || wait > 8*time.Second {
-			break
-		}
-		r.Body.Close()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-	defer r.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxRequest))
+	r, err := c.post(ctx, path, body)
 	if err != nil {
 		return err
 	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxMessageSize))
+	if err != nil {
+		return fmt.Errorf("failed to read the answer of the vault at %s: %w", c.URL, err)
+	}
 	if r.StatusCode != http.StatusOK {
-		var e ErrorResponse
-		json.Unmarshal(b, &e)
-		switch e.Code {
-		case "wrong_password":
-			return &WrongPasswordError{AttemptsLeft: e.AttemptsLeft}
-		case "locked_out":
-			return ErrLockedOut
-		case "not_enrolled":
-			return ErrNotEnrolled
-		case "enrolled":
-			return ErrEnrolled
-		}
-		return fmt.Errorf("the vault answered %s: %s", r.Status, e.Error)
+		return answerError(r.Status, b)
 	}
 	if resp == nil {
 		return nil
 	}
-	return json.Unmarshal(b, resp)
+	if err := json.Unmarshal(b, resp); err != nil {
+		return fmt.Errorf("the vault at %s gave an answer that is not the protocol's: %w", c.URL, err)
+	}
+	return nil
+}
+
+// post sends one request; a rate-limited request did nothing at the
+// vault, so it waits and sends it again, up to about 15 s in all.
+func (c *Client) post(ctx context.Context, path string, body []byte) (*http.Response, error) {
+	for wait := 500 * time.Millisecond; ; wait *= 2 {
+		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		hr.Header.Set("Content-Type", "application/json")
+		r, err := c.HTTP.Do(hr)
+		if err != nil {
+			return nil, fmt.Errorf("failed to reach the vault at %s: %w", c.URL, err)
+		}
+		if r.StatusCode != http.StatusTooManyRequests || wait > 8*time.Second {
+			return r, nil
+		}
+		r.Body.Close()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// answerError turns an error answer into the protocol's error for its code.
+func answerError(status string, body []byte) error {
+	var e ErrorResponse
+	if err := json.Unmarshal(body, &e); err != nil {
+		return fmt.Errorf("the vault answered %s, without a vault error in the body (is a proxy in between?)", status)
+	}
+	switch e.Code {
+	case CodeWrongPassword:
+		return &WrongPasswordError{AttemptsLeft: e.AttemptsLeft}
+	case CodeLockedOut:
+		return ErrLockedOut
+	case CodeNotEnrolled:
+		return ErrNotEnrolled
+	case CodeEnrolled:
+		return ErrEnrolled
+	}
+	return fmt.Errorf("the vault answered %s: %s", status, e.Error)
 }

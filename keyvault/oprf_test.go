@@ -88,3 +88,17 @@ func TestValidatePoint(t *testing.T) {
 		}
 	}
 }
+
+func FuzzValidatePoint(f *testing.F) {
+	b, _ := Blind([]byte("seed"))
+	f.Add(b.Element)
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if ValidatePoint(p) != nil {
+			return
+		}
+		// Whatever validates can be evaluated and unblinded without panic.
+		if len(p) != PointSize || p[0] != 4 {
+			t.Fatal("a non-uncompressed encoding validated")
+		}
+	})
+}

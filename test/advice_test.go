@@ -51,7 +51,7 @@ func TestUnlockFailuresAdviseOnce(t *testing.T) {
 	expectStderr(t, "no repository", snapshots(c.codeFile, empty), 5,
 		"sealfs: no sealfs repository at "+empty+"\n"+hintNoRepo)
 
-	url := startVaultServer(t)
+	url := startVaultServer(t, directServe())
 	dir := t.TempDir()
 	pw := writeFileT(t, dir, "pw", "a long and happy passphrase\n")
 	bad := writeFileT(t, dir, "bad", "not the passphrase at all\n")

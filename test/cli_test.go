@@ -18,17 +18,26 @@ import (
 	"github.com/sealfs/sealfs/repo"
 )
 
-var sealfsBin string
+// sealfsBin and vaultBin are the commands under test, side by side in one
+// folder as make install puts them.
+var sealfsBin, vaultBin string
 
+// TestMain builds the commands as they ship: sealfs without cgo (one
+// static binary), sealfs-vault with it (PKCS#11).
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sealfs-bin")
 	if err != nil {
 		panic(err)
 	}
 	sealfsBin = filepath.Join(dir, "sealfs")
-	if out, err := exec.Command("go", "build", "-o", sealfsBin, "../cmd/sealfs").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "failed to build sealfs: %v\n%s", err, out)
-		os.Exit(1)
+	vaultBin = filepath.Join(dir, "sealfs-vault")
+	for _, b := range []struct{ out, pkg, cgo string }{{sealfsBin, "../cmd/sealfs", "0"}, {vaultBin, "../cmd/sealfs-vault", "1"}} {
+		build := exec.Command("go", "build", "-o", b.out, b.pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "failed to build %s with CGO_ENABLED=%s: %v\n%s", b.pkg, b.cgo, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

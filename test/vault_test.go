@@ -13,9 +13,28 @@ import (
 	"time"
 )
 
-// startVaultServer runs the real `sealfs vault serve` on a free loopback
-// port with its embedded SoftHSM2 token, and waits for /healthz.
-func startVaultServer(t *testing.T) string {
+// The two ways to serve the vault: its own command, and sealfs's
+// hand-over to it.
+func directServe() []string   { return []string{vaultBin, "serve"} }
+func handOverServe() []string { return []string{sealfsBin, "vault", "serve"} }
+
+// serveWays names the two ways, for subtests.
+func serveWays() []struct {
+	name string
+	argv []string
+} {
+	return []struct {
+		name string
+		argv []string
+	}{{"sealfs-vault serve", directServe()}, {"sealfs vault serve", handOverServe()}}
+}
+
+// startVaultServer runs the real vault (serve: the command line up to its
+// flags) on a free loopback port with its embedded SoftHSM2 token, and
+// waits for /healthz. The process serving is sealfs-vault itself, however
+// it was started (the hand-over replaces sealfs, so signals reach the
+// server); at the end of the test SIGINT stops it cleanly.
+func startVaultServer(t *testing.T, serve []string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -23,27 +42,45 @@ func startVaultServer(t *testing.T) string {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(sealfsBin, "vault", "serve", "--listen", addr, "--data-dir", filepath.Join(t.TempDir(), "vault"))
+	cmd := exec.Command(serve[0], append(serve[1:], "--listen", addr, "--data-dir", filepath.Join(t.TempDir(), "vault"))...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	})
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { stopVaultServer(t, cmd, exited, &log) })
 	url := "http://" + addr
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		if r, err := http.Get(url + "/healthz"); err == nil && r.StatusCode == 200 {
 			r.Body.Close()
-			return url
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the vault did not come up:\n%s", log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); err != nil || exe != vaultBin {
+		t.Fatalf("%v serves as %q (%v), want %s in the same process", serve, exe, err, vaultBin)
+	}
+	return url
+}
+
+// stopVaultServer sends SIGINT and expects a clean exit.
+func stopVaultServer(t *testing.T, cmd *exec.Cmd, exited <-chan error, log *bytes.Buffer) {
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("the vault did not stop cleanly on SIGINT: %v\n%s", err, log.String())
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		t.Errorf("the vault did not stop within 30 s of SIGINT:\n%s", log.String())
 	}
 }
 
@@ -58,10 +95,16 @@ func writeFileT(t *testing.T, dir, name, content string) string {
 // TestVaultRecovery: enrol at init, recover on a "new machine" with only
 // the password, mount and read; wrong passwords say how many attempts are
 // left; the password changes without touching data; after 10 wrong ones
-// the key is gone and the recovery code is the only way back.
+// the key is gone and the recovery code is the only way back. Against the
+// vault served both ways: by sealfs-vault, and through sealfs's hand-over.
 func TestVaultRecovery(t *testing.T) {
 	needRoot(t)
-	url := startVaultServer(t)
+	for _, way := range serveWays() {
+		t.Run(way.name, func(t *testing.T) { testVaultRecovery(t, startVaultServer(t, way.argv)) })
+	}
+}
+
+func testVaultRecovery(t *testing.T, url string) {
 	dir := t.TempDir()
 	pw := writeFileT(t, dir, "pw", "a long and happy passphrase\n")
 	bad := writeFileT(t, dir, "bad", "not the passphrase at all\n")
@@ -112,7 +155,46 @@ func TestVaultRecovery(t *testing.T) {
 	expect(t, vault(pw, "snapshots", c.remote), 0, "")
 }
 
+// TestVaultRefusesPlainHTTPOffLoopback: both ways, plain HTTP on a
+// non-loopback address is a usage error (exit 2) unless --insecure-http.
 func TestVaultRefusesPlainHTTPOffLoopback(t *testing.T) {
-	r := sealfs(t, nil, "vault", "serve", "--listen", "0.0.0.0:0", "--data-dir", t.TempDir())
-	expect(t, r, 2, "refusing plain HTTP")
+	for _, way := range serveWays() {
+		cmd := exec.Command(way.argv[0], append(way.argv[1:], "--listen", "0.0.0.0:0", "--data-dir", t.TempDir())...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+		expect(t, run(t, cmd), 2, "sealfs-vault: refusing plain HTTP")
+	}
+}
+
+// TestVaultHandOver: sealfs vault serve runs sealfs-vault from next to
+// sealfs, else from PATH; with neither it says what is missing and how to
+// install it; its --help is sealfs-vault serve's.
+func TestVaultHandOver(t *testing.T) {
+	alone := filepath.Join(t.TempDir(), "sealfs")
+	b, err := os.ReadFile(sealfsBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(alone, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	serve := func(path string, args ...string) result {
+		cmd := exec.Command(alone, append([]string{"vault", "serve"}, args...)...)
+		cmd.Env = []string{"PATH=" + path, "HOME=" + t.TempDir()}
+		return run(t, cmd)
+	}
+	r := serve(t.TempDir(), "--listen", "0.0.0.0:0")
+	want := "sealfs: the vault server is the command sealfs-vault, which is not installed: it is neither in " + filepath.Dir(alone) +
+		" (next to sealfs) nor on PATH\nsealfs: install it next to sealfs: make install installs both commands (sealfs-vault is built with cgo: go build ./cmd/sealfs-vault)\n"
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("without sealfs-vault: exit %d (want 1), stderr:\n%s\nwant:\n%s", r.code, r.stderr, want)
+	}
+	// On PATH only: found there, and it is sealfs-vault that refuses.
+	expect(t, serve(filepath.Dir(vaultBin), "--listen", "0.0.0.0:0"), 2, "sealfs-vault: refusing plain HTTP")
+	r = serve(filepath.Dir(vaultBin), "--help")
+	expect(t, r, 0, "")
+	for _, f := range []string{"--listen", "--data-dir", "--tls-cert", "--tls-key", "--insecure-http", "--hsm-module", "--hsm-token", "--hsm-pin-file"} {
+		if !strings.Contains(r.stdout, f) {
+			t.Errorf("sealfs vault serve --help does not show sealfs-vault serve's %s:\n%s", f, r.stdout)
+		}
+	}
 }

@@ -91,6 +91,7 @@ var failures = []failure{
 	{is(daemon.ErrNoAnswer), exitError, "to detach the mount anyway: umount -l MOUNTPOINT (what it queued goes up at the next mount)"},
 	{is(daemon.ErrDaemonGone), exitError, "detach the mount with: umount -l MOUNTPOINT"},
 	{is(daemon.ErrNotDaemon), exitError, "to unmount anyway, run: umount MOUNTPOINT (a sealfs daemon then uploads what is queued and exits by itself)"},
+	{is(errNoVaultServer), exitError, "install it next to sealfs: make install installs both commands (sealfs-vault is built with cgo: go build ./cmd/sealfs-vault)"},
 	{is(errNoCacheDir), exitError, "set XDG_CACHE_HOME, or give --cache-dir DIR"},
 	{remote.IsUnreachable, exitUnreachable, "the remote could not be reached: check the network, the remote's address, and your rclone config (rclone lsd REMOTE)"},
 }

@@ -1,7 +1,9 @@
 // Package layering checks, as a test, that sealfs' packages import each
 // other only downwards: crypt and chunker import nothing of ours, remote
 // knows nothing above it, repo sees only the remote interface, and nothing
-// imports the command or the end-to-end tests.
+// imports the command or the end-to-end tests; that the vault's server
+// (internal/vaultserver, cgo) is linked by sealfs-vault alone, so that
+// sealfs and the vault client (keyvault) build without cgo.
 package layering
 
 import (
@@ -19,8 +21,9 @@ var allowed = map[string][]string{
 	"chunker":                      {},
 	"remote":                       {"remote"},
 	"repo":                         {"crypt", "chunker", "remote", "repo/format", "internal/atomicfile"},
-	"repo/format":                  {"crypt", "chunker"}, // pure codecs; chunker: the config holds and validates its parameters
-	"keyvault":                     {"crypt"},
+	"repo/format":                  {"crypt", "chunker"},  // pure codecs; chunker: the config holds and validates its parameters
+	"keyvault":                     {"crypt"},             // the vault's client and protocol: pure Go, never the server
+	"internal/vaultserver":         {"keyvault", "crypt"}, // the vault's HSM (cgo), database, HTTP: for sealfs-vault only
 	"internal/archiver":            {"repo", "crypt"},
 	"internal/worktree":            {"repo", "crypt", "internal/worktree/sealedfile", "internal/atomicfile"},
 	"internal/worktree/sealedfile": {"crypt"},
@@ -33,12 +36,26 @@ var allowed = map[string][]string{
 	"internal/unlock":              {"repo", "crypt", "keyvault"}, // secret sources, both unlockers, the vault slot's params
 	"internal/testutil":            {"crypt", "remote", "repo", "internal/unlock"},
 	"internal/layering":            {},
+	"internal/clidoc":              {}, // docs/CLI.md against the commands' flags, for their tests
+	"cmd/sealfs-vault":             {"internal/vaultserver", "keyvault"},
 	"cmd/sealfs":                   {"crypt", "chunker", "remote", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/sdnotify", "internal/unlock"},
 	"test":                         {"crypt", "remote", "repo", "internal/archiver", "internal/testutil", "internal/worktree", "internal/fusefs", "internal/unlock"},
 }
 
+// testAllowed lists, for the packages whose tests are held to a rule,
+// what their tests (in the package and _test) may import beyond the
+// package's own rule and the package itself. A package not listed here has
+// its tests unchecked.
+var testAllowed = map[string][]string{
+	"keyvault":             {}, // the client's tests run without the server, and without cgo
+	"internal/vaultserver": {},
+	"internal/unlock":      {"internal/testutil", "internal/vaultserver"}, // a real vault for the vault unlocker
+	"cmd/sealfs-vault":     {"internal/clidoc"},
+	"cmd/sealfs":           {"internal/clidoc"}, // sealfs's tests build without cgo too
+}
+
 func TestImportsGoDownwards(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...").CombinedOutput()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}} | {{join .TestImports " "}} {{join .XTestImports " "}}`, module+"...").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
@@ -50,13 +67,19 @@ func TestImportsGoDownwards(t *testing.T) {
 			t.Errorf("package %s has no layering rule: add it to allowed", pkg)
 			continue
 		}
-		for _, imp := range fields[1:] {
-			if !strings.HasPrefix(imp, module) {
-				continue
-			}
-			dep := strings.TrimPrefix(imp, module)
+		imports, testImports, _ := strings.Cut(strings.Join(fields[1:], " "), "|")
+		for _, dep := range ours(imports) {
 			if !matches(dep, rule) {
 				t.Errorf("%s imports %s, which its layer may not", pkg, dep)
+			}
+		}
+		extra, ok := testAllowed[pkg]
+		if !ok {
+			continue
+		}
+		for _, dep := range ours(testImports) {
+			if dep != pkg && !matches(dep, rule) && !matches(dep, extra) {
+				t.Errorf("the tests of %s import %s, which its layer may not", pkg, dep)
 			}
 		}
 	}
@@ -69,6 +92,18 @@ func TestImportsGoDownwards(t *testing.T) {
 			t.Errorf("%s imports %s", bad[0], bad[1])
 		}
 	}
+}
+
+// ours returns the packages of this module in a space-separated list of
+// import paths, by their names inside the module.
+func ours(imports string) []string {
+	var out []string
+	for _, imp := range strings.Fields(imports) {
+		if dep, ok := strings.CutPrefix(imp, module); ok {
+			out = append(out, dep)
+		}
+	}
+	return out
 }
 
 func ruleFor(pkg string) ([]string, bool) {
@@ -88,4 +123,75 @@ func matches(dep string, rule []string) bool {
 		}
 	}
 	return false
+}
+
+// TestNoCgoInSealfs: no package that sealfs links, or its tests link, has
+// cgo files (the standard library's net, os/user and runtime/cgo aside:
+// they have pure-Go fallbacks), so `CGO_ENABLED=0 go build ./cmd/sealfs`
+// makes one static binary; neither do keyvault and its tests. The same
+// check finds the PKCS#11 cgo package in sealfs-vault, so it can fail.
+func TestNoCgoInSealfs(t *testing.T) {
+	for _, pkg := range []string{"cmd/sealfs", "keyvault"} {
+		for _, chain := range cgoPackages(t, pkg) {
+			t.Errorf("%s links cgo: %s", pkg, strings.Join(chain, " -> "))
+		}
+	}
+	if found := cgoPackages(t, "cmd/sealfs-vault"); len(found) == 0 {
+		t.Error("the check finds no cgo in sealfs-vault, which links PKCS#11 through cgo: it is broken")
+	}
+}
+
+// cgoPackages returns, for every package outside the standard library with
+// cgo files in pkg's import closure (its tests' imports included), the
+// chain of imports from pkg to it.
+func cgoPackages(t *testing.T, pkg string) [][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", "-test", "-f",
+		`{{.ImportPath}}|{{.Standard}}|{{len .CgoFiles}}|{{join .Imports ","}}`, module+pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	imports := map[string][]string{}
+	var cgo []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "|")
+		imports[f[0]] = strings.Split(f[3], ",")
+		if f[1] == "false" && f[2] != "0" {
+			cgo = append(cgo, f[0])
+		}
+	}
+	var chains [][]string
+	for _, c := range cgo {
+		chains = append(chains, importChain(imports, module+pkg, c))
+	}
+	return chains
+}
+
+// importChain finds a shortest chain of imports from one package to
+// another (breadth first); the test variants of from count as from.
+func importChain(imports map[string][]string, from, to string) []string {
+	prev := map[string]string{}
+	var queue []string
+	for p := range imports {
+		if p == from || strings.HasPrefix(p, from+" [") || strings.HasPrefix(p, from+"_test [") {
+			prev[p], queue = "", append(queue, p)
+		}
+	}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if p == to {
+			var chain []string
+			for ; p != ""; p = prev[p] {
+				chain = append([]string{strings.TrimPrefix(p, module)}, chain...)
+			}
+			return chain
+		}
+		for _, next := range imports[p] {
+			if _, seen := prev[next]; !seen && next != "" {
+				prev[next], queue = p, append(queue, next)
+			}
+		}
+	}
+	return []string{from, "...", to}
 }

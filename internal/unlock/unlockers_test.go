@@ -15,24 +15,31 @@ import (
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/unlock"
+	"github.com/sealfs/sealfs/internal/vaultserver"
 	"github.com/sealfs/sealfs/keyvault"
 	"github.com/sealfs/sealfs/repo"
 )
 
 // startVault runs a real vault (an embedded SoftHSM2 token, its database,
-// HTTP on loopback) for the test and returns its URL.
+// HTTP on loopback) for the test and returns its URL. SoftHSM2 finds the
+// token through SOFTHSM2_CONF, which the test sets as sealfs-vault does.
 func startVault(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	h, err := keyvault.OpenEmbedded(dir)
-	if err != nil {
-		t.Fatalf("SoftHSM2: %v", err)
-	}
-	v, err := keyvault.NewVault(h, filepath.Join(dir, "vault.db"))
+	conf, err := vaultserver.EmbeddedConf(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := keyvault.NewServer(v, filepath.Join(dir, "audit.log"), nil)
+	t.Setenv(vaultserver.SoftHSMConfEnv, conf)
+	h, err := vaultserver.OpenEmbedded(dir)
+	if err != nil {
+		t.Fatalf("SoftHSM2: %v", err)
+	}
+	v, err := vaultserver.NewVault(h, filepath.Join(dir, "vault.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := vaultserver.NewServer(v, filepath.Join(dir, "audit.log"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

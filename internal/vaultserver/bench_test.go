@@ -1,20 +1,20 @@
-package keyvault
+package vaultserver
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
 	"testing"
+
+	"github.com/sealfs/sealfs/keyvault"
 )
 
 // BenchmarkHSMDerive is the raw rate of CKM_ECDH1_DERIVE on the token.
 func BenchmarkHSMDerive(b *testing.B) {
-	h, err := OpenEmbedded(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
+	h := openTestHSM(b, b.TempDir())
 	defer h.Close()
 	h.NewUserKey("bench")
-	bl, _ := Blind([]byte("bench"))
+	bl, _ := keyvault.Blind([]byte("bench"))
 	for b.Loop() {
 		if _, err := h.Evaluate("bench", bl.Element); err != nil {
 			b.Fatal(err)
@@ -28,10 +28,7 @@ func BenchmarkHSMDerive(b *testing.B) {
 // client, not the vault.
 func BenchmarkServerRecovery(b *testing.B) {
 	dir := b.TempDir()
-	h, err := OpenEmbedded(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
+	h := openTestHSM(b, dir)
 	defer h.Close()
 	v, _ := NewVault(h, filepath.Join(dir, "vault.db"))
 	defer v.Close()
@@ -39,24 +36,24 @@ func BenchmarkServerRecovery(b *testing.B) {
 	srv.users, srv.ips = newLimiter(1e9, 1e9), newLimiter(1e9, 1e9)
 	hs := newLoopbackServer(srv)
 	defer hs.Close()
-	c := NewClient(hs.URL)
+	c := keyvault.NewClient(hs.URL)
 	ctx := context.Background()
 	if _, err := c.Enrol(ctx, user, []byte("benchmark password")); err != nil {
 		b.Fatal(err)
 	}
-	bl, _ := Blind(Stretch([]byte("benchmark password"), user))
+	bl, _ := keyvault.Blind(keyvault.Stretch([]byte("benchmark password"), user))
 	for b.Loop() {
-		var ev EvalResponse
-		if err := c.call(ctx, "/v1/recover/evaluate", &EvalRequest{User: user, Blinded: bl.Element}, &ev); err != nil {
-			b.Fatal(err)
+		var ev keyvault.EvalResponse
+		if st := post(b, hs.URL, keyvault.PathRecoverEvaluate, &keyvault.EvalRequest{User: user, Blinded: bl.Element}, &ev); st != http.StatusOK {
+			b.Fatalf("evaluate: status %d", st)
 		}
 		keys, err := bl.Finish(ev.Evaluated)
 		if err != nil {
 			b.Fatal(err)
 		}
-		var rel ReleaseResponse
-		if err := c.call(ctx, "/v1/recover/release", &ReleaseRequest{User: user, Tag: keys.Tag[:]}, &rel); err != nil {
-			b.Fatal(err)
+		var rel keyvault.ReleaseResponse
+		if st := post(b, hs.URL, keyvault.PathRecoverRelease, &keyvault.ReleaseRequest{User: user, Tag: keys.Tag[:]}, &rel); st != http.StatusOK {
+			b.Fatalf("release: status %d", st)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package keyvault
+package vaultserver
 
 import (
 	"crypto/rand"
@@ -7,40 +7,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sealfs/sealfs/keyvault"
 )
 
 // MaxAttempts is how many wrong guesses in a row destroy a user's key.
 const MaxAttempts = 10
 
-// Errors of the vault protocol.
-var (
-	ErrNotEnrolled   = errors.New("no vault enrolment for this user")
-	ErrEnrolled      = errors.New("this user is enrolled already; enrol a new user id instead")
-	ErrLockedOut     = errors.New("too many wrong passwords: the vault destroyed this key for good")
-	ErrWrongPassword = errors.New("wrong password")
-	ErrBadRequest    = errors.New("bad request")
-)
-
-// WrongPasswordError says how many attempts are left.
-type WrongPasswordError struct{ AttemptsLeft int }
-
-func (e *WrongPasswordError) Error() string {
-	return fmt.Sprintf("wrong password: %d attempts left before the vault destroys the key", e.AttemptsLeft)
-}
-
-// Unwrap makes it match ErrWrongPassword.
-func (e *WrongPasswordError) Unwrap() error { return ErrWrongPassword }
-
-var userPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
-
-// ValidUser reports whether a user id is well formed (16 to 128 of
-// A-Z a-z 0-9 _ -). Clients use random ids.
-func ValidUser(u string) bool { return userPattern.MatchString(u) }
+// ErrBadRequest is returned (wrapped) for a request the vault refuses to
+// act on: malformed, or a user id, point, tag or envelope out of shape.
+var ErrBadRequest = errors.New("bad request")
 
 // userRecord is what the database keeps per user: no password, no key.
 type userRecord struct {
@@ -94,7 +74,7 @@ func (v *Vault) load(user string) (*userRecord, error) {
 	err := v.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(usersBucket).Get([]byte(user))
 		if b == nil {
-			return ErrNotEnrolled
+			return keyvault.ErrNotEnrolled
 		}
 		rec = &userRecord{}
 		return json.Unmarshal(b, rec)
@@ -122,19 +102,19 @@ func (v *Vault) destroy(user string, rec *userRecord) error {
 // EnrolStart makes a new HSM key for user and evaluates the blinded point
 // with it. A user with a finished enrolment cannot enrol again.
 func (v *Vault) EnrolStart(user string, blinded []byte) ([]byte, error) {
-	if !ValidUser(user) {
+	if !keyvault.ValidUser(user) {
 		return nil, fmt.Errorf("%w: malformed user id", ErrBadRequest)
 	}
-	if err := ValidatePoint(blinded); err != nil {
+	if err := keyvault.ValidatePoint(blinded); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	defer v.lock(user)()
 	if rec, err := v.load(user); err == nil {
 		if !rec.Pending && !rec.LockedOut {
-			return nil, ErrEnrolled
+			return nil, keyvault.ErrEnrolled
 		}
 		v.hsm.DestroyUserKey(rec.KeyLabel) // an abandoned enrolment
-	} else if !errors.Is(err, ErrNotEnrolled) {
+	} else if !errors.Is(err, keyvault.ErrNotEnrolled) {
 		return nil, err
 	}
 	var nonce [8]byte
@@ -151,7 +131,7 @@ func (v *Vault) EnrolStart(user string, blinded []byte) ([]byte, error) {
 
 // EnrolFinish stores the unlock tag and the sealed envelope.
 func (v *Vault) EnrolFinish(user string, tag, envelope []byte) error {
-	if !ValidUser(user) || len(tag) != 32 || len(envelope) < 28 || len(envelope) > 4096 {
+	if !keyvault.ValidUser(user) || len(tag) != 32 || len(envelope) < 28 || len(envelope) > 4096 {
 		return fmt.Errorf("%w: malformed enrolment", ErrBadRequest)
 	}
 	defer v.lock(user)()
@@ -160,7 +140,7 @@ func (v *Vault) EnrolFinish(user string, tag, envelope []byte) error {
 		return err
 	}
 	if !rec.Pending {
-		return ErrEnrolled
+		return keyvault.ErrEnrolled
 	}
 	if err := v.hsm.SetCounter(rec.KeyLabel, 0); err != nil {
 		return err
@@ -173,10 +153,10 @@ func (v *Vault) EnrolFinish(user string, tag, envelope []byte) error {
 // blinded point; it returns the evaluation and the attempts left if this
 // guess is wrong. At the limit the key is destroyed instead.
 func (v *Vault) Evaluate(user string, blinded []byte) ([]byte, int, error) {
-	if !ValidUser(user) {
+	if !keyvault.ValidUser(user) {
 		return nil, 0, fmt.Errorf("%w: malformed user id", ErrBadRequest)
 	}
-	if err := ValidatePoint(blinded); err != nil {
+	if err := keyvault.ValidatePoint(blinded); err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	defer v.lock(user)()
@@ -190,7 +170,7 @@ func (v *Vault) Evaluate(user string, blinded []byte) ([]byte, int, error) {
 	}
 	if n >= v.limit {
 		v.destroy(user, rec)
-		return nil, 0, ErrLockedOut
+		return nil, 0, keyvault.ErrLockedOut
 	}
 	if err := v.hsm.SetCounter(rec.KeyLabel, n+1); err != nil {
 		return nil, 0, err
@@ -211,9 +191,9 @@ func (v *Vault) active(user string) (*userRecord, error) {
 	}
 	switch {
 	case rec.LockedOut:
-		return nil, ErrLockedOut
+		return nil, keyvault.ErrLockedOut
 	case rec.Pending:
-		return nil, ErrNotEnrolled
+		return nil, keyvault.ErrNotEnrolled
 	}
 	ok, err := v.hsm.HasUserKey(rec.KeyLabel)
 	if err != nil {
@@ -221,7 +201,7 @@ func (v *Vault) active(user string) (*userRecord, error) {
 	}
 	if !ok { // an old database restored after a lockout
 		v.store(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Created: rec.Created})
-		return nil, ErrLockedOut
+		return nil, keyvault.ErrLockedOut
 	}
 	return rec, nil
 }
@@ -229,7 +209,7 @@ func (v *Vault) active(user string) (*userRecord, error) {
 // Release returns the envelope if tag matches (in constant time), which
 // resets the counter. A wrong tag at the limit destroys the key.
 func (v *Vault) Release(user string, tag []byte) ([]byte, error) {
-	if !ValidUser(user) || len(tag) != 32 {
+	if !keyvault.ValidUser(user) || len(tag) != 32 {
 		return nil, fmt.Errorf("%w: malformed release", ErrBadRequest)
 	}
 	defer v.lock(user)()
@@ -251,7 +231,7 @@ func (v *Vault) Release(user string, tag []byte) ([]byte, error) {
 		if err := v.destroy(user, rec); err != nil {
 			return nil, err
 		}
-		return nil, ErrLockedOut
+		return nil, keyvault.ErrLockedOut
 	}
-	return nil, &WrongPasswordError{AttemptsLeft: int(v.limit - n)}
+	return nil, &keyvault.WrongPasswordError{AttemptsLeft: int(v.limit - n)}
 }

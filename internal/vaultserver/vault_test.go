@@ -1,9 +1,10 @@
-package keyvault
+package vaultserver
 
 import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sealfs/sealfs/keyvault"
 )
 
 // testVault runs a real vault (SoftHSM2 token, bbolt database, HTTP on
@@ -24,7 +27,7 @@ type testVault struct {
 	vault  *Vault
 	server *Server
 	http   *httptest.Server
-	client *Client
+	client *keyvault.Client
 }
 
 func startVault(t *testing.T, dir string) *testVault {
@@ -35,12 +38,9 @@ func startVault(t *testing.T, dir string) *testVault {
 }
 
 func (tv *testVault) start() {
-	h, err := OpenEmbedded(tv.dir)
-	if err != nil {
-		tv.t.Fatalf("SoftHSM2: %v", err)
-	}
-	tv.hsm = h
-	if tv.vault, err = NewVault(h, filepath.Join(tv.dir, "vault.db")); err != nil {
+	tv.hsm = openTestHSM(tv.t, tv.dir)
+	var err error
+	if tv.vault, err = NewVault(tv.hsm, filepath.Join(tv.dir, "vault.db")); err != nil {
 		tv.t.Fatal(err)
 	}
 	if tv.server, err = NewServer(tv.vault, filepath.Join(tv.dir, "audit.log"), nil); err != nil {
@@ -48,7 +48,7 @@ func (tv *testVault) start() {
 	}
 	tv.server.users = newLimiter(1000, 1000) // the tests guess fast on purpose
 	tv.http = httptest.NewServer(tv.server.Handler())
-	tv.client = NewClient(tv.http.URL)
+	tv.client = keyvault.NewClient(tv.http.URL)
 }
 
 func (tv *testVault) stop() {
@@ -78,10 +78,10 @@ func TestEnrolRecover(t *testing.T) {
 	if err != nil || !bytes.Equal(got, secret) {
 		t.Fatalf("recover: %v", err)
 	}
-	if _, err := tv.client.Enrol(ctx, user, []byte("another")); !errors.Is(err, ErrEnrolled) {
+	if _, err := tv.client.Enrol(ctx, user, []byte("another")); !errors.Is(err, keyvault.ErrEnrolled) {
 		t.Fatalf("re-enrolling an enrolled user = %v", err)
 	}
-	if _, err := tv.client.Recover(ctx, "user-unknown-0123456789", []byte("x")); !errors.Is(err, ErrNotEnrolled) {
+	if _, err := tv.client.Recover(ctx, "user-unknown-0123456789", []byte("x")); !errors.Is(err, keyvault.ErrNotEnrolled) {
 		t.Fatalf("unknown user = %v", err)
 	}
 }
@@ -93,7 +93,7 @@ func TestNineWrongThenRight(t *testing.T) {
 	for round := range 2 { // the right password resets the count
 		for i := range MaxAttempts - 1 {
 			_, err := tv.client.Recover(ctx, user, []byte(fmt.Sprintf("wrong %d", i)))
-			var wp *WrongPasswordError
+			var wp *keyvault.WrongPasswordError
 			if !errors.As(err, &wp) || wp.AttemptsLeft != MaxAttempts-1-i {
 				t.Fatalf("round %d, wrong guess %d: %v", round, i, err)
 			}
@@ -119,25 +119,25 @@ func TestLockoutIsForever(t *testing.T) {
 	tv.start()
 	for i := range MaxAttempts {
 		_, err := tv.client.Recover(ctx, user, []byte(fmt.Sprintf("wrong %d", i)))
-		if i < MaxAttempts-1 && !errors.Is(err, ErrWrongPassword) {
+		if i < MaxAttempts-1 && !errors.Is(err, keyvault.ErrWrongPassword) {
 			t.Fatalf("guess %d: %v", i, err)
 		}
-		if i == MaxAttempts-1 && !errors.Is(err, ErrLockedOut) {
+		if i == MaxAttempts-1 && !errors.Is(err, keyvault.ErrLockedOut) {
 			t.Fatalf("the 10th wrong guess gave %v, want ErrLockedOut", err)
 		}
 	}
-	if _, err := tv.client.Recover(ctx, user, []byte("right")); !errors.Is(err, ErrLockedOut) {
+	if _, err := tv.client.Recover(ctx, user, []byte("right")); !errors.Is(err, keyvault.ErrLockedOut) {
 		t.Fatalf("right password after lockout = %v", err)
 	}
 	tv.restart()
-	if _, err := tv.client.Recover(ctx, user, []byte("right")); !errors.Is(err, ErrLockedOut) {
+	if _, err := tv.client.Recover(ctx, user, []byte("right")); !errors.Is(err, keyvault.ErrLockedOut) {
 		t.Fatalf("right password after a restart = %v", err)
 	}
 	// Restoring the old database brings neither the key nor the count back.
 	tv.stop()
 	os.WriteFile(filepath.Join(dir, "vault.db"), dbCopy, 0o600)
 	tv.start()
-	if _, err := tv.client.Recover(ctx, user, []byte("right")); !errors.Is(err, ErrLockedOut) {
+	if _, err := tv.client.Recover(ctx, user, []byte("right")); !errors.Is(err, keyvault.ErrLockedOut) {
 		t.Fatalf("right password with a restored database = %v, want ErrLockedOut", err)
 	}
 }
@@ -146,7 +146,7 @@ func TestParallelGuessesNeverPassTheLimit(t *testing.T) {
 	ctx := context.Background()
 	tv := startVault(t, t.TempDir())
 	tv.client.Enrol(ctx, user, []byte("right"))
-	b, _ := Blind(Stretch([]byte("wrong"), user))
+	b, _ := keyvault.Blind(keyvault.Stretch([]byte("wrong"), user))
 	var mu sync.Mutex
 	evaluations := 0
 	var wg sync.WaitGroup
@@ -154,8 +154,8 @@ func TestParallelGuessesNeverPassTheLimit(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var ev EvalResponse
-			if err := tv.client.call(ctx, "/v1/recover/evaluate", &EvalRequest{User: user, Blinded: b.Element}, &ev); err == nil {
+			var ev keyvault.EvalResponse
+			if post(t, tv.http.URL, keyvault.PathRecoverEvaluate, &keyvault.EvalRequest{User: user, Blinded: b.Element}, &ev) == http.StatusOK {
 				mu.Lock()
 				evaluations++
 				mu.Unlock()
@@ -166,7 +166,7 @@ func TestParallelGuessesNeverPassTheLimit(t *testing.T) {
 	if evaluations != MaxAttempts {
 		t.Fatalf("50 parallel guesses got %d evaluations, want exactly %d", evaluations, MaxAttempts)
 	}
-	if _, err := tv.client.Recover(ctx, user, []byte("right")); !errors.Is(err, ErrLockedOut) {
+	if _, err := tv.client.Recover(ctx, user, []byte("right")); !errors.Is(err, keyvault.ErrLockedOut) {
 		t.Fatalf("after the parallel guesses = %v", err)
 	}
 }
@@ -182,14 +182,14 @@ func TestCrashBetweenCountAndEvaluateCounts(t *testing.T) {
 	tv := startVault(t, t.TempDir())
 	tv.client.Enrol(ctx, user, []byte("right"))
 	crashing := &Vault{hsm: failingHSM{tv.hsm}, db: tv.vault.db, limit: MaxAttempts}
-	b, _ := Blind(Stretch([]byte("guess"), user))
+	b, _ := keyvault.Blind(keyvault.Stretch([]byte("guess"), user))
 	for range 3 {
 		if _, _, err := crashing.Evaluate(user, b.Element); err == nil {
 			t.Fatal("evaluation did not fail")
 		}
 	}
 	_, err := tv.client.Recover(ctx, user, []byte("wrong"))
-	var wp *WrongPasswordError
+	var wp *keyvault.WrongPasswordError
 	if !errors.As(err, &wp) || wp.AttemptsLeft != MaxAttempts-4 {
 		t.Fatalf("after 3 crashed evaluations and a wrong guess: %v; want %d attempts left", err, MaxAttempts-4)
 	}
@@ -199,7 +199,7 @@ func TestMalformedRequests(t *testing.T) {
 	ctx := context.Background()
 	tv := startVault(t, t.TempDir())
 	tv.client.Enrol(ctx, user, []byte("right"))
-	good, _ := Blind([]byte("x"))
+	good, _ := keyvault.Blind([]byte("x"))
 	offCurve := append([]byte{}, good.Element...)
 	offCurve[64] ^= 1
 	post := func(path, body string) int {
@@ -245,7 +245,7 @@ func TestDishonestOperator(t *testing.T) {
 	secret, _ := tv.client.Enrol(ctx, user, password)
 	tv.stop()
 	db, _ := os.ReadFile(filepath.Join(dir, "vault.db"))
-	stretched := Stretch(password, user)
+	stretched := keyvault.Stretch(password, user)
 	for _, needle := range [][]byte{password, secret, stretched} {
 		if bytes.Contains(db, needle) {
 			t.Fatal("the database holds the password, the secret or the stretched password")
@@ -265,7 +265,7 @@ func TestDishonestOperator(t *testing.T) {
 	// a key it has (a token of its own), for the right password.
 	own := startVault(t, t.TempDir())
 	own.hsm.NewUserKey("guess")
-	b, _ := Blind(stretched)
+	b, _ := keyvault.Blind(stretched)
 	x, err := own.hsm.Evaluate("guess", b.Element)
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +274,7 @@ func TestDishonestOperator(t *testing.T) {
 	if bytes.Equal(keys.Tag[:], rec.Tag) {
 		t.Fatal("a key other than the user's HSM key reproduced the tag")
 	}
-	if _, err := openEnvelope(keys.EnvelopeKey, user, rec.Envelope); err == nil {
+	if _, err := keyvault.OpenEnvelope(keys.EnvelopeKey, user, rec.Envelope); err == nil {
 		t.Fatal("the envelope opened without the user's HSM key")
 	}
 }
@@ -283,31 +283,39 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"user":"user-0123456789abcdef","blinded":"BAAA"}`))
 	f.Add([]byte(`{"user":"x","tag":"AAAA","envelope":"AAAA"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var e EvalRequest
-		if DecodeRequest(b, &e) == nil {
-			if ValidatePoint(e.Blinded) == nil && len(e.Blinded) != PointSize {
+		var e keyvault.EvalRequest
+		if decodeRequest(b, &e) == nil {
+			if keyvault.ValidatePoint(e.Blinded) == nil && len(e.Blinded) != keyvault.PointSize {
 				t.Fatal("a point of the wrong size validated")
 			}
 		}
-		var f FinishRequest
-		_ = DecodeRequest(b, &f)
-		var r ReleaseRequest
-		_ = DecodeRequest(b, &r)
-	})
-}
-
-func FuzzValidatePoint(f *testing.F) {
-	b, _ := Blind([]byte("seed"))
-	f.Add(b.Element)
-	f.Fuzz(func(t *testing.T, p []byte) {
-		if ValidatePoint(p) != nil {
-			return
-		}
-		// Whatever validates can be evaluated and unblinded without panic.
-		if len(p) != PointSize || p[0] != 4 {
-			t.Fatal("a non-uncompressed encoding validated")
-		}
+		var f keyvault.FinishRequest
+		_ = decodeRequest(b, &f)
+		var r keyvault.ReleaseRequest
+		_ = decodeRequest(b, &r)
 	})
 }
 
 func newLoopbackServer(s *Server) *httptest.Server { return httptest.NewServer(s.Handler()) }
+
+// post sends one request of the protocol to the vault at url, as a client
+// that skips the client's own steps would, decodes a 200 answer into resp,
+// and returns the status.
+func post(tb testing.TB, url, path string, req, resp any) int {
+	tb.Helper()
+	body, err := json.Marshal(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := http.Post(url+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer r.Body.Close()
+	if r.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(r.Body).Decode(resp); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return r.StatusCode
+}

@@ -1,17 +1,15 @@
-package keyvault
+package vaultserver
 
 import (
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/sealfs/sealfs/keyvault"
 )
 
 // HSM offers the vault's secret operations. Key bytes never leave it:
@@ -183,7 +181,7 @@ func (h *PKCS11) NewUserKey(label string) error {
 
 // Evaluate derives the x-coordinate of k·point inside the token.
 func (h *PKCS11) Evaluate(label string, point []byte) ([]byte, error) {
-	if err := ValidatePoint(point); err != nil {
+	if err := keyvault.ValidatePoint(point); err != nil {
 		return nil, err
 	}
 	h.mu.Lock()
@@ -308,96 +306,4 @@ func (h *PKCS11) Close() error {
 	h.ctx.Finalize()
 	h.ctx.Destroy()
 	return nil
-}
-
-// SoftHSMModule is where Debian's softhsm2 package puts the module.
-const SoftHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
-
-// EmbeddedTokenLabel is the label of the embedded SoftHSM2 token.
-const EmbeddedTokenLabel = "sealfs-vault"
-
-// OpenEmbedded opens (creating it the first time) a SoftHSM2 token kept in
-// dataDir/tokens, with a random PIN in dataDir/token-pin (mode 0600). It
-// sets SOFTHSM2_CONF for this process, so it must be the process's only
-// use of SoftHSM2.
-func OpenEmbedded(dataDir string) (*PKCS11, error) {
-	if _, err := os.Stat(SoftHSMModule); err != nil {
-		return nil, fmt.Errorf("SoftHSM2 is not installed (%s missing): apt-get install softhsm2, or give --hsm-module", SoftHSMModule)
-	}
-	tokens := filepath.Join(dataDir, "tokens")
-	if err := os.MkdirAll(tokens, 0o700); err != nil {
-		return nil, err
-	}
-	conf := filepath.Join(dataDir, "softhsm2.conf")
-	body := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", tokens)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		return nil, err
-	}
-	os.Setenv("SOFTHSM2_CONF", conf)
-	pinFile := filepath.Join(dataDir, "token-pin")
-	pin, err := os.ReadFile(pinFile)
-	if errors.Is(err, os.ErrNotExist) {
-		if pin, err = initEmbeddedToken(pinFile); err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, err
-	}
-	return OpenPKCS11(SoftHSMModule, EmbeddedTokenLabel, strings.TrimSpace(string(pin)))
-}
-
-func randomPIN() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func initEmbeddedToken(pinFile string) ([]byte, error) {
-	ctx := pkcs11.New(SoftHSMModule)
-	if ctx == nil {
-		return nil, fmt.Errorf("failed to load %s", SoftHSMModule)
-	}
-	defer ctx.Destroy()
-	if err := ctx.Initialize(); err != nil {
-		return nil, err
-	}
-	defer ctx.Finalize()
-	slots, err := ctx.GetSlotList(true)
-	if err != nil {
-		return nil, err
-	}
-	free := -1
-	for _, s := range slots {
-		if ti, err := ctx.GetTokenInfo(s); err == nil && ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
-			free = int(s)
-			break
-		}
-	}
-	if free < 0 {
-		return nil, errors.New("SoftHSM2 offers no free slot for the vault's token")
-	}
-	so, pin := randomPIN(), randomPIN()
-	if err := ctx.InitToken(uint(free), so, EmbeddedTokenLabel); err != nil {
-		return nil, fmt.Errorf("failed to initialise the vault token: %w", err)
-	}
-	slot, err := findToken(ctx, EmbeddedTokenLabel)
-	if err != nil {
-		return nil, err
-	}
-	sess, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	if err != nil {
-		return nil, err
-	}
-	defer ctx.CloseSession(sess)
-	if err := ctx.Login(sess, pkcs11.CKU_SO, so); err != nil {
-		return nil, err
-	}
-	if err := ctx.InitPIN(sess, pin); err != nil {
-		return nil, err
-	}
-	ctx.Logout(sess)
-	if err := os.WriteFile(pinFile, []byte(pin+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	return []byte(pin), nil
 }

@@ -1,0 +1,97 @@
+package keyvault
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+// MaxMessageSize bounds every request and answer of the protocol: each is
+// a few hundred bytes.
+const MaxMessageSize = 16 << 10
+
+// SecretSize is the size of the secret a vault keeps for a user: the
+// client derives a key slot's key-encryption key from it.
+const SecretSize = 32
+
+// The HTTP endpoints of protocol version 1 (docs/VAULT.md §1.2). Each
+// takes a POST of a JSON request.
+const (
+	PathEnrolStart      = "/v1/enrol/start"      // EvalRequest -> EvalResponse
+	PathEnrolFinish     = "/v1/enrol/finish"     // FinishRequest -> {}
+	PathRecoverEvaluate = "/v1/recover/evaluate" // EvalRequest -> EvalResponse
+	PathRecoverRelease  = "/v1/recover/release"  // ReleaseRequest -> ReleaseResponse
+)
+
+// Requests and responses of the HTTP protocol (docs/VAULT.md §1.3). Byte
+// fields are base64 in JSON.
+type (
+	// EvalRequest carries a blinded point.
+	EvalRequest struct {
+		User    string `json:"user"`
+		Blinded []byte `json:"blinded"`
+	}
+	// EvalResponse carries the evaluation.
+	EvalResponse struct {
+		Evaluated    []byte `json:"evaluated"`
+		AttemptsLeft int    `json:"attempts_left,omitempty"`
+	}
+	// FinishRequest ends an enrolment.
+	FinishRequest struct {
+		User     string `json:"user"`
+		Tag      []byte `json:"tag"`
+		Envelope []byte `json:"envelope"`
+	}
+	// ReleaseRequest proves the password.
+	ReleaseRequest struct {
+		User string `json:"user"`
+		Tag  []byte `json:"tag"`
+	}
+	// ReleaseResponse carries the envelope.
+	ReleaseResponse struct {
+		Envelope []byte `json:"envelope"`
+	}
+	// ErrorResponse says what went wrong; Code is one of the Code* constants.
+	ErrorResponse struct {
+		Error        string `json:"error"`
+		Code         string `json:"code"`
+		AttemptsLeft int    `json:"attempts_left,omitempty"`
+	}
+)
+
+// The codes of an ErrorResponse, with the HTTP status the vault answers
+// them with.
+const (
+	CodeBadRequest    = "bad_request"    // 400 (413 for a request over MaxMessageSize)
+	CodeWrongPassword = "wrong_password" // 403, with AttemptsLeft
+	CodeNotEnrolled   = "not_enrolled"   // 404
+	CodeEnrolled      = "enrolled"       // 409
+	CodeLockedOut     = "locked_out"     // 410
+	CodeRateLimited   = "rate_limited"   // 429: the request did nothing; retry later
+	CodeInternal      = "internal"       // 500
+)
+
+// Errors of the vault protocol, as the client returns them for an answer's
+// code and as the vault's own operations return them.
+var (
+	ErrNotEnrolled   = errors.New("no vault enrolment for this user")
+	ErrEnrolled      = errors.New("this user is enrolled already; enrol a new user id instead")
+	ErrLockedOut     = errors.New("too many wrong passwords: the vault destroyed this key for good")
+	ErrWrongPassword = errors.New("wrong password")
+)
+
+// WrongPasswordError says how many attempts are left.
+type WrongPasswordError struct{ AttemptsLeft int }
+
+func (e *WrongPasswordError) Error() string {
+	return fmt.Sprintf("wrong password: %d attempts left before the vault destroys the key", e.AttemptsLeft)
+}
+
+// Unwrap makes it match ErrWrongPassword.
+func (e *WrongPasswordError) Unwrap() error { return ErrWrongPassword }
+
+var userPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
+
+// ValidUser reports whether a user id is well formed (16 to 128 of
+// A-Z a-z 0-9 _ -). Clients use random ids.
+func ValidUser(u string) bool { return userPattern.MatchString(u) }
