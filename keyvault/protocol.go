@@ -83,6 +83,7 @@ var (
 // WrongPasswordError says how many attempts are left.
 type WrongPasswordError struct{ AttemptsLeft int }
 
+// Error says that the password was wrong and how many attempts are left.
 func (e *WrongPasswordError) Error() string {
 	return fmt.Sprintf("wrong password: %d attempts left before the vault destroys the key", e.AttemptsLeft)
 }

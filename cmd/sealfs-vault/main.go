@@ -14,7 +14,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/internal/nodump"
 )
 
 // Exit codes (docs/CLI.md): 0 success, 1 any other failure, 2 usage.
@@ -27,11 +28,12 @@ const (
 // usageError marks errors in how the command was called.
 type usageError struct{ error }
 
+// Unwrap returns the error in how the command was called.
 func (u usageError) Unwrap() error { return u.error }
 
 func main() {
 	// Before the HSM's PIN is read: no core dumps, no tracing.
-	if err := noCoreDumps(); err != nil {
+	if err := nodump.Enable(); err != nil {
 		fmt.Fprintf(os.Stderr, "sealfs-vault: %v\n", err)
 		os.Exit(exitError)
 	}
@@ -69,17 +71,4 @@ ones in a row. See docs/VAULT.md.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCmd())
 	return root
-}
-
-// noCoreDumps keeps this process's memory, which holds the HSM's PIN (and,
-// with the embedded token, SoftHSM2's keys), out of core files and away
-// from other processes of the same user, as every sealfs process does.
-func noCoreDumps() error {
-	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0}); err != nil {
-		return fmt.Errorf("failed to turn off core dumps: %w", err)
-	}
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("failed to turn off core dumps: %w", err)
-	}
-	return nil
 }

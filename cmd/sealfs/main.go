@@ -15,11 +15,12 @@ import (
 	"syscall"
 
 	"github.com/sealfs/sealfs/internal/mountopts"
+	"github.com/sealfs/sealfs/internal/nodump"
 )
 
 func main() {
 	// Before anything secret is read: no core dumps, no tracing.
-	if err := noCoreDumps(); err != nil {
+	if err := nodump.Enable(); err != nil {
 		fmt.Fprintf(os.Stderr, "sealfs: %v\n", err)
 		os.Exit(exitError)
 	}
