@@ -363,6 +363,28 @@ type SetAttr struct {
 	MtimeNs  *int64
 }
 
+// applyTo sets in m what s changes.
+func (s SetAttr) applyTo(m *repo.Node) {
+	if s.Mode != nil {
+		m.Mode = *s.Mode & 07777
+	}
+	if s.UID != nil {
+		m.UID = *s.UID
+	}
+	if s.GID != nil {
+		m.GID = *s.GID
+	}
+	if s.Size != nil {
+		m.Size = *s.Size
+	}
+	if s.AtimeNs != nil {
+		m.AtimeNs = *s.AtimeNs
+	}
+	if s.MtimeNs != nil {
+		m.MtimeNs = *s.MtimeNs
+	}
+}
+
 // SetAttr changes attributes; a size change truncates or extends a file.
 func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 	if t.opts.ReadOnly {
@@ -392,26 +414,11 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 		if in.overlay && *s.Size < in.meta.Size {
 			written, baseLimit = in.written.clip(*s.Size), min(in.baseLimit, *s.Size)
 		}
-		m.Size = *s.Size
 		if s.MtimeNs == nil {
 			s.MtimeNs = &now
 		}
 	}
-	if s.Mode != nil {
-		m.Mode = *s.Mode & 07777
-	}
-	if s.UID != nil {
-		m.UID = *s.UID
-	}
-	if s.GID != nil {
-		m.GID = *s.GID
-	}
-	if s.AtimeNs != nil {
-		m.AtimeNs = *s.AtimeNs
-	}
-	if s.MtimeNs != nil {
-		m.MtimeNs = *s.MtimeNs
-	}
+	s.applyTo(&m)
 	var recs []record
 	if in.parent != nil || in == t.root {
 		recs = append(recs, attrRecord(t.pathOf(in), &m))
