@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -301,4 +303,164 @@ func TestRenameFlags(t *testing.T) {
 	fresh := remountFresh(t, c, mnt)
 	check("after a remount on a fresh cache")
 	fresh.umount(t, mnt)
+}
+
+// mountFlags returns the per-mount and the superblock options of the
+// mount at mnt, as /proc/self/mountinfo shows them.
+func mountFlags(t *testing.T, mnt string) (perMount, super map[string]bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs(mnt)
+	set := func(list string) map[string]bool {
+		m := map[string]bool{}
+		for _, o := range strings.Split(list, ",") {
+			m[o] = true
+		}
+		return m
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[4] != abs {
+			continue
+		}
+		sep := slices.Index(f, "-")
+		return set(f[5]), set(f[sep+3])
+	}
+	t.Fatalf("%s is not in /proc/self/mountinfo", mnt)
+	return nil, nil
+}
+
+// TestMountHelperKernelOptions: the mount helper takes every standard
+// mount(8) option. The kernel's own flags (suid, dev, noexec, noatime,
+// nodiratime, sync, dirsync, lazytime) reach the mount, as they would on
+// ext4; nosuid,nodev stay the default, and an explicit suid or dev from
+// root is honoured; options that mean nothing to a FUSE mount (users,
+// iversion, x-*) are accepted and ignored.
+func TestMountHelperKernelOptions(t *testing.T) {
+	installMountHelper(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	base := "code_file=" + c.codeFile + ",cache_dir=" + c.cache
+	mount := func(opts string) {
+		t.Helper()
+		if out, err := exec.Command("mount", "-t", "fuse.sealfs", c.remote, mnt, "-o", base+opts).CombinedOutput(); err != nil {
+			t.Fatalf("mount -t fuse.sealfs -o ...%s: %v\n%s", opts, err, out)
+		}
+	}
+	check := func(what string, perMount, super map[string]bool, want map[string]bool) {
+		t.Helper()
+		for o, on := range want {
+			if (perMount[o] || super[o]) != on {
+				t.Errorf("%s: option %s is %v, want %v (mount shows %v / %v)", what, o, !on, on, perMount, super)
+			}
+		}
+	}
+	mount("")
+	pm, sb := mountFlags(t, mnt)
+	check("defaults", pm, sb, map[string]bool{"nosuid": true, "nodev": true, "relatime": true, "noexec": false, "noatime": false})
+	c.umount(t, mnt)
+	mount(",users,suid,dev,noexec,noatime,nodiratime,sync,dirsync,lazytime,iversion,nomand,x-systemd.device-timeout=5,defaults,auto,_netdev,nofail,async,sync")
+	pm, sb = mountFlags(t, mnt)
+	check("explicit", pm, sb, map[string]bool{"nosuid": false, "nodev": false, "noexec": true, "noatime": true,
+		"nodiratime": true, "relatime": false, "sync": true, "dirsync": true, "lazytime": true})
+	c.umount(t, mnt)
+	mount(",strictatime,nosuid")
+	pm, sb = mountFlags(t, mnt)
+	check("strictatime", pm, sb, map[string]bool{"nosuid": true, "nodev": true, "relatime": false, "noatime": false})
+	c.umount(t, mnt)
+}
+
+func atimeOf(t *testing.T, p string) time.Time {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return time.Unix(st.Atim.Unix())
+}
+
+func setTimes(t *testing.T, p string, atime, mtime time.Time) {
+	t.Helper()
+	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readAll(t *testing.T, p string) {
+	t.Helper()
+	if _, err := os.ReadFile(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAtime: reads update access times as ext4 does under each mount
+// option. relatime (the default): a read updates the access time when it
+// is not after the modification time or is 24 hours old, and not
+// otherwise; listing a directory likewise; what a read set is committed
+// and read back on a fresh cache. strictatime: every read. noatime:
+// none.
+func TestAtime(t *testing.T) {
+	c, mnt := posixMount(t)
+	p := func(n string) string { return filepath.Join(mnt, n) }
+	for _, n := range []string{"new", "old", "recent"} {
+		if err := os.WriteFile(p(n), []byte("data of "+n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	a0 := atimeOf(t, p("new"))
+	time.Sleep(20 * time.Millisecond)
+	readAll(t, p("new"))
+	a1 := atimeOf(t, p("new"))
+	if !a1.After(a0) {
+		t.Errorf("relatime: a read of a file whose atime is its mtime left atime at %v", a1)
+	}
+	readAll(t, p("new"))
+	if a := atimeOf(t, p("new")); !a.Equal(a1) {
+		t.Errorf("relatime: a second read moved atime from %v to %v", a1, a)
+	}
+	setTimes(t, p("old"), now.Add(-25*time.Hour), now.Add(-26*time.Hour))
+	readAll(t, p("old"))
+	if a := atimeOf(t, p("old")); a.Before(now) {
+		t.Errorf("relatime: a read of a file whose atime is 25 h old left it at %v", a)
+	}
+	hourAgo := now.Add(-time.Hour).Truncate(time.Microsecond)
+	setTimes(t, p("recent"), hourAgo, now.Add(-2*time.Hour))
+	readAll(t, p("recent"))
+	if a := atimeOf(t, p("recent")); !a.Equal(hourAgo) {
+		t.Errorf("relatime: a read of a file read an hour ago, after its change, moved atime to %v", a)
+	}
+	if err := os.Mkdir(p("dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	setTimes(t, p("dir"), now.Add(-2*time.Hour), now.Add(-time.Hour))
+	direntNames(t, p("dir"))
+	if a := atimeOf(t, p("dir")); a.Before(now) {
+		t.Errorf("relatime: listing a directory whose atime is before its mtime left it at %v", a)
+	}
+	kept := atimeOf(t, p("old"))
+	c = remountFresh(t, c, mnt)
+	if a := atimeOf(t, p("old")); !a.Equal(kept) {
+		t.Errorf("after a remount on a fresh cache, the atime a read set is %v, want %v", a, kept)
+	}
+
+	c = remountFresh(t, c, mnt, "--options", "noatime")
+	setTimes(t, p("new"), now.Add(-48*time.Hour), now.Add(-time.Minute))
+	readAll(t, p("new"))
+	if a := atimeOf(t, p("new")); a.After(now) {
+		t.Errorf("noatime: a read moved atime to %v", a)
+	}
+	c = remountFresh(t, c, mnt, "--options", "strictatime")
+	readAll(t, p("recent"))
+	a1 = atimeOf(t, p("recent"))
+	time.Sleep(20 * time.Millisecond)
+	readAll(t, p("recent"))
+	if a := atimeOf(t, p("recent")); !a.After(a1) || !a1.After(now) {
+		t.Errorf("strictatime: two reads left atime at %v then %v", a1, a)
+	}
+	c.umount(t, mnt)
 }

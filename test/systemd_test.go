@@ -14,7 +14,10 @@ import (
 
 // TestMountHelper: `mount -t fuse.sealfs` with fstab-style options mounts,
 // reads and writes; plain umount(8) makes the daemon commit and stop.
-func TestMountHelper(t *testing.T) {
+// installMountHelper installs the sealfs binary as mount.fuse.sealfs for
+// the test, or skips it if another one is there.
+func installMountHelper(t *testing.T) {
+	t.Helper()
 	needRoot(t)
 	helper := "/sbin/mount.fuse.sealfs"
 	if _, err := os.Lstat(helper); err == nil {
@@ -24,6 +27,10 @@ func TestMountHelper(t *testing.T) {
 		t.Skipf("cannot install the helper: %v", err)
 	}
 	t.Cleanup(func() { os.Remove(helper) })
+}
+
+func TestMountHelper(t *testing.T) {
+	installMountHelper(t)
 	c := initRepo(t)
 	mnt := mountpoint(t)
 	opts := "code_file=" + c.codeFile + ",cache_dir=" + c.cache + ",_netdev,nofail,x-systemd.automount,default_permissions,allow_other,commit_delay=1h"

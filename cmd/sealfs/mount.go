@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sealfs/sealfs/internal/daemon"
+	"github.com/sealfs/sealfs/internal/mountopts"
 	"github.com/sealfs/sealfs/internal/sdnotify"
 	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote"
@@ -33,6 +34,7 @@ type mountFlags struct {
 	readOnly     bool
 	breakLease   bool
 	allowOther   bool
+	options      optionList // the kernel's VFS options (mountopts.KernelOptions)
 	commitDelay  time.Duration
 	drainTimeout time.Duration
 	sync         string
@@ -78,6 +80,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 	f.BoolVar(&mf.readOnly, "read-only", false, "mount read-only, without taking the writer lease")
 	f.BoolVar(&mf.breakLease, "break-lease", false, "take the writer lease even if another writer holds it (only if it is gone)")
 	f.BoolVar(&mf.allowOther, "allow-other", false, "let other users see the mount (the kernel still checks file modes)")
+	f.Var(&mf.options, "options", "mount(8) options for the kernel, comma-separated: nosuid,nodev (the default) or suid,dev; noexec; sync; relatime (the default), strictatime or noatime; nodiratime ...")
 	f.DurationVar(&mf.commitDelay, "commit-delay", 5*time.Second, "quiet period after the last change before a commit")
 	f.DurationVar(&mf.drainTimeout, "drain-timeout", 5*time.Minute, "how long unmounting may spend uploading what is queued")
 	f.StringVar(&mf.sync, "sync", "local", "what fsync waits for: local (the local queue) or remote (a commit)")
@@ -279,14 +282,35 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	if err != nil {
 		return usageError{fmt.Errorf("mount point %s: %w", mountpoint, err)}
 	}
+	kernel, err := mountopts.ParseKernel(mf.options)
+	if err != nil {
+		return usageError{err}
+	}
 	// cmd's context ends on SIGTERM or SIGINT (main): one that came while
 	// the repository was opened stops the mount once it is ready.
 	return daemon.Run(cmd.Context(), daemon.Config{
 		Repo: r, Source: rcloneremote.Redact(source), Mountpoint: abs, ReadOnly: mf.readOnly, CommitDelay: mf.commitDelay,
 		SyncRemote: mf.sync == "remote", AllowOther: mf.allowOther, DrainTimeout: mf.drainTimeout, Log: log,
-		BreakLease: mf.breakLease, Ready: ready, DaemonCommandLine: daemonMountpoint,
+		BreakLease: mf.breakLease, Ready: ready, DaemonCommandLine: daemonMountpoint, Kernel: kernel,
 	}, sdnotify.Systemd{})
 }
+
+// optionList is a flag that collects comma-separated lists, given once or
+// more; it prints as one list, which reads back the same.
+type optionList []string
+
+func (l *optionList) String() string { return strings.Join(*l, ",") }
+
+func (l *optionList) Set(s string) error {
+	for o := range strings.SplitSeq(s, ",") {
+		if o != "" {
+			*l = append(*l, o)
+		}
+	}
+	return nil
+}
+
+func (l *optionList) Type() string { return "list" }
 
 // newLogger returns the daemon's logger on stderr in format (--log-format).
 func newLogger(format string) (*slog.Logger, error) {

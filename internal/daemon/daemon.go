@@ -26,6 +26,7 @@ import (
 
 	"github.com/sealfs/sealfs/internal/atomicfile"
 	"github.com/sealfs/sealfs/internal/fusefs"
+	"github.com/sealfs/sealfs/internal/mountopts"
 	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -54,6 +55,9 @@ type Config struct {
 	// the lease for a while after its unmount. Without it, a held lease
 	// is simply an error.
 	DaemonCommandLine CommandLine
+	// Kernel holds the mount(2) flags and the access-time mode
+	// (nosuid,nodev,relatime when zero).
+	Kernel mountopts.Kernel
 }
 
 // Status is the document `sealfs status` shows.
@@ -130,6 +134,7 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 	d.unleased.Store(unleased)
 	tree, err := worktree.Open(ctx, cfg.Repo, worktree.Options{
 		Dir: filepath.Join(cfg.Repo.StateDir(), "work"), ReadOnly: cfg.ReadOnly, Log: cfg.Log,
+		Atime: atimeModes[cfg.Kernel.Atime], NoDirAtime: cfg.Kernel.NoDirAtime,
 		OnChange: func() { d.lastChange.Store(time.Now().UnixNano()) },
 	})
 	if err != nil {
@@ -140,15 +145,7 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 	if cfg.SyncRemote {
 		fo.SyncRemote = func(ctx context.Context) error { _, err := d.commit(ctx); return err }
 	}
-	mo := fuse.MountOptions{
-		FsName: cfg.Source, Name: "sealfs", AllowOther: cfg.AllowOther,
-		Options:     []string{"default_permissions"},
-		MaxWrite:    1 << 20,
-		DirectMount: os.Geteuid() == 0,
-	}
-	if cfg.ReadOnly {
-		mo.Options = append(mo.Options, "ro")
-	}
+	mo := mountOptions(cfg)
 	d.srv, err = fusefs.Mount(cfg.Mountpoint, fusefs.New(tree, fo), mo)
 	if err != nil {
 		return nil, fmt.Errorf("failed to mount at %s: %w", cfg.Mountpoint, err)
@@ -163,6 +160,38 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 		d.lastChange.Store(time.Now().UnixNano())
 	}
 	return d, nil
+}
+
+// atimeModes maps the access-time mount options to the worktree's modes.
+var atimeModes = map[mountopts.Atime]worktree.AtimeMode{
+	"": worktree.Relatime, mountopts.Relatime: worktree.Relatime,
+	mountopts.Strictatime: worktree.Strictatime, mountopts.Noatime: worktree.Noatime,
+}
+
+// mountOptions are the FUSE mount options of cfg's mount. Root mounts with
+// mount(2) and the kernel flags of cfg.Kernel; another user through
+// fusermount3, which takes the same flags by name (and drops suid and
+// dev).
+func mountOptions(cfg Config) fuse.MountOptions {
+	k := cfg.Kernel
+	if k.Flags == 0 {
+		k, _ = mountopts.ParseKernel(nil)
+	}
+	mo := fuse.MountOptions{
+		FsName: cfg.Source, Name: "sealfs", AllowOther: cfg.AllowOther,
+		Options:     []string{"default_permissions"},
+		MaxWrite:    1 << 20,
+		DirectMount: os.Geteuid() == 0,
+	}
+	if mo.DirectMount {
+		mo.DirectMountFlags = k.Flags
+	} else {
+		mo.Options = append(mo.Options, k.Names()...)
+	}
+	if cfg.ReadOnly {
+		mo.Options = append(mo.Options, "ro")
+	}
+	return mo
 }
 
 func (d *Daemon) drainTimeout() time.Duration {

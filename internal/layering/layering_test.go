@@ -28,7 +28,7 @@ var allowed = map[string][]string{
 	"internal/worktree":            {"repo", "crypt", "internal/worktree/sealedfile", "internal/atomicfile"},
 	"internal/worktree/sealedfile": {"crypt"},
 	"internal/fusefs":              {"internal/worktree", "repo", "crypt", "remote"}, // remote: the interface's error kinds only
-	"internal/daemon":              {"internal/fusefs", "internal/worktree", "internal/humanize", "repo", "crypt", "remote", "internal/atomicfile"},
+	"internal/daemon":              {"internal/fusefs", "internal/worktree", "internal/humanize", "internal/mountopts", "repo", "crypt", "remote", "internal/atomicfile"},
 	"internal/humanize":            {},
 	"internal/mountopts":           {},
 	"internal/sdnotify":            {},

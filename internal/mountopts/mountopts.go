@@ -5,6 +5,7 @@ package mountopts
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -43,13 +44,18 @@ var flagOptions = map[string]string{
 }
 
 // ignored are options mount(8), fstab or systemd use that mean nothing to
-// sealfs (default_permissions is always on).
+// sealfs (default_permissions is always on; a FUSE mount has no i_version
+// nor mandatory locks).
 var ignored = map[string]bool{
 	"rw": true, "defaults": true, "auto": true, "noauto": true, "user": true, "users": true, "nouser": true,
-	"_netdev": true, "nofail": true, "default_permissions": true, "dev": true, "nodev": true,
-	"suid": true, "nosuid": true, "exec": true, "noexec": true, "atime": true, "noatime": true,
-	"relatime": true, "async": true, "sync_io": true, "owner": true, "comment": true,
+	"_netdev": true, "nofail": true, "default_permissions": true, "sync_io": true, "owner": true, "group": true,
+	"comment": true, "iversion": true, "noiversion": true, "mand": true, "nomand": true, "silent": true,
+	"loud": true,
 }
+
+// kernelFlag is the flag that passes one of the kernel's VFS options
+// (KernelOptions: suid, nodev, noatime, ...) on to `sealfs mount`.
+const kernelFlag = "--options"
 
 // Parse reads a helper's arguments (without the program name).
 func Parse(args []string) (*Parsed, error) {
@@ -94,6 +100,8 @@ func Parse(args []string) (*Parsed, error) {
 			name, value, hasValue := strings.Cut(o, "=")
 			switch {
 			case ignored[name] || strings.HasPrefix(name, "x-") || (name == "comment" && hasValue):
+			case !hasValue && slices.Contains(KernelOptions(), name):
+				p.Args = append(p.Args, kernelFlag, name)
 			case valueOptions[name] != "":
 				if !hasValue || value == "" {
 					return nil, fmt.Errorf("option %s needs a value (%s=...)", name, name)
@@ -135,9 +143,10 @@ func splitOptions(s string) []string {
 func known() string { return strings.Join(Options(), ", ") }
 
 // Options lists the options the helper turns into flags, sorted: "name="
-// for those that take a value, "name" for the others.
+// for those that take a value, "name" for the others (the kernel's VFS
+// options among them).
 func Options() []string {
-	var names []string
+	names := KernelOptions()
 	for n := range valueOptions {
 		names = append(names, n+"=")
 	}

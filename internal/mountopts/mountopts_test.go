@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParse(t *testing.T) {
@@ -22,6 +24,9 @@ func TestParse(t *testing.T) {
 			[]string{"--vault", "https://vault.example:8443", "--password-file", "/run/credentials/x/pw"}, "/srv/repo", ""},
 		{[]string{"r", "/m", "-o", `rclone_config="/a,b/rclone.conf",break_lease`}, []string{"--rclone-config", "/a,b/rclone.conf", "--break-lease"}, "r", ""},
 		{[]string{"r", "/m", "-n", "-s", "-v", "-r"}, []string{"--read-only"}, "r", ""},
+		{[]string{"r", "/m", "-o", "nodiratime,suid,sync,sync=remote,users,iversion,x-a.b=c"},
+			[]string{"--options", "nodiratime", "--options", "suid", "--options", "sync", "--sync", "remote"}, "r", ""},
+		{[]string{"r", "/m", "-o", "nosymfollow"}, nil, "", "unknown mount option"},
 		{[]string{"r", "/m", "-o", "bogus"}, nil, "", "unknown mount option"},
 		{[]string{"r", "/m", "-o", "code_file"}, nil, "", "needs a value"},
 		{[]string{"r", "/m", "-o", "ro=1"}, nil, "", "takes no value"},
@@ -43,5 +48,28 @@ func TestParse(t *testing.T) {
 		if p.Source != c.src || !reflect.DeepEqual(p.Args, c.want) && !(len(p.Args) == 0 && len(c.want) == 0) {
 			t.Errorf("Parse(%q) = %q %q; want %q %q", c.args, p.Source, p.Args, c.src, c.want)
 		}
+	}
+}
+
+// TestParseKernel: nosuid,nodev,relatime without options; the later of
+// two contradicting options wins, as with mount(8).
+func TestParseKernel(t *testing.T) {
+	for _, c := range []struct {
+		opts  []string
+		flags uintptr
+		atime Atime
+	}{
+		{nil, unix.MS_NOSUID | unix.MS_NODEV | unix.MS_RELATIME, Relatime},
+		{[]string{"suid,dev", "noatime"}, unix.MS_NOATIME, Noatime},
+		{[]string{"noatime,relatime,nodiratime,noexec,sync"}, unix.MS_NOSUID | unix.MS_NODEV | unix.MS_RELATIME | unix.MS_NODIRATIME | unix.MS_NOEXEC | unix.MS_SYNCHRONOUS, Relatime},
+		{[]string{"strictatime,suid,nosuid,dirsync,lazytime"}, unix.MS_NOSUID | unix.MS_NODEV | unix.MS_STRICTATIME | unix.MS_DIRSYNC | unix.MS_LAZYTIME, Strictatime},
+	} {
+		k, err := ParseKernel(c.opts)
+		if err != nil || k.Flags != c.flags || k.Atime != c.atime {
+			t.Errorf("ParseKernel(%q) = %#x %s %v; want %#x %s", c.opts, k.Flags, k.Atime, err, c.flags, c.atime)
+		}
+	}
+	if _, err := ParseKernel([]string{"ro"}); err == nil {
+		t.Error("ParseKernel took ro, which is not a kernel option of --options")
 	}
 }

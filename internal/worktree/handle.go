@@ -77,7 +77,11 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if in.overlay {
 		v := t.overlayViewLocked(in)
 		t.mu.Unlock()
-		return v.readAt(ctx, p, off)
+		n, err := v.readAt(ctx, p, off)
+		if err == nil || err == io.EOF {
+			t.accessed(in)
+		}
+		return n, err
 	}
 	f, size := in.file, int64(in.meta.Size)
 	if in.staging == "" {
@@ -108,6 +112,9 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	}
 	if err == io.EOF && got == len(p) {
 		err = nil
+	}
+	if err == nil || err == io.EOF {
+		t.accessed(in)
 	}
 	return got, err
 }

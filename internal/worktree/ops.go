@@ -76,6 +76,14 @@ type DirEntry struct {
 
 // ReadDir lists a directory, sorted by name.
 func (t *Tree) ReadDir(ctx context.Context, dir *Inode) ([]DirEntry, error) {
+	out, err := t.readDir(ctx, dir)
+	if err == nil {
+		t.accessed(dir)
+	}
+	return out, err
+}
+
+func (t *Tree) readDir(ctx context.Context, dir *Inode) ([]DirEntry, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.loadDir(ctx, dir); err != nil {

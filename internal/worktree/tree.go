@@ -65,6 +65,10 @@ type Options struct {
 	Log *slog.Logger
 	// OnChange is called (without locks held) after every change.
 	OnChange func()
+	// Atime says when reads and listings update access times;
+	// NoDirAtime keeps listings from updating them.
+	Atime      AtimeMode
+	NoDirAtime bool
 }
 
 // Tree is the writable tree of a mount.
