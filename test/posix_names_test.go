@@ -399,8 +399,8 @@ func readAll(t *testing.T, p string) {
 
 // TestAtime: reads update access times as ext4 does under each mount
 // option. relatime (the default): a read updates the access time when it
-// is not after the modification time or is 24 hours old, and not
-// otherwise; listing a directory likewise; what a read set is committed
+// is not after the modification or change time or is 24 hours old, and
+// not otherwise; listing a directory likewise; what a read set is committed
 // and read back on a fresh cache. strictatime: every read. noatime:
 // none.
 func TestAtime(t *testing.T) {
@@ -428,12 +428,8 @@ func TestAtime(t *testing.T) {
 	if a := atimeOf(t, p("old")); a.Before(now) {
 		t.Errorf("relatime: a read of a file whose atime is 25 h old left it at %v", a)
 	}
-	hourAgo := now.Add(-time.Hour).Truncate(time.Microsecond)
-	setTimes(t, p("recent"), hourAgo, now.Add(-2*time.Hour))
-	readAll(t, p("recent"))
-	if a := atimeOf(t, p("recent")); !a.Equal(hourAgo) {
-		t.Errorf("relatime: a read of a file read an hour ago, after its change, moved atime to %v", a)
-	}
+	// (utimensat sets ctime to now, so a read after it always updates
+	// atime, as on ext4; the second read above is the case that does not.)
 	if err := os.Mkdir(p("dir"), 0o755); err != nil {
 		t.Fatal(err)
 	}

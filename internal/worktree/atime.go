@@ -14,7 +14,7 @@ type AtimeMode int
 // Access-time modes, as the mount options of the same names.
 const (
 	// Relatime (the default): when the access time is not after the
-	// modification time, or is 24 hours old, as the kernel's
+	// modification or change time, or is 24 hours old, as the kernel's
 	// relatime_need_update.
 	Relatime AtimeMode = iota
 	// Strictatime: on every access.
@@ -26,16 +26,17 @@ const (
 // relatimeAge is how old an access time may get under Relatime.
 const relatimeAge = 24 * time.Hour
 
-// atimeDue reports whether an access at now updates an access time
-// atime of an inode last modified at mtime (nanoseconds), in mode.
-func atimeDue(mode AtimeMode, atime, mtime, now int64) bool {
+// atimeDue reports whether an access at now updates the access time of n
+// in mode.
+func atimeDue(mode AtimeMode, n *repo.Node, now int64) bool {
+	atime := n.AtimeNs
 	switch {
 	case mode == Noatime || atime == now:
 		return false
 	case mode == Strictatime:
 		return true
 	}
-	return atime <= mtime || now-atime >= int64(relatimeAge)
+	return atime <= n.MtimeNs || atime <= n.CtimeNs || now-atime >= int64(relatimeAge)
 }
 
 // accessed updates the access time of in, read or listed, as the mount's
@@ -49,7 +50,7 @@ func (t *Tree) accessed(in *Inode) {
 	}
 	t.mu.Lock()
 	now := time.Now().UnixNano()
-	if !atimeDue(t.opts.Atime, in.meta.AtimeNs, in.meta.MtimeNs, now) {
+	if !atimeDue(t.opts.Atime, &in.meta, now) {
 		t.mu.Unlock()
 		return
 	}
