@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -459,4 +460,106 @@ func TestAtime(t *testing.T) {
 		t.Errorf("strictatime: two reads left atime at %v then %v", a1, a)
 	}
 	c.umount(t, mnt)
+}
+
+// asUser runs a shell command as uid and gid 4321 (not root, no
+// capabilities, no supplementary groups) and fails the test if it fails.
+func asUser(t *testing.T, dir, script string) {
+	t.Helper()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	cmd := exec.Command(setpriv, "--reuid=4321", "--regid=4321", "--clear-groups", "--inh-caps=-all", "sh", "-e", "-c", script)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("as uid 4321: %s: %v\n%s", script, err, out)
+	}
+}
+
+func statMode(t *testing.T, p string) (mode, uid, gid uint32) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode, st.Uid, st.Gid
+}
+
+// TestSetIDRules: the set-id rules as ext4 (and the kernel for it)
+// applies them. A new file or subdirectory of a setgid directory gets the
+// directory's group, and a new subdirectory the setgid bit; a write,
+// truncate or fallocate (plain, keep-size, punch-hole, zero-range) by a
+// user who does not own the file clears setuid, and setgid when the group
+// may execute; chown clears both. Kept through a remount on a fresh cache.
+func TestSetIDRules(t *testing.T) {
+	c, mnt := posixMount(t)
+	p := func(n string) string { return filepath.Join(mnt, n) }
+	os.Chmod(mnt, 0o777)
+	if err := os.Mkdir(p("sg"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p("sg"), 0, 1234); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(p("sg"), 0o2777); err != nil {
+		t.Fatal(err)
+	}
+	if m, _, g := statMode(t, p("sg")); m != unix.S_IFDIR|0o2777 || g != 1234 {
+		t.Fatalf("sg is %o gid %d", m, g)
+	}
+	if err := os.Mkdir(p("sg/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p("sg/f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	asUser(t, mnt, "mkdir sg/usersub; touch sg/userfile")
+	ops := map[string]string{
+		"write": "echo more >> write", "truncate": "truncate -s 1 truncate", "fallocate": "fallocate -l 8192 fallocate",
+		"keepsize": "fallocate -n -o 8192 -l 4096 keepsize", "punch": "fallocate -p -o 0 -l 4096 punch",
+		"zero": "fallocate -z -o 0 -l 4096 zero", "sgid-only": "echo more >> sgid-only",
+	}
+	var script []string
+	for name, op := range ops {
+		if err := os.WriteFile(p(name), bytes.Repeat([]byte("x"), 10000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o777) | os.ModeSetuid | os.ModeSetgid
+		if name == "sgid-only" {
+			mode = 0o767 | os.ModeSetgid // setgid without group execute: mandatory locking, kept
+		}
+		if err := os.Chmod(p(name), mode); err != nil {
+			t.Fatal(err)
+		}
+		script = append(script, op)
+	}
+	if err := os.WriteFile(p("chowned"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(p("chowned"), 0o755|os.ModeSetuid|os.ModeSetgid)
+	asUser(t, mnt, strings.Join(script, "; "))
+	if err := os.Chown(p("chowned"), 0, 99); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][3]uint32{ // mode, uid, gid
+		"sg/sub": {unix.S_IFDIR | 0o2755, 0, 1234}, "sg/f": {unix.S_IFREG | 0o644, 0, 1234},
+		"sg/usersub": {unix.S_IFDIR | 0o2755, 4321, 1234}, "sg/userfile": {unix.S_IFREG | 0o644, 4321, 1234},
+		"write": {unix.S_IFREG | 0o777, 0, 0}, "truncate": {unix.S_IFREG | 0o777, 0, 0}, "fallocate": {unix.S_IFREG | 0o777, 0, 0},
+		"keepsize": {unix.S_IFREG | 0o777, 0, 0}, "punch": {unix.S_IFREG | 0o777, 0, 0}, "zero": {unix.S_IFREG | 0o777, 0, 0},
+		"sgid-only": {unix.S_IFREG | 0o2767, 0, 0}, "chowned": {unix.S_IFREG | 0o755, 0, 99},
+	}
+	check := func(when string) {
+		t.Helper()
+		for name, w := range want {
+			mode, uid, gid := statMode(t, p(name))
+			if mode != w[0] || uid != w[1] || gid != w[2] {
+				t.Errorf("%s: %s is %o %d:%d, want %o %d:%d (as ext4)", when, name, mode, uid, gid, w[0], w[1], w[2])
+			}
+		}
+	}
+	check("at once")
+	fresh := remountFresh(t, c, mnt)
+	check("after a remount on a fresh cache")
+	fresh.umount(t, mnt)
 }

@@ -154,9 +154,11 @@ func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) 
 	if dir.children[name] != nil {
 		return nil, Attr{}, syscall.EEXIST
 	}
+	e.Mode &= 07777
+	inheritSetgid(dir, &e)
 	now := time.Now().UnixNano()
 	in := &Inode{Ino: t.newIno(), name: name, parent: dir, meta: repo.Node{
-		Type: e.Type, Mode: e.Mode & 07777, UID: e.UID, GID: e.GID, Rdev: e.Rdev,
+		Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, Rdev: e.Rdev,
 		Target: e.Target, MtimeNs: now, AtimeNs: now, CtimeNs: now,
 	}}
 	if e.Type == repo.NodeSymlink {
@@ -172,6 +174,20 @@ func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) 
 	dir.children[name] = in
 	dir.entriesChanged(now)
 	return in, t.attrLocked(in), nil
+}
+
+// inheritSetgid applies a setgid directory's rule to an entry made in it,
+// as ext4 (inode_init_owner) does: the entry gets the directory's group,
+// and a subdirectory the setgid bit too. (The kernel has already taken
+// setgid off a new file whose creator is not in its group.)
+func inheritSetgid(dir *Inode, e *NewEntry) {
+	if dir.meta.Mode&syscall.S_ISGID == 0 {
+		return
+	}
+	e.GID = dir.meta.GID
+	if e.Type == repo.NodeDir {
+		e.Mode |= syscall.S_ISGID
+	}
 }
 
 // Unlink removes a non-directory entry; Rmdir an empty directory.
