@@ -46,9 +46,6 @@ func mount(t *testing.T) (string, *worktree.Tree, *testutil.Env) {
 // TestPosix runs go-fuse's POSIX behaviour suite on a mount.
 func TestPosix(t *testing.T) {
 	skip := map[string]string{
-		"Link":                "hard links are not supported (ENOTSUP)",
-		"LinkUnlinkRename":    "hard links are not supported (ENOTSUP)",
-		"NlinkZero":           "needs hard links",
 		"XAttr":               "xattrs are not stored yet",
 		"XAttrLarge":          "xattrs are not stored yet",
 		"FcntlFlockLocksFile": "locks are not forwarded",

@@ -1,0 +1,272 @@
+package fusefs_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/sealfs/sealfs/internal/fusefs"
+	"github.com/sealfs/sealfs/internal/worktree"
+)
+
+// mountTree mounts tr at a fresh directory; the returned function
+// unmounts it (also run at cleanup, if the test did not).
+func mountTree(t *testing.T, tr *worktree.Tree) (string, func()) {
+	t.Helper()
+	dir := t.TempDir()
+	one := time.Second
+	srv, err := gofs.Mount(dir, fusefs.New(tr, fusefs.Options{}).Root(), &gofs.Options{
+		EntryTimeout: &one, AttrTimeout: &one, NegativeTimeout: &one,
+		MountOptions: fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true, Options: []string{"default_permissions"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	unmount := func() {
+		if done {
+			return
+		}
+		done = true
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	}
+	t.Cleanup(unmount)
+	return dir, unmount
+}
+
+func lstat(t *testing.T, p string) *syscall.Stat_t {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
+
+// sameInode checks that the paths are names of one inode with nlink
+// names and the content want.
+func sameInode(t *testing.T, nlink uint64, want string, paths ...string) {
+	t.Helper()
+	first := lstat(t, paths[0])
+	for _, p := range paths {
+		st := lstat(t, p)
+		if st.Ino != first.Ino || st.Nlink != nlink || st.Mode != first.Mode || st.Uid != first.Uid ||
+			st.Mtim != first.Mtim || st.Size != int64(len(want)) {
+			t.Errorf("%s: ino %d nlink %d mode %o uid %d mtime %v size %d; want ino %d nlink %d mode %o uid %d mtime %v size %d",
+				p, st.Ino, st.Nlink, st.Mode, st.Uid, st.Mtim, st.Size, first.Ino, nlink, first.Mode, first.Uid, first.Mtim, len(want))
+		}
+		if got, err := os.ReadFile(p); err != nil || string(got) != want {
+			t.Errorf("%s reads %q, %v; want %q", p, got, err, want)
+		}
+	}
+}
+
+func wantErrno(t *testing.T, what string, err error, want syscall.Errno) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: %v, want %v", what, err, want)
+	}
+}
+
+// commitAll commits until nothing is left queued (close(2) returns before
+// the kernel's RELEASE reaches the daemon).
+func commitAll(t *testing.T, tr *worktree.Tree) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := tr.Commit(context.Background()); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		if files, _ := tr.Pending(); files == 0 && !tr.Dirty() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the queue never emptied")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHardLinks: link(2) gives a file further names that share one inode
+// (content, mode, owner, times, nlink), as on ext4: a write or chmod
+// through any name shows through every name; unlink and rename of one
+// name, or a rename onto one, leave the others whole; a directory cannot
+// be linked (EPERM), an existing name cannot be linked over (EEXIST). The
+// links survive a commit and a mount of the snapshot on a fresh cache.
+func TestHardLinks(t *testing.T) {
+	dir, tr, env := mount(t)
+	p := func(s string) string { return filepath.Join(dir, s) }
+	for _, d := range []string{"a", "b"} {
+		if err := os.Mkdir(p(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(p("a/f"), []byte("one"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{"b/g", "a/h", "top"} {
+		if err := os.Link(p("a/f"), p(to)); err != nil {
+			t.Fatalf("link a/f %s: %v", to, err)
+		}
+	}
+	sameInode(t, 4, "one", p("a/f"), p("b/g"), p("a/h"), p("top"))
+
+	// Content, mode, owner and times are the inode's.
+	if err := os.WriteFile(p("b/g"), []byte("two!"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p("a/h"), 0o604); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(p("top"), 1234, 5678); err != nil {
+		t.Fatal(err)
+	}
+	when := time.Unix(1500000000, 123456789)
+	if err := os.Chtimes(p("a/f"), when, when); err != nil {
+		t.Fatal(err)
+	}
+	sameInode(t, 4, "two!", p("a/f"), p("b/g"), p("a/h"), p("top"))
+	if st := lstat(t, p("b/g")); st.Mode&07777 != 0o604 || st.Uid != 1234 || st.Gid != 5678 || st.Mtim.Nano() != when.UnixNano() {
+		t.Errorf("b/g: mode %o owner %d:%d mtime %d after chmod, chown, utimes through other names", st.Mode&07777, st.Uid, st.Gid, st.Mtim.Nano())
+	}
+
+	wantErrno(t, "link of a directory", os.Link(p("a"), p("c")), syscall.EPERM)
+	wantErrno(t, "link onto an existing name", os.Link(p("a/f"), p("b/g")), syscall.EEXIST)
+	wantErrno(t, "link of a missing name", os.Link(p("a/nothing"), p("c")), syscall.ENOENT)
+
+	// Unlink of one name leaves the others.
+	if err := os.Remove(p("a/h")); err != nil {
+		t.Fatal(err)
+	}
+	sameInode(t, 3, "two!", p("a/f"), p("b/g"), p("top"))
+	// A rename of a linked name; a rename between two names of one inode
+	// does nothing (POSIX).
+	if err := os.Rename(p("b/g"), p("b/g2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p("top"), p("a/f")); err != nil {
+		t.Fatal(err)
+	}
+	sameInode(t, 3, "two!", p("a/f"), p("b/g2"), p("top"))
+	// A rename onto a linked name replaces that name only.
+	if err := os.WriteFile(p("other"), []byte("other"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p("other"), p("top")); err != nil {
+		t.Fatal(err)
+	}
+	sameInode(t, 2, "two!", p("a/f"), p("b/g2"))
+	sameInode(t, 1, "other", p("top"))
+	// A rename of a directory holding links.
+	if err := os.Rename(p("a"), p("a2")); err != nil {
+		t.Fatal(err)
+	}
+	sameInode(t, 2, "two!", p("a2/f"), p("b/g2"))
+
+	// A file still being written gets a name; the writes show through it.
+	w, err := os.Create(p("w"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.WriteString("part1 ")
+	if err := os.Link(p("w"), p("b/w2")); err != nil {
+		t.Fatalf("link of a file being written: %v", err)
+	}
+	w.WriteString("part2")
+	sameInode(t, 2, "part1 part2", p("w"), p("b/w2"))
+	if _, err := tr.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString(" part3")
+	w.Close()
+	// A committed file, staged again, gets a name before its next commit.
+	if err := os.WriteFile(p("b/g2"), []byte("three"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(p("b/g2"), p("b/g3")); err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, tr)
+	check := func(root string) {
+		t.Helper()
+		q := func(s string) string { return filepath.Join(root, s) }
+		sameInode(t, 3, "three", q("a2/f"), q("b/g2"), q("b/g3"))
+		sameInode(t, 2, "part1 part2 part3", q("w"), q("b/w2"))
+		sameInode(t, 1, "other", q("top"))
+	}
+	check(dir)
+
+	// A mount of the snapshot on a fresh cache: one inode per link group.
+	r2, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2, err := worktree.Open(context.Background(), r2, worktree.Options{Dir: t.TempDir(), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir2, _ := mountTree(t, tr2)
+	check(dir2)
+	if got := r2.Latest().Files; got != 6 {
+		t.Errorf("the snapshot counts %d files (names), want 6", got)
+	}
+}
+
+// TestDirNlink: a directory's nlink is 2 + its subdirectories, as on ext4,
+// through mkdir, rmdir and rename, and on a fresh mount of the snapshot.
+func TestDirNlink(t *testing.T) {
+	dir, tr, env := mount(t)
+	p := func(s string) string { return filepath.Join(dir, s) }
+	for _, d := range []string{"d", "d/x", "d/y", "d/z", "e"} {
+		if err := os.Mkdir(p(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(p("d/file"), nil, 0o644)
+	nlinks := func(root string, want map[string]uint64) {
+		t.Helper()
+		for d, n := range want {
+			if st := lstat(t, filepath.Join(root, d)); st.Nlink != n {
+				t.Errorf("%s: nlink %d, want %d", d, st.Nlink, n)
+			}
+		}
+	}
+	nlinks(dir, map[string]uint64{".": 4, "d": 5, "d/x": 2, "e": 2})
+	if err := os.Remove(p("d/x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p("d/y"), p("e/y")); err != nil {
+		t.Fatal(err)
+	}
+	nlinks(dir, map[string]uint64{".": 4, "d": 3, "e": 3})
+	// A directory renamed over an empty one: one subdirectory fewer here.
+	if err := syscall.Rename(p("e/y"), p("d/z")); err != nil {
+		t.Fatal(err)
+	}
+	nlinks(dir, map[string]uint64{".": 4, "d": 3, "e": 2})
+	commitAll(t, tr)
+
+	r2, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2, err := worktree.Open(context.Background(), r2, worktree.Options{Dir: t.TempDir(), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir2, _ := mountTree(t, tr2)
+	nlinks(dir2, map[string]uint64{".": 4, "d": 3, "d/z": 2, "e": 2})
+	if b, err := os.ReadDir(dir2); err != nil || len(b) != 2 {
+		t.Errorf("root lists %d entries, %v", len(b), err)
+	}
+}
