@@ -216,7 +216,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 
 // Getattr returns the attributes.
 func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillAttr(n.fs.tree.Attr(n.wi), &out.Attr)
+	fillAttr(n.fs.tree.Stat(ctx, n.wi), &out.Attr)
 	return 0
 }
 
@@ -338,9 +338,17 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	return n.fs.errno(ctx, "rename", n.fs.tree.Rename(ctx, n.wi, name, np.wi, newName, flags))
 }
 
-// Link is not supported: each file has one name in a sealfs mount.
+// Link gives the target a further name here, as link(2).
 func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.ENOTSUP
+	tn, ok := target.(*node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	a, err := n.fs.tree.Link(ctx, tn.wi, n.wi, name)
+	if err != nil {
+		return nil, n.fs.errno(ctx, "link", err)
+	}
+	return n.child(ctx, tn.wi, a, out), 0
 }
 
 // Open opens a regular file.

@@ -85,6 +85,9 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	if err := t.rebase(ctx); err != nil {
 		return nil, err
 	}
+	if err := t.loadForLinks(ctx); err != nil {
+		return nil, t.commitFailed(err)
+	}
 	jobs, dirty := t.takeJobs()
 	if !dirty {
 		return nil, nil
@@ -104,6 +107,18 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	t.removeJournalsBefore(frozen.journal.n)
 	frozen.oldJournal.close()
 	return snap, nil
+}
+
+// loadForLinks loads the whole tree when an inode has several names, so
+// that the commit numbers every link group (links.go). It is a walk of
+// the tree in memory once everything is loaded.
+func (t *Tree) loadForLinks(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.linked) == 0 {
+		return nil
+	}
+	return t.loadAllLocked(ctx)
 }
 
 // takeJobs returns the staged files to store, those not open for writing
@@ -205,7 +220,7 @@ func (t *Tree) freeze(jobs []*stagedJob) (*frozenCommit, error) {
 			t.dirty = true // it changed while it was read: next time
 		}
 	}
-	root, err := t.copyDirLocked(t.root, done)
+	root, err := t.copyDirLocked(t.root, done, map[*Inode]uint64{})
 	if err != nil {
 		return nil, err
 	}
@@ -269,15 +284,27 @@ func (t *Tree) displayPath(in *Inode) string {
 	return "/" + t.pathOf(in)
 }
 
-// copyDirLocked copies a loaded directory for committing.
-func (t *Tree) copyDirLocked(dir *Inode, done map[*Inode]*stagedJob) (*dirCopy, error) {
+// copyDirLocked copies a loaded directory for committing. The names of
+// one inode get one link group, numbered in groups from 1 in the order met
+// (the tree is loaded whole when any inode has several names).
+func (t *Tree) copyDirLocked(dir *Inode, done map[*Inode]*stagedJob, groups map[*Inode]uint64) (*dirCopy, error) {
 	d := &dirCopy{sub: map[int]*dirCopy{}}
-	for _, c := range sortedChildren(dir) {
+	for _, e := range sortedChildren(dir) {
+		c := e.in
+		if c.meta.Type != repo.NodeDir {
+			c.meta.LinkGroup = 0
+			if len(c.links) > 0 {
+				if groups[c] == 0 {
+					groups[c] = uint64(len(groups) + 1)
+				}
+				c.meta.LinkGroup = groups[c]
+			}
+		}
 		n := c.meta
-		n.Name = []byte(c.name)
+		n.Name = []byte(e.name)
 		switch {
 		case c.meta.Type == repo.NodeDir && c.children != nil:
-			sub, err := t.copyDirLocked(c, done)
+			sub, err := t.copyDirLocked(c, done, groups)
 			if err != nil {
 				return nil, err
 			}
@@ -334,9 +361,11 @@ func (t *Tree) restageRecords(done map[*Inode]*stagedJob) []record {
 		}
 		p := []byte(t.pathOf(in))
 		if in.committed == nil && done[in] == nil {
+			// Not in the snapshot: made again, with all its names.
 			m := in.meta
 			m.Content = nil
 			recs = append(recs, record{Op: opCreate, Path: p, Meta: &m})
+			recs = append(recs, t.linkRecords(in)...)
 		}
 		recs = append(recs, t.stageRecordLocked(in), attrRecord(string(p), &in.meta))
 	}

@@ -32,6 +32,7 @@ const (
 	opSetattr  = "setattr" // Path, Meta (mode, owner, times)
 	opStage    = "stage"   // Path's content is now Staging
 	opClear    = "clear"   // directory Path is empty (its entries follow)
+	opLink     = "link"    // Path (not a directory) gets the further name To (replacing To)
 )
 
 type record struct {
@@ -75,7 +76,7 @@ func (r *record) check() error {
 		if len(r.Path) == 0 {
 			err = errors.New("no path")
 		}
-	case opRename, opExchange:
+	case opRename, opExchange, opLink:
 		if len(r.Path) == 0 || len(r.To) == 0 {
 			err = errors.New("no path")
 		} else if !validPath(r.To) {

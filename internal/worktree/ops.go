@@ -26,13 +26,7 @@ type Attr struct {
 func (t *Tree) attrLocked(in *Inode) Attr {
 	a := Attr{Ino: in.Ino, Type: in.meta.Type, Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID,
 		Size: in.meta.Size, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, CtimeNs: in.meta.CtimeNs,
-		Rdev: in.meta.Rdev, Nlink: 1}
-	if in.meta.Type == repo.NodeDir {
-		a.Nlink = 2
-	}
-	if in.parent == nil && in != t.root {
-		a.Nlink = 0
-	}
+		Rdev: in.meta.Rdev, Nlink: t.nlinkLocked(in)}
 	return a
 }
 
@@ -44,6 +38,26 @@ func (t *Tree) Attr(in *Inode) Attr {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.attrLocked(in)
+}
+
+// Stat returns the inode's attributes, loading a directory first so that
+// its nlink counts its subdirectories. A directory that cannot be loaded
+// now (the remote is down) reports nlink 1, "not known".
+func (t *Tree) Stat(ctx context.Context, in *Inode) Attr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.loadForNlinkLocked(ctx, in)
+	return t.attrLocked(in)
+}
+
+// loadForNlinkLocked loads a directory, if it is one, for its nlink; a
+// failure only leaves its nlink unknown.
+func (t *Tree) loadForNlinkLocked(ctx context.Context, in *Inode) {
+	if in.meta.Type == repo.NodeDir && in.children == nil {
+		if err := t.loadDir(ctx, in); err != nil {
+			t.opts.Log.Debug("directory not loaded for its nlink", "path", "/"+t.pathOf(in), "err", err)
+		}
+	}
 }
 
 // Readlink returns a symlink's target.
@@ -65,6 +79,7 @@ func (t *Tree) Lookup(ctx context.Context, dir *Inode, name string) (*Inode, Att
 	if err != nil {
 		return nil, Attr{}, err
 	}
+	t.loadForNlinkLocked(ctx, c)
 	return c, t.attrLocked(c), nil
 }
 
@@ -90,8 +105,8 @@ func (t *Tree) readDir(ctx context.Context, dir *Inode) ([]DirEntry, error) {
 		return nil, err
 	}
 	out := make([]DirEntry, 0, len(dir.children))
-	for _, c := range sortedChildren(dir) {
-		out = append(out, DirEntry{Name: c.name, Attr: t.attrLocked(c)})
+	for _, e := range sortedChildren(dir) {
+		out = append(out, DirEntry{Name: e.name, Attr: t.attrLocked(e.in)})
 	}
 	return out, nil
 }
@@ -157,7 +172,7 @@ func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) 
 	e.Mode &= 07777
 	inheritSetgid(dir, &e)
 	now := time.Now().UnixNano()
-	in := &Inode{Ino: t.newIno(), name: name, parent: dir, meta: repo.Node{
+	in := &Inode{Ino: t.newIno(), meta: repo.Node{
 		Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, Rdev: e.Rdev,
 		Target: e.Target, MtimeNs: now, AtimeNs: now, CtimeNs: now,
 	}}
@@ -168,10 +183,10 @@ func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) 
 		in.children = map[string]*Inode{}
 	}
 	m := in.meta
-	if err := t.record(record{Op: opCreate, Path: []byte(t.pathOf(in)), Meta: &m, Time: now}); err != nil {
+	if err := t.record(record{Op: opCreate, Path: t.namePath(dir, name), Meta: &m, Time: now}); err != nil {
 		return nil, Attr{}, err
 	}
-	dir.children[name] = in
+	t.addNameLocked(in, dir, name)
 	dir.entriesChanged(now)
 	return in, t.attrLocked(in), nil
 }
@@ -225,11 +240,10 @@ func (t *Tree) remove(ctx context.Context, dir *Inode, name string, isDir bool) 
 		return syscall.EISDIR
 	}
 	now := time.Now().UnixNano()
-	if err := t.record(record{Op: opUnlink, Path: []byte(t.pathOf(c)), Time: now}); err != nil {
+	if err := t.record(record{Op: opUnlink, Path: t.namePath(dir, name), Time: now}); err != nil {
 		return err
 	}
-	delete(dir.children, name)
-	t.dropLocked(c)
+	t.removeNameLocked(dir, name)
 	c.changed(now)
 	dir.entriesChanged(now)
 	return nil
@@ -273,7 +287,7 @@ func (t *Tree) Rename(ctx context.Context, olddir *Inode, oldname string, newdir
 	}
 	old := newdir.children[newname]
 	if flags&RenameExchange != 0 {
-		return t.exchangeLocked(olddir, c, newdir, old)
+		return t.exchangeLocked(olddir, oldname, newdir, newname)
 	}
 	if old == c {
 		return nil
@@ -287,16 +301,14 @@ func (t *Tree) Rename(ctx context.Context, olddir *Inode, oldname string, newdir
 		}
 	}
 	now := time.Now().UnixNano()
-	if err := t.record(record{Op: opRename, Path: []byte(t.pathOf(c)), To: []byte(childPath(t.pathOf(newdir), newname)), Time: now}); err != nil {
+	if err := t.record(record{Op: opRename, Path: t.namePath(olddir, oldname), To: t.namePath(newdir, newname), Time: now}); err != nil {
 		return err
 	}
 	if old != nil {
-		t.dropLocked(old)
+		t.removeNameLocked(newdir, newname)
 		old.changed(now)
 	}
-	delete(olddir.children, oldname)
-	c.parent, c.name = newdir, newname
-	newdir.children[newname] = c
+	t.moveNameLocked(c, olddir, oldname, newdir, newname)
 	c.changed(now)
 	olddir.entriesChanged(now)
 	newdir.entriesChanged(now)
@@ -340,10 +352,12 @@ func (t *Tree) replaceable(ctx context.Context, c, old *Inode) error {
 	return nil
 }
 
-// exchangeLocked swaps a (in dirA) and b (in dirB), of any types, as
-// RENAME_EXCHANGE: ENOENT if b does not exist, EINVAL if either would end
-// up below itself. The swap is journaled as one exchange record.
-func (t *Tree) exchangeLocked(dirA, a, dirB, b *Inode) error {
+// exchangeLocked swaps the entries nameA of dirA and nameB of dirB, of
+// any types, as RENAME_EXCHANGE: ENOENT if the second does not exist,
+// EINVAL if either would end up below itself (the first was checked by
+// Rename). The swap is journaled as one exchange record.
+func (t *Tree) exchangeLocked(dirA *Inode, nameA string, dirB *Inode, nameB string) error {
+	a, b := dirA.children[nameA], dirB.children[nameB]
 	if b == nil {
 		return syscall.ENOENT
 	}
@@ -354,28 +368,21 @@ func (t *Tree) exchangeLocked(dirA, a, dirB, b *Inode) error {
 		return syscall.EINVAL
 	}
 	now := time.Now().UnixNano()
-	if err := t.record(record{Op: opExchange, Path: []byte(t.pathOf(a)), To: []byte(t.pathOf(b)), Time: now}); err != nil {
+	if err := t.record(record{Op: opExchange, Path: t.namePath(dirA, nameA), To: t.namePath(dirB, nameB), Time: now}); err != nil {
 		return err
 	}
-	swapEntries(a, b)
-	exchanged(a, b, now)
+	t.swapNamesLocked(dirA, nameA, dirB, nameB)
+	exchanged(dirA, dirB, a, b, now)
 	return nil
 }
 
-// exchanged marks the change of two swapped entries and their directories
-// at now.
-func exchanged(a, b *Inode, now int64) {
+// exchanged marks the change of two swapped entries a and b and of their
+// directories at now.
+func exchanged(dirA, dirB, a, b *Inode, now int64) {
 	a.changed(now)
 	b.changed(now)
-	a.parent.entriesChanged(now)
-	b.parent.entriesChanged(now)
-}
-
-// swapEntries gives a the place (directory and name) of b and b that of a.
-func swapEntries(a, b *Inode) {
-	dirA, nameA, dirB, nameB := a.parent, a.name, b.parent, b.name
-	dirA.children[nameA], dirB.children[nameB] = b, a
-	a.parent, a.name, b.parent, b.name = dirB, nameB, dirA, nameA
+	dirA.entriesChanged(now)
+	dirB.entriesChanged(now)
 }
 
 // SetAttr changes what is not nil.

@@ -136,7 +136,7 @@ func (t *Tree) rebase(ctx context.Context) error {
 		}
 	}
 	host, _ := os.Hostname()
-	m := &merger{t: t, ctx: ctx, host: host, now: time.Now().UTC(), snap: newest.Seq}
+	m := &merger{t: t, ctx: ctx, host: host, now: time.Now().UTC(), snap: newest.Seq, groups: map[uint64]*Inode{}}
 	t.opts.Log.Warn("another writer committed while this mount could not reach the remote; replaying the local changes onto its snapshot",
 		"base", t.baseSeq, "newest", newest.Seq, "newest_host", newest.Host)
 	if err := m.mergeDir(t.root, "", baseTree, newest.Tree); err != nil {
@@ -147,6 +147,9 @@ func (t *Tree) rebase(ctx context.Context) error {
 	}
 	t.root.meta.Subtree = newest.Tree
 	t.baseSeq = newest.Seq
+	// Directories loaded from now on are theirs: their link groups are
+	// numbered as their snapshot numbers them.
+	t.groups = m.groups
 	// Whether anything of ours is left to commit (journals that only
 	// restage committed files leave nothing).
 	root := t.root.meta
@@ -212,6 +215,8 @@ type merger struct {
 	found []Conflict
 	// actions are the changes planned, made once the plan is whole.
 	actions []func()
+	// groups are the inodes made for their link groups.
+	groups map[uint64]*Inode
 }
 
 // entries loads a directory's entries by name; a zero id is an empty (or
@@ -292,9 +297,8 @@ func (m *merger) mergeDir(dir *Inode, path string, base, theirs crypt.ID) error 
 		default:
 			m.do(func() {
 				kept := m.conflictName(dir, name)
-				delete(dir.children, name)
-				o.name = kept
-				dir.children[kept] = o
+				t := m.t
+				t.moveNameLocked(o, dir, name, dir, kept)
 				m.replace(dir, name, nil, th)
 				m.conflict(p, ConflictBoth, joinPath(path, kept))
 			})
@@ -331,19 +335,21 @@ func (m *merger) takeDir(o *Inode, path string, b, th *repo.Node, attrs bool) er
 func (m *merger) replace(dir *Inode, name string, o *Inode, th *repo.Node) {
 	t := m.t
 	if o != nil {
-		delete(dir.children, name)
-		t.dropLocked(o)
+		t.removeNameLocked(dir, name)
 	}
 	if th == nil {
 		return
 	}
-	c := &Inode{Ino: t.newIno(), meta: *th, name: name, parent: dir}
-	c.meta.Name = nil
-	if th.Type == repo.NodeFile {
-		cm := c.meta
-		c.committed = &cm
+	// Their names of one link group are one inode.
+	if g := m.groups[th.LinkGroup]; th.Type != repo.NodeDir && th.LinkGroup != 0 && g != nil {
+		t.addNameLocked(g, dir, name)
+		return
 	}
-	dir.children[name] = c
+	c := t.inodeOf(th)
+	t.addNameLocked(c, dir, name)
+	if th.Type != repo.NodeDir && th.LinkGroup != 0 {
+		m.groups[th.LinkGroup] = c
+	}
 }
 
 // changed reports whether our o differs from the base node b (nil: none).

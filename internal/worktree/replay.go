@@ -111,20 +111,31 @@ func (t *Tree) removeOrphans() {
 // the staging of staged files. It is used after a replay.
 func (t *Tree) rewriteRecords() []record {
 	var recs []record
+	seen := map[*Inode][]byte{} // hard-linked inodes recorded, and their first path
 	var walk func(dir *Inode)
 	walk = func(dir *Inode) {
 		if dir.children == nil {
 			return
 		}
 		recs = append(recs, record{Op: opClear, Path: []byte(t.pathOf(dir))})
-		for _, c := range sortedChildren(dir) {
+		for _, e := range sortedChildren(dir) {
+			c, p := e.in, t.namePath(dir, e.name)
+			if first := seen[c]; first != nil {
+				recs = append(recs, record{Op: opLink, Path: first, To: p})
+				continue
+			}
+			if len(c.links) > 0 {
+				seen[c] = p
+			}
 			m := c.meta
 			if c.children != nil {
 				m.Subtree = crypt.ID{} // described entry by entry below
 			}
-			recs = append(recs, record{Op: opCreate, Path: []byte(t.pathOf(c)), Meta: &m})
+			recs = append(recs, record{Op: opCreate, Path: p, Meta: &m})
 			if c.staging != "" {
-				recs = append(recs, t.stageRecordLocked(c))
+				rec := t.stageRecordLocked(c)
+				rec.Path = p
+				recs = append(recs, rec)
 			}
 			if c.meta.Type == repo.NodeDir {
 				walk(c)
@@ -179,6 +190,8 @@ func (t *Tree) apply(ctx context.Context, rec record) error {
 		return t.applySetattr(ctx, rec)
 	case opStage:
 		return t.applyStage(ctx, rec)
+	case opLink:
+		return t.applyLink(ctx, rec)
 	}
 	return fmt.Errorf("unknown journal operation %q", rec.Op)
 }
@@ -204,10 +217,8 @@ func (t *Tree) applyCreate(ctx context.Context, rec record) error {
 	if err != nil {
 		return err
 	}
-	if old := dir.children[name]; old != nil {
-		t.dropLocked(old)
-	}
-	in := &Inode{Ino: t.newIno(), meta: *rec.Meta, name: name, parent: dir}
+	t.removeNameLocked(dir, name)
+	in := &Inode{Ino: t.newIno(), meta: *rec.Meta}
 	in.meta.Name = nil
 	if in.meta.Type == repo.NodeDir && in.meta.Subtree.IsZero() {
 		in.children = map[string]*Inode{}
@@ -219,7 +230,7 @@ func (t *Tree) applyCreate(ctx context.Context, rec record) error {
 		c := in.meta
 		in.committed = &c
 	}
-	dir.children[name] = in
+	t.addNameLocked(in, dir, name)
 	if rec.Time != 0 {
 		dir.entriesChanged(rec.Time)
 	}
@@ -235,68 +246,88 @@ func (t *Tree) applyClear(ctx context.Context, rec record) error {
 	if dir.meta.Type != repo.NodeDir {
 		return syscall.ENOTDIR
 	}
-	for _, c := range dir.children {
-		t.dropLocked(c)
+	if err := t.loadDir(ctx, dir); err != nil {
+		return err
 	}
-	dir.children = map[string]*Inode{}
+	for name := range dir.children {
+		t.removeNameLocked(dir, name)
+	}
 	return nil
 }
 
 // applyUnlink removes an entry.
 func (t *Tree) applyUnlink(ctx context.Context, rec record) error {
-	in, err := t.resolve(ctx, rec.Path)
+	dir, name, err := t.resolveParent(ctx, rec.Path)
 	if err != nil {
 		return err
 	}
+	in := t.removeNameLocked(dir, name)
+	if in == nil {
+		return syscall.ENOENT
+	}
 	if rec.Time != 0 {
-		in.parent.entriesChanged(rec.Time)
+		dir.entriesChanged(rec.Time)
 		in.changed(rec.Time)
 	}
-	delete(in.parent.children, in.name)
-	t.dropLocked(in)
 	return nil
 }
 
 // applyRename moves an entry, over whatever has its new name.
 func (t *Tree) applyRename(ctx context.Context, rec record) error {
-	in, err := t.resolve(ctx, rec.Path)
+	olddir, oldname, err := t.resolveParent(ctx, rec.Path)
 	if err != nil {
 		return err
+	}
+	in := olddir.children[oldname]
+	if in == nil {
+		return syscall.ENOENT
 	}
 	dir, name, err := t.resolveParent(ctx, rec.To)
 	if err != nil {
 		return err
 	}
-	if old := dir.children[name]; old != nil && old != in {
-		t.dropLocked(old)
+	// A directory may not move below itself (the record is not ours).
+	if below(dir, in) {
+		return syscall.EINVAL
 	}
+	old := dir.children[name]
+	if old == in {
+		return nil // two names of one inode: nothing happens
+	}
+	if old != nil {
+		t.removeNameLocked(dir, name)
+	}
+	t.moveNameLocked(in, olddir, oldname, dir, name)
 	if rec.Time != 0 {
-		in.parent.entriesChanged(rec.Time)
+		olddir.entriesChanged(rec.Time)
 		dir.entriesChanged(rec.Time)
 		in.changed(rec.Time)
 	}
-	delete(in.parent.children, in.name)
-	in.parent, in.name = dir, name
-	dir.children[name] = in
 	return nil
 }
 
 // applyExchange swaps two entries; neither may be the other's ancestor.
 func (t *Tree) applyExchange(ctx context.Context, rec record) error {
-	a, err := t.resolve(ctx, rec.Path)
+	dirA, nameA, err := t.resolveParent(ctx, rec.Path)
 	if err != nil {
 		return err
 	}
-	b, err := t.resolve(ctx, rec.To)
+	dirB, nameB, err := t.resolveParent(ctx, rec.To)
 	if err != nil {
 		return err
 	}
-	if a == t.root || b == t.root || below(a.parent, b) || below(b.parent, a) {
+	a, b := dirA.children[nameA], dirB.children[nameB]
+	switch {
+	case a == nil || b == nil:
+		return syscall.ENOENT
+	case a == b:
+		return nil
+	case below(dirA, b) || below(dirB, a):
 		return syscall.EINVAL
 	}
-	swapEntries(a, b)
+	t.swapNamesLocked(dirA, nameA, dirB, nameB)
 	if rec.Time != 0 {
-		exchanged(a, b, rec.Time)
+		exchanged(dirA, dirB, a, b, rec.Time)
 	}
 	return nil
 }

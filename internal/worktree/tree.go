@@ -25,8 +25,9 @@ type Inode struct {
 	Ino uint64
 
 	meta     repo.Node         // current attributes; Name unused (see name)
-	name     string            // name in parent
+	name     string            // name in parent (one of its names: links.go)
 	parent   *Inode            // nil for the root and for unlinked inodes
+	links    []dentry          // its other names (hard links)
 	children map[string]*Inode // directories: nil until loaded
 
 	// Content. A clean file reads meta.Content; a staged file reads its
@@ -87,10 +88,13 @@ type Tree struct {
 	journal       *journal
 	baseSeq       uint64
 	staged        map[*Inode]bool
-	replaying     bool       // journals are being replayed: keep staging files
-	reserved      bool       // the reserve is allocated (see reserve.go)
-	dirty         bool       // something changed since the last commit
-	commitMu      sync.Mutex // one commit at a time
+	linked        map[*Inode]bool   // inodes with more than one name
+	groups        map[uint64]*Inode // link group -> inode, of the stored trees loaded
+	loadingAll    bool              // loadAllLocked is running
+	replaying     bool              // journals are being replayed: keep staging files
+	reserved      bool              // the reserve is allocated (see reserve.go)
+	dirty         bool              // something changed since the last commit
+	commitMu      sync.Mutex        // one commit at a time
 	lastError     error
 	conflicts     []Conflict // the last ones met by rebases (rebase.go)
 	conflictCount int
@@ -114,7 +118,7 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	t := &Tree{r: r, opts: o, nextIno: 1, staged: map[*Inode]bool{},
+	t := &Tree{r: r, opts: o, nextIno: 1, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
 		localKey: r.LocalKey(), stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{}}
 	t.life, t.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
@@ -174,10 +178,17 @@ func (in *Inode) entriesChanged(now int64) {
 
 func (t *Tree) newIno() uint64 { n := t.nextIno; t.nextIno++; return n }
 
-func sortedChildren(dir *Inode) []*Inode {
-	out := make([]*Inode, 0, len(dir.children))
-	for _, c := range dir.children {
-		out = append(out, c)
+// child is an entry of a directory.
+type child struct {
+	name string
+	in   *Inode
+}
+
+// sortedChildren returns a directory's entries sorted by name.
+func sortedChildren(dir *Inode) []child {
+	out := make([]child, 0, len(dir.children))
+	for name, c := range dir.children {
+		out = append(out, child{name, c})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
@@ -197,9 +208,14 @@ func (t *Tree) pathOf(in *Inode) string {
 }
 
 // dropLocked forgets an inode that left the namespace; its staging file
-// goes when the last handle closes.
+// goes when the last handle closes. The entries of a directory go with it
+// (their other names stay).
 func (t *Tree) dropLocked(in *Inode) {
-	in.parent = nil
+	in.parent, in.links = nil, nil
+	delete(t.linked, in)
+	for name := range in.children {
+		t.removeNameLocked(in, name)
+	}
 	if in.opens == 0 {
 		t.unstageLocked(in)
 	}
@@ -245,9 +261,10 @@ func (t *Tree) stageRecordLocked(in *Inode) record {
 	return rec
 }
 
-// loadDir reads a directory's tree blob the first time it is needed. A
-// load that fails (ctx done, the remote down) leaves the directory
-// unloaded: the next call tries again.
+// loadDir reads a directory's tree blob the first time it is needed; one
+// that holds hard links loads the whole tree first (links.go). A load that
+// fails (ctx done, the remote down) leaves the directory unloaded: the
+// next call tries again.
 func (t *Tree) loadDir(ctx context.Context, dir *Inode) error {
 	if dir.meta.Type != repo.NodeDir {
 		return syscall.ENOTDIR
@@ -259,16 +276,15 @@ func (t *Tree) loadDir(ctx context.Context, dir *Inode) error {
 	if err != nil {
 		return err
 	}
-	dir.children = make(map[string]*Inode, len(tr.Nodes))
-	for _, n := range tr.Nodes {
-		c := &Inode{Ino: t.newIno(), meta: *n, name: string(n.Name), parent: dir}
-		c.meta.Name = nil
-		if n.Type == repo.NodeFile {
-			cm := c.meta
-			c.committed = &cm
+	if !t.loadingAll && hasLinkGroups(tr) {
+		if err := t.loadAllLocked(ctx); err != nil {
+			return err
 		}
-		dir.children[c.name] = c
+		if dir.children != nil {
+			return nil
+		}
 	}
+	t.fillDirLocked(dir, tr)
 	return nil
 }
 
