@@ -13,6 +13,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/sealfs/sealfs/internal/fusefs"
+	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/worktree"
 )
 
@@ -50,24 +51,6 @@ func lstat(t *testing.T, p string) *syscall.Stat_t {
 		t.Fatal(err)
 	}
 	return &st
-}
-
-// sameInode checks that the paths are names of one inode with nlink
-// names and the content want.
-func sameInode(t *testing.T, nlink uint64, want string, paths ...string) {
-	t.Helper()
-	first := lstat(t, paths[0])
-	for _, p := range paths {
-		st := lstat(t, p)
-		if st.Ino != first.Ino || st.Nlink != nlink || st.Mode != first.Mode || st.Uid != first.Uid ||
-			st.Mtim != first.Mtim || st.Size != int64(len(want)) {
-			t.Errorf("%s: ino %d nlink %d mode %o uid %d mtime %v size %d; want ino %d nlink %d mode %o uid %d mtime %v size %d",
-				p, st.Ino, st.Nlink, st.Mode, st.Uid, st.Mtim, st.Size, first.Ino, nlink, first.Mode, first.Uid, first.Mtim, len(want))
-		}
-		if got, err := os.ReadFile(p); err != nil || string(got) != want {
-			t.Errorf("%s reads %q, %v; want %q", p, got, err, want)
-		}
-	}
 }
 
 func wantErrno(t *testing.T, what string, err error, want syscall.Errno) {
@@ -118,7 +101,7 @@ func TestHardLinks(t *testing.T) {
 			t.Fatalf("link a/f %s: %v", to, err)
 		}
 	}
-	sameInode(t, 4, "one", p("a/f"), p("b/g"), p("a/h"), p("top"))
+	testutil.SameInode(t, 4, "one", p("a/f"), p("b/g"), p("a/h"), p("top"))
 
 	// Content, mode, owner and times are the inode's.
 	if err := os.WriteFile(p("b/g"), []byte("two!"), 0o600); err != nil {
@@ -134,7 +117,7 @@ func TestHardLinks(t *testing.T) {
 	if err := os.Chtimes(p("a/f"), when, when); err != nil {
 		t.Fatal(err)
 	}
-	sameInode(t, 4, "two!", p("a/f"), p("b/g"), p("a/h"), p("top"))
+	testutil.SameInode(t, 4, "two!", p("a/f"), p("b/g"), p("a/h"), p("top"))
 	if st := lstat(t, p("b/g")); st.Mode&07777 != 0o604 || st.Uid != 1234 || st.Gid != 5678 || st.Mtim.Nano() != when.UnixNano() {
 		t.Errorf("b/g: mode %o owner %d:%d mtime %d after chmod, chown, utimes through other names", st.Mode&07777, st.Uid, st.Gid, st.Mtim.Nano())
 	}
@@ -147,7 +130,7 @@ func TestHardLinks(t *testing.T) {
 	if err := os.Remove(p("a/h")); err != nil {
 		t.Fatal(err)
 	}
-	sameInode(t, 3, "two!", p("a/f"), p("b/g"), p("top"))
+	testutil.SameInode(t, 3, "two!", p("a/f"), p("b/g"), p("top"))
 	// A rename of a linked name; a rename between two names of one inode
 	// does nothing (POSIX).
 	if err := os.Rename(p("b/g"), p("b/g2")); err != nil {
@@ -156,7 +139,7 @@ func TestHardLinks(t *testing.T) {
 	if err := os.Rename(p("top"), p("a/f")); err != nil {
 		t.Fatal(err)
 	}
-	sameInode(t, 3, "two!", p("a/f"), p("b/g2"), p("top"))
+	testutil.SameInode(t, 3, "two!", p("a/f"), p("b/g2"), p("top"))
 	// A rename onto a linked name replaces that name only.
 	if err := os.WriteFile(p("other"), []byte("other"), 0o644); err != nil {
 		t.Fatal(err)
@@ -164,13 +147,13 @@ func TestHardLinks(t *testing.T) {
 	if err := os.Rename(p("other"), p("top")); err != nil {
 		t.Fatal(err)
 	}
-	sameInode(t, 2, "two!", p("a/f"), p("b/g2"))
-	sameInode(t, 1, "other", p("top"))
+	testutil.SameInode(t, 2, "two!", p("a/f"), p("b/g2"))
+	testutil.SameInode(t, 1, "other", p("top"))
 	// A rename of a directory holding links.
 	if err := os.Rename(p("a"), p("a2")); err != nil {
 		t.Fatal(err)
 	}
-	sameInode(t, 2, "two!", p("a2/f"), p("b/g2"))
+	testutil.SameInode(t, 2, "two!", p("a2/f"), p("b/g2"))
 
 	// A file still being written gets a name; the writes show through it.
 	w, err := os.Create(p("w"))
@@ -183,7 +166,7 @@ func TestHardLinks(t *testing.T) {
 		t.Fatalf("link of a file being written: %v", err)
 	}
 	w.WriteString("part2")
-	sameInode(t, 2, "part1 part2", p("w"), p("b/w2"))
+	testutil.SameInode(t, 2, "part1 part2", p("w"), p("b/w2"))
 	if _, err := tr.Commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -200,9 +183,9 @@ func TestHardLinks(t *testing.T) {
 	check := func(root string) {
 		t.Helper()
 		q := func(s string) string { return filepath.Join(root, s) }
-		sameInode(t, 3, "three", q("a2/f"), q("b/g2"), q("b/g3"))
-		sameInode(t, 2, "part1 part2 part3", q("w"), q("b/w2"))
-		sameInode(t, 1, "other", q("top"))
+		testutil.SameInode(t, 3, "three", q("a2/f"), q("b/g2"), q("b/g3"))
+		testutil.SameInode(t, 2, "part1 part2 part3", q("w"), q("b/w2"))
+		testutil.SameInode(t, 1, "other", q("top"))
 	}
 	check(dir)
 
