@@ -21,8 +21,8 @@ func dirNlink(t *testing.T, p string, want uint64) {
 }
 
 // TestMountHardLinks: hard links made through the mount of the real binary
-// (to a committed file and to a new one; unlink and rename of linked names
-// and a write through one name) are found again after a kill -9 of the
+// (to a committed file and to a new one, to a fifo and a symlink; unlink
+// and rename of linked names and a write through one name) are found again after a kill -9 of the
 // daemon (journal replay), are committed with one link group per inode,
 // come back as one inode on a mount with a fresh cache, and `sealfs
 // restore` makes them hard links again (same inode, nlink), as ext4 keeps
@@ -57,10 +57,16 @@ func TestMountHardLinks(t *testing.T) {
 	must(os.Link(p(mnt, "n"), p(mnt, "n3")))
 	must(os.Remove(p(mnt, "n3")))
 	must(os.Rename(p(mnt, "d/n2"), p(mnt, "d/n2r")))
+	must(syscall.Mkfifo(p(mnt, "fifo"), 0o640))
+	must(os.Link(p(mnt, "fifo"), p(mnt, "d/fifo2")))
+	must(os.Symlink("n", p(mnt, "sl")))
+	must(os.Link(p(mnt, "sl"), p(mnt, "e/sl2"))) // the symlink itself, as linkat(2) without AT_SYMLINK_FOLLOW
 	check := func(root string) {
 		t.Helper()
 		testutil.SameInode(t, 3, "old, written again", p(root, "d/old"), p(root, "top-old"), p(root, "e/old2"))
 		testutil.SameInode(t, 2, "new", p(root, "n"), p(root, "d/n2r"))
+		testutil.SameInode(t, 2, "", p(root, "fifo"), p(root, "d/fifo2"))
+		testutil.SameInode(t, 2, "n", p(root, "sl"), p(root, "e/sl2"))
 		if _, err := os.Lstat(p(root, "n3")); !os.IsNotExist(err) {
 			t.Errorf("n3, unlinked, is there: %v", err)
 		}

@@ -73,6 +73,9 @@ func (s *Saver) saveEntry(ctx context.Context, path string) (*repo.Node, error) 
 		return nil, fmt.Errorf("failed to stat %s: %w", path, err)
 	}
 	n := NodeFromStat(filepath.Base(path), &st)
+	if n.Type != repo.NodeDir && st.Nlink > 1 {
+		n.LinkGroup = s.linkGroup(&st)
+	}
 	switch n.Type {
 	case repo.NodeDir:
 		id, err := s.SaveDir(ctx, path)
@@ -88,15 +91,6 @@ func (s *Saver) saveEntry(ctx context.Context, path string) (*repo.Node, error) 
 		n.Target, n.Size = []byte(target), uint64(len(target))
 		s.stats.Others++
 	case repo.NodeFile:
-		if st.Nlink > 1 {
-			key := [2]uint64{st.Dev, st.Ino}
-			if g, ok := s.links[key]; ok {
-				n.LinkGroup = g
-			} else {
-				n.LinkGroup = uint64(len(s.links) + 1)
-				s.links[key] = n.LinkGroup
-			}
-		}
 		content, size, err := s.saveFile(ctx, path)
 		if err != nil {
 			return nil, err
@@ -108,6 +102,18 @@ func (s *Saver) saveEntry(ctx context.Context, path string) (*repo.Node, error) 
 		s.stats.Others++
 	}
 	return n, nil
+}
+
+// linkGroup is the link group of the inode st describes, one of several
+// names: the same for each of its names, numbered from 1.
+func (s *Saver) linkGroup(st *unix.Stat_t) uint64 {
+	key := [2]uint64{st.Dev, st.Ino}
+	g, ok := s.links[key]
+	if !ok {
+		g = uint64(len(s.links) + 1)
+		s.links[key] = g
+	}
+	return g
 }
 
 // saveFile stores a file's data regions and records its holes.

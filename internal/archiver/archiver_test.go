@@ -83,6 +83,8 @@ func makeEdgeTree(t *testing.T, root string, smallFiles int) {
 	must(os.Symlink("/nonexistent/target", filepath.Join(root, "link-dangling")))
 	must(os.Link(filepath.Join(root, "private"), filepath.Join(root, "names", "hardlink-to-private")))
 	must(unix.Mkfifo(filepath.Join(root, "fifo"), 0o640))
+	must(os.Link(filepath.Join(root, "fifo"), filepath.Join(root, "names", "hardlink-to-fifo")))
+	must(os.Link(filepath.Join(root, "link-rel"), filepath.Join(root, "names", "hardlink-to-symlink")))
 	if os.Geteuid() == 0 {
 		must(unix.Mknod(filepath.Join(root, "null-dev"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
 		must(os.Lchown(filepath.Join(root, "private"), 1234, 5678))

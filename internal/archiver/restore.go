@@ -60,6 +60,10 @@ func (rs *Restorer) restoreTree(ctx context.Context, id crypt.ID, dir string) er
 }
 
 func (rs *Restorer) restoreNode(ctx context.Context, n *repo.Node, path string) error {
+	linked := n.Type != repo.NodeDir && n.LinkGroup != 0
+	if first, ok := rs.links[n.LinkGroup]; linked && ok {
+		return os.Link(first, path) // a further name of an inode restored
+	}
 	switch n.Type {
 	case repo.NodeDir:
 		if err := os.Mkdir(path, 0o700); err != nil && !os.IsExist(err) {
@@ -73,18 +77,12 @@ func (rs *Restorer) restoreNode(ctx context.Context, n *repo.Node, path string) 
 			return err
 		}
 	case repo.NodeFile:
-		if first, ok := rs.links[n.LinkGroup]; ok && n.LinkGroup != 0 {
-			return os.Link(first, path)
-		}
 		if err := rs.restoreFile(ctx, n, path); err != nil {
 			if errors.Is(err, repo.ErrIntegrity) {
 				rs.damaged = append(rs.damaged, err)
 				return nil
 			}
 			return err
-		}
-		if n.LinkGroup != 0 {
-			rs.links[n.LinkGroup] = path
 		}
 	case repo.NodeFIFO:
 		if err := unix.Mkfifo(path, 0o600); err != nil {
@@ -95,6 +93,9 @@ func (rs *Restorer) restoreNode(ctx context.Context, n *repo.Node, path string) 
 		if err := unix.Mknod(path, mode|0o600, int(n.Rdev)); err != nil {
 			return fmt.Errorf("failed to make %s (needs root for devices): %w", path, err)
 		}
+	}
+	if linked {
+		rs.links[n.LinkGroup] = path
 	}
 	return rs.restoreMeta(n, path)
 }

@@ -29,6 +29,12 @@ func mount(t *testing.T) (string, *worktree.Tree, *testutil.Env) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return mountTree(t, tr), tr, env
+}
+
+// mountTree mounts tr at a fresh directory until cleanup.
+func mountTree(t *testing.T, tr *worktree.Tree) string {
+	t.Helper()
 	dir := t.TempDir()
 	srv, err := fusefs.Mount(dir, fusefs.New(tr, fusefs.Options{}),
 		fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true, Options: []string{"default_permissions"}})
@@ -40,7 +46,7 @@ func mount(t *testing.T) (string, *worktree.Tree, *testutil.Env) {
 			t.Errorf("unmount: %v", err)
 		}
 	})
-	return dir, tr, env
+	return dir
 }
 
 // TestPosix runs go-fuse's POSIX behaviour suite on a mount.

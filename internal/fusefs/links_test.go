@@ -9,40 +9,11 @@ import (
 	"testing"
 	"time"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
-	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
-	"github.com/sealfs/sealfs/internal/fusefs"
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/worktree"
 )
-
-// mountTree mounts tr at a fresh directory; the returned function
-// unmounts it (also run at cleanup, if the test did not).
-func mountTree(t *testing.T, tr *worktree.Tree) (string, func()) {
-	t.Helper()
-	dir := t.TempDir()
-	one := time.Second
-	srv, err := gofs.Mount(dir, fusefs.New(tr, fusefs.Options{}).Root(), &gofs.Options{
-		EntryTimeout: &one, AttrTimeout: &one, NegativeTimeout: &one,
-		MountOptions: fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true, Options: []string{"default_permissions"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := false
-	unmount := func() {
-		if done {
-			return
-		}
-		done = true
-		if err := srv.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	}
-	t.Cleanup(unmount)
-	return dir, unmount
-}
 
 func lstat(t *testing.T, p string) *syscall.Stat_t {
 	t.Helper()
@@ -155,6 +126,22 @@ func TestHardLinks(t *testing.T) {
 	}
 	testutil.SameInode(t, 2, "two!", p("a2/f"), p("b/g2"))
 
+	// RENAME_EXCHANGE of one name of a linked inode swaps that name only.
+	if err := os.WriteFile(p("x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exchange := func() {
+		t.Helper()
+		if err := unix.Renameat2(unix.AT_FDCWD, p("b/g2"), unix.AT_FDCWD, p("x"), unix.RENAME_EXCHANGE); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exchange()
+	testutil.SameInode(t, 2, "two!", p("a2/f"), p("x"))
+	testutil.SameInode(t, 1, "x", p("b/g2"))
+	exchange()
+	os.Remove(p("x"))
+
 	// A file still being written gets a name; the writes show through it.
 	w, err := os.Create(p("w"))
 	if err != nil {
@@ -198,7 +185,7 @@ func TestHardLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir2, _ := mountTree(t, tr2)
+	dir2 := mountTree(t, tr2)
 	check(dir2)
 	if got := r2.Latest().Files; got != 6 {
 		t.Errorf("the snapshot counts %d files (names), want 6", got)
@@ -247,7 +234,7 @@ func TestDirNlink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir2, _ := mountTree(t, tr2)
+	dir2 := mountTree(t, tr2)
 	nlinks(dir2, map[string]uint64{".": 4, "d": 3, "d/z": 2, "e": 2})
 	if b, err := os.ReadDir(dir2); err != nil || len(b) != 2 {
 		t.Errorf("root lists %d entries, %v", len(b), err)

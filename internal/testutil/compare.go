@@ -58,16 +58,16 @@ func CompareTrees(t testing.TB, a, b string) int {
 			if err := sameContent(pa, pb); err != nil {
 				return fmt.Errorf("%s: %w", rel, err)
 			}
-			if sa.Nlink > 1 {
-				if first, ok := inodes[sa.Ino]; ok {
-					var sf unix.Stat_t
-					_ = unix.Lstat(filepath.Join(b, first), &sf)
-					if sf.Ino != sb.Ino {
-						return fmt.Errorf("%s: hard link to %s not kept", rel, first)
-					}
+		}
+		if sa.Nlink > 1 && sa.Mode&unix.S_IFMT != unix.S_IFDIR {
+			if first, ok := inodes[sa.Ino]; ok {
+				var sf unix.Stat_t
+				_ = unix.Lstat(filepath.Join(b, first), &sf)
+				if sf.Ino != sb.Ino {
+					return fmt.Errorf("%s: hard link to %s not kept", rel, first)
 				}
-				inodes[sa.Ino] = rel
 			}
+			inodes[sa.Ino] = rel
 		}
 		return nil
 	})

@@ -7,7 +7,8 @@ import (
 )
 
 // SameInode checks that the paths are names of one inode that has nlink
-// names, one mode, owner and mtime, and the content want.
+// names, one mode, owner and mtime, and the content want (a file's bytes,
+// a symlink's target, "" for the rest).
 func SameInode(t testing.TB, nlink uint64, want string, paths ...string) {
 	t.Helper()
 	var first syscall.Stat_t
@@ -26,7 +27,17 @@ func SameInode(t testing.TB, nlink uint64, want string, paths ...string) {
 				p, st.Ino, st.Nlink, st.Mode, st.Uid, st.Gid, st.Mtim, st.Size,
 				first.Ino, nlink, first.Mode, first.Uid, first.Gid, first.Mtim, len(want))
 		}
-		if got, err := os.ReadFile(p); err != nil || string(got) != want {
+		var got []byte
+		var err error
+		switch st.Mode & syscall.S_IFMT {
+		case syscall.S_IFREG:
+			got, err = os.ReadFile(p)
+		case syscall.S_IFLNK:
+			var s string
+			s, err = os.Readlink(p)
+			got = []byte(s)
+		}
+		if err != nil || string(got) != want {
 			t.Errorf("%s reads %q, %v; want %q", p, got, err, want)
 		}
 	}

@@ -325,14 +325,6 @@ func below(dir, top *Inode) bool {
 	return false
 }
 
-// childPath is the path of name in the directory at dirPath.
-func childPath(dirPath, name string) string {
-	if dirPath == "" {
-		return name
-	}
-	return dirPath + "/" + name
-}
-
 // replaceable reports why c may not replace old (nil if it may): a
 // directory replaces only an empty directory, a file only a non-directory.
 func (t *Tree) replaceable(ctx context.Context, c, old *Inode) error {
