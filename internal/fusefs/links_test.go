@@ -67,9 +67,20 @@ func TestHardLinks(t *testing.T) {
 	if err := os.WriteFile(p("a/f"), []byte("one"), 0o640); err != nil {
 		t.Fatal(err)
 	}
+	// Each link changes the inode's ctime (and the directory's mtime and
+	// ctime), as on ext4.
 	for _, to := range []string{"b/g", "a/h", "top"} {
+		before, dirBefore := lstat(t, p("a/f")), lstat(t, filepath.Dir(p(to)))
 		if err := os.Link(p("a/f"), p(to)); err != nil {
 			t.Fatalf("link a/f %s: %v", to, err)
+		}
+		after, dirAfter := lstat(t, p("a/f")), lstat(t, filepath.Dir(p(to)))
+		if after.Ctim.Nano() <= before.Ctim.Nano() || after.Mtim != before.Mtim {
+			t.Errorf("link %s: ctime %d -> %d, mtime %d -> %d; want a later ctime, the same mtime", to,
+				before.Ctim.Nano(), after.Ctim.Nano(), before.Mtim.Nano(), after.Mtim.Nano())
+		}
+		if dirAfter.Mtim.Nano() <= dirBefore.Mtim.Nano() || dirAfter.Ctim.Nano() <= dirBefore.Ctim.Nano() {
+			t.Errorf("link %s: its directory's mtime and ctime did not move", to)
 		}
 	}
 	testutil.SameInode(t, 4, "one", p("a/f"), p("b/g"), p("a/h"), p("top"))
@@ -97,11 +108,15 @@ func TestHardLinks(t *testing.T) {
 	wantErrno(t, "link onto an existing name", os.Link(p("a/f"), p("b/g")), syscall.EEXIST)
 	wantErrno(t, "link of a missing name", os.Link(p("a/nothing"), p("c")), syscall.ENOENT)
 
-	// Unlink of one name leaves the others.
+	// Unlink of one name leaves the others, and changes their ctime.
+	before := lstat(t, p("a/f"))
 	if err := os.Remove(p("a/h")); err != nil {
 		t.Fatal(err)
 	}
 	testutil.SameInode(t, 3, "two!", p("a/f"), p("b/g"), p("top"))
+	if after := lstat(t, p("a/f")); after.Ctim.Nano() <= before.Ctim.Nano() {
+		t.Errorf("unlink of a link left the ctime of the others at %d", after.Ctim.Nano())
+	}
 	// A rename of a linked name; a rename between two names of one inode
 	// does nothing (POSIX).
 	if err := os.Rename(p("b/g"), p("b/g2")); err != nil {
