@@ -75,3 +75,107 @@ func TestReplayLinkRecords(t *testing.T) {
 		t.Errorf("%d records not replayed, want 4:\n%s", n, log)
 	}
 }
+
+// TestLinkCrashReplay: hard links are found again after a crash of the
+// daemon (the Tree reopened on its work folder without a close), twice in
+// a row, and after a commit on a fresh cache: a link to a committed file
+// whose first name was then unlinked and which was changed through
+// another name, and a link to a file still open for writing across a
+// commit that left it out (its journal must make it again with both
+// names).
+func TestLinkCrashReplay(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := open(t, env.Repo, work)
+	writeFile(t, tr, tr.Root(), "c", []byte("committed"), true)
+	d, _, err := tr.Create(ctx, tr.Root(), "d", worktree.NewEntry{Type: repo.NodeDir, Mode: 0o755})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := tr.Lookup(ctx, tr.Root(), "c")
+	link := func(in, dir *worktree.Inode, name string) {
+		t.Helper()
+		if _, err := tr.Link(ctx, in, dir, name); err != nil {
+			t.Fatalf("link %s: %v", name, err)
+		}
+	}
+	link(c, d, "c2")
+	link(c, tr.Root(), "x")
+	if err := tr.Unlink(ctx, tr.Root(), "c"); err != nil {
+		t.Fatal(err)
+	}
+	mode := uint32(0o600)
+	if _, err := tr.SetAttr(c, worktree.SetAttr{Mode: &mode}); err != nil {
+		t.Fatal(err)
+	}
+	h := writeFile(t, tr, tr.Root(), "w", []byte("partial"), false)
+	w, _, _ := tr.Lookup(ctx, tr.Root(), "w")
+	link(w, d, "w2")
+	if err := h.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Commit(ctx); err != nil { // w is open: left out
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt([]byte(" and more"), 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	check := func(when string, tr *worktree.Tree) {
+		t.Helper()
+		for _, g := range []struct {
+			names [][]string
+			want  string
+		}{
+			{[][]string{{"d", "c2"}, {"x"}}, "committed"},
+			{[][]string{{"w"}, {"d", "w2"}}, "partial and more"},
+		} {
+			var first *worktree.Inode
+			for _, path := range g.names {
+				in := tr.Root()
+				for _, name := range path {
+					if in, _, err = tr.Lookup(ctx, in, name); err != nil {
+						t.Fatalf("%s: %v: %v", when, path, err)
+					}
+				}
+				a := tr.Attr(in)
+				if first == nil {
+					first = in
+				}
+				if in != first || a.Nlink != 2 {
+					t.Errorf("%s: %v is one inode with the others: %v, nlink %d; want nlink 2", when, path, in == first, a.Nlink)
+				}
+				if got := readFile(t, tr, path...); string(got) != g.want {
+					t.Errorf("%s: %v reads %q, want %q", when, path, got, g.want)
+				}
+			}
+		}
+		x, _, _ := tr.Lookup(ctx, tr.Root(), "x")
+		if a := tr.Attr(x); a.Mode != 0o600 {
+			t.Errorf("%s: x has mode %o, want 600 (set through the name that was unlinked)", when, a.Mode)
+		}
+		if _, _, err := tr.Lookup(ctx, tr.Root(), "c"); err == nil {
+			t.Errorf("%s: the unlinked name c is back", when)
+		}
+	}
+	check("before the crash", tr)
+	tr2 := open2(t, env.Repo, work)
+	check("after a crash", tr2)
+	tr3 := open2(t, env.Repo, work)
+	check("after a second crash", tr3)
+	if _, err := tr3.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("on a fresh cache", open2(t, r2, filepath.Join(t.TempDir(), "w")))
+}
