@@ -563,3 +563,126 @@ func TestSetIDRules(t *testing.T) {
 	check("after a remount on a fresh cache")
 	fresh.umount(t, mnt)
 }
+
+func blocksOf(t *testing.T, p string) (size, blocks int64) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Size, st.Blocks
+}
+
+// TestSparseBlocksAndFallocate: st_blocks counts only the pages that hold
+// data, as on ext4 (a 64 MiB file made by truncate has none; three
+// written pages count 3 × 8), queued, stored, after a remount on a fresh
+// cache, and after a write into the stored file; fallocate takes ext4's
+// modes (allocate, keep-size, punch-hole, zero-range) and refuses the
+// others with EOPNOTSUPP.
+func TestSparseBlocksAndFallocate(t *testing.T) {
+	c, mnt := posixMount(t)
+	p := func(n string) string { return filepath.Join(mnt, n) }
+	const size = 64 << 20
+	if err := os.WriteFile(p("empty"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p("empty"), size); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(p("sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 32 << 20, size - 30} {
+		if _, err := f.WriteAt(bytes.Repeat([]byte("d"), 30), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	if err := os.WriteFile(p("dense"), bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, sparsePages int64) {
+		t.Helper()
+		if sz, b := blocksOf(t, p("empty")); sz != size || b != 0 {
+			t.Errorf("%s: a 64 MiB file without data has size %d, st_blocks %d; want 0 blocks (as ext4)", when, sz, b)
+		}
+		// The queued copy is sealed in 4 KiB pages (4068 bytes of data
+		// each): a few pages more than ext4's at most.
+		if sz, b := blocksOf(t, p("sparse")); sz != size || b < sparsePages*8 || b > sparsePages*8+16 {
+			t.Errorf("%s: a 64 MiB file with %d written pages has st_blocks %d; want about %d (as ext4)", when, sparsePages, b, sparsePages*8)
+		}
+		if _, b := blocksOf(t, p("dense")); b < 2048 || b > 2048+32 {
+			t.Errorf("%s: a dense 1 MiB file has st_blocks %d, want about 2048", when, b)
+		}
+	}
+	check("queued", 3)
+	c = remountFresh(t, c, mnt)
+	check("stored, on a fresh cache", 3)
+	// A write into the stored file: the file is changed in place.
+	f, err = os.OpenFile(p("sparse"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte("w"), 4096), 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	check("changed in place", 4)
+	fd := int(f.Fd())
+	wantErrno(t, "FALLOC_FL_COLLAPSE_RANGE", unix.Fallocate(fd, unix.FALLOC_FL_COLLAPSE_RANGE, 0, 4096), syscall.EOPNOTSUPP)
+	wantErrno(t, "FALLOC_FL_INSERT_RANGE", unix.Fallocate(fd, unix.FALLOC_FL_INSERT_RANGE, 0, 4096), syscall.EOPNOTSUPP)
+	wantErrno(t, "FALLOC_FL_PUNCH_HOLE without FALLOC_FL_KEEP_SIZE", unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE, 0, 4096), syscall.EOPNOTSUPP)
+	if err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 16<<20, 4096); err != nil {
+		t.Fatalf("punch hole: %v", err)
+	}
+	if err := unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, size, 1<<20); err != nil {
+		t.Fatalf("keep-size allocation past the end: %v", err)
+	}
+	if err := unix.Fallocate(fd, unix.FALLOC_FL_ZERO_RANGE, size-10, 4096); err != nil {
+		t.Fatalf("zero range past the end: %v", err)
+	}
+	f.Close()
+	got, err := os.ReadFile(p("sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, size-10+4096)
+	copy(want, bytes.Repeat([]byte("d"), 30))
+	copy(want[32<<20:], bytes.Repeat([]byte("d"), 30))
+	copy(want[size-30:], bytes.Repeat([]byte("d"), 20))
+	if !bytes.Equal(got, want) {
+		t.Errorf("after punch, keep-size and zero-range the file reads wrong (%d bytes, want %d)", len(got), len(want))
+	}
+	c = remountFresh(t, c, mnt)
+	if got2, err := os.ReadFile(p("sparse")); err != nil || !bytes.Equal(got2, want) {
+		t.Errorf("after a remount on a fresh cache the file reads wrong: %v", err)
+	}
+	if _, b := blocksOf(t, p("sparse")); b > 5*8 {
+		t.Errorf("after the punch, st_blocks is %d; want at most 5 pages", b)
+	}
+	c.umount(t, mnt)
+}
+
+// TestStatfs: statfs (df) through the mount reports the cache disk's size
+// and free space and file counts (where writes queue before they go up),
+// with ext4's name limit; docs/CLI.md says why.
+func TestStatfs(t *testing.T) {
+	c, mnt := posixMount(t)
+	var got, cache unix.Statfs_t
+	if err := unix.Statfs(mnt, &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Statfs(c.cache, &cache); err != nil {
+		t.Fatal(err)
+	}
+	if got.Namelen != 255 || got.Bsize == 0 || got.Frsize == 0 || got.Blocks == 0 || got.Bfree > got.Blocks || got.Bavail > got.Bfree {
+		t.Errorf("statfs through the mount: %+v", got)
+	}
+	if got.Blocks*uint64(got.Frsize) != cache.Blocks*uint64(cache.Frsize) || got.Files != cache.Files {
+		t.Errorf("statfs through the mount says %d blocks of %d and %d files; the cache disk %d of %d and %d", got.Blocks, got.Frsize, got.Files, cache.Blocks, cache.Frsize, cache.Files)
+	}
+	if out, err := exec.Command("df", "-P", mnt).CombinedOutput(); err != nil || !strings.Contains(string(out), mnt) {
+		t.Errorf("df: %v\n%s", err, out)
+	}
+	c.umount(t, mnt)
+}

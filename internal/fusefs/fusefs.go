@@ -182,7 +182,7 @@ func fillAttr(a worktree.Attr, out *fuse.Attr) {
 	out.Ino = a.Ino
 	out.Mode = typeBits(a.Type) | a.Mode
 	out.Size = a.Size
-	out.Blocks = (a.Size + 511) / 512
+	out.Blocks = a.Blocks
 	out.Blksize = 4096
 	out.Nlink = a.Nlink
 	out.Uid, out.Gid = a.UID, a.GID

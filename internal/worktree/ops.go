@@ -21,12 +21,14 @@ type Attr struct {
 	CtimeNs  int64
 	Rdev     uint64
 	Nlink    uint32
+	Blocks   uint64 // 512-byte blocks holding data (blocks.go)
 }
 
 func (t *Tree) attrLocked(in *Inode) Attr {
 	a := Attr{Ino: in.Ino, Type: in.meta.Type, Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID,
 		Size: in.meta.Size, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, CtimeNs: in.meta.CtimeNs,
 		Rdev: in.meta.Rdev, Nlink: t.nlinkLocked(in)}
+	a.Blocks = t.blocksLocked(in)
 	return a
 }
 
