@@ -90,6 +90,7 @@ var (
 	_ gofs.NodeRenamer     = (*node)(nil)
 	_ gofs.NodeLinker      = (*node)(nil)
 	_ gofs.NodeOpener      = (*node)(nil)
+	_ gofs.NodeFsyncer     = (*node)(nil)
 	_ gofs.NodeStatfser    = (*node)(nil)
 	_ gofs.NodeGetxattrer  = (*node)(nil)
 	_ gofs.NodeListxattrer = (*node)(nil)
@@ -359,6 +360,23 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		return nil, 0, n.fs.errno(ctx, "open", err)
 	}
 	return &handle{fs: n.fs, h: h}, 0, 0
+}
+
+// Fsync is fsync(2). go-fuse asks the node first: a file's goes to its
+// handle; a directory's (the write-temp, rename, fsync-the-directory
+// pattern) makes the journal that holds its entries durable, and commits
+// with --sync=remote, as a file's fsync does.
+func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	if h, ok := f.(*handle); ok {
+		return h.Fsync(ctx, flags)
+	}
+	if err := n.fs.tree.Sync(); err != nil {
+		return n.fs.errno(ctx, "fsync", err)
+	}
+	if n.fs.opts.SyncRemote != nil {
+		return n.fs.errno(ctx, "fsync", n.fs.opts.SyncRemote(ctx))
+	}
+	return 0
 }
 
 // Statfs reports the cache disk's free space: that is where writes queue.

@@ -175,13 +175,22 @@ func (h *Handle) Sync() error {
 		return err
 	}
 	t.mu.Lock()
-	f, j := in.file, t.journal
+	f := in.file
 	t.mu.Unlock()
 	if f != nil {
 		if err := f.Sync(); err != nil {
 			return err
 		}
 	}
+	return t.Sync()
+}
+
+// Sync makes the journal durable on local disk: every change of names and
+// metadata made so far survives a crash (fsync of a directory).
+func (t *Tree) Sync() error {
+	t.mu.Lock()
+	j := t.journal
+	t.mu.Unlock()
 	if j != nil {
 		return j.sync()
 	}
