@@ -37,6 +37,13 @@ const (
 	NodeSocket   = format.NodeSocket
 )
 
+// Limits of a node's extended attributes, as format names them.
+const (
+	MaxXattrs        = format.MaxXattrs
+	MaxXattrNameLen  = format.MaxXattrNameLen
+	MaxXattrValueLen = format.MaxXattrValueLen
+)
+
 // Compression settings, as format names them.
 const (
 	CompressionZstd = format.CompressionZstd

@@ -221,10 +221,15 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			if entries, _ := os.ReadDir(dir); len(entries) > 0 {
 				return usageError{fmt.Errorf("%s is not empty; restore into an empty directory", dir)}
 			}
-			if err := archiver.NewRestorer(r).RestoreTree(ctx, snap.Tree, dir); err != nil {
+			rs := archiver.NewRestorer(r)
+			rs.Warn = func(err error) { fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err) }
+			if err := rs.RestoreTree(ctx, snap.Tree, dir); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %d (%d files, %s) into %s\n", snap.Seq, snap.Files, humanize.Bytes(snap.Bytes), dir)
+			if n := rs.Warnings(); n > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %d extended attributes were not restored (listed above): the target's filesystem or your privileges refuse them\n", n)
+			}
 			return nil
 		},
 	}

@@ -1,7 +1,7 @@
 // Package archiver copies a local directory tree into a repository as a
 // snapshot, and restores a snapshot's tree to a local directory, keeping
-// what backup tools rely on: modes, owners, times, symlinks, hard links,
-// fifos and device nodes, sparse files (holes are found with SEEK_DATA and
+// what backup tools rely on: modes, owners, times, extended attributes and
+// POSIX ACLs, symlinks, hard links, fifos and device nodes, sparse files (holes are found with SEEK_DATA and
 // SEEK_HOLE and never stored) and names that are not UTF-8.
 package archiver
 
@@ -73,6 +73,11 @@ func (s *Saver) saveEntry(ctx context.Context, path string) (*repo.Node, error) 
 		return nil, fmt.Errorf("failed to stat %s: %w", path, err)
 	}
 	n := NodeFromStat(filepath.Base(path), &st)
+	xattrs, err := readXattrs(path)
+	if err != nil {
+		return nil, err
+	}
+	n.Xattrs = xattrs
 	if n.Type != repo.NodeDir && st.Nlink > 1 {
 		n.LinkGroup = s.linkGroup(&st)
 	}

@@ -18,8 +18,14 @@ type Restorer struct {
 	r     *repo.Repository
 	links map[uint64]string // link group -> first restored path
 	// Owners sets uid/gid (needs root); otherwise files belong to the caller.
-	Owners  bool
-	damaged []error // files left out because their content failed verification
+	Owners bool
+	// Warn is told of each extended attribute the target refuses (a
+	// namespace its filesystem does not support, trusted.* without
+	// CAP_SYS_ADMIN); the restore goes on with the rest. Nil counts them
+	// only (see Warnings).
+	Warn     func(error)
+	warnings int
+	damaged  []error // files left out because their content failed verification
 }
 
 // NewRestorer returns a Restorer reading from r.
@@ -27,13 +33,17 @@ func NewRestorer(r *repo.Repository) *Restorer {
 	return &Restorer{r: r, links: map[uint64]string{}, Owners: os.Geteuid() == 0}
 }
 
+// Warnings returns how many extended attributes the last RestoreTree could
+// not set.
+func (rs *Restorer) Warnings() int { return rs.warnings }
+
 // RestoreTree restores the tree blob id into the existing directory dir.
 // A file whose content fails verification is left out (never restored in
 // part) and the restore goes on with the others; the error returned then
 // names every such file and wraps repo.ErrIntegrity. Any other failure
 // stops the restore.
 func (rs *Restorer) RestoreTree(ctx context.Context, id crypt.ID, dir string) error {
-	rs.damaged = nil
+	rs.damaged, rs.warnings = nil, 0
 	if err := rs.restoreTree(ctx, id, dir); err != nil {
 		return err
 	}
@@ -144,6 +154,14 @@ func (rs *Restorer) restoreMeta(n *repo.Node, path string) error {
 	if n.Type != repo.NodeSymlink {
 		if err := unix.Chmod(path, n.Mode); err != nil {
 			return err
+		}
+	}
+	// After chown, which clears security.capability; an access ACL
+	// agrees with the mode set above.
+	for _, err := range setXattrs(path, n.Xattrs) {
+		rs.warnings++
+		if rs.Warn != nil {
+			rs.Warn(err)
 		}
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(n.AtimeNs), unix.NsecToTimespec(n.MtimeNs)}

@@ -51,6 +51,8 @@ func TestCtime(t *testing.T) {
 		{"chmod", f, func() error { return os.Chmod(f, 0o600) }},
 		{"chown", f, func() error { return os.Chown(f, 1234, 5678) }},
 		{"utimensat", f, func() error { return os.Chtimes(f, past, past) }},
+		{"setxattr", f, func() error { return unix.Setxattr(f, "user.k", []byte("v"), 0) }},
+		{"removexattr", f, func() error { return unix.Removexattr(f, "user.k") }},
 		{"rename", f, func() error {
 			if err := os.Rename(f, f+"2"); err != nil {
 				return err

@@ -57,15 +57,28 @@ func (f *FS) Root() gofs.InodeEmbedder { return &node{fs: f, wi: f.tree.Root()} 
 // Mount mounts f at dir with the given FUSE mount options. It sets what
 // the nodes rely on: a mode of 0 stays 0 (go-fuse would show 0644 or 0755
 // otherwise, and a file locked down with chmod 000 would look readable),
-// the root has the tree's inode number, and the kernel caches entries and
-// attributes for a second.
+// the root has the tree's inode number, the kernel enforces POSIX ACLs
+// (which it reads through Getxattr, docs/SPEC.md §8) and leaves the umask
+// to the filesystem (see umaskFS), and it caches entries and attributes
+// for a second.
 func Mount(dir string, f *FS, mo fuse.MountOptions) (*fuse.Server, error) {
+	mo.EnableAcl = true
+	mo.ExtraCapabilities |= fuse.CAP_DONT_MASK
 	one := time.Second
-	return gofs.Mount(dir, f.Root(), &gofs.Options{
+	raw := gofs.NewNodeFS(f.Root(), &gofs.Options{
 		EntryTimeout: &one, AttrTimeout: &one, NegativeTimeout: &one, MountOptions: mo,
 		NullPermissions: true,
 		RootStableAttr:  &gofs.StableAttr{Ino: f.tree.Attr(f.tree.Root()).Ino},
 	})
+	srv, err := fuse.NewServer(umaskFS{raw}, dir, &mo)
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		return nil, err
+	}
+	return srv, nil
 }
 
 // node is one inode of the mount.
@@ -76,30 +89,32 @@ type node struct {
 }
 
 var (
-	_ gofs.NodeLookuper    = (*node)(nil)
-	_ gofs.NodeGetattrer   = (*node)(nil)
-	_ gofs.NodeSetattrer   = (*node)(nil)
-	_ gofs.NodeReaddirer   = (*node)(nil)
-	_ gofs.NodeMkdirer     = (*node)(nil)
-	_ gofs.NodeMknoder     = (*node)(nil)
-	_ gofs.NodeCreater     = (*node)(nil)
-	_ gofs.NodeSymlinker   = (*node)(nil)
-	_ gofs.NodeReadlinker  = (*node)(nil)
-	_ gofs.NodeUnlinker    = (*node)(nil)
-	_ gofs.NodeRmdirer     = (*node)(nil)
-	_ gofs.NodeRenamer     = (*node)(nil)
-	_ gofs.NodeLinker      = (*node)(nil)
-	_ gofs.NodeOpener      = (*node)(nil)
-	_ gofs.NodeFsyncer     = (*node)(nil)
-	_ gofs.NodeStatfser    = (*node)(nil)
-	_ gofs.NodeGetxattrer  = (*node)(nil)
-	_ gofs.NodeListxattrer = (*node)(nil)
-	_ gofs.FileReader      = (*handle)(nil)
-	_ gofs.FileWriter      = (*handle)(nil)
-	_ gofs.FileFlusher     = (*handle)(nil)
-	_ gofs.FileReleaser    = (*handle)(nil)
-	_ gofs.FileFsyncer     = (*handle)(nil)
-	_ gofs.FileAllocater   = (*handle)(nil)
+	_ gofs.NodeLookuper      = (*node)(nil)
+	_ gofs.NodeGetattrer     = (*node)(nil)
+	_ gofs.NodeSetattrer     = (*node)(nil)
+	_ gofs.NodeReaddirer     = (*node)(nil)
+	_ gofs.NodeMkdirer       = (*node)(nil)
+	_ gofs.NodeMknoder       = (*node)(nil)
+	_ gofs.NodeCreater       = (*node)(nil)
+	_ gofs.NodeSymlinker     = (*node)(nil)
+	_ gofs.NodeReadlinker    = (*node)(nil)
+	_ gofs.NodeUnlinker      = (*node)(nil)
+	_ gofs.NodeRmdirer       = (*node)(nil)
+	_ gofs.NodeRenamer       = (*node)(nil)
+	_ gofs.NodeLinker        = (*node)(nil)
+	_ gofs.NodeOpener        = (*node)(nil)
+	_ gofs.NodeFsyncer       = (*node)(nil)
+	_ gofs.NodeStatfser      = (*node)(nil)
+	_ gofs.NodeGetxattrer    = (*node)(nil)
+	_ gofs.NodeListxattrer   = (*node)(nil)
+	_ gofs.NodeSetxattrer    = (*node)(nil)
+	_ gofs.NodeRemovexattrer = (*node)(nil)
+	_ gofs.FileReader        = (*handle)(nil)
+	_ gofs.FileWriter        = (*handle)(nil)
+	_ gofs.FileFlusher       = (*handle)(nil)
+	_ gofs.FileReleaser      = (*handle)(nil)
+	_ gofs.FileFsyncer       = (*handle)(nil)
+	_ gofs.FileAllocater     = (*handle)(nil)
 )
 
 // errno maps an error to an errno, logging what is not a plain POSIX
@@ -388,35 +403,60 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// Getxattr serves the status document on the root.
+// Getxattr returns an xattr's value (docs/SPEC.md §8); on the root, the
+// status document too.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if n.wi != n.fs.tree.Root() || attr != StatusXattr || n.fs.opts.Status == nil {
-		return 0, syscall.ENODATA
+	var v []byte
+	if n.wi == n.fs.tree.Root() && attr == StatusXattr && n.fs.opts.Status != nil {
+		v = n.fs.opts.Status()
+	} else {
+		var err error
+		if v, err = n.fs.tree.GetXattr(n.wi, attr); err != nil {
+			return 0, n.fs.errno(ctx, "getxattr", err)
+		}
 	}
-	doc := n.fs.opts.Status()
+	return copyOut(dest, v)
+}
+
+// copyOut answers a getxattr or listxattr: the size the value needs when
+// dest is empty (a size query), ERANGE when it does not fit.
+func copyOut(dest, v []byte) (uint32, syscall.Errno) {
 	if len(dest) == 0 {
-		return uint32(len(doc)), 0
+		return uint32(len(v)), 0
 	}
-	if len(dest) < len(doc) {
-		return uint32(len(doc)), syscall.ERANGE
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
 	}
-	return uint32(copy(dest, doc)), 0
+	return uint32(copy(dest, v)), 0
 }
 
-// Setxattr is not supported yet: tools such as cp -a and rsync -X treat
-// ENOTSUP as "this filesystem has no xattrs" and go on.
+// Setxattr sets an xattr; flags are XATTR_CREATE and XATTR_REPLACE. The
+// kernel has checked the caller's permission (trusted.* needs
+// CAP_SYS_ADMIN, user.* write permission). The status name is the mount's
+// own: nobody may set it.
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return syscall.ENOTSUP
+	if n.wi == n.fs.tree.Root() && attr == StatusXattr {
+		return syscall.EPERM
+	}
+	return n.fs.errno(ctx, "setxattr", n.fs.tree.SetXattr(n.wi, attr, data, flags))
 }
 
-// Removexattr is not supported yet, like Setxattr.
+// Removexattr removes an xattr.
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return syscall.ENOTSUP
+	if n.wi == n.fs.tree.Root() && attr == StatusXattr {
+		return syscall.EPERM
+	}
+	return n.fs.errno(ctx, "removexattr", n.fs.tree.RemoveXattr(n.wi, attr))
 }
 
-// Listxattr lists no attributes (the status one is hidden).
+// Listxattr lists the xattrs' names, each ended by a NUL (the status one
+// is hidden).
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	return 0, 0
+	var list []byte
+	for _, name := range n.fs.tree.ListXattr(n.wi) {
+		list = append(append(list, name...), 0)
+	}
+	return copyOut(dest, list)
 }
 
 // handle is an open file.

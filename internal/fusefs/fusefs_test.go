@@ -21,6 +21,12 @@ import (
 // unmounts it at cleanup, failing the test if it will not go.
 func mount(t *testing.T) (string, *worktree.Tree, *testutil.Env) {
 	t.Helper()
+	return mountWith(t, fusefs.Options{})
+}
+
+// mountWith is mount with the filesystem's options o.
+func mountWith(t *testing.T, o fusefs.Options) (string, *worktree.Tree, *testutil.Env) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting needs root here")
 	}
@@ -29,14 +35,20 @@ func mount(t *testing.T) (string, *worktree.Tree, *testutil.Env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mountTree(t, tr), tr, env
+	return mountTreeWith(t, tr, o), tr, env
 }
 
 // mountTree mounts tr at a fresh directory until cleanup.
 func mountTree(t *testing.T, tr *worktree.Tree) string {
 	t.Helper()
+	return mountTreeWith(t, tr, fusefs.Options{})
+}
+
+// mountTreeWith is mountTree with the filesystem's options o.
+func mountTreeWith(t *testing.T, tr *worktree.Tree, o fusefs.Options) string {
+	t.Helper()
 	dir := t.TempDir()
-	srv, err := fusefs.Mount(dir, fusefs.New(tr, fusefs.Options{}),
+	srv, err := fusefs.Mount(dir, fusefs.New(tr, o),
 		fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true, Options: []string{"default_permissions"}})
 	if err != nil {
 		t.Fatal(err)
@@ -52,8 +64,6 @@ func mountTree(t *testing.T, tr *worktree.Tree) string {
 // TestPosix runs go-fuse's POSIX behaviour suite on a mount.
 func TestPosix(t *testing.T) {
 	skip := map[string]string{
-		"XAttr":               "xattrs are not stored yet",
-		"XAttrLarge":          "xattrs are not stored yet",
 		"FcntlFlockLocksFile": "locks are not forwarded",
 		"FcntlFlockSetLk":     "locks are not forwarded",
 		"DirectIO":            "no direct I/O mode",

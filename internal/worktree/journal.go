@@ -33,6 +33,9 @@ const (
 	opStage    = "stage"   // Path's content is now Staging
 	opClear    = "clear"   // directory Path is empty (its entries follow)
 	opLink     = "link"    // Path (not a directory) gets the further name To (replacing To)
+	// Path's xattr Name is set to Value, or removed, at Time.
+	opSetxattr    = "setxattr"
+	opRemovexattr = "removexattr"
 )
 
 type record struct {
@@ -46,6 +49,9 @@ type record struct {
 	// the ctime of the entry renamed, and the mtime and ctime of the
 	// directories whose entries changed. Older journals have none.
 	Time int64 `json:"time,omitempty"`
+	// Name and Value are an xattr's, on setxattr and removexattr records.
+	Name  []byte `json:"name,omitempty"`
+	Value []byte `json:"value,omitempty"`
 	// Overlay, on a stage record, says the staging file holds only the
 	// Written ranges over Base (see Inode).
 	Overlay *overlayRecord `json:"overlay,omitempty"`
@@ -81,6 +87,12 @@ func (r *record) check() error {
 			err = errors.New("no path")
 		} else if !validPath(r.To) {
 			err = fmt.Errorf("invalid path %q", r.To)
+		}
+	case opSetxattr, opRemovexattr:
+		if len(r.Path) == 0 {
+			err = errors.New("no path")
+		} else if len(r.Name) == 0 || len(r.Name) > repo.MaxXattrNameLen || len(r.Value) > repo.MaxXattrValueLen {
+			err = fmt.Errorf("xattr of a %d-byte name and a %d-byte value", len(r.Name), len(r.Value))
 		}
 	case opClear:
 	case opStage:

@@ -174,9 +174,10 @@ func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) 
 	e.Mode &= 07777
 	inheritSetgid(dir, &e)
 	now := time.Now().UnixNano()
+	xattrs, mode := inheritACL(dir, e.Type, e.Mode)
 	in := &Inode{Ino: t.newIno(), meta: repo.Node{
-		Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, Rdev: e.Rdev,
-		Target: e.Target, MtimeNs: now, AtimeNs: now, CtimeNs: now,
+		Type: e.Type, Mode: mode, UID: e.UID, GID: e.GID, Rdev: e.Rdev,
+		Target: e.Target, MtimeNs: now, AtimeNs: now, CtimeNs: now, Xattrs: xattrs,
 	}}
 	if e.Type == repo.NodeSymlink {
 		in.meta.Size = uint64(len(e.Target))
@@ -392,6 +393,7 @@ type SetAttr struct {
 func (s SetAttr) applyTo(m *repo.Node) {
 	if s.Mode != nil {
 		m.Mode = *s.Mode & 07777
+		m.Xattrs = chmodACL(m.Xattrs, m.Mode)
 	}
 	if s.UID != nil {
 		m.UID = *s.UID

@@ -192,6 +192,12 @@ func (t *Tree) apply(ctx context.Context, rec record) error {
 		return t.applyStage(ctx, rec)
 	case opLink:
 		return t.applyLink(ctx, rec)
+	case opSetxattr, opRemovexattr:
+		in, err := t.resolve(ctx, rec.Path)
+		if err != nil {
+			return err
+		}
+		return t.applyXattrLocked(in, rec)
 	}
 	return fmt.Errorf("unknown journal operation %q", rec.Op)
 }
@@ -340,6 +346,7 @@ func (t *Tree) applySetattr(ctx context.Context, rec record) error {
 		return err
 	}
 	in.meta.Mode, in.meta.UID, in.meta.GID = rec.Meta.Mode, rec.Meta.UID, rec.Meta.GID
+	in.meta.Xattrs = chmodACL(in.meta.Xattrs, in.meta.Mode)
 	in.meta.MtimeNs, in.meta.AtimeNs, in.meta.CtimeNs = rec.Meta.MtimeNs, rec.Meta.AtimeNs, rec.Meta.CtimeNs
 	if in.meta.CtimeNs == 0 {
 		in.meta.CtimeNs = in.meta.MtimeNs // a journal of an older sealfs

@@ -69,12 +69,20 @@ const (
 	TreeVersion = 2
 )
 
+// Limits of a node's extended attributes (docs/SPEC.md §8): a reader
+// rejects a tree over them, so a writer must refuse them first.
+const (
+	MaxXattrs        = 1024     // per node
+	MaxXattrNameLen  = 255      // bytes of a name (and at least 1)
+	MaxXattrValueLen = 64 << 10 // bytes of a value
+)
+
 // Limits enforced when parsing trees.
 const (
 	maxNameLen   = 1024
 	maxTargetLen = 4096
-	maxXattrs    = 1024
-	maxXattrLen  = 64 << 10
+	maxXattrs    = MaxXattrs
+	maxXattrLen  = MaxXattrValueLen
 )
 
 // Sort orders the tree's nodes (and each node's xattrs) canonically.
@@ -189,7 +197,7 @@ func (n *Node) validate() error {
 		return fmt.Errorf("entry %q: extents hold %d bytes of a %d-byte file", n.Name, sum, n.Size)
 	}
 	for i, x := range n.Xattrs {
-		if len(x.Name) == 0 || len(x.Name) > 255 || len(x.Value) > maxXattrLen {
+		if len(x.Name) == 0 || len(x.Name) > MaxXattrNameLen || len(x.Value) > maxXattrLen {
 			return fmt.Errorf("entry %q has a bad xattr", n.Name)
 		}
 		if i > 0 && bytes.Compare(n.Xattrs[i-1].Name, x.Name) >= 0 {
@@ -341,7 +349,7 @@ func DecodeTree(b []byte) (*Tree, error) {
 			d.err = fmt.Errorf("tree entry has %d xattrs", xattrs)
 		}
 		for j := uint64(0); j < xattrs && d.err == nil; j++ {
-			n.Xattrs = append(n.Xattrs, Xattr{Name: d.bytes(255), Value: d.bytes(maxXattrLen)})
+			n.Xattrs = append(n.Xattrs, Xattr{Name: d.bytes(MaxXattrNameLen), Value: d.bytes(maxXattrLen)})
 		}
 		if d.err != nil {
 			break
