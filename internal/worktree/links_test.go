@@ -179,3 +179,82 @@ func TestLinkCrashReplay(t *testing.T) {
 	}
 	check("on a fresh cache", open2(t, r2, filepath.Join(t.TempDir(), "w")))
 }
+
+// TestRebaseLinks: a rebase (an offline start while another writer
+// committed) keeps hard links on both sides: their changed link group
+// comes in as one inode, our new name keeps our inode (the merge goes
+// path by path: the name they took over from us is theirs, so our new name
+// is no longer a link of it), and nothing is lost.
+func TestRebaseLinks(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	trA := open(t, env.Repo, t.TempDir())
+	writeFile(t, trA, trA.Root(), "l1", []byte("base"), true)
+	d := mkdir(t, trA, trA.Root(), "d")
+	if _, err := trA.Link(ctx, lookup(t, trA, "l1"), d, "l2"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, trA, trA.Root(), "u", []byte("base u"), true)
+	if _, err := trA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Repo.Unlock(ctx); err != nil { // A goes "offline"
+		t.Fatal(err)
+	}
+
+	// B, another machine, writes through one name of the group and links u.
+	rB, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rB.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	trB := open(t, rB, t.TempDir())
+	overwrite(t, trB, "theirs", true, "d", "l2")
+	if _, err := trB.Link(ctx, lookup(t, trB, "u"), trB.Root(), "u-theirs"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trB.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rB.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A, offline, gives u a name of its own, then commits.
+	if _, err := trA.Link(ctx, lookup(t, trA, "u"), trA.Root(), "u-ours"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Repo.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err := trA.Commit(ctx); err != nil || snap == nil || snap.Seq != 3 {
+		t.Fatalf("commit after the rebase: %v, %v", snap, err)
+	}
+
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []*worktree.Tree{trA, open(t, r3, t.TempDir())} {
+		group := func(want string, paths ...[]string) {
+			t.Helper()
+			first := lookup(t, tr, paths[0]...)
+			for _, p := range paths {
+				in := lookup(t, tr, p...)
+				if a := tr.Attr(in); in != first || a.Nlink != uint32(len(paths)) {
+					t.Errorf("%v: one inode with %v: %v, nlink %d; want %d", p, paths[0], in == first, a.Nlink, len(paths))
+				}
+				if got := readFile(t, tr, p...); string(got) != want {
+					t.Errorf("%v reads %q, want %q", p, got, want)
+				}
+			}
+		}
+		group("theirs", []string{"l1"}, []string{"d", "l2"})
+		group("base u", []string{"u"}, []string{"u-theirs"})
+		if got := readFile(t, tr, "u-ours"); string(got) != "base u" {
+			t.Errorf("u-ours reads %q", got)
+		}
+	}
+}
