@@ -140,6 +140,10 @@ func TestHardLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.SameInode(t, 2, "two!", p("a2/f"), p("b/g2"))
+	// Extended attributes are the inode's too.
+	if err := unix.Setxattr(p("a2/f"), "user.linked", []byte("shared"), 0); err != nil {
+		t.Fatal(err)
+	}
 
 	// RENAME_EXCHANGE of one name of a linked inode swaps that name only.
 	if err := os.WriteFile(p("x"), []byte("x"), 0o644); err != nil {
@@ -188,6 +192,10 @@ func TestHardLinks(t *testing.T) {
 		testutil.SameInode(t, 3, "three", q("a2/f"), q("b/g2"), q("b/g3"))
 		testutil.SameInode(t, 2, "part1 part2 part3", q("w"), q("b/w2"))
 		testutil.SameInode(t, 1, "other", q("top"))
+		buf := make([]byte, 64)
+		if n, err := unix.Getxattr(q("b/g3"), "user.linked", buf); err != nil || string(buf[:n]) != "shared" {
+			t.Errorf("b/g3: user.linked set through a2/f reads %q, %v", buf[:max(n, 0)], err)
+		}
 	}
 	check(dir)
 
