@@ -357,43 +357,105 @@ func (d *dec) lv() []byte { return d.fixed(int(d.uvarint())) }
 
 var typeNames = map[byte]string{1: "file", 2: "dir", 3: "symlink", 4: "fifo", 5: "chardev", 6: "blockdev", 7: "socket"}
 
+// specNode is a tree entry as SPEC §8 describes it; its JSON is that of
+// the entries in testdata/vectors/tree.json (names, targets and xattrs in
+// base64, ids in hex, empty fields null).
+type specNode struct {
+	Name                      []byte
+	Type                      byte
+	Mode, UID, GID            uint32
+	MtimeNs, AtimeNs, CtimeNs int64
+	Size                      uint64
+	Target                    []byte
+	Rdev, LinkGroup           uint64
+	Subtree                   string
+	Content                   []specExtent
+	Xattrs                    []specXattr
+}
+
+type specExtent struct {
+	Hole bool
+	ID   string
+	Size uint64
+}
+
+type specXattr struct{ Name, Value []byte }
+
+// orNil is b, or nil when it is empty (as the vectors write empty fields).
+func orNil(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return slices.Clone(b)
+}
+
+// parseTree reads a tree blob plaintext (SPEC §8) of version 1 (whose
+// entries read with ctime_ns = mtime_ns) or 2.
+func parseTree(t *testing.T, b []byte) []specNode {
+	d := &dec{t: t, b: b}
+	version := d.fixed(1)[0]
+	if version != 1 && version != 2 {
+		t.Fatalf("tree has version %d", version)
+	}
+	var out []specNode
+	for n := d.uvarint(); n > 0; n-- {
+		e := specNode{Name: orNil(d.lv()), Type: d.fixed(1)[0]}
+		e.Mode, e.UID, e.GID = uint32(d.uvarint()), uint32(d.uvarint()), uint32(d.uvarint())
+		e.MtimeNs, e.AtimeNs = d.varint(), d.varint()
+		e.CtimeNs = e.MtimeNs
+		if version == 2 {
+			e.CtimeNs = d.varint()
+		}
+		e.Size, e.Target = d.uvarint(), orNil(d.lv())
+		e.Rdev, e.LinkGroup = d.uvarint(), d.uvarint()
+		e.Subtree = hex.EncodeToString(make([]byte, 32))
+		if e.Type == 2 {
+			e.Subtree = hex.EncodeToString(d.fixed(32))
+		}
+		for k := d.uvarint(); k > 0; k-- {
+			x := specExtent{Hole: d.fixed(1)[0] == 1, ID: hex.EncodeToString(make([]byte, 32))}
+			x.Size = d.uvarint()
+			if !x.Hole {
+				x.ID = hex.EncodeToString(d.fixed(32))
+			}
+			e.Content = append(e.Content, x)
+		}
+		for k := d.uvarint(); k > 0; k-- {
+			e.Xattrs = append(e.Xattrs, specXattr{Name: orNil(d.lv()), Value: orNil(d.lv())})
+		}
+		out = append(out, e)
+	}
+	if len(d.b) != 0 {
+		t.Fatalf("tree has %d trailing bytes", len(d.b))
+	}
+	return out
+}
+
 // walk decodes tree id and everything below it into manifest entries,
 // hashing each file's content read through its extents.
 func (r *reader) walk(id string, prefix []byte) []testutil.ManifestEntry {
-	d := &dec{t: r.t, b: r.blob(typeTree, id)}
-	version := d.fixed(1)[0]
-	if version != 1 && version != 2 {
-		r.t.Fatalf("tree %s has another version", id)
-	}
 	var out, below []testutil.ManifestEntry
-	for n := d.uvarint(); n > 0; n-- {
-		path := append(slices.Clone(prefix), d.lv()...)
-		e := testutil.ManifestEntry{Type: typeNames[d.fixed(1)[0]]}
-		e.Mode = fmt.Sprintf("%04o", d.uvarint())
-		e.UID, e.GID = uint32(d.uvarint()), uint32(d.uvarint())
-		e.MtimeNs, e.AtimeNs = d.varint(), d.varint()
-		if version == 2 {
-			d.varint() // ctime_ns, not in the manifests of version 1 repositories
-		}
-		e.Size = d.uvarint()
-		e.Target = string(d.lv())
-		e.Rdev, e.LinkGroup = d.uvarint(), d.uvarint()
+	for _, n := range parseTree(r.t, r.blob(typeTree, id)) {
+		path := append(slices.Clone(prefix), n.Name...)
+		e := testutil.ManifestEntry{Type: typeNames[n.Type], Mode: fmt.Sprintf("%04o", n.Mode), UID: n.UID, GID: n.GID,
+			MtimeNs: n.MtimeNs, AtimeNs: n.AtimeNs, Size: n.Size, Target: string(n.Target), Rdev: n.Rdev, LinkGroup: n.LinkGroup}
 		if e.Type == "dir" {
-			e.Subtree = hex.EncodeToString(d.fixed(32))
+			e.Subtree = n.Subtree
 		}
 		content := sha256.New()
-		for k := d.uvarint(); k > 0; k-- {
-			x := testutil.ManifestExtent{Kind: map[byte]string{0: "data", 1: "hole"}[d.fixed(1)[0]], Size: d.uvarint()}
-			if x.Kind == "data" {
-				x.Blob = hex.EncodeToString(d.fixed(32))
-				content.Write(r.blob(typeData, x.Blob))
-			} else {
+		for _, x := range n.Content {
+			m := testutil.ManifestExtent{Kind: "data", Size: x.Size}
+			if x.Hole {
+				m.Kind = "hole"
 				content.Write(make([]byte, x.Size))
+			} else {
+				m.Blob = x.ID
+				content.Write(r.blob(typeData, x.ID))
 			}
-			e.Extents = append(e.Extents, x)
+			e.Extents = append(e.Extents, m)
 		}
-		for k := d.uvarint(); k > 0; k-- {
-			e.Xattrs = append(e.Xattrs, testutil.ManifestXattr{Name: string(d.lv()), Value: hex.EncodeToString(d.lv())})
+		for _, x := range n.Xattrs {
+			e.Xattrs = append(e.Xattrs, testutil.ManifestXattr{Name: string(x.Name), Value: hex.EncodeToString(x.Value)})
 		}
 		if e.Type == "file" {
 			e.SHA256 = hex.EncodeToString(content.Sum(nil))
@@ -404,10 +466,37 @@ func (r *reader) walk(id string, prefix []byte) []testutil.ManifestEntry {
 		}
 		out = append(out, e)
 	}
-	if len(d.b) != 0 {
-		r.t.Fatalf("tree %s has %d trailing bytes", id, len(d.b))
-	}
 	return append(out, below...)
+}
+
+// TestTreeVectorsBySpec: the tree blob plaintexts of
+// testdata/vectors/tree.json, one of each version, read by SPEC §8's
+// grammar as the entries the file lists (so a version 2 writer and a
+// reader of both versions agree with this document).
+func TestTreeVectorsBySpec(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/vectors/tree.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vectors []struct {
+		Version   int
+		Plaintext string
+		Nodes     []specNode
+	}
+	if err := json.Unmarshal(b, &vectors); err != nil {
+		t.Fatal(err)
+	}
+	versions := map[int]bool{}
+	for _, v := range vectors {
+		versions[v.Version] = true
+		got := parseTree(t, unhex(t, v.Plaintext))
+		if g, w := testutil.JSON(got), testutil.JSON(v.Nodes); g != w {
+			t.Errorf("version %d reads as\n%s\nthe vector says\n%s", v.Version, g, w)
+		}
+	}
+	if !versions[1] || !versions[2] {
+		t.Errorf("the vectors hold versions %v, want 1 and 2", versions)
+	}
 }
 
 func setPath(e *testutil.ManifestEntry, path []byte) {
