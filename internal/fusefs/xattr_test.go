@@ -72,7 +72,8 @@ func getxattr(p, name string) ([]byte, error) {
 }
 
 // TestXattrLimitsAndFlags: the answers of ext4 (and the VFS above it) at
-// every limit: ERANGE for a buffer too small and for a name over 255
+// every limit: EOPNOTSUPP for a namespace ext4 has no handler for and
+// EINVAL for a prefix alone (fs/xattr.c), ERANGE for a buffer too small and for a name over 255
 // bytes, E2BIG for a value over 64 KiB, ENODATA for a missing name (get and
 // remove), EEXIST and ENODATA for XATTR_CREATE and XATTR_REPLACE, ENOSPC
 // when an entry's xattrs are full (fs/ext4/xattr.c answers ENOSPC when the
@@ -113,6 +114,10 @@ func TestXattrLimitsAndFlags(t *testing.T) {
 	}
 	_, err = unix.Listxattr(f, make([]byte, 5))
 	expect("list into a short buffer", err, syscall.ERANGE)
+	// Namespaces ext4 has no handler for, and a prefix alone.
+	expect("an unknown namespace", unix.Setxattr(f, "other.k", []byte("v"), 0), syscall.EOPNOTSUPP)
+	expect("system.* but the ACLs", unix.Setxattr(f, "system.k", []byte("v"), 0), syscall.EOPNOTSUPP)
+	expect("user. alone", unix.Setxattr(f, "user.", []byte("v"), 0), syscall.EINVAL)
 	// Names and values at the limits and over.
 	long := "user." + strings.Repeat("n", 250)
 	expect("a 255-byte name", unix.Setxattr(f, long, []byte("v"), 0), nil)

@@ -30,6 +30,13 @@ func FuzzReadJournal(f *testing.F) {
 	h, _ := tr.OpenFile(in, true, false)
 	h.WriteAt([]byte("content"), 0)
 	h.Close()
+	// xattrs: a user one, an access ACL (which sets the mode), a chmod
+	// (which sets the ACL), a removal.
+	tr.SetXattr(in, "user.k", []byte("v"), 0)
+	tr.SetXattr(in, aclAccess, encodeACL([]aclEntry{{aclUserObj, 6, 0}, {aclUser, 4, 65534}, {aclGroupObj, 4, 0}, {aclMask, 4, 0}, {aclOther, 0, 0}}), 0)
+	mode := uint32(0o640)
+	tr.SetAttr(in, SetAttr{Mode: &mode})
+	tr.RemoveXattr(in, "user.k")
 	tr.Rename(f.Context(), d, "f", tr.Root(), "g", 0)
 	tr.Unlink(f.Context(), tr.Root(), "g")
 	journals, _ := filepath.Glob(filepath.Join(seedDir, "journal.*"))
@@ -40,6 +47,9 @@ func FuzzReadJournal(f *testing.F) {
 	f.Add([]byte(`{"op":"base","seq":1}` + "\n" + `{"op":"stage","path":"Zg==","staging":"../../x"}` + "\n"))
 	f.Add([]byte(`{"op":"base"}` + "\n" + `{"op":"create","path":"Li4=","meta":{}}` + "\n" + `{"op":"clear"}` + "\n"))
 	f.Add([]byte(`{"op":"base"}` + "\n" + `{"op":"stage","path":"Zg==","staging":"0123456789abcdef0123456789abcdef","overlay":{"base":[],"base_size":5,"base_limit":9,"written":[{"Start":3,"End":1}]}}` + "\n"))
+	f.Add([]byte(`{"op":"base"}` + "\n" + `{"op":"create","path":"Zg==","meta":{"Type":1}}` + "\n" +
+		`{"op":"setxattr","path":"Zg==","name":"c3lzdGVtLnBvc2l4X2FjbF9hY2Nlc3M=","value":"AgAAAA==","time":5}` + "\n" +
+		`{"op":"removexattr","path":"Zg==","name":""}` + "\n"))
 	f.Add([]byte{})
 	key := env.Repo.LocalKey()
 	f.Fuzz(func(t *testing.T, b []byte) {

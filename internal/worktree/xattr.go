@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -125,6 +126,9 @@ func xattrChange(n *repo.Node, rec record) ([]repo.Xattr, uint32, error) {
 	case len(rec.Value) > repo.MaxXattrValueLen:
 		return nil, 0, syscall.E2BIG // as the VFS answers (XATTR_SIZE_MAX)
 	}
+	if err := checkNamespace(name); err != nil {
+		return nil, 0, err
+	}
 	mode, value := n.Mode, rec.Value
 	switch name {
 	case aclAccess:
@@ -161,6 +165,28 @@ func xattrChange(n *repo.Node, rec record) ([]repo.Xattr, uint32, error) {
 		return nil, 0, err
 	}
 	return xs, mode, nil
+}
+
+// xattrPrefixes are the namespaces ext4 stores (besides the two ACLs).
+var xattrPrefixes = []string{"user.", "trusted.", "security."}
+
+// checkNamespace refuses to set what ext4 refuses (fs/xattr.c,
+// xattr_resolve_name): a name of a namespace it has no handler for
+// (EOPNOTSUPP), or a namespace's prefix alone (EINVAL). The kernel hands a
+// FUSE filesystem every name.
+func checkNamespace(name string) error {
+	if name == aclAccess || name == aclDefault {
+		return nil
+	}
+	for _, p := range xattrPrefixes {
+		if strings.HasPrefix(name, p) {
+			if name == p {
+				return syscall.EINVAL
+			}
+			return nil
+		}
+	}
+	return syscall.EOPNOTSUPP
 }
 
 // checkXattrSpace refuses a set of xattrs over the limits with ENOSPC.
