@@ -14,12 +14,12 @@ import (
 )
 
 // The backup tools people point at a mount, judged from outside: a tree
-// holding everything `rsync -aHAX` and `tar --xattrs --acls` carry (hard
-// links, user xattrs, POSIX ACLs, sparse files, fifos, devices, symlinks,
-// set-id bits, mode 0000, 255-byte names, owners, times) is copied in with
-// each tool, committed, read back on a fresh cache and through `sealfs
-// restore`, and compared with the source by rsync itself:
-// `rsync -n -c -aHAX --itemize-changes SRC/ COPY/` must print nothing.
+// holding everything `rsync -aHAX`, `tar --xattrs --acls` and `cp -a`
+// carry (hard links, user xattrs, POSIX ACLs, sparse files, fifos, devices,
+// symlinks, set-id bits, mode 0000, 255-byte names, owners, times) is
+// copied in with each tool, committed, read back on a fresh cache and
+// through `sealfs restore`, and compared by rsync itself:
+// `rsync -n -c -aHAX --itemize-changes REF/ COPY/` must print nothing.
 // ext4 is the reference: the same copies to a local directory print
 // nothing, and the test checks that first so a host that lacks a feature
 // fails here, not in the mount. (GNU tar does not keep hard links between
@@ -27,8 +27,8 @@ import (
 // on the local disk.)
 
 // posixTools are the commands the test drives; .ci/run installs their
-// packages (rsync, tar, acl, attr).
-var posixTools = []string{"rsync", "tar", "setfacl", "getfacl", "setfattr", "mknod"}
+// packages (rsync, tar, coreutils, acl).
+var posixTools = []string{"rsync", "tar", "cp", "setfacl"}
 
 func needPosixTools(t *testing.T) {
 	t.Helper()
@@ -37,7 +37,7 @@ func needPosixTools(t *testing.T) {
 			if os.Getenv("CI") != "" {
 				t.Fatalf("%s is missing: .ci/run installs it", tool)
 			}
-			t.Skipf("%s is missing (apt-get install rsync tar acl attr)", tool)
+			t.Skipf("%s is missing (apt-get install rsync tar acl)", tool)
 		}
 	}
 }
@@ -226,17 +226,37 @@ func checkSparse(t *testing.T, dir string) {
 	}
 }
 
-// copies names the copies the test makes and the tree each must equal: the
-// rsync copy equals the source; the tar copy equals what tar itself makes
-// on the local disk (GNU tar does not keep hard links between fifos or
-// devices, so the source is not its reference).
-type copies struct{ rsyncRef, tarRef string }
-
-// checkCopies compares the rsync and tar copies under root with their
-// references by rsync.
-func checkCopies(t *testing.T, when, root string, refs copies) {
+// copyWithCp copies src to dst with `cp -a` (links, xattrs and ACLs kept).
+func copyWithCp(t *testing.T, src, dst string) {
 	t.Helper()
-	for _, c := range []struct{ name, ref string }{{"rsync", refs.rsyncRef}, {"tar", refs.tarRef}} {
+	if out, err := exec.Command("cp", "-a", src+"/.", dst+"/").CombinedOutput(); err != nil {
+		t.Errorf("cp -a %s/. %s/: %v\n%s", src, dst, err, out)
+	}
+}
+
+// toolCopy is one tool's copy of the source tree and the tree it must
+// equal: the rsync and cp copies equal the source; the tar copy equals what
+// tar itself makes on the local disk (GNU tar does not keep hard links
+// between fifos or devices, so the source is not its reference).
+type toolCopy struct {
+	name string
+	copy func(t *testing.T, src, dst string)
+	ref  string
+}
+
+// copyAll makes every tool's copy of src under root.
+func copyAll(t *testing.T, src, root string, copies []toolCopy) {
+	t.Helper()
+	for _, c := range copies {
+		c.copy(t, src, filepath.Join(root, c.name))
+	}
+}
+
+// checkCopies compares every copy under root with its reference by rsync,
+// and checks that tar -S kept the sparse file's holes.
+func checkCopies(t *testing.T, when, root string, copies []toolCopy) {
+	t.Helper()
+	for _, c := range copies {
 		if d := rsyncDiff(t, c.ref, filepath.Join(root, c.name)); d != "" {
 			t.Errorf("%s, the %s copy differs from %s; rsync -n -c -aHAX --itemize-changes says:\n%s", when, c.name, c.ref, d)
 		}
@@ -250,14 +270,17 @@ func TestPosixToolsRoundTrip(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	makeToolsTree(t, src)
 
-	// The reference: on the local disk, rsync copies the tree exactly and
-	// tar as tar does.
+	// The reference: on the local disk, rsync and cp copy the tree exactly
+	// and tar as tar does.
 	local := t.TempDir()
-	copyWithRsync(t, src, filepath.Join(local, "rsync"))
-	copyWithTar(t, src, filepath.Join(local, "tar"))
-	refs := copies{rsyncRef: src, tarRef: filepath.Join(local, "tar")}
-	checkCopies(t, "on the local disk", local, refs)
-	if d := rsyncDiff(t, src, refs.tarRef); strings.Count(d, "\n") > 2 {
+	copies := []toolCopy{
+		{"rsync", copyWithRsync, src},
+		{"tar", copyWithTar, filepath.Join(local, "tar")},
+		{"cp", copyWithCp, src},
+	}
+	copyAll(t, src, local, copies)
+	checkCopies(t, "on the local disk", local, copies)
+	if d := rsyncDiff(t, src, filepath.Join(local, "tar")); strings.Count(d, "\n") > 2 {
 		t.Errorf("tar on the local disk lost more than the hard links of the fifo and the device:\n%s", d)
 	}
 	if t.Failed() {
@@ -267,9 +290,8 @@ func TestPosixToolsRoundTrip(t *testing.T) {
 	c := initRepo(t)
 	mnt := mountpoint(t)
 	expect(t, c.mount(t, mnt), 0, "")
-	copyWithRsync(t, src, filepath.Join(mnt, "rsync"))
-	copyWithTar(t, src, filepath.Join(mnt, "tar"))
-	checkCopies(t, "in the live mount", mnt, refs)
+	copyAll(t, src, mnt, copies)
+	checkCopies(t, "in the live mount", mnt, copies)
 	r := c.umount(t, mnt)
 	if !strings.Contains(r.stdout, "everything is committed") {
 		t.Fatalf("umount said %q %q", r.stdout, r.stderr)
@@ -278,11 +300,11 @@ func TestPosixToolsRoundTrip(t *testing.T) {
 	// A new machine: only the recovery code and a fresh cache.
 	fresh := cliRepo{remote: c.remote, cache: filepath.Join(t.TempDir(), "fresh"), codeFile: c.codeFile}
 	expect(t, fresh.mount(t, mnt, "--read-only"), 0, "")
-	checkCopies(t, "after a remount on a fresh cache", mnt, refs)
+	checkCopies(t, "after a remount on a fresh cache", mnt, copies)
 	fresh.umount(t, mnt)
 
 	dst := filepath.Join(t.TempDir(), "restored")
 	expect(t, sealfs(t, nil, "restore", "--cache-dir", t.TempDir(), "--code-file", c.codeFile, c.remote, dst), 0, "")
-	checkCopies(t, "after sealfs restore", dst, refs)
+	checkCopies(t, "after sealfs restore", dst, copies)
 	expect(t, c.run(t, "check", "--read-data", c.remote), 0, "")
 }
