@@ -22,6 +22,8 @@ type (
 	Xattr = format.Xattr
 	// Snapshot is format.Snapshot: one committed state of the repository.
 	Snapshot = format.Snapshot
+	// RootAttr is format.RootAttr: the root directory's own attributes.
+	RootAttr = format.RootAttr
 	// Location is format.Location: where a blob is stored.
 	Location = format.Location
 )

@@ -248,6 +248,9 @@ func (r *Repository) SaveTree(ctx context.Context, t *Tree) (crypt.ID, error) {
 type CommitInfo struct {
 	Host         string
 	Files, Bytes uint64
+	// Root, if set, is stored as the root directory's attributes (in a
+	// snapshot of version format.SnapshotRootVersion).
+	Root *format.RootAttr
 }
 
 // Commit makes a snapshot of the tree root: it uploads the pack being
@@ -290,7 +293,7 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if len(r.snapshots) > 0 {
 		parent = r.snapshots[len(r.snapshots)-1]
 	}
-	if retried && parent.Tree == root && len(r.unnamed) == 0 {
+	if retried && parent.Tree == root && sameRoot(parent.Root, info.Root) && len(r.unnamed) == 0 {
 		return parent, nil // the retried snapshot is this commit
 	}
 	u, err := r.sealSnapshotLocked(root, info, parent)
@@ -309,6 +312,11 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 		return nil, err
 	}
 	return u.snap, nil
+}
+
+// sameRoot reports whether two snapshots' root attributes are the same.
+func sameRoot(a, b *format.RootAttr) bool {
+	return a == b || (a != nil && b != nil && *a == *b)
 }
 
 // storeIndexesLocked seals the blobs of the packs uploaded since the last
@@ -345,6 +353,9 @@ func (r *Repository) storeIndexesLocked(ctx context.Context) error {
 // unnamed one. It is sealed under a fresh id, not stored. r.mu is held.
 func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *Snapshot) (*unstoredSnapshot, error) {
 	s := &Snapshot{Version: format.FormatVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes}
+	if info.Root != nil {
+		s.Version, s.Root = format.SnapshotRootVersion, info.Root
+	}
 	if s.Host == "" {
 		s.Host, _ = os.Hostname()
 	}

@@ -750,3 +750,39 @@ func TestAppendTwoDescriptors(t *testing.T) {
 	check("after a remount on a fresh cache")
 	fresh.umount(t, mnt)
 }
+
+// TestRootAttributes: the mount root's own mode (0 included), owner and
+// times are kept through commit and a remount on a fresh cache, as ext4
+// keeps its root directory's (they were lost: the root came back 0755,
+// root:root, with the snapshot's time).
+func TestRootAttributes(t *testing.T) {
+	c, mnt := posixMount(t)
+	if err := unix.Chmod(mnt, 0o1750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(mnt, 5, 6); err != nil {
+		t.Fatal(err)
+	}
+	when := time.Date(2001, 2, 3, 4, 5, 6, 700, time.UTC)
+	setTimes(t, mnt, when, when)
+	check := func(what string, mode uint32) {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(mnt, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode != unix.S_IFDIR|mode || st.Uid != 5 || st.Gid != 6 || !time.Unix(st.Mtim.Unix()).Equal(when) {
+			t.Errorf("%s: the root is %o %d:%d mtime %v; want %o 5:6 %v", what, st.Mode, st.Uid, st.Gid, time.Unix(st.Mtim.Unix()).UTC(), unix.S_IFDIR|mode, when)
+		}
+	}
+	check("at once", 0o1750)
+	c = remountFresh(t, c, mnt)
+	check("after a remount on a fresh cache", 0o1750)
+	if err := unix.Chmod(mnt, 0); err != nil {
+		t.Fatal(err)
+	}
+	setTimes(t, mnt, when, when)
+	c = remountFresh(t, c, mnt)
+	check("after chmod 000 and a remount on a fresh cache", 0)
+	c.umount(t, mnt)
+}

@@ -16,6 +16,7 @@ import (
 type dirCopy struct {
 	nodes []*repo.Node
 	sub   map[int]*dirCopy
+	attr  *repo.RootAttr // the root's own attributes (on the root's copy)
 }
 
 type stagedJob struct {
@@ -224,6 +225,7 @@ func (t *Tree) freeze(jobs []*stagedJob) (*frozenCommit, error) {
 	if err != nil {
 		return nil, err
 	}
+	root.attr = rootAttr(&t.root.meta)
 	old := t.journal
 	next, err := t.startJournalLocked(old.n+1, t.nextSeqLocked(), t.restageRecords(done))
 	if err != nil {
@@ -240,7 +242,7 @@ func (t *Tree) storeSnapshot(ctx context.Context, root *dirCopy) (*repo.Snapshot
 		return nil, err
 	}
 	files, bytes := countFiles(root)
-	return t.r.Commit(ctx, rootID, repo.CommitInfo{Files: files, Bytes: bytes})
+	return t.r.Commit(ctx, rootID, repo.CommitInfo{Files: files, Bytes: bytes, Root: root.attr})
 }
 
 // settle records what snap stored: the files stored are clean now, and

@@ -104,10 +104,7 @@ func (t *Tree) baseOnJournals() {
 			t.opts.Log.Warn("the local changes were made on an older snapshot than the newest (this mount started while the remote was down); replaying them on it, then onto the newest",
 				"base", base, "newest", t.baseSeq)
 			t.baseSeq = base
-			t.root.meta.Subtree = s.Tree
-			t.root.meta.MtimeNs = s.Time.UnixNano()
-			t.root.meta.AtimeNs = t.root.meta.MtimeNs
-			t.root.meta.CtimeNs = t.root.meta.MtimeNs
+			t.root.meta = rootMeta(s)
 			return
 		}
 	}
@@ -123,10 +120,11 @@ func (t *Tree) rebase(ctx context.Context) error {
 		return nil
 	}
 	var baseTree crypt.ID
+	var baseSnap *repo.Snapshot
 	if t.baseSeq > 0 {
 		for _, s := range t.r.Snapshots() {
 			if s.Seq == t.baseSeq {
-				baseTree = s.Tree
+				baseTree, baseSnap = s.Tree, s
 			}
 		}
 		if baseTree.IsZero() {
@@ -146,6 +144,12 @@ func (t *Tree) rebase(ctx context.Context) error {
 		f()
 	}
 	t.root.meta.Subtree = newest.Tree
+	// The root's own attributes: theirs, unless we changed ours.
+	if baseSnap != nil {
+		if b := rootMeta(baseSnap); *rootAttr(&b) == *rootAttr(&t.root.meta) {
+			t.root.meta = rootMeta(newest)
+		}
+	}
 	t.baseSeq = newest.Seq
 	// Directories loaded from now on are theirs: their link groups are
 	// numbered as their snapshot numbers them.

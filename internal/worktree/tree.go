@@ -126,17 +126,15 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 			t.endLife()
 		}
 	}()
-	t.root = &Inode{Ino: t.newIno(), meta: repo.Node{Type: repo.NodeDir, Mode: 0o755}}
+	t.root = &Inode{Ino: t.newIno()}
 	if s := r.Latest(); s != nil {
 		t.baseSeq = s.Seq
-		t.root.meta.Subtree = s.Tree
-		t.root.meta.MtimeNs = s.Time.UnixNano()
+		t.root.meta = rootMeta(s)
 	} else {
 		t.root.children = map[string]*Inode{}
-		t.root.meta.MtimeNs = time.Now().UnixNano()
+		now := time.Now().UnixNano()
+		t.root.meta = repo.Node{Type: repo.NodeDir, Mode: 0o755, MtimeNs: now, AtimeNs: now, CtimeNs: now}
 	}
-	t.root.meta.AtimeNs = t.root.meta.MtimeNs
-	t.root.meta.CtimeNs = t.root.meta.MtimeNs
 	if o.ReadOnly {
 		return t, nil
 	}
@@ -174,6 +172,25 @@ func (in *Inode) changed(now int64) { in.meta.CtimeNs = now }
 func (in *Inode) entriesChanged(now int64) {
 	in.meta.MtimeNs = now
 	in.changed(now)
+}
+
+// rootMeta returns the root directory of snapshot s: its tree, and the
+// attributes s holds, or (a version 1 snapshot) mode 0755, owner 0:0 and
+// the snapshot's time.
+func rootMeta(s *repo.Snapshot) repo.Node {
+	n := repo.Node{Type: repo.NodeDir, Mode: 0o755, Subtree: s.Tree}
+	n.MtimeNs = s.Time.UnixNano()
+	n.AtimeNs, n.CtimeNs = n.MtimeNs, n.MtimeNs
+	if a := s.Root; a != nil {
+		n.Mode, n.UID, n.GID = a.Mode, a.UID, a.GID
+		n.MtimeNs, n.AtimeNs, n.CtimeNs = a.MtimeNs, a.AtimeNs, a.CtimeNs
+	}
+	return n
+}
+
+// rootAttr returns the root attributes a snapshot stores of n.
+func rootAttr(n *repo.Node) *repo.RootAttr {
+	return &repo.RootAttr{Mode: n.Mode, UID: n.UID, GID: n.GID, MtimeNs: n.MtimeNs, AtimeNs: n.AtimeNs, CtimeNs: n.CtimeNs}
 }
 
 func (t *Tree) newIno() uint64 { n := t.nextIno; t.nextIno++; return n }

@@ -23,6 +23,26 @@ type Snapshot struct {
 	// Stats, for listings.
 	Files uint64 `json:"files"`
 	Bytes uint64 `json:"bytes"`
+	// Root holds the root directory's own attributes (a tree lists the
+	// entries of a directory, not the directory itself): in a snapshot of
+	// version SnapshotRootVersion, never in one of version 1.
+	Root *RootAttr `json:"root,omitempty"`
+}
+
+// SnapshotRootVersion is the version of a snapshot that carries the root
+// directory's attributes (Root); a version 1 snapshot has none (a reader
+// gives the root mode 0755, owner 0:0 and the snapshot's time).
+const SnapshotRootVersion = 2
+
+// RootAttr is the root directory's mode (permission bits with setuid,
+// setgid and sticky), owner and times (nanoseconds since the epoch).
+type RootAttr struct {
+	Mode    uint32 `json:"mode"`
+	UID     uint32 `json:"uid"`
+	GID     uint32 `json:"gid"`
+	MtimeNs int64  `json:"mtime_ns"`
+	AtimeNs int64  `json:"atime_ns"`
+	CtimeNs int64  `json:"ctime_ns"`
 }
 
 // EncodeSnapshot encodes a snapshot's plaintext: JSON (docs/SPEC.md §8).
@@ -44,8 +64,15 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	if dec.More() {
 		return nil, errors.New("failed to parse snapshot: trailing data")
 	}
-	if s.Version != FormatVersion {
+	switch {
+	case s.Version == FormatVersion && s.Root == nil, s.Version == SnapshotRootVersion && s.Root != nil:
+	case s.Version == FormatVersion || s.Version == SnapshotRootVersion:
+		return nil, fmt.Errorf("snapshot of version %d with root attributes %v", s.Version, s.Root != nil)
+	default:
 		return nil, fmt.Errorf("snapshot has version %d", s.Version)
+	}
+	if s.Root != nil && s.Root.Mode&^07777 != 0 {
+		return nil, fmt.Errorf("snapshot's root has mode %o with more than permission bits", s.Root.Mode)
 	}
 	if s.Seq == 0 || s.Tree.IsZero() {
 		return nil, errors.New("snapshot has no sequence number or root tree")
