@@ -97,17 +97,20 @@ func ParseKernel(opts []string) (Kernel, error) {
 	return k, nil
 }
 
-// Names returns the options as fusermount3 takes them (for a mount by a
-// user other than root, which cannot call mount(2) itself).
+// Names returns the options as fusermount3 takes them, for a mount by a
+// user other than root, which cannot call mount(2) itself. fusermount3
+// knows fewer than mount(2) (not relatime, strictatime, nodiratime nor
+// lazytime): those are left out. Access times follow Atime and NoDirAtime
+// all the same (the daemon keeps them); only /proc/mounts does not show
+// them.
 func (k Kernel) Names() []string {
-	out := []string{string(k.Atime)}
+	var out []string
 	for _, o := range []struct {
 		flag     uintptr
 		set, off string
 	}{
 		{unix.MS_NOSUID, "nosuid", "suid"}, {unix.MS_NODEV, "nodev", "dev"}, {unix.MS_NOEXEC, "noexec", ""},
-		{unix.MS_SYNCHRONOUS, "sync", ""}, {unix.MS_DIRSYNC, "dirsync", ""}, {unix.MS_LAZYTIME, "lazytime", ""},
-		{unix.MS_NODIRATIME, "nodiratime", ""},
+		{unix.MS_SYNCHRONOUS, "sync", ""}, {unix.MS_DIRSYNC, "dirsync", ""}, {unix.MS_NOATIME, "noatime", ""},
 	} {
 		if k.Flags&o.flag != 0 {
 			out = append(out, o.set)

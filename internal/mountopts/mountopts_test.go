@@ -73,3 +73,23 @@ func TestParseKernel(t *testing.T) {
 		t.Error("ParseKernel took ro, which is not a kernel option of --options")
 	}
 }
+
+// TestNamesForFusermount: a mount by a user other than root passes the
+// options to fusermount3, which refuses every option it does not know
+// (fusermount3 3.14 knows no relatime, strictatime, nodiratime nor
+// lazytime: a mount with them failed).
+func TestNamesForFusermount(t *testing.T) {
+	known := map[string]bool{"rw": true, "ro": true, "suid": true, "nosuid": true, "dev": true, "nodev": true,
+		"exec": true, "noexec": true, "async": true, "sync": true, "atime": true, "noatime": true, "dirsync": true}
+	for _, o := range append(KernelOptions(), "") {
+		k, err := ParseKernel([]string{o})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range k.Names() {
+			if !known[n] {
+				t.Errorf("option %q gives %q, which fusermount3 refuses", o, n)
+			}
+		}
+	}
+}
