@@ -369,6 +369,11 @@ func TestMountHelperKernelOptions(t *testing.T) {
 	check("explicit", pm, sb, map[string]bool{"nosuid": false, "nodev": false, "noexec": true, "noatime": true,
 		"nodiratime": true, "relatime": false, "sync": true, "dirsync": true, "lazytime": true})
 	c.umount(t, mnt)
+	// An unknown kernel option is a usage error, before any key is read.
+	r := sealfs(t, nil, "mount", "--cache-dir", c.cache, "--code-file", filepath.Join(t.TempDir(), "no-code"), "--options", "noatime,bogus", c.remote, mnt)
+	if r.code != 2 || !strings.Contains(r.stderr, `unknown mount option "bogus"`) || isMounted(mnt) {
+		t.Errorf("--options bogus: exit %d, %q", r.code, r.stderr)
+	}
 	mount(",strictatime,nosuid")
 	pm, sb = mountFlags(t, mnt)
 	check("strictatime", pm, sb, map[string]bool{"nosuid": true, "nodev": true, "relatime": false, "noatime": false})

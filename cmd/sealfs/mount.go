@@ -35,6 +35,7 @@ type mountFlags struct {
 	breakLease   bool
 	allowOther   bool
 	options      optionList // the kernel's VFS options (mountopts.KernelOptions)
+	kernel       mountopts.Kernel
 	commitDelay  time.Duration
 	drainTimeout time.Duration
 	sync         string
@@ -63,6 +64,10 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if mf.sync != "local" && mf.sync != "remote" {
 				return usageError{fmt.Errorf("--sync must be local or remote, not %q", mf.sync)}
+			}
+			var err error
+			if mf.kernel, err = mountopts.ParseKernel(mf.options); err != nil {
+				return usageError{err}
 			}
 			if fi, err := os.Stat(args[1]); err != nil && !errors.Is(err, syscall.ENOTCONN) {
 				return usageError{fmt.Errorf("mount point %s: %w", args[1], err)}
@@ -282,16 +287,12 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	if err != nil {
 		return usageError{fmt.Errorf("mount point %s: %w", mountpoint, err)}
 	}
-	kernel, err := mountopts.ParseKernel(mf.options)
-	if err != nil {
-		return usageError{err}
-	}
 	// cmd's context ends on SIGTERM or SIGINT (main): one that came while
 	// the repository was opened stops the mount once it is ready.
 	return daemon.Run(cmd.Context(), daemon.Config{
 		Repo: r, Source: rcloneremote.Redact(source), Mountpoint: abs, ReadOnly: mf.readOnly, CommitDelay: mf.commitDelay,
 		SyncRemote: mf.sync == "remote", AllowOther: mf.allowOther, DrainTimeout: mf.drainTimeout, Log: log,
-		BreakLease: mf.breakLease, Ready: ready, DaemonCommandLine: daemonMountpoint, Kernel: kernel,
+		BreakLease: mf.breakLease, Ready: ready, DaemonCommandLine: daemonMountpoint, Kernel: mf.kernel,
 	}, sdnotify.Systemd{})
 }
 
