@@ -445,6 +445,20 @@ func TestAtime(t *testing.T) {
 	if a := atimeOf(t, p("dir")); a.Before(now) {
 		t.Errorf("relatime: listing a directory whose atime is before its mtime left it at %v", a)
 	}
+	// Reading a symlink is an access too.
+	if err := os.Symlink("old", p("link")); err != nil {
+		t.Fatal(err)
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(now.Add(-2 * time.Hour).UnixNano()), unix.NsecToTimespec(now.Add(-time.Hour).UnixNano())}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p("link"), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Readlink(p("link")); err != nil {
+		t.Fatal(err)
+	}
+	if a := atimeOf(t, p("link")); a.Before(now) {
+		t.Errorf("relatime: readlink of a symlink whose atime is before its mtime left it at %v", a)
+	}
 	kept := atimeOf(t, p("old"))
 	c = remountFresh(t, c, mnt)
 	if a := atimeOf(t, p("old")); !a.Equal(kept) {

@@ -65,11 +65,14 @@ func (t *Tree) loadForNlinkLocked(ctx context.Context, in *Inode) {
 // Readlink returns a symlink's target.
 func (t *Tree) Readlink(in *Inode) ([]byte, error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if in.meta.Type != repo.NodeSymlink {
+		t.mu.Unlock()
 		return nil, syscall.EINVAL
 	}
-	return append([]byte(nil), in.meta.Target...), nil
+	target := append([]byte(nil), in.meta.Target...)
+	t.mu.Unlock()
+	t.accessed(in) // as ext4: reading or following a link is an access
+	return target, nil
 }
 
 // Lookup returns the entry name of directory dir. Loading the directory
