@@ -88,7 +88,8 @@ func (t *Tree) Lookup(ctx context.Context, dir *Inode, name string) (*Inode, Att
 	return c, t.attrLocked(c), nil
 }
 
-// DirEntry is one entry of a directory listing.
+// DirEntry is one entry of a directory listing: its name, inode number
+// and type (the other fields of Attr are zero).
 type DirEntry struct {
 	Name string
 	Attr Attr
@@ -111,7 +112,9 @@ func (t *Tree) readDir(ctx context.Context, dir *Inode) ([]DirEntry, error) {
 	}
 	out := make([]DirEntry, 0, len(dir.children))
 	for _, e := range sortedChildren(dir) {
-		out = append(out, DirEntry{Name: e.name, Attr: t.attrLocked(e.in)})
+		// What readdir returns: the inode number and type. (The rest
+		// would cost a stat of every queued file's staging copy.)
+		out = append(out, DirEntry{Name: e.name, Attr: Attr{Ino: e.in.Ino, Type: e.in.meta.Type}})
 	}
 	return out, nil
 }
