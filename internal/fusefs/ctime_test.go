@@ -20,7 +20,8 @@ func ctimeOf(t *testing.T, p string) (ctime, mtime time.Time) {
 
 // TestCtime: ctime is set to now by every change of a file's content or
 // metadata, as on ext4 (POSIX: write, truncate, chmod, chown, utimensat,
-// setxattr, removexattr, rename; a directory's when its entries change),
+// setxattr, removexattr, rename, fallocate of any mode; a directory's when
+// its entries change),
 // and utimensat sets the times it is given but never ctime.
 func TestCtime(t *testing.T) {
 	dir, _, _ := mount(t)
@@ -48,6 +49,12 @@ func TestCtime(t *testing.T) {
 			return h.Close()
 		}},
 		{"truncate", f, func() error { return os.Truncate(f, 2) }},
+		{"fallocate", f, func() error { return fallocate(f, 0, 0, 8192) }},
+		{"fallocate KEEP_SIZE", f, func() error { return fallocate(f, unix.FALLOC_FL_KEEP_SIZE, 0, 16384) }},
+		{"fallocate PUNCH_HOLE", f, func() error {
+			return fallocate(f, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, 4096)
+		}},
+		{"fallocate ZERO_RANGE", f, func() error { return fallocate(f, unix.FALLOC_FL_ZERO_RANGE, 4096, 100) }},
 		{"chmod", f, func() error { return os.Chmod(f, 0o600) }},
 		{"chown", f, func() error { return os.Chown(f, 1234, 5678) }},
 		{"utimensat", f, func() error { return os.Chtimes(f, past, past) }},
@@ -94,4 +101,13 @@ func TestCtime(t *testing.T) {
 	if after, _ := ctimeOf(t, g); !after.Equal(before) {
 		t.Errorf("a read moved ctime from %v to %v", before, after)
 	}
+}
+
+func fallocate(p string, mode uint32, off, n int64) error {
+	h, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return unix.Fallocate(int(h.Fd()), mode, off, n)
 }

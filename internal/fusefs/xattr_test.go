@@ -2,6 +2,7 @@ package fusefs_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -211,5 +212,45 @@ func TestDefaultACLUmask(t *testing.T) {
 	}
 	if _, err := getxattr(filepath.Join(acl, "d"), "system.posix_acl_default"); err != nil {
 		t.Errorf("a new directory did not inherit the default ACL: %v", err)
+	}
+}
+
+// TestCapabilityKilled: a file capability (security.capability) goes when
+// the file is written or changes owner, as on ext4: the kernel removes it
+// through removexattr (cap_inode_killpriv), so a changed binary never
+// keeps the privileges of the one it replaced.
+func TestCapabilityKilled(t *testing.T) {
+	dir, _, _ := mount(t)
+	// vfs_cap_data, revision 2: CAP_NET_BIND_SERVICE permitted.
+	capData := binary.LittleEndian.AppendUint32(nil, 0x02000000)
+	capData = binary.LittleEndian.AppendUint32(capData, 1<<unix.CAP_NET_BIND_SERVICE)
+	capData = append(capData, make([]byte, 12)...)
+	for name, change := range map[string]func(string) error{
+		"chown": func(p string) error { return os.Chown(p, 1000, 1000) },
+		"write": func(p string) error {
+			h, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			if _, err := h.Write([]byte("y")); err != nil {
+				h.Close()
+				return err
+			}
+			return h.Close()
+		},
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Setxattr(p, "security.capability", capData, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := change(p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := getxattr(p, "security.capability"); !errors.Is(err, syscall.ENODATA) {
+			t.Errorf("after %s: security.capability: %v, want ENODATA (as ext4)", name, err)
+		}
 	}
 }

@@ -251,6 +251,13 @@ func (h *Handle) Allocate(off, size uint64, mode uint32) error {
 			in.written = in.written.add(off, end)
 		}
 	}
+	// As ext4: ctime always, mtime when the content or size changed
+	// (ext4_alloc_file_blocks, ext4_punch_hole, ext4_zero_range).
+	now := time.Now().UnixNano()
+	in.changed(now)
+	if newSize != in.meta.Size || mode&(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_ZERO_RANGE) != 0 {
+		in.meta.MtimeNs = now
+	}
 	in.meta.Size = newSize
 	in.gen++
 	h.wrote = true
