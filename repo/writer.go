@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"time"
 
 	"github.com/sealfs/sealfs/chunker"
@@ -316,7 +317,7 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 
 // sameRoot reports whether two snapshots' root attributes are the same.
 func sameRoot(a, b *format.RootAttr) bool {
-	return a == b || (a != nil && b != nil && *a == *b)
+	return reflect.DeepEqual(a, b)
 }
 
 // storeIndexesLocked seals the blobs of the packs uploaded since the last

@@ -51,6 +51,7 @@ func run1(t *testing.T, name string, args ...string) string {
 // namespace a user can set (trusted.* and security.* on a symlink: the
 // kernel allows user.* on files and directories only).
 var xattrSample = map[string]map[string]string{
+	"":       {"user.root": "on the mount's root", "trusted.r": "r"},
 	"shared": {"user.a": "1", "trusted.b": "two", "security.c": "\x00\xff binary"},
 	"d":      {"user.dir": "on a directory"},
 	"l":      {"trusted.t": "on a symlink", "security.s": "too"},
@@ -61,7 +62,9 @@ var xattrSample = map[string]map[string]string{
 // default_permissions): nobody reads a 0600 file of root's that an ACL
 // entry names them in, and not one that no ACL names them in; a directory's
 // default ACL is inherited by a new file; chmod changes the ACL's mask, as
-// on ext4. All of it, and every ctime, is the same after a SIGKILL of the
+// on ext4. The mount's root keeps its mode, xattrs and ACL like any
+// directory (nobody reaches the files through the root's ACL). All of it,
+// and every ctime, is the same after a SIGKILL of the
 // daemon (replayed from the journal), and after a commit and a remount on
 // a fresh cache (read from the snapshot).
 func TestXattrsAndACLs(t *testing.T) {
@@ -90,11 +93,14 @@ func TestXattrsAndACLs(t *testing.T) {
 	run1(t, "setfacl", "-m", "u:nobody:r", p("masked"))
 	run1(t, "chmod", "600", p("masked")) // the mask goes to ---: nobody is shut out again
 	run1(t, "setfacl", "-d", "-m", "u:nobody:rwx", p("d"))
+	// The root too: nobody gets in only through its ACL.
+	run1(t, "chmod", "750", mnt)
+	run1(t, "setfacl", "-m", "u:nobody:rx", mnt)
 	if err := os.WriteFile(p("d/inherited"), []byte("content of d/inherited"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	ctimes := map[string]int64{}
-	for _, name := range []string{"shared", "closed", "masked", "d", "l", "d/inherited"} {
+	for _, name := range []string{"", "shared", "closed", "masked", "d", "l", "d/inherited"} {
 		var st unix.Stat_t
 		if err := unix.Lstat(p(name), &st); err != nil {
 			t.Fatal(err)
@@ -125,6 +131,9 @@ func TestXattrsAndACLs(t *testing.T) {
 		}
 		if def := run1(t, "getfacl", "-cpd", p("d")); !strings.Contains(def, "user:nobody:rwx") {
 			t.Errorf("%s: the default ACL of d is\n%s", when, def)
+		}
+		if fi, err := os.Stat(mnt); err != nil || fi.Mode().Perm() != 0o750 {
+			t.Errorf("%s: the root has mode %v (%v), want 0750", when, fi.Mode(), err)
 		}
 		for name, want := range ctimes {
 			var st unix.Stat_t
@@ -229,8 +238,9 @@ func xattrsOf(t *testing.T, path string) []string {
 }
 
 // TestBackupRestoreXattrs: backup reads the xattrs and POSIX ACLs of local
-// files (every namespace, on files, directories and symlinks) and restore
-// sets them: the restored tree has exactly the source's, ACLs included.
+// files (every namespace, on files, directories and symlinks, and on the
+// directory backed up itself, with its mode) and restore sets them: the
+// restored tree has exactly the source's, ACLs included.
 // A restore that may not set some (trusted.* and security.* without
 // CAP_SYS_ADMIN) sets all the others, and warns about each one it could not
 // set.
@@ -261,11 +271,22 @@ func TestBackupRestoreXattrs(t *testing.T) {
 	}
 	run1(t, "setfacl", "-m", "u:nobody:rw,g:nogroup:r", s("f"))
 	run1(t, "setfacl", "-d", "-m", "u:nobody:rwx", s("d"))
+	// The directory backed up: its own attributes go with the snapshot.
+	if err := unix.Setxattr(src, "user.root", []byte("of the source"), 0); err != nil {
+		t.Fatal(err)
+	}
+	run1(t, "setfacl", "-m", "u:nobody:rx", src)
+	if err := os.Chmod(src, 0o751); err != nil {
+		t.Fatal(err)
+	}
 	expect(t, c.run(t, "backup", src, c.remote), 0, "")
 
 	dst := filepath.Join(t.TempDir(), "dst")
 	expect(t, sealfs(t, nil, "restore", "--cache-dir", t.TempDir(), "--code-file", c.codeFile, c.remote, dst), 0, "")
-	for _, name := range []string{"f", "d", "l"} {
+	if fi, err := os.Stat(dst); err != nil || fi.Mode().Perm() != 0o751 {
+		t.Errorf("the restored directory has mode %v (%v), the source 0751", fi.Mode(), err)
+	}
+	for _, name := range []string{"", "f", "d", "l"} {
 		want, got := xattrsOf(t, s(name)), xattrsOf(t, filepath.Join(dst, name))
 		if strings.Join(got, "\n") != strings.Join(want, "\n") || len(want) < 1 {
 			t.Errorf("%s restored with xattrs\n%q\nthe source has\n%q", name, got, want)
@@ -296,7 +317,7 @@ func TestBackupRestoreXattrs(t *testing.T) {
 	if !strings.Contains(r.stderr, "4 extended attributes were not restored") {
 		t.Errorf("no count of what was not restored:\n%s", r.stderr)
 	}
-	for _, name := range []string{"f", "d", "l"} {
+	for _, name := range []string{"", "f", "d", "l"} {
 		var want []string
 		for _, x := range xattrsOf(t, s(name)) {
 			if !strings.HasPrefix(x, "trusted.") && !strings.HasPrefix(x, "security.") {

@@ -172,8 +172,12 @@ func newBackupCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			attrs, err := s.RootAttrs(args[0])
+			if err != nil {
+				return err
+			}
 			st := s.Stats()
-			snap, err := r.Commit(ctx, root, repo.CommitInfo{Files: st.Files, Bytes: st.Bytes})
+			snap, err := r.Commit(ctx, root, repo.CommitInfo{Files: st.Files, Bytes: st.Bytes, Root: attrs})
 			if err != nil {
 				return err
 			}
@@ -225,6 +229,11 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			rs.Warn = func(err error) { fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err) }
 			if err := rs.RestoreTree(ctx, snap.Tree, dir); err != nil {
 				return err
+			}
+			if snap.Root != nil {
+				if err := rs.RestoreRoot(snap.Root, dir); err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %d (%d files, %s) into %s\n", snap.Seq, snap.Files, humanize.Bytes(snap.Bytes), dir)
 			if n := rs.Warnings(); n > 0 {

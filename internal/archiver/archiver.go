@@ -121,6 +121,22 @@ func (s *Saver) linkGroup(st *unix.Stat_t) uint64 {
 	return g
 }
 
+// RootAttrs returns the attributes of the directory at path that a
+// snapshot keeps for its root: mode, owner, times and xattrs.
+func (s *Saver) RootAttrs(path string) (*repo.RootAttr, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, fmt.Errorf("failed to stat %s: %w", path, err)
+	}
+	xattrs, err := readXattrs(path)
+	if err != nil {
+		return nil, err
+	}
+	n := NodeFromStat("", &st)
+	return &repo.RootAttr{Mode: n.Mode, UID: n.UID, GID: n.GID, MtimeNs: n.MtimeNs, AtimeNs: n.AtimeNs, CtimeNs: n.CtimeNs,
+		Xattrs: xattrs}, nil
+}
+
 // saveFile stores a file's data regions and records its holes.
 func (s *Saver) saveFile(ctx context.Context, path string) ([]repo.Extent, uint64, error) {
 	f, err := os.Open(path)

@@ -110,6 +110,15 @@ func (rs *Restorer) restoreNode(ctx context.Context, n *repo.Node, path string) 
 	return rs.restoreMeta(n, path)
 }
 
+// RestoreRoot gives the directory dir the attributes a snapshot keeps for
+// its root, as RestoreTree gives every entry its own; xattrs the target
+// refuses are warnings, as there.
+func (rs *Restorer) RestoreRoot(a *repo.RootAttr, dir string) error {
+	n := &repo.Node{Type: repo.NodeDir, Mode: a.Mode, UID: a.UID, GID: a.GID, MtimeNs: a.MtimeNs, AtimeNs: a.AtimeNs,
+		Xattrs: a.Xattrs}
+	return rs.restoreMeta(n, dir)
+}
+
 // restoreFile writes a file's content to path. A file that cannot be
 // restored whole is removed: a restore leaves no partial file behind that
 // could be taken for the original.

@@ -36,6 +36,9 @@ const (
 	// Path's xattr Name is set to Value, or removed, at Time.
 	opSetxattr    = "setxattr"
 	opRemovexattr = "removexattr"
+	// Path's xattrs are exactly Meta.Xattrs (the root's, in a journal
+	// written whole).
+	opXattrs = "xattrs"
 )
 
 type record struct {
@@ -88,10 +91,12 @@ func (r *record) check() error {
 		} else if !validPath(r.To) {
 			err = fmt.Errorf("invalid path %q", r.To)
 		}
+	case opXattrs:
+		if r.Meta == nil {
+			err = errors.New("no attributes")
+		}
 	case opSetxattr, opRemovexattr:
-		if len(r.Path) == 0 {
-			err = errors.New("no path")
-		} else if len(r.Name) == 0 || len(r.Name) > repo.MaxXattrNameLen || len(r.Value) > repo.MaxXattrValueLen {
+		if len(r.Name) == 0 || len(r.Name) > repo.MaxXattrNameLen || len(r.Value) > repo.MaxXattrValueLen {
 			err = fmt.Errorf("xattr of a %d-byte name and a %d-byte value", len(r.Name), len(r.Value))
 		}
 	case opClear:

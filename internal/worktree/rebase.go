@@ -146,7 +146,7 @@ func (t *Tree) rebase(ctx context.Context) error {
 	t.root.meta.Subtree = newest.Tree
 	// The root's own attributes: theirs, unless we changed ours.
 	if baseSnap != nil {
-		if b := rootMeta(baseSnap); *rootAttr(&b) == *rootAttr(&t.root.meta) {
+		if b := rootMeta(baseSnap); sameRootAttrs(&b, &t.root.meta) {
 			t.root.meta = rootMeta(newest)
 		}
 	}

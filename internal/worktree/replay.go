@@ -110,7 +110,7 @@ func (t *Tree) removeOrphans() {
 // relative to the base snapshot: all entries of loaded directories, and
 // the staging of staged files. It is used after a replay.
 func (t *Tree) rewriteRecords() []record {
-	var recs []record
+	recs := t.rootRecords()
 	seen := map[*Inode][]byte{} // hard-linked inodes recorded, and their first path
 	var walk func(dir *Inode)
 	walk = func(dir *Inode) {
@@ -192,10 +192,13 @@ func (t *Tree) apply(ctx context.Context, rec record) error {
 		return t.applyStage(ctx, rec)
 	case opLink:
 		return t.applyLink(ctx, rec)
-	case opSetxattr, opRemovexattr:
+	case opSetxattr, opRemovexattr, opXattrs:
 		in, err := t.resolve(ctx, rec.Path)
 		if err != nil {
 			return err
+		}
+		if rec.Op == opXattrs {
+			return t.applyXattrs(in, rec)
 		}
 		return t.applyXattrLocked(in, rec)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -184,13 +185,15 @@ func rootMeta(s *repo.Snapshot) repo.Node {
 	if a := s.Root; a != nil {
 		n.Mode, n.UID, n.GID = a.Mode, a.UID, a.GID
 		n.MtimeNs, n.AtimeNs, n.CtimeNs = a.MtimeNs, a.AtimeNs, a.CtimeNs
+		n.Xattrs = slices.Clone(a.Xattrs)
 	}
 	return n
 }
 
 // rootAttr returns the root attributes a snapshot stores of n.
 func rootAttr(n *repo.Node) *repo.RootAttr {
-	return &repo.RootAttr{Mode: n.Mode, UID: n.UID, GID: n.GID, MtimeNs: n.MtimeNs, AtimeNs: n.AtimeNs, CtimeNs: n.CtimeNs}
+	return &repo.RootAttr{Mode: n.Mode, UID: n.UID, GID: n.GID, MtimeNs: n.MtimeNs, AtimeNs: n.AtimeNs, CtimeNs: n.CtimeNs,
+		Xattrs: slices.Clone(n.Xattrs)}
 }
 
 func (t *Tree) newIno() uint64 { n := t.nextIno; t.nextIno++; return n }

@@ -51,9 +51,7 @@ func (t *Tree) ListXattr(in *Inode) []string {
 
 // SetXattr sets an entry's xattr, as setxattr(2) with flags (XattrCreate,
 // XattrReplace). Setting system.posix_acl_access sets the mode's
-// permission bits from the ACL. The root's own attributes are not stored
-// in a snapshot (only its entries are), so its xattrs cannot be set
-// (ENOTSUP).
+// permission bits from the ACL.
 func (t *Tree) SetXattr(in *Inode, name string, value []byte, flags uint32) error {
 	return t.changeXattr(in, record{Op: opSetxattr, Name: []byte(name), Value: bytes.Clone(value)}, flags)
 }
@@ -68,9 +66,6 @@ func (t *Tree) RemoveXattr(in *Inode, name string) error {
 func (t *Tree) changeXattr(in *Inode, rec record, flags uint32) error {
 	if t.opts.ReadOnly {
 		return syscall.EROFS
-	}
-	if in == t.root {
-		return syscall.ENOTSUP
 	}
 	t.mu.Lock()
 	defer t.changed()
@@ -87,7 +82,7 @@ func (t *Tree) changeXattr(in *Inode, rec record, flags uint32) error {
 	if _, _, err := xattrChange(&in.meta, rec); err != nil {
 		return err
 	}
-	if in.parent != nil { // an unlinked entry has no path to journal
+	if in.parent != nil || in == t.root { // an unlinked entry has no path to journal
 		if err := t.record(rec); err != nil {
 			return err
 		}

@@ -102,6 +102,9 @@ func FuzzDecodePackHeader(f *testing.F) {
 func FuzzDecodeSnapshot(f *testing.F) {
 	b, _ := EncodeSnapshot(&Snapshot{Version: 1, Seq: 3, Tree: crypt.ID{1}, Indexes: []crypt.ID{{2}}})
 	f.Add(b)
+	b, _ = EncodeSnapshot(&Snapshot{Version: SnapshotRootVersion, Seq: 3, Tree: crypt.ID{1}, Root: &RootAttr{Mode: 0o1750, UID: 7, MtimeNs: -1,
+		Xattrs: []Xattr{{Name: []byte("user.a"), Value: []byte{0}}, {Name: []byte("user.b")}}}})
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := DecodeSnapshot(b)
 		if err != nil {

@@ -35,18 +35,37 @@ type Snapshot struct {
 const SnapshotRootVersion = 2
 
 // RootAttr is the root directory's mode (permission bits with setuid,
-// setgid and sticky), owner and times (nanoseconds since the epoch).
+// setgid and sticky), owner, times (nanoseconds since the epoch) and
+// xattrs.
 type RootAttr struct {
-	Mode    uint32 `json:"mode"`
-	UID     uint32 `json:"uid"`
-	GID     uint32 `json:"gid"`
-	MtimeNs int64  `json:"mtime_ns"`
-	AtimeNs int64  `json:"atime_ns"`
-	CtimeNs int64  `json:"ctime_ns"`
+	Mode    uint32  `json:"mode"`
+	UID     uint32  `json:"uid"`
+	GID     uint32  `json:"gid"`
+	MtimeNs int64   `json:"mtime_ns"`
+	AtimeNs int64   `json:"atime_ns"`
+	CtimeNs int64   `json:"ctime_ns"`
+	Xattrs  []Xattr `json:"xattrs,omitempty"` // sorted by name, under a node's rules
+}
+
+// validate applies the rules of a directory entry's attributes.
+func (a *RootAttr) validate() error {
+	n := Node{Name: []byte("root"), Type: NodeDir, Mode: a.Mode, Xattrs: a.Xattrs}
+	if err := n.validate(); err != nil {
+		return fmt.Errorf("snapshot root: %w", err)
+	}
+	return nil
 }
 
 // EncodeSnapshot encodes a snapshot's plaintext: JSON (docs/SPEC.md §8).
-func EncodeSnapshot(s *Snapshot) ([]byte, error) { return json.Marshal(s) }
+// Root attributes a reader would reject are an error.
+func EncodeSnapshot(s *Snapshot) ([]byte, error) {
+	if s.Root != nil {
+		if err := s.Root.validate(); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(s)
+}
 
 // DecodeSnapshot parses a snapshot's plaintext, rejecting unknown fields,
 // trailing data, another version, and a snapshot without a sequence number
@@ -71,11 +90,13 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	default:
 		return nil, fmt.Errorf("snapshot has version %d", s.Version)
 	}
-	if s.Root != nil && s.Root.Mode&^07777 != 0 {
-		return nil, fmt.Errorf("snapshot's root has mode %o with more than permission bits", s.Root.Mode)
-	}
 	if s.Seq == 0 || s.Tree.IsZero() {
 		return nil, errors.New("snapshot has no sequence number or root tree")
+	}
+	if s.Root != nil {
+		if err := s.Root.validate(); err != nil {
+			return nil, err
+		}
 	}
 	return &s, nil
 }

@@ -1,6 +1,7 @@
 package format
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -25,12 +26,15 @@ func TestSnapshotRootVersions(t *testing.T) {
 		s := &Snapshot{Version: c.version, Seq: 1, Time: time.Unix(0, 0).UTC(), Root: c.root}
 		s.Tree[0] = 1
 		b, err := EncodeSnapshot(s)
+		if err != nil && c.err != "" && strings.Contains(err.Error(), c.err) {
+			continue // refused as it is written, too
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, err := DecodeSnapshot(b)
 		switch {
-		case c.err == "" && (err != nil || (got.Root == nil) != (c.root == nil) || (got.Root != nil && *got.Root != *c.root)):
+		case c.err == "" && (err != nil || (got.Root == nil) != (c.root == nil) || !reflect.DeepEqual(got.Root, c.root)):
 			t.Errorf("version %d, root %v: %v, %+v", c.version, c.root, err, got)
 		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
 			t.Errorf("version %d, root %v: %v; want an error with %q", c.version, c.root, err, c.err)

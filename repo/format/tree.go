@@ -35,7 +35,8 @@ type Extent struct {
 
 // Xattr is an extended attribute.
 type Xattr struct {
-	Name, Value []byte
+	Name  []byte `json:"name"`
+	Value []byte `json:"value"`
 }
 
 // Node is one directory entry.

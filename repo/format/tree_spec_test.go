@@ -219,3 +219,39 @@ func manyXattrs(n int) []Xattr {
 	}
 	return out
 }
+
+// TestSnapshotRootAsSpecified: a snapshot's root attributes (SPEC §8) are
+// written as the named JSON object, read back, and held to a directory
+// entry's rules: a mode of more than 07777 bits or xattrs out of order are
+// refused when written and when read.
+func TestSnapshotRootAsSpecified(t *testing.T) {
+	s := &Snapshot{Version: SnapshotRootVersion, Seq: 1, Tree: crypt.ID{1}, Root: &RootAttr{Mode: 0o2750, UID: 1, GID: 2, MtimeNs: 3, AtimeNs: 4, CtimeNs: 5,
+		Xattrs: []Xattr{{Name: []byte("user.a"), Value: []byte("v")}}}}
+	b, err := EncodeSnapshot(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"root":{"mode":1512,"uid":1,"gid":2,"mtime_ns":3,"atime_ns":4,"ctime_ns":5,"xattrs":[{"name":"dXNlci5h","value":"dg=="}]}`
+	if !strings.Contains(string(b), want) {
+		t.Fatalf("the snapshot is\n%s\nwant it to hold\n%s", b, want)
+	}
+	back, err := DecodeSnapshot(b)
+	if err != nil || !reflect.DeepEqual(back.Root, s.Root) {
+		t.Fatalf("reads back as %+v, %v", back.Root, err)
+	}
+	for name, root := range map[string]*RootAttr{
+		"mode with type bits": {Mode: 0o40755},
+		"xattrs out of order": {Xattrs: []Xattr{{Name: []byte("user.b")}, {Name: []byte("user.a")}}},
+	} {
+		s.Root = root
+		if _, err := EncodeSnapshot(s); err == nil {
+			t.Errorf("%s: encoded", name)
+		}
+		bad := strings.Replace(string(b), want[:len(`"root":{"mode":1512`)], `"root":{"mode":16877`, 1)
+		if name == "mode with type bits" {
+			if _, err := DecodeSnapshot([]byte(bad)); err == nil {
+				t.Errorf("%s: decoded", name)
+			}
+		}
+	}
+}
