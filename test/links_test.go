@@ -7,15 +7,25 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
 )
 
-// dirNlink checks a directory's nlink: 2 + its subdirectories, as on ext4.
+// dirNlink checks a directory's nlink: 2 + its subdirectories, as on ext4,
+// once something inside it was looked up. Before that the mount says 1
+// ("not known"), and the kernel may have kept that answer a moment (a
+// clock tick): the check asks again for up to two seconds.
 func dirNlink(t *testing.T, p string, want uint64) {
 	t.Helper()
 	var st syscall.Stat_t
-	if err := syscall.Lstat(p, &st); err != nil || st.Nlink != want {
+	var err error
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if err = syscall.Lstat(p, &st); (err == nil && st.Nlink == want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || st.Nlink != want {
 		t.Errorf("%s: nlink %d, %v; want %d", p, st.Nlink, err, want)
 	}
 }

@@ -209,8 +209,17 @@ func fillAttr(a worktree.Attr, out *fuse.Attr) {
 	out.SetTimes(&at, &mt, &ct)
 }
 
+// unknownAttrTimeout is how long the kernel may keep the attributes of a
+// folder whose nlink is not known yet (worktree.Attr.NlinkUnknown): no
+// time at all (0 would mean the mount's default), so that a stat after
+// the folder is loaded sees 2 + its subdirectories.
+const unknownAttrTimeout = time.Nanosecond
+
 func (n *node) child(ctx context.Context, wi *worktree.Inode, a worktree.Attr, out *fuse.EntryOut) *gofs.Inode {
 	fillAttr(a, &out.Attr)
+	if a.NlinkUnknown() {
+		out.SetAttrTimeout(unknownAttrTimeout)
+	}
 	return n.NewInode(ctx, &node{fs: n.fs, wi: wi}, gofs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
 }
 
@@ -232,7 +241,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 
 // Getattr returns the attributes.
 func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillAttr(n.fs.tree.Stat(ctx, n.wi), &out.Attr)
+	a := n.fs.tree.Attr(n.wi)
+	fillAttr(a, &out.Attr)
+	if a.NlinkUnknown() {
+		out.SetTimeout(unknownAttrTimeout)
+	}
 	return 0
 }
 

@@ -29,7 +29,10 @@ type dentry struct {
 
 // nlinkLocked is in's link count: its names, or for a directory 2 + its
 // subdirectories (1, "not known", for a directory not loaded yet, as
-// find(1) reads it), or 0 once unlinked.
+// find(1) reads it), or 0 once unlinked. It never loads a directory:
+// stat must not wait on the remote (an `ls -l` of a folder would fetch
+// every subfolder's tree, a hung remote would hang every stat, and the
+// kernel's own GETATTR of the root at mount would wait on it too).
 func (t *Tree) nlinkLocked(in *Inode) uint32 {
 	switch {
 	case in.parent == nil && in != t.root:

@@ -24,6 +24,10 @@ type Attr struct {
 	Blocks   uint64 // 512-byte blocks holding data (blocks.go)
 }
 
+// NlinkUnknown reports whether a is a directory whose nlink is not known
+// yet (its tree is not loaded): the kernel should ask again soon.
+func (a Attr) NlinkUnknown() bool { return a.Type == repo.NodeDir && a.Nlink == 1 }
+
 func (t *Tree) attrLocked(in *Inode) Attr {
 	a := Attr{Ino: in.Ino, Type: in.meta.Type, Mode: in.meta.Mode, UID: in.meta.UID, GID: in.meta.GID,
 		Size: in.meta.Size, MtimeNs: in.meta.MtimeNs, AtimeNs: in.meta.AtimeNs, CtimeNs: in.meta.CtimeNs,
@@ -40,26 +44,6 @@ func (t *Tree) Attr(in *Inode) Attr {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.attrLocked(in)
-}
-
-// Stat returns the inode's attributes, loading a directory first so that
-// its nlink counts its subdirectories. A directory that cannot be loaded
-// now (the remote is down) reports nlink 1, "not known".
-func (t *Tree) Stat(ctx context.Context, in *Inode) Attr {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.loadForNlinkLocked(ctx, in)
-	return t.attrLocked(in)
-}
-
-// loadForNlinkLocked loads a directory, if it is one, for its nlink; a
-// failure only leaves its nlink unknown.
-func (t *Tree) loadForNlinkLocked(ctx context.Context, in *Inode) {
-	if in.meta.Type == repo.NodeDir && in.children == nil {
-		if err := t.loadDir(ctx, in); err != nil {
-			t.opts.Log.Debug("directory not loaded for its nlink", "path", "/"+t.pathOf(in), "err", err)
-		}
-	}
 }
 
 // Readlink returns a symlink's target.
@@ -84,7 +68,6 @@ func (t *Tree) Lookup(ctx context.Context, dir *Inode, name string) (*Inode, Att
 	if err != nil {
 		return nil, Attr{}, err
 	}
-	t.loadForNlinkLocked(ctx, c)
 	return c, t.attrLocked(c), nil
 }
 
