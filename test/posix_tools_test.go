@@ -308,3 +308,21 @@ func TestPosixToolsRoundTrip(t *testing.T) {
 	checkCopies(t, "after sealfs restore", dst, copies)
 	expect(t, c.run(t, "check", "--read-data", c.remote), 0, "")
 }
+
+// TestPosixBackupRestore: `sealfs backup` of the same tree and `sealfs
+// restore` of it on a fresh cache give back the tree exactly, as rsync
+// sees it, holes included.
+func TestPosixBackupRestore(t *testing.T) {
+	needRoot(t)
+	needPosixTools(t)
+	src := filepath.Join(t.TempDir(), "src")
+	makeToolsTree(t, src)
+	c := initRepo(t)
+	expect(t, c.run(t, "backup", src, c.remote), 0, "")
+	dst := filepath.Join(t.TempDir(), "restored")
+	expect(t, sealfs(t, nil, "restore", "--cache-dir", t.TempDir(), "--code-file", c.codeFile, c.remote, dst), 0, "")
+	if d := rsyncDiff(t, src, dst); d != "" {
+		t.Errorf("the restored backup differs from the source; rsync -n -c -aHAX --itemize-changes says:\n%s", d)
+	}
+	checkSparse(t, dst)
+}
