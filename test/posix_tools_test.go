@@ -90,8 +90,8 @@ func makeToolsTree(t *testing.T, root string) {
 	must(unix.Setxattr(p, "user.linked", []byte("seen through both names"), 0))
 	sh(t, "setfacl", "-m", "u:1234:r--", p)
 
-	// Extended attributes in the user namespace: text, binary, empty, on a
-	// file, a folder and a symlink's target folder.
+	// Extended attributes in the user namespace (text, binary, empty, 4000
+	// bytes) and in root's trusted namespace, on a file and a folder.
 	x := file("xattr/file", "has xattrs\n", 0o644)
 	must(unix.Setxattr(x, "user.comment", []byte("hello, world"), 0))
 	must(unix.Setxattr(x, "user.binary", []byte{0, 1, 2, 0xff, 0xfe, 0}, 0))
@@ -99,6 +99,7 @@ func makeToolsTree(t *testing.T, root string) {
 	must(unix.Setxattr(x, "user.big", bytes.Repeat([]byte("v"), 4000), 0))
 	xd := dir("xattr/dir", 0o755)
 	must(unix.Setxattr(xd, "user.folder", []byte("folder attr"), 0))
+	must(unix.Setxattr(xd, "trusted.sealfs-test", []byte("root's namespace"), 0))
 
 	// POSIX ACLs: an access ACL on a file, access and default ACLs on a
 	// folder, and a file made inside that folder (which inherits them).
@@ -206,7 +207,7 @@ func copyWithTar(t *testing.T, src, dst string) {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	script := `set -o pipefail; tar --xattrs --xattrs-include='user.*' --acls -S -cpf - -C "$1" . | tar --xattrs --xattrs-include='user.*' --acls -xpf - -C "$2"`
+	script := `set -o pipefail; tar --xattrs --xattrs-include='user.*' --xattrs-include='trusted.*' --acls -S -cpf - -C "$1" . | tar --xattrs --xattrs-include='user.*' --xattrs-include='trusted.*' --acls -xpf - -C "$2"`
 	if out, err := exec.Command("bash", "-c", script, "tar", src, dst).CombinedOutput(); err != nil {
 		t.Errorf("tar --xattrs --acls from %s to %s: %v\n%s", src, dst, err, out)
 	}
