@@ -521,7 +521,8 @@ func (f *File) zeroLocked(off, end int64) error {
 const holeAlign = 4096
 
 // Seek answers SEEK_DATA and SEEK_HOLE (whence 3 and 4) in plaintext
-// offsets. Holes are the blocks that are holes on disk, widened into the
+// offsets. Holes are the blocks that are holes (all zeros) on disk, whatever
+// the disk's own SEEK_HOLE says of allocated ones, widened into the
 // blocks at their edges by the runs of zeros there, in whole 4 KiB pages:
 // data reported is a superset of the data written, and what is skipped as
 // a hole reads as zeros.
@@ -569,6 +570,18 @@ func (f *File) Seek(off int64, whence int) (int64, error) {
 	if r >= phys {
 		h = (f.size + g.block - 1) / g.block
 	}
+	// The disk may report allocated blocks that were never written as data
+	// (the dirty folios of unwritten extents, in whole folios): all zeros
+	// on disk, they are holes as any other.
+	for first := off / g.block; h > first; h-- {
+		zero, err := f.zeroOnDisk(buf, h-1)
+		if err != nil {
+			return 0, err
+		}
+		if !zero {
+			break
+		}
+	}
 	hole := max(off, min(h*g.block, f.size))
 	if hole == off || h == 0 {
 		return hole, nil
@@ -585,6 +598,20 @@ func (f *File) Seek(off int64, whence int) (int64, error) {
 		end = lo
 	}
 	return max(off, min(hole, (end+holeAlign-1)/holeAlign*holeAlign)), nil
+}
+
+// zeroOnDisk tells whether block i is all zeros on disk: never written (a
+// hole, or allocated only), it reads as zeros.
+func (f *File) zeroOnDisk(buf []byte, i int64) (bool, error) {
+	n := f.geo.blockLen(i, f.size)
+	if n <= 0 {
+		return true, nil
+	}
+	b := buf[:n+crypt.Overhead]
+	if err := f.readPhys(b, i*f.geo.page); err != nil {
+		return false, err
+	}
+	return isZero(b), nil
 }
 
 func firstNonzero(b []byte) int {
