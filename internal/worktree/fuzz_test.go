@@ -37,7 +37,15 @@ func FuzzReadJournal(f *testing.F) {
 	mode := uint32(0o640)
 	tr.SetAttr(in, SetAttr{Mode: &mode})
 	tr.RemoveXattr(in, "user.k")
-	tr.Rename(f.Context(), d, "f", tr.Root(), "g", 0)
+	// hard links and an exchange: a second name in another folder, the
+	// folder holding the first renamed, the names exchanged, the first
+	// name unlinked.
+	e, _, _ := tr.Create(f.Context(), tr.Root(), "e", NewEntry{Type: repo.NodeDir, Mode: 0o755})
+	tr.Link(f.Context(), in, e, "h")
+	tr.Rename(f.Context(), tr.Root(), "d", tr.Root(), "d2", 0)
+	tr.Create(f.Context(), e, "s", NewEntry{Type: repo.NodeSymlink, Mode: 0o777, Target: []byte("t")})
+	tr.Rename(f.Context(), e, "s", tr.Root(), "d2", RenameExchange)
+	tr.Rename(f.Context(), e, "h", tr.Root(), "g", 0)
 	tr.Unlink(f.Context(), tr.Root(), "g")
 	journals, _ := filepath.Glob(filepath.Join(seedDir, "journal.*"))
 	for _, p := range journals {
@@ -50,6 +58,13 @@ func FuzzReadJournal(f *testing.F) {
 	f.Add([]byte(`{"op":"base"}` + "\n" + `{"op":"create","path":"Zg==","meta":{"Type":1}}` + "\n" +
 		`{"op":"setxattr","path":"Zg==","name":"c3lzdGVtLnBvc2l4X2FjbF9hY2Nlc3M=","value":"AgAAAA==","time":5}` + "\n" +
 		`{"op":"removexattr","path":"Zg==","name":""}` + "\n"))
+	// a link over a folder, of a folder, into a file, an exchange of a
+	// folder with its own entry
+	f.Add([]byte(`{"op":"base"}` + "\n" + `{"op":"create","path":"ZA==","meta":{"Type":2,"Mode":493}}` + "\n" +
+		`{"op":"create","path":"ZC9m","meta":{"Type":1}}` + "\n" + `{"op":"create","path":"Zg==","meta":{"Type":1}}` + "\n" +
+		`{"op":"link","path":"Zg==","to":"ZA=="}` + "\n" + `{"op":"link","path":"ZA==","to":"eA=="}` + "\n" +
+		`{"op":"link","path":"Zg==","to":"Zi94"}` + "\n" + `{"op":"exchange","path":"ZA==","to":"ZC9m"}` + "\n" +
+		`{"op":"unlink","path":"Zg=="}` + "\n"))
 	f.Add([]byte{})
 	key := env.Repo.LocalKey()
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -89,7 +104,7 @@ func FuzzReadJournal(f *testing.F) {
 		if err := os.MkdirAll(filepath.Join(work, stagingDir), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		tr := &Tree{r: env.Repo, opts: Options{Dir: work}, nextIno: 1, staged: map[*Inode]bool{},
+		tr := &Tree{r: env.Repo, opts: Options{Dir: work}, nextIno: 1, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
 			localKey: key, stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{}}
 		tr.opts.Log = slog.New(slog.DiscardHandler)
 		tr.root = &Inode{Ino: tr.newIno(), meta: repo.Node{Type: repo.NodeDir, Mode: 0o755}, children: map[string]*Inode{}}
