@@ -258,3 +258,72 @@ func TestRebaseLinks(t *testing.T) {
 		}
 	}
 }
+
+// TestRebaseLinkIntoNewFolder: another writer gives a hard-linked file a
+// further name in a folder of its own making while this mount is offline.
+// Across the rebase the new name is a name of the same inode as the names
+// that stood (it was a separate copy: a write through it did not show
+// through the others, and the next commit dropped it from the group).
+func TestRebaseLinkIntoNewFolder(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	trA := open(t, env.Repo, t.TempDir())
+	x := mkdir(t, trA, trA.Root(), "x")
+	writeFile(t, trA, x, "p", []byte("base"), true)
+	if _, err := trA.Link(ctx, lookup(t, trA, "x", "p"), x, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Repo.Unlock(ctx); err != nil { // A goes "offline"
+		t.Fatal(err)
+	}
+
+	rB, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rB.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	trB := open(t, rB, t.TempDir())
+	y := mkdir(t, trB, trB.Root(), "y")
+	if _, err := trB.Link(ctx, lookup(t, trB, "x", "p"), y, "q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trB.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rB.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	writeFile(t, trA, trA.Root(), "mine", []byte("ours"), true)
+	if err := env.Repo.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	overwrite(t, trA, "through q", false, "y", "q")
+	if _, err := trA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tr := range []*worktree.Tree{trA, open(t, r3, t.TempDir())} {
+		first := lookup(t, tr, "x", "p")
+		for _, p := range [][]string{{"x", "p"}, {"x", "r"}, {"y", "q"}} {
+			in := lookup(t, tr, p...)
+			if a := tr.Attr(in); in != first || a.Nlink != 3 {
+				t.Errorf("tree %d: %v: one inode with x/p: %v, nlink %d; want 3", i, p, in == first, a.Nlink)
+			}
+			if got := readFile(t, tr, p...); string(got) != "through q" {
+				t.Errorf("tree %d: %v reads %q, want %q", i, p, got, "through q")
+			}
+		}
+	}
+}

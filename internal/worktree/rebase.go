@@ -272,6 +272,7 @@ func (m *merger) mergeDir(dir *Inode, path string, base, theirs crypt.ID) error 
 	for _, name := range names {
 		o, b, th := dir.children[name], bs[name], ts[name]
 		if sameNode(b, th) {
+			m.stood(o, th)
 			continue // theirs did not change: ours stands
 		}
 		p := joinPath(path, name)
@@ -333,6 +334,18 @@ func (m *merger) takeDir(o *Inode, path string, b, th *repo.Node, attrs bool) er
 		bsub = b.Subtree
 	}
 	return m.mergeDir(o, path, bsub, th.Subtree)
+}
+
+// stood notes that our entry o stands for their node th: if th is of a
+// link group, their other names of it (new ones among them, made in
+// folders of theirs) are further names of o. It is noted while the merge
+// is planned, before any replace runs.
+func (m *merger) stood(o *Inode, th *repo.Node) {
+	if o == nil || th == nil || th.Type == repo.NodeDir || th.LinkGroup == 0 ||
+		o.meta.Type != th.Type || o.meta.LinkGroup != th.LinkGroup || m.groups[th.LinkGroup] != nil {
+		return
+	}
+	m.groups[th.LinkGroup] = o
 }
 
 // replace puts their node th (nil: nothing) at name in dir instead of o.
