@@ -110,16 +110,22 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	return snap, nil
 }
 
-// loadForLinks loads the whole tree when an inode has several names, so
-// that the commit numbers every link group (links.go). It is a walk of
-// the tree in memory once everything is loaded.
+// loadForLinks loads the whole tree when an inode has several names, or a
+// rebase brought in link groups (an entry of theirs may have names in a
+// folder not loaded yet), so that the commit numbers every link group
+// (links.go). It is a walk of the tree in memory once everything is
+// loaded.
 func (t *Tree) loadForLinks(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.linked) == 0 {
+	if len(t.linked) == 0 && !t.groupsIn {
 		return nil
 	}
-	return t.loadAllLocked(ctx)
+	if err := t.loadAllLocked(ctx); err != nil {
+		return err
+	}
+	t.groupsIn = false
+	return nil
 }
 
 // takeJobs returns the staged files to store, those not open for writing

@@ -327,3 +327,58 @@ func TestRebaseLinkIntoNewFolder(t *testing.T) {
 		}
 	}
 }
+
+// TestRebaseNewLinkGroup: another writer links a file of ours into a
+// folder of its own making while this mount is offline, and this mount
+// commits without touching that folder. The snapshot keeps the two names
+// one group (the file's name was committed alone, its group left with one
+// name in the folder never loaded: a fresh mount saw two files).
+func TestRebaseNewLinkGroup(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	trA := open(t, env.Repo, t.TempDir())
+	x := mkdir(t, trA, trA.Root(), "x")
+	writeFile(t, trA, x, "p", []byte("base"), true)
+	if _, err := trA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Repo.Unlock(ctx); err != nil { // A goes "offline"
+		t.Fatal(err)
+	}
+
+	rB, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rB.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	trB := open(t, rB, t.TempDir())
+	y := mkdir(t, trB, trB.Root(), "y")
+	if _, err := trB.Link(ctx, lookup(t, trB, "x", "p"), y, "q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trB.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rB.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	writeFile(t, trA, trA.Root(), "mine", []byte("ours"), true)
+	if err := env.Repo.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := open(t, r3, t.TempDir())
+	p, q := lookup(t, tr, "x", "p"), lookup(t, tr, "y", "q")
+	if p != q || tr.Attr(p).Nlink != 2 {
+		t.Errorf("after the commit x/p and y/q are one inode: %v, nlink %d; want 2", p == q, tr.Attr(p).Nlink)
+	}
+}

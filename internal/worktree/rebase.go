@@ -154,6 +154,7 @@ func (t *Tree) rebase(ctx context.Context) error {
 	// Directories loaded from now on are theirs: their link groups are
 	// numbered as their snapshot numbers them.
 	t.groups = m.groups
+	t.groupsIn = t.groupsIn || len(m.groups) > 0
 	// Whether anything of ours is left to commit (journals that only
 	// restage committed files leave nothing).
 	root := t.root.meta

@@ -83,19 +83,22 @@ type Tree struct {
 	life    context.Context
 	endLife context.CancelFunc
 
-	mu            sync.Mutex
-	root          *Inode
-	nextIno       uint64
-	journal       *journal
-	baseSeq       uint64
-	staged        map[*Inode]bool
-	linked        map[*Inode]bool   // inodes with more than one name
-	groups        map[uint64]*Inode // link group -> inode, of the stored trees loaded
-	loadingAll    bool              // loadAllLocked is running
-	replaying     bool              // journals are being replayed: keep staging files
-	reserved      bool              // the reserve is allocated (see reserve.go)
-	dirty         bool              // something changed since the last commit
-	commitMu      sync.Mutex        // one commit at a time
+	mu         sync.Mutex
+	root       *Inode
+	nextIno    uint64
+	journal    *journal
+	baseSeq    uint64
+	staged     map[*Inode]bool
+	linked     map[*Inode]bool   // inodes with more than one name
+	groups     map[uint64]*Inode // link group -> inode, of the stored trees loaded
+	loadingAll bool              // loadAllLocked is running
+	// groupsIn: a rebase brought in link groups whose other names may be
+	// in folders not loaded; the next commit loads the whole tree.
+	groupsIn      bool
+	replaying     bool       // journals are being replayed: keep staging files
+	reserved      bool       // the reserve is allocated (see reserve.go)
+	dirty         bool       // something changed since the last commit
+	commitMu      sync.Mutex // one commit at a time
 	lastError     error
 	conflicts     []Conflict // the last ones met by rebases (rebase.go)
 	conflictCount int
