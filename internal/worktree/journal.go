@@ -76,10 +76,15 @@ func (r *record) check() error {
 			err = errors.New("no attributes")
 		} else if len(r.Path) == 0 {
 			err = errors.New("no path")
+		} else {
+			_, name := splitPath(r.Path)
+			err = checkMeta(r.Meta, name)
 		}
 	case opSetattr:
 		if r.Meta == nil {
 			err = errors.New("no attributes")
+		} else if r.Meta.Mode&^0o7777 != 0 {
+			err = fmt.Errorf("mode %o has more than permission bits", r.Meta.Mode)
 		}
 	case opUnlink:
 		if len(r.Path) == 0 {
@@ -116,6 +121,26 @@ func (r *record) check() error {
 	}
 	if err != nil {
 		return fmt.Errorf("malformed journal record %q: %w", r.Op, err)
+	}
+	return nil
+}
+
+// checkMeta reports whether the attributes of a create record are those
+// of an entry a tree holds (docs/SPEC.md §8): the entry is committed as it
+// is replayed, and one a tree refuses would fail every commit after it.
+// Its content need not add up to its size (a staged file's size is its
+// staging copy's).
+func checkMeta(m *repo.Node, name string) error {
+	v := *m
+	v.Name, v.Size = []byte(name), 0
+	for _, e := range v.Content {
+		v.Size += e.Size // an overflow is Validate's to find
+	}
+	if err := v.Validate(); err != nil {
+		return err
+	}
+	if checkXattrSpace(v.Xattrs) != nil {
+		return errors.New("xattrs over the space an entry has")
 	}
 	return nil
 }

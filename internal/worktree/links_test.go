@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
@@ -380,5 +381,41 @@ func TestRebaseNewLinkGroup(t *testing.T) {
 	p, q := lookup(t, tr, "x", "p"), lookup(t, tr, "y", "q")
 	if p != q || tr.Attr(p).Nlink != 2 {
 		t.Errorf("after the commit x/p and y/q are one inode: %v, nlink %d; want 2", p == q, tr.Attr(p).Nlink)
+	}
+}
+
+// TestHostileRecordAttributes: a create or setattr record whose
+// attributes no tree may hold (xattrs unsorted, repeated or over the
+// limits, mode bits beyond 07777, an unknown type, a link group on a
+// folder) is refused at replay; the rest of the journal is replayed and
+// commits (the entry went into the tree, and every commit after failed:
+// nothing more reached the remote).
+func TestHostileRecordAttributes(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	var journal bytes.Buffer
+	for _, line := range []string{
+		`{"op":"base","seq":0}`,
+		`{"op":"create","path":"Z29vZA==","meta":{"Type":1,"Mode":420}}`, // "good"
+		`{"op":"create","path":"YQ==","meta":{"Type":1,"Mode":420,"Xattrs":[{"Name":"dXNlci5i"},{"Name":"dXNlci5h"}]}}`,
+		`{"op":"create","path":"Yg==","meta":{"Type":1,"Mode":420,"Xattrs":[{"Name":"dXNlci5h"},{"Name":"dXNlci5h"}]}}`,
+		`{"op":"create","path":"Yw==","meta":{"Type":1,"Mode":33188}}`,
+		`{"op":"create","path":"ZA==","meta":{"Type":99,"Mode":420}}`,
+		`{"op":"create","path":"ZQ==","meta":{"Type":1,"Mode":420,"Size":5}}`,
+		`{"op":"create","path":"Zg==","meta":{"Type":3,"Mode":511}}`,
+		`{"op":"setattr","path":"Z29vZA==","meta":{"Mode":33279}}`,
+	} {
+		journal.WriteString(line + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(work, "journal.0000000000000001"), journal.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr := open(t, env.Repo, work)
+	if _, err := tr.Commit(context.Background()); err != nil {
+		t.Fatalf("commit after a journal with hostile records: %v", err)
+	}
+	tr2 := open(t, env.Repo, t.TempDir())
+	if a := tr2.Attr(lookup(t, tr2, "good")); a.Mode&^uint32(syscall.S_IFMT) != 0o644 {
+		t.Errorf("good has mode %o after the hostile setattr", a.Mode)
 	}
 }

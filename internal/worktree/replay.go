@@ -235,6 +235,16 @@ func (t *Tree) applyCreate(ctx context.Context, rec record) error {
 	if in.meta.CtimeNs == 0 {
 		in.meta.CtimeNs = in.meta.MtimeNs // a journal of an older sealfs
 	}
+	if in.meta.Type == repo.NodeFile {
+		// The size is the content's until a stage record gives the
+		// file its staging copy (a staged file's create record carries
+		// its current size, not its content): an entry whose content
+		// does not hold its size could never be committed.
+		in.meta.Size = 0
+		for _, e := range in.meta.Content {
+			in.meta.Size += e.Size // checkMeta refused an overflow
+		}
+	}
 	if in.meta.Type == repo.NodeFile && len(in.meta.Content) > 0 {
 		c := in.meta
 		in.committed = &c

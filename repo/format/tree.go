@@ -163,6 +163,10 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
+// Validate reports whether n is an entry a tree may hold, as EncodeTree
+// and DecodeTree check it.
+func (n *Node) Validate() error { return n.validate() }
+
 func (n *Node) validate() error {
 	switch {
 	case len(n.Name) == 0 || len(n.Name) > maxNameLen:
