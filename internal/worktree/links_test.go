@@ -419,3 +419,64 @@ func TestHostileRecordAttributes(t *testing.T) {
 		t.Errorf("good has mode %o after the hostile setattr", a.Mode)
 	}
 }
+
+// TestRebaseNewLinkGroupCrash: as TestRebaseNewLinkGroup, but this mount
+// rebases as it starts (its journal is based on the older snapshot) and
+// is killed before it commits: the journal written at the rebase keeps
+// the two names one group.
+func TestRebaseNewLinkGroupCrash(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	trA := open(t, env.Repo, work)
+	x := mkdir(t, trA, trA.Root(), "x")
+	writeFile(t, trA, x, "p", []byte("base"), true)
+	if _, err := trA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, trA, trA.Root(), "mine", []byte("ours"), true)
+	if err := env.Repo.Unlock(ctx); err != nil { // A goes "offline", then dies
+		t.Fatal(err)
+	}
+
+	rB, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rB.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	trB := open(t, rB, t.TempDir())
+	y := mkdir(t, trB, trB.Root(), "y")
+	if _, err := trB.Link(ctx, lookup(t, trB, "x", "p"), y, "q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trB.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rB.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	rA, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rA.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	open(t, rA, work) // rebases onto B's snapshot as it starts; killed
+	tr := open(t, rA, work)
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3 := open(t, r3, t.TempDir())
+	p, q := lookup(t, tr3, "x", "p"), lookup(t, tr3, "y", "q")
+	if p != q || tr3.Attr(p).Nlink != 2 || string(readFile(t, tr3, "mine")) != "ours" {
+		t.Errorf("after the crash and a commit x/p and y/q are one inode: %v, nlink %d; want 2", p == q, tr3.Attr(p).Nlink)
+	}
+}

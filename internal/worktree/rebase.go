@@ -154,7 +154,18 @@ func (t *Tree) rebase(ctx context.Context) error {
 	// Directories loaded from now on are theirs: their link groups are
 	// numbered as their snapshot numbers them.
 	t.groups = m.groups
-	t.groupsIn = t.groupsIn || len(m.groups) > 0
+	if len(m.groups) > 0 {
+		// Their link groups may have names in folders of theirs not
+		// loaded yet: load them now, so that the journal written below
+		// records every name (a crash before the next commit would
+		// split the group), or else at the commit.
+		t.groupsIn = true
+		if err := t.loadAllLocked(ctx); err != nil {
+			t.opts.Log.Warn("failed to load the whole tree after a rebase brought in hard links; the commit loads it", "err", err)
+		} else {
+			t.groupsIn = false
+		}
+	}
 	// Whether anything of ours is left to commit (journals that only
 	// restage committed files leave nothing).
 	root := t.root.meta
