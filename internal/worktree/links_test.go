@@ -196,32 +196,15 @@ func TestRebaseLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, trA, trA.Root(), "u", []byte("base u"), true)
-	if _, err := trA.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Repo.Unlock(ctx); err != nil { // A goes "offline"
-		t.Fatal(err)
-	}
+	commitAndLeave(t, env.Repo, trA) // A goes "offline"
 
 	// B, another machine, writes through one name of the group and links u.
-	rB, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	trB := open(t, rB, t.TempDir())
+	rB, trB := otherWriter(t, env)
 	overwrite(t, trB, "theirs", true, "d", "l2")
 	if _, err := trB.Link(ctx, lookup(t, trB, "u"), trB.Root(), "u-theirs"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := trB.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
+	commitAndLeave(t, rB, trB)
 
 	// A, offline, gives u a name of its own, then commits.
 	if _, err := trA.Link(ctx, lookup(t, trA, "u"), trA.Root(), "u-ours"); err != nil {
@@ -274,39 +257,17 @@ func TestRebaseLinkIntoNewFolder(t *testing.T) {
 	if _, err := trA.Link(ctx, lookup(t, trA, "x", "p"), x, "r"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := trA.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Repo.Unlock(ctx); err != nil { // A goes "offline"
-		t.Fatal(err)
-	}
+	commitAndLeave(t, env.Repo, trA) // A goes "offline"
 
-	rB, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	trB := open(t, rB, t.TempDir())
+	rB, trB := otherWriter(t, env)
 	y := mkdir(t, trB, trB.Root(), "y")
 	if _, err := trB.Link(ctx, lookup(t, trB, "x", "p"), y, "q"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := trB.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
+	commitAndLeave(t, rB, trB)
 
 	writeFile(t, trA, trA.Root(), "mine", []byte("ours"), true)
-	if err := env.Repo.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := trA.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	comeBackAndCommit(t, env.Repo, trA)
 	overwrite(t, trA, "through q", false, "y", "q")
 	if _, err := trA.Commit(ctx); err != nil {
 		t.Fatal(err)
@@ -340,39 +301,17 @@ func TestRebaseNewLinkGroup(t *testing.T) {
 	trA := open(t, env.Repo, t.TempDir())
 	x := mkdir(t, trA, trA.Root(), "x")
 	writeFile(t, trA, x, "p", []byte("base"), true)
-	if _, err := trA.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Repo.Unlock(ctx); err != nil { // A goes "offline"
-		t.Fatal(err)
-	}
+	commitAndLeave(t, env.Repo, trA) // A goes "offline"
 
-	rB, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	trB := open(t, rB, t.TempDir())
+	rB, trB := otherWriter(t, env)
 	y := mkdir(t, trB, trB.Root(), "y")
 	if _, err := trB.Link(ctx, lookup(t, trB, "x", "p"), y, "q"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := trB.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
+	commitAndLeave(t, rB, trB)
 
 	writeFile(t, trA, trA.Root(), "mine", []byte("ours"), true)
-	if err := env.Repo.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := trA.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	comeBackAndCommit(t, env.Repo, trA)
 	r3, err := env.Reopen(t, t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
@@ -439,24 +378,12 @@ func TestRebaseNewLinkGroupCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rB, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	trB := open(t, rB, t.TempDir())
+	rB, trB := otherWriter(t, env)
 	y := mkdir(t, trB, trB.Root(), "y")
 	if _, err := trB.Link(ctx, lookup(t, trB, "x", "p"), y, "q"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := trB.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
+	commitAndLeave(t, rB, trB)
 
 	rA, err := env.Reopen(t, t.TempDir(), false)
 	if err != nil {

@@ -44,6 +44,44 @@ func lookup(t *testing.T, tr *worktree.Tree, path ...string) *worktree.Inode {
 	return in
 }
 
+// otherWriter is another machine writing to env's repository: a client
+// of its own, on a cache of its own, holding the writer lease.
+func otherWriter(t *testing.T, env *testutil.Env) (*repo.Repository, *worktree.Tree) {
+	t.Helper()
+	r, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
+	return r, open(t, r, t.TempDir())
+}
+
+// commitAndLeave commits what tr holds and lets go of r's writer lease
+// (the writer stops, or goes offline).
+func commitAndLeave(t *testing.T, r *repo.Repository, tr *worktree.Tree) {
+	t.Helper()
+	if _, err := tr.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Unlock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// comeBackAndCommit takes r's writer lease again and commits what tr
+// holds, on top of whatever another writer stored meanwhile (a rebase).
+func comeBackAndCommit(t *testing.T, r *repo.Repository, tr *worktree.Tree) {
+	t.Helper()
+	if err := r.Lock(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func mkdir(t *testing.T, tr *worktree.Tree, dir *worktree.Inode, name string) *worktree.Inode {
 	t.Helper()
 	in, _, err := tr.Create(t.Context(), dir, name, worktree.NewEntry{Type: repo.NodeDir, Mode: 0o755})
@@ -70,22 +108,10 @@ func TestRebaseMergeRules(t *testing.T) {
 	d := mkdir(t, trA, trA.Root(), "d")
 	writeFile(t, trA, d, "in-d", []byte("base in-d"), true)
 	writeFile(t, trA, mkdir(t, trA, trA.Root(), "gone-there"), "f", []byte("base f"), true)
-	if _, err := trA.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Repo.Unlock(ctx); err != nil { // A goes "offline"
-		t.Fatal(err)
-	}
+	commitAndLeave(t, env.Repo, trA) // A goes "offline"
 
 	// B, another machine, commits snapshot 2.
-	rB, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	trB := open(t, rB, t.TempDir())
+	rB, trB := otherWriter(t, env)
 	overwrite(t, trB, "theirs x", true, "x")
 	overwrite(t, trB, "theirs only-theirs", true, "only-theirs")
 	overwrite(t, trB, "theirs del-ours", true, "del-ours")
@@ -101,12 +127,7 @@ func TestRebaseMergeRules(t *testing.T) {
 	if err := trB.Rmdir(t.Context(), trB.Root(), "gone-there"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := trB.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
+	commitAndLeave(t, rB, trB)
 
 	// Meanwhile A, offline, changes its tree on snapshot 1.
 	overwrite(t, trA, "ours x", true, "x")
@@ -206,14 +227,7 @@ func TestRebaseCrashAfterRebase(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.Repo.Unlock(ctx)
-	rB, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	trB := open(t, rB, t.TempDir())
+	rB, trB := otherWriter(t, env)
 	overwrite(t, trB, "theirs x", true, "x")
 	writeFile(t, trB, trB.Root(), "z", []byte("theirs z"), true)
 	if _, err := trB.Commit(ctx); err != nil {
@@ -266,14 +280,7 @@ func TestRebaseAtOpen(t *testing.T) {
 	writeFile(t, trA, trA.Root(), "y", []byte("ours y"), true)
 	// trA is left as it is: the "crash".
 
-	rB, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	trB := open(t, rB, t.TempDir())
+	rB, trB := otherWriter(t, env)
 	overwrite(t, trB, "theirs x", true, "x")
 	writeFile(t, trB, trB.Root(), "z", []byte("theirs z"), true)
 	if _, err := trB.Commit(ctx); err != nil {
@@ -354,14 +361,7 @@ func TestRebaseSupersededCommit(t *testing.T) {
 	}
 	env.Repo.Unlock(ctx) // A stops; its lease goes (or is broken)
 
-	rB, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rB.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	trB := open(t, rB, t.TempDir())
+	rB, trB := otherWriter(t, env)
 	writeFile(t, trB, trB.Root(), "z", []byte("theirs z"), true)
 	overwrite(t, trB, "theirs x", true, "x")
 	if _, err := trB.Commit(ctx); err != nil {

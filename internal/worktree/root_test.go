@@ -21,20 +21,8 @@ func TestRootAttrsCommitAndRebase(t *testing.T) {
 		env := testutil.NewRepo(t, repo.InitOptions{})
 		trA := open(t, env.Repo, t.TempDir())
 		d := mkdir(t, trA, trA.Root(), "d")
-		if _, err := trA.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := env.Repo.Unlock(ctx); err != nil { // A goes offline
-			t.Fatal(err)
-		}
-		rB, err := env.Reopen(t, t.TempDir(), false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rB.Lock(ctx, false); err != nil {
-			t.Fatal(err)
-		}
-		trB := open(t, rB, t.TempDir())
+		commitAndLeave(t, env.Repo, trA) // A goes offline
+		rB, trB := otherWriter(t, env)
 		mode, uid := uint32(0o700), uint32(1234)
 		if _, err := trB.SetAttr(trB.Root(), worktree.SetAttr{Mode: &mode, UID: &uid}); err != nil {
 			t.Fatal(err)
@@ -42,12 +30,7 @@ func TestRootAttrsCommitAndRebase(t *testing.T) {
 		if err := trB.SetXattr(trB.Root(), "user.who", []byte("theirs"), 0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := trB.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := rB.Unlock(ctx); err != nil {
-			t.Fatal(err)
-		}
+		commitAndLeave(t, rB, trB)
 		// A, offline, changes an entry below the root, and maybe the root.
 		writeFile(t, trA, d, "f", []byte("ours"), true)
 		want, wantXattr := uint32(0o700), "theirs"
