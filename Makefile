@@ -56,13 +56,15 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/vaultserver
 	@if [ "$$(id -u)" -eq 0 ]; then ./scripts/bench-mount.sh 512; else echo "bench-mount skipped: it needs root to mount and drop caches"; fi
 
-## demo: build, create a repository in ./demo (first time: prints its recovery code), mount it at ./demo/mnt.
-demo: build-sealfs
+## demo: build, start a vault on loopback (embedded SoftHSM2), create a repository in ./demo
+## (first time: prints its recovery code, enrols a password), mount it at ./demo/mnt by password.
+demo: build
 	./scripts/demo.sh
 
-## demo-stop: commit, drain and unmount the demo.
+## demo-stop: commit, drain and unmount the demo, then stop its vault.
 demo-stop: build-sealfs
 	$(BIN) umount demo/mnt
+	@if [ -f demo/vault.pid ]; then kill "$$(cat demo/vault.pid)" 2>/dev/null || true; rm -f demo/vault.pid; fi
 
 ## install: both commands (sealfs, sealfs-vault), the mount helpers (mount.sealfs,
 ## mount.fuse.sealfs) and the systemd units.
