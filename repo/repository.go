@@ -30,7 +30,8 @@ const DefaultPackSize = 16 << 20
 // Options are the client-side settings of an opened repository.
 type Options struct {
 	// CacheDir is the base cache directory; the repository's local state
-	// lives in CacheDir/<repository id>. It must be set.
+	// lives in CacheDir/<repository id> (made absolute: StateDir is). It
+	// must be set.
 	CacheDir string
 	// AcceptRollback accepts a remote whose newest snapshot is older than
 	// one this client has seen, and resets the remembered sequence number.
@@ -196,7 +197,14 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 	if o.CacheDir == "" {
 		return nil, errors.New("no cache directory given (Options.CacheDir)")
 	}
-	stateDir := filepath.Join(o.CacheDir, id.String())
+	// Absolute, because other processes are told where it is (a mount's
+	// status names its state directory, and `sealfs umount`, run from
+	// anywhere, reads the exit status there).
+	base, err := filepath.Abs(o.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("cache directory %s: %w", o.CacheDir, err)
+	}
+	stateDir := filepath.Join(base, id.String())
 	st, err := loadState(stateDir)
 	if err != nil {
 		return nil, err

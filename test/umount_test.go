@@ -265,3 +265,32 @@ func TestSigtermRightAfterReady(t *testing.T) {
 		}
 	}
 }
+
+// TestRelativeCacheDir: a mount started with a relative --cache-dir (as
+// the demo does) is stopped cleanly by `sealfs umount` run from another
+// folder: the daemon tells where its state is as an absolute path, so
+// umount finds the exit status there (it said the daemon "was killed or
+// crashed").
+func TestRelativeCacheDir(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	base := filepath.Dir(c.cache)
+	mnt := mountpoint(t)
+	mount := exec.Command(sealfsBin, "mount", "--cache-dir", "cache", "--code-file", "code", "remote", mnt)
+	mount.Dir = base
+	if out, err := mount.CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v\n%s", err, out)
+	}
+	if st := mountStatus(t, mnt); !filepath.IsAbs(st.StateDir) {
+		t.Errorf("the status names its state directory as %q, not an absolute path", st.StateDir)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("queued"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	umount := exec.Command(sealfsBin, "umount", mnt)
+	umount.Dir = t.TempDir()
+	out, err := umount.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "everything is committed as snapshot 1") {
+		t.Fatalf("umount from another folder: %v\n%s", err, out)
+	}
+}
