@@ -110,9 +110,11 @@ func BenchmarkChunkEncrypt(b *testing.B) {
 						break
 					}
 					id := r.keys.BlobID(crypt.TypeDataBlob, chunk)
-					if _, err := p.add(r.keys, crypt.TypeDataBlob, id, r.encodeBlob(chunk), len(chunk)); err != nil {
+					sb, err := r.sealBlob(crypt.TypeDataBlob, id, chunk)
+					if err != nil {
 						b.Fatal(err)
 					}
+					p.add(sb)
 					if len(p.buf) >= r.cfg.PackSize {
 						p, _ = newPackBuilder(r.cfg.PackSize * 2)
 					}

@@ -29,18 +29,13 @@ func newPackBuilder(capacity int) (*packBuilder, error) {
 	return &packBuilder{id: id, buf: make([]byte, 0, capacity)}, nil
 }
 
-// add seals plaintext (already prefixed with its compression byte) as blob id
-// of type t; raw is the length of the blob before compression.
-func (p *packBuilder) add(keys *crypt.Keys, t crypt.ObjectType, id crypt.ID, plaintext []byte, raw int) (Location, error) {
+// add appends a sealed blob and returns where it lies in the pack.
+func (p *packBuilder) add(b sealedBlob) Location {
 	off := len(p.buf)
-	var err error
-	p.buf, err = keys.Seal(p.buf, t, id, plaintext)
-	if err != nil {
-		return Location{}, err
-	}
-	l := Location{Type: t, Pack: p.id, Offset: uint32(off), Length: uint32(len(p.buf) - off), RawLength: uint32(raw)}
-	p.entries = append(p.entries, format.IndexEntry{ID: id, Location: l})
-	return l, nil
+	p.buf = append(p.buf, b.sealed...)
+	l := Location{Type: b.t, Pack: p.id, Offset: uint32(off), Length: uint32(len(b.sealed)), RawLength: uint32(b.raw)}
+	p.entries = append(p.entries, format.IndexEntry{ID: b.id, Location: l})
+	return l
 }
 
 // finish appends the sealed header and its length and returns the pack

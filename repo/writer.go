@@ -50,6 +50,26 @@ func (r *Repository) encodeBlob(data []byte) []byte {
 	return append(out, data...)
 }
 
+// sealedBlob is a blob sealed for a pack, not yet in one: its id, the
+// type its index entry records, its sealed bytes and its raw length.
+type sealedBlob struct {
+	id     crypt.ID
+	t      crypt.ObjectType
+	sealed []byte
+	raw    int
+}
+
+// sealBlob encodes (compresses, when it pays) and seals data as blob id of
+// type t. It takes no lock: callers seal in parallel, then add the result
+// to the pack being built under r.mu.
+func (r *Repository) sealBlob(t crypt.ObjectType, id crypt.ID, data []byte) (sealedBlob, error) {
+	sealed, err := r.keys.Seal(nil, t, id, r.encodeBlob(data))
+	if err != nil {
+		return sealedBlob{}, err
+	}
+	return sealedBlob{id: id, t: t, sealed: sealed, raw: len(data)}, nil
+}
+
 // SaveBlob stores data as a blob of type t, unless a blob with the same
 // content is stored already, and returns its id. Blobs are gathered into
 // packs; a pack is uploaded when it reaches the configured size.
@@ -67,7 +87,10 @@ func (r *Repository) SaveBlob(ctx context.Context, t crypt.ObjectType, data []by
 		r.mu.Unlock()
 		return id, nil
 	}
-	payload := r.encodeBlob(data)
+	b, err := r.sealBlob(t, id, data)
+	if err != nil {
+		return id, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lease == nil {
@@ -91,10 +114,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t crypt.ObjectType, data []by
 		}
 		r.packer = p
 	}
-	loc, err := r.packer.add(r.keys, t, id, payload, len(data))
-	if err != nil {
-		return id, err
-	}
+	loc := r.packer.add(b)
 	r.index.add(id, loc)
 	if t == crypt.TypeTreeBlob && r.blobs != nil {
 		// Directories we wrote stay readable from the cache, so that a
