@@ -17,6 +17,13 @@ type dirCopy struct {
 	nodes []*repo.Node
 	sub   map[int]*dirCopy
 	attr  *repo.RootAttr // the root's own attributes (on the root's copy)
+	// stored, when set, is the tree this directory already has on the
+	// remote: it was never loaded, so none of its entries changed (nodes
+	// is empty and stands for nothing).
+	stored *crypt.ID
+	// files and bytes count what a stored directory holds, where known
+	// (the root: the base snapshot's counts).
+	files, bytes uint64
 }
 
 type stagedJob struct {
@@ -297,6 +304,20 @@ func (t *Tree) displayPath(in *Inode) string {
 // (the tree is loaded whole when any inode has several names).
 func (t *Tree) copyDirLocked(dir *Inode, done map[*Inode]*stagedJob, groups map[*Inode]uint64) (*dirCopy, error) {
 	d := &dirCopy{sub: map[int]*dirCopy{}}
+	if dir.children == nil {
+		// Never loaded: unchanged below. Only the root is copied so (its
+		// attributes may have changed, or a journal replayed nothing);
+		// subdirectories that were not loaded keep their Subtree below.
+		if dir.meta.Subtree == (crypt.ID{}) {
+			return nil, fmt.Errorf("folder /%s was never loaded and has no stored tree", t.pathOf(dir))
+		}
+		id := dir.meta.Subtree
+		d.stored = &id
+		if s := t.r.Latest(); s != nil && s.Tree == id {
+			d.files, d.bytes = s.Files, s.Bytes
+		}
+		return d, nil
+	}
 	for _, e := range sortedChildren(dir) {
 		c := e.in
 		if c.meta.Type != repo.NodeDir {
@@ -334,6 +355,9 @@ func (t *Tree) copyDirLocked(dir *Inode, done map[*Inode]*stagedJob, groups map[
 
 // saveDir stores a directory copy, its loaded subdirectories first.
 func (t *Tree) saveDir(ctx context.Context, d *dirCopy) (crypt.ID, error) {
+	if d.stored != nil {
+		return *d.stored, nil
+	}
 	for i, sub := range d.sub {
 		id, err := t.saveDir(ctx, sub)
 		if err != nil {
@@ -345,6 +369,9 @@ func (t *Tree) saveDir(ctx context.Context, d *dirCopy) (crypt.ID, error) {
 }
 
 func countFiles(d *dirCopy) (files, bytes uint64) {
+	if d.stored != nil {
+		return d.files, d.bytes
+	}
 	for i, n := range d.nodes {
 		if n.Type == repo.NodeFile {
 			files++

@@ -65,7 +65,9 @@ func (t *Tree) replay(ctx context.Context) (*journal, error) {
 			}
 		}
 		applied = append(applied, p)
-		t.dirty = true
+		if len(recs) > 0 { // an empty journal changed nothing: no commit
+			t.dirty = true
+		}
 	}
 	t.replaying = false
 	// The replayed state lives on in the new journal: record it whole, then
