@@ -263,3 +263,34 @@ func FuzzParseRecoveryCode(f *testing.F) {
 		}
 	})
 }
+
+// TestSealSegmentBinds: a segment opens only as the segment it was sealed
+// as: same blob id, index, last flag, repository and key; and never as a
+// whole object of any type (another key and AD).
+func TestSealSegmentBinds(t *testing.T) {
+	k := testKeys(t, 1)
+	id := ID{7}
+	pt := []byte("\x00segment payload")
+	sealed, err := k.SealSegment(nil, id, 3, false, pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := k.OpenSegment(id, 3, false, sealed); err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("OpenSegment = %q, %v", got, err)
+	}
+	otherRepo := *k
+	otherRepo.repo[0] ^= 1
+	for name, open := range map[string]func() ([]byte, error){
+		"wrong id":         func() ([]byte, error) { return k.OpenSegment(ID{8}, 3, false, sealed) },
+		"wrong index":      func() ([]byte, error) { return k.OpenSegment(id, 4, false, sealed) },
+		"as the table":     func() ([]byte, error) { return k.OpenSegment(id, SegmentTableIndex, false, sealed) },
+		"as the last":      func() ([]byte, error) { return k.OpenSegment(id, 3, true, sealed) },
+		"other repository": func() ([]byte, error) { return otherRepo.OpenSegment(id, 3, false, sealed) },
+		"other key":        func() ([]byte, error) { return testKeys(t, 2).OpenSegment(id, 3, false, sealed) },
+		"as a data blob":   func() ([]byte, error) { return k.Open(TypeDataBlob, id, sealed) },
+	} {
+		if got, err := open(); !errors.Is(err, ErrAuth) || got != nil {
+			t.Errorf("%s: %q, %v; want ErrAuth", name, got, err)
+		}
+	}
+}

@@ -32,6 +32,11 @@ const (
 	TypeLease      ObjectType = 6 // the writer lease object
 	TypeKeySlot    ObjectType = 7 // the wrapped master key in a key slot
 	TypeForget     ObjectType = 8 // a record of snapshots removed on purpose
+	// TypeSegmentedBlob is a chunk of file content sealed as segments
+	// (docs/SPEC.md §6.2). It is a type of index and pack-header entries
+	// only: its id is still BlobID(TypeDataBlob, chunk), and its parts
+	// are sealed with SealSegment, not Seal.
+	TypeSegmentedBlob ObjectType = 9
 )
 
 // String names the type as the spec does.
@@ -53,6 +58,8 @@ func (t ObjectType) String() string {
 		return "key slot"
 	case TypeForget:
 		return "forget record"
+	case TypeSegmentedBlob:
+		return "segmented data blob"
 	}
 	return fmt.Sprintf("object type %d", uint8(t))
 }
@@ -66,7 +73,9 @@ const (
 	labelConfigMAC = "sealfs v1 config mac"
 	labelLocalKey  = "sealfs v1 local cache"
 	labelLocalFile = "sealfs v1 local file"
+	labelSegment   = "sealfs v1 segment encryption"
 	adPrefix       = "sealfs v1 object\x00"
+	segmentPrefix  = "sealfs v1 segment\x00"
 )
 
 // Sizes of the AES-256-GCM framing: a sealed object is nonce || ciphertext || tag.
@@ -84,6 +93,7 @@ type Keys struct {
 	repo      RepoID
 	blobAEAD  cipher.AEAD
 	metaAEAD  cipher.AEAD
+	segAEAD   cipher.AEAD
 	idKey     [KeySize]byte
 	gearKey   [KeySize]byte
 	configMAC [KeySize]byte
@@ -102,6 +112,9 @@ func DeriveKeys(mk MasterKey, repo RepoID) (*Keys, error) {
 		return nil, err
 	}
 	if k.metaAEAD, err = newAEAD(derive, labelMetaKey); err != nil {
+		return nil, err
+	}
+	if k.segAEAD, err = newAEAD(derive, labelSegment); err != nil {
 		return nil, err
 	}
 	for _, s := range []struct {
@@ -185,6 +198,42 @@ func openGCM(aead cipher.AEAD, ad, sealed []byte) ([]byte, error) {
 		return nil, ErrAuth
 	}
 	return pt, nil
+}
+
+// SegmentTableIndex is the segment index a segmented blob's table is
+// sealed under (docs/SPEC.md §6.2); real segments are numbered from 0 and
+// never reach it.
+const SegmentTableIndex = 0xFFFFFFFF
+
+// segmentAD is the associated data of one part of a segmented blob:
+// "sealfs v1 segment\x00" || repository id (16) || blob id (32) ||
+// index (u32, big-endian) || last (1 byte: 1 for the blob's last segment).
+func segmentAD(repo RepoID, id ID, index uint32, last bool) []byte {
+	ad := make([]byte, 0, len(segmentPrefix)+RepoIDSize+IDSize+5)
+	ad = append(ad, segmentPrefix...)
+	ad = append(ad, repo[:]...)
+	ad = append(ad, id[:]...)
+	ad = binary.BigEndian.AppendUint32(ad, index)
+	if last {
+		return append(ad, 1)
+	}
+	return append(ad, 0)
+}
+
+// SealSegment encrypts plaintext as segment index of segmented blob id
+// (SegmentTableIndex for its table; last marks the blob's last segment)
+// under the segment key, appending nonce || ciphertext || tag to dst. The
+// nonce is random (crypto/rand).
+func (k *Keys) SealSegment(dst []byte, id ID, index uint32, last bool, plaintext []byte) ([]byte, error) {
+	return sealGCM(dst, k.segAEAD, segmentAD(k.repo, id, index, last), plaintext)
+}
+
+// OpenSegment authenticates and decrypts segment index of segmented blob
+// id. It fails with ErrAuth, releasing nothing, if the segment was sealed
+// for another blob, index, position (last or not), repository or key, or
+// was changed in any way.
+func (k *Keys) OpenSegment(id ID, index uint32, last bool, sealed []byte) ([]byte, error) {
+	return openGCM(k.segAEAD, segmentAD(k.repo, id, index, last), sealed)
 }
 
 // BlobID returns the keyed id of a blob of type t with the given plaintext:

@@ -23,6 +23,18 @@ func NewMasterKey() (MasterKey, error) {
 	return k, nil
 }
 
+// MasterKeyFromBytes returns the master key whose bytes are b (KeySize of
+// them). It is for test vectors, which spell out a fixed key: a
+// repository's key comes from NewMasterKey, or unwrapped from a key slot.
+func MasterKeyFromBytes(b []byte) (MasterKey, error) {
+	var k MasterKey
+	if len(b) != KeySize {
+		return k, fmt.Errorf("a master key is %d bytes, not %d", KeySize, len(b))
+	}
+	copy(k.b[:], b)
+	return k, nil
+}
+
 // String never reveals the key.
 func (k MasterKey) String() string { return "crypt.MasterKey(redacted)" }
 

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,11 +14,19 @@ import (
 // so that rereads cost no request. Blobs stay sealed (no plaintext at rest)
 // and are verified again at every read. It holds at most limit bytes,
 // dropping the least recently used first.
+//
+// It keeps whole blobs only: what sequential reads and read-ahead fetch.
+// The segments a partial read fetches are not written here: a random
+// reader's segments are scattered over many blobs, a file per segment
+// would cost a write and an inode per 4 KiB read, and a sparse file per
+// blob could not be told from a whole one without more bookkeeping. Those
+// segments stay in memory (memCache) while they are hot; a partial read
+// of a blob cached whole reads its segments from here.
 type blobCache struct {
 	dir string
 
 	mu  sync.Mutex
-	lru *lru[struct{}]
+	lru *lru[crypt.ID, struct{}]
 }
 
 func newBlobCache(dir string, limit int64) (*blobCache, error) {
@@ -52,8 +61,12 @@ func newBlobCache(dir string, limit int64) (*blobCache, error) {
 
 func (c *blobCache) path(id crypt.ID) string { return filepath.Join(c.dir, id.String()) }
 
-// get returns the cached sealed blob, or nil.
+// get returns the cached sealed blob, or nil. A nil blobCache caches
+// nothing (so do put and drop).
 func (c *blobCache) get(id crypt.ID) []byte {
+	if c == nil {
+		return nil
+	}
 	c.mu.Lock()
 	_, ok := c.lru.get(id)
 	c.mu.Unlock()
@@ -68,6 +81,29 @@ func (c *blobCache) get(id crypt.ID) []byte {
 	return b
 }
 
+// source returns a reader of the ranges of a cached sealed blob, or nil
+// when it is not cached. A nil blobCache caches nothing.
+func (c *blobCache) source(id crypt.ID) blobSource {
+	if c == nil || !c.has(id) {
+		return nil
+	}
+	return func(_ context.Context, off, n int64) ([]byte, error) {
+		f, err := os.Open(c.path(id))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		b := make([]byte, n)
+		if _, err := f.ReadAt(b, off); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.lru.get(id) // used
+		c.mu.Unlock()
+		return b, nil
+	}
+}
+
 // has reports whether a blob is cached.
 func (c *blobCache) has(id crypt.ID) bool {
 	c.mu.Lock()
@@ -78,7 +114,7 @@ func (c *blobCache) has(id crypt.ID) bool {
 
 // put stores a sealed blob that has just been verified.
 func (c *blobCache) put(id crypt.ID, sealed []byte) {
-	if c.has(id) || int64(len(sealed)) > c.lru.limit {
+	if c == nil || c.has(id) || int64(len(sealed)) > c.lru.limit {
 		return
 	}
 	tmp := c.path(id) + ".tmp"
@@ -97,6 +133,9 @@ func (c *blobCache) put(id crypt.ID, sealed []byte) {
 
 // drop forgets a blob (it failed verification, or vanished).
 func (c *blobCache) drop(id crypt.ID) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	c.lru.remove(id)
 	c.mu.Unlock()

@@ -282,7 +282,7 @@ func (c *checker) tree(ctx context.Context, id crypt.ID, dir, snap string, all *
 			if e.Hole {
 				continue
 			}
-			if l, ok := all.Lookup(e.ID); !ok || l.Type != crypt.TypeDataBlob {
+			if l, ok := all.Lookup(e.ID); !ok || !format.IsDataBlob(l.Type) {
 				c.problem(integrityError(fmt.Sprintf("data blob %s", e.ID), "file %s of %s needs it, and no index lists it", p, snap))
 			}
 		}

@@ -36,7 +36,7 @@ type fetchFunc func(ctx context.Context) ([]byte, error)
 // new one. It returns ctx's error as soon as ctx is done, without waiting
 // for the fetch. Callers must not modify the data.
 func (g *fetchGroup) do(ctx context.Context, id crypt.ID, fetch fetchFunc) ([]byte, error) {
-	c := g.join(ctx, id, fetch)
+	c, _ := g.join(ctx, id, fetch)
 	select {
 	case <-c.done:
 		return c.data, c.err
@@ -47,22 +47,25 @@ func (g *fetchGroup) do(ctx context.Context, id crypt.ID, fetch fetchFunc) ([]by
 }
 
 // start fetches id in the background unless a fetch of it is under way;
-// the result goes wherever fetch puts it.
-func (g *fetchGroup) start(ctx context.Context, id crypt.ID, fetch fetchFunc) {
-	g.join(ctx, id, fetch)
+// the result goes wherever fetch puts it. It reports whether it started
+// one (fetch runs then, and only then).
+func (g *fetchGroup) start(ctx context.Context, id crypt.ID, fetch fetchFunc) bool {
+	_, started := g.join(ctx, id, fetch)
+	return started
 }
 
-// join adds a caller to the fetch of id, starting it if none is under way.
-// The fetch's context keeps ctx's values but not its cancellation.
-func (g *fetchGroup) join(ctx context.Context, id crypt.ID, fetch fetchFunc) *fetchCall {
+// join adds a caller to the fetch of id, starting it if none is under way
+// (started says so). The fetch's context keeps ctx's values but not its
+// cancellation.
+func (g *fetchGroup) join(ctx context.Context, id crypt.ID, fetch fetchFunc) (c *fetchCall, started bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if c := g.calls[id]; c != nil {
 		c.waiters++
-		return c
+		return c, false
 	}
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &fetchCall{done: make(chan struct{}), cancel: cancel, waiters: 1}
+	c = &fetchCall{done: make(chan struct{}), cancel: cancel, waiters: 1}
 	if g.calls == nil {
 		g.calls = map[crypt.ID]*fetchCall{}
 	}
@@ -77,7 +80,7 @@ func (g *fetchGroup) join(ctx context.Context, id crypt.ID, fetch fetchFunc) *fe
 		g.mu.Unlock()
 		close(c.done)
 	}()
-	return c
+	return c, true
 }
 
 // leave takes a caller that gave up off c; the last one cancels the fetch,

@@ -12,3 +12,13 @@ func FetchWaitersForTest(r *Repository, id crypt.ID) int {
 	}
 	return 0
 }
+
+// ReadAheadMinForTest is the read-ahead window a sequential reader starts
+// with.
+const ReadAheadMinForTest = readAheadMin
+
+// WholeDataBlobsForTest makes r write data blobs whole, as format version
+// 1 first did, instead of segmented (docs/SPEC.md §6.2): a repository
+// holding both is what a repository written before segmented blobs and
+// added to since looks like.
+func WholeDataBlobsForTest(r *Repository, whole bool) { r.wholeDataBlobs = whole }

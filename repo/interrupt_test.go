@@ -76,8 +76,15 @@ func waitCount(t *testing.T, what string, n *atomic.Int64, want int64) {
 // hangingFile stores a file of several chunks and opens the repository
 // again as a new client (nothing cached) over a remote that can hang.
 func hangingFile(t *testing.T) (*repo.Repository, *hangingRemote, *repo.Node, []byte) {
+	return hangingFileAs(t, false)
+}
+
+// hangingFileAs is hangingFile, with data blobs sealed whole (as format
+// version 1 first did) when whole is set.
+func hangingFileAs(t *testing.T, whole bool) (*repo.Repository, *hangingRemote, *repo.Node, []byte) {
 	t.Helper()
 	env := testutil.NewRepo(t, repo.InitOptions{PackSize: 1 << 20})
+	repo.WholeDataBlobsForTest(env.Repo, whole)
 	data := randomData(11, 5<<20)
 	snap := storeFile(t, env.Repo, "f", data)
 	hr := &hangingRemote{Remote: testutil.NewRemote(t, env.Dir)}
@@ -155,9 +162,11 @@ func TestReadInterrupted(t *testing.T) {
 
 // TestSharedFetchOneReaderInterrupted: two readers of the same chunk wait
 // on one fetch; the one interrupted returns at once, the other gets the
-// chunk once the remote answers, from the same single request.
+// chunk once the remote answers, from the same single request. (The
+// chunk is stored whole: the readers, at random offsets, would each read
+// only the segments they need from a segmented one.)
 func TestSharedFetchOneReaderInterrupted(t *testing.T) {
-	r, hr, node, data := hangingFile(t)
+	r, hr, node, data := hangingFileAs(t, true)
 	off := lastChunk(node)
 	hr.arm()
 	ctxA, cancelA := context.WithCancel(context.Background())
@@ -224,16 +233,17 @@ func TestSharedFetchAllInterrupted(t *testing.T) {
 func TestReadAheadOutlivesInterruptedRead(t *testing.T) {
 	r, hr, node, data := hangingFile(t)
 	fr := r.OpenFile(node)
-	if _, err := fr.ReadAt(context.Background(), make([]byte, 100), 0); err != nil {
-		t.Fatal(err)
-	}
 	before := hr.gets.Load()
-	// The next chunk: the reads go forward, so the chunks after it are
-	// read ahead.
+	// A read from the start is sequential: the chunks in the first
+	// read-ahead window after the first chunk are read ahead (at most
+	// repo.DefaultTransfers at once).
+	var ahead int64
+	for j := 1; j < len(node.Content) && sumSizes(node.Content[:j]) < node.Content[0].Size+repo.ReadAheadMinForTest && ahead < repo.DefaultTransfers; j++ {
+		ahead++
+	}
 	hr.arm()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := read(ctx, fr, int64(node.Content[0].Size), 100)
-	ahead := int64(min(len(node.Content)-2, 4))
+	done := read(ctx, fr, 0, 100)
 	waitCount(t, "gets held (the chunk read and those read ahead)", &hr.held, 1+ahead)
 	cancel()
 	if err := wait(t, "an interrupted read", done); !errors.Is(err, context.Canceled) {
@@ -243,8 +253,8 @@ func TestReadAheadOutlivesInterruptedRead(t *testing.T) {
 	hr.heal()
 	// Each chunk read ahead is in the caches, or still being fetched:
 	// reading it costs no request either way.
-	off := node.Content[0].Size + node.Content[1].Size
-	for _, e := range node.Content[2 : 2+ahead] {
+	off := node.Content[0].Size
+	for _, e := range node.Content[1 : 1+ahead] {
 		got, err := r.LoadBlob(context.Background(), crypt.TypeDataBlob, e.ID)
 		if err != nil || !bytes.Equal(got, data[off:off+e.Size]) {
 			t.Fatalf("reading a chunk read ahead: %v", err)
@@ -257,4 +267,13 @@ func TestReadAheadOutlivesInterruptedRead(t *testing.T) {
 	if got := hr.abandoned.Load(); got != 1 {
 		t.Fatalf("%d gets abandoned, want only the interrupted read's", got)
 	}
+}
+
+// sumSizes returns the total size of extents.
+func sumSizes(es []repo.Extent) uint64 {
+	var n uint64
+	for _, e := range es {
+		n += e.Size
+	}
+	return n
 }

@@ -4,27 +4,101 @@ import (
 	"sync"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
-// memCache keeps recently verified data blobs in memory (never on disk),
-// so that read-ahead and the reads that follow it decrypt each chunk once.
-type memCache struct {
-	mu  sync.Mutex
-	lru *lru[[]byte]
+// memCacheBytes bounds the in-memory cache of verified content: whole
+// chunks that sequential reads and their read-ahead load, and segments
+// that partial reads open. With the read-ahead window (at most half of
+// it) this is most of what reads keep in memory.
+const memCacheBytes = 32 << 20
+
+// tableCacheBytes bounds the cache of segment tables: some 10,000 tables
+// of 512 KiB chunks, which cover 5 GiB of files read at random.
+const tableCacheBytes = 1 << 20
+
+// memKey names what memCache holds: a whole verified chunk (seg is
+// wholeChunk) or one opened segment of a segmented blob.
+type memKey struct {
+	id  crypt.ID
+	seg int32
 }
 
-func newMemCache(limit int64) *memCache { return &memCache{lru: newLRU[[]byte](limit, nil)} }
+// wholeChunk is the seg of a memKey naming a whole chunk.
+const wholeChunk = -1
 
-// get returns a verified blob, or nil; callers must not modify it.
-func (c *memCache) get(id crypt.ID) []byte {
+// memCache keeps verified content in memory (never on disk), least
+// recently used dropped first, so that read-ahead and the reads that
+// follow it decrypt each chunk once, and rereads of a segment cost
+// nothing. A nil memCache keeps nothing.
+type memCache struct {
+	mu  sync.Mutex
+	lru *lru[memKey, []byte]
+}
+
+func newMemCache(limit int64) *memCache { return &memCache{lru: newLRU[memKey, []byte](limit, nil)} }
+
+// get returns verified content, or nil; callers must not modify it.
+func (c *memCache) get(k memKey) []byte {
+	if c == nil {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	data, _ := c.lru.get(id)
+	data, _ := c.lru.get(k)
 	return data
 }
 
-func (c *memCache) put(id crypt.ID, data []byte) {
+// put keeps verified content.
+func (c *memCache) put(k memKey, data []byte) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lru.add(id, data, int64(len(data)))
+	c.lru.add(k, data, int64(len(data)))
+}
+
+// cachedTable is the decoded table of a segmented blob at loc.
+type cachedTable struct {
+	loc   Location
+	table format.SegmentTable
+}
+
+// tableCache keeps the verified tables of segmented blobs read in part,
+// so that a partial read of a blob whose table is known costs one range
+// request. A nil tableCache keeps nothing.
+type tableCache struct {
+	mu  sync.Mutex
+	lru *lru[crypt.ID, cachedTable]
+}
+
+func newTableCache(limit int64) *tableCache {
+	return &tableCache{lru: newLRU[crypt.ID, cachedTable](limit, nil)}
+}
+
+// get returns the table of blob id, if it is known for the blob at l (a
+// blob stored again elsewhere may have other segment lengths).
+func (c *tableCache) get(id crypt.ID, l Location) (format.SegmentTable, bool) {
+	if c == nil {
+		return format.SegmentTable{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.lru.get(id)
+	if !ok || t.loc != l {
+		return format.SegmentTable{}, false
+	}
+	return t.table, true
+}
+
+// put keeps the verified table of blob id at l.
+func (c *tableCache) put(id crypt.ID, l Location, t format.SegmentTable) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lru.remove(id)
+	c.lru.add(id, cachedTable{l, t}, int64(64+4*len(t.Bounds)))
 }

@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sealfs/sealfs/crypt"
-	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/repo/format"
 )
 
@@ -42,7 +40,7 @@ func (r *Repository) locate(t crypt.ObjectType, id crypt.ID) (Location, error) {
 	if !ok {
 		return l, integrityError(fmt.Sprintf("%s %s", t, id), "not in any index")
 	}
-	if l.Type != t {
+	if !format.AsRequested(l.Type, t) {
 		return l, integrityError(fmt.Sprintf("%s %s", t, id), "the index lists it as a %s", l.Type)
 	}
 	return l, nil
@@ -52,7 +50,7 @@ func (r *Repository) locate(t crypt.ObjectType, id crypt.ID) (Location, error) {
 // being built, or from the blob cache. ok is false when it must be fetched.
 func (r *Repository) loadLocal(t crypt.ObjectType, id crypt.ID, l Location) (data []byte, ok bool, err error) {
 	if r.recent != nil && t == crypt.TypeDataBlob {
-		if data := r.recent.get(id); data != nil {
+		if data := r.recent.get(memKey{id, wholeChunk}); data != nil {
 			return data, true, nil
 		}
 	}
@@ -62,9 +60,6 @@ func (r *Repository) loadLocal(t crypt.ObjectType, id crypt.ID, l Location) (dat
 			r.remember(t, id, data)
 		}
 		return data, true, err
-	}
-	if r.blobs == nil {
-		return nil, false, nil
 	}
 	if cached := r.blobs.get(id); cached != nil {
 		if data, err := r.openBlob(t, id, l, cached); err == nil {
@@ -80,24 +75,15 @@ func (r *Repository) loadLocal(t crypt.ObjectType, id crypt.ID, l Location) (dat
 // cached. A fetch cancelled half-way fails with ctx's error, whatever the
 // remote made of it (a body cut off reads as a truncated pack).
 func (r *Repository) fetchBlob(ctx context.Context, t crypt.ObjectType, id crypt.ID, l Location) ([]byte, error) {
-	sealed, err := r.remote.Get(ctx, format.PackName(l.Pack), int64(l.Offset), int64(l.Length))
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return nil, ctx.Err()
-	case errors.Is(err, remote.ErrNotFound):
-		return nil, integrityError(format.PackName(l.Pack), "the pack is missing (it holds %s %s)", t, id.Short())
-	case errors.Is(err, remote.ErrShortRead):
-		return nil, integrityError(format.PackName(l.Pack), "the pack is truncated (it should hold %s %s at %d+%d)", t, id.Short(), l.Offset, l.Length)
-	case err != nil:
+	sealed, err := r.getRange(ctx, t, id, l, 0, int64(l.Length))
+	if err != nil {
 		return nil, err
 	}
 	data, err := r.openBlob(t, id, l, sealed)
 	if err != nil {
 		return nil, err
 	}
-	if r.blobs != nil {
-		r.blobs.put(id, sealed)
-	}
+	r.blobs.put(id, sealed)
 	r.remember(t, id, data)
 	return data, nil
 }
@@ -105,33 +91,56 @@ func (r *Repository) fetchBlob(ctx context.Context, t crypt.ObjectType, id crypt
 // remember keeps a verified data blob in memory for the reads that follow.
 func (r *Repository) remember(t crypt.ObjectType, id crypt.ID, data []byte) {
 	if r.recent != nil && t == crypt.TypeDataBlob {
-		r.recent.put(id, data)
+		r.recent.put(memKey{id, wholeChunk}, data)
 	}
 }
 
 // prefetch loads a data blob into the caches in the background, once. It
 // runs on a context of its own, without ctx's cancellation: the read that
 // asked for it ends long before, and other readers may be waiting on the
-// same fetch. The remote's own time-outs bound it.
-func (r *Repository) prefetch(ctx context.Context, id crypt.ID) {
-	if r.blobs == nil || r.recent.get(id) != nil {
-		return
+// same fetch. The remote's own time-outs bound it. It reports false when
+// it started nothing because Options.Transfers prefetches are under way
+// already.
+func (r *Repository) prefetch(ctx context.Context, id crypt.ID) bool {
+	if r.blobs == nil || r.recent.get(memKey{id, wholeChunk}) != nil {
+		return true
 	}
 	l, err := r.locate(crypt.TypeDataBlob, id)
 	if err != nil {
-		return // it surfaces at the real read
+		return true // it surfaces at the real read
 	}
-	r.fetches.start(ctx, id, func(fctx context.Context) ([]byte, error) {
+	if r.prefetching.Add(1) > int64(r.transfers()) {
+		r.prefetching.Add(-1)
+		return false
+	}
+	started := r.fetches.start(ctx, id, func(fctx context.Context) ([]byte, error) {
+		defer r.prefetching.Add(-1)
 		if data, ok, err := r.loadLocal(crypt.TypeDataBlob, id, l); ok {
 			return data, err
 		}
 		return r.fetchBlob(fctx, crypt.TypeDataBlob, id, l)
 	})
+	if !started {
+		r.prefetching.Add(-1)
+	}
+	return true
 }
 
-// openBlob verifies and decodes the sealed form of a blob.
+// transfers is how many requests to the remote may run in parallel.
+func (r *Repository) transfers() int {
+	if r.opts.Transfers > 0 {
+		return r.opts.Transfers
+	}
+	return DefaultTransfers
+}
+
+// openBlob verifies and decodes the sealed form of a blob, a segmented
+// one included (l.Type says which), whole.
 func (r *Repository) openBlob(t crypt.ObjectType, id crypt.ID, l Location, sealed []byte) ([]byte, error) {
-	where := fmt.Sprintf("%s (%s %s at offset %d)", format.PackName(l.Pack), t, id.Short(), l.Offset)
+	if l.Type == crypt.TypeSegmentedBlob {
+		return r.openSegmentedWhole(id, l, sealed)
+	}
+	where := blobWhere(t, id, l)
 	pt, err := r.keys.Open(t, id, sealed)
 	if err != nil {
 		return nil, integrityError(where, "%v", err)
@@ -174,8 +183,10 @@ func (r *Repository) LoadTree(ctx context.Context, id crypt.ID) (*Tree, error) {
 }
 
 // FileReader reads a stored file's content at any offset, fetching only
-// the chunks it needs; it caches the last chunk it read. It is safe for
-// concurrent use.
+// what it needs: sequential reads load whole chunks, with a read-ahead
+// window that grows as they go on; other reads load only the segments
+// they cover (docs/SPEC.md §6.2). It caches the last whole chunk it read.
+// It is safe for concurrent use.
 type FileReader struct {
 	r      *Repository
 	node   *Node
@@ -184,7 +195,11 @@ type FileReader struct {
 	mu      sync.Mutex
 	lastID  crypt.ID
 	lastBuf []byte
-	lastIdx int
+	// Where the last read ended, the read-ahead window, and the chunk
+	// the window last grew at.
+	lastEnd int64
+	window  int64
+	grownAt int
 	// The last chunk that failed to load, and when: the kernel asks for
 	// the pages of a chunk in several reads, and each would otherwise
 	// wait through the remote's retries again before failing.
@@ -197,6 +212,17 @@ type FileReader struct {
 // for the same reader, rather than being fetched again.
 const failHold = 5 * time.Second
 
+// Read-ahead: a read that starts within seqSlack of where the last one
+// ended is sequential (the kernel may deliver a stream's reads slightly
+// out of order); the window starts at readAheadMin and doubles at each
+// chunk a sequential reader enters, up to readAheadMax (half the memory
+// cache, which holds what it fetches).
+const (
+	seqSlack     = 512 << 10
+	readAheadMin = 1 << 20
+	readAheadMax = memCacheBytes / 2
+)
+
 // OpenFile returns a reader for a file node.
 func (r *Repository) OpenFile(n *Node) *FileReader {
 	starts := make([]uint64, len(n.Content))
@@ -205,7 +231,7 @@ func (r *Repository) OpenFile(n *Node) *FileReader {
 		starts[i] = off
 		off += e.Size
 	}
-	return &FileReader{r: r, node: n, starts: starts, lastIdx: -2}
+	return &FileReader{r: r, node: n, starts: starts, window: readAheadMin, grownAt: -1}
 }
 
 // Size returns the file's size.
@@ -214,11 +240,13 @@ func (f *FileReader) Size() int64 { return int64(f.node.Size) }
 // ReadAt reads len(p) bytes at off, as io.ReaderAt does: it returns io.EOF
 // at the end of the file. When ctx is done before the chunks it needs are
 // fetched, it fails with an error wrapping ctx's error; the read-ahead it
-// started goes on.
+// started goes on. It never returns fewer bytes than asked without an
+// error.
 func (f *FileReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("negative offset %d", off)
 	}
+	seq := f.sequential(off, len(p))
 	total := 0
 	for len(p) > 0 {
 		if uint64(off) >= f.node.Size {
@@ -229,70 +257,142 @@ func (f *FileReader) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 			return total, fmt.Errorf("file content does not cover offset %d of its %d bytes", off, f.node.Size)
 		}
 		e := f.node.Content[i]
-		f.readAhead(ctx, i)
 		within := uint64(off) - f.starts[i]
 		n := int(min(uint64(len(p)), e.Size-within))
-		if e.Hole {
+		switch {
+		case e.Hole:
 			clear(p[:n])
-		} else {
+		case seq:
+			f.readAhead(ctx, i)
 			data, err := f.chunk(ctx, e)
 			if err != nil {
 				return total, err
 			}
 			copy(p[:n], data[within:])
+		default:
+			data, err := f.part(ctx, e, int(within), n)
+			if err != nil {
+				return total, err
+			}
+			copy(p[:n], data)
 		}
 		p, off, total = p[n:], off+int64(n), total+n
 	}
 	return total, nil
 }
 
-// readAheadChunks is how many chunks a sequential reader fetches ahead.
-const readAheadChunks = 4
+// sequential notes a read of n bytes at off and reports whether it goes
+// on from the last one; a read that does not shrinks the read-ahead
+// window back.
+func (f *FileReader) sequential(off int64, n int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seq := off >= f.lastEnd-seqSlack && off <= f.lastEnd+seqSlack
+	f.lastEnd = off + int64(n)
+	if !seq {
+		f.window, f.grownAt = readAheadMin, -1
+	}
+	return seq
+}
 
-// readAhead starts fetching the chunks after extent i when the reads move
-// forward through the file.
+// readAhead starts fetching the chunks after extent i that lie within the
+// read-ahead window, which doubles whenever the reader enters a new
+// chunk. At most Options.Transfers fetches run at once: the reads that
+// follow start the rest.
 func (f *FileReader) readAhead(ctx context.Context, i int) {
 	f.mu.Lock()
-	sequential := i == f.lastIdx || i == f.lastIdx+1
-	f.lastIdx = i
-	f.mu.Unlock()
-	if !sequential || f.r.blobs == nil {
-		return
+	if i > f.grownAt {
+		if f.grownAt >= 0 {
+			f.window = min(2*f.window, readAheadMax)
+		}
+		f.grownAt = i
 	}
-	for j := i + 1; j < len(f.node.Content) && j <= i+readAheadChunks; j++ {
-		if e := f.node.Content[j]; !e.Hole {
-			f.r.prefetch(ctx, e.ID)
+	window := f.window
+	f.mu.Unlock()
+	end := f.starts[i] + f.node.Content[i].Size + uint64(window)
+	for j := i + 1; j < len(f.node.Content) && f.starts[j] < end; j++ {
+		if e := f.node.Content[j]; !e.Hole && !f.r.prefetch(ctx, e.ID) {
+			return
 		}
 	}
 }
 
-// chunk returns the content of data extent e. A read abandoned by its
-// caller (ctx done) says nothing about the chunk: it is not held as failed.
+// chunk returns the content of data extent e, loaded whole (its id
+// verified). A read abandoned by its caller (ctx done) says nothing about
+// the chunk: it is not held as failed.
 func (f *FileReader) chunk(ctx context.Context, e Extent) ([]byte, error) {
-	f.mu.Lock()
-	last, lastBuf := f.lastID, f.lastBuf
-	failID, failErr, failAt := f.failID, f.failErr, f.failAt
-	f.mu.Unlock()
-	if lastBuf != nil && last == e.ID {
-		return lastBuf, nil
-	}
-	if failErr != nil && failID == e.ID && time.Since(failAt) < failHold {
-		return nil, failErr
+	if data, err := f.held(e.ID); data != nil || err != nil {
+		return data, err
 	}
 	data, err := f.r.LoadBlob(ctx, crypt.TypeDataBlob, e.ID)
 	if err == nil && uint64(len(data)) != e.Size {
 		err = integrityError(fmt.Sprintf("data blob %s", e.ID), "it is %d bytes, the tree says %d", len(data), e.Size)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if err != nil {
-		if ctx.Err() == nil {
-			f.failID, f.failErr, f.failAt = e.ID, err, time.Now()
-		}
+		f.failed(ctx, e.ID, err)
 		return nil, err
 	}
+	f.mu.Lock()
 	f.lastID, f.lastBuf = e.ID, data
+	f.mu.Unlock()
 	return data, nil
+}
+
+// part returns the n bytes at within of data extent e, opening only the
+// segments that hold them when the chunk is stored segmented and not in
+// memory whole.
+func (f *FileReader) part(ctx context.Context, e Extent, within, n int) ([]byte, error) {
+	if data, err := f.held(e.ID); data != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return data[within : within+n], nil
+	}
+	l, err := f.r.locate(crypt.TypeDataBlob, e.ID)
+	if err == nil && l.Type != crypt.TypeSegmentedBlob {
+		data, err := f.chunk(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		return data[within : within+n], nil
+	}
+	if err == nil && uint64(l.RawLength) != e.Size {
+		err = integrityError(fmt.Sprintf("data blob %s", e.ID), "it is %d bytes, the tree says %d", l.RawLength, e.Size)
+	}
+	var data []byte
+	if err == nil {
+		data, err = f.r.readPart(ctx, e.ID, l, within, n)
+	}
+	if err != nil {
+		f.failed(ctx, e.ID, err)
+		return nil, err
+	}
+	return data, nil
+}
+
+// held returns the chunk id when it is the last one read whole, or the
+// error it failed with moments ago; nil and nil otherwise.
+func (f *FileReader) held(id crypt.ID) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lastBuf != nil && f.lastID == id {
+		return f.lastBuf, nil
+	}
+	if f.failErr != nil && f.failID == id && time.Since(f.failAt) < failHold {
+		return nil, f.failErr
+	}
+	return nil, nil
+}
+
+// failed holds the error chunk id failed with, unless the read was
+// abandoned (ctx done), which says nothing about the chunk.
+func (f *FileReader) failed(ctx context.Context, id crypt.ID, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	f.mu.Lock()
+	f.failID, f.failErr, f.failAt = id, err, time.Now()
+	f.mu.Unlock()
 }
 
 // CopyTo copies the whole file to w.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -19,13 +20,13 @@ import (
 	"github.com/sealfs/sealfs/repo/format"
 )
 
-// recentBytes bounds the in-memory cache of verified chunks that read-ahead
-// fills: a few chunks ahead for a handful of sequential readers.
-const recentBytes = 64 << 20
-
 // DefaultPackSize is the target size of a pack object: large enough that
 // Drive and iCloud are not flooded with small requests.
 const DefaultPackSize = 16 << 20
+
+// DefaultTransfers is how many requests to the remote run in parallel
+// when Options.Transfers is 0.
+const DefaultTransfers = 4
 
 // Options are the client-side settings of an opened repository.
 type Options struct {
@@ -40,6 +41,9 @@ type Options struct {
 	// blobs read from the remote in the cache directory, and reads ahead
 	// on sequential reads.
 	CacheSize int64
+	// Transfers is how many requests to the remote run in parallel (pack
+	// uploads, range fetches of read-ahead); 0 means DefaultTransfers.
+	Transfers int
 	// LeaseTTL, when positive, is the lifetime of the writer lease this
 	// client takes (default LeaseTTL); it is renewed every third of it.
 	// Tests shorten it to exercise renewals.
@@ -75,6 +79,13 @@ type Repository struct {
 	blobs     *blobCache          // nil without Options.CacheSize
 	recent    *memCache           // verified data blobs, with Options.CacheSize
 	fetches   fetchGroup          // blobs being fetched from the remote
+	tables    *tableCache         // segment tables, with Options.CacheSize
+	// prefetching counts read-ahead fetches under way (at most
+	// transfers()).
+	prefetching atomic.Int64
+	// wholeDataBlobs makes the writer seal data blobs whole, as format
+	// version 1 first did (tests and benchmarks of the old format).
+	wholeDataBlobs bool
 
 	mu    sync.Mutex // guards the writer state below
 	lease *leaseHolder
@@ -226,7 +237,8 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 		if r.blobs, err = newBlobCache(filepath.Join(stateDir, "blobs"), o.CacheSize); err != nil {
 			return nil, fmt.Errorf("failed to open the blob cache: %w", err)
 		}
-		r.recent = newMemCache(recentBytes)
+		r.recent = newMemCache(memCacheBytes)
+		r.tables = newTableCache(tableCacheBytes)
 	}
 	return r, nil
 }

@@ -60,9 +60,17 @@ type sealedBlob struct {
 }
 
 // sealBlob encodes (compresses, when it pays) and seals data as blob id of
-// type t. It takes no lock: callers seal in parallel, then add the result
+// type t: a data blob as a segmented one (docs/SPEC.md §6.2), a tree blob
+// whole. It takes no lock: callers seal in parallel, then add the result
 // to the pack being built under r.mu.
 func (r *Repository) sealBlob(t crypt.ObjectType, id crypt.ID, data []byte) (sealedBlob, error) {
+	if t == crypt.TypeDataBlob && !r.wholeDataBlobs {
+		sealed, err := r.sealSegmented(id, data)
+		if err != nil {
+			return sealedBlob{}, err
+		}
+		return sealedBlob{id: id, t: crypt.TypeSegmentedBlob, sealed: sealed, raw: len(data)}, nil
+	}
 	sealed, err := r.keys.Seal(nil, t, id, r.encodeBlob(data))
 	if err != nil {
 		return sealedBlob{}, err

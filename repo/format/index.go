@@ -34,9 +34,29 @@ const (
 	IndexEntrySize  = 1 + crypt.IDSize + crypt.IDSize + 4 + 4 + 4
 )
 
-// ValidBlobType reports whether t is a type stored as a blob in packs.
+// ValidBlobType reports whether t is a type a writer is asked to store as
+// a blob: data or tree (a data blob is stored as a segmented one).
 func ValidBlobType(t crypt.ObjectType) bool {
 	return t == crypt.TypeDataBlob || t == crypt.TypeTreeBlob
+}
+
+// validEntryType reports whether t is a type of index and pack-header
+// entries: a blob type or a segmented data blob.
+func validEntryType(t crypt.ObjectType) bool {
+	return ValidBlobType(t) || t == crypt.TypeSegmentedBlob
+}
+
+// IsDataBlob reports whether an entry of type t holds file content: a data
+// blob (format of version 1) or a segmented data blob (§6.2). Both are
+// named by BlobID(TypeDataBlob, chunk).
+func IsDataBlob(t crypt.ObjectType) bool {
+	return t == crypt.TypeDataBlob || t == crypt.TypeSegmentedBlob
+}
+
+// AsRequested reports whether an entry of type entry serves a request for
+// a blob of type want: the same type, or a segmented blob for a data blob.
+func AsRequested(entry, want crypt.ObjectType) bool {
+	return entry == want || (want == crypt.TypeDataBlob && entry == crypt.TypeSegmentedBlob)
 }
 
 // EncodeIndex encodes entries as an index plaintext:
@@ -100,8 +120,14 @@ func DecodeIndex(b []byte) ([]IndexEntry, error) {
 }
 
 func (e *IndexEntry) validate() error {
-	if !ValidBlobType(e.Type) {
+	if !validEntryType(e.Type) {
 		return fmt.Errorf("unknown blob type %d", e.Type)
+	}
+	if e.Type == crypt.TypeSegmentedBlob {
+		if !validSegmented(e.Length, e.RawLength) {
+			return fmt.Errorf("segmented blob %s has impossible sizes %d/%d", e.ID.Short(), e.Length, e.RawLength)
+		}
+		return nil
 	}
 	if e.Length < crypt.Overhead+1 || e.Length > MaxBlobSize+crypt.Overhead+1 || e.RawLength > MaxBlobSize {
 		return fmt.Errorf("blob %s has impossible sizes %d/%d", e.ID.Short(), e.Length, e.RawLength)

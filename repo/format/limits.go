@@ -38,5 +38,5 @@ const (
 // take it over by at most one sealed blob; then come the sealed header and
 // its length.
 func MaxPackObject(packSize int) int64 {
-	return int64(packSize) + 1 + MaxBlobSize + crypt.Overhead + MaxPackHeaderObject + PackTrailerSize
+	return int64(packSize) + MaxSealedBlob + MaxPackHeaderObject + PackTrailerSize
 }

@@ -1,0 +1,260 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/repo/format"
+)
+
+// sealSegmented seals a chunk as a segmented data blob (docs/SPEC.md
+// §6.2): the sealed table of segment lengths, then each segment of
+// format.SegmentSize raw bytes sealed on its own, flag || payload,
+// compressed when that saves 1/32 of it. When the first segment does not
+// compress (media, archives, encrypted files), no other is tried.
+func (r *Repository) sealSegmented(id crypt.ID, data []byte) ([]byte, error) {
+	if len(data) == 0 || len(data) > format.MaxBlobSize {
+		return nil, fmt.Errorf("cannot seal a chunk of %d bytes", len(data))
+	}
+	raw := uint32(len(data))
+	n := format.SegmentCount(raw)
+	tableLen := format.SegmentTableLen(raw)
+	out := make([]byte, tableLen, tableLen+len(data)+n*(crypt.Overhead+1))
+	lens := make([]uint32, n)
+	compress := r.cfg.Compression == CompressionZstd
+	for i := range n {
+		seg := data[i*format.SegmentSize : i*format.SegmentSize+format.SegmentRawLen(raw, i)]
+		pt, compressed := r.encodeSegment(seg, compress)
+		if i == 0 && !compressed {
+			compress = false
+		}
+		start := len(out)
+		var err error
+		if out, err = r.keys.SealSegment(out, id, uint32(i), i == n-1, pt); err != nil {
+			return nil, err
+		}
+		lens[i] = uint32(len(out) - start)
+	}
+	table, err := r.keys.SealSegment(out[:0], id, crypt.SegmentTableIndex, false, format.EncodeSegmentTable(lens))
+	if err != nil {
+		return nil, err
+	}
+	if len(table) != tableLen {
+		return nil, fmt.Errorf("segment table sealed to %d bytes, want %d", len(table), tableLen)
+	}
+	return out, nil
+}
+
+// encodeSegment returns flag || payload for one segment, compressed when
+// compress is set, the segment is at least 64 bytes and compression saves
+// 1/32; compressed says which.
+func (r *Repository) encodeSegment(seg []byte, compress bool) (pt []byte, compressed bool) {
+	if compress && len(seg) >= 64 {
+		out := r.zenc.EncodeAll(seg, append(make([]byte, 0, len(seg)/2+16), blobZstd))
+		if saves(len(out), len(seg)) {
+			return out, true
+		}
+	}
+	out := make([]byte, 0, len(seg)+1)
+	out = append(out, blobRaw)
+	return append(out, seg...), false
+}
+
+// blobWhere names a blob for an integrity error: its pack, type, id and
+// offset.
+func blobWhere(t crypt.ObjectType, id crypt.ID, l Location) string {
+	return fmt.Sprintf("%s (%s %s at offset %d)", format.PackName(l.Pack), t, id.Short(), l.Offset)
+}
+
+// openSegmentTable opens and decodes the sealed table of segmented blob id
+// at l.
+func (r *Repository) openSegmentTable(id crypt.ID, l Location, sealed []byte) (format.SegmentTable, error) {
+	where := blobWhere(l.Type, id, l)
+	pt, err := r.keys.OpenSegment(id, crypt.SegmentTableIndex, false, sealed)
+	if err != nil {
+		return format.SegmentTable{}, integrityError(where, "segment table: %v", err)
+	}
+	t, err := format.DecodeSegmentTable(pt, l.RawLength, l.Length)
+	if err != nil {
+		return format.SegmentTable{}, integrityError(where, "%v", err)
+	}
+	return t, nil
+}
+
+// openSegment authenticates, decrypts and decodes segment i of segmented
+// blob id at l, whose table is t; it must yield exactly the segment's raw
+// length.
+func (r *Repository) openSegment(id crypt.ID, l Location, t format.SegmentTable, i int, sealed []byte) ([]byte, error) {
+	where := blobWhere(l.Type, id, l)
+	pt, err := r.keys.OpenSegment(id, uint32(i), i == t.Count()-1, sealed)
+	if err != nil {
+		return nil, integrityError(where, "segment %d of %d: %v", i, t.Count(), err)
+	}
+	want := format.SegmentRawLen(l.RawLength, i)
+	if len(pt) == 0 {
+		return nil, integrityError(where, "segment %d is empty", i)
+	}
+	var data []byte
+	switch pt[0] {
+	case blobRaw:
+		data = pt[1:]
+	case blobZstd:
+		data, err = r.zdec.DecodeAll(pt[1:], make([]byte, 0, want))
+		if err != nil {
+			return nil, integrityError(where, "segment %d: failed to decompress: %v", i, err)
+		}
+	default:
+		return nil, integrityError(where, "segment %d: unknown encoding %d", i, pt[0])
+	}
+	if len(data) != want {
+		return nil, integrityError(where, "segment %d is %d bytes, want %d", i, len(data), want)
+	}
+	return data, nil
+}
+
+// openSegmentedWhole verifies and decodes a whole segmented blob: its
+// table, every segment, and then that the chunk hashes to its id.
+func (r *Repository) openSegmentedWhole(id crypt.ID, l Location, sealed []byte) ([]byte, error) {
+	where := blobWhere(l.Type, id, l)
+	if len(sealed) != int(l.Length) {
+		return nil, integrityError(where, "blob is %d bytes, the index says %d", len(sealed), l.Length)
+	}
+	tl := format.SegmentTableLen(l.RawLength)
+	t, err := r.openSegmentTable(id, l, sealed[:tl])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, l.RawLength)
+	for i := range t.Count() {
+		seg, err := r.openSegment(id, l, t, i, sealed[t.Bounds[i]:t.Bounds[i+1]])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, seg...)
+	}
+	if r.keys.BlobID(crypt.TypeDataBlob, out) != id {
+		return nil, integrityError(where, "content does not match its id")
+	}
+	return out, nil
+}
+
+// blobSource reads the bytes [off, off+n) of one sealed blob.
+type blobSource func(ctx context.Context, off, n int64) ([]byte, error)
+
+// remoteSource reads a blob's bytes from its pack on the remote, one range
+// request a call.
+func (r *Repository) remoteSource(t crypt.ObjectType, id crypt.ID, l Location) blobSource {
+	return func(ctx context.Context, off, n int64) ([]byte, error) {
+		return r.getRange(ctx, t, id, l, off, n)
+	}
+}
+
+// getRange reads the bytes [off, off+n) of blob id from its pack. A pack
+// that is missing or too short is an integrity error naming it.
+func (r *Repository) getRange(ctx context.Context, t crypt.ObjectType, id crypt.ID, l Location, off, n int64) ([]byte, error) {
+	b, err := r.remote.Get(ctx, format.PackName(l.Pack), int64(l.Offset)+off, n)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, remote.ErrNotFound):
+		return nil, integrityError(format.PackName(l.Pack), "the pack is missing (it holds %s %s)", t, id.Short())
+	case errors.Is(err, remote.ErrShortRead):
+		return nil, integrityError(format.PackName(l.Pack), "the pack is truncated (it should hold %s %s at %d+%d)", t, id.Short(), l.Offset, l.Length)
+	case err != nil:
+		return nil, err
+	}
+	return b, nil
+}
+
+// bytesSource reads a blob held whole in memory.
+func bytesSource(sealed []byte) blobSource {
+	return func(_ context.Context, off, n int64) ([]byte, error) {
+		if off+n > int64(len(sealed)) {
+			return nil, fmt.Errorf("range %d+%d past a %d-byte blob", off, n, len(sealed))
+		}
+		return sealed[off : off+n], nil
+	}
+}
+
+// readPart returns the bytes [off, off+n) of the chunk held by segmented
+// blob id at l, opening only the segments that hold them: its table (kept
+// in memory), then the segments in one read. Each segment is
+// authenticated with the blob id, its index and whether it is the last
+// bound in; the chunk's id is not recomputed (docs/SPEC.md §6.2).
+func (r *Repository) readPart(ctx context.Context, id crypt.ID, l Location, off, n int) ([]byte, error) {
+	if data := r.recent.get(memKey{id, wholeChunk}); data != nil {
+		return data[off : off+n], nil
+	}
+	if sealed := r.blobFromPacker(l); sealed != nil {
+		return r.partFrom(ctx, id, l, bytesSource(sealed), off, n)
+	}
+	if src := r.blobs.source(id); src != nil {
+		if data, err := r.partFrom(ctx, id, l, src, off, n); err == nil {
+			return data, nil
+		}
+		r.blobs.drop(id) // damaged on local disk: read the remote's
+	}
+	return r.partFrom(ctx, id, l, r.remoteSource(crypt.TypeDataBlob, id, l), off, n)
+}
+
+// partFrom is readPart reading the sealed blob from src.
+func (r *Repository) partFrom(ctx context.Context, id crypt.ID, l Location, src blobSource, off, n int) ([]byte, error) {
+	t, err := r.segmentTable(ctx, id, l, src)
+	if err != nil {
+		return nil, err
+	}
+	first, last := off/format.SegmentSize, (off+n-1)/format.SegmentSize
+	segs := make([][]byte, last-first+1)
+	missFrom, missTo := -1, -1
+	for i := first; i <= last; i++ {
+		if segs[i-first] = r.recent.get(memKey{id, int32(i)}); segs[i-first] == nil {
+			if missFrom < 0 {
+				missFrom = i
+			}
+			missTo = i
+		}
+	}
+	if missFrom >= 0 {
+		start, end := t.Bounds[missFrom], t.Bounds[missTo+1]
+		sealed, err := src(ctx, int64(start), int64(end-start))
+		if err != nil {
+			return nil, err
+		}
+		for i := missFrom; i <= missTo; i++ {
+			seg, err := r.openSegment(id, l, t, i, sealed[t.Bounds[i]-start:t.Bounds[i+1]-start])
+			if err != nil {
+				return nil, err
+			}
+			segs[i-first] = seg
+			r.recent.put(memKey{id, int32(i)}, seg)
+		}
+	}
+	out := make([]byte, 0, n)
+	skip := off - first*format.SegmentSize
+	for _, seg := range segs {
+		out = append(out, seg[skip:min(len(seg), skip+n-len(out))]...)
+		skip = 0
+	}
+	return out, nil
+}
+
+// segmentTable returns the table of segmented blob id at l, from memory
+// or read from src.
+func (r *Repository) segmentTable(ctx context.Context, id crypt.ID, l Location, src blobSource) (format.SegmentTable, error) {
+	if t, ok := r.tables.get(id, l); ok {
+		return t, nil
+	}
+	sealed, err := src(ctx, 0, int64(format.SegmentTableLen(l.RawLength)))
+	if err != nil {
+		return format.SegmentTable{}, err
+	}
+	t, err := r.openSegmentTable(id, l, sealed)
+	if err != nil {
+		return format.SegmentTable{}, err
+	}
+	r.tables.put(id, l, t)
+	return t, nil
+}

@@ -1,0 +1,324 @@
+package repo_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
+	"github.com/sealfs/sealfs/remote/faulty"
+	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
+)
+
+// openClient opens the repository in dir as a new client, with a cache
+// directory of its own (and a blob cache when cacheSize > 0).
+func openClient(t *testing.T, dir string, code crypt.RecoveryCode, cacheSize int64) (*repo.Repository, *faulty.Remote) {
+	t.Helper()
+	rem := testutil.NewRemote(t, dir)
+	r, err := repo.Open(context.Background(), rem, unlock.WithCode(code), repo.Options{CacheDir: t.TempDir(), CacheSize: cacheSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, rem
+}
+
+// fileNode returns /name of the newest snapshot.
+func fileNode(t *testing.T, r *repo.Repository, name string) *repo.Node {
+	t.Helper()
+	tree, err := r.LoadTree(context.Background(), r.Latest().Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := tree.Find([]byte(name))
+	if n == nil {
+		t.Fatalf("no file %s", name)
+	}
+	return n
+}
+
+// TestRandomRangesMixedFormats: a repository holding data blobs of both
+// formats (written whole, then segmented; a file sharing chunks with an
+// old one keeps them, found by id) reads random ranges of every file,
+// within a segment, across segments and across chunks, byte for byte,
+// with caches and without; whole reads and check --read-data agree.
+func TestRandomRangesMixedFormats(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{PackSize: 1 << 20})
+	files := map[string][]byte{
+		"old":     randomData(21, 3<<20),
+		"oldtext": bytes.Repeat([]byte("old compressible line of text\n"), 90000),
+	}
+	repo.WholeDataBlobsForTest(env.Repo, true)
+	storeFiles(t, env.Repo, files)
+	repo.WholeDataBlobsForTest(env.Repo, false)
+	files["new"] = randomData(22, 3<<20)
+	files["newtext"] = bytes.Repeat([]byte("new compressible line of text, a little longer\n"), 70000)
+	files["mixed"] = append(bytes.Clone(files["old"][:2<<20]), randomData(23, 1<<20)...)
+	storeFiles(t, env.Repo, files)
+
+	for _, cacheSize := range []int64{0, 64 << 20} {
+		r, _ := openClient(t, env.Dir, env.Code, cacheSize)
+		types := map[crypt.ObjectType]int{}
+		for name, data := range files {
+			n := fileNode(t, r, name)
+			for _, e := range n.Content {
+				if l, ok := r.Index().Lookup(e.ID); ok {
+					types[l.Type]++
+				}
+			}
+			readRandomRanges(t, r, n, data, 200)
+			if got, err := readFile(r, name); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%s read whole: %v", name, err)
+			}
+		}
+		if types[crypt.TypeDataBlob] == 0 || types[crypt.TypeSegmentedBlob] == 0 {
+			t.Fatalf("blob types %v: want both formats", types)
+		}
+		rep, err := r.Check(context.Background(), repo.CheckOptions{ReadData: true})
+		if err != nil || !rep.OK() {
+			t.Fatalf("check --read-data: %v %v", err, rep.Problems)
+		}
+	}
+}
+
+// readRandomRanges reads count random ranges of n through one reader and
+// compares them with data.
+func readRandomRanges(t *testing.T, r *repo.Repository, n *repo.Node, data []byte, count int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(len(data)), 7))
+	fr := r.OpenFile(n)
+	sizes := []int{1, 4096, format.SegmentSize + 7, 200000, 1 << 20}
+	for range count {
+		off := rng.IntN(len(data))
+		buf := make([]byte, sizes[rng.IntN(len(sizes))])
+		got, err := fr.ReadAt(context.Background(), buf, int64(off))
+		want := min(len(buf), len(data)-off)
+		if got != want || (err != nil && !(errors.Is(err, io.EOF) && off+len(buf) > len(data))) {
+			t.Fatalf("read %d+%d: %d bytes, %v; want %d", off, len(buf), got, err, want)
+		}
+		if !bytes.Equal(buf[:got], data[off:off+got]) {
+			t.Fatalf("read %d+%d returned other bytes", off, len(buf))
+		}
+	}
+}
+
+// TestRandomReadFetchesSegments: a 4 KiB read at random in a file (within
+// one segment), on a new client with nothing cached, fetches the chunk's
+// segment table and that segment, not the chunk; a reread fetches
+// nothing.
+func TestRandomReadFetchesSegments(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{PackSize: 1 << 20})
+	data := randomData(31, 4<<20)
+	storeFile(t, env.Repo, "f", data)
+	r, rem := openClient(t, env.Dir, env.Code, 64<<20)
+	n := fileNode(t, r, "f")
+	e, start := chunkAfter(t, n, 2<<20)
+	off := int64(start + format.SegmentSize + 100) // within segment 1
+	before := rem.Stats()
+	buf := make([]byte, 4096)
+	if _, err := r.OpenFile(n).ReadAt(context.Background(), buf, off); err != nil || !bytes.Equal(buf, data[off:off+4096]) {
+		t.Fatalf("random read: %v", err)
+	}
+	got := rem.Stats().BytesGot - before.BytesGot
+	if max := int64(format.SegmentSize + 1024); got > max {
+		t.Fatalf("a 4 KiB read fetched %d bytes of a %d-byte chunk; want one segment and its table (at most %d)", got, e.Size, max)
+	}
+	again := rem.Stats()
+	if _, err := r.OpenFile(n).ReadAt(context.Background(), buf, off+100); err != nil || !bytes.Equal(buf, data[off+100:off+4196]) {
+		t.Fatalf("reread: %v", err)
+	}
+	if d := rem.Stats().Gets - again.Gets; d != 0 {
+		t.Fatalf("a reread of a segment in memory made %d requests", d)
+	}
+}
+
+// chunkAfter returns the first data extent of n that starts at or after
+// off, with at least three segments, and where it starts.
+func chunkAfter(t *testing.T, n *repo.Node, off uint64) (repo.Extent, uint64) {
+	t.Helper()
+	var start uint64
+	for _, e := range n.Content {
+		if start >= off && !e.Hole && e.Size > 2*format.SegmentSize {
+			return e, start
+		}
+		start += e.Size
+	}
+	t.Fatalf("no chunk of three segments after %d", off)
+	return repo.Extent{}, 0
+}
+
+// segmentedBlob is where a segmented blob of random (raw-stored) data
+// lies in its pack file, and the bounds of its parts there.
+type segmentedBlob struct {
+	pack   string // the pack file
+	start  uint64 // the chunk's offset in its file
+	e      repo.Extent
+	bounds []int64 // bounds[0] is the table's start; part i+1 is segment i
+}
+
+func locateSegmented(t *testing.T, r *repo.Repository, dir string, e repo.Extent, start uint64) segmentedBlob {
+	t.Helper()
+	l, ok := r.Index().Lookup(e.ID)
+	if !ok || l.Type != crypt.TypeSegmentedBlob {
+		t.Fatalf("chunk %s: %v %v, want a segmented blob", e.ID.Short(), l.Type, ok)
+	}
+	b := segmentedBlob{pack: filepath.Join(dir, format.PackName(l.Pack)), start: start, e: e}
+	at := int64(l.Offset)
+	b.bounds = append(b.bounds, at)
+	at += int64(format.SegmentTableLen(l.RawLength))
+	b.bounds = append(b.bounds, at)
+	for i := range format.SegmentCount(l.RawLength) {
+		at += int64(crypt.Overhead + 1 + format.SegmentRawLen(l.RawLength, i))
+		b.bounds = append(b.bounds, at)
+	}
+	if at != int64(l.Offset+l.Length) {
+		t.Fatalf("the segments of random data end at %d, the blob at %d", at, l.Offset+l.Length)
+	}
+	return b
+}
+
+// segment returns the offsets in the pack file of segment i (-1: the table).
+func (b segmentedBlob) segment(i int) (int64, int64) { return b.bounds[i+1], b.bounds[i+2] }
+
+// TestSegmentTamper: each change to a segmented blob — a byte flipped in
+// its table or in any segment, two segments swapped, the last segment
+// dropped, a segment swapped with the same segment of another blob — is an
+// integrity error on a read of just that segment and on a read of the
+// whole file, and no read returns other bytes; a read of another segment
+// of the blob (when its table is whole) still returns the right bytes.
+func TestSegmentTamper(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{PackSize: 1 << 20})
+	f, g := randomData(41, 4<<20), randomData(42, 4<<20)
+	storeFiles(t, env.Repo, map[string][]byte{"f": f, "g": g})
+	if err := env.Repo.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := openClient(t, env.Dir, env.Code, 0)
+	ef, sf := chunkAfter(t, fileNode(t, r, "f"), 2<<20)
+	eg, sg := chunkAfter(t, fileNode(t, r, "g"), 2<<20)
+	bf := locateSegmented(t, r, env.Dir, ef, sf)
+	bg := locateSegmented(t, r, env.Dir, eg, sg)
+	n := len(bf.bounds) - 2
+	type tamper struct {
+		name   string
+		seg    int // the segment a partial read of which must fail (-1: any)
+		edit   func(t *testing.T, dir string)
+		intact int // a segment still readable in part (-1: none)
+	}
+	var cases []tamper
+	for i := -1; i < n; i++ {
+		i := i
+		intact := 0
+		if i == 0 {
+			intact = 1
+		}
+		if i < 0 {
+			intact = -1
+		}
+		cases = append(cases, tamper{name: "flip in part " + string(rune('1'+i)), seg: max(i, 0), intact: intact,
+			edit: func(t *testing.T, dir string) {
+				s, e := bf.segment(i)
+				flipByte(t, rebase(bf.pack, env.Dir, dir), s+(e-s)/2)
+			}})
+	}
+	cases = append(cases,
+		tamper{name: "swap segments 0 and 1", seg: 0, intact: 2, edit: func(t *testing.T, dir string) {
+			p := rebase(bf.pack, env.Dir, dir)
+			s0, e0 := bf.segment(0)
+			s1, e1 := bf.segment(1)
+			a, b := readAt(t, p, s0, e0-s0), readAt(t, p, s1, e1-s1)
+			writeAt(t, p, s0, b)
+			writeAt(t, p, s1, a)
+		}},
+		tamper{name: "drop the last segment", seg: n - 1, intact: -1, edit: func(t *testing.T, dir string) {
+			p := rebase(bf.pack, env.Dir, dir)
+			s, e := bf.segment(n - 1)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, append(b[:s:s], b[e:]...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		tamper{name: "swap segment 1 with another blob's", seg: 1, intact: 0, edit: func(t *testing.T, dir string) {
+			pf, pg := rebase(bf.pack, env.Dir, dir), rebase(bg.pack, env.Dir, dir)
+			sf, ef := bf.segment(1)
+			sg, eg := bg.segment(1)
+			a, b := readAt(t, pf, sf, ef-sf), readAt(t, pg, sg, eg-sg)
+			writeAt(t, pf, sf, b)
+			writeAt(t, pg, sg, a)
+		}},
+	)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "remote")
+			testutil.CopyDir(t, env.Dir, dir)
+			c.edit(t, dir)
+			r, _ := openClient(t, dir, env.Code, 0)
+			node := fileNode(t, r, "f")
+			off := int64(bf.start) + int64(c.seg)*format.SegmentSize + 100
+			buf := make([]byte, 4096)
+			if got, err := r.OpenFile(node).ReadAt(context.Background(), buf, off); !errors.Is(err, repo.ErrIntegrity) || got != 0 {
+				t.Fatalf("a read of the segment: %d bytes, %v; want an integrity error", got, err)
+			}
+			if c.intact >= 0 {
+				off := int64(bf.start) + int64(c.intact)*format.SegmentSize + 100
+				if _, err := r.OpenFile(node).ReadAt(context.Background(), buf, off); err != nil || !bytes.Equal(buf, f[off:off+4096]) {
+					t.Fatalf("a read of untouched segment %d: %v", c.intact, err)
+				}
+			}
+			var out bytes.Buffer
+			_, err := r.OpenFile(node).CopyTo(context.Background(), &out)
+			if !errors.Is(err, repo.ErrIntegrity) {
+				t.Fatalf("a whole read: %v, want an integrity error", err)
+			}
+			if !bytes.HasPrefix(f, out.Bytes()) || uint64(out.Len()) > bf.start {
+				t.Fatalf("a whole read returned %d bytes, other bytes or past the damaged chunk at %d", out.Len(), bf.start)
+			}
+		})
+	}
+}
+
+func rebase(p, from, to string) string {
+	rel, _ := filepath.Rel(from, p)
+	return filepath.Join(to, rel)
+}
+
+func flipByte(t *testing.T, p string, off int64) {
+	b := readAt(t, p, off, 1)
+	writeAt(t, p, off, []byte{b[0] ^ 0x40})
+}
+
+func readAt(t *testing.T, p string, off, n int64) []byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writeAt(t *testing.T, p string, off int64, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
