@@ -25,6 +25,7 @@ import (
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/mirror"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
+	"github.com/sealfs/sealfs/remote/shaped"
 	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/repo/format"
 )
@@ -42,6 +43,7 @@ type mountFlags struct {
 	logFile      string
 	logFormat    string
 	cacheSize    int64
+	remoteShape  shaped.Shape // a slow link put in front of the remote (benchmarks, trials)
 	leaseTTL     time.Duration
 	readyFD      int // internal: the background child reports readiness here
 	codeFD       int // internal: the background child reads the code here
@@ -92,6 +94,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 	f.StringVar(&mf.logFile, "log-file", "", "daemon log in the background (default: in the cache directory)")
 	f.StringVar(&mf.logFormat, "log-format", "text", "log format: text (journald reads it well) or json")
 	f.Int64Var(&mf.cacheSize, "cache-size", 1<<30, "bytes of encrypted chunks kept on local disk for rereads (0: none)")
+	f.Var(&mf.remoteShape, "remote-shape", "make the remote look like one across a slow link, e.g. latency=40ms,up=100Mbit,down=100Mbit (for benchmarks and trials)")
 	f.DurationVar(&mf.leaseTTL, "lease-ttl", repo.LeaseTTL, "lifetime of the writer lease, renewed every third of it (for tests)")
 	f.MarkHidden("lease-ttl")
 	f.IntVar(&mf.readyFD, "ready-fd", 0, "")
@@ -105,7 +108,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 // waits until it reports that the mount is ready (or why it failed).
 func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string) error {
 	ctx := cmd.Context()
-	rem, err := g.openMirrored(ctx, args[0], nil)
+	rem, err := g.openMirrored(ctx, args[0], mf.remoteShape, nil)
 	if err != nil {
 		return err
 	}
@@ -256,9 +259,12 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		return err
 	}
 	ctx := context.Background()
-	rem, err := g.openMirrored(ctx, source, log)
+	rem, err := g.openMirrored(ctx, source, mf.remoteShape, log)
 	if err != nil {
 		return err
+	}
+	if !mf.remoteShape.IsZero() {
+		log.Info("the remote is reached through a shaped link (--remote-shape)", "shape", mf.remoteShape.String())
 	}
 	found, err := repo.Find(ctx, rem)
 	if err != nil {
@@ -327,9 +333,11 @@ func newLogger(format string) (*slog.Logger, error) {
 
 // openMirrored opens the remote for a mount, keeping local copies of what
 // the repository is opened from, so that a mount comes up from local state
-// when the remote is down at boot. log, if set, hears of the first fallback.
-func (g *globals) openMirrored(ctx context.Context, source string, log *slog.Logger) (remote.Remote, error) {
-	inner, err := g.openRemote(ctx, source)
+// when the remote is down at boot. shape, if not zero, slows the link to the
+// remote below the retries and the mirror, where the network would be. log,
+// if set, hears of the first fallback.
+func (g *globals) openMirrored(ctx context.Context, source string, shape shaped.Shape, log *slog.Logger) (remote.Remote, error) {
+	inner, err := g.openShapedRemote(ctx, source, shape)
 	if err != nil {
 		return nil, err
 	}

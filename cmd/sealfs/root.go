@@ -17,6 +17,7 @@ import (
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/remote/retry"
+	"github.com/sealfs/sealfs/remote/shaped"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -73,6 +74,12 @@ func exactArgs(n int) cobra.PositionalArgs {
 var cliRetry = retry.Policy{Attempts: 4, Base: 200 * time.Millisecond, Max: 2 * time.Second}
 
 func (g *globals) openRemote(ctx context.Context, spec string) (remote.Remote, error) {
+	return g.openShapedRemote(ctx, spec, shaped.Shape{})
+}
+
+// openShapedRemote opens the remote spec names behind a link shaped as
+// shape (nothing for the zero Shape), with the command's retries above it.
+func (g *globals) openShapedRemote(ctx context.Context, spec string, shape shaped.Shape) (remote.Remote, error) {
 	if err := rcloneremote.Setup(g.rcloneConfig); err != nil {
 		return nil, err
 	}
@@ -80,7 +87,10 @@ func (g *globals) openRemote(ctx context.Context, spec string) (remote.Remote, e
 	if err != nil {
 		return nil, err
 	}
-	return retry.New(r, cliRetry), nil
+	if shape.IsZero() {
+		return retry.New(r, cliRetry), nil
+	}
+	return retry.New(shaped.New(r, shape), cliRetry), nil
 }
 
 // errNoCacheDir: no --cache-dir, and no place for the default one.

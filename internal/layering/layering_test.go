@@ -21,6 +21,7 @@ var allowed = map[string][]string{
 	"crypt":                        {},
 	"chunker":                      {},
 	"remote":                       {"remote"},
+	"remote/shaped":                {"remote"}, // a slow link for benchmarks: the interface only
 	"repo":                         {"crypt", "chunker", "remote", "repo/format", "internal/atomicfile"},
 	"repo/format":                  {"crypt", "chunker"},  // pure codecs; chunker: the config holds and validates its parameters
 	"keyvault":                     {"crypt"},             // the vault's client and protocol: pure Go, never the server
@@ -40,7 +41,7 @@ var allowed = map[string][]string{
 	"internal/clidoc":              {}, // docs/CLI.md against the commands' flags, for their tests
 	"internal/nodump":              {}, // no core dumps, not dumpable: both commands, first
 	"cmd/sealfs-vault":             {"internal/vaultserver", "keyvault", "internal/nodump"},
-	"cmd/sealfs":                   {"crypt", "chunker", "remote", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/sdnotify", "internal/unlock", "internal/nodump"},
+	"cmd/sealfs":                   {"crypt", "chunker", "remote", "remote/shaped", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/sdnotify", "internal/unlock", "internal/nodump"},
 	"test":                         {"crypt", "chunker", "remote", "repo", "internal/archiver", "internal/testutil", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/unlock"},
 	"test/spec":                    {},
 }
@@ -54,6 +55,7 @@ var testAllowed = map[string][]string{
 	"crypt":                        {},
 	"chunker":                      {},
 	"remote":                       {},
+	"remote/shaped":                {"remote/remotetest"},    // the conformance suite
 	"remote/mirror":                {"crypt", "repo/format"}, // the mirror's callers name the repository's objects; its tests do too
 	"repo/format":                  {},
 	"repo":                         {"internal/testutil", "internal/unlock", "remote"}, // real remotes, wrappers and unlockers
