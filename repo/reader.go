@@ -83,8 +83,10 @@ func (r *Repository) fetchBlob(ctx context.Context, t crypt.ObjectType, id crypt
 	if err != nil {
 		return nil, err
 	}
-	r.blobs.put(id, sealed)
+	// Memory first: a reader that arrives while the copy goes to disk
+	// must not read it back from there and open it a second time.
 	r.remember(t, id, data)
+	r.blobs.put(id, sealed)
 	return data, nil
 }
 
