@@ -123,16 +123,16 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 // (links.go). It is a walk of the tree in memory once everything is
 // loaded.
 func (t *Tree) loadForLinks(ctx context.Context) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.linked) == 0 && !t.groupsIn {
+	return t.locked(ctx, func() error {
+		if len(t.linked) == 0 && !t.groupsIn {
+			return nil
+		}
+		if err := t.loadAllLocked(ctx); err != nil {
+			return err
+		}
+		t.groupsIn = false
 		return nil
-	}
-	if err := t.loadAllLocked(ctx); err != nil {
-		return err
-	}
-	t.groupsIn = false
-	return nil
+	})
 }
 
 // takeJobs returns the staged files to store, those not open for writing

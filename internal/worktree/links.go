@@ -131,6 +131,9 @@ func (t *Tree) loadAllLocked(ctx context.Context) error {
 	if t.loadingAll {
 		return nil
 	}
+	if !t.fetchLocked && len(t.missingLocked()) > 0 {
+		return &unloadedError{all: true}
+	}
 	t.loadingAll = true
 	defer func() { t.loadingAll = false }()
 	var walk func(dir *Inode) error
@@ -193,16 +196,22 @@ func (t *Tree) inodeOf(n *repo.Node) *Inode {
 // Link gives in, which is not a directory, the further name name in dir,
 // as link(2): EPERM for a directory, EEXIST when the name is taken, ENOENT
 // when in has no name left.
-func (t *Tree) Link(ctx context.Context, in, dir *Inode, name string) (Attr, error) {
+func (t *Tree) Link(ctx context.Context, in, dir *Inode, name string) (a Attr, err error) {
 	if t.opts.ReadOnly {
 		return Attr{}, syscall.EROFS
 	}
 	if err := nameErr(name); err != nil {
 		return Attr{}, err
 	}
-	t.mu.Lock()
 	defer t.changed()
-	defer t.mu.Unlock()
+	err = t.locked(ctx, func() (err error) {
+		a, err = t.linkLocked(ctx, in, dir, name)
+		return err
+	})
+	return a, err
+}
+
+func (t *Tree) linkLocked(ctx context.Context, in, dir *Inode, name string) (Attr, error) {
 	if in.meta.Type == repo.NodeDir {
 		return Attr{}, syscall.EPERM
 	}

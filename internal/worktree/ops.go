@@ -61,14 +61,17 @@ func (t *Tree) Readlink(in *Inode) ([]byte, error) {
 
 // Lookup returns the entry name of directory dir. Loading the directory
 // from the remote, if needed, stops when ctx is done.
-func (t *Tree) Lookup(ctx context.Context, dir *Inode, name string) (*Inode, Attr, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c, err := t.lookupLocked(ctx, dir, name)
+func (t *Tree) Lookup(ctx context.Context, dir *Inode, name string) (c *Inode, a Attr, err error) {
+	err = t.locked(ctx, func() (err error) {
+		if c, err = t.lookupLocked(ctx, dir, name); err == nil {
+			a = t.attrLocked(c)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, Attr{}, err
 	}
-	return c, t.attrLocked(c), nil
+	return c, a, nil
 }
 
 // DirEntry is one entry of a directory listing: its name, inode number
@@ -87,19 +90,21 @@ func (t *Tree) ReadDir(ctx context.Context, dir *Inode) ([]DirEntry, error) {
 	return out, err
 }
 
-func (t *Tree) readDir(ctx context.Context, dir *Inode) ([]DirEntry, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err := t.loadDir(ctx, dir); err != nil {
-		return nil, err
-	}
-	out := make([]DirEntry, 0, len(dir.children))
-	for _, e := range sortedChildren(dir) {
-		// What readdir returns: the inode number and type. (The rest
-		// would cost a stat of every queued file's staging copy.)
-		out = append(out, DirEntry{Name: e.name, Attr: Attr{Ino: e.in.Ino, Type: e.in.meta.Type}})
-	}
-	return out, nil
+func (t *Tree) readDir(ctx context.Context, dir *Inode) (out []DirEntry, err error) {
+	err = t.locked(ctx, func() error {
+		if err := t.loadDir(ctx, dir); err != nil {
+			return err
+		}
+		out = make([]DirEntry, 0, len(dir.children))
+		for _, e := range sortedChildren(dir) {
+			// What readdir returns: the inode number and type. (The
+			// rest would cost a stat of every queued file's staging
+			// copy.)
+			out = append(out, DirEntry{Name: e.name, Attr: Attr{Ino: e.in.Ino, Type: e.in.meta.Type}})
+		}
+		return nil
+	})
+	return out, err
 }
 
 // NewEntry describes an entry to create.
@@ -141,16 +146,22 @@ func validName(name string) bool {
 }
 
 // Create makes a new entry in dir. It fails with EEXIST if name exists.
-func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) (*Inode, Attr, error) {
+func (t *Tree) Create(ctx context.Context, dir *Inode, name string, e NewEntry) (in *Inode, a Attr, err error) {
 	if t.opts.ReadOnly {
 		return nil, Attr{}, syscall.EROFS
 	}
 	if err := nameErr(name); err != nil {
 		return nil, Attr{}, err
 	}
-	t.mu.Lock()
 	defer t.changed()
-	defer t.mu.Unlock()
+	err = t.locked(ctx, func() (err error) {
+		in, a, err = t.createLocked(ctx, dir, name, e)
+		return err
+	})
+	return in, a, err
+}
+
+func (t *Tree) createLocked(ctx context.Context, dir *Inode, name string, e NewEntry) (*Inode, Attr, error) {
 	if err := t.loadDir(ctx, dir); err != nil {
 		return nil, Attr{}, err
 	}
@@ -211,9 +222,11 @@ func (t *Tree) remove(ctx context.Context, dir *Inode, name string, isDir bool) 
 	if t.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	t.mu.Lock()
 	defer t.changed()
-	defer t.mu.Unlock()
+	return t.locked(ctx, func() error { return t.removeLocked(ctx, dir, name, isDir) })
+}
+
+func (t *Tree) removeLocked(ctx context.Context, dir *Inode, name string, isDir bool) error {
 	c, err := t.lookupLocked(ctx, dir, name)
 	if err != nil {
 		return err
@@ -263,9 +276,11 @@ func (t *Tree) Rename(ctx context.Context, olddir *Inode, oldname string, newdir
 	if err := nameErr(newname); err != nil {
 		return err
 	}
-	t.mu.Lock()
 	defer t.changed()
-	defer t.mu.Unlock()
+	return t.locked(ctx, func() error { return t.renameLocked(ctx, olddir, oldname, newdir, newname, flags) })
+}
+
+func (t *Tree) renameLocked(ctx context.Context, olddir *Inode, oldname string, newdir *Inode, newname string, flags uint32) error {
 	c, err := t.lookupLocked(ctx, olddir, oldname)
 	if err != nil {
 		return err

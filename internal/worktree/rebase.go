@@ -119,6 +119,11 @@ func (t *Tree) rebase(ctx context.Context) error {
 	if newest == nil || newest.Seq <= t.baseSeq {
 		return nil
 	}
+	// The merge loads directories as it goes, under the lock (a rare
+	// event: another writer committed while this mount was offline).
+	fetchLocked := t.fetchLocked
+	t.fetchLocked = true
+	defer func() { t.fetchLocked = fetchLocked }()
 	var baseTree crypt.ID
 	var baseSnap *repo.Snapshot
 	if t.baseSeq > 0 {

@@ -31,7 +31,7 @@ func grepDir(t *testing.T, dir, when string) {
 
 func readAllOf(t *testing.T, tr *Tree, name string) []byte {
 	t.Helper()
-	in, err := tr.lookupLocked(t.Context(), tr.root, name)
+	in, _, err := tr.Lookup(t.Context(), tr.root, name)
 	if err != nil {
 		t.Fatalf("lookup %s: %v", name, err)
 	}
@@ -61,7 +61,7 @@ func TestWorkDirSealed(t *testing.T) {
 	}
 	content := bytes.Repeat([]byte(marker+" content "), 50000) // 1.6 MB, streamed
 	write := func(name string, data []byte, off int64, close bool) *Handle {
-		in, err := tr.lookupLocked(t.Context(), tr.root, name)
+		in, _, err := tr.Lookup(t.Context(), tr.root, name)
 		if err != nil {
 			if in, _, err = tr.Create(t.Context(), tr.root, name, NewEntry{Type: repo.NodeFile, Mode: 0o644}); err != nil {
 				t.Fatal(err)

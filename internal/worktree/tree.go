@@ -92,6 +92,12 @@ type Tree struct {
 	linked     map[*Inode]bool   // inodes with more than one name
 	groups     map[uint64]*Inode // link group -> inode, of the stored trees loaded
 	loadingAll bool              // loadAllLocked is running
+	// fetchLocked lets loadDir fetch under t.mu: while the tree opens
+	// and rebases, when nothing else runs (load.go).
+	fetchLocked bool
+	// prefetched holds trees fetched without t.mu for loadDir, while
+	// load installs them (load.go).
+	prefetched map[crypt.ID]*repo.Tree
 	// groupsIn: a rebase brought in link groups whose other names may be
 	// in folders not loaded; the next commit loads the whole tree.
 	groupsIn      bool
@@ -123,8 +129,11 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	t := &Tree{r: r, opts: o, nextIno: 1, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
-		localKey: r.LocalKey(), stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{}}
+		localKey: r.LocalKey(), stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{},
+		fetchLocked: true}
 	t.life, t.endLife = context.WithCancel(context.WithoutCancel(ctx))
+	// Replay and rebase fetch under the lock; nothing else runs yet.
+	defer func() { t.fetchLocked = false }()
 	defer func() {
 		if err != nil {
 			t.endLife()
@@ -282,33 +291,6 @@ func (t *Tree) stageRecordLocked(in *Inode) record {
 		rec.Overlay = &overlayRecord{Base: in.base, BaseSize: in.baseSize, BaseLimit: in.baseLimit, Written: in.written}
 	}
 	return rec
-}
-
-// loadDir reads a directory's tree blob the first time it is needed; one
-// that holds hard links loads the whole tree first (links.go). A load that
-// fails (ctx done, the remote down) leaves the directory unloaded: the
-// next call tries again.
-func (t *Tree) loadDir(ctx context.Context, dir *Inode) error {
-	if dir.meta.Type != repo.NodeDir {
-		return syscall.ENOTDIR
-	}
-	if dir.children != nil {
-		return nil
-	}
-	tr, err := t.r.LoadTree(ctx, dir.meta.Subtree)
-	if err != nil {
-		return err
-	}
-	if !t.loadingAll && hasLinkGroups(tr) {
-		if err := t.loadAllLocked(ctx); err != nil {
-			return err
-		}
-		if dir.children != nil {
-			return nil
-		}
-	}
-	t.fillDirLocked(dir, tr)
-	return nil
 }
 
 func (t *Tree) lookupLocked(ctx context.Context, dir *Inode, name string) (*Inode, error) {
