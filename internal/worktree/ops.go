@@ -91,12 +91,16 @@ func (t *Tree) ReadDir(ctx context.Context, dir *Inode) ([]DirEntry, error) {
 }
 
 func (t *Tree) readDir(ctx context.Context, dir *Inode) (out []DirEntry, err error) {
+	var ahead []prefetchJob
+	defer func() { t.prefetch(ahead) }()
 	err = t.locked(ctx, func() error {
 		if err := t.loadDir(ctx, dir); err != nil {
 			return err
 		}
-		out = make([]DirEntry, 0, len(dir.children))
-		for _, e := range sortedChildren(dir) {
+		entries := sortedChildren(dir)
+		ahead = subdirs(entries, prefetchLevels)
+		out = make([]DirEntry, 0, len(entries))
+		for _, e := range entries {
 			// What readdir returns: the inode number and type. (The
 			// rest would cost a stat of every queued file's staging
 			// copy.)

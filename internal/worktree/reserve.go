@@ -72,10 +72,11 @@ func (t *Tree) startJournalLocked(n, base uint64, recs []record) (*journal, erro
 }
 
 // Close ends the Tree's background work (a file still being chunked as it
-// is written is chunked by a later commit instead), closes the journal and
+// is written is chunked by a later commit instead; folders being loaded
+// ahead of a walk are left), closes the journal and
 // gives the reserve back to the disk. The Tree must not be used after.
 func (t *Tree) Close() error {
-	t.endLife()
+	t.stopPrefetch()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.reserved {

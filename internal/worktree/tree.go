@@ -98,6 +98,8 @@ type Tree struct {
 	// prefetched holds trees fetched without t.mu for loadDir, while
 	// load installs them (load.go).
 	prefetched map[crypt.ID]*repo.Tree
+	// prefetcher loads the folders a listing shows (prefetch.go).
+	prefetcher prefetcher
 	// groupsIn: a rebase brought in link groups whose other names may be
 	// in folders not loaded; the next commit loads the whole tree.
 	groupsIn      bool
