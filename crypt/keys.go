@@ -236,6 +236,22 @@ func (k *Keys) OpenSegment(id ID, index uint32, last bool, sealed []byte) ([]byt
 	return openGCM(k.segAEAD, segmentAD(k.repo, id, index, last), sealed)
 }
 
+// OpenSegmentInPlace is OpenSegment decrypting into sealed's own storage:
+// the plaintext it returns overlaps sealed, which the caller must not use
+// afterwards (on failure its content is undefined, and nothing is
+// released).
+func (k *Keys) OpenSegmentInPlace(id ID, index uint32, last bool, sealed []byte) ([]byte, error) {
+	if len(sealed) < Overhead {
+		return nil, fmt.Errorf("%w: sealed segment is %d bytes, shorter than the %d-byte minimum", ErrAuth, len(sealed), Overhead)
+	}
+	ct := sealed[NonceSize:]
+	pt, err := k.segAEAD.Open(ct[:0], sealed[:NonceSize], ct, segmentAD(k.repo, id, index, last))
+	if err != nil {
+		return nil, ErrAuth
+	}
+	return pt, nil
+}
+
 // BlobID returns the keyed id of a blob of type t with the given plaintext:
 // HMAC-SHA256(id key, type (1 byte) || plaintext). Without the key, the
 // storage provider cannot test a guess of a blob's content against its id.

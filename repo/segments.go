@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -86,10 +87,15 @@ func (r *Repository) openSegmentTable(id crypt.ID, l Location, sealed []byte) (f
 
 // openSegment authenticates, decrypts and decodes segment i of segmented
 // blob id at l, whose table is t; it must yield exactly the segment's raw
-// length.
-func (r *Repository) openSegment(id crypt.ID, l Location, t format.SegmentTable, i int, sealed []byte) ([]byte, error) {
+// length. With inPlace it decrypts into sealed, which the caller gives
+// up.
+func (r *Repository) openSegment(id crypt.ID, l Location, t format.SegmentTable, i int, sealed []byte, inPlace bool) ([]byte, error) {
 	where := blobWhere(l.Type, id, l)
-	pt, err := r.keys.OpenSegment(id, uint32(i), i == t.Count()-1, sealed)
+	open := r.keys.OpenSegment
+	if inPlace {
+		open = r.keys.OpenSegmentInPlace
+	}
+	pt, err := open(id, uint32(i), i == t.Count()-1, sealed)
 	if err != nil {
 		return nil, integrityError(where, "segment %d of %d: %v", i, t.Count(), err)
 	}
@@ -129,7 +135,7 @@ func (r *Repository) openSegmentedWhole(id crypt.ID, l Location, sealed []byte) 
 	}
 	out := make([]byte, 0, l.RawLength)
 	for i := range t.Count() {
-		seg, err := r.openSegment(id, l, t, i, sealed[t.Bounds[i]:t.Bounds[i+1]])
+		seg, err := r.openSegment(id, l, t, i, sealed[t.Bounds[i]:t.Bounds[i+1]], false)
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +147,8 @@ func (r *Repository) openSegmentedWhole(id crypt.ID, l Location, sealed []byte) 
 	return out, nil
 }
 
-// blobSource reads the bytes [off, off+n) of one sealed blob.
+// blobSource reads the bytes [off, off+n) of one sealed blob into a buffer
+// of the caller's own.
 type blobSource func(ctx context.Context, off, n int64) ([]byte, error)
 
 // remoteSource reads a blob's bytes from its pack on the remote, one range
@@ -152,8 +159,9 @@ func (r *Repository) remoteSource(t crypt.ObjectType, id crypt.ID, l Location) b
 	}
 }
 
-// getRange reads the bytes [off, off+n) of blob id from its pack. A pack
-// that is missing or too short is an integrity error naming it.
+// getRange reads the bytes [off, off+n) of blob id from its pack, into a
+// buffer of the caller's own (every remote.Remote returns a new one). A
+// pack that is missing or too short is an integrity error naming it.
 func (r *Repository) getRange(ctx context.Context, t crypt.ObjectType, id crypt.ID, l Location, off, n int64) ([]byte, error) {
 	b, err := r.remote.Get(ctx, format.PackName(l.Pack), int64(l.Offset)+off, n)
 	switch {
@@ -169,13 +177,13 @@ func (r *Repository) getRange(ctx context.Context, t crypt.ObjectType, id crypt.
 	return b, nil
 }
 
-// bytesSource reads a blob held whole in memory.
+// bytesSource reads a blob held whole in memory; each read is a copy.
 func bytesSource(sealed []byte) blobSource {
 	return func(_ context.Context, off, n int64) ([]byte, error) {
 		if off+n > int64(len(sealed)) {
 			return nil, fmt.Errorf("range %d+%d past a %d-byte blob", off, n, len(sealed))
 		}
-		return sealed[off : off+n], nil
+		return bytes.Clone(sealed[off : off+n]), nil
 	}
 }
 
@@ -223,8 +231,10 @@ func (r *Repository) partFrom(ctx context.Context, id crypt.ID, l Location, src 
 		if err != nil {
 			return nil, err
 		}
+		// Decrypted in place: the bytes are ours alone (a source hands
+		// out a fresh buffer each call).
 		for i := missFrom; i <= missTo; i++ {
-			seg, err := r.openSegment(id, l, t, i, sealed[t.Bounds[i]-start:t.Bounds[i+1]-start])
+			seg, err := r.openSegment(id, l, t, i, sealed[t.Bounds[i]-start:t.Bounds[i+1]-start], true)
 			if err != nil {
 				return nil, err
 			}
@@ -232,8 +242,11 @@ func (r *Repository) partFrom(ctx context.Context, id crypt.ID, l Location, src 
 			r.recent.put(memKey{id, int32(i)}, seg)
 		}
 	}
-	out := make([]byte, 0, n)
 	skip := off - first*format.SegmentSize
+	if len(segs) == 1 {
+		return segs[0][skip : skip+n], nil
+	}
+	out := make([]byte, 0, n)
 	for _, seg := range segs {
 		out = append(out, seg[skip:min(len(seg), skip+n-len(out))]...)
 		skip = 0
