@@ -197,11 +197,13 @@ type FileReader struct {
 	mu      sync.Mutex
 	lastID  crypt.ID
 	lastBuf []byte
-	// Where the last read ended, the read-ahead window, and the chunk
-	// the window last grew at.
-	lastEnd int64
-	window  int64
-	grownAt int
+	// Where the last read ended, where the run of reads that led to it
+	// began, the read-ahead window, and the chunk the window last grew
+	// at.
+	lastEnd  int64
+	runStart int64
+	window   int64
+	grownAt  int
 	// The last chunk that failed to load, and when: the kernel asks for
 	// the pages of a chunk in several reads, and each would otherwise
 	// wait through the remote's retries again before failing.
@@ -215,12 +217,16 @@ type FileReader struct {
 const failHold = 5 * time.Second
 
 // Read-ahead: a read that starts within seqSlack of where the last one
-// ended is sequential (the kernel may deliver a stream's reads slightly
-// out of order); the window starts at readAheadMin and doubles at each
-// chunk a sequential reader enters, up to readAheadMax (half the memory
-// cache, which holds what it fetches).
+// ended goes on a run of reads (the kernel may deliver a stream's reads
+// slightly out of order). The run is sequential once it began at the
+// start of the file or covers seqRun bytes: a reader of a few small
+// pieces in a row (a database page, a header) reads only their segments.
+// The window starts at readAheadMin and doubles at each chunk a
+// sequential reader enters, up to readAheadMax (half the memory cache,
+// which holds what it fetches).
 const (
 	seqSlack     = 512 << 10
+	seqRun       = 256 << 10
 	readAheadMin = 1 << 20
 	readAheadMax = memCacheBytes / 2
 )
@@ -283,18 +289,17 @@ func (f *FileReader) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 	return total, nil
 }
 
-// sequential notes a read of n bytes at off and reports whether it goes
-// on from the last one; a read that does not shrinks the read-ahead
-// window back.
+// sequential notes a read of n bytes at off and reports whether it is
+// part of a sequential run; a read that does not go on from the last one
+// starts a new run and shrinks the read-ahead window back.
 func (f *FileReader) sequential(off int64, n int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	seq := off >= f.lastEnd-seqSlack && off <= f.lastEnd+seqSlack
-	f.lastEnd = off + int64(n)
-	if !seq {
-		f.window, f.grownAt = readAheadMin, -1
+	if off < f.lastEnd-seqSlack || off > f.lastEnd+seqSlack {
+		f.runStart, f.window, f.grownAt = off, readAheadMin, -1
 	}
-	return seq
+	f.lastEnd = off + int64(n)
+	return f.runStart == 0 || f.lastEnd-f.runStart >= seqRun
 }
 
 // readAhead starts fetching the chunks after extent i that lie within the
