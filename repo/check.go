@@ -247,15 +247,8 @@ func (c *checker) pack(ctx context.Context, pack crypt.ID, size int64, want []fo
 // every data blob a file needs must be indexed.
 func (c *checker) trees(ctx context.Context, snaps []*Snapshot, all *Index) {
 	r := c.r
-	r.mu.Lock()
-	saved := r.index
-	r.index = all
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.index = saved
-		r.mu.Unlock()
-	}()
+	saved := r.index.Swap(all)
+	defer r.index.Store(saved)
 	seen := map[crypt.ID]bool{}
 	for i, s := range snaps {
 		c.progress("trees", i, len(snaps))

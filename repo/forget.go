@@ -155,6 +155,8 @@ func (r *Repository) SnapshotBySeq(seq uint64) (*Snapshot, error) {
 // snapshots, which is a valid state; running it again finishes. It needs
 // the writer lease.
 func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lease == nil {

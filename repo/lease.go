@@ -230,6 +230,8 @@ func (r *Repository) Unlock(ctx context.Context) error {
 	if h == nil {
 		return nil
 	}
+	// Packs still uploading stay in memory, not stored.
+	r.stopUploads()
 	h.cancel()
 	<-h.done
 	cur, err := r.ReadLease(ctx)

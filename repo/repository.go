@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -42,7 +43,8 @@ type Options struct {
 	// on sequential reads.
 	CacheSize int64
 	// Transfers is how many requests to the remote run in parallel (pack
-	// uploads, range fetches of read-ahead); 0 means DefaultTransfers.
+	// uploads, range fetches of read-ahead); 0 means DefaultTransfers. A
+	// writer holds up to Transfers+1 packs in memory while they upload.
 	Transfers int
 	// LeaseTTL, when positive, is the lifetime of the writer lease this
 	// client takes (default LeaseTTL); it is renewed every third of it.
@@ -73,13 +75,13 @@ type Repository struct {
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder
 
-	index     *Index
-	snapshots []*Snapshot         // sorted by Seq
-	forgotten map[uint64]crypt.ID // snapshots removed on purpose, by Seq
-	blobs     *blobCache          // nil without Options.CacheSize
-	recent    *memCache           // verified data blobs, with Options.CacheSize
-	fetches   fetchGroup          // blobs being fetched from the remote
-	tables    *tableCache         // segment tables, with Options.CacheSize
+	index     atomic.Pointer[Index] // replaced whole by Refresh; Index has its own lock
+	snapshots []*Snapshot           // sorted by Seq, guarded by mu
+	forgotten map[uint64]crypt.ID   // snapshots removed on purpose, by Seq
+	blobs     *blobCache            // nil without Options.CacheSize
+	recent    *memCache             // verified data blobs, with Options.CacheSize
+	fetches   fetchGroup            // blobs being fetched from the remote
+	tables    *tableCache           // segment tables, with Options.CacheSize
 	// prefetching counts read-ahead fetches under way (at most
 	// transfers()).
 	prefetching atomic.Int64
@@ -87,13 +89,24 @@ type Repository struct {
 	// version 1 first did (tests and benchmarks of the old format).
 	wholeDataBlobs bool
 
-	mu    sync.Mutex // guards the writer state below
+	// commitMu runs commits one at a time; it is held across their
+	// remote requests, and taken before mu. Reads never take it.
+	commitMu sync.Mutex
+	// mu guards the writer state below. It is never held across a remote
+	// request: uploads run in the background (upload.go).
+	mu    sync.Mutex
 	lease *leaseHolder
 	// tried is the holder id of a Lock that wrote a lease and then failed:
 	// a lease left with it is ours, and the next Lock takes it over.
-	tried   crypt.ID
-	packer  *packBuilder
-	pending []format.IndexEntry // blobs in uploaded packs, not yet in an index object
+	tried  crypt.ID
+	packer *packBuilder
+	// Finished packs not stored yet (uploading, or failed and waiting to
+	// be tried again); packSlots counts them and the one being built.
+	unstoredPacks map[crypt.ID]*packUpload
+	packSlots     int
+	uploadEnded   chan struct{}       // closed and replaced whenever an upload ends
+	uploads       sync.WaitGroup      // uploads under way
+	pending       []format.IndexEntry // blobs in stored packs, not yet in an index object
 	// Objects of a commit that failed, kept for the next Commit: indexes
 	// sealed but not stored, indexes stored but named by no stored
 	// snapshot, and a snapshot whose upload failed.
@@ -127,7 +140,8 @@ type SlotInfo struct {
 }
 
 func newCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	// One encoder per core: FileWriter.Write compresses chunks in parallel.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -222,9 +236,10 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 	}
 	r := &Repository{
 		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(),
-		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec, index: newIndex(),
-		forgotten: map[uint64]crypt.ID{},
+		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec,
+		forgotten: map[uint64]crypt.ID{}, unstoredPacks: map[crypt.ID]*packUpload{}, uploadEnded: make(chan struct{}),
 	}
+	r.index.Store(newIndex())
 	if u := st.Unstored; u != nil {
 		// A snapshot a crash cut off; see Commit. A copy that does not
 		// open was not written by us: drop it.
@@ -382,7 +397,7 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	r.mu.Lock()
 	r.snapshots = snaps
 	r.forgotten = forgot
-	r.index = idx
+	r.index.Store(idx)
 	dropped := r.unstored != nil && u == nil
 	if dropped {
 		if old := r.unstored.snap; newest >= old.Seq && !slices.ContainsFunc(snaps, func(s *Snapshot) bool { return s.ID == old.ID }) {
@@ -584,12 +599,9 @@ func (r *Repository) Latest() *Snapshot {
 	return r.snapshots[len(r.snapshots)-1]
 }
 
-// Index returns the blob index.
-func (r *Repository) Index() *Index {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.index
-}
+// Index returns the blob index. It takes no lock of the repository's:
+// reads never wait for a writer.
+func (r *Repository) Index() *Index { return r.index.Load() }
 
 // Slots lists the key slots.
 func (r *Repository) Slots(ctx context.Context) ([]SlotInfo, error) { return listSlots(ctx, r.remote) }

@@ -1,13 +1,9 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"reflect"
-	"time"
 
 	"github.com/sealfs/sealfs/chunker"
 	"github.com/sealfs/sealfs/crypt"
@@ -80,90 +76,122 @@ func (r *Repository) sealBlob(t crypt.ObjectType, id crypt.ID, data []byte) (sea
 
 // SaveBlob stores data as a blob of type t, unless a blob with the same
 // content is stored already, and returns its id. Blobs are gathered into
-// packs; a pack is uploaded when it reaches the configured size.
+// packs; a full pack goes up in the background (upload.go), so SaveBlob
+// waits only while Options.Transfers packs are still on their way up.
 func (r *Repository) SaveBlob(ctx context.Context, t crypt.ObjectType, data []byte) (crypt.ID, error) {
-	if !format.ValidBlobType(t) {
-		return crypt.ID{}, fmt.Errorf("cannot store a %s as a blob", t)
+	if err := checkBlob(t, data); err != nil {
+		return crypt.ID{}, err
 	}
-	if len(data) > format.MaxBlobSize {
-		return crypt.ID{}, fmt.Errorf("blob of %d bytes is over the %d-byte limit", len(data), format.MaxBlobSize)
-	}
-	id := r.keys.BlobID(t, data)
-	if _, ok := r.Index().Lookup(id); ok {
-		r.mu.Lock()
-		r.stats.DedupBlobs++
-		r.mu.Unlock()
-		return id, nil
-	}
-	b, err := r.sealBlob(t, id, data)
+	b, err := r.prepareBlob(t, data)
 	if err != nil {
-		return id, err
+		return b.id, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.lease == nil {
-		return id, ErrReadOnly
-	}
-	if _, ok := r.index.Lookup(id); ok { // stored meanwhile by another goroutine
-		r.stats.DedupBlobs++
-		return id, nil
-	}
-	if r.packer != nil && r.packer.finished {
-		// A finished pack whose upload failed takes no more blobs: it
-		// goes up with the bytes of its first attempt before anything new.
-		if err := r.flushPackLocked(ctx); err != nil {
-			return id, err
-		}
-	}
-	if r.packer == nil {
-		p, err := newPackBuilder(r.cfg.PackSize + r.cfg.PackSize/8)
-		if err != nil {
-			return id, err
-		}
-		r.packer = p
-	}
-	loc := r.packer.add(b)
-	r.index.add(id, loc)
-	if t == crypt.TypeTreeBlob && r.blobs != nil {
-		// Directories we wrote stay readable from the cache, so that a
-		// mount can come up while the remote is down.
-		r.blobs.put(id, bytes.Clone(r.packer.buf[loc.Offset:loc.Offset+loc.Length]))
-	}
-	r.stats.Blobs++
-	r.stats.RawBytes += uint64(len(data))
-	if len(r.packer.buf) >= r.cfg.PackSize {
-		return id, r.flushPackLocked(ctx)
-	}
-	return id, nil
+	return b.id, r.addBlob(ctx, b)
 }
 
-// flushPackLocked uploads the pack being built. r.mu is held.
-func (r *Repository) flushPackLocked(ctx context.Context) error {
-	p := r.packer
-	if p == nil || len(p.entries) == 0 {
-		return nil
+// checkBlob refuses what cannot be stored as a blob.
+func checkBlob(t crypt.ObjectType, data []byte) error {
+	if !format.ValidBlobType(t) {
+		return fmt.Errorf("cannot store a %s as a blob", t)
 	}
-	data, err := p.finish(r.keys)
-	if err != nil {
-		return err
+	if len(data) > format.MaxBlobSize {
+		return fmt.Errorf("blob of %d bytes is over the %d-byte limit", len(data), format.MaxBlobSize)
 	}
-	if err := r.remote.Put(ctx, format.PackName(p.id), data); err != nil {
-		// Keep the finished pack for a later try with the same bytes: its
-		// blobs are in the index already.
-		return fmt.Errorf("failed to upload pack %s: %w", p.id.Short(), err)
-	}
-	r.pending = append(r.pending, p.entries...)
-	r.stats.Packs++
-	r.stats.PackBytes += uint64(len(data))
-	r.packer = nil
 	return nil
 }
 
-// Flush uploads the pack being built, if any.
-func (r *Repository) Flush(ctx context.Context) error {
+// preparedBlob is a blob ready to go into a pack: its id, and its sealed
+// form unless it was stored already when it was prepared.
+type preparedBlob struct {
+	t      crypt.ObjectType
+	id     crypt.ID
+	data   []byte
+	sealed *sealedBlob // nil: stored already
+}
+
+// prepareBlob computes a blob's id and seals it, unless it is stored
+// already: the work that takes no lock, done for several chunks in
+// parallel by FileWriter.Write.
+func (r *Repository) prepareBlob(t crypt.ObjectType, data []byte) (preparedBlob, error) {
+	b := preparedBlob{t: t, id: r.keys.BlobID(t, data), data: data}
+	if _, ok := r.Index().Lookup(b.id); ok {
+		return b, nil
+	}
+	sb, err := r.sealBlob(t, b.id, data)
+	if err != nil {
+		return b, err
+	}
+	b.sealed = &sb
+	return b, nil
+}
+
+// addBlob adds a prepared blob to the pack being built, unless a blob with
+// its id is stored already, and starts the pack's upload once it is full.
+func (r *Repository) addBlob(ctx context.Context, b preparedBlob) error {
+	added, err := r.addBlobLocked(ctx, &b)
+	if err != nil || !added {
+		return err
+	}
+	if b.t == crypt.TypeTreeBlob && r.blobs != nil {
+		// Directories we wrote stay readable from the cache, so that a
+		// mount can come up while the remote is down.
+		r.blobs.put(b.id, b.sealed.sealed)
+	}
+	return nil
+}
+
+// addBlobLocked is addBlob's part under r.mu; it reports whether the blob
+// went into a pack.
+func (r *Repository) addBlobLocked(ctx context.Context, b *preparedBlob) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.flushPackLocked(ctx)
+	for r.packer == nil || b.sealed == nil {
+		if _, ok := r.Index().Lookup(b.id); ok {
+			break
+		}
+		if r.lease == nil {
+			return false, ErrReadOnly
+		}
+		switch {
+		case b.sealed == nil:
+			// Stored when it was prepared, but not in the index now
+			// (Check swaps it for a while): seal it after all.
+			r.mu.Unlock()
+			sb, err := r.sealBlob(b.t, b.id, b.data)
+			r.mu.Lock()
+			if err != nil {
+				return false, err
+			}
+			b.sealed = &sb
+		case r.packSlots < r.maxPacks():
+			p, err := newPackBuilder(r.cfg.PackSize + r.cfg.PackSize/8)
+			if err != nil {
+				return false, err
+			}
+			r.packer = p
+			r.packSlots++
+		default:
+			if err := r.packSlotLocked(ctx); err != nil {
+				return false, err
+			}
+		}
+	}
+	// Stored meanwhile, perhaps by another goroutine.
+	if _, ok := r.Index().Lookup(b.id); ok {
+		r.stats.DedupBlobs++
+		return false, nil
+	}
+	if r.lease == nil {
+		return false, ErrReadOnly
+	}
+	loc := r.packer.add(*b.sealed)
+	r.Index().add(b.id, loc)
+	r.stats.Blobs++
+	r.stats.RawBytes += uint64(b.sealed.raw)
+	if len(r.packer.buf) >= r.cfg.PackSize {
+		return true, r.finishPackLocked(ctx)
+	}
+	return true, nil
 }
 
 // Stats returns what this writer stored so far.
@@ -223,30 +251,85 @@ func (w *FileWriter) Append(e Extent) {
 	w.size += e.Size
 }
 
-// Write chunks everything rd yields and stores it.
+// Write chunks everything rd yields and stores it. The chunks' ids and
+// sealing are computed on all cores (sealPipeline); they go into packs in
+// the order of the file.
 func (w *FileWriter) Write(ctx context.Context, rd io.Reader) error {
 	c, err := chunker.New(rd, w.r.gear, w.r.cfg.Chunking())
 	if err != nil {
 		return err
 	}
-	for {
+	var p *sealPipeline
+	defer func() {
+		if p != nil {
+			p.stop()
+		}
+	}()
+	for first := true; ; first = false {
 		chunk, err := c.Next()
 		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case p != nil:
+			p.push(chunk)
+			if err := w.collect(ctx, p, p.limit-1); err != nil {
+				return err
+			}
+		case isZero(chunk):
+			w.Hole(uint64(len(chunk)))
+		case first:
+			// A file of one chunk, the most common kind, needs no workers;
+			// nor does the first chunk of a longer one.
+			if err := w.save(ctx, chunk); err != nil {
+				return err
+			}
+		default:
+			p = w.r.newSealPipeline()
+			p.push(chunk)
+		}
+	}
+	if p == nil {
+		return nil
+	}
+	return w.collect(ctx, p, 0)
+}
+
+// save stores one data chunk and appends its extent.
+func (w *FileWriter) save(ctx context.Context, chunk []byte) error {
+	id, err := w.r.SaveBlob(ctx, crypt.TypeDataBlob, chunk)
+	if err != nil {
+		return err
+	}
+	w.content = append(w.content, Extent{ID: id, Size: uint64(len(chunk))})
+	w.size += uint64(len(chunk))
+	return nil
+}
+
+// collect adds the sealed chunks at the head of p's queue to packs, in
+// order: those ready, and more, waiting for them, until at most keep are
+// left in the queue.
+func (w *FileWriter) collect(ctx context.Context, p *sealPipeline, keep int) error {
+	for {
+		j := p.next(keep)
+		if j == nil {
 			return nil
 		}
-		if err != nil {
-			return err
+		if j.err != nil {
+			return j.err
 		}
-		if isZero(chunk) {
-			w.Hole(uint64(len(chunk)))
+		if j.hole {
+			w.Hole(j.size)
 			continue
 		}
-		id, err := w.r.SaveBlob(ctx, crypt.TypeDataBlob, chunk)
-		if err != nil {
+		if err := w.r.addBlob(ctx, j.blob); err != nil {
 			return err
 		}
-		w.content = append(w.content, Extent{ID: id, Size: uint64(len(chunk))})
-		w.size += uint64(len(chunk))
+		w.content = append(w.content, Extent{ID: j.blob.id, Size: j.size})
+		w.size += j.size
 	}
 }
 
@@ -271,189 +354,4 @@ func (r *Repository) SaveTree(ctx context.Context, t *Tree) (crypt.ID, error) {
 		return crypt.ID{}, fmt.Errorf("failed to encode directory: %w", err)
 	}
 	return r.SaveBlob(ctx, crypt.TypeTreeBlob, b)
-}
-
-// CommitInfo describes a snapshot being committed.
-type CommitInfo struct {
-	Host         string
-	Files, Bytes uint64
-	// Root, if set, is stored as the root directory's attributes (in a
-	// snapshot of version format.SnapshotRootVersion).
-	Root *format.RootAttr
-}
-
-// Commit makes a snapshot of the tree root: it uploads the pack being
-// built, then an index object for the new packs, then the snapshot, whose
-// sequence number is one above the newest. A crash between any two steps
-// leaves only unreferenced objects behind, never a broken snapshot.
-//
-// A failed step is retried by the next Commit without losing anything: an
-// index that was stored stays named by every later snapshot until one of
-// them is stored, and a snapshot whose upload failed is uploaded again with
-// the same bytes (same id, same sequence number) before anything newer, so
-// an upload that failed but landed never gives two snapshots one sequence
-// number (docs/SPEC.md, "Commit").
-func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo) (*Snapshot, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.lease == nil {
-		return nil, ErrReadOnly
-	}
-	if err := r.lease.check(); err != nil {
-		return nil, err
-	}
-	retried := r.unstored != nil
-	if retried {
-		if err := r.storeSnapshotLocked(ctx, r.unstored); err != nil {
-			return nil, err
-		}
-		r.unstored = nil
-	}
-	if err := r.flushPackLocked(ctx); err != nil {
-		return nil, err
-	}
-	if err := r.storeIndexesLocked(ctx); err != nil {
-		return nil, err
-	}
-	if _, ok := r.index.Lookup(root); !ok {
-		return nil, fmt.Errorf("root tree %s is not stored", root.Short())
-	}
-	var parent *Snapshot
-	if len(r.snapshots) > 0 {
-		parent = r.snapshots[len(r.snapshots)-1]
-	}
-	if retried && parent.Tree == root && sameRoot(parent.Root, info.Root) && len(r.unnamed) == 0 {
-		return parent, nil // the retried snapshot is this commit
-	}
-	u, err := r.sealSnapshotLocked(root, info, parent)
-	if err != nil {
-		return nil, err
-	}
-	// Remembered before the upload: after a crash, the next run stores
-	// these same bytes (or drops them if another writer went on meanwhile).
-	r.state.Unstored = &unstoredState{ID: u.snap.ID, Sealed: u.sealed}
-	if err := r.state.save(r.stateDir); err != nil {
-		r.state.Unstored = nil
-		return nil, err
-	}
-	if err := r.storeSnapshotLocked(ctx, u); err != nil {
-		r.unstored = u
-		return nil, err
-	}
-	return u.snap, nil
-}
-
-// sameRoot reports whether two snapshots' root attributes are the same.
-func sameRoot(a, b *format.RootAttr) bool {
-	return reflect.DeepEqual(a, b)
-}
-
-// storeIndexesLocked seals the blobs of the packs uploaded since the last
-// index into index objects, and uploads every index not stored yet, oldest
-// first. A stored index stays unnamed until a stored snapshot names it.
-// r.mu is held.
-func (r *Repository) storeIndexesLocked(ctx context.Context) error {
-	for len(r.pending) > 0 {
-		n := min(len(r.pending), format.MaxIndexEntries)
-		xid, err := crypt.NewRandomID()
-		if err != nil {
-			return err
-		}
-		sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, format.EncodeIndex(r.pending[:n]))
-		if err != nil {
-			return err
-		}
-		r.unsentIndexes = append(r.unsentIndexes, sealedObject{id: xid, sealed: sealed})
-		r.pending = r.pending[n:]
-	}
-	for len(r.unsentIndexes) > 0 {
-		x := r.unsentIndexes[0]
-		if err := r.remote.Put(ctx, format.IndexName(x.id), x.sealed); err != nil {
-			return fmt.Errorf("failed to upload index: %w", err)
-		}
-		r.unnamed = append(r.unnamed, x.id)
-		r.unsentIndexes = r.unsentIndexes[1:]
-	}
-	return nil
-}
-
-// sealSnapshotLocked makes the snapshot of the tree root that follows
-// parent (nil for the first): it names the parent's indexes and every
-// unnamed one. It is sealed under a fresh id, not stored. r.mu is held.
-func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *Snapshot) (*unstoredSnapshot, error) {
-	s := &Snapshot{Version: format.FormatVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes}
-	if info.Root != nil {
-		s.Version, s.Root = format.SnapshotRootVersion, info.Root
-	}
-	if s.Host == "" {
-		s.Host, _ = os.Hostname()
-	}
-	if parent != nil {
-		s.Seq, s.Parent = parent.Seq+1, parent.ID
-		s.Indexes = append(s.Indexes, parent.Indexes...)
-	}
-	s.Indexes = append(s.Indexes, r.unnamed...)
-	var err error
-	if s.ID, err = crypt.NewRandomID(); err != nil {
-		return nil, err
-	}
-	pt, err := format.EncodeSnapshot(s)
-	if err != nil {
-		return nil, err
-	}
-	sealed, err := r.keys.Seal(nil, crypt.TypeSnapshot, s.ID, pt)
-	if err != nil {
-		return nil, err
-	}
-	return &unstoredSnapshot{snap: s, sealed: sealed}, nil
-}
-
-// sealedObject is an object sealed and not yet stored.
-type sealedObject struct {
-	id     crypt.ID
-	sealed []byte
-}
-
-// unstoredSnapshot is a sealed snapshot whose upload has not succeeded yet.
-type unstoredSnapshot struct {
-	snap   *Snapshot
-	sealed []byte
-}
-
-// storeSnapshotLocked uploads a sealed snapshot and, once it is stored,
-// makes it the newest: the indexes it names are no longer unnamed. r.mu is
-// held.
-func (r *Repository) storeSnapshotLocked(ctx context.Context, u *unstoredSnapshot) error {
-	// Checked again after the uploads before it, which may have taken long.
-	if err := r.lease.check(); err != nil {
-		return err
-	}
-	if err := r.remote.Put(ctx, format.SnapshotName(u.snap.ID), u.sealed); err != nil {
-		return fmt.Errorf("failed to upload snapshot %d: %w", u.snap.Seq, err)
-	}
-	named := map[crypt.ID]bool{}
-	for _, x := range u.snap.Indexes {
-		named[x] = true
-	}
-	keep := r.unnamed[:0]
-	for _, x := range r.unnamed {
-		if !named[x] {
-			keep = append(keep, x)
-		}
-	}
-	r.unnamed = keep
-	r.snapshots = append(r.snapshots, u.snap)
-	r.state.Unstored = nil
-	return r.rememberSeq(u.snap.Seq, true)
-}
-
-// blobFromPacker returns the sealed bytes of a blob still in the pack being
-// built, or nil.
-func (r *Repository) blobFromPacker(l Location) []byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.packer == nil || r.packer.id != l.Pack {
-		return nil
-	}
-	return bytes.Clone(r.packer.buf[l.Offset : l.Offset+l.Length])
 }
