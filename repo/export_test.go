@@ -37,3 +37,11 @@ func RenewLeaseForTest(ctx context.Context, r *Repository) {
 	r.mu.Unlock()
 	h.renewOnce(ctx)
 }
+
+// PacksInMemoryForTest returns how many packs are in memory: the one being
+// built and those not stored yet.
+func PacksInMemoryForTest(r *Repository) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.packSlots
+}

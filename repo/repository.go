@@ -100,13 +100,15 @@ type Repository struct {
 	// a lease left with it is ours, and the next Lock takes it over.
 	tried  crypt.ID
 	packer *packBuilder
-	// Finished packs not stored yet (uploading, or failed and waiting to
-	// be tried again); packSlots counts them and the one being built.
-	unstoredPacks map[crypt.ID]*packUpload
-	packSlots     int
-	uploadEnded   chan struct{}       // closed and replaced whenever an upload ends
-	uploads       sync.WaitGroup      // uploads under way
-	pending       []format.IndexEntry // blobs in stored packs, not yet in an index object
+	// Finished packs not stored yet, oldest first (queued, uploading, or
+	// failed and waiting to be tried again); packSlots counts them and the
+	// one being built, running the uploads under way.
+	outgoing    []*packUpload
+	packSlots   int
+	running     int
+	uploadEnded chan struct{}       // closed and replaced whenever an upload ends
+	uploads     sync.WaitGroup      // uploads under way
+	pending     []format.IndexEntry // blobs in stored packs, not yet in an index object
 	// Objects of a commit that failed, kept for the next Commit: indexes
 	// sealed but not stored, indexes stored but named by no stored
 	// snapshot, and a snapshot whose upload failed.
@@ -237,7 +239,7 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 	r := &Repository{
 		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(),
 		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec,
-		forgotten: map[uint64]crypt.ID{}, unstoredPacks: map[crypt.ID]*packUpload{}, uploadEnded: make(chan struct{}),
+		forgotten: map[uint64]crypt.ID{}, uploadEnded: make(chan struct{}),
 	}
 	r.index.Store(newIndex())
 	if u := st.Unstored; u != nil {

@@ -4,19 +4,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 
-	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/repo/format"
 )
 
-// Finished packs go up in the background, outside every lock, at most
-// Options.Transfers at once: the writer goes on filling the next pack
-// meanwhile. A pack stays in memory, its blobs readable from there, until
-// it is stored; at most Transfers+1 packs are in memory (the one being
-// built and those not stored yet), so a writer faster than the remote
-// waits for a slot (packSlotLocked) instead of growing without bound.
+// Finished packs go up in the background, outside every lock, oldest
+// first and at most Options.Transfers at once: the writer goes on filling
+// the next pack meanwhile. A pack stays in memory, its blobs readable from
+// there, until it is stored; at most Transfers+1 packs are in memory (the
+// one being built and those not stored yet), so a writer faster than the
+// remote waits for a slot (packSlotLocked) instead of growing without
+// bound.
 //
 // A pack whose upload failed stays, with the same bytes (packBuilder), and
 // holds its slot until an upload of it succeeds: the next Flush or Commit
@@ -24,19 +23,21 @@ import (
 // in the index already (a later blob with the same content is not stored
 // again), which is why a commit waits for every pack not yet stored.
 
-// packUpload is a finished pack that is not stored yet.
+// packUpload is a finished pack that is not stored yet: queued, uploading
+// (running), or failed (err set).
 type packUpload struct {
 	p       *packBuilder
-	running bool  // an upload is under way
-	err     error // why the last upload failed, while none is under way
+	ctx     context.Context // values for the upload, without cancellation
+	running bool
+	err     error // why the last upload failed; nil while queued or running
 	cancel  context.CancelFunc
 }
 
 // maxPacks is how many packs may be in memory at once.
 func (r *Repository) maxPacks() int { return r.transfers() + 1 }
 
-// finishPackLocked seals the header of the pack being built and starts its
-// upload. r.mu is held.
+// finishPackLocked seals the header of the pack being built and queues it
+// for upload. r.mu is held.
 func (r *Repository) finishPackLocked(ctx context.Context) error {
 	p := r.packer
 	if p == nil || len(p.entries) == 0 {
@@ -45,21 +46,44 @@ func (r *Repository) finishPackLocked(ctx context.Context) error {
 	if _, err := p.finish(r.keys); err != nil {
 		return err
 	}
-	u := &packUpload{p: p}
-	r.unstoredPacks[p.id] = u
+	r.outgoing = append(r.outgoing, &packUpload{p: p, ctx: context.WithoutCancel(ctx)})
 	r.packer = nil
-	r.startUploadLocked(ctx, u)
+	r.startUploadsLocked()
 	return nil
 }
 
-// startUploadLocked uploads a finished pack in the background. The upload
-// keeps ctx's values but not its cancellation: the pack holds blobs of
-// many callers. Unlock cancels it. r.mu is held.
-func (r *Repository) startUploadLocked(ctx context.Context, u *packUpload) {
-	uctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	u.running, u.err, u.cancel = true, nil, cancel
-	r.uploads.Add(1)
-	go r.upload(uctx, cancel, u)
+// startUploadsLocked starts the uploads of queued packs, oldest first,
+// while fewer than Transfers run. An upload keeps the values of the
+// context of the call that queued its pack, not its cancellation: a pack
+// holds blobs of many callers. Unlock cancels it. r.mu is held.
+func (r *Repository) startUploadsLocked() {
+	for _, u := range r.outgoing {
+		if r.running >= r.transfers() {
+			return
+		}
+		if u.running || u.err != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(u.ctx)
+		u.running, u.cancel = true, cancel
+		r.running++
+		r.uploads.Add(1)
+		go r.upload(ctx, cancel, u)
+	}
+}
+
+// retryLocked queues the packs whose upload failed again, and returns
+// them. r.mu is held.
+func (r *Repository) retryLocked() []*packUpload {
+	var failed []*packUpload
+	for _, u := range r.outgoing {
+		if u.err != nil {
+			u.err = nil
+			failed = append(failed, u)
+		}
+	}
+	r.startUploadsLocked()
+	return failed
 }
 
 // upload stores one pack and records the outcome. A cancelled upload is a
@@ -74,15 +98,17 @@ func (r *Repository) upload(ctx context.Context, cancel context.CancelFunc, u *p
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	u.running = false
+	r.running--
 	if err != nil {
 		u.err = fmt.Errorf("failed to upload pack %s: %w", u.p.id.Short(), err)
 	} else {
-		delete(r.unstoredPacks, u.p.id)
+		r.outgoing = slices.DeleteFunc(r.outgoing, func(o *packUpload) bool { return o == u })
 		r.packSlots--
 		r.pending = append(r.pending, u.p.entries...)
 		r.stats.Packs++
 		r.stats.PackBytes += uint64(len(u.p.buf))
 	}
+	r.startUploadsLocked()
 	close(r.uploadEnded)
 	r.uploadEnded = make(chan struct{})
 }
@@ -107,15 +133,13 @@ func (r *Repository) waitUploadLocked(ctx context.Context) error {
 func (r *Repository) packSlotLocked(ctx context.Context) error {
 	retried := map[*packUpload]bool{}
 	for r.packSlots >= r.maxPacks() {
-		for _, u := range r.unstoredPacks {
-			if u.running {
-				continue
-			}
-			if retried[u] {
+		for _, u := range r.outgoing {
+			if u.err != nil && retried[u] {
 				return u.err
 			}
+		}
+		for _, u := range r.retryLocked() {
 			retried[u] = true
-			r.startUploadLocked(ctx, u)
 		}
 		if err := r.waitUploadLocked(ctx); err != nil {
 			return err
@@ -126,32 +150,22 @@ func (r *Repository) packSlotLocked(ctx context.Context) error {
 
 // Flush uploads the pack being built, tries again every pack whose upload
 // failed, and waits until every pack written so far is stored. It fails
-// when one of them fails (the pack stays for a later try) or ctx is done.
+// when the upload of one of them fails (the pack stays for a later try)
+// or ctx is done.
 func (r *Repository) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.finishPackLocked(ctx); err != nil {
 		return err
 	}
-	for _, u := range r.unstoredPacks {
-		if !u.running {
-			r.startUploadLocked(ctx, u)
-		}
-	}
-	return r.waitPacksLocked(ctx, slices.Collect(maps.Keys(r.unstoredPacks)))
-}
-
-// waitPacksLocked waits until the packs ids are stored, and fails as soon
-// as the upload of one of them fails. r.mu is held (and released while
-// waiting).
-func (r *Repository) waitPacksLocked(ctx context.Context, ids []crypt.ID) error {
+	r.retryLocked()
+	wait := slices.Clone(r.outgoing)
 	for {
 		waiting := false
-		for _, id := range ids {
-			u := r.unstoredPacks[id]
+		for _, u := range wait {
 			switch {
-			case u == nil:
-			case !u.running:
+			case !slices.Contains(r.outgoing, u): // stored
+			case u.err != nil:
 				return u.err
 			default:
 				waiting = true
@@ -167,10 +181,10 @@ func (r *Repository) waitPacksLocked(ctx context.Context, ids []crypt.ID) error 
 }
 
 // stopUploads cancels the uploads under way and waits until they have
-// ended; the packs stay, as failed ones.
+// ended; their packs stay, as failed ones.
 func (r *Repository) stopUploads() {
 	r.mu.Lock()
-	for _, u := range r.unstoredPacks {
+	for _, u := range r.outgoing {
 		if u.running {
 			u.cancel()
 		}
@@ -187,11 +201,16 @@ func (r *Repository) blobFromPacker(l Location) []byte {
 		defer r.mu.Unlock()
 		return bytes.Clone(r.packer.buf[l.Offset : l.Offset+l.Length])
 	}
-	u := r.unstoredPacks[l.Pack]
+	var buf []byte
+	for _, u := range r.outgoing {
+		if u.p.id == l.Pack {
+			buf = u.p.buf
+		}
+	}
 	r.mu.Unlock()
-	if u == nil {
+	if buf == nil {
 		return nil
 	}
 	// A finished pack's bytes never change: copied outside the lock.
-	return bytes.Clone(u.p.buf[l.Offset : l.Offset+l.Length])
+	return bytes.Clone(buf[l.Offset : l.Offset+l.Length])
 }

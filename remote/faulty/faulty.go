@@ -31,8 +31,10 @@ type Remote struct {
 	latency  time.Duration // added before every operation
 	partial  bool          // a failed Put first writes half of the object
 	rules    []*rule       // programmed faults, see FailOn
+	release  chan struct{} // closed by Release: lets held operations go on
 
 	// Counters, read with Stats.
+	held                                 atomic.Int64 // operations a Hang holds now
 	puts, gets, lists, deletes, failures atomic.Int64
 	bytesPut, bytesGot                   atomic.Int64
 }
@@ -41,7 +43,7 @@ var _ remote.Remote = (*Remote)(nil)
 
 // New wraps inner; seed makes the injected faults repeatable.
 func New(inner remote.Remote, seed uint64) *Remote {
-	return &Remote{inner: inner, rng: rand.New(rand.NewPCG(seed, seed^0x5ea1f5))}
+	return &Remote{inner: inner, rng: rand.New(rand.NewPCG(seed, seed^0x5ea1f5)), release: make(chan struct{})}
 }
 
 // SetFailRate makes a share p (0..1) of operations fail with ErrInjected.
@@ -66,6 +68,10 @@ const (
 	// report ErrInjected, as a write cut off mid-way does. Other operations
 	// fail as with FailBefore.
 	FailPartial
+	// Hang holds the operation, as a remote that stopped answering does,
+	// until Release is called (then it is passed on) or its context ends
+	// (then it fails with the context's error). Held counts them.
+	Hang
 )
 
 type rule struct {
@@ -127,6 +133,8 @@ func (r *Remote) before(ctx context.Context, op, name string) fault {
 	injected := fmt.Errorf("%s %s: %w", op, name, ErrInjected)
 	if m, ok := r.programmed(op, name); ok {
 		switch m {
+		case Hang:
+			return r.hang(ctx)
 		case FailAfter:
 			return fault{late: true, err: fmt.Errorf("%s %s (it was done): %w", op, name, ErrInjected)}
 		case FailPartial:
@@ -153,6 +161,40 @@ func (r *Remote) before(ctx context.Context, op, name string) fault {
 	}
 	return fault{}
 }
+
+// hang holds an operation until Release or the end of ctx.
+func (r *Remote) hang(ctx context.Context) fault {
+	r.mu.Lock()
+	release := r.release
+	r.mu.Unlock()
+	r.held.Add(1)
+	defer r.held.Add(-1)
+	select {
+	case <-release:
+		return fault{}
+	case <-ctx.Done():
+		return fault{fail: true, err: ctx.Err()}
+	}
+}
+
+// Release lets every operation that a Hang holds go on, and drops the Hang
+// rules still programmed: the remote answers again.
+func (r *Remote) Release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	close(r.release)
+	r.release = make(chan struct{})
+	keep := r.rules[:0]
+	for _, ru := range r.rules {
+		if ru.mode != Hang {
+			keep = append(keep, ru)
+		}
+	}
+	r.rules = keep
+}
+
+// Held returns how many operations a Hang holds now.
+func (r *Remote) Held() int64 { return r.held.Load() }
 
 // done returns err, or the injected error of a late fault.
 func (f fault) done(err error) error {
