@@ -73,9 +73,9 @@ func TestWriteKeepsChunkOrder(t *testing.T) {
 	for i := range data {
 		data[i] = byte(rng.Uint32())
 	}
-	clear(data[1<<20 : 2<<20])              // a run of zeros: holes
+	clear(data[1<<20 : 2<<20])                 // a run of zeros: holes
 	copy(data[4<<20:5<<20], data[2<<20:3<<20]) // repeated content: deduplicated chunks
-	clear(data[len(data)-300<<10:])           // ends in zeros
+	clear(data[len(data)-300<<10:])            // ends in zeros
 	w := r.NewFileWriter()
 	if err := w.Write(ctx, bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
