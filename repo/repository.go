@@ -22,8 +22,10 @@ import (
 )
 
 // DefaultPackSize is the target size of a pack object: large enough that
-// Drive and iCloud are not flooded with small requests.
-const DefaultPackSize = 16 << 20
+// Drive and iCloud are not flooded with small requests, small enough that
+// the Transfers+1 packs a writer holds while they upload (40 MiB at the
+// default of 4) stay within a mount's memory budget.
+const DefaultPackSize = 8 << 20
 
 // DefaultTransfers is how many requests to the remote run in parallel
 // when Options.Transfers is 0.

@@ -188,6 +188,7 @@ func newBackupCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&breakLease, "break-lease", false, "take the writer lease even if another writer holds it (only if it is gone)")
+	g.addTransfersFlag(cmd)
 	return cmd
 }
 
@@ -243,5 +244,6 @@ func newRestoreCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().Uint64Var(&seq, "snapshot", 0, "sequence number of the snapshot to restore (see: sealfs snapshots)")
+	g.addTransfersFlag(cmd)
 	return cmd
 }

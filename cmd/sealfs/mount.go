@@ -93,6 +93,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 	f.StringVar(&mf.sync, "sync", "local", "what fsync waits for: local (the local queue) or remote (a commit)")
 	f.StringVar(&mf.logFile, "log-file", "", "daemon log in the background (default: in the cache directory)")
 	f.StringVar(&mf.logFormat, "log-format", "text", "log format: text (journald reads it well) or json")
+	g.addTransfersFlag(cmd)
 	f.Int64Var(&mf.cacheSize, "cache-size", 1<<30, "bytes of encrypted chunks kept on local disk for rereads (0: none)")
 	f.Var(&mf.remoteShape, "remote-shape", "make the remote look like one across a slow link, e.g. latency=40ms,up=100Mbit,down=100Mbit (for benchmarks and trials)")
 	f.DurationVar(&mf.leaseTTL, "lease-ttl", repo.LeaseTTL, "lifetime of the writer lease, renewed every third of it (for tests)")

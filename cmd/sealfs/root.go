@@ -29,6 +29,12 @@ type globals struct {
 	acceptRollback bool
 	vault          string // unlock through this vault with a password
 	passwordFile   string
+	transfers      int // --transfers of the commands that take it
+}
+
+// addTransfersFlag gives cmd the --transfers flag.
+func (g *globals) addTransfersFlag(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&g.transfers, "transfers", repo.DefaultTransfers, "parallel remote requests: pack uploads, and fetches of read-ahead (up to N+1 packs are held in memory)")
 }
 
 func newRootCmd() *cobra.Command {
@@ -113,7 +119,7 @@ func (g *globals) cacheBase() (string, error) {
 
 func (g *globals) options() (repo.Options, error) {
 	dir, err := g.cacheBase()
-	return repo.Options{CacheDir: dir, AcceptRollback: g.acceptRollback}, err
+	return repo.Options{CacheDir: dir, AcceptRollback: g.acceptRollback, Transfers: g.transfers}, err
 }
 
 // sources says where this command finds the secret that unlocks.

@@ -30,6 +30,7 @@ var valueOptions = map[string]string{
 	"drain_timeout": "--drain-timeout",
 	"sync":          "--sync",
 	"cache_size":    "--cache-size",
+	"transfers":     "--transfers",
 	"log_file":      "--log-file",
 	"log_format":    "--log-format",
 }
