@@ -8,10 +8,19 @@ import (
 )
 
 // memCacheBytes bounds the in-memory cache of verified content: whole
-// chunks that sequential reads and their read-ahead load, and segments
-// that partial reads open. With the read-ahead window (at most half of
-// it) this is most of what reads keep in memory.
+// chunks that sequential reads and their read-ahead load (all but
+// segCacheBytes of it), and segments that partial reads open. With the
+// read-ahead window (at most half of it) this is most of what reads keep
+// in memory.
 const memCacheBytes = 32 << 20
+
+// segCacheBytes is the part of memCacheBytes for segments: enough for the
+// small reads in a row of a few random readers (a page, a header). Reads
+// at random over a large file seldom come back to a segment before it
+// would be dropped anyway, and the kernel's page cache keeps what they
+// read; a larger cache would only be live heap for the garbage collector
+// to scan and double.
+const segCacheBytes = 4 << 20
 
 // tableCacheBytes bounds the cache of segment tables: some 10,000 tables
 // of 512 KiB chunks, which cover 5 GiB of files read at random.
@@ -30,13 +39,27 @@ const wholeChunk = -1
 // memCache keeps verified content in memory (never on disk), least
 // recently used dropped first, so that read-ahead and the reads that
 // follow it decrypt each chunk once, and rereads of a segment cost
-// nothing. A nil memCache keeps nothing.
+// nothing. Chunks and segments have budgets of their own, so that a
+// random reader does not push out what a sequential one read ahead. A
+// nil memCache keeps nothing.
 type memCache struct {
-	mu  sync.Mutex
-	lru *lru[memKey, []byte]
+	mu     sync.Mutex
+	chunks *lru[memKey, []byte]
+	segs   *lru[memKey, []byte]
 }
 
-func newMemCache(limit int64) *memCache { return &memCache{lru: newLRU[memKey, []byte](limit, nil)} }
+// newMemCache makes a cache of limit bytes, segs of them for segments.
+func newMemCache(limit, segs int64) *memCache {
+	return &memCache{chunks: newLRU[memKey, []byte](limit-segs, nil), segs: newLRU[memKey, []byte](segs, nil)}
+}
+
+// lru returns the part of the cache that holds k.
+func (c *memCache) lru(k memKey) *lru[memKey, []byte] {
+	if k.seg == wholeChunk {
+		return c.chunks
+	}
+	return c.segs
+}
 
 // get returns verified content, or nil; callers must not modify it.
 func (c *memCache) get(k memKey) []byte {
@@ -45,7 +68,7 @@ func (c *memCache) get(k memKey) []byte {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	data, _ := c.lru.get(k)
+	data, _ := c.lru(k).get(k)
 	return data
 }
 
@@ -56,7 +79,7 @@ func (c *memCache) put(k memKey, data []byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lru.add(k, data, int64(len(data)))
+	c.lru(k).add(k, data, int64(len(data)))
 }
 
 // cachedTable is the decoded table of a segmented blob at loc.

@@ -198,10 +198,11 @@ type FileReader struct {
 	lastID  crypt.ID
 	lastBuf []byte
 	// Where the last read ended, where the run of reads that led to it
-	// began, the read-ahead window, and the chunk the window last grew
-	// at.
+	// began and how many bytes it read, the read-ahead window, and the
+	// chunk the window last grew at.
 	lastEnd  int64
 	runStart int64
+	runBytes int64
 	window   int64
 	grownAt  int
 	// The last chunk that failed to load, and when: the kernel asks for
@@ -219,16 +220,17 @@ const failHold = 5 * time.Second
 // Read-ahead: a read that starts within seqSlack of where the last one
 // ended goes on a run of reads (the kernel may deliver a stream's reads
 // slightly out of order). The run is sequential once it began at the
-// start of the file or covers seqRun bytes: a reader of a few small
-// pieces in a row (a database page, a header) reads only their segments.
+// start of the file or has read seqRun bytes: a reader of a few small
+// pieces in a row (a database page, a header) reads only their segments,
+// and so does one whose reads at random happen to fall near each other.
 // The window starts at readAheadMin and doubles at each chunk a
-// sequential reader enters, up to readAheadMax (half the memory cache,
-// which holds what it fetches).
+// sequential reader enters, up to readAheadMax (half the memory cache of
+// chunks, which holds what it fetches).
 const (
 	seqSlack     = 512 << 10
 	seqRun       = 256 << 10
 	readAheadMin = 1 << 20
-	readAheadMax = memCacheBytes / 2
+	readAheadMax = (memCacheBytes - segCacheBytes) / 2
 )
 
 // OpenFile returns a reader for a file node.
@@ -296,10 +298,11 @@ func (f *FileReader) sequential(off int64, n int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if off < f.lastEnd-seqSlack || off > f.lastEnd+seqSlack {
-		f.runStart, f.window, f.grownAt = off, readAheadMin, -1
+		f.runStart, f.runBytes, f.window, f.grownAt = off, 0, readAheadMin, -1
 	}
 	f.lastEnd = off + int64(n)
-	return f.runStart == 0 || f.lastEnd-f.runStart >= seqRun
+	f.runBytes += int64(n)
+	return f.runStart == 0 || f.runBytes >= seqRun
 }
 
 // readAhead starts fetching the chunks after extent i that lie within the

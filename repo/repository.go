@@ -256,7 +256,7 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 		if r.blobs, err = newBlobCache(filepath.Join(stateDir, "blobs"), o.CacheSize); err != nil {
 			return nil, fmt.Errorf("failed to open the blob cache: %w", err)
 		}
-		r.recent = newMemCache(memCacheBytes)
+		r.recent = newMemCache(memCacheBytes, segCacheBytes)
 		r.tables = newTableCache(tableCacheBytes)
 	}
 	return r, nil

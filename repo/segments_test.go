@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sealfs/sealfs/chunker"
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/unlock"
@@ -326,5 +327,36 @@ func writeAt(t *testing.T, p string, off int64, b []byte) {
 	defer f.Close()
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNearbyRandomReadsReadSegments: 4 KiB reads at random offsets that
+// happen to fall near each other (all within 448 KiB) are no sequential
+// stream: they read the segments they fall in (at most 8 in 448 KiB) and
+// the table, never the whole chunk or chunks ahead.
+func TestNearbyRandomReadsReadSegments(t *testing.T) {
+	// Chunks of 1 to 4 MiB: a whole chunk is many times what the reads
+	// need.
+	env := testutil.NewRepo(t, repo.InitOptions{PackSize: 4 << 20, Chunking: chunker.Params{Min: 1 << 20, Avg: 2 << 20, Max: 4 << 20}})
+	data := randomData(51, 12<<20)
+	storeFile(t, env.Repo, "f", data)
+	r, rem := openClient(t, env.Dir, env.Code, 64<<20)
+	n := fileNode(t, r, "f")
+	e, start := chunkAfter(t, n, 2<<20)
+	span := min(int(e.Size), 448<<10) - 4096
+	fr := r.OpenFile(n)
+	rng := rand.New(rand.NewPCG(8, 9))
+	before := rem.Stats()
+	const reads = 24
+	for range reads {
+		off := int64(start) + int64(rng.IntN(span))
+		buf := make([]byte, 4096)
+		if _, err := fr.ReadAt(context.Background(), buf, off); err != nil || !bytes.Equal(buf, data[off:off+4096]) {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+	}
+	got := rem.Stats().BytesGot - before.BytesGot
+	if max := int64(8*(format.SegmentSize+crypt.Overhead+1) + 1024); got > max {
+		t.Fatalf("%d random 4 KiB reads near each other fetched %d bytes, more than the 8 segments they fall in (%d): whole chunks were read", reads, got, max)
 	}
 }
