@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 
 	"github.com/sealfs/sealfs/chunker"
 	"github.com/sealfs/sealfs/crypt"
@@ -281,9 +282,9 @@ func (w *FileWriter) Write(ctx context.Context, rd io.Reader) error {
 			}
 		case isZero(chunk):
 			w.Hole(uint64(len(chunk)))
-		case first:
+		case first || runtime.GOMAXPROCS(0) == 1:
 			// A file of one chunk, the most common kind, needs no workers;
-			// nor does the first chunk of a longer one.
+			// nor does the first chunk of a longer one, nor a single core.
 			if err := w.save(ctx, chunk); err != nil {
 				return err
 			}
