@@ -36,6 +36,7 @@ type stagedJob struct {
 	content []repo.Extent
 	ok      bool
 	damaged bool // its content cannot be read back: left out, stays queued
+	gone    bool // deleted or changed while it was read: the next commit's
 }
 
 // Pending reports how many files wait in the staging area and their bytes.
@@ -175,6 +176,12 @@ func (t *Tree) commitFailed(err error) error {
 func (t *Tree) storeJobs(ctx context.Context, jobs []*stagedJob) error {
 	for _, j := range jobs {
 		content, err := t.jobContent(ctx, j)
+		if err != nil && t.jobGone(j) {
+			// Deleted (its staging copy with it) or changed while it
+			// was read: not a failure of the commit.
+			j.gone = true
+			continue
+		}
 		if err != nil && unreadable(err) {
 			// One such file must not hold back every other file: it
 			// keeps its last committed content (a new file is left
@@ -190,6 +197,14 @@ func (t *Tree) storeJobs(ctx context.Context, jobs []*stagedJob) error {
 		j.content = content
 	}
 	return nil
+}
+
+// jobGone reports whether a job's file left the namespace or changed
+// since the job was taken.
+func (t *Tree) jobGone(j *stagedJob) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return j.in.parent == nil || j.in.gen != j.gen || j.in.staging != j.staging
 }
 
 // jobContent returns a staged file's stored content: what its streamer
@@ -226,7 +241,7 @@ func (t *Tree) freeze(jobs []*stagedJob) (*frozenCommit, error) {
 	defer t.mu.Unlock()
 	done := map[*Inode]*stagedJob{}
 	for _, j := range jobs {
-		j.ok = !j.damaged && j.in.gen == j.gen
+		j.ok = !j.damaged && !j.gone && j.in.gen == j.gen
 		switch {
 		case j.ok:
 			done[j.in] = j
