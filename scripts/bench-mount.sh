@@ -183,15 +183,17 @@ mnt() { local v=M_$1; echo "${!v}"; }
 # --- workloads; each records its figures for system $1 in round $2
 
 w_write() {
-	local m t0 t1
+	local m t0 t1 tw
 	m=$(mnt "$1")
 	up "$1" warm
 	t0=$(now)
 	cp "$W/data-$2" "$m/data-$2"
+	tw=$(now)
 	down "$1"
 	t1=$(now)
 	hwm > /dev/null
 	rec write "$1" "$(mbs $((SIZE << 20)) "$(calc "$t1 - $t0")")"
+	rec write_ret "$1" "$(mbs $((SIZE << 20)) "$(calc "$tw - $t0")")"
 }
 w_read() {
 	local m t0 t1
@@ -218,14 +220,16 @@ w_fio() {
 	rec rss_rand "$1" "$(hwm)"
 }
 w_untar() {
-	local m t0 t1
+	local m t0 t1 tw
 	m=$(mnt "$1")
 	up "$1" warm
 	t0=$(now)
 	tar -C "$m" -xf "$W/src.tar"
+	tw=$(now)
 	down "$1"
 	t1=$(now)
 	rec untar "$1" "$(calc "$t1 - $t0")"
+	rec untar_ret "$1" "$(calc "$tw - $t0")"
 	rec rss_untar "$1" "$(hwm)"
 }
 w_ls() {
@@ -447,10 +451,12 @@ if want main; then
 	speed() { echo "| $1 | $(f "$(m "$2" g)") MB/s | $(f "$(m "$2" r)") MB/s | $(f "$(m "$2" s)") MB/s | $(f "$(ratio "$2")" 2) |"; }
 	secs() { echo "| $1 | $(f "$(m "$2" g)" 2) s | $(f "$(m "$2" r)" 2) s | $(f "$(m "$2" s)" 2) s | $(f "$(ratio "$2")" 2)× the time |"; }
 	speed "sequential write, until on the remote" write
+	speed "(the same, until cp returns)" write_ret
 	speed "sequential read, cold" read
 	echo "| random 4 KiB reads (fio, 10 s, cold) | $(f "$(m iops g)") IOPS | $(f "$(m iops r)") IOPS | $(f "$(m iops s)") IOPS | $(f "$(ratio iops)" 2) |"
 	echo "| random read p99 latency | $(f "$(m p99 g)" 2) ms | $(f "$(m p99 r)" 2) ms | $(f "$(m p99 s)" 2) ms | $(f "$(ratio p99)" 1)× |"
 	secs "untar of Go's \`src\` ($ENTRIES entries), until on the remote" untar
+	secs "(the same, until tar returns)" untar_ret
 	secs "\`ls -lR\` of it, cold" ls
 	secs "\`rm -rf\` of it, until on the remote" rm
 	echo "| bytes uploaded after a 1 MiB rewrite in a 256 MiB file | $(f "$(m rewrite g)" 2) MiB | $(f "$(m rewrite r)" 2) MiB | $(f "$(m rewrite s)" 2) MiB | $(f "$(ratio rewrite)" 3) |"
