@@ -91,14 +91,19 @@ func (t *Tree) ReadDir(ctx context.Context, dir *Inode) ([]DirEntry, error) {
 }
 
 func (t *Tree) readDir(ctx context.Context, dir *Inode) (out []DirEntry, err error) {
-	var ahead []prefetchJob
-	defer func() { t.prefetch(ahead) }()
+	var next []prefetchJob
+	defer func() {
+		if err == nil {
+			t.listed(dir)
+			t.prefetch(next)
+		}
+	}()
 	err = t.locked(ctx, func() error {
 		if err := t.loadDir(ctx, dir); err != nil {
 			return err
 		}
 		entries := sortedChildren(dir)
-		ahead = subdirs(entries, prefetchLevels)
+		next = aheadOf(entries, prefetchLevels)
 		out = make([]DirEntry, 0, len(entries))
 		for _, e := range entries {
 			// What readdir returns: the inode number and type. (The

@@ -2,6 +2,7 @@ package worktree
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,9 +77,28 @@ func coldTree(t *testing.T, env *testutil.Env) (*Tree, *faulty.Remote) {
 	return tr, rem
 }
 
-// TestPrefetchSubtrees: listing a folder loads its folders and theirs in
-// the background, and no deeper; a walk then lists them without asking
-// the remote.
+// folders returns the folders of the test tree (folderTree) by path,
+// and whether each is loaded.
+func (t *Tree) folders(tb testing.TB) map[string]bool {
+	tb.Helper()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]bool{}
+	var walk func(dir *Inode, path string)
+	walk = func(dir *Inode, path string) {
+		for name, c := range dir.children {
+			if c.meta.Type == repo.NodeDir {
+				out[path+name] = c.children != nil
+				walk(c, path+name+"/")
+			}
+		}
+	}
+	walk(t.root, "")
+	return out
+}
+
+// TestPrefetchSubtrees: listing a folder loads the folders below it in
+// the background; a walk then lists them without asking the remote.
 func TestPrefetchSubtrees(t *testing.T) {
 	ctx := t.Context()
 	env := testutil.NewRepo(t, repo.InitOptions{})
@@ -89,47 +109,54 @@ func TestPrefetchSubtrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.prefetchIdle(t)
-	tr.mu.Lock()
-	for name, d := range tr.root.children {
-		for sname, s := range d.children {
-			if s.children == nil {
-				t.Errorf("%s/%s is not loaded after the top folder was listed", name, sname)
-			}
-			if deep := s.children["deep"]; deep != nil && deep.children != nil {
-				t.Errorf("%s/%s/deep is loaded: three levels below the listing", name, sname)
-			}
-		}
-		if d.children == nil {
-			t.Errorf("%s is not loaded after the top folder was listed", name)
+	got := tr.folders(t)
+	for p, loaded := range got {
+		if !loaded {
+			t.Errorf("%s is not loaded after the top folder was listed", p)
 		}
 	}
-	tr.mu.Unlock()
+	if len(got) != 3*(1+2*2) {
+		t.Errorf("%d folders are known after the listing, want 15: %v", len(got), got)
+	}
 	gets := rem.Stats().Gets
-	for i := range 3 {
-		for _, p := range [][]string{{fmt.Sprint("d", i)}, {fmt.Sprint("d", i), "s0"}, {fmt.Sprint("d", i), "s1"}} {
-			dir := tr.Root()
-			for _, name := range p {
-				var err error
-				if dir, _, err = tr.Lookup(ctx, dir, name); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if _, err := tr.ReadDir(ctx, dir); err != nil {
-				t.Fatal(err)
-			}
+	for p := range got {
+		if _, err := tr.ReadDir(ctx, lookupIn(t, tr, strings.Split(p, "/")...)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if n := rem.Stats().Gets - gets; n != 0 {
 		t.Errorf("listing the folders loaded ahead asked the remote %d times", n)
 	}
-	// Those listings load the level below them in turn.
-	tr.prefetchIdle(t)
-	gets = rem.Stats().Gets
-	if _, err := tr.ReadDir(ctx, lookupIn(t, tr, "d0", "s0", "deep")); err != nil {
+}
+
+// TestPrefetchBounded: folders loaded ahead and not listed yet bound what
+// loads ahead (here: one): a listing then loads its own folders only; a
+// walk that lists them goes on.
+func TestPrefetchBounded(t *testing.T) {
+	defer func(n int) { prefetchAhead = n }(prefetchAhead)
+	prefetchAhead = 1
+	ctx := t.Context()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	folderTree(t, env)
+	tr, _ := coldTree(t, env)
+	defer tr.Close()
+	if _, err := tr.ReadDir(ctx, tr.Root()); err != nil {
 		t.Fatal(err)
 	}
-	if n := rem.Stats().Gets - gets; n != 0 {
-		t.Errorf("listing d0/s0/deep after d0/s0 was listed asked the remote %d times", n)
+	tr.prefetchIdle(t)
+	for p, loaded := range tr.folders(t) {
+		if want := !strings.Contains(p, "/"); loaded != want {
+			t.Errorf("after the top was listed, %s loaded: %v", p, loaded)
+		}
+	}
+	if _, err := tr.ReadDir(ctx, lookupIn(t, tr, "d0")); err != nil {
+		t.Fatal(err)
+	}
+	tr.prefetchIdle(t)
+	for p, loaded := range tr.folders(t) {
+		if want := !strings.Contains(p, "/") || p == "d0/s0" || p == "d0/s1"; loaded != want {
+			t.Errorf("after d0 was listed, %s loaded: %v", p, loaded)
+		}
 	}
 }
 
