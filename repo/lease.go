@@ -144,7 +144,7 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 	h.cancel = cancel
 	go h.renew(rctx)
 	r.mu.Lock()
-	r.lease, r.tried = h, crypt.ID{}
+	r.lease, r.tried, r.stopped = h, crypt.ID{}, false
 	r.mu.Unlock()
 	return nil
 }

@@ -108,6 +108,7 @@ type Repository struct {
 	outgoing    []*packUpload
 	packSlots   int
 	running     int
+	stopped     bool                // set by Unlock: no upload starts until Lock
 	uploadEnded chan struct{}       // closed and replaced whenever an upload ends
 	uploads     sync.WaitGroup      // uploads under way
 	pending     []format.IndexEntry // blobs in stored packs, not yet in an index object

@@ -57,6 +57,9 @@ func (r *Repository) finishPackLocked(ctx context.Context) error {
 // context of the call that queued its pack, not its cancellation: a pack
 // holds blobs of many callers. Unlock cancels it. r.mu is held.
 func (r *Repository) startUploadsLocked() {
+	if r.stopped {
+		return
+	}
 	for _, u := range r.outgoing {
 		if r.running >= r.transfers() {
 			return
@@ -75,6 +78,9 @@ func (r *Repository) startUploadsLocked() {
 // retryLocked queues the packs whose upload failed again, and returns
 // them. r.mu is held.
 func (r *Repository) retryLocked() []*packUpload {
+	if r.stopped {
+		return nil // they stay failed: nothing would upload them
+	}
 	var failed []*packUpload
 	for _, u := range r.outgoing {
 		if u.err != nil {
@@ -133,6 +139,9 @@ func (r *Repository) waitUploadLocked(ctx context.Context) error {
 func (r *Repository) packSlotLocked(ctx context.Context) error {
 	retried := map[*packUpload]bool{}
 	for r.packSlots >= r.maxPacks() {
+		if r.stopped {
+			return ErrReadOnly
+		}
 		for _, u := range r.outgoing {
 			if u.err != nil && retried[u] {
 				return u.err
@@ -181,12 +190,19 @@ func (r *Repository) Flush(ctx context.Context) error {
 }
 
 // stopUploads cancels the uploads under way and waits until they have
-// ended; their packs stay, as failed ones.
+// ended; their packs, and those queued, stay as failed ones, and no upload
+// starts again until Lock. (A queued pack that started once its
+// predecessor was cancelled would hang Unlock for as long as the remote
+// does.)
 func (r *Repository) stopUploads() {
 	r.mu.Lock()
+	r.stopped = true
 	for _, u := range r.outgoing {
-		if u.running {
+		switch {
+		case u.running:
 			u.cancel()
+		case u.err == nil:
+			u.err = fmt.Errorf("pack %s not uploaded: the writer stopped", u.p.id.Short())
 		}
 	}
 	r.mu.Unlock()
