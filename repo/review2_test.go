@@ -4,11 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"math/rand/v2"
 	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sealfs/sealfs/chunker"
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -52,5 +58,94 @@ func TestUnlockWithQueuedPackBehindHungUpload(t *testing.T) {
 		if time.Now().After(end) {
 			t.Fatalf("%d goroutines after Unlock, %d before the writes", runtime.NumGoroutine(), base)
 		}
+	}
+}
+
+// heapPuts runs a garbage collection before each pack upload and records
+// the largest live heap seen then, after a delay that makes the remote
+// slower than the writer.
+type heapPuts struct {
+	remote.Remote
+	mu    sync.Mutex
+	most  uint64
+	delay time.Duration
+}
+
+func (h *heapPuts) Put(ctx context.Context, name string, data []byte) error {
+	if strings.HasPrefix(name, "data/") {
+		h.mu.Lock()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		h.most = max(h.most, ms.HeapAlloc)
+		h.mu.Unlock()
+		time.Sleep(h.delay)
+	}
+	return h.Remote.Put(ctx, name, data)
+}
+
+// prngReader yields n pseudo-random bytes of a seed without holding them.
+type prngReader struct {
+	rng *rand.ChaCha8
+	n   int64
+}
+
+func (p *prngReader) Read(b []byte) (int, error) {
+	if p.n <= 0 {
+		return 0, io.EOF
+	}
+	b = b[:min(int64(len(b)), p.n)]
+	p.rng.Read(b)
+	p.n -= int64(len(b))
+	return len(b), nil
+}
+
+func newPRNG(seed byte, n int64) *prngReader {
+	return &prngReader{rng: rand.NewChaCha8([32]byte{seed}), n: n}
+}
+
+// TestWriterMemoryBounded: a writer faster than the remote holds at most
+// Transfers+1 packs (plus the chunks the seal pipeline holds): the live
+// heap, measured before each pack upload while 96 MiB of random data are
+// written through 1 MiB packs, stays within a bound far below the data
+// written. The file then reads back whole.
+func TestWriterMemoryBounded(t *testing.T) {
+	ctx := context.Background()
+	const size = 96 << 20
+	var hp *heapPuts
+	env := newRepoOn(t, func(r remote.Remote) remote.Remote {
+		hp = &heapPuts{Remote: r, delay: 20 * time.Millisecond}
+		return hp
+	}, repo.InitOptions{PackSize: 1 << 20, Chunking: chunker.Params{Min: 64 << 10, Avg: 256 << 10, Max: 1 << 20},
+		Options: repo.Options{Transfers: 2}})
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	content, n, err := env.Repo.SaveFile(ctx, newPRNG(7, size))
+	if err != nil || n != size {
+		t.Fatalf("writing: %v (%d bytes)", err, n)
+	}
+	if err := env.Repo.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 3 packs of up to 1.125 MiB, 2 chunks per core in the pipeline (a
+	// copy and a sealed one, 1 MiB each at most), the chunker's buffer,
+	// and room for the codecs and the runtime.
+	bound := base + 3*(9<<17) + uint64(runtime.GOMAXPROCS(0))*4<<20 + 4<<20 + 16<<20
+	hp.mu.Lock()
+	most := hp.most
+	hp.mu.Unlock()
+	t.Logf("live heap: %d MiB before, at most %d MiB while writing %d MiB (bound %d MiB)", base>>20, most>>20, size>>20, bound>>20)
+	if most > bound {
+		t.Fatalf("the live heap reached %d MiB while writing %d MiB, over the bound of %d MiB", most>>20, size>>20, bound>>20)
+	}
+	var got bytes.Buffer
+	if _, err := env.Repo.OpenFile(&repo.Node{Type: repo.NodeFile, Size: n, Content: content}).CopyTo(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := io.ReadAll(newPRNG(7, size))
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatal("the file does not read back")
 	}
 }
