@@ -259,6 +259,11 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	if err != nil {
 		return err
 	}
+	stopProfiling, err := startProfiling(log)
+	if err != nil {
+		return err
+	}
+	defer stopProfiling()
 	ctx := context.Background()
 	rem, err := g.openMirrored(ctx, source, mf.remoteShape, log)
 	if err != nil {
