@@ -2,6 +2,7 @@ package test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -206,5 +207,80 @@ func TestUmountDuringPrefetch(t *testing.T) {
 	wantContent(t, out, files)
 	if entries, err := os.ReadDir(out); err != nil || len(entries) != 60 {
 		t.Errorf("restored root: %d entries, %v", len(entries), err)
+	}
+}
+
+// TestOfflineUnloadedOps: a mount that comes up while the remote is down
+// (from the cache of an earlier mount) changes folders it has not listed
+// (the root's mode and an xattr, a folder's mode, a file written into a
+// folder, a folder renamed into another, rmdir of a full folder
+// refused), is stopped while the remote is still down, comes up offline
+// again (its journal replayed), and once the remote answers, commits: a
+// restore from a fresh cache holds every file and every change.
+func TestOfflineUnloadedOps(t *testing.T) {
+	needRoot(t)
+	s3 := newRefusingS3(t)
+	dir := t.TempDir()
+	c := cliRepo{remote: fmt.Sprintf(":s3,provider=Other,access_key_id=k,secret_access_key=s,region=us-east-1,force_path_style=true,endpoint='%s':offline/repo", s3.srv.URL),
+		cache: filepath.Join(dir, "cache"), codeFile: filepath.Join(dir, "code")}
+	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, c.remote), 0, "")
+	mnt := mountpoint(t)
+	unloadedSource(t, c, mnt)
+
+	s3.down.Store(true)
+	start := time.Now()
+	expect(t, c.mount(t, mnt, "--commit-delay", "100ms", "--drain-timeout", "1s"), 0, "")
+	if st := mountStatus(t, mnt); !strings.Contains(st.Lease, "not held yet") {
+		t.Fatalf("the mount is not offline: %+v", st)
+	}
+	p := func(n string) string { return filepath.Join(mnt, n) }
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s (offline): %v", what, err)
+		}
+	}
+	must("chmod /", os.Chmod(mnt, 0o750))
+	must("setxattr /", unix.Setxattr(mnt, "user.offline", []byte("root"), 0))
+	must("chmod a/b", os.Chmod(p("a/b"), 0o700))
+	must("write a/c/new", os.WriteFile(p("a/c/new"), []byte("content of new"), 0o644))
+	must("rename x/y z/w", os.Rename(p("x/y"), p("z/w")))
+	if err := syscall.Rmdir(p("h/i")); !errors.Is(err, syscall.ENOTEMPTY) {
+		t.Fatalf("rmdir of the full folder h/i (offline): %v, want ENOTEMPTY", err)
+	}
+	if r := c.umount(t, mnt); r.code != 13 {
+		t.Fatalf("umount with the remote down: %+v", r)
+	}
+	expect(t, c.mount(t, mnt, "--commit-delay", "100ms"), 0, "")
+	must("write q/r/late", os.WriteFile(p("q/r/late"), []byte("content of late"), 0o644))
+	t.Logf("offline: %v", time.Since(start))
+	s3.down.Store(false)
+	for deadline := time.Now().Add(time.Minute); ; {
+		st := mountStatus(t, mnt)
+		if !strings.Contains(st.Lease, "not held yet") && st.PendingFiles == 0 && !st.Committing && st.LastError == "" && st.SnapshotSeq >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mount did not commit once the remote answered: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	expect(t, c.umount(t, mnt), 0, "")
+	t.Logf("committed: %v", time.Since(start))
+
+	out := restored(t, c)
+	wantContent(t, out, map[string]string{"a/b/f": "a/b/f", "a/c/f": "a/c/f", "a/c/new": "new", "z/w/f": "x/y/f",
+		"h/i/f": "h/i/f", "p/f": "p/f", "q/r/f": "q/r/f", "q/r/late": "late", "top": "top"})
+	if _, err := os.Stat(filepath.Join(out, "x/y")); !os.IsNotExist(err) {
+		t.Errorf("x/y is still there after it was renamed: %v", err)
+	}
+	for path, mode := range map[string]os.FileMode{"": 0o750, "a/b": 0o700} {
+		if fi, err := os.Stat(filepath.Join(out, path)); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("/%s restored with mode %v (%v), want %v", path, fi.Mode().Perm(), err, mode)
+		}
+	}
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(out, "user.offline", buf); err != nil || string(buf[:n]) != "root" {
+		t.Errorf("the root's user.offline: %q, %v", buf[:max(n, 0)], err)
 	}
 }
