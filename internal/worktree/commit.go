@@ -281,9 +281,7 @@ func (t *Tree) settle(snap *repo.Snapshot, done map[*Inode]*stagedJob) {
 	t.baseSeq = snap.Seq
 	t.lastError = nil
 	for in, j := range done {
-		n := in.meta
-		n.Content, n.Size = j.content, j.size
-		in.committed = &n
+		in.committed = &stored{Content: j.content, Size: j.size}
 		in.cleanGen = j.gen
 		if in.gen == j.gen && in.opens == 0 {
 			in.meta.Content, in.meta.Size = j.content, j.size

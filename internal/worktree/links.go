@@ -187,8 +187,7 @@ func (t *Tree) inodeOf(n *repo.Node) *Inode {
 	c := &Inode{Ino: t.newIno(), meta: *n}
 	c.meta.Name = nil
 	if n.Type == repo.NodeFile {
-		cm := c.meta
-		c.committed = &cm
+		c.committed = &stored{Content: n.Content, Size: n.Size}
 	}
 	return c
 }

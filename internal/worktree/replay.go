@@ -248,8 +248,7 @@ func (t *Tree) applyCreate(ctx context.Context, rec record) error {
 		}
 	}
 	if in.meta.Type == repo.NodeFile && len(in.meta.Content) > 0 {
-		c := in.meta
-		in.committed = &c
+		in.committed = &stored{Content: in.meta.Content, Size: in.meta.Size}
 	}
 	t.addNameLocked(in, dir, name)
 	if rec.Time != 0 {

@@ -35,11 +35,11 @@ type Inode struct {
 	// staging file, and committed keeps what the last snapshot holds.
 	staging   string
 	file      *stagingFile
-	gen       uint64     // bumped by every content change
-	committed *repo.Node // what the last snapshot holds; nil if never committed
-	cleanGen  uint64     // gen whose content committed holds
-	writers   int        // open handles that may write
-	opens     int        // open handles
+	gen       uint64  // bumped by every content change
+	committed *stored // what the last snapshot holds; nil if never committed
+	cleanGen  uint64  // gen whose content committed holds
+	writers   int     // open handles that may write
+	opens     int     // open handles
 	matMu     sync.Mutex
 
 	// A file changed in place is an overlay: its staging file (sparse, of
@@ -55,6 +55,13 @@ type Inode struct {
 
 	// stream chunks a new file while it is written sequentially.
 	stream *streamer
+}
+
+// stored is a file's content as a snapshot holds it: what a commit keeps
+// of a file still open for writing (its metadata are the inode's own).
+type stored struct {
+	Content []repo.Extent
+	Size    uint64
 }
 
 // Options configure a Tree.
