@@ -197,3 +197,52 @@ func TestKillWhileUploadsHeld(t *testing.T) {
 	}
 	t.Logf("kills while uploads held: %d kills, %d files verified, %d wrong bytes", kills.Load(), files.Load(), wrong.Load())
 }
+
+// TestUmountWhileUploadsHang: the remote holds every pack upload and never
+// answers; sealfs umount stops the daemon within its drain timeout (with
+// one transfer, so that packs queue behind the held one), names the files
+// still queued, and the next mount of the same cache, with the remote
+// answering again, uploads them: a fresh client reads every file.
+func TestUmountWhileUploadsHang(t *testing.T) {
+	needRoot(t)
+	gate := &holdGate{inner: gofakes3.New(s3mem.New()).Server(), prefix: "repo/data/"}
+	s3 := newFaultyS3Over(t, gate)
+	c := s3.initRepo(t, "bucket") // 8 MiB packs; rclone's own time-out (5 minutes)
+	mnt := mountpoint(t)
+	t.Cleanup(func() { gate.heal(); stopMount(t, mnt) })
+	rng := rand.New(rand.NewPCG(3, 3))
+	files := fileSet{}
+	args := []string{"--commit-delay", "100ms", "--transfers", "1"}
+	expect(t, c.mount(t, mnt, append(args, "--drain-timeout", "3s")...), 0, "")
+	gate.arm()
+	if err := files.write(mnt, "h", rng, 2000, 12<<20, 9<<20, 10); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "held uploads", &gate.held, 1, 60*time.Second)
+	time.Sleep(time.Second) // a second pack queues behind the held one
+	pid := mountPID(mnt)
+	start := time.Now()
+	r := sealfs(t, nil, "umount", "--timeout", "60s", mnt)
+	took := time.Since(start)
+	for processAliveTest(pid) {
+		if time.Since(start) > 60*time.Second {
+			syscall.Kill(pid, syscall.SIGQUIT)
+			time.Sleep(time.Second)
+			log, _ := os.ReadFile(filepath.Join(c.cache, "test-mount.log"))
+			t.Logf("daemon log:\n%s", tail(log, 60000))
+			t.Fatalf("the daemon still runs %v after sealfs umount (drain timeout 3s): %+v", time.Since(start), r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r.code == 0 || !strings.Contains(r.stdout, "queued: /h-1") {
+		t.Errorf("sealfs umount with uploads held (%v): exit %d, %q %q", took, r.code, r.stdout, r.stderr)
+	}
+	gate.heal()
+	expect(t, c.mount(t, mnt, args...), 0, "")
+	if r := stopMount(t, mnt); !strings.Contains(r.stdout, "everything is committed") {
+		t.Fatalf("the unmount after recovery said %q %q", r.stdout, r.stderr)
+	}
+	if n, wrong := verifyFresh(t, c, mnt, files, nil); n != len(files) || wrong != 0 {
+		t.Fatalf("%d files of %d read back, %d wrong bytes", n, len(files), wrong)
+	}
+}

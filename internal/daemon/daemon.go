@@ -115,6 +115,10 @@ type Daemon struct {
 	lastErr    error
 	stopLoop   chan struct{}
 	loopDone   chan struct{}
+	// loopCtx bounds the commit loop's commits; Stop cancels it once the
+	// drain timeout has passed.
+	loopCtx    context.Context
+	cancelLoop context.CancelFunc
 	gone       chan struct{} // closed when the kernel has let go of the mount
 }
 
@@ -131,6 +135,7 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 	}
 	CleanStaleMount(cfg.Mountpoint, cfg.Log)
 	d := &Daemon{cfg: cfg, stopLoop: make(chan struct{}), loopDone: make(chan struct{}), gone: make(chan struct{})}
+	d.loopCtx, d.cancelLoop = context.WithCancel(context.Background())
 	d.unleased.Store(unleased)
 	tree, err := worktree.Open(ctx, cfg.Repo, worktree.Options{
 		Dir: filepath.Join(cfg.Repo.StateDir(), "work"), ReadOnly: cfg.ReadOnly, Log: cfg.Log,
@@ -276,7 +281,7 @@ func (d *Daemon) commitLoop() {
 		if (!quiet && !overdue) || time.Now().Before(next) {
 			continue
 		}
-		if _, err := d.commit(context.Background()); err != nil {
+		if _, err := d.commit(d.loopCtx); err != nil {
 			backoff = retryAfter(backoff, err)
 			next = time.Now().Add(backoff)
 			continue
@@ -294,10 +299,15 @@ func (d *Daemon) Stop() error {
 		d.writePresence(true)
 		defer d.removePresence()
 	}
-	close(d.stopLoop)
-	<-d.loopDone
 	ctx, cancel := context.WithTimeout(context.Background(), d.drainTimeout())
 	defer cancel()
+	// A commit of the loop under way is part of the drain: it ends with
+	// the drain timeout (one waiting on an upload that hangs held the
+	// stop for as long as the remote did).
+	context.AfterFunc(ctx, d.cancelLoop)
+	defer d.cancelLoop()
+	close(d.stopLoop)
+	<-d.loopDone
 	d.drain(ctx)
 	umountErr := d.unmount()
 	<-d.gone
