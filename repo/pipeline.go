@@ -9,7 +9,7 @@ import (
 )
 
 // sealPipeline computes the ids of a file's chunks and seals them
-// (prepareBlob) on one worker per core, while the writer goes on chunking;
+// (prepareBlob) on one worker per core (sealWorkers), while the writer goes on chunking;
 // the writer takes the results back in the order it pushed the chunks.
 // At most limit chunks are in the pipeline: a few per worker, each a copy
 // of up to the chunker's maximum size, so memory stays bounded.
@@ -31,9 +31,14 @@ type sealJob struct {
 	err  error
 }
 
+// sealWorkers is how many chunks are sealed at once: one a core, up to 8
+// (8 cores seal faster than any disk or link feeds them; more would only
+// hold more chunks in memory).
+func sealWorkers() int { return min(runtime.GOMAXPROCS(0), 8) }
+
 // newSealPipeline starts the workers; stop ends them.
 func (r *Repository) newSealPipeline() *sealPipeline {
-	n := runtime.GOMAXPROCS(0)
+	n := sealWorkers()
 	p := &sealPipeline{r: r, jobs: make(chan *sealJob, 2*n), limit: 2 * n}
 	p.wg.Add(n)
 	for range n {

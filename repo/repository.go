@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -145,8 +144,9 @@ type SlotInfo struct {
 }
 
 func newCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
-	// One encoder per core: FileWriter.Write compresses chunks in parallel.
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	// An encoder for each worker of FileWriter.Write, which compresses
+	// chunks in parallel, and one for the others.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(sealWorkers()+1))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
 
 	"github.com/sealfs/sealfs/chunker"
 	"github.com/sealfs/sealfs/crypt"
@@ -282,7 +281,7 @@ func (w *FileWriter) Write(ctx context.Context, rd io.Reader) error {
 			}
 		case isZero(chunk):
 			w.Hole(uint64(len(chunk)))
-		case first || runtime.GOMAXPROCS(0) == 1:
+		case first || sealWorkers() == 1:
 			// A file of one chunk, the most common kind, needs no workers;
 			// nor does the first chunk of a longer one, nor a single core.
 			if err := w.save(ctx, chunk); err != nil {
