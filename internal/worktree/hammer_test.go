@@ -372,6 +372,7 @@ func hammerVerify(t *testing.T, env *testutil.Env, models map[string]*hammerMode
 	}
 	defer tr.Close()
 	gotDirs, gotFiles := map[string]bool{}, map[string][]byte{}
+	gotIno, gotNlink := map[string]uint64{}, map[string]uint32{}
 	var walk func(p string, dir *worktree.Inode)
 	walk = func(p string, dir *worktree.Inode) {
 		ents, err := tr.ReadDir(ctx, dir)
@@ -383,7 +384,7 @@ func hammerVerify(t *testing.T, env *testutil.Env, models map[string]*hammerMode
 			if p != "" {
 				cp = p + "/" + e.Name
 			}
-			in, _, err := tr.Lookup(ctx, dir, e.Name)
+			in, a, err := tr.Lookup(ctx, dir, e.Name)
 			if err != nil {
 				t.Fatalf("lookup /%s: %v", cp, err)
 			}
@@ -393,6 +394,7 @@ func hammerVerify(t *testing.T, env *testutil.Env, models map[string]*hammerMode
 				continue
 			}
 			gotFiles[cp] = readFile(t, tr, strings.Split(cp, "/")...)
+			gotIno[cp], gotNlink[cp] = a.Ino, a.Nlink
 		}
 	}
 	walk("", tr.Root())
@@ -411,6 +413,30 @@ func hammerVerify(t *testing.T, env *testutil.Env, models map[string]*hammerMode
 	for p := range gotDirs {
 		if !wantDirs[p] {
 			t.Errorf("folder /%s should not be there (resurrected or duplicated)", p)
+		}
+	}
+	// Names of one file are one inode, with as many links; names of
+	// different files are different inodes.
+	fileOf := map[uint64]string{} // inode -> its file, as top/identity
+	for top, m := range models {
+		inoOf := map[int]uint64{}
+		for p, id := range m.names {
+			ino, ok := gotIno[p]
+			if !ok {
+				continue // reported below
+			}
+			if first, seen := inoOf[id]; seen && first != ino {
+				t.Errorf("%s: /%s is another inode than the other names of its file (a hard link split)", top, p)
+			}
+			inoOf[id] = ino
+			if f := fmt.Sprint(top, "/", id); fileOf[ino] != "" && fileOf[ino] != f {
+				t.Errorf("%s: /%s is the same inode as a name of another file (files merged)", top, p)
+			} else {
+				fileOf[ino] = f
+			}
+			if gotNlink[p] != uint32(m.links[id]) {
+				t.Errorf("%s: /%s has %d links, want %d", top, p, gotNlink[p], m.links[id])
+			}
 		}
 	}
 	for p, want := range wantFiles {
