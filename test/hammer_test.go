@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -295,4 +296,75 @@ func TestMountHammerColdTree(t *testing.T) {
 		}
 	}
 	t.Logf("%d rounds, %d operations through the mount, each round restored from a fresh cache and compared", rounds, ops)
+}
+
+// TestMountRemoveWhileWalking: on a fresh cache behind a slow link, `rm
+// -rf` of a folder tree never listed and `mv` of another into a third run
+// while `find` and `ls -lR` walk the whole mount (loading folders ahead);
+// after an unmount, a restore from a fresh cache holds neither the
+// removed tree nor the moved one at its old place, and every other file.
+func TestMountRemoveWhileWalking(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt), 0, "")
+	want := map[string]string{}
+	for _, top := range []string{"gone", "moved", "kept", "into"} {
+		for i := range 8 {
+			for j := range 3 {
+				d := fmt.Sprintf("%s/d%d/e%d", top, i, j)
+				if err := os.MkdirAll(filepath.Join(mnt, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				f := d + "/f"
+				if err := os.WriteFile(filepath.Join(mnt, f), []byte("content of "+f), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				switch top {
+				case "moved":
+					want["into/moved/"+f[len("moved/"):]] = "content of " + f
+				case "kept", "into":
+					want[f] = "content of " + f
+				}
+			}
+		}
+	}
+	c.umount(t, mnt)
+	for round := range 3 {
+		fresh := c
+		fresh.cache = t.TempDir()
+		expect(t, fresh.mount(t, mnt, "--commit-delay", "20ms", "--remote-shape", "latency=3ms"), 0, "")
+		var wg sync.WaitGroup
+		for _, walk := range [][]string{{"find", mnt}, {"ls", "-lR", mnt}} {
+			wg.Go(func() { exec.Command(walk[0], walk[1:]...).Run() })
+		}
+		if round == 0 {
+			wg.Go(func() {
+				if out, err := exec.Command("rm", "-rf", filepath.Join(mnt, "gone")).CombinedOutput(); err != nil {
+					t.Errorf("rm -rf: %v\n%s", err, out)
+				}
+			})
+			wg.Go(func() {
+				if err := os.Rename(filepath.Join(mnt, "moved"), filepath.Join(mnt, "into", "moved")); err != nil {
+					t.Errorf("mv: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		expect(t, fresh.umount(t, mnt), 0, "")
+		got := readModel(t, restored(t, c))
+		for p, w := range want {
+			if got.files[p] != w {
+				t.Errorf("round %d: %s = %q, want %q", round, p, got.files[p], w)
+			}
+		}
+		for p := range got.files {
+			if _, ok := want[p]; !ok {
+				t.Errorf("round %d: %s should not be there", round, p)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
 }
