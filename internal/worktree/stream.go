@@ -16,11 +16,18 @@ var errStreamInvalid = errors.New("not a sequential write")
 // little for the commit to do. It never slows the writer: it follows the
 // staging file and may fall behind. Any write that is not an append, a
 // truncation, or a failure gives up, and the commit chunks the file then.
+//
+// It starts once streamStart bytes are written: a small file is closed
+// long before the chunker has anything to cut, and a goroutine, a second
+// reference to its staging file and a blob of its own for each of the
+// thousands of small files an untar writes cost the writer more than the
+// commit spends chunking them from their staging copies (Go's src: tar
+// took twice as long).
 type streamer struct {
 	t  *Tree
 	in *Inode
 
-	f         *stagingFile // its own reference to the staging file
+	f         *stagingFile // its own reference to the staging file, once started
 	closeOnce sync.Once
 
 	mu      sync.Mutex
@@ -28,22 +35,27 @@ type streamer struct {
 	avail   uint64 // bytes written sequentially so far
 	closed  bool   // no writer left: what is there is all
 	invalid bool
-	done    chan struct{}
+	started bool          // run is running, or has run
+	done    chan struct{} // closed when run ends
 
 	content []repo.Extent // when done and valid
 	total   uint64
 	err     error
 }
 
-// startStreamLocked starts a streamer for an empty staged file. t.mu is held.
+// streamStart is how many bytes a new file has before it is streamed.
+const streamStart = 1 << 20
+
+// startStreamLocked sets a streamer up for an empty staged file; it runs
+// once streamStart bytes are written sequentially. t.mu is held.
 func (t *Tree) startStreamLocked(in *Inode) {
-	s := &streamer{t: t, in: in, f: in.file.retain(), done: make(chan struct{})}
+	s := &streamer{t: t, in: in, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	in.stream = s
-	go s.run()
 }
 
-// wrote tells the streamer about a write at off of n bytes. t.mu is held.
+// wrote tells the streamer about a write at off of n bytes, and starts it
+// when it has enough. t.mu is held.
 func (s *streamer) wrote(off, n uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -51,6 +63,11 @@ func (s *streamer) wrote(off, n uint64) {
 		s.invalid = true
 	} else {
 		s.avail += n
+	}
+	if !s.started && !s.invalid && !s.closed && s.avail >= streamStart && s.in.file != nil {
+		s.started = true
+		s.f = s.in.file.retain()
+		go s.run()
 	}
 	s.cond.Broadcast()
 }
@@ -113,9 +130,20 @@ func (s *streamer) run() {
 }
 
 // closeFile releases the streamer's reference to the staging file, once.
-func (s *streamer) closeFile() { s.closeOnce.Do(func() { s.f.Close() }) }
+// t.mu is held, or run ends.
+func (s *streamer) closeFile() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		f := s.f
+		s.mu.Unlock()
+		if f != nil {
+			f.Close()
+		}
+	})
+}
 
-// result returns the streamed content if it is complete for size bytes.
+// result returns the streamed content if it is complete for size bytes
+// (never for a streamer that did not start).
 func (s *streamer) result(size uint64) ([]repo.Extent, bool) {
 	select {
 	case <-s.done:
