@@ -149,3 +149,45 @@ func TestWriterMemoryBounded(t *testing.T) {
 		t.Fatal("the file does not read back")
 	}
 }
+
+// TestDedupAgainstFailedPack: a file whose chunks are all in a pack whose
+// upload failed (and is not stored yet) is stored by reference to them;
+// it reads back from memory meanwhile, a commit of it fails while the pack
+// keeps failing, and the next commit stores the pack: a new client reads
+// both files and check --read-data is clean.
+func TestDedupAgainstFailedPack(t *testing.T) {
+	ctx := context.Background()
+	env := newRepoOn(t, func(r remote.Remote) remote.Remote { return &failOnePack{Remote: r, fails: 2} },
+		repo.InitOptions{PackSize: 1 << 20, Options: repo.Options{Transfers: 1}})
+	data := randomData(81, 700<<10)
+	a := saveFileNode(t, env.Repo, "a", data)
+	if err := env.Repo.Flush(ctx); err == nil {
+		t.Fatal("flushing a pack whose upload fails succeeded")
+	}
+	dedup := env.Repo.Stats().DedupBlobs
+	b := saveFileNode(t, env.Repo, "b", data)
+	if a == nil || b == nil {
+		t.FailNow()
+	}
+	if got := env.Repo.Stats().DedupBlobs - dedup; got != uint64(len(b.Content)) {
+		t.Fatalf("%d of %d chunks deduplicated against the failed pack", got, len(b.Content))
+	}
+	if got, err := readNode(env.Repo, b); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("reading b from the failed pack: %v", err)
+	}
+	root, err := env.Repo.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Repo.Commit(ctx, root, repo.CommitInfo{Files: 1}); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("commit while the pack fails = %v", err)
+	}
+	root, err = env.Repo.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{a, b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Repo.Commit(ctx, root, repo.CommitInfo{Files: 2}); err != nil {
+		t.Fatal(err)
+	}
+	checkFresh(t, env, map[string][]byte{"a": data, "b": data})
+}
