@@ -10,9 +10,12 @@ import (
 // memCacheBytes bounds the in-memory cache of verified content: whole
 // chunks that sequential reads and their read-ahead load (all but
 // segCacheBytes of it), and segments that partial reads open. With the
-// read-ahead window (at most half of it) this is most of what reads keep
-// in memory.
-const memCacheBytes = 32 << 20
+// read-ahead window (at most half of the chunks' part) this is most of
+// what reads keep in memory. It is small because the Go heap grows to
+// about twice what is live before it is collected, and a daemon should
+// stay within 64 MiB: 8 MiB read ahead keep 4 parallel fetches busy even
+// on a remote 40 ms away.
+const memCacheBytes = 20 << 20
 
 // segCacheBytes is the part of memCacheBytes for segments: enough for the
 // small reads in a row of a few random readers (a page, a header). Reads
