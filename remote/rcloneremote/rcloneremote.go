@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -73,6 +75,10 @@ func Setup(configPath string) error {
 type Remote struct {
 	spec string // as shown: Redact of the spec opened
 	f    fs.Fs
+	// localRoot is the directory of a remote on rclone's local backend,
+	// "" for any other: range reads of packs go to the files directly
+	// (getLocal).
+	localRoot string
 }
 
 var _ remote.Remote = (*Remote)(nil)
@@ -98,7 +104,57 @@ func Open(ctx context.Context, spec string) (*Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to open remote %q: %w", Redact(spec), classify(err))
 	}
-	return &Remote{spec: Redact(spec), f: f}, nil
+	return &Remote{spec: Redact(spec), f: f, localRoot: localRoot(f)}, nil
+}
+
+// localRoot returns the directory of f when it is a plain local directory
+// (rclone's local backend, at an absolute path), else "".
+func localRoot(f fs.Fs) string {
+	if !f.Features().IsLocal {
+		return ""
+	}
+	root := f.Root()
+	if !filepath.IsAbs(root) || filepath.Clean(root) != root {
+		return ""
+	}
+	return root
+}
+
+// packName matches the name of a pack: data/<2 hex>/<64 hex>.
+var packName = regexp.MustCompile(`^data/[0-9a-f]{2}/[0-9a-f]{64}$`)
+
+// getLocal reads a range of a pack of a local-directory remote with one
+// pread of its file. rclone's local backend costs some 150 µs a request
+// (a stat, an open, a seek, a stat at every read, accounting) where the
+// pread of a 64 KiB segment in the page cache costs 17 µs; the segments of
+// random reads are such requests. The answers are those of the rclone
+// path: ErrNotFound for a missing file, ErrShortRead past its end.
+func (r *Remote) getLocal(name string, offset, length int64) ([]byte, error) {
+	f, err := os.Open(filepath.Join(r.localRoot, filepath.FromSlash(name)))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read %s: %w", name, classify(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("failed to read %s: %w", name, err)
+	}
+	size := st.Size()
+	if length < 0 {
+		length = size - offset
+	}
+	if offset < 0 || length < 0 || offset+length > size {
+		return nil, fmt.Errorf("failed to read %s at %d+%d: %w (object is %d bytes)", name, offset, length, remote.ErrShortRead, size)
+	}
+	buf := make([]byte, length)
+	n, err := f.ReadAt(buf, offset)
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("failed to read %s: got %d of %d bytes: %w", name, n, length, remote.ErrShortRead)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read %s: %w", name, err)
+	}
+	return buf, nil
 }
 
 // String returns the remote as the user named it, with the values of
@@ -132,6 +188,12 @@ func (r *Remote) Put(ctx context.Context, name string, data []byte) error {
 
 // Get reads length bytes from offset (to the end if length < 0).
 func (r *Remote) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
+	if r.localRoot != "" && packName.MatchString(name) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return r.getLocal(name, offset, length)
+	}
 	obj, err := r.f.NewObject(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read %s: %w", name, classify(err))
