@@ -24,6 +24,7 @@ type sealPipeline struct {
 // sealJob is one chunk in the pipeline.
 type sealJob struct {
 	hole bool // a chunk of zero bytes: nothing to seal
+	slot bool // it holds one of the repository's sealSlots
 	size uint64
 	data []byte        // a copy of the chunk, until it is sealed
 	done chan struct{} // closed once blob and err are set
@@ -56,18 +57,43 @@ func (p *sealPipeline) work() {
 	}
 }
 
-// push queues a copy of chunk. The caller keeps at most limit chunks
-// queued (next).
-func (p *sealPipeline) push(chunk []byte) {
+// The chunks in all the pipelines of a repository (the files written at
+// once) are bounded too, by sealSlots: a repository holds at most
+// 2*sealWorkers() chunks in pipelines (each a copy, then a sealed one), not
+// that many per file being written. A writer that finds none free stores
+// its chunks inline.
+
+// newSealSlots makes a repository's budget of chunks in pipelines.
+func newSealSlots() chan struct{} { return make(chan struct{}, 2*sealWorkers()) }
+
+// push queues a copy of chunk, unless it is not zeros and no slot of the
+// repository's budget is free: then it reports false and queues nothing.
+// The caller keeps at most limit chunks queued (next).
+func (p *sealPipeline) push(chunk []byte) bool {
 	j := &sealJob{size: uint64(len(chunk)), done: make(chan struct{})}
 	if isZero(chunk) {
 		j.hole = true
 		close(j.done)
 	} else {
+		select {
+		case p.r.sealSlots <- struct{}{}:
+			j.slot = true
+		default:
+			return false
+		}
 		j.data = bytes.Clone(chunk)
 		p.jobs <- j
 	}
 	p.queue = append(p.queue, j)
+	return true
+}
+
+// release gives j's slot back, once.
+func (p *sealPipeline) release(j *sealJob) {
+	if j.slot {
+		j.slot = false
+		<-p.r.sealSlots
+	}
 }
 
 // next takes the oldest chunk off the queue: at once if it is ready,
@@ -85,13 +111,18 @@ func (p *sealPipeline) next(keep int) *sealJob {
 		}
 	}
 	<-j.done
+	p.release(j)
 	p.queue[0] = nil
 	p.queue = p.queue[1:]
 	return j
 }
 
-// stop ends the workers once they have finished the chunks pushed.
+// stop ends the workers once they have finished the chunks pushed, and
+// gives back the slots of those not taken.
 func (p *sealPipeline) stop() {
 	close(p.jobs)
 	p.wg.Wait()
+	for _, j := range p.queue {
+		p.release(j)
+	}
 }

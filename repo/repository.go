@@ -86,6 +86,9 @@ type Repository struct {
 	// prefetching counts read-ahead fetches under way (at most
 	// transfers()).
 	prefetching atomic.Int64
+	// sealSlots bounds the chunks in the seal pipelines of all the files
+	// written at once (pipeline.go).
+	sealSlots chan struct{}
 	// wholeDataBlobs makes the writer seal data blobs whole, as format
 	// version 1 first did (tests and benchmarks of the old format).
 	wholeDataBlobs bool
@@ -243,6 +246,7 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(),
 		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec,
 		forgotten: map[uint64]crypt.ID{}, uploadEnded: make(chan struct{}),
+		sealSlots: newSealSlots(),
 	}
 	r.index.Store(newIndex())
 	if u := st.Unstored; u != nil {

@@ -191,3 +191,58 @@ func TestDedupAgainstFailedPack(t *testing.T) {
 	}
 	checkFresh(t, env, map[string][]byte{"a": data, "b": data})
 }
+
+// TestConcurrentWritersMemoryBounded: many files written at once, on many
+// cores, over a remote slower than the writers: the chunks the seal
+// pipelines hold are bounded for the repository, not per file, so the live
+// heap (measured at each pack upload) stays within the Transfers+1 packs
+// and one pipeline's worth of chunks, whatever the number of writers.
+func TestConcurrentWritersMemoryBounded(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
+	ctx := context.Background()
+	const writers, size = 16, 16 << 20
+	var hp *heapPuts
+	env := newRepoOn(t, func(r remote.Remote) remote.Remote {
+		hp = &heapPuts{Remote: r, delay: 20 * time.Millisecond}
+		return hp
+	}, repo.InitOptions{PackSize: 1 << 20, Chunking: chunker.Params{Min: 64 << 10, Avg: 128 << 10, Max: 256 << 10},
+		Options: repo.Options{Transfers: 2}})
+	write := func(seed byte, size int64) {
+		var wg sync.WaitGroup
+		for i := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, n, err := env.Repo.SaveFile(ctx, newPRNG(seed+byte(i), size)); err != nil || n != uint64(size) {
+					t.Errorf("writer %d: %v (%d bytes)", i, err, n)
+				}
+			}()
+		}
+		wg.Wait()
+		if err := env.Repo.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(100, 1<<20) // the codecs' state for as many writers, made once
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	hp.mu.Lock()
+	hp.most = 0
+	hp.mu.Unlock()
+	write(10, size)
+	// 3 packs of up to 1.125 MiB; one pipeline's worth of chunks (2 per
+	// core, a copy and a sealed one of 256 KiB each at most); a chunker's
+	// buffer and a chunk in hand, sealed, per writer (1 MiB); room for the
+	// codecs and the runtime. Chunks held per writer instead of per
+	// repository took 16 times 512 KiB per writer.
+	bound := base + 3*(9<<17) + 8*2*512<<10 + writers*1<<20 + 20<<20
+	hp.mu.Lock()
+	most := hp.most
+	hp.mu.Unlock()
+	t.Logf("live heap: %d MiB before, at most %d MiB while %d writers wrote %d MiB (bound %d MiB)", base>>20, most>>20, writers, writers*size>>20, bound>>20)
+	if most > bound {
+		t.Fatalf("the live heap reached %d MiB, over the bound of %d MiB", most>>20, bound>>20)
+	}
+}

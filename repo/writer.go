@@ -275,8 +275,7 @@ func (w *FileWriter) Write(ctx context.Context, rd io.Reader) error {
 		}
 		switch {
 		case p != nil:
-			p.push(chunk)
-			if err := w.collect(ctx, p, p.limit-1); err != nil {
+			if err := w.pushOrSave(ctx, p, chunk); err != nil {
 				return err
 			}
 		case isZero(chunk):
@@ -289,13 +288,28 @@ func (w *FileWriter) Write(ctx context.Context, rd io.Reader) error {
 			}
 		default:
 			p = w.r.newSealPipeline()
-			p.push(chunk)
+			if err := w.pushOrSave(ctx, p, chunk); err != nil {
+				return err
+			}
 		}
 	}
 	if p == nil {
 		return nil
 	}
 	return w.collect(ctx, p, 0)
+}
+
+// pushOrSave hands chunk to the pipeline, or, when the repository's
+// budget of chunks in pipelines is used up (other files are being written
+// at once), stores it inline once the chunks before it are stored.
+func (w *FileWriter) pushOrSave(ctx context.Context, p *sealPipeline, chunk []byte) error {
+	if p.push(chunk) {
+		return w.collect(ctx, p, p.limit-1)
+	}
+	if err := w.collect(ctx, p, 0); err != nil {
+		return err
+	}
+	return w.save(ctx, chunk)
 }
 
 // save stores one data chunk and appends its extent.
