@@ -311,6 +311,11 @@ func (d *Daemon) Stop() error {
 	d.drain(ctx)
 	umountErr := d.unmount()
 	<-d.gone
+	// No file is open any more, whatever releases the kernel dropped as
+	// it let go of the mount.
+	if err := d.tree.CloseHandles(); err != nil {
+		d.cfg.Log.Warn("failed to record a file closed at the unmount; it goes up at the next mount", "err", err)
+	}
 	// Writes that raced with the unmount go up too.
 	d.drain(ctx)
 	files, bytes := d.tree.Pending()

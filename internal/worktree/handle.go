@@ -3,6 +3,8 @@ package worktree
 import (
 	"context"
 	"io"
+	"maps"
+	"slices"
 	"syscall"
 	"time"
 
@@ -66,7 +68,9 @@ func (t *Tree) OpenFile(in *Inode, write, trunc bool) (*Handle, error) {
 			t.startStreamLocked(in)
 		}
 	}
-	return &Handle{t: t, in: in, write: write}, nil
+	h := &Handle{t: t, in: in, write: write}
+	t.handles[h] = true
+	return h, nil
 }
 
 // ReadAt reads from the file's current content, as io.ReaderAt does.
@@ -197,11 +201,18 @@ func (t *Tree) Sync() error {
 	return nil
 }
 
-// Close releases the handle. The last close of an unlinked file removes its
-// staging copy.
+// Close releases the handle; a second Close does nothing. The last close
+// of an unlinked file removes its staging copy.
 func (h *Handle) Close() error {
-	err := h.Flush()
 	t, in := h.t, h.in
+	t.mu.Lock()
+	open := t.handles[h]
+	delete(t.handles, h)
+	t.mu.Unlock()
+	if !open {
+		return nil
+	}
+	err := h.Flush()
 	t.mu.Lock()
 	in.opens--
 	if h.write {
@@ -222,6 +233,24 @@ func (h *Handle) Close() error {
 		t.changed()
 	}
 	return err
+}
+
+// CloseHandles closes the handles still open. Once the kernel has let go
+// of the mount no file is open, though it may not have said so for every
+// one: a release it dropped as it tore a detached mount down left the
+// file counted as still being written, so it stayed out of the last
+// commits.
+func (t *Tree) CloseHandles() error {
+	t.mu.Lock()
+	hs := slices.Collect(maps.Keys(t.handles))
+	t.mu.Unlock()
+	var first error
+	for _, h := range hs {
+		if err := h.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // Allocate reserves space in the staging copy, as fallocate(2) with mode.

@@ -120,7 +120,8 @@ type Tree struct {
 
 	// localKey seals the staging area and the journal.
 	localKey    crypt.LocalKey
-	stagingMu   sync.Mutex // guards stagingOpen; taken after t.mu
+	handles     map[*Handle]bool // open, not closed yet
+	stagingMu   sync.Mutex       // guards stagingOpen; taken after t.mu
 	stagingOpen map[string]*stagingFile
 	// legacyStaging maps the plaintext staging files of an older sealfs,
 	// found at replay, to their sealed copies.
@@ -138,7 +139,7 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	t := &Tree{r: r, opts: o, nextIno: 1, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
-		localKey: r.LocalKey(), stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{},
+		localKey: r.LocalKey(), handles: map[*Handle]bool{}, stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{},
 		fetchLocked: true}
 	t.life, t.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	// Replay and rebase fetch under the lock; nothing else runs yet.
