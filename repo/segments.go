@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
@@ -210,7 +211,7 @@ func (r *Repository) readPart(ctx context.Context, id crypt.ID, l Location, off,
 
 // partFrom is readPart reading the sealed blob from src.
 func (r *Repository) partFrom(ctx context.Context, id crypt.ID, l Location, src blobSource, off, n int) ([]byte, error) {
-	t, err := r.segmentTable(ctx, id, l, src)
+	t, tableChecked, err := r.startSegmentTable(ctx, id, l, src)
 	if err != nil {
 		return nil, err
 	}
@@ -231,6 +232,9 @@ func (r *Repository) partFrom(ctx context.Context, id crypt.ID, l Location, src 
 		if err != nil {
 			return nil, err
 		}
+		if err := tableChecked(); err != nil {
+			return nil, err
+		}
 		// Decrypted in place: the bytes are ours alone (a source hands
 		// out a fresh buffer each call).
 		for i := missFrom; i <= missTo; i++ {
@@ -242,6 +246,9 @@ func (r *Repository) partFrom(ctx context.Context, id crypt.ID, l Location, src 
 			r.recent.put(memKey{id, int32(i)}, seg)
 		}
 	}
+	if err := tableChecked(); err != nil {
+		return nil, err
+	}
 	skip := off - first*format.SegmentSize
 	if len(segs) == 1 {
 		return segs[0][skip : skip+n], nil
@@ -252,6 +259,42 @@ func (r *Repository) partFrom(ctx context.Context, id crypt.ID, l Location, src 
 		skip = 0
 	}
 	return out, nil
+}
+
+// startSegmentTable returns the table of segmented blob id at l, and a
+// function that reports whether it opened and checked out. When the table
+// is not in memory and the index entry fixes every segment's place (all
+// stored raw: format.ForcedSegmentTable), the table is read and opened in
+// the background while the caller reads the segments, so that a first
+// read of a chunk waits for one request, not two; the caller must call
+// tableChecked, and have it return nil, before it releases or keeps any
+// byte. Otherwise the table is read first and tableChecked returns nil.
+func (r *Repository) startSegmentTable(ctx context.Context, id crypt.ID, l Location, src blobSource) (t format.SegmentTable, tableChecked func() error, err error) {
+	none := func() error { return nil }
+	if t, ok := r.tables.get(id, l); ok {
+		return t, none, nil
+	}
+	forced, ok := format.ForcedSegmentTable(l.RawLength, l.Length)
+	if !ok {
+		t, err := r.segmentTable(ctx, id, l, src)
+		return t, none, err
+	}
+	done := make(chan error, 1)
+	go func() {
+		t, err := r.segmentTable(ctx, id, l, src)
+		if err == nil && !slices.Equal(t.Bounds, forced.Bounds) {
+			err = integrityError(blobWhere(l.Type, id, l), "the segment table does not agree with the blob's length")
+		}
+		done <- err
+	}()
+	var checked error
+	var waited bool
+	return forced, func() error {
+		if !waited {
+			checked, waited = <-done, true
+		}
+		return checked
+	}, nil
 }
 
 // segmentTable returns the table of segmented blob id at l, from memory

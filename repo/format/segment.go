@@ -110,3 +110,25 @@ func DecodeSegmentTable(b []byte, raw, length uint32) (SegmentTable, error) {
 	}
 	return SegmentTable{Bounds: bounds}, nil
 }
+
+// ForcedSegmentTable returns the table of a segmented blob whose sealed
+// length is the largest its raw length allows: then every segment is
+// stored raw and its sealed length is 29 bytes over its raw length, so
+// the index entry alone fixes where each lies (the sealed table can say
+// nothing else, and a reader still opens it). ok is false for any other
+// length.
+func ForcedSegmentTable(raw, length uint32) (t SegmentTable, ok bool) {
+	if !validSegmented(length, raw) {
+		return SegmentTable{}, false
+	}
+	n := SegmentCount(raw)
+	if uint64(length) != uint64(SegmentTableLen(raw))+uint64(n)*segmentOverhead+uint64(raw) {
+		return SegmentTable{}, false
+	}
+	bounds := make([]uint32, n+1)
+	bounds[0] = uint32(SegmentTableLen(raw))
+	for i := range n {
+		bounds[i+1] = bounds[i] + uint32(segmentOverhead+SegmentRawLen(raw, i))
+	}
+	return SegmentTable{Bounds: bounds}, true
+}

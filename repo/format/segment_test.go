@@ -2,6 +2,7 @@ package format
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -42,6 +43,11 @@ func FuzzDecodeSegmentTable(f *testing.F) {
 		if err := e.validate(); err != nil {
 			t.Fatalf("a blob whose table decodes has an entry that does not validate: %v", err)
 		}
+		// A reader may place the segments before the table opens when
+		// the length forces them: then no other table decodes.
+		if forced, ok := ForcedSegmentTable(raw, length); ok && !slices.Equal(forced.Bounds, tab.Bounds) {
+			t.Fatalf("table %v decodes for a length that forces %v", tab.Bounds, forced.Bounds)
+		}
 	})
 }
 
@@ -65,6 +71,27 @@ func TestSegmentedEntryBounds(t *testing.T) {
 		e := IndexEntry{Location: Location{Type: crypt.TypeSegmentedBlob, Length: c.length, RawLength: c.raw}}
 		if err := e.validate(); (err == nil) != c.ok {
 			t.Errorf("length %d raw %d: %v, want ok=%v", c.length, c.raw, err, c.ok)
+		}
+	}
+}
+
+// TestForcedSegmentTable: the largest sealed length of a raw length fixes
+// the table (every segment raw); any other length does not.
+func TestForcedSegmentTable(t *testing.T) {
+	raw := uint32(2*SegmentSize + 1000)
+	max := uint32(28 + 12 + 3*29 + 2*SegmentSize + 1000)
+	forced, ok := ForcedSegmentTable(raw, max)
+	want := []uint32{40, 40 + SegmentSize + 29, 40 + 2*(SegmentSize+29), max}
+	if !ok || !slices.Equal(forced.Bounds, want) {
+		t.Fatalf("forced table %v, %v; want %v", forced.Bounds, ok, want)
+	}
+	dec, err := DecodeSegmentTable(EncodeSegmentTable([]uint32{SegmentSize + 29, SegmentSize + 29, 1029}), raw, max)
+	if err != nil || !slices.Equal(dec.Bounds, forced.Bounds) {
+		t.Fatalf("the table of a raw blob decodes to %v, %v", dec.Bounds, err)
+	}
+	for _, l := range []uint32{max - 1, max + 1, 40 + 3*30} {
+		if _, ok := ForcedSegmentTable(raw, l); ok {
+			t.Errorf("length %d forces a table", l)
 		}
 	}
 }
