@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/worktree/sealedfile"
@@ -170,32 +171,70 @@ func (t *Tree) commitFailed(err error) error {
 	return err
 }
 
-// storeJobs chunks and uploads the staged files, outside the lock. A file
-// whose queued copy (or stored base) cannot be read back is marked damaged
-// and left out; any other failure fails the commit.
+// storeParallel is how many staged files a commit stores at once: an
+// untar leaves thousands of small files, each a few requests to the
+// repository's pipeline, which has cores to spare for them.
+const storeParallel = 4
+
+// storeJobs chunks and uploads the staged files, outside the lock,
+// storeParallel at a time. A file whose queued copy (or stored base)
+// cannot be read back is marked damaged and left out; any other failure
+// fails the commit (and stops the files still being stored).
 func (t *Tree) storeJobs(ctx context.Context, jobs []*stagedJob) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, storeParallel)
+	)
 	for _, j := range jobs {
-		content, err := t.jobContent(ctx, j)
-		if err != nil && t.jobGone(j) {
-			// Deleted (its staging copy with it) or changed while it
-			// was read: not a failure of the commit.
-			j.gone = true
-			continue
+		sem <- struct{}{}
+		if ctx.Err() != nil {
+			break
 		}
-		if err != nil && unreadable(err) {
-			// One such file must not hold back every other file: it
-			// keeps its last committed content (a new file is left
-			// out) and stays queued.
-			t.opts.Log.Error("cannot read back a queued file: it is left out of this commit and stays queued; write it again or delete it",
-				"path", t.displayPath(j.in), "err", err)
-			j.damaged = true
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("failed to store %s: %w", t.displayPath(j.in), err)
-		}
-		j.content = content
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := t.storeJob(ctx, j); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err() // the caller's, if it ended before every file went
+	}
+	return first
+}
+
+// storeJob stores one staged file (storeJobs).
+func (t *Tree) storeJob(ctx context.Context, j *stagedJob) error {
+	content, err := t.jobContent(ctx, j)
+	if err != nil && t.jobGone(j) {
+		// Deleted (its staging copy with it) or changed while it was
+		// read: not a failure of the commit.
+		j.gone = true
+		return nil
+	}
+	if err != nil && unreadable(err) {
+		// One such file must not hold back every other file: it keeps
+		// its last committed content (a new file is left out) and stays
+		// queued.
+		t.opts.Log.Error("cannot read back a queued file: it is left out of this commit and stays queued; write it again or delete it",
+			"path", t.displayPath(j.in), "err", err)
+		j.damaged = true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("failed to store %s: %w", t.displayPath(j.in), err)
+	}
+	j.content = content
 	return nil
 }
 
