@@ -33,6 +33,7 @@ type holdGate struct {
 
 	mu      sync.Mutex
 	release chan struct{} // nil while disarmed
+	open    atomic.Bool // new requests pass; those held stay held
 	seen    atomic.Int64
 	held    atomic.Int64
 	landed  atomic.Int64
@@ -43,7 +44,7 @@ func (g *holdGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	release := g.release
 	g.mu.Unlock()
-	if release == nil || r.Method != http.MethodPut || !strings.HasPrefix(key, g.prefix) || g.seen.Add(1) <= g.pass {
+	if release == nil || g.open.Load() || r.Method != http.MethodPut || !strings.HasPrefix(key, g.prefix) || g.seen.Add(1) <= g.pass {
 		g.inner.ServeHTTP(w, r)
 		return
 	}
