@@ -33,7 +33,7 @@ type holdGate struct {
 
 	mu      sync.Mutex
 	release chan struct{} // nil while disarmed
-	open    atomic.Bool // new requests pass; those held stay held
+	open    atomic.Bool   // new requests pass; those held stay held
 	seen    atomic.Int64
 	held    atomic.Int64
 	landed  atomic.Int64
