@@ -246,3 +246,63 @@ func TestConcurrentWritersMemoryBounded(t *testing.T) {
 		t.Fatalf("the live heap reached %d MiB, over the bound of %d MiB", most>>20, bound>>20)
 	}
 }
+
+// failingReader yields data, then fails.
+type failingReader struct {
+	rd io.Reader
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	n, err := f.rd.Read(p)
+	if err == io.EOF {
+		return n, errors.New("the source failed")
+	}
+	return n, err
+}
+
+// TestPipelineEndsCleanly: writes that end half-way (the source fails, or
+// the context ends while uploads hang) leave no goroutine of the seal
+// pipeline behind and give back every chunk slot; a write after them
+// stores a file that reads back.
+func TestPipelineEndsCleanly(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{PackSize: 1 << 20, Chunking: chunker.Params{Min: 64 << 10, Avg: 128 << 10, Max: 256 << 10},
+		Options: repo.Options{Transfers: 1}})
+	base := runtime.NumGoroutine()
+	for i := range 3 {
+		if _, _, err := env.Repo.SaveFile(ctx, &failingReader{newPRNG(byte(i), 5<<20)}); err == nil {
+			t.Fatal("a write whose source fails succeeded")
+		}
+	}
+	env.Remote.FailOn("put", "data/", 1000, faulty.Hang)
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := env.Repo.SaveFile(cctx, newPRNG(9, 16<<20))
+		done <- err
+	}()
+	waitHeld(t, env.Remote, 1)
+	time.Sleep(100 * time.Millisecond) // the pipeline fills up behind the held upload
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled write = %v", err)
+	}
+	if n := repo.SealSlotsInUseForTest(env.Repo); n != 0 {
+		t.Fatalf("%d chunk slots still taken after the writes ended", n)
+	}
+	for end := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > base+1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%d goroutines after the writes ended, %d before (one upload is held)", runtime.NumGoroutine(), base)
+		}
+	}
+	env.Remote.Release()
+	data := randomData(91, 3<<20)
+	n := saveFileNode(t, env.Repo, "f", data)
+	if n == nil {
+		t.FailNow()
+	}
+	if got, err := readNode(env.Repo, n); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back after the failed writes: %v", err)
+	}
+}
