@@ -158,9 +158,9 @@ func (r *Repository) packSlotLocked(ctx context.Context) error {
 }
 
 // Flush uploads the pack being built, tries again every pack whose upload
-// failed, and waits until every pack written so far is stored. It fails
-// when the upload of one of them fails (the pack stays for a later try)
-// or ctx is done.
+// failed, and waits until the upload of every pack written so far has
+// ended. It fails when one of them failed (the pack stays for a later try;
+// the others are stored all the same) or ctx is done.
 func (r *Repository) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -171,17 +171,20 @@ func (r *Repository) Flush(ctx context.Context) error {
 	wait := slices.Clone(r.outgoing)
 	for {
 		waiting := false
+		var failed error
 		for _, u := range wait {
 			switch {
 			case !slices.Contains(r.outgoing, u): // stored
 			case u.err != nil:
-				return u.err
+				if failed == nil {
+					failed = u.err
+				}
 			default:
 				waiting = true
 			}
 		}
 		if !waiting {
-			return nil
+			return failed
 		}
 		if err := r.waitUploadLocked(ctx); err != nil {
 			return err
