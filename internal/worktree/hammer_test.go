@@ -252,7 +252,10 @@ func (w *hammerWorker) step(ctx context.Context) {
 		case empty:
 			delete(m.dirs, d)
 		}
-	case 5: // rename a file or a folder into another folder
+	case 5: // rename a file or a folder into another folder, or a file over another
+		if w.rng.IntN(3) == 0 && w.renameOver(ctx) {
+			return
+		}
 		var from string
 		if f, ok := w.pickFile(); ok && w.rng.IntN(2) == 0 {
 			from = f
@@ -332,6 +335,35 @@ func (w *hammerWorker) step(ctx context.Context) {
 			w.failf("readdir %s = %v, want %v", d, got, want)
 		}
 	}
+}
+
+// renameOver renames a file over another file, and reports whether it
+// found two.
+func (w *hammerWorker) renameOver(ctx context.Context) bool {
+	m, tr := w.m, w.tr
+	from, ok1 := w.pickFile()
+	to, ok2 := w.pickFile()
+	if !ok1 || !ok2 || from == to {
+		return false
+	}
+	odir, err := resolvePath(ctx, tr, parentOf(from))
+	var ndir *worktree.Inode
+	if err == nil {
+		ndir, err = resolvePath(ctx, tr, parentOf(to))
+	}
+	if err == nil {
+		err = tr.Rename(ctx, odir, from[len(parentOf(from))+1:], ndir, to[len(parentOf(to))+1:], 0)
+	}
+	if err != nil {
+		w.failf("rename %s over %s: %v", from, to, err)
+		return true
+	}
+	if m.names[from] != m.names[to] { // two names of one file: nothing happens
+		m.dropName(to)
+		m.names[to] = m.names[from]
+		delete(m.names, from)
+	}
+	return true
 }
 
 // moveModel renames from (a file or a folder with all it holds) to to.

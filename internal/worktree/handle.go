@@ -35,11 +35,12 @@ func (t *Tree) OpenFile(in *Inode, write, trunc bool) (*Handle, error) {
 	if write {
 		// Stage now: a writer's content lives in the staging area until a
 		// commit after it is closed.
-		if err := t.stage(in, trunc); err != nil {
+		if err := t.stageAndLock(in, trunc); err != nil {
 			return nil, err
 		}
+	} else {
+		t.mu.Lock()
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	// A staging file is open only while the file is: a tree of 100k
 	// queued files must not hold 100k descriptors.

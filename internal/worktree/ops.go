@@ -434,11 +434,12 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 		if in.meta.Type != repo.NodeFile {
 			return Attr{}, syscall.EISDIR
 		}
-		if err := t.stage(in, *s.Size == 0); err != nil {
+		if err := t.stageAndLock(in, *s.Size == 0); err != nil {
 			return Attr{}, err
 		}
+	} else {
+		t.mu.Lock()
 	}
-	t.mu.Lock()
 	defer t.changed()
 	defer t.mu.Unlock()
 	// The new attributes are journaled before anything changes: if the
@@ -506,6 +507,30 @@ func (t *Tree) recordAttrLocked(in *Inode) error {
 func attrRecord(path string, n *repo.Node) record {
 	m := repo.Node{Mode: n.Mode, UID: n.UID, GID: n.GID, MtimeNs: n.MtimeNs, AtimeNs: n.AtimeNs, CtimeNs: n.CtimeNs, Size: n.Size}
 	return record{Op: opSetattr, Path: []byte(path), Meta: &m}
+}
+
+// stagedHook, when set (by tests), runs between staging a file and taking
+// t.mu in stageAndLock.
+var stagedHook func()
+
+// stageAndLock stages in and returns with t.mu held and in staged: a
+// commit that stored the file and let go of its staging copy (the file
+// was clean) in between gets it staged again. (A writer opened then had
+// no staging copy: every write failed with EIO, and a truncation failed.)
+func (t *Tree) stageAndLock(in *Inode, empty bool) error {
+	for {
+		if err := t.stage(in, empty); err != nil {
+			return err
+		}
+		if stagedHook != nil {
+			stagedHook()
+		}
+		t.mu.Lock()
+		if in.staging != "" {
+			return nil
+		}
+		t.mu.Unlock()
+	}
 }
 
 // stage gives a file a staging file: an empty one when empty is set (a
