@@ -233,3 +233,12 @@ func (r *Repository) blobFromPacker(l Location) []byte {
 	// A finished pack's bytes never change: copied outside the lock.
 	return bytes.Clone(buf[l.Offset : l.Offset+l.Length])
 }
+
+// PackMemory returns how many bytes the packs this writer holds in memory
+// may take: the one being built and those on their way up, each at most
+// 9/8 of the pack size. The mount's memory governor adds it to its base.
+func (r *Repository) PackMemory() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return int64(r.packSlots) * int64(r.cfg.PackSize+r.cfg.PackSize/8)
+}

@@ -304,7 +304,7 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	return daemon.Run(cmd.Context(), daemon.Config{
 		Repo: r, Source: rcloneremote.Redact(source), Mountpoint: abs, ReadOnly: mf.readOnly, CommitDelay: mf.commitDelay,
 		SyncRemote: mf.sync == "remote", AllowOther: mf.allowOther, DrainTimeout: mf.drainTimeout, Log: log,
-		BreakLease: mf.breakLease, Ready: ready, DaemonCommandLine: daemonMountpoint, Kernel: mf.kernel,
+		BreakLease: mf.breakLease, Ready: ready, DaemonCommandLine: daemonMountpoint, Kernel: mf.kernel, LimitMemory: true,
 	}, sdnotify.Systemd{})
 }
 

@@ -58,6 +58,10 @@ type Config struct {
 	// Kernel holds the mount(2) flags and the access-time mode
 	// (nosuid,nodev,relatime when zero).
 	Kernel mountopts.Kernel
+	// LimitMemory keeps the process's Go heap near what the mount needs
+	// (governMemory): for a daemon that is the whole process, not for a
+	// test that runs one among others.
+	LimitMemory bool
 }
 
 // Status is the document `sealfs status` shows.
@@ -160,6 +164,9 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 		d.writePresence(false)
 	}
 	go d.commitLoop()
+	if cfg.LimitMemory {
+		go governMemory(d.cfg.Repo.PackMemory, d.stopLoop)
+	}
 	// Something replayed from the journal goes up soon.
 	if tree.Dirty() {
 		d.lastChange.Store(time.Now().UnixNano())
