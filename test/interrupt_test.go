@@ -35,8 +35,7 @@ type getGate struct {
 	inner  http.Handler
 	prefix string
 
-	mu      sync.Mutex
-	release chan struct{} // nil while disarmed
+	gateLatch
 
 	held      atomic.Int64
 	abandoned atomic.Int64
@@ -44,9 +43,7 @@ type getGate struct {
 
 func (g *getGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key, list := requestKey(r)
-	g.mu.Lock()
-	release := g.release
-	g.mu.Unlock()
+	release := g.armed()
 	if release != nil && !list && r.Method == http.MethodGet && strings.HasPrefix(key, g.prefix) {
 		g.held.Add(1)
 		select {
@@ -59,20 +56,34 @@ func (g *getGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.inner.ServeHTTP(w, r)
 }
 
-// arm makes the remote hang; heal lets held and later requests through.
-func (g *getGate) arm() {
-	g.mu.Lock()
-	g.release = make(chan struct{})
-	g.mu.Unlock()
+// gateLatch is the switch of a gate that holds requests: arm makes the
+// remote hang, heal lets held and later requests through.
+type gateLatch struct {
+	mu      sync.Mutex
+	release chan struct{} // nil while disarmed
 }
 
-func (g *getGate) heal() {
-	g.mu.Lock()
-	if g.release != nil {
-		close(g.release)
-		g.release = nil
+// armed returns the channel a request to hold waits on until heal closes
+// it, or nil while disarmed.
+func (l *gateLatch) armed() chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.release
+}
+
+func (l *gateLatch) arm() {
+	l.mu.Lock()
+	l.release = make(chan struct{})
+	l.mu.Unlock()
+}
+
+func (l *gateLatch) heal() {
+	l.mu.Lock()
+	if l.release != nil {
+		close(l.release)
+		l.release = nil
 	}
-	g.mu.Unlock()
+	l.mu.Unlock()
 }
 
 // waitFor waits until n reaches want, or fails the test after d.

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -31,19 +30,16 @@ type holdGate struct {
 	pass   int64
 	land   bool
 
-	mu      sync.Mutex
-	release chan struct{} // nil while disarmed
-	open    atomic.Bool   // new requests pass; those held stay held
-	seen    atomic.Int64
-	held    atomic.Int64
-	landed  atomic.Int64
+	gateLatch
+	open   atomic.Bool // new requests pass; those held stay held
+	seen   atomic.Int64
+	held   atomic.Int64
+	landed atomic.Int64
 }
 
 func (g *holdGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key, _ := requestKey(r)
-	g.mu.Lock()
-	release := g.release
-	g.mu.Unlock()
+	release := g.armed()
 	if release == nil || g.open.Load() || r.Method != http.MethodPut || !strings.HasPrefix(key, g.prefix) || g.seen.Add(1) <= g.pass {
 		g.inner.ServeHTTP(w, r)
 		return
@@ -69,21 +65,6 @@ func (g *holdGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.inner.ServeHTTP(w, r2)
-}
-
-func (g *holdGate) arm() {
-	g.mu.Lock()
-	g.release = make(chan struct{})
-	g.mu.Unlock()
-}
-
-func (g *holdGate) heal() {
-	g.mu.Lock()
-	if g.release != nil {
-		close(g.release)
-		g.release = nil
-	}
-	g.mu.Unlock()
 }
 
 // killMount SIGKILLs the daemon of mnt and detaches the dead mount.

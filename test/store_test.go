@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,16 +22,13 @@ type putGate struct {
 	inner  http.Handler
 	prefix string
 
-	mu      sync.Mutex
-	release chan struct{} // nil while disarmed
-	held    atomic.Int64
+	gateLatch
+	held atomic.Int64
 }
 
 func (g *putGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key, _ := requestKey(r)
-	g.mu.Lock()
-	release := g.release
-	g.mu.Unlock()
+	release := g.armed()
 	if release != nil && r.Method == http.MethodPut && strings.HasPrefix(key, g.prefix) {
 		g.held.Add(1)
 		select {
@@ -42,21 +38,6 @@ func (g *putGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	g.inner.ServeHTTP(w, r)
-}
-
-func (g *putGate) arm() {
-	g.mu.Lock()
-	g.release = make(chan struct{})
-	g.mu.Unlock()
-}
-
-func (g *putGate) heal() {
-	g.mu.Lock()
-	if g.release != nil {
-		close(g.release)
-		g.release = nil
-	}
-	g.mu.Unlock()
 }
 
 // TestMountReadsDuringHungUpload: while the remote holds every pack
