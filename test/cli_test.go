@@ -92,6 +92,27 @@ func (c cliRepo) run(t *testing.T, args ...string) result {
 	return sealfs(t, nil, append(c.flags(), args...)...)
 }
 
+// openInProcess opens the repository of c in this process, as a new client
+// on a cache of its own, and returns it with its remote.
+func (c cliRepo) openInProcess(t *testing.T) (*repo.Repository, *rcloneremote.Remote) {
+	t.Helper()
+	ctx := context.Background()
+	rem, err := rcloneremote.Open(ctx, c.remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(c.codeFile)
+	code, err := crypt.ParseRecoveryCode(string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, rem, unlock.WithCode(code), repo.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("opening the repository: %v", err)
+	}
+	return r, rem
+}
+
 var codeLine = regexp.MustCompile(`(?m)^    ([0-9A-F]{4}  ){3}[0-9A-F]{4}$`)
 
 func initRepo(t *testing.T) cliRepo {

@@ -22,8 +22,6 @@ import (
 	"time"
 
 	"github.com/sealfs/sealfs/chunker"
-	"github.com/sealfs/sealfs/crypt"
-	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
@@ -384,19 +382,7 @@ func stopMount(t *testing.T, mnt string) (r result) {
 func checkSnapshots(t *testing.T, c cliRepo) int {
 	t.Helper()
 	ctx := context.Background()
-	rem, err := rcloneremote.Open(ctx, c.remote)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := os.ReadFile(c.codeFile)
-	code, err := crypt.ParseRecoveryCode(string(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(ctx, rem, unlock.WithCode(code), repo.Options{CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("opening the repository after the faults: %v", err)
-	}
+	r, rem := c.openInProcess(t)
 	snaps := r.Snapshots()
 	for i, s := range snaps {
 		if s.Seq != uint64(i+1) {

@@ -18,8 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypt"
-	"github.com/sealfs/sealfs/internal/unlock"
-	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/repo/format"
 )
@@ -63,19 +61,7 @@ func newCountingS3(t *testing.T) *countingS3 {
 func chunkInMiddle(t *testing.T, c cliRepo, name string, off uint64) (repo.Extent, uint64, repo.Location) {
 	t.Helper()
 	ctx := context.Background()
-	rem, err := rcloneremote.Open(ctx, c.remote)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := os.ReadFile(c.codeFile)
-	code, err := crypt.ParseRecoveryCode(string(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(ctx, rem, unlock.WithCode(code), repo.Options{CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _ := c.openInProcess(t)
 	root, err := r.LoadTree(ctx, r.Latest().Tree)
 	if err != nil {
 		t.Fatal(err)

@@ -21,8 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypt"
-	"github.com/sealfs/sealfs/internal/unlock"
-	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -207,19 +205,7 @@ func newTamperRepo(t *testing.T, large int) *tamperRepo {
 
 	// Find where every blob lies, as a reader of the repository does.
 	ctx := context.Background()
-	rem, err := rcloneremote.Open(ctx, g.c.remote)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := os.ReadFile(g.c.codeFile)
-	code, err := crypt.ParseRecoveryCode(string(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(ctx, rem, unlock.WithCode(code), repo.Options{CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _ := g.c.openInProcess(t)
 	g.snaps = r.Snapshots()
 	if len(g.snaps) != 2 {
 		t.Fatalf("%d snapshots, want 2", len(g.snaps))
