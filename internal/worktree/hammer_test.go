@@ -74,6 +74,27 @@ func parentOf(p string) string {
 	return ""
 }
 
+// splitModel splits the model of what hammerSeed committed into one model
+// a top folder, for the worker that owns it.
+func splitModel(seed *hammerModel, tops []string) map[string]*hammerModel {
+	models := map[string]*hammerModel{}
+	for _, top := range tops {
+		m := newHammerModel()
+		for p := range seed.dirs {
+			if p == top || strings.HasPrefix(p, top+"/") {
+				m.dirs[p] = true
+			}
+		}
+		for p, id := range seed.names {
+			if strings.HasPrefix(p, top+"/") {
+				m.addFile(p, seed.files[id])
+			}
+		}
+		models[top] = m
+	}
+	return models
+}
+
 // hammerSeed commits, below each of tops, folders s0..s2 holding files
 // f0..f1 and a folder n with a file, and returns the model of it.
 func hammerSeed(t *testing.T, env *testutil.Env, tops []string) *hammerModel {
@@ -504,21 +525,7 @@ func TestHammerColdTree(t *testing.T) {
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	tops := []string{"w0", "w1", "w2", "w3"}
 	seed := hammerSeed(t, env, tops)
-	models := map[string]*hammerModel{}
-	for _, top := range tops {
-		m := newHammerModel()
-		for p := range seed.dirs {
-			if p == top || strings.HasPrefix(p, top+"/") {
-				m.dirs[p] = true
-			}
-		}
-		for p, id := range seed.names {
-			if strings.HasPrefix(p, top+"/") {
-				m.addFile(p, seed.files[id])
-			}
-		}
-		models[top] = m
-	}
+	models := splitModel(seed, tops)
 	seedN := time.Now().UnixNano()
 	t.Logf("seed %d", seedN)
 	ops := 0
@@ -615,21 +622,7 @@ func TestHammerRebase(t *testing.T) {
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	tops := []string{"w0", "w1", "b0"}
 	seed := hammerSeed(t, env, tops)
-	models := map[string]*hammerModel{}
-	for _, top := range tops {
-		m := newHammerModel()
-		for p := range seed.dirs {
-			if p == top || strings.HasPrefix(p, top+"/") {
-				m.dirs[p] = true
-			}
-		}
-		for p, id := range seed.names {
-			if strings.HasPrefix(p, top+"/") {
-				m.addFile(p, seed.files[id])
-			}
-		}
-		models[top] = m
-	}
+	models := splitModel(seed, tops)
 	ctx := t.Context()
 	rem := testutil.NewRemote(t, env.Dir)
 	rem.SetLatency(200 * time.Microsecond)
