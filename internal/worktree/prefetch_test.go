@@ -36,10 +36,7 @@ func (t *Tree) prefetchIdle(tb testing.TB) {
 func folderTree(t *testing.T, env *testutil.Env) {
 	t.Helper()
 	ctx := t.Context()
-	tr, err := Open(ctx, env.Repo, Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := openTestTree(t, env.Repo)
 	defer tr.Close()
 	mk := func(dir *Inode, name string, typ repo.NodeType) *Inode {
 		in, _, err := tr.Create(ctx, dir, name, NewEntry{Type: typ, Mode: 0o755})

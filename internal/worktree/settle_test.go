@@ -17,10 +17,7 @@ import (
 func TestOpenWhileCommitSettles(t *testing.T) {
 	ctx := t.Context()
 	env := testutil.NewRepo(t, repo.InitOptions{})
-	tr, err := Open(ctx, env.Repo, Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := openTestTree(t, env.Repo)
 	defer tr.Close()
 	in, _, err := tr.Create(ctx, tr.Root(), "f", NewEntry{Type: repo.NodeFile, Mode: 0o644})
 	if err != nil {

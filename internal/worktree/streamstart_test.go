@@ -15,10 +15,7 @@ import (
 func TestStreamStart(t *testing.T) {
 	ctx := t.Context()
 	env := testutil.NewRepo(t, repo.InitOptions{})
-	tr, err := Open(ctx, env.Repo, Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := openTestTree(t, env.Repo)
 	defer tr.Close()
 	sizes := map[string]int{"small": streamStart - 1, "large": streamStart + 5000}
 	want := map[string][]byte{}
@@ -82,4 +79,15 @@ func TestStreamStart(t *testing.T) {
 		}
 		h.Close()
 	}
+}
+
+// openTestTree opens a work tree of r on a folder of its own; the caller
+// closes it.
+func openTestTree(t *testing.T, r *repo.Repository) *Tree {
+	t.Helper()
+	tr, err := Open(t.Context(), r, Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
