@@ -29,12 +29,7 @@ func TestMountSegmentTamperRandomReads(t *testing.T) {
 	needRoot(t)
 	c := initRepo(t)
 	mnt := mountpoint(t)
-	expect(t, c.mount(t, mnt), 0, "")
-	data := randomBytes(63, 24<<20)
-	if err := os.WriteFile(filepath.Join(mnt, "big"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.umount(t, mnt)
+	data := storeBig(t, c, mnt, 63)
 	te, tStart, tl := chunkInMiddle(t, c, "big", 12<<20)
 	_, _, ol := chunkInMiddle(t, c, "big", tStart+te.Size) // the next one: most likely in the same pack
 	if ol.Offset == tl.Offset && ol.Pack == tl.Pack {

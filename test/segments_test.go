@@ -54,6 +54,20 @@ func newCountingS3(t *testing.T) *countingS3 {
 	return c
 }
 
+// storeBig mounts c on mnt, writes 24 MiB of random data (from seed) to
+// the file big (chunks of several segments each) and unmounts; it returns
+// the data.
+func storeBig(t *testing.T, c cliRepo, mnt string, seed uint64) []byte {
+	t.Helper()
+	expect(t, c.mount(t, mnt), 0, "")
+	data := randomBytes(seed, 24<<20)
+	if err := os.WriteFile(filepath.Join(mnt, "big"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.umount(t, mnt)
+	return data
+}
+
 // chunkInMiddle opens the repository of c in process and returns a data
 // extent of file name (of the newest snapshot) with at least three
 // segments that starts at or after off, where it starts, and where its
@@ -98,12 +112,7 @@ func TestMountRandomReadFetchesSegments(t *testing.T) {
 	c.remote = ":s3,provider=Other,access_key_id=k,secret_access_key=s,region=us-east-1,force_path_style=true,endpoint='" + s3.srv.URL + "':bucket/repo"
 	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, c.remote), 0, "")
 	mnt := mountpoint(t)
-	expect(t, c.mount(t, mnt), 0, "")
-	data := randomBytes(61, 24<<20)
-	if err := os.WriteFile(filepath.Join(mnt, "big"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.umount(t, mnt)
+	data := storeBig(t, c, mnt, 61)
 	e, start, l := chunkInMiddle(t, c, "big", 12<<20)
 
 	fresh := cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
@@ -141,12 +150,7 @@ func TestMountDamagedSegmentMidFile(t *testing.T) {
 	needRoot(t)
 	c := initRepo(t)
 	mnt := mountpoint(t)
-	expect(t, c.mount(t, mnt), 0, "")
-	data := randomBytes(62, 24<<20)
-	if err := os.WriteFile(filepath.Join(mnt, "big"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.umount(t, mnt)
+	data := storeBig(t, c, mnt, 62)
 	_, start, l := chunkInMiddle(t, c, "big", 12<<20)
 	// Random data is stored raw: segment i is 29 bytes over its 64 KiB.
 	table := int64(format.SegmentTableLen(l.RawLength))
