@@ -68,6 +68,22 @@ func storeBig(t *testing.T, c cliRepo, mnt string, seed uint64) []byte {
 	return data
 }
 
+// catFailsAt runs cat on path, which holds data but for a chunk damaged
+// from byte start on: cat must fail, after only right bytes and none from
+// start on.
+func catFailsAt(t *testing.T, path string, data []byte, start uint64) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command("cat", path)
+	cmd.Stdout = &out
+	if err := cmd.Run(); err == nil {
+		t.Errorf("cat of a file with a damaged chunk exited 0 after %d of %d bytes", out.Len(), len(data))
+	}
+	if uint64(out.Len()) > start || !bytes.Equal(out.Bytes(), data[:out.Len()]) {
+		t.Errorf("cat returned %d bytes (the damaged chunk starts at %d), or wrong ones", out.Len(), start)
+	}
+}
+
 // chunkInMiddle opens the repository of c in process and returns a data
 // extent of file name (of the newest snapshot) with at least three
 // segments that starts at or after off, where it starts, and where its
@@ -186,15 +202,7 @@ func TestMountDamagedSegmentMidFile(t *testing.T) {
 
 	fresh = cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
 	expect(t, fresh.mount(t, mnt, "--read-only"), 0, "")
-	var out bytes.Buffer
-	cmd := exec.Command("cat", path)
-	cmd.Stdout = &out
-	if err := cmd.Run(); err == nil {
-		t.Errorf("cat of a file with a damaged segment exited 0 after %d of %d bytes", out.Len(), len(data))
-	}
-	if uint64(out.Len()) > start || !bytes.Equal(out.Bytes(), data[:out.Len()]) {
-		t.Errorf("cat returned %d bytes (the damaged chunk starts at %d), or wrong ones", out.Len(), start)
-	}
+	catFailsAt(t, path, data, start)
 	fresh.umount(t, mnt)
 	log, _ := os.ReadFile(filepath.Join(fresh.cache, "test-mount.log"))
 	if !strings.Contains(string(log), "integrity") || !strings.Contains(string(log), format.PackName(l.Pack)) {
