@@ -240,5 +240,9 @@ func (r *Repository) blobFromPacker(l Location) []byte {
 func (r *Repository) PackMemory() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return int64(r.packSlots) * int64(r.cfg.PackSize+r.cfg.PackSize/8)
+	return int64(r.packSlots) * int64(r.packCapacity())
 }
+
+// packCapacity is the memory of one pack being built: the pack size and
+// room for the blob that passes it.
+func (r *Repository) packCapacity() int { return r.cfg.PackSize + r.cfg.PackSize/8 }

@@ -164,7 +164,7 @@ func (r *Repository) addBlobLocked(ctx context.Context, b *preparedBlob) (bool, 
 			}
 			b.sealed = &sb
 		case r.packSlots < r.maxPacks():
-			p, err := newPackBuilder(r.cfg.PackSize + r.cfg.PackSize/8)
+			p, err := newPackBuilder(r.packCapacity())
 			if err != nil {
 				return false, err
 			}
