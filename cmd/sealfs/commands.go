@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -86,9 +85,9 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SEQ\tID\tTIME\tHOST\tFILES\tSIZE")
+			fmt.Fprintln(tw, snapshotHeader)
 			for _, s := range r.Snapshots() {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", s.Seq, s.ID.Short(), s.Time.Local().Format(time.DateTime), s.Host, s.Files, humanize.Bytes(s.Bytes))
+				fmt.Fprintln(tw, snapshotRow(s))
 			}
 			return tw.Flush()
 		},
@@ -193,9 +192,9 @@ func newBackupCmd(g *globals) *cobra.Command {
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
-	var seq uint64
+	var sel string
 	cmd := &cobra.Command{
-		Use:   "restore [--snapshot SEQ] REMOTE DIR",
+		Use:   "restore [--snapshot SNAPSHOT] REMOTE DIR",
 		Short: "Restore a snapshot (the newest by default) into an empty directory",
 		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -204,20 +203,9 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			snaps := r.Snapshots()
-			if len(snaps) == 0 {
-				return fmt.Errorf("the repository has no snapshots yet")
-			}
-			snap := snaps[len(snaps)-1]
-			if seq != 0 {
-				// A snapshot that should be there and is not is an
-				// integrity error; one never made or forgotten on
-				// purpose is a usage error.
-				if snap, err = r.SnapshotBySeq(seq); errors.Is(err, repo.ErrNoSnapshot) {
-					return usageError{fmt.Errorf("%w (see: sealfs snapshots %s)", err, rcloneremote.Redact(args[0]))}
-				} else if err != nil {
-					return err
-				}
+			snap, err := selectSnapshot(r, sel, args[0])
+			if err != nil {
+				return err
 			}
 			dir := args[1]
 			if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -243,7 +231,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().Uint64Var(&seq, "snapshot", 0, "sequence number of the snapshot to restore (see: sealfs snapshots)")
+	cmd.Flags().StringVar(&sel, "snapshot", "latest", "the snapshot to restore: "+snapshotSelectorHelp)
 	g.addTransfersFlag(cmd)
 	return cmd
 }

@@ -62,7 +62,7 @@ with --vault URL they ask for the vault password instead (or read --password-fil
 	pf.StringVar(&g.vault, "vault", "", "unlock with a password through this Backup Key Vault (URL) instead of the recovery code")
 	pf.StringVar(&g.passwordFile, "password-file", "", "file holding the vault password (default: asked on the terminal)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newVaultCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g), newInitCmd(g))
+	root.AddCommand(newVaultCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g), newInitCmd(g), newForgetCmd(g))
 	return root
 }
 
@@ -70,6 +70,16 @@ with --vault URL they ask for the vault password instead (or read --password-fil
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{fmt.Errorf("%v (usage: %s)", err, cmd.UseLine())}
+		}
+		return nil
+	}
+}
+
+// minimumArgs is cobra.MinimumNArgs with a usage error.
+func minimumArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.MinimumNArgs(n)(cmd, args); err != nil {
 			return usageError{fmt.Errorf("%v (usage: %s)", err, cmd.UseLine())}
 		}
 		return nil

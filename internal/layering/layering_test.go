@@ -30,9 +30,10 @@ var allowed = map[string][]string{
 	"internal/worktree":            {"repo", "crypt", "internal/worktree/sealedfile", "internal/atomicfile"},
 	"internal/worktree/sealedfile": {"crypt"},
 	"internal/fusefs":              {"internal/worktree", "repo", "crypt", "remote"}, // remote: the interface's error kinds only
-	"internal/daemon":              {"internal/fusefs", "internal/worktree", "internal/humanize", "internal/mountopts", "repo", "crypt", "remote", "internal/atomicfile"},
+	"internal/daemon":              {"internal/fusefs", "internal/worktree", "internal/humanize", "internal/mountopts", "internal/retention", "repo", "crypt", "remote", "internal/atomicfile"},
 	"internal/humanize":            {},
 	"internal/mountopts":           {},
+	"internal/retention":           {"repo", "crypt"}, // policies (pure) and applying one to a repository
 	"internal/sdnotify":            {},
 	"internal/atomicfile":          {},
 	"internal/unlock":              {"repo", "crypt", "keyvault"}, // secret sources, both unlockers, the vault slot's params
@@ -41,7 +42,7 @@ var allowed = map[string][]string{
 	"internal/clidoc":              {}, // docs/CLI.md against the commands' flags, for their tests
 	"internal/nodump":              {}, // no core dumps, not dumpable: both commands, first
 	"cmd/sealfs-vault":             {"internal/vaultserver", "keyvault", "internal/nodump"},
-	"cmd/sealfs":                   {"crypt", "chunker", "remote", "remote/shaped", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/sdnotify", "internal/unlock", "internal/nodump"},
+	"cmd/sealfs":                   {"crypt", "chunker", "remote", "remote/shaped", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/retention", "internal/sdnotify", "internal/unlock", "internal/nodump"},
 	"test":                         {"crypt", "chunker", "remote", "repo", "internal/archiver", "internal/testutil", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/unlock"},
 	"test/spec":                    {},
 }
@@ -69,6 +70,7 @@ var testAllowed = map[string][]string{
 	"internal/daemon":              {"internal/testutil", "internal/unlock", "remote"},
 	"internal/humanize":            {},
 	"internal/mountopts":           {},
+	"internal/retention":           {},
 	"internal/sdnotify":            {},
 	"internal/atomicfile":          {},
 	"internal/testutil":            {},
