@@ -1,0 +1,261 @@
+package test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/unlock"
+	"github.com/sealfs/sealfs/remote/faulty"
+	"github.com/sealfs/sealfs/remote/rcloneremote"
+	"github.com/sealfs/sealfs/repo"
+)
+
+// backupHistory stores n snapshots of a changing tree through the binary,
+// each version kept in a folder of its own for comparison; it returns the
+// folders, the i-th holding snapshot i+1.
+func backupHistory(t *testing.T, c cliRepo, n int) []string {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(7, 11))
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(rng.Uint32())
+	}
+	var dirs []string
+	for i := 1; i <= n; i++ {
+		dir := t.TempDir()
+		big[i*1000] ^= 0xff // a change inside a shared big file
+		files := map[string][]byte{
+			"a.txt":                        fmt.Appendf(nil, "version %d", i),
+			"big.bin":                      big,
+			"same/kept.txt":                []byte("never changes"),
+			fmt.Sprintf("sub/only-%d", i):  fmt.Appendf(nil, "only in %d", i),
+			"sub/deeper/changes-each-time": fmt.Appendf(nil, "%d%d%d", i, i, i),
+		}
+		for name, data := range files {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		expect(t, c.run(t, "backup", dir, c.remote), 0, "")
+		dirs = append(dirs, dir)
+	}
+	return dirs
+}
+
+// remoteListing is every object of a local remote: its name and a hash of
+// its content.
+func remoteListing(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = fmt.Sprintf("%x", sha256.Sum256(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// snapshotSeqs are the sequence numbers `sealfs snapshots` lists.
+func snapshotSeqs(t *testing.T, c cliRepo) string {
+	t.Helper()
+	r := c.run(t, "snapshots", c.remote)
+	expect(t, r, 0, "")
+	var seqs []string
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n")[1:] {
+		seqs = append(seqs, strings.Fields(line)[0])
+	}
+	return strings.Join(seqs, " ")
+}
+
+// restoredSame restores snapshot sel on a fresh cache and compares the
+// result with dir, byte for byte.
+func restoredSame(t *testing.T, c cliRepo, sel, dir string) {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "dst")
+	expect(t, sealfs(t, nil, "restore", "--snapshot", sel, "--cache-dir", t.TempDir(), "--code-file", c.codeFile, c.remote, dst), 0, "")
+	sameShape(t, "restore of snapshot "+sel, treeShape(t, dir), treeShape(t, dst))
+}
+
+// snapshotObjects counts the snapshot objects on c's remote.
+func snapshotObjects(t *testing.T, c cliRepo) int {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(c.remote, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			n++
+		}
+	}
+	return n
+}
+
+// checkClean runs check --read-data and wants it clean.
+func checkClean(t *testing.T, c cliRepo) {
+	t.Helper()
+	r := c.run(t, "check", "--read-data", c.remote)
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "no problems found") {
+		t.Fatalf("check: %s", r.stdout)
+	}
+}
+
+// TestForgetCommand: sealfs forget refuses what would be a mistake (no
+// policy, a policy and names at once, the newest snapshot, bad flags);
+// --dry-run prints the plan and changes no object of the remote; a real
+// run forgets what the policy does not keep, then check --read-data is
+// clean, the kept snapshots restore byte for byte, and a forgotten one is
+// a usage error; a snapshot named by an id prefix is forgotten too.
+func TestForgetCommand(t *testing.T) {
+	c := initRepo(t)
+	dirs := backupHistory(t, c, 5)
+	before := remoteListing(t, c.remote)
+
+	expect(t, c.run(t, "forget", c.remote), 2, "no policy given")
+	expect(t, c.run(t, "forget", "--keep-last", "1", c.remote, "2"), 2, "not both")
+	expect(t, c.run(t, "forget", c.remote, "5"), 2, "the newest")
+	expect(t, c.run(t, "forget", c.remote, "latest"), 2, "the newest")
+	expect(t, c.run(t, "forget", c.remote, "9"), 2, "no snapshot 9")
+	expect(t, c.run(t, "forget", "--keep-daily", "-2", c.remote), 2, "-1 for all")
+	expect(t, c.run(t, "forget", "--keep-within", "3x", c.remote), 2, "unknown unit")
+	expect(t, c.run(t, "forget", "--keep-last", "1", "--group-by", "paths", c.remote), 2, "host or none")
+
+	r := c.run(t, "forget", "--keep-last", "2", "--dry-run", c.remote)
+	expect(t, r, 0, "")
+	for _, want := range []string{"would forget 3 snapshots", "keep 2 snapshots", "remove 3 snapshots", "last snapshot"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("dry run says no %q:\n%s", want, r.stdout)
+		}
+	}
+	if after := remoteListing(t, c.remote); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("the dry run changed the remote:\nbefore %v\nafter  %v", before, after)
+	}
+	if got := snapshotSeqs(t, c); got != "1 2 3 4 5" {
+		t.Fatalf("after the dry run: snapshots %s", got)
+	}
+
+	r = c.run(t, "forget", "--keep-last", "2", c.remote)
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "forgot 3 snapshots") {
+		t.Fatalf("forget:\n%s", r.stdout)
+	}
+	if got := snapshotSeqs(t, c); got != "4 5" {
+		t.Fatalf("after forget --keep-last 2: snapshots %s", got)
+	}
+	records, _ := filepath.Glob(filepath.Join(c.remote, "snapshots", "forget", "*"))
+	if len(records) != 1 {
+		t.Fatalf("%d forget records, want 1", len(records))
+	}
+	checkClean(t, c)
+	restoredSame(t, c, "4", dirs[3])
+	restoredSame(t, c, "latest", dirs[4])
+	expect(t, sealfs(t, nil, "restore", "--snapshot", "2", "--cache-dir", t.TempDir(), "--code-file", c.codeFile, c.remote, filepath.Join(t.TempDir(), "d")), 2, "was forgotten")
+
+	// By id prefix; a second run of the same policy has nothing to do.
+	list := c.run(t, "snapshots", c.remote).stdout
+	m := regexp.MustCompile(`(?m)^4\s+([0-9a-f]{8})`).FindStringSubmatch(list)
+	if m == nil {
+		t.Fatalf("no snapshot 4 in:\n%s", list)
+	}
+	r = c.run(t, "forget", c.remote, m[1][:6])
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "forgot 1 snapshots") {
+		t.Fatalf("forget %s:\n%s", m[1][:6], r.stdout)
+	}
+	if got := snapshotSeqs(t, c); got != "5" {
+		t.Fatalf("after forget of snapshot 4: snapshots %s", got)
+	}
+	r = c.run(t, "forget", "--keep-last", "1", c.remote)
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "nothing to forget") {
+		t.Fatalf("forget with nothing to do:\n%s", r.stdout)
+	}
+	checkClean(t, c)
+	restoredSame(t, c, "5", dirs[4])
+}
+
+// TestForgetInterrupted: a forget that stored its record but deleted none
+// of the snapshots (as one killed between the two does) leaves a valid
+// repository; sealfs forget then finishes the job, whatever its policy
+// says of those snapshots, and check is clean.
+func TestForgetInterrupted(t *testing.T) {
+	c := initRepo(t)
+	dirs := backupHistory(t, c, 4)
+	ctx := context.Background()
+	rem, err := rcloneremote.Open(ctx, c.remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := faulty.New(rem, 1)
+	f.FailOn("delete", "snapshots/", 1, faulty.FailBefore)
+	raw, _ := os.ReadFile(c.codeFile)
+	code, err := crypt.ParseRecoveryCode(string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, f, unlock.WithCode(code), repo.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Forget(ctx, []uint64{1, 2}); err == nil {
+		t.Fatal("Forget succeeded with a failing delete")
+	}
+	if err := r.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	records, _ := filepath.Glob(filepath.Join(c.remote, "snapshots", "forget", "*"))
+	if n := snapshotObjects(t, c); len(records) != 1 || n != 4 {
+		t.Fatalf("after the interrupted forget: %d records, %d snapshot objects; want 1 and 4", len(records), n)
+	}
+	checkClean(t, c)
+
+	// keep-last 4 would keep all four: the two recorded go all the same.
+	out := c.run(t, "forget", "--keep-last", "4", c.remote)
+	expect(t, out, 0, "")
+	for _, want := range []string{"finish forgetting 2 snapshots", "forgot 2 snapshots"} {
+		if !strings.Contains(out.stdout, want) {
+			t.Fatalf("forget says no %q:\n%s", want, out.stdout)
+		}
+	}
+	if n := snapshotObjects(t, c); n != 2 {
+		t.Fatalf("%d snapshot objects left, want 2", n)
+	}
+	if got := snapshotSeqs(t, c); got != "3 4" {
+		t.Fatalf("after the second forget: snapshots %s", got)
+	}
+	records, _ = filepath.Glob(filepath.Join(c.remote, "snapshots", "forget", "*"))
+	if len(records) != 1 {
+		t.Fatalf("%d forget records, want 1 (the second run records nothing new)", len(records))
+	}
+	checkClean(t, c)
+	restoredSame(t, c, "3", dirs[2])
+	restoredSame(t, c, "4", dirs[3])
+}
