@@ -1,0 +1,177 @@
+package repo
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	mrand "math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/remote/rcloneremote"
+	"github.com/sealfs/sealfs/repo/format"
+)
+
+// benchCommits lists the histories BenchmarkOpenHistory opens: the same
+// files committed in that many commits each.
+var benchCommits = flag.String("bench-commits", "10,10000", "BenchmarkOpenHistory: comma-separated numbers of commits the same files are stored in")
+
+// Files of BenchmarkOpenHistory: openBenchFiles files of openBenchFileSize
+// random bytes, openBenchPerDir to a directory below the root, so that a
+// commit rewrites a few small trees, whatever the history's length.
+const (
+	openBenchFiles    = 10000
+	openBenchFileSize = 1024
+	openBenchPerDir   = 100
+)
+
+// BenchmarkOpenHistory opens a repository whose files were stored in 10
+// commits and one whose same files were stored in 10,000 (-bench-commits),
+// on a local-directory remote: what a mount does before it serves (Refresh
+// — listing and reading the snapshots and the newest one's indexes — and
+// loading the root directory), on the cache directory of the client that
+// wrote it ("warm") and on an empty one ("fresh", a new machine). The
+// unlock (a key slot and the config) is left out: it does not depend on
+// the history. retained-B is the live heap the opened repository holds,
+// after a garbage collection.
+func BenchmarkOpenHistory(b *testing.B) {
+	for _, f := range strings.Split(*benchCommits, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > openBenchFiles {
+			b.Fatalf("-bench-commits: %q is not a number of commits from 1 to %d", f, openBenchFiles)
+		}
+		b.Run(fmt.Sprintf("commits=%d", n), func(b *testing.B) {
+			fx := openBenchFixture(b, n)
+			for _, warm := range []bool{true, false} {
+				name := "fresh"
+				if warm {
+					name = "warm"
+				}
+				b.Run(name, func(b *testing.B) {
+					var retained uint64
+					for b.Loop() {
+						dir := fx.cacheDir
+						if !warm {
+							b.StopTimer()
+							dir = b.TempDir()
+							b.StartTimer()
+						}
+						r, before := fx.open(b, dir)
+						b.StopTimer()
+						retained = max(retained, heapAfterGC()-before)
+						runtime.KeepAlive(r)
+						b.StartTimer()
+					}
+					b.ReportMetric(float64(retained), "retained-B")
+				})
+			}
+		})
+	}
+}
+
+// openFixture is a repository on a local directory written by
+// buildOpenFixture, and the cache directory of its writer.
+type openFixture struct {
+	rem      remote.Remote
+	cfg      *format.Config
+	id       crypt.RepoID
+	mk       crypt.MasterKey
+	cacheDir string
+	tree     crypt.ID // the newest snapshot's root tree
+}
+
+// open opens the fixture as a mount does before it serves, on cache
+// directory dir, and returns the repository and the live heap before it.
+func (fx *openFixture) open(b *testing.B, dir string) (*Repository, uint64) {
+	b.StopTimer()
+	before := heapAfterGC()
+	b.StartTimer()
+	ctx := context.Background()
+	r, err := newRepository(fx.rem, fx.cfg, fx.id, fx.mk, Options{CacheDir: dir, CacheSize: 64 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Refresh(ctx); err != nil {
+		b.Fatal(err)
+	}
+	l := r.Latest()
+	if l == nil || l.Tree != fx.tree {
+		b.Fatalf("opened %v, want the snapshot of tree %s", l, fx.tree.Short())
+	}
+	if _, err := r.LoadTree(ctx, l.Tree); err != nil {
+		b.Fatal(err)
+	}
+	return r, before
+}
+
+func heapAfterGC() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// openBenchFixture builds a repository of openBenchFiles files stored in
+// n commits, through the library's commit path (blobs, trees, Commit, as a
+// mount's commit does), in temporary folders of b.
+func openBenchFixture(b *testing.B, n int) *openFixture {
+	start := time.Now()
+	ctx := context.Background()
+	mk, _ := crypt.NewMasterKey()
+	id, _ := crypt.NewRepoID()
+	cfg := &format.Config{Version: format.FormatVersion, Repository: id.String(), ChunkMin: 64 << 10, ChunkAvg: 1 << 20,
+		ChunkMax: 8 << 20, PackSize: DefaultPackSize, Compression: CompressionZstd}
+	rem, err := rcloneremote.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	fx := &openFixture{rem: rem, cfg: cfg, id: id, mk: mk, cacheDir: b.TempDir()}
+	r, err := newRepository(rem, cfg, id, mk, Options{CacheDir: fx.cacheDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.lease = &leaseHolder{lease: format.Lease{Expires: time.Now().Add(24 * time.Hour)}, ttl: time.Hour}
+	rng := mrand.New(mrand.NewPCG(7, 8))
+	dirs := make([]Tree, openBenchFiles/openBenchPerDir)
+	subtrees := make([]crypt.ID, len(dirs))
+	buf := make([]byte, openBenchFileSize)
+	for c := range n {
+		lo, hi := c*openBenchFiles/n, (c+1)*openBenchFiles/n
+		for i := lo; i < hi; i++ {
+			for j := range buf {
+				buf[j] = byte(rng.Uint32())
+			}
+			bid, err := r.SaveBlob(ctx, crypt.TypeDataBlob, buf)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d := &dirs[i/openBenchPerDir]
+			d.Nodes = append(d.Nodes, &Node{Name: fmt.Appendf(nil, "f%05d", i), Type: NodeFile, Mode: 0o644, MtimeNs: int64(i),
+				Size: openBenchFileSize, Content: []Extent{{ID: bid, Size: openBenchFileSize}}})
+		}
+		var root Tree
+		for d := range dirs {
+			if d >= lo/openBenchPerDir && d <= (hi-1)/openBenchPerDir {
+				if subtrees[d], err = r.SaveTree(ctx, &dirs[d]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if !subtrees[d].IsZero() {
+				root.Nodes = append(root.Nodes, &Node{Name: fmt.Appendf(nil, "d%03d", d), Type: NodeDir, Mode: 0o755, Subtree: subtrees[d]})
+			}
+		}
+		if fx.tree, err = r.SaveTree(ctx, &root); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.Commit(ctx, fx.tree, CommitInfo{Host: "bench", Files: uint64(hi), Bytes: uint64(hi) * openBenchFileSize}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("%d files in %d commits stored in %s", openBenchFiles, n, time.Since(start).Round(time.Millisecond))
+	return fx
+}
