@@ -98,7 +98,8 @@ func (c *checker) slots(ctx context.Context) error {
 
 // snapshots opens every snapshot and forget record and checks the chain
 // they form. It returns the snapshots that opened, by sequence number, and
-// the indexes they name, each with a snapshot that names it.
+// the index objects a reader loads (readerIndexes), each with the snapshot
+// that names it.
 func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]string, error) {
 	var entries []remote.Entry
 	if err := c.r.remote.List(ctx, format.SnapshotsDir, func(e remote.Entry) error { entries = append(entries, e); return nil }); err != nil {
@@ -123,21 +124,23 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 			continue
 		}
 		snaps = append(snaps, s)
-		for _, x := range s.Indexes {
-			wantIndex[x] = e.Name
-		}
 	}
 	c.rep.Snapshots = len(snaps)
 	sort.SliceStable(snaps, func(i, j int) bool { return snaps[i].Seq < snaps[j].Seq })
+	for _, x := range readerIndexes(snaps) {
+		wantIndex[x] = format.SnapshotName(snaps[len(snaps)-1].ID)
+	}
 	for _, err := range verifyChain(snaps, forgot) {
 		c.problem(err)
 	}
 	return snaps, wantIndex, nil
 }
 
-// indexes loads every index a snapshot names (want: index -> snapshot)
-// into one index of the whole repository. An index object no snapshot
-// names is unreferenced.
+// indexes loads the index objects a reader loads (want: index ->
+// snapshot) into one index of the whole repository: the one every
+// snapshot's trees are read through, as a reader does. Any other index
+// object (one an older snapshot names, replaced by a merge or a rewrite) is
+// unreferenced: garbage that prune removes.
 func (c *checker) indexes(ctx context.Context, want map[crypt.ID]string) (*Index, error) {
 	have := map[string]bool{}
 	if err := c.r.remote.List(ctx, format.IndexDir, func(e remote.Entry) error { have[e.Name] = true; return nil }); err != nil {
@@ -154,7 +157,7 @@ func (c *checker) indexes(ctx context.Context, want map[crypt.ID]string) (*Index
 			continue
 		}
 		delete(have, name)
-		if err := c.r.loadIndex(ctx, x, all); err != nil {
+		if err := c.r.loadIndex(ctx, x, all, nil); err != nil {
 			c.problem(err)
 			continue
 		}

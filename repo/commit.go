@@ -56,6 +56,9 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if err := r.storeIndexes(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.consolidateIndexes(ctx, r.Latest()); err != nil {
+		return nil, err
+	}
 	if _, ok := r.Index().Lookup(root); !ok {
 		return nil, fmt.Errorf("root tree %s is not stored", root.Short())
 	}
@@ -64,7 +67,7 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if len(r.snapshots) > 0 {
 		parent = r.snapshots[len(r.snapshots)-1]
 	}
-	if retry != nil && parent.Tree == root && sameRoot(parent.Root, info.Root) && len(r.unnamed) == 0 {
+	if retry != nil && parent.Tree == root && sameRoot(parent.Root, info.Root) && len(r.unnamed) == 0 && len(r.merges) == 0 {
 		r.mu.Unlock()
 		return parent, nil // the retried snapshot is this commit
 	}
@@ -123,7 +126,12 @@ func (r *Repository) storeIndexes(ctx context.Context) error {
 			return fmt.Errorf("failed to upload index: %w", err)
 		}
 		r.mu.Lock()
-		r.unnamed = append(r.unnamed, x.id)
+		if x.covers != nil {
+			r.merges = append(r.merges, indexMerge{id: x.id, covers: x.covers})
+		} else {
+			r.unnamed = append(r.unnamed, x.id)
+		}
+		r.indexEntries[x.id] = x.entries
 		r.unsentIndexes = r.unsentIndexes[1:] // only commits change it
 		r.mu.Unlock()
 	}
@@ -133,25 +141,18 @@ func (r *Repository) storeIndexes(ctx context.Context) error {
 // sealIndexesLocked seals the pending index entries into index objects
 // waiting for upload. r.mu is held.
 func (r *Repository) sealIndexesLocked() error {
-	for len(r.pending) > 0 {
-		n := min(len(r.pending), format.MaxIndexEntries)
-		xid, err := crypt.NewRandomID()
-		if err != nil {
-			return err
-		}
-		sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, format.EncodeIndex(r.pending[:n]))
-		if err != nil {
-			return err
-		}
-		r.unsentIndexes = append(r.unsentIndexes, sealedObject{id: xid, sealed: sealed})
-		r.pending = r.pending[n:]
+	objs, err := r.sealIndexes(r.pending)
+	if err != nil {
+		return err
 	}
+	r.unsentIndexes = append(r.unsentIndexes, objs...)
+	r.pending = nil
 	return nil
 }
 
 // sealSnapshotLocked makes the snapshot of the tree root that follows
 // parent (nil for the first): it names the parent's indexes and every
-// unnamed one. It is sealed under a fresh id, not stored. r.mu is held.
+// unnamed one, merged as consolidateIndexes stored (indexListLocked). It is sealed under a fresh id, not stored. r.mu is held.
 func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *Snapshot) (*unstoredSnapshot, error) {
 	s := &Snapshot{Version: format.FormatVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes}
 	if info.Root != nil {
@@ -162,9 +163,8 @@ func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *
 	}
 	if parent != nil {
 		s.Seq, s.Parent = parent.Seq+1, parent.ID
-		s.Indexes = append(s.Indexes, parent.Indexes...)
 	}
-	s.Indexes = append(s.Indexes, r.unnamed...)
+	s.Indexes = r.indexListLocked(parent)
 	var err error
 	if s.ID, err = crypt.NewRandomID(); err != nil {
 		return nil, err
@@ -180,10 +180,13 @@ func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *
 	return &unstoredSnapshot{snap: s, sealed: sealed}, nil
 }
 
-// sealedObject is an object sealed and not yet stored.
+// sealedObject is an index object sealed and not yet stored: its number
+// of entries, and for a merge the run of index objects it replaces.
 type sealedObject struct {
-	id     crypt.ID
-	sealed []byte
+	id      crypt.ID
+	sealed  []byte
+	entries int
+	covers  []crypt.ID
 }
 
 // unstoredSnapshot is a sealed snapshot whose upload has not succeeded yet.
@@ -209,6 +212,17 @@ func (r *Repository) storeSnapshot(ctx context.Context, u *unstoredSnapshot) err
 	for _, x := range u.snap.Indexes {
 		named[x] = true
 	}
+	// Index objects a stored merge the snapshot names replaces are named
+	// through it (newest first: a merge may cover an earlier one); merges
+	// it does not name are garbage (their run changed).
+	for i := len(r.merges) - 1; i >= 0; i-- {
+		if m := r.merges[i]; named[m.id] {
+			for _, x := range m.covers {
+				named[x] = true
+			}
+		}
+	}
+	r.merges = nil
 	keep := r.unnamed[:0]
 	for _, x := range r.unnamed {
 		if !named[x] {
@@ -216,6 +230,7 @@ func (r *Repository) storeSnapshot(ctx context.Context, u *unstoredSnapshot) err
 		}
 	}
 	r.unnamed = keep
+	r.keepIndexEntriesLocked(u.snap.Indexes)
 	r.snapshots = append(r.snapshots, u.snap)
 	r.unstored = nil
 	r.state.Unstored = nil

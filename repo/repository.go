@@ -119,8 +119,13 @@ type Repository struct {
 	// snapshot, and a snapshot whose upload failed.
 	unsentIndexes []sealedObject
 	unnamed       []crypt.ID
-	unstored      *unstoredSnapshot
-	stats         WriteStats
+	// Merges of index objects stored and not yet named by a stored
+	// snapshot (consolidate.go), and the number of entries of each index
+	// object of the newest snapshot and of those waiting to be named.
+	merges       []indexMerge
+	indexEntries map[crypt.ID]int
+	unstored     *unstoredSnapshot
+	stats        WriteStats
 }
 
 // WriteStats counts what a writer stored since the repository was opened.
@@ -245,7 +250,7 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 	r := &Repository{
 		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(),
 		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec,
-		forgotten: map[uint64]crypt.ID{}, uploadEnded: make(chan struct{}),
+		forgotten: map[uint64]crypt.ID{}, uploadEnded: make(chan struct{}), indexEntries: map[crypt.ID]int{},
 		sealSlots: newSealSlots(),
 	}
 	r.index.Store(newIndex())
@@ -390,23 +395,25 @@ func (r *Repository) Refresh(ctx context.Context) error {
 		newestSnap = snaps[len(snaps)-1]
 	}
 	idx := newIndex()
-	if newestSnap != nil {
-		for _, xid := range newestSnap.Indexes {
-			if err := r.loadIndex(ctx, xid, idx); err != nil {
-				return err
-			}
+	counts := map[crypt.ID]int{}
+	for _, xid := range readerIndexes(snaps) {
+		if err := r.loadIndex(ctx, xid, idx, counts); err != nil {
+			return err
 		}
 	}
 	r.mu.Lock()
 	u := r.unstored
 	r.mu.Unlock()
-	if u != nil && !r.keepUnstored(ctx, u, newestSnap, idx) {
+	if u != nil && !r.keepUnstored(ctx, u, newestSnap, idx, counts) {
 		u = nil
 	}
 	r.mu.Lock()
 	r.snapshots = snaps
 	r.forgotten = forgot
 	r.index.Store(idx)
+	for x, n := range counts {
+		r.indexEntries[x] = n
+	}
 	dropped := r.unstored != nil && u == nil
 	if dropped {
 		if old := r.unstored.snap; newest >= old.Seq && !slices.ContainsFunc(snaps, func(s *Snapshot) bool { return s.ID == old.ID }) {
@@ -448,7 +455,7 @@ func (r *Repository) ClearSuperseded() error {
 // all, or when another writer committed since; then the indexes it names
 // are unreferenced, and the changes it held are committed again from the
 // worktree's journal. A kept snapshot's own indexes go into idx.
-func (r *Repository) keepUnstored(ctx context.Context, u *unstoredSnapshot, newest *Snapshot, idx *Index) bool {
+func (r *Repository) keepUnstored(ctx context.Context, u *unstoredSnapshot, newest *Snapshot, idx *Index, counts map[crypt.ID]int) bool {
 	var newestID crypt.ID
 	named := map[crypt.ID]bool{}
 	if newest != nil {
@@ -461,7 +468,7 @@ func (r *Repository) keepUnstored(ctx context.Context, u *unstoredSnapshot, newe
 		return false
 	}
 	for _, x := range u.snap.Indexes {
-		if !named[x] && r.loadIndex(ctx, x, idx) != nil {
+		if !named[x] && r.loadIndex(ctx, x, idx, counts) != nil {
 			return false
 		}
 	}
@@ -555,26 +562,18 @@ func (r *Repository) loadSnapshot(ctx context.Context, name string, size int64) 
 	return s, nil
 }
 
-// loadIndex reads, opens and adds to into the index object id.
-func (r *Repository) loadIndex(ctx context.Context, id crypt.ID, into *Index) error {
-	name := format.IndexName(id)
-	sealed, err := readObject(ctx, r.remote, name, -1, format.MaxIndexObject)
-	if errors.Is(err, remote.ErrNotFound) {
-		return integrityError(name, "the index is missing")
-	}
+// loadIndex reads, opens and adds to into the index object id, and
+// records its number of entries in counts.
+func (r *Repository) loadIndex(ctx context.Context, id crypt.ID, into *Index, counts map[crypt.ID]int) error {
+	entries, err := r.readIndex(ctx, id)
 	if err != nil {
 		return err
 	}
-	pt, err := r.keys.Open(crypt.TypeIndex, id, sealed)
-	if err != nil {
-		return integrityError(name, "%v (changed, or from another repository)", err)
-	}
-	entries, err := format.DecodeIndex(pt)
-	if err != nil {
-		return integrityError(name, "%v", err)
-	}
 	for _, e := range entries {
 		into.add(e.ID, e.Location)
+	}
+	if counts != nil {
+		counts[id] = len(entries)
 	}
 	return nil
 }

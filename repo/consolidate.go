@@ -1,0 +1,230 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/repo/format"
+)
+
+// Index consolidation (docs/SPEC.md §7, "Consolidation"): every commit
+// writes an index object for its new blobs, and a snapshot names the index
+// objects the repository consists of. So that this list does not grow by
+// one with every commit, a commit merges the newest index objects into one
+// when they are as large as the one before them (as a binary counter
+// carries), and whenever the list would be longer than maxNamedIndexes:
+// a snapshot names O(log blobs) index objects, and each blob is rewritten
+// O(log blobs) times over the repository's life.
+
+// maxNamedIndexes is the most index objects a snapshot names, unless the
+// ones before the newest are full (format.MaxIndexEntries each).
+const maxNamedIndexes = 24
+
+// mergeFactor: an index object is merged with the newer ones after it once
+// it holds at most mergeFactor times as many entries as they do together.
+const mergeFactor = 2
+
+// sealIndexes seals entries into index objects of at most
+// format.MaxIndexEntries entries, each under a fresh id. It is the one way
+// index objects are made: for the blobs of a commit, for a merge, and for
+// a rewrite (prune). An index object, once sealed, is uploaded with these
+// bytes until a Put succeeds (docs/SPEC.md §9).
+func (r *Repository) sealIndexes(entries []format.IndexEntry) ([]sealedObject, error) {
+	var out []sealedObject
+	for len(entries) > 0 {
+		n := min(len(entries), format.MaxIndexEntries)
+		xid, err := crypt.NewRandomID()
+		if err != nil {
+			return nil, err
+		}
+		sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, format.EncodeIndex(entries[:n]))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sealedObject{id: xid, sealed: sealed, entries: n})
+		entries = entries[n:]
+	}
+	return out, nil
+}
+
+// readIndex reads, opens and decodes the index object id.
+func (r *Repository) readIndex(ctx context.Context, id crypt.ID) ([]format.IndexEntry, error) {
+	name := format.IndexName(id)
+	sealed, err := readObject(ctx, r.remote, name, -1, format.MaxIndexObject)
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, integrityError(name, "the index is missing")
+	}
+	if err != nil {
+		return nil, err
+	}
+	pt, err := r.keys.Open(crypt.TypeIndex, id, sealed)
+	if err != nil {
+		return nil, integrityError(name, "%v (changed, or from another repository)", err)
+	}
+	entries, err := format.DecodeIndex(pt)
+	if err != nil {
+		return nil, integrityError(name, "%v", err)
+	}
+	return entries, nil
+}
+
+// readerIndexes returns the index objects a reader loads, in the order it
+// loads them (a later entry of a blob wins), given every snapshot by
+// sequence number: the newest snapshot's. They list every blob of every
+// retained snapshot (docs/SPEC.md §7); the index objects that only older
+// snapshots name may be gone.
+func readerIndexes(snaps []*Snapshot) []crypt.ID {
+	if len(snaps) == 0 {
+		return nil
+	}
+	return snaps[len(snaps)-1].Indexes
+}
+
+// indexMerge is a stored index object that holds the entries of the index
+// objects it covers (a run of the list the next snapshot names), which it
+// replaces in that list.
+type indexMerge struct {
+	id     crypt.ID
+	covers []crypt.ID
+}
+
+// planMerge returns where the run of index objects to merge begins, given
+// how many entries each of the list holds (oldest first): the run ends at
+// the newest; len(counts) when nothing is to be merged. An object joins
+// the run while it holds at most mergeFactor times the run's entries, or
+// while the list would be longer than maxNamedIndexes, as long as the
+// merged object stays within format.MaxIndexEntries.
+func planMerge(counts []int) int {
+	if len(counts) < 2 {
+		return len(counts)
+	}
+	s := len(counts) - 1
+	acc := counts[s]
+	for s > 0 && (counts[s-1] <= mergeFactor*acc || s >= maxNamedIndexes) && counts[s-1]+acc <= format.MaxIndexEntries {
+		s--
+		acc += counts[s]
+	}
+	if s == len(counts)-1 {
+		return len(counts)
+	}
+	return s
+}
+
+// indexListLocked is the list of index objects a snapshot that follows
+// parent names: the parent's, then the ones stored since, with each stored
+// merge in place of the run it covers. A merge whose run is not all there
+// (the parent changed under it) is left out: it is garbage. r.mu is held.
+func (r *Repository) indexListLocked(parent *Snapshot) []crypt.ID {
+	var list []crypt.ID
+	if parent != nil {
+		list = append(list, parent.Indexes...)
+	}
+	list = append(list, r.unnamed...)
+	for _, m := range r.merges {
+		at := -1
+		for i, x := range list {
+			if x == m.covers[0] {
+				at = i
+				break
+			}
+		}
+		if at < 0 || at+len(m.covers) > len(list) || !equalIDs(list[at:at+len(m.covers)], m.covers) {
+			continue
+		}
+		list = append(list[:at+1], list[at+len(m.covers):]...)
+		list[at] = m.id
+	}
+	return list
+}
+
+func equalIDs(a, b []crypt.ID) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// consolidateIndexes merges the newest index objects of the list the next
+// snapshot names, when planMerge says so: it reads them back, seals their
+// entries (the newest entry of a blob wins, as when they are loaded in
+// order) into one object and queues it for upload like any index object
+// (storeIndexes): a failure fails the commit, and the next commit uploads
+// the same bytes first. commitMu is held.
+func (r *Repository) consolidateIndexes(ctx context.Context, parent *Snapshot) error {
+	r.mu.Lock()
+	list := r.indexListLocked(parent)
+	counts := make([]int, len(list))
+	for i, x := range list {
+		n, ok := r.indexEntries[x]
+		if !ok {
+			n = format.MaxIndexEntries // unknown: never merged
+		}
+		counts[i] = n
+	}
+	queued := len(r.unsentIndexes) > 0
+	r.mu.Unlock()
+	if queued {
+		return nil // storeIndexes failed; this commit fails
+	}
+	s := planMerge(counts)
+	if s == len(list) {
+		return nil
+	}
+	run := list[s:]
+	pos := map[crypt.ID]int{}
+	var merged []format.IndexEntry
+	for _, x := range run {
+		entries, err := r.readIndex(ctx, x)
+		if err != nil {
+			return fmt.Errorf("failed to merge index objects: %w", err)
+		}
+		for _, e := range entries {
+			if i, ok := pos[e.ID]; ok {
+				merged[i] = e
+				continue
+			}
+			pos[e.ID] = len(merged)
+			merged = append(merged, e)
+		}
+	}
+	objs, err := r.sealIndexes(merged)
+	if err != nil {
+		return err
+	}
+	if len(objs) != 1 {
+		return fmt.Errorf("merging %d index objects gave %d", len(run), len(objs))
+	}
+	objs[0].covers = append([]crypt.ID(nil), run...)
+	r.mu.Lock()
+	r.unsentIndexes = append(r.unsentIndexes, objs[0])
+	r.mu.Unlock()
+	return r.storeIndexes(ctx)
+}
+
+// keepIndexEntriesLocked forgets the sizes of index objects that are no
+// longer in named, the list of the newest snapshot, nor waiting to be
+// named. r.mu is held.
+func (r *Repository) keepIndexEntriesLocked(named []crypt.ID) {
+	keep := make(map[crypt.ID]int, len(named)+len(r.unnamed))
+	for _, l := range [][]crypt.ID{named, r.unnamed} {
+		for _, x := range l {
+			if n, ok := r.indexEntries[x]; ok {
+				keep[x] = n
+			}
+		}
+	}
+	for _, m := range r.merges {
+		if n, ok := r.indexEntries[m.id]; ok {
+			keep[m.id] = n
+		}
+	}
+	r.indexEntries = keep
+}
