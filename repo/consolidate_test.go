@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -216,5 +217,53 @@ func TestIndexConsolidationFails(t *testing.T) {
 			}
 			h.verify(open)
 		})
+	}
+}
+
+// TestCheckNeedsOnlyNewestIndexes: the index objects only older snapshots
+// name (replaced by merges) may go: a new client reads every file and
+// check finds nothing wrong; a missing index object the newest snapshot
+// names is an integrity error naming it.
+func TestCheckNeedsOnlyNewestIndexes(t *testing.T) {
+	r, _, dir, open := historyRepo(t)
+	h := &history{t: t, r: r, files: map[string][]byte{}}
+	for i := range 40 {
+		if err := h.commit(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	named := map[string]bool{}
+	for _, x := range r.Latest().Indexes {
+		named["index/"+x.String()] = true
+	}
+	all, _ := filepath.Glob(filepath.Join(dir, "index", "*"))
+	removed := 0
+	for _, p := range all {
+		if !named["index/"+filepath.Base(p)] {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			removed++
+		}
+	}
+	if removed == 0 || len(named) > 8 {
+		t.Fatalf("%d index objects replaced by merges, %d named: no merge?", removed, len(named))
+	}
+	h.verify(open)
+	r2 := open(t.TempDir())
+	rep, err := r2.Check(context.Background(), repo.CheckOptions{})
+	if err != nil || !rep.OK() || len(rep.Unreferenced) != 0 {
+		t.Fatalf("check: %v %v, unreferenced %v", err, rep.Problems, rep.Unreferenced)
+	}
+	victim := "index/" + r.Latest().Indexes[0].String()
+	if err := os.Remove(filepath.Join(dir, victim)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = r2.Check(context.Background(), repo.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() || !strings.Contains(errors.Join(rep.Problems...).Error(), victim) {
+		t.Fatalf("check with %s deleted: %v", victim, rep.Problems)
 	}
 }
