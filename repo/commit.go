@@ -73,15 +73,7 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	}
 	u, err := r.sealSnapshotLocked(root, info, parent)
 	if err == nil {
-		// Remembered before the upload: after a crash, the next run
-		// stores these same bytes (or drops them if another writer went
-		// on meanwhile).
-		r.state.Unstored = &unstoredState{ID: u.snap.ID, Sealed: u.sealed}
-		if err = r.state.save(r.stateDir); err != nil {
-			r.state.Unstored = nil
-		} else {
-			r.unstored = u
-		}
+		err = r.rememberUnstoredLocked(u)
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -150,6 +142,19 @@ func (r *Repository) sealIndexesLocked() error {
 	return nil
 }
 
+// rememberUnstoredLocked saves a sealed snapshot in the local state before
+// its upload: after a crash, the next run stores these same bytes (or
+// drops them if another writer went on meanwhile). r.mu is held.
+func (r *Repository) rememberUnstoredLocked(u *unstoredSnapshot) error {
+	r.state.Unstored = &unstoredState{ID: u.snap.ID, Sealed: u.sealed}
+	if err := r.state.save(r.stateDir); err != nil {
+		r.state.Unstored = nil
+		return err
+	}
+	r.unstored = u
+	return nil
+}
+
 // sealSnapshotLocked makes the snapshot of the tree root that follows
 // parent (nil for the first): it names the parent's indexes and every
 // unnamed one, merged as consolidateIndexes stored (indexListLocked). It is sealed under a fresh id, not stored. r.mu is held.
@@ -165,6 +170,11 @@ func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *
 		s.Seq, s.Parent = parent.Seq+1, parent.ID
 	}
 	s.Indexes = r.indexListLocked(parent)
+	return r.sealSnapshot(s)
+}
+
+// sealSnapshot seals s under a fresh id (which it sets); it is not stored.
+func (r *Repository) sealSnapshot(s *Snapshot) (*unstoredSnapshot, error) {
 	var err error
 	if s.ID, err = crypt.NewRandomID(); err != nil {
 		return nil, err

@@ -1,0 +1,548 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/repo/format"
+)
+
+// DefaultMaxUnusedPct is the share of a pack's bytes, in percent, that may
+// be unused before Prune repacks it: repacking a pack uploads its live
+// bytes again, so at 25 % it uploads at most three bytes for each byte it
+// frees.
+const DefaultMaxUnusedPct = 25
+
+// smallPackDivisor: a pack under 1/smallPackDivisor of the pack size is
+// small; Prune repacks the small packs together when there are several.
+const smallPackDivisor = 4
+
+// PruneOptions say what Prune removes and how it reports.
+type PruneOptions struct {
+	// MaxUnusedPct repacks a pack when more than this percentage of its
+	// bytes hold no live blob (0..100; negative means
+	// DefaultMaxUnusedPct). 100 never repacks for that reason.
+	MaxUnusedPct int
+	// DryRun plans and reports, and changes nothing (it needs no lease).
+	DryRun bool
+	// Progress, if set, is told what is being done, as Check tells it.
+	Progress func(stage string, done, total int)
+}
+
+// PruneReport is what Prune did, or with DryRun would do.
+type PruneReport struct {
+	DryRun bool
+	// Snapshots retained, and forgotten ones still present that were
+	// deleted first (a Forget cut short).
+	Snapshots, Forgotten int
+	// LiveBlobs is the number of blobs the retained snapshots need, and
+	// LiveBytes their sealed size.
+	LiveBlobs int
+	LiveBytes int64
+	// Packs listed before; those kept as they are; those deleted whole
+	// (no live blob, or named by no index: left by an interrupted commit
+	// or prune); those repacked (their live blobs copied into new packs,
+	// then deleted) and the new packs written.
+	Packs, KeptPacks                int
+	DeletedPacks, UnreferencedPacks int
+	RepackedPacks, NewPacks         int
+	// Bytes of the packs deleted whole, of the packs repacked, and of the
+	// live blobs copied out of them.
+	DeletedBytes, RepackedBytes, CopiedBytes int64
+	// Index objects deleted (the head's, when they were rewritten, and
+	// those no snapshot's head names) and written.
+	DeletedIndexes, NewIndexes int
+	// Snapshot is the snapshot Prune stored to name the rewritten
+	// indexes; nil when the indexes did not change.
+	Snapshot *Snapshot
+	// RemoteBefore and RemoteAfter are the bytes of every object on the
+	// remote (with DryRun, RemoteAfter is the estimate).
+	RemoteBefore, RemoteAfter int64
+}
+
+// Freed returns the bytes the remote shrank by.
+func (p *PruneReport) Freed() int64 { return p.RemoteBefore - p.RemoteAfter }
+
+// prunePlan is what Prune decided, before it acts.
+type prunePlan struct {
+	rep      PruneReport
+	head     *Snapshot
+	live     map[crypt.ID]bool
+	keep     []format.IndexEntry              // live entries in packs kept as they are
+	repack   map[crypt.ID][]format.IndexEntry // pack -> its live entries
+	packSize map[crypt.ID]int64               // every pack listed
+	dropPack map[crypt.ID]bool                // packs deleted (repacked ones included)
+	indexes  map[crypt.ID]int64               // every index object listed
+	rewrite  bool                             // the head's indexes change
+	dead     []crypt.ID                       // blobs the head's index lists and no snapshot needs
+	forgot   []uint64                         // forgotten snapshots still present
+}
+
+// Prune removes what no retained snapshot needs (docs/SPEC.md, "Prune").
+// It needs the writer lease, unless DryRun. In order:
+//
+//  1. A forget cut short is finished (a forgotten snapshot still present is
+//     deleted), and a snapshot of ours whose upload a crash cut off is
+//     stored (as Commit would first).
+//  2. The live set: every tree and data blob reachable from every retained
+//     snapshot; every one must be in the newest snapshot's index.
+//  3. The plan: a pack with no live blob, or that no index names, is
+//     deleted; a pack whose unused share is over MaxUnusedPct, or small
+//     among several small ones, is repacked; the rest are kept.
+//  4. Live blobs of packs to repack are read, authenticated, and copied
+//     byte for byte into new packs (a blob's seal binds its type, id and
+//     repository, not its pack); index objects listing exactly the live
+//     blobs are written; a snapshot that follows the newest, with its tree
+//     and root, names only them.
+//  5. Only once that snapshot is stored: the index objects it does not
+//     name and the packs its indexes do not name are deleted.
+//
+// Killed at any point, it leaves a repository that opens and checks clean
+// (objects no snapshot names at worst), and running it again finishes.
+func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneReport, error) {
+	if o.MaxUnusedPct < 0 {
+		o.MaxUnusedPct = DefaultMaxUnusedPct
+	}
+	if o.MaxUnusedPct > 100 {
+		return nil, fmt.Errorf("the unused share must be 0 to 100 %%, not %d", o.MaxUnusedPct)
+	}
+	if !o.DryRun {
+		if err := r.checkLease(); err != nil {
+			return nil, err
+		}
+		if seqs := r.forgottenPresent(); len(seqs) > 0 {
+			if err := r.Forget(ctx, seqs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
+	if !o.DryRun {
+		if err := r.settleWriter(ctx); err != nil {
+			return nil, err
+		}
+	}
+	before, err := remoteSize(ctx, r.remote)
+	if err != nil {
+		return nil, err
+	}
+	p, err := r.planPrune(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	p.rep.RemoteBefore = before
+	if o.DryRun {
+		p.rep.RemoteAfter = before - p.rep.DeletedBytes - p.rep.RepackedBytes + p.rep.CopiedBytes
+		for x, size := range p.indexes {
+			if p.rewrite || !slices.Contains(p.head.Indexes, x) {
+				p.rep.DeletedIndexes++
+				p.rep.RemoteAfter -= size
+			}
+		}
+		return &p.rep, nil
+	}
+	if p.rewrite {
+		if err := r.rewriteIndexes(ctx, o, p); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.pruneDelete(ctx, o, p); err != nil {
+		return nil, err
+	}
+	r.dropCached(p.dead)
+	if p.rep.RemoteAfter, err = remoteSize(ctx, r.remote); err != nil {
+		return nil, err
+	}
+	return &p.rep, nil
+}
+
+// forgottenPresent returns the sequence numbers of snapshots recorded as
+// forgotten that are still present (a Forget cut short).
+func (r *Repository) forgottenPresent() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var seqs []uint64
+	for _, s := range r.snapshots {
+		if id, ok := r.forgotten[s.Seq]; ok && id == s.ID {
+			seqs = append(seqs, s.Seq)
+		}
+	}
+	return seqs
+}
+
+// settleWriter stores a snapshot of ours that a crash or a failed upload
+// left unstored (it follows the newest snapshot, or Refresh would have
+// dropped it), and refuses to prune while this client holds blobs or
+// indexes that no snapshot names yet: they belong to a commit still to
+// come. commitMu is held.
+func (r *Repository) settleWriter(ctx context.Context) error {
+	r.mu.Lock()
+	retry := r.unstored
+	r.mu.Unlock()
+	if retry != nil {
+		if err := r.storeSnapshot(ctx, retry); err != nil {
+			return fmt.Errorf("failed to store snapshot %d, which a commit of this client left unstored (nothing was pruned): %w", retry.snap.Seq, err)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.packer != nil || len(r.outgoing) > 0 || len(r.pending) > 0 || len(r.unsentIndexes) > 0 || len(r.unnamed) > 0 {
+		return errors.New("this client has written blobs that no snapshot names yet: commit before pruning")
+	}
+	return nil
+}
+
+// remoteSize returns the bytes of every object on the remote.
+func remoteSize(ctx context.Context, rem remote.Remote) (int64, error) {
+	var n int64
+	err := rem.List(ctx, "", func(e remote.Entry) error { n += e.Size; return nil })
+	return n, err
+}
+
+func (o PruneOptions) progress(stage string, done, total int) {
+	if o.Progress != nil {
+		o.Progress(stage, done, total)
+	}
+}
+
+// planPrune finds the live blobs and decides what becomes of each pack and
+// index object. It changes nothing.
+func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan, error) {
+	r.mu.Lock()
+	var retained []*Snapshot
+	p := &prunePlan{live: map[crypt.ID]bool{}, repack: map[crypt.ID][]format.IndexEntry{}, dropPack: map[crypt.ID]bool{}}
+	for _, s := range r.snapshots {
+		if id, ok := r.forgotten[s.Seq]; ok && id == s.ID {
+			p.forgot = append(p.forgot, s.Seq)
+			continue
+		}
+		retained = append(retained, s)
+	}
+	if r.unstored != nil {
+		// Only in a dry run: Prune stores it first. Its blobs are live.
+		retained = append(retained, r.unstored.snap)
+	}
+	r.mu.Unlock()
+	p.rep.DryRun = o.DryRun
+	p.rep.Snapshots, p.rep.Forgotten = len(retained), len(p.forgot)
+	if len(retained) == 0 {
+		return nil, fmt.Errorf("%w: the repository has no snapshots; there is nothing to prune", ErrNoSnapshot)
+	}
+	p.head = retained[len(retained)-1]
+	idx := r.Index()
+	if err := r.liveSet(ctx, o, retained, idx, p.live); err != nil {
+		return nil, err
+	}
+	var err error
+	if p.packSize, err = listSizes(ctx, r.remote, format.DataDir, format.PackName); err != nil {
+		return nil, err
+	}
+	if p.indexes, err = listSizes(ctx, r.remote, format.IndexDir, format.IndexName); err != nil {
+		return nil, err
+	}
+	p.rep.Packs = len(p.packSize)
+
+	// Group the head's index by pack.
+	livePack := map[crypt.ID][]format.IndexEntry{}
+	liveBytes := map[crypt.ID]int64{}
+	indexed := map[crypt.ID]bool{}
+	idx.each(func(id crypt.ID, l Location) {
+		indexed[l.Pack] = true
+		if !p.live[id] {
+			p.dead = append(p.dead, id)
+			return
+		}
+		livePack[l.Pack] = append(livePack[l.Pack], format.IndexEntry{ID: id, Location: l})
+		liveBytes[l.Pack] += int64(l.Length)
+		p.rep.LiveBytes += int64(l.Length)
+	})
+	p.rep.LiveBlobs = len(p.live)
+	for pack, entries := range livePack {
+		if _, ok := p.packSize[pack]; !ok {
+			return nil, integrityError(format.PackName(pack), "the pack is missing, and %d blobs that snapshots need are in it (nothing was pruned; run sealfs check)", len(entries))
+		}
+	}
+	var small []crypt.ID
+	for pack, size := range p.packSize {
+		live := liveBytes[pack]
+		switch {
+		case !indexed[pack]:
+			p.rep.UnreferencedPacks++
+			p.drop(pack, size)
+		case live == 0:
+			p.drop(pack, size)
+		case (size-live)*100 > size*int64(o.MaxUnusedPct):
+			p.repack[pack] = livePack[pack]
+		case size < int64(r.cfg.PackSize/smallPackDivisor):
+			small = append(small, pack)
+		default:
+			p.rep.KeptPacks++
+			p.keep = append(p.keep, livePack[pack]...)
+		}
+	}
+	if len(small) > 1 {
+		for _, pack := range small {
+			p.repack[pack] = livePack[pack]
+		}
+	} else {
+		for _, pack := range small {
+			p.rep.KeptPacks++
+			p.keep = append(p.keep, livePack[pack]...)
+		}
+	}
+	copied := len(p.keep)
+	for pack, entries := range p.repack {
+		copied += len(entries)
+		p.rep.RepackedPacks++
+		p.rep.RepackedBytes += p.packSize[pack]
+		p.dropPack[pack] = true
+		for _, e := range entries {
+			p.rep.CopiedBytes += int64(e.Length)
+		}
+	}
+	if copied != len(p.live) {
+		return nil, fmt.Errorf("internal error: %d blobs are live, but the plan keeps %d (nothing was pruned)", len(p.live), copied)
+	}
+	// The head's indexes change when they list a blob no snapshot needs
+	// or a pack that goes.
+	p.rewrite = len(p.dead) > 0 || len(p.repack) > 0
+	for pack := range indexed {
+		if p.dropPack[pack] {
+			p.rewrite = true
+		}
+		if _, ok := p.packSize[pack]; !ok {
+			p.rewrite = true // a pack gone, holding no live blob
+		}
+	}
+	return p, nil
+}
+
+// drop plans to delete a pack whole.
+func (p *prunePlan) drop(pack crypt.ID, size int64) {
+	p.dropPack[pack] = true
+	p.rep.DeletedPacks++
+	p.rep.DeletedBytes += size
+}
+
+// liveSet adds to live every tree and data blob reachable from snaps,
+// reading trees through idx; a blob idx does not list is an integrity
+// error: the repository is damaged, and nothing may be pruned.
+func (r *Repository) liveSet(ctx context.Context, o PruneOptions, snaps []*Snapshot, idx *Index, live map[crypt.ID]bool) error {
+	var walk func(id crypt.ID, dir string, snap *Snapshot) error
+	walk = func(id crypt.ID, dir string, snap *Snapshot) error {
+		if live[id] {
+			return nil
+		}
+		if _, ok := idx.Lookup(id); !ok {
+			return integrityError(fmt.Sprintf("tree %s", id), "directory %s of snapshot %d needs it, and no index lists it (nothing was pruned; run sealfs check)", dir, snap.Seq)
+		}
+		t, err := r.LoadTree(ctx, id)
+		if err != nil {
+			return fmt.Errorf("directory %s of snapshot %d (nothing was pruned): %w", dir, snap.Seq, err)
+		}
+		live[id] = true
+		for _, n := range t.Nodes {
+			p := path.Join(dir, string(n.Name))
+			for _, e := range n.Content {
+				if e.Hole || live[e.ID] {
+					continue
+				}
+				if l, ok := idx.Lookup(e.ID); !ok || !format.IsDataBlob(l.Type) {
+					return integrityError(fmt.Sprintf("data blob %s", e.ID), "file %s of snapshot %d needs it, and no index lists it (nothing was pruned; run sealfs check)", p, snap.Seq)
+				}
+				live[e.ID] = true
+			}
+			if n.Type == NodeDir {
+				if err := walk(n.Subtree, p, snap); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for i, s := range snaps {
+		o.progress("snapshots", i, len(snaps))
+		if err := walk(s.Tree, "/", s); err != nil {
+			return err
+		}
+	}
+	o.progress("snapshots", len(snaps), len(snaps))
+	return nil
+}
+
+// listSizes lists the objects of dir named as name(id) gives, by id, with
+// their sizes; anything else there is left alone.
+func listSizes(ctx context.Context, rem remote.Remote, dir string, name func(crypt.ID) string) (map[crypt.ID]int64, error) {
+	sizes := map[crypt.ID]int64{}
+	err := rem.List(ctx, dir, func(e remote.Entry) error {
+		if id, err := crypt.ParseID(path.Base(e.Name)); err == nil && name(id) == e.Name {
+			sizes[id] = e.Size
+		}
+		return nil
+	})
+	return sizes, err
+}
+
+// rewriteIndexes copies the live blobs of the packs to repack into new
+// packs, writes index objects of exactly the live blobs, and stores a
+// snapshot that follows the head and names only them. commitMu is held.
+func (r *Repository) rewriteIndexes(ctx context.Context, o PruneOptions, p *prunePlan) error {
+	// From here the writer's index is the new one: a blob copied goes
+	// into a new pack even though the old index has it.
+	next := newIndex()
+	for _, e := range p.keep {
+		next.add(e.ID, e.Location)
+	}
+	old := r.index.Swap(next)
+	restore := true
+	defer func() {
+		if restore {
+			r.index.Store(old)
+		}
+	}()
+	r.mu.Lock()
+	stored := r.stats.Packs
+	r.mu.Unlock()
+	packs := slices.SortedFunc(maps.Keys(p.repack), func(a, b crypt.ID) int { return bytes.Compare(a[:], b[:]) })
+	for i, pack := range packs {
+		o.progress("repack", i, len(packs))
+		if err := r.repackOne(ctx, pack, p.packSize[pack], p.repack[pack]); err != nil {
+			return err
+		}
+	}
+	o.progress("repack", len(packs), len(packs))
+	if err := r.Flush(ctx); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	p.rep.NewPacks = int(r.stats.Packs - stored)
+	r.pending = append(r.pending, p.keep...)
+	r.mu.Unlock()
+	if err := r.storeIndexes(ctx); err != nil {
+		return err
+	}
+	if err := r.checkLease(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	s := *p.head
+	s.Seq, s.Parent, s.Time = p.head.Seq+1, p.head.ID, time.Now().UTC()
+	s.Host, _ = os.Hostname()
+	s.Indexes = slices.Clone(r.unnamed)
+	p.rep.NewIndexes = len(s.Indexes)
+	u, err := r.sealSnapshot(&s)
+	if err == nil {
+		err = r.rememberUnstoredLocked(u)
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := r.storeSnapshot(ctx, u); err != nil {
+		return err
+	}
+	restore = false
+	p.rep.Snapshot = u.snap
+	p.head = u.snap
+	return nil
+}
+
+// repackOne reads a pack whole and adds its live blobs, each authenticated
+// first, byte for byte to the packs being built.
+func (r *Repository) repackOne(ctx context.Context, pack crypt.ID, size int64, live []format.IndexEntry) error {
+	entries, data, err := r.readPackHeader(ctx, pack, size, true)
+	if err != nil {
+		return fmt.Errorf("failed to repack (nothing was deleted): %w", err)
+	}
+	inHeader := map[crypt.ID]Location{}
+	for _, e := range entries {
+		inHeader[e.ID] = e.Location
+	}
+	sort.Slice(live, func(i, j int) bool { return live[i].Offset < live[j].Offset })
+	for _, e := range live {
+		if l, ok := inHeader[e.ID]; !ok || l != e.Location {
+			return integrityError(format.PackName(pack), "the pack header does not agree with the index about blob %s (nothing was deleted; run sealfs check)", e.ID.Short())
+		}
+		sealed := data[e.Offset : e.Offset+e.Length]
+		t := crypt.TypeDataBlob
+		if e.Type == crypt.TypeTreeBlob {
+			t = crypt.TypeTreeBlob
+		}
+		if _, err := r.openBlob(t, e.ID, e.Location, sealed); err != nil {
+			return fmt.Errorf("failed to repack (nothing was deleted; run sealfs check --read-data): %w", err)
+		}
+		b := preparedBlob{t: e.Type, id: e.ID, sealed: &sealedBlob{id: e.ID, t: e.Type, sealed: bytes.Clone(sealed), raw: int(e.RawLength)}}
+		if err := r.addBlob(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pruneDelete deletes the index objects the head does not name, then the
+// packs its indexes do not name, checking the lease before each.
+func (r *Repository) pruneDelete(ctx context.Context, o PruneOptions, p *prunePlan) error {
+	named := map[crypt.ID]bool{}
+	for _, x := range p.head.Indexes {
+		named[x] = true
+	}
+	var names []string
+	for x := range p.indexes {
+		if !named[x] {
+			names = append(names, format.IndexName(x))
+			p.rep.DeletedIndexes++
+		}
+	}
+	sort.Strings(names)
+	inIndex := map[crypt.ID]bool{}
+	r.Index().each(func(_ crypt.ID, l Location) { inIndex[l.Pack] = true })
+	var packs []string
+	for pack := range p.dropPack {
+		if inIndex[pack] {
+			// Never: the plan drops only packs the new index leaves out.
+			return fmt.Errorf("internal error: pack %s is to be deleted, but the index names it (nothing more was deleted)", pack.Short())
+		}
+		if _, listed := p.packSize[pack]; listed {
+			packs = append(packs, format.PackName(pack))
+		}
+	}
+	sort.Strings(packs)
+	all := append(names, packs...)
+	for i, name := range all {
+		o.progress("delete", i, len(all))
+		if err := r.checkLease(); err != nil {
+			return err
+		}
+		if err := r.remote.Delete(ctx, name); err != nil {
+			return fmt.Errorf("failed to delete %s (the new state is stored; run prune again to finish): %w", name, err)
+		}
+	}
+	o.progress("delete", len(all), len(all))
+	return nil
+}
+
+// dropCached removes blobs no snapshot needs from the local blob cache.
+func (r *Repository) dropCached(ids []crypt.ID) {
+	if r.blobs != nil {
+		for _, id := range ids {
+			r.blobs.drop(id)
+		}
+		return
+	}
+	dir := filepath.Join(r.stateDir, "blobs")
+	for _, id := range ids {
+		os.Remove(filepath.Join(dir, id.String()))
+	}
+}
