@@ -116,7 +116,7 @@ Each damaged or missing object is named; the exit code is 7 if any was found.`,
 			fmt.Fprintf(out, "checked %d key slots, %d snapshots, %d indexes, %d packs, %d blobs, %d trees\n",
 				rep.Slots, rep.Snapshots, rep.Indexes, rep.Packs, rep.Blobs, rep.Trees)
 			if n := len(rep.Unreferenced) + len(rep.UnreferencedPacks); n > 0 {
-				fmt.Fprintf(out, "%d objects are not referenced by any snapshot (left by interrupted commits; harmless)\n", n)
+				fmt.Fprintf(out, "%d objects are not referenced by any snapshot (left by interrupted commits or prunes; harmless: sealfs prune removes them)\n", n)
 			}
 			for _, p := range rep.Problems {
 				fmt.Fprintf(out, "error: %v\n", p)

@@ -62,7 +62,7 @@ with --vault URL they ask for the vault password instead (or read --password-fil
 	pf.StringVar(&g.vault, "vault", "", "unlock with a password through this Backup Key Vault (URL) instead of the recovery code")
 	pf.StringVar(&g.passwordFile, "password-file", "", "file holding the vault password (default: asked on the terminal)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newVaultCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g), newInitCmd(g), newForgetCmd(g))
+	root.AddCommand(newVaultCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newPruneCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g), newInitCmd(g), newForgetCmd(g))
 	return root
 }
 
@@ -143,6 +143,11 @@ func (g *globals) openRepo(ctx context.Context, spec string) (*repo.Repository, 
 	if err != nil {
 		return nil, err
 	}
+	return g.openRepoOn(ctx, rem)
+}
+
+// openRepoOn opens and unlocks the repository on rem.
+func (g *globals) openRepoOn(ctx context.Context, rem remote.Remote) (*repo.Repository, error) {
 	// Say "no repository" before asking for a key it would not need.
 	found, err := repo.Find(ctx, rem)
 	if err != nil {
