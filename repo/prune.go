@@ -86,7 +86,6 @@ type prunePlan struct {
 	indexes  map[crypt.ID]int64               // every index object listed
 	rewrite  bool                             // the head's indexes change
 	dead     []crypt.ID                       // blobs the head's index lists and no snapshot needs
-	forgot   []uint64                         // forgotten snapshots still present
 }
 
 // Prune removes what no retained snapshot needs (docs/SPEC.md, "Prune").
@@ -121,10 +120,15 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneReport, e
 		if err := r.checkLease(); err != nil {
 			return nil, err
 		}
-		if seqs := r.forgottenPresent(); len(seqs) > 0 {
-			if err := r.Forget(ctx, seqs); err != nil {
-				return nil, err
-			}
+	}
+	before, err := remoteSize(ctx, r.remote)
+	if err != nil {
+		return nil, err
+	}
+	forgot := r.forgottenPresent()
+	if !o.DryRun && len(forgot) > 0 {
+		if err := r.Forget(ctx, forgot); err != nil {
+			return nil, err
 		}
 	}
 	r.commitMu.Lock()
@@ -134,15 +138,11 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneReport, e
 			return nil, err
 		}
 	}
-	before, err := remoteSize(ctx, r.remote)
-	if err != nil {
-		return nil, err
-	}
 	p, err := r.planPrune(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	p.rep.RemoteBefore = before
+	p.rep.RemoteBefore, p.rep.Forgotten = before, len(forgot)
 	if o.DryRun {
 		p.rep.RemoteAfter = before - p.rep.DeletedBytes - p.rep.RepackedBytes + p.rep.CopiedBytes
 		for x, size := range p.indexes {
@@ -225,8 +225,7 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 	p := &prunePlan{live: map[crypt.ID]bool{}, repack: map[crypt.ID][]format.IndexEntry{}, dropPack: map[crypt.ID]bool{}}
 	for _, s := range r.snapshots {
 		if id, ok := r.forgotten[s.Seq]; ok && id == s.ID {
-			p.forgot = append(p.forgot, s.Seq)
-			continue
+			continue // (a dry run: a real one deleted it)
 		}
 		retained = append(retained, s)
 	}
@@ -236,7 +235,7 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 	}
 	r.mu.Unlock()
 	p.rep.DryRun = o.DryRun
-	p.rep.Snapshots, p.rep.Forgotten = len(retained), len(p.forgot)
+	p.rep.Snapshots = len(retained)
 	if len(retained) == 0 {
 		return nil, fmt.Errorf("%w: the repository has no snapshots; there is nothing to prune", ErrNoSnapshot)
 	}

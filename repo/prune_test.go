@@ -1,0 +1,288 @@
+package repo_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/sealfs/sealfs/chunker"
+	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/remote/faulty"
+	"github.com/sealfs/sealfs/repo"
+)
+
+// pruneOpts: 1 MiB packs and small chunks, so that a few MiB make several
+// packs and a file shares a pack with others.
+var pruneOpts = repo.InitOptions{PackSize: 1 << 20, Chunking: chunker.Params{Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10}}
+
+// dirSize is the bytes of every file under dir.
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		n += fi.Size()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// listing is every object file under dir, with its size.
+func listing(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		out[p] = fi.Size()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// snapshotFiles is the content of every file of every snapshot, by
+// snapshot sequence number and name.
+type snapshotFiles map[uint64]map[string][]byte
+
+// verifyPruned opens the repository as a new client: check --read-data is
+// clean with nothing unreferenced, and every snapshot in want reads back
+// byte for byte (the prune snapshot, too, as the newest's content).
+func verifyPruned(t *testing.T, env *testutil.Env, want snapshotFiles) *repo.Repository {
+	t.Helper()
+	ctx := context.Background()
+	r, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatalf("open after prune: %v", err)
+	}
+	rep, err := r.Check(ctx, repo.CheckOptions{ReadData: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("check after prune: %v %v", err, rep.Problems)
+	}
+	if len(rep.Unreferenced)+len(rep.UnreferencedPacks) > 0 {
+		t.Errorf("unreferenced after prune: %v %v", rep.Unreferenced, rep.UnreferencedPacks)
+	}
+	for seq, files := range want {
+		s, err := r.SnapshotBySeq(seq)
+		if err != nil {
+			t.Fatalf("snapshot %d: %v", seq, err)
+		}
+		tree, err := r.LoadTree(ctx, s.Tree)
+		if err != nil {
+			t.Fatalf("snapshot %d: %v", seq, err)
+		}
+		if len(tree.Nodes) != len(files) {
+			t.Errorf("snapshot %d has %d files, want %d", seq, len(tree.Nodes), len(files))
+		}
+		for name, data := range files {
+			n := tree.Find([]byte(name))
+			if n == nil {
+				t.Fatalf("snapshot %d lost %s", seq, name)
+			}
+			var buf bytes.Buffer
+			if _, err := r.OpenFile(n).CopyTo(ctx, &buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
+				t.Fatalf("snapshot %d, %s: %d bytes back (want %d), %v", seq, name, buf.Len(), len(data), err)
+			}
+		}
+	}
+	return r
+}
+
+// TestPruneForgotten: after two of three snapshots are forgotten (the
+// forget cut short: prune finishes it), prune deletes the packs only they used, the remote's directory shrinks by
+// exactly what the report says was freed (a file the forgotten snapshots
+// alone held, 3 MiB, at least), and the snapshot left (and the one prune
+// adds) read back byte for byte; a second prune finds nothing to do.
+func TestPruneForgotten(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, pruneOpts)
+	a, b, c := randomData(1, 3<<20), randomData(2, 2<<20), randomData(3, 1<<20)
+	storeFiles(t, env.Repo, map[string][]byte{"a": a})
+	storeFiles(t, env.Repo, map[string][]byte{"a": a, "b": b})
+	s3 := storeFiles(t, env.Repo, map[string][]byte{"b": b, "c": c})
+	// A forget cut short (the record stored, a snapshot not deleted):
+	// prune finishes it first.
+	env.Remote.FailOn("delete", "snapshots/", 1, faulty.FailBefore)
+	if err := env.Repo.Forget(ctx, []uint64{1, 2}); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("forget with a failing delete = %v", err)
+	}
+	before := dirSize(t, env.Dir)
+	rep, err := env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := dirSize(t, env.Dir)
+	t.Logf("%+v; directory %d -> %d", *rep, before, after)
+	// The lease is the one object that may differ between the two
+	// measures and the report's (it is rewritten, not resized).
+	if before-after != rep.Freed() || rep.Freed() < int64(len(a)) {
+		t.Errorf("the remote shrank by %d bytes, prune says it freed %d (a alone is %d)", before-after, rep.Freed(), len(a))
+	}
+	if rep.Forgotten != 2 || rep.DeletedPacks == 0 || rep.Snapshot == nil || rep.Snapshot.Seq != s3.Seq+1 || rep.Snapshot.Tree != s3.Tree || rep.Snapshot.Parent != s3.ID {
+		t.Errorf("report %+v", *rep)
+	}
+	want := snapshotFiles{3: {"b": b, "c": c}, 4: {"b": b, "c": c}}
+	verifyPruned(t, env, want)
+	again, err := env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Snapshot != nil || again.DeletedPacks+again.RepackedPacks+again.DeletedIndexes != 0 || again.Freed() != 0 {
+		t.Errorf("a second prune did something: %+v", *again)
+	}
+}
+
+// TestPruneRepack: a pack whose share of unused bytes is over the
+// threshold is repacked (its live chunk copied, still sealed, into a new
+// pack); at 100 % it is only dropped from the rewritten index's view of
+// dead chunks, not repacked. A dry run changes no object.
+func TestPruneRepack(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, pruneOpts)
+	// p and q share a pack (1 MiB packs: they fill it together).
+	p, q, n := randomData(4, 700<<10), randomData(5, 500<<10), randomData(6, 2<<20)
+	storeFiles(t, env.Repo, map[string][]byte{"p": p, "q": q})
+	storeFiles(t, env.Repo, map[string][]byte{"q": q, "n": n})
+	if err := env.Repo.Forget(ctx, []uint64{1}); err != nil {
+		t.Fatal(err)
+	}
+	objects := listing(t, env.Dir)
+	dry, err := env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 100, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := listing(t, env.Dir); !sameListing(objects, got) {
+		t.Fatalf("a dry run changed the remote")
+	}
+	if dry.RepackedPacks != 0 || dry.Snapshot != nil {
+		t.Errorf("dry run at 100 %%: %+v", *dry)
+	}
+	rep, err := env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RepackedPacks != 0 || rep.Snapshot == nil {
+		t.Errorf("prune at 100 %%: %+v", *rep)
+	}
+	want := snapshotFiles{2: {"q": q, "n": n}, 3: {"q": q, "n": n}}
+	verifyPruned(t, env, want)
+
+	dry, err = env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 25, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.RepackedPacks == 0 {
+		t.Fatalf("dry run at 25 %%: nothing to repack: %+v", *dry)
+	}
+	before := dirSize(t, env.Dir)
+	rep, err = env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dry run %+v\nprune %+v", *dry, *rep)
+	if rep.RepackedPacks != dry.RepackedPacks || rep.NewPacks == 0 || rep.Freed() < int64(len(p))/2 || before-dirSize(t, env.Dir) != rep.Freed() {
+		t.Errorf("prune at 25 %%: %+v (dry run said %+v)", *rep, *dry)
+	}
+	want[4] = want[3]
+	verifyPruned(t, env, want)
+}
+
+func sameListing(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPruneInterrupted: a prune whose remote fails at each of its steps
+// (a pack of the repack, the index, the snapshot, a delete: before the
+// request lands, and after it landed but reported failure) leaves a
+// repository that opens and checks clean with every snapshot readable;
+// the next prune, by a new process on the same cache, finishes the job.
+func TestPruneInterrupted(t *testing.T) {
+	for _, step := range []struct{ op, prefix string }{
+		{"get", "data/"}, {"put", "data/"}, {"put", "index/"}, {"put", "snapshots/"}, {"delete", "index/"}, {"delete", "data/"},
+	} {
+		for _, mode := range []faulty.Mode{faulty.FailBefore, faulty.FailAfter} {
+			t.Run(step.op+" "+step.prefix+map[faulty.Mode]string{faulty.FailBefore: " before", faulty.FailAfter: " after"}[mode], func(t *testing.T) {
+				ctx := context.Background()
+				env := testutil.NewRepo(t, pruneOpts)
+				p, q, n := randomData(7, 700<<10), randomData(8, 500<<10), randomData(9, 2<<20)
+				storeFiles(t, env.Repo, map[string][]byte{"p": p, "q": q})
+				storeFiles(t, env.Repo, map[string][]byte{"p": p, "q": q, "m": []byte("m")})
+				storeFiles(t, env.Repo, map[string][]byte{"q": q, "n": n})
+				if err := env.Repo.Forget(ctx, []uint64{1, 2}); err != nil {
+					t.Fatal(err)
+				}
+				want := snapshotFiles{3: {"q": q, "n": n}}
+				env.Remote.FailOn(step.op, step.prefix, 1, mode)
+				_, err := env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 25})
+				if !errors.Is(err, faulty.ErrInjected) {
+					t.Fatalf("prune with a failing %s %s = %v", step.op, step.prefix, err)
+				}
+				// What it left: a repository that opens, checks clean
+				// (unreferenced objects at worst) and reads back.
+				r, err := env.Reopen(t, t.TempDir(), false)
+				if err != nil {
+					t.Fatalf("open after an interrupted prune: %v", err)
+				}
+				rep, err := r.Check(ctx, repo.CheckOptions{ReadData: true})
+				if err != nil || !rep.OK() {
+					t.Fatalf("check after an interrupted prune: %v %v", err, rep.Problems)
+				}
+				// A new process on the same cache finishes.
+				if err := env.Repo.Unlock(ctx); err != nil {
+					t.Fatal(err)
+				}
+				r, err = env.Reopen(t, "", false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Lock(ctx, false); err != nil {
+					t.Fatal(err)
+				}
+				defer r.Unlock(ctx) //nolint:errcheck
+				if _, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 25}); err != nil {
+					t.Fatalf("prune again: %v", err)
+				}
+				for _, s := range r.Snapshots() {
+					if s.Seq > 3 {
+						want[s.Seq] = want[3]
+					}
+				}
+				if len(want) < 2 {
+					t.Errorf("no prune snapshot: %v", seqsOf(r.Snapshots()))
+				}
+				verifyPruned(t, env, want)
+			})
+		}
+	}
+}
+
+func seqsOf(snaps []*repo.Snapshot) []uint64 {
+	var out []uint64
+	for _, s := range snaps {
+		out = append(out, s.Seq)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
