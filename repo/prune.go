@@ -291,7 +291,10 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 			p.keep = append(p.keep, livePack[pack]...)
 		}
 	}
-	if len(small) > 1 {
+	// Small packs are copied together (with the packs repacked anyway,
+	// if any): what comes out is full packs and at most one small one,
+	// which the next prune leaves alone.
+	if len(small) > 1 || len(small) == 1 && len(p.repack) > 0 {
 		for _, pack := range small {
 			p.repack[pack] = livePack[pack]
 		}

@@ -1,0 +1,238 @@
+package test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sealfs/sealfs/internal/testutil"
+)
+
+// forgetInProcess forgets snapshots through the library (Repository.Forget,
+// which stores the forget record first), as a client of its own.
+func forgetInProcess(t *testing.T, c cliRepo, seqs ...uint64) {
+	t.Helper()
+	ctx := context.Background()
+	r, _ := c.openInProcess(t)
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Forget(ctx, seqs); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// objectFiles lists every file under dir with its size, by path relative
+// to dir.
+func objectFiles(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = fi.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func total(files map[string]int64) (n int64) {
+	for _, size := range files {
+		n += size
+	}
+	return n
+}
+
+// pruneHistory makes three snapshots by `sealfs backup` of a directory
+// that changes between them, keeping a copy of each state, and forgets
+// the first two: a file of 3 MiB only they held is garbage then. It
+// returns the copies of the retained snapshots, by sequence number.
+func pruneHistory(t *testing.T, c cliRepo) map[uint64]string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, size int) {
+		b := make([]byte, size)
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(src, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	states := map[uint64]string{}
+	backup := func(seq uint64) {
+		expect(t, c.run(t, "backup", src, c.remote), 0, "")
+		cp := filepath.Join(t.TempDir(), "state")
+		if r := run(t, exec.Command("cp", "-a", src, cp)); r.code != 0 {
+			t.Fatalf("cp: %s", r.stderr)
+		}
+		states[seq] = cp
+	}
+	write("old", 3<<20)
+	write("kept", 1500<<10)
+	backup(1)
+	write("small", 1000)
+	backup(2)
+	if err := os.Remove(filepath.Join(src, "old")); err != nil {
+		t.Fatal(err)
+	}
+	write("new", 700<<10)
+	backup(3)
+	forgetInProcess(t, c, 1, 2)
+	delete(states, 1)
+	delete(states, 2)
+	return states
+}
+
+// verifyRestores checks the repository with --read-data (clean, nothing
+// unreferenced) and restores every retained snapshot, comparing it with
+// the state it was made from; a snapshot a prune added has the content of
+// the newest before it.
+func verifyRestores(t *testing.T, c cliRepo, states map[uint64]string) {
+	t.Helper()
+	r := c.run(t, "check", "--read-data", c.remote)
+	if r.code != 0 || !strings.Contains(r.stdout, "no problems found") || strings.Contains(r.stdout, "not referenced") {
+		t.Fatalf("check --read-data: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = c.run(t, "snapshots", c.remote)
+	expect(t, r, 0, "")
+	var seqs []uint64
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n")[1:] {
+		seq, err := strconv.ParseUint(strings.Fields(line)[0], 10, 64)
+		if err != nil {
+			t.Fatalf("snapshots: %q", line)
+		}
+		seqs = append(seqs, seq)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	var last string
+	for _, seq := range seqs {
+		want, ok := states[seq]
+		if !ok {
+			want = last // a prune's snapshot: the content of the one before
+		}
+		last = want
+		dir := filepath.Join(t.TempDir(), "restored")
+		expect(t, c.run(t, "restore", "--snapshot", fmt.Sprint(seq), c.remote, dir), 0, "")
+		if testutil.CompareTrees(t, want, dir) == 0 {
+			t.Fatalf("snapshot %d restored nothing", seq)
+		}
+	}
+	if len(seqs) < len(states)+1 {
+		t.Errorf("snapshots %v: want the retained ones and prune's", seqs)
+	}
+}
+
+// TestPruneCLI: sealfs prune on a real local remote. A dry run changes no
+// object; on a mounted repository prune fails with exit 9 and says to
+// unmount; after unmounting it deletes what only forgotten snapshots
+// used: the remote's directory shrinks by at least the 3 MiB file they
+// alone held, the mount's local copies of deleted index objects go, check
+// --read-data is clean and every retained snapshot restores byte for
+// byte; a second prune frees nothing.
+func TestPruneCLI(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	states := pruneHistory(t, c)
+
+	before := objectFiles(t, c.remote)
+	r := c.run(t, "prune", "--dry-run", c.remote)
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "would free about") || !strings.Contains(r.stdout, "nothing was changed") {
+		t.Errorf("dry run said:\n%s", r.stdout)
+	}
+	if after := objectFiles(t, c.remote); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("a dry run changed the remote:\n%v\n%v", before, after)
+	}
+
+	// A mount holds the lease (and fills its copy of the metadata).
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt), 0, "")
+	r = c.run(t, "prune", c.remote)
+	expect(t, r, 9, "unmount it first")
+	stopMount(t, mnt)
+	mirrors, _ := filepath.Glob(filepath.Join(c.cache, "remotes", "*", "index"))
+	if len(mirrors) != 1 || len(objectFiles(t, mirrors[0])) == 0 {
+		t.Fatalf("no local copy of the indexes: %v", mirrors)
+	}
+
+	before = objectFiles(t, c.remote)
+	r = c.run(t, "prune", c.remote)
+	expect(t, r, 0, "")
+	after := objectFiles(t, c.remote)
+	t.Logf("prune: %s%s; remote %d -> %d bytes", r.stdout, r.stderr, total(before), total(after))
+	if !strings.Contains(r.stdout, "freed ") || !strings.Contains(r.stderr, "delete: ") {
+		t.Errorf("prune said:\n%s\n%s", r.stdout, r.stderr)
+	}
+	if total(before)-total(after) < 3<<20 {
+		t.Errorf("the remote shrank by %d bytes, less than the 3 MiB only forgotten snapshots held", total(before)-total(after))
+	}
+	for name := range objectFiles(t, mirrors[0]) {
+		if _, ok := after[filepath.Join("index", name)]; !ok {
+			t.Errorf("the mount's copy of index/%s stayed after prune deleted it", name)
+		}
+	}
+	verifyRestores(t, c, states)
+
+	r = c.run(t, "prune", c.remote)
+	expect(t, r, 0, "")
+	if again := objectFiles(t, c.remote); total(again) != total(after) {
+		t.Errorf("a second prune changed the remote: %d -> %d bytes\n%s", total(after), total(again), r.stdout)
+	}
+}
+
+// TestPruneKilled: sealfs prune SIGKILLed at each of its steps (while it
+// walks the snapshots, at its first repacked pack's upload, at the upload
+// of its index, of its snapshot, and in the middle of its deletes), each
+// time on a new repository over an S3 server: the next prune finishes,
+// check --read-data is clean, and every retained snapshot restores byte
+// for byte.
+func TestPruneKilled(t *testing.T) {
+	for _, rule := range []faultRule{
+		{method: "GET", prefix: "repo/data/", nth: 1, action: kill},
+		{method: "PUT", prefix: "repo/data/", nth: 1, action: kill},
+		{method: "PUT", prefix: "repo/index/", nth: 1, action: kill},
+		{method: "PUT", prefix: "repo/snapshots/", nth: 1, action: kill},
+		{method: "DELETE", prefix: "repo/index/", nth: 1, action: kill},
+		{method: "DELETE", prefix: "repo/data/", nth: 2, action: kill},
+	} {
+		t.Run(rule.String(), func(t *testing.T) {
+			s3 := newFaultyS3(t)
+			c := s3.faultRepo(t, "bucket")
+			states := pruneHistory(t, c)
+			p := &faultProgram{rule: rule, tracing: os.Getenv("SEALFS_FAULT_TRACE") != ""}
+			s3.program.Store(p)
+			r := c.run(t, "prune", "--max-unused-pct", "10", c.remote)
+			s3.program.Store(nil)
+			if r.code == 0 {
+				t.Fatalf("prune was not killed:\n%s", r.stdout)
+			}
+			p.check(t, &faultCounts{})
+			r = c.run(t, "prune", "--max-unused-pct", "10", c.remote)
+			expect(t, r, 0, "")
+			t.Logf("prune after the kill:\n%s", r.stdout)
+			verifyRestores(t, c, states)
+		})
+	}
+}
