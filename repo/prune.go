@@ -198,7 +198,7 @@ func (r *Repository) settleWriter(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.packer != nil || len(r.outgoing) > 0 || len(r.pending) > 0 || len(r.unsentIndexes) > 0 || len(r.unnamed) > 0 {
+	if r.packer != nil || len(r.outgoing) > 0 || len(r.pending) > 0 || len(r.unsentIndexes) > 0 || len(r.unnamed) > 0 || len(r.merges) > 0 {
 		return errors.New("this client has written blobs that no snapshot names yet: commit before pruning")
 	}
 	return nil

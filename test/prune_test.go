@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"io/fs"
@@ -15,23 +14,6 @@ import (
 
 	"github.com/sealfs/sealfs/internal/testutil"
 )
-
-// forgetInProcess forgets snapshots through the library (Repository.Forget,
-// which stores the forget record first), as a client of its own.
-func forgetInProcess(t *testing.T, c cliRepo, seqs ...uint64) {
-	t.Helper()
-	ctx := context.Background()
-	r, _ := c.openInProcess(t)
-	if err := r.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Forget(ctx, seqs); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // objectFiles lists every file under dir with its size, by path relative
 // to dir.
@@ -99,7 +81,7 @@ func pruneHistory(t *testing.T, c cliRepo) map[uint64]string {
 	}
 	write("new", 700<<10)
 	backup(3)
-	forgetInProcess(t, c, 1, 2)
+	expect(t, c.run(t, "forget", c.remote, "1", "2"), 0, "")
 	delete(states, 1)
 	delete(states, 2)
 	return states
