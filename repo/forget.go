@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -153,20 +154,43 @@ func (r *Repository) SnapshotBySeq(seq uint64) (*Snapshot, error) {
 // forgotten. The indexes, packs and blobs they used stay (pruning them is
 // another step). Interrupted, it leaves the record and some of the
 // snapshots, which is a valid state; running it again finishes. It needs
-// the writer lease.
+// the writer lease. Commits wait only while the record is stored, not for
+// the deletes.
 func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
+	drop, err := r.recordForgotten(ctx, seqs)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	deleted := map[*Snapshot]bool{}
+	for _, s := range drop {
+		if err := r.remote.Delete(ctx, format.SnapshotName(s.ID)); err != nil {
+			errs = append(errs, fmt.Errorf("failed to delete snapshot %d (it is recorded as forgotten; run again to finish): %w", s.Seq, err))
+			continue
+		}
+		deleted[s] = true
+	}
+	r.mu.Lock()
+	r.snapshots = slices.DeleteFunc(slices.Clone(r.snapshots), func(s *Snapshot) bool { return deleted[s] })
+	r.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// recordForgotten stores the forget record of the snapshots seqs names
+// that no record names yet, and returns them all, for their deletes.
+func (r *Repository) recordForgotten(ctx context.Context, seqs []uint64) ([]*Snapshot, error) {
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lease == nil {
-		return ErrReadOnly
+		return nil, ErrReadOnly
 	}
 	if err := r.lease.check(); err != nil {
-		return err
+		return nil, err
 	}
 	if len(r.snapshots) == 0 {
-		return fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
+		return nil, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
 	}
 	newest := r.snapshots[len(r.snapshots)-1]
 	bySeq := map[uint64]*Snapshot{}
@@ -179,9 +203,9 @@ func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
 		s, ok := bySeq[seq]
 		switch {
 		case !ok:
-			return fmt.Errorf("%w: there is no snapshot %d", ErrNoSnapshot, seq)
+			return nil, fmt.Errorf("%w: there is no snapshot %d", ErrNoSnapshot, seq)
 		case s == newest:
-			return fmt.Errorf("cannot forget snapshot %d: it is the newest", seq)
+			return nil, fmt.Errorf("cannot forget snapshot %d: it is the newest", seq)
 		}
 		if _, dup := drop[seq]; dup {
 			continue
@@ -192,33 +216,34 @@ func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
 		}
 	}
 	if len(record) > 0 {
-		sort.Slice(record, func(i, j int) bool { return record[i].Seq < record[j].Seq })
-		id, err := crypt.NewRandomID()
-		if err != nil {
-			return err
-		}
-		sealed, err := r.keys.Seal(nil, crypt.TypeForget, id, format.EncodeForget(record))
-		if err != nil {
-			return err
-		}
-		if err := r.remote.Put(ctx, format.ForgetName(id), sealed); err != nil {
-			return fmt.Errorf("failed to store the forget record (nothing was deleted): %w", err)
-		}
-		for _, e := range record {
-			r.forgotten[e.Seq] = e.ID
+		if err := r.storeForgetRecord(ctx, record); err != nil {
+			return nil, err
 		}
 	}
-	for seq, s := range drop {
-		if err := r.remote.Delete(ctx, format.SnapshotName(s.ID)); err != nil {
-			return fmt.Errorf("failed to delete snapshot %d (it is recorded as forgotten; run again to finish): %w", seq, err)
-		}
+	out := make([]*Snapshot, 0, len(drop))
+	for _, s := range drop {
+		out = append(out, s)
 	}
-	keep := r.snapshots[:0]
-	for _, s := range r.snapshots {
-		if drop[s.Seq] == nil {
-			keep = append(keep, s)
-		}
+	return out, nil
+}
+
+// storeForgetRecord stores a forget record of record and adds its entries
+// to the forgotten ones. The caller holds r.mu.
+func (r *Repository) storeForgetRecord(ctx context.Context, record []format.Forgotten) error {
+	sort.Slice(record, func(i, j int) bool { return record[i].Seq < record[j].Seq })
+	id, err := crypt.NewRandomID()
+	if err != nil {
+		return err
 	}
-	r.snapshots = keep
+	sealed, err := r.keys.Seal(nil, crypt.TypeForget, id, format.EncodeForget(record))
+	if err != nil {
+		return err
+	}
+	if err := r.remote.Put(ctx, format.ForgetName(id), sealed); err != nil {
+		return fmt.Errorf("failed to store the forget record (nothing was deleted): %w", err)
+	}
+	for _, e := range record {
+		r.forgotten[e.Seq] = e.ID
+	}
 	return nil
 }

@@ -11,8 +11,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/daemon"
 	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
@@ -258,4 +260,58 @@ func TestForgetInterrupted(t *testing.T) {
 	checkClean(t, c)
 	restoredSame(t, c, "3", dirs[2])
 	restoredSame(t, c, "4", dirs[3])
+}
+
+// TestMountThinsItsSnapshots: a mount given a retention policy (keep the
+// last 2, at most every second) forgets its older snapshots as it commits;
+// sealfs status says so; after the unmount another client sees the two
+// newest, check --read-data is clean and both restore byte for byte. A
+// policy on a read-only mount is refused.
+func TestMountThinsItsSnapshots(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--read-only", "--keep-last", "2"), 2, "read-only")
+	expect(t, c.mount(t, mnt, "--keep-last", "2", "--forget-interval", "1s", "--commit-delay", "100ms"), 0, "")
+	want := map[int]string{}
+	for i := 1; i <= 5; i++ {
+		want[i] = fmt.Sprintf("version %d of the file", i)
+		if err := os.WriteFile(filepath.Join(mnt, "f"), []byte(want[i]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); mountStatus(t, mnt).SnapshotSeq != uint64(i); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("commit %d did not come", i)
+			}
+		}
+		time.Sleep(1100 * time.Millisecond) // the interval
+	}
+	var st daemon.Status
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if st = mountStatus(t, mnt); st.Forget != nil && st.Forget.Total == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mount did not forget 3 snapshots: %+v", st.Forget)
+		}
+	}
+	r := sealfs(t, nil, "status", mnt)
+	expect(t, r, 0, "")
+	for _, w := range []string{"retention:   keep 2 last snapshots (by host), at most every 1s", "since the mount"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Fatalf("status says no %q:\n%s", w, r.stdout)
+		}
+	}
+	c.umount(t, mnt)
+	if got := snapshotSeqs(t, c); got != "4 5" {
+		t.Fatalf("after the mount: snapshots %s", got)
+	}
+	checkClean(t, c)
+	for _, seq := range []int{4, 5} {
+		dst := filepath.Join(t.TempDir(), "dst")
+		expect(t, sealfs(t, nil, "restore", "--snapshot", fmt.Sprint(seq), "--cache-dir", t.TempDir(), "--code-file", c.codeFile, c.remote, dst), 0, "")
+		if err := sameContent(filepath.Join(dst, "f"), []byte(want[seq])); err != nil {
+			t.Fatalf("snapshot %d: %v", seq, err)
+		}
+	}
 }

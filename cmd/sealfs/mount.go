@@ -45,8 +45,10 @@ type mountFlags struct {
 	cacheSize    int64
 	remoteShape  shaped.Shape // a slow link put in front of the remote (benchmarks, trials)
 	leaseTTL     time.Duration
-	readyFD      int // internal: the background child reports readiness here
-	codeFD       int // internal: the background child reads the code here
+	retention    policyFlags   // the mount thins its own snapshots by this policy
+	forgetEvery  time.Duration // at most this often
+	readyFD      int           // internal: the background child reports readiness here
+	codeFD       int           // internal: the background child reads the code here
 }
 
 func newMountCmd(g *globals) *cobra.Command {
@@ -70,6 +72,9 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 			var err error
 			if mf.kernel, err = mountopts.ParseKernel(mf.options); err != nil {
 				return usageError{err}
+			}
+			if err := mf.checkRetention(); err != nil {
+				return err
 			}
 			if fi, err := os.Stat(args[1]); err != nil && !errors.Is(err, syscall.ENOTCONN) {
 				return usageError{fmt.Errorf("mount point %s: %w", args[1], err)}
@@ -96,6 +101,8 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 	g.addTransfersFlag(cmd)
 	f.Int64Var(&mf.cacheSize, "cache-size", 1<<30, "bytes of encrypted chunks kept on local disk for rereads (0: none)")
 	f.Var(&mf.remoteShape, "remote-shape", "make the remote look like one across a slow link, e.g. latency=40ms,up=100Mbit,down=100Mbit (for benchmarks and trials)")
+	addPolicyFlags(f, &mf.retention)
+	f.DurationVar(&mf.forgetEvery, "forget-interval", daemon.DefaultForgetInterval, "with a --keep-* policy: apply it after a commit at most this often")
 	f.DurationVar(&mf.leaseTTL, "lease-ttl", repo.LeaseTTL, "lifetime of the writer lease, renewed every third of it (for tests)")
 	f.MarkHidden("lease-ttl")
 	f.IntVar(&mf.readyFD, "ready-fd", 0, "")
@@ -299,13 +306,33 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	if err != nil {
 		return usageError{fmt.Errorf("mount point %s: %w", mountpoint, err)}
 	}
+	_, by, err := mf.retention.parse()
+	if err != nil {
+		return err
+	}
 	// cmd's context ends on SIGTERM or SIGINT (main): one that came while
 	// the repository was opened stops the mount once it is ready.
 	return daemon.Run(cmd.Context(), daemon.Config{
 		Repo: r, Source: rcloneremote.Redact(source), Mountpoint: abs, ReadOnly: mf.readOnly, CommitDelay: mf.commitDelay,
 		SyncRemote: mf.sync == "remote", AllowOther: mf.allowOther, DrainTimeout: mf.drainTimeout, Log: log,
 		BreakLease: mf.breakLease, Ready: ready, DaemonCommandLine: daemonMountpoint, Kernel: mf.kernel, LimitMemory: true,
+		Retention: mf.retention.policy, RetentionGroupBy: by, ForgetInterval: mf.forgetEvery,
 	}, sdnotify.Systemd{})
+}
+
+// checkRetention checks the mount's retention flags: a policy needs a
+// writable mount, and an interval of at least a second.
+func (mf *mountFlags) checkRetention() error {
+	p, _, err := mf.retention.parse()
+	switch {
+	case err != nil:
+		return err
+	case !p.Empty() && mf.readOnly:
+		return usageError{errors.New("a retention policy (--keep-*) forgets snapshots, which a --read-only mount cannot")}
+	case mf.forgetEvery < time.Second:
+		return usageError{fmt.Errorf("--forget-interval %s is too short (1s at least)", mf.forgetEvery)}
+	}
+	return nil
 }
 
 // optionList is a flag that collects comma-separated lists, given once or

@@ -116,6 +116,17 @@ func printStatus(out io.Writer, st *daemon.Status) {
 		fmt.Fprintf(out, "last error:  %s\n", st.LastError)
 	}
 	fmt.Fprintf(out, "lease:       %s\n", st.Lease)
+	if f := st.Forget; f != nil {
+		fmt.Fprintf(out, "retention:   %s, at most every %s\n", f.Policy, f.Interval)
+		switch {
+		case f.Last.IsZero():
+			fmt.Fprintf(out, "forget:      not run yet (after the next commit)\n")
+		case f.Error != "":
+			fmt.Fprintf(out, "forget:      %s: %s\n", f.Last.Local().Format(time.DateTime), f.Error)
+		default:
+			fmt.Fprintf(out, "forget:      %s: forgot %d snapshots (%d since the mount)\n", f.Last.Local().Format(time.DateTime), f.Forgotten, f.Total)
+		}
+	}
 	if st.ConflictCount > 0 {
 		fmt.Fprintf(out, "conflicts:   %d path(s) changed here while offline were changed by another writer too; theirs keeps the name:\n", st.ConflictCount)
 		for _, c := range st.Conflicts {

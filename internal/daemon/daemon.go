@@ -27,6 +27,7 @@ import (
 	"github.com/sealfs/sealfs/internal/atomicfile"
 	"github.com/sealfs/sealfs/internal/fusefs"
 	"github.com/sealfs/sealfs/internal/mountopts"
+	"github.com/sealfs/sealfs/internal/retention"
 	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -62,6 +63,15 @@ type Config struct {
 	// (governMemory): for a daemon that is the whole process, not for a
 	// test that runs one among others.
 	LimitMemory bool
+	// Retention, if it has a rule, thins the mount's own snapshots: after
+	// a commit, at most once per ForgetInterval (DefaultForgetInterval
+	// when zero), the snapshots it does not keep (grouped by
+	// RetentionGroupBy, host when empty) are forgotten under this mount's
+	// lease. A failure is logged and tried again later; it never stops
+	// or fails a commit. Not for a read-only mount.
+	Retention        retention.Policy
+	RetentionGroupBy retention.GroupBy
+	ForgetInterval   time.Duration
 }
 
 // Status is the document `sealfs status` shows.
@@ -89,6 +99,9 @@ type Status struct {
 	// mount.
 	Conflicts     []worktree.Conflict `json:"conflicts,omitempty"`
 	ConflictCount int                 `json:"conflict_count,omitempty"`
+	// Forget: the mount's thinning of its own snapshots, when it has a
+	// retention policy.
+	Forget *ForgetStatus `json:"forget,omitempty"`
 }
 
 // Bounds of the conflicts the status lists: the status is read as one
@@ -124,6 +137,9 @@ type Daemon struct {
 	loopCtx    context.Context
 	cancelLoop context.CancelFunc
 	gone       chan struct{} // closed when the kernel has let go of the mount
+	// thin is the retention loop's (Config.Retention); stopThinning ends it.
+	thin         thinning
+	stopThinning context.CancelFunc
 }
 
 // start mounts the repository and returns once the mount answers.
@@ -140,6 +156,7 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 	CleanStaleMount(cfg.Mountpoint, cfg.Log)
 	d := &Daemon{cfg: cfg, stopLoop: make(chan struct{}), loopDone: make(chan struct{}), gone: make(chan struct{})}
 	d.loopCtx, d.cancelLoop = context.WithCancel(context.Background())
+	d.initThinning()
 	d.unleased.Store(unleased)
 	tree, err := worktree.Open(ctx, cfg.Repo, worktree.Options{
 		Dir: filepath.Join(cfg.Repo.StateDir(), "work"), ReadOnly: cfg.ReadOnly, Log: cfg.Log,
@@ -164,6 +181,9 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 		d.writePresence(false)
 	}
 	go d.commitLoop()
+	var thinCtx context.Context
+	thinCtx, d.stopThinning = context.WithCancel(context.Background())
+	d.startThinning(thinCtx)
 	if cfg.LimitMemory {
 		go governMemory(d.cfg.Repo.PackMemory, d.stopLoop)
 	}
@@ -236,6 +256,9 @@ func (d *Daemon) commit(ctx context.Context) (*repo.Snapshot, error) {
 		d.lastCommit = time.Now()
 	}
 	d.mu.Unlock()
+	if err == nil && s != nil {
+		d.committedNow()
+	}
 	if err != nil {
 		d.cfg.Log.Warn("commit failed; the changes stay queued locally and are retried", "err", err)
 	} else if s != nil {
@@ -313,6 +336,9 @@ func (d *Daemon) Stop() error {
 	// stop for as long as the remote did).
 	context.AfterFunc(ctx, d.cancelLoop)
 	defer d.cancelLoop()
+	// No thinning while stopping: a forget under way is cut short (what
+	// it left is finished by the next one) before the lease goes.
+	d.stopThinning()
 	close(d.stopLoop)
 	<-d.loopDone
 	d.drain(ctx)
@@ -338,6 +364,7 @@ func (d *Daemon) Stop() error {
 		d.cfg.Log.Warn("failed to close the journal", "err", err)
 	}
 	d.writeExitStatus(queued)
+	<-d.thin.done
 	if !d.cfg.ReadOnly {
 		// Bounded: with the remote down, the lease simply expires.
 		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -427,6 +454,10 @@ func (d *Daemon) Status() Status {
 	s.LastCommit = d.lastCommit
 	if d.lastErr != nil {
 		s.LastError = d.lastErr.Error()
+	}
+	if d.retentionOn() {
+		f := d.thin.status
+		s.Forget = &f
 	}
 	d.mu.Unlock()
 	return s

@@ -33,6 +33,16 @@ var valueOptions = map[string]string{
 	"transfers":     "--transfers",
 	"log_file":      "--log-file",
 	"log_format":    "--log-format",
+	// A retention policy: the mount thins its own snapshots.
+	"keep_last":       "--keep-last",
+	"keep_hourly":     "--keep-hourly",
+	"keep_daily":      "--keep-daily",
+	"keep_weekly":     "--keep-weekly",
+	"keep_monthly":    "--keep-monthly",
+	"keep_yearly":     "--keep-yearly",
+	"keep_within":     "--keep-within",
+	"group_by":        "--group-by",
+	"forget_interval": "--forget-interval",
 }
 
 // flag options: name -> --flag.
