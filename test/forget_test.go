@@ -214,7 +214,7 @@ func TestForgetInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := faulty.New(rem, 1)
-	f.FailOn("delete", "snapshots/", 1, faulty.FailBefore)
+	f.FailOn("delete", "snapshots/", 2, faulty.FailBefore) // both
 	raw, _ := os.ReadFile(c.codeFile)
 	code, err := crypt.ParseRecoveryCode(string(raw))
 	if err != nil {
