@@ -229,8 +229,8 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 		}
 		retained = append(retained, s)
 	}
-	if r.unstored != nil {
-		// Only in a dry run: Prune stores it first. Its blobs are live.
+	if r.unstored != nil && o.DryRun {
+		// A real prune stored it first (settleWriter). Its blobs are live.
 		retained = append(retained, r.unstored.snap)
 	}
 	r.mu.Unlock()

@@ -286,3 +286,58 @@ func seqsOf(snaps []*repo.Snapshot) []uint64 {
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
 }
+
+// TestPruneStoresUnstoredCommit: a commit whose snapshot upload failed
+// leaves its snapshot in the local state (SPEC §9); a prune on that cache,
+// by the same process or by a new one, stores it first, so its blobs are
+// live and nothing of it is deleted: the commit's file reads back after
+// the prune, and the check is clean.
+func TestPruneStoresUnstoredCommit(t *testing.T) {
+	for _, newProcess := range []bool{false, true} {
+		t.Run(map[bool]string{false: "same process", true: "new process"}[newProcess], func(t *testing.T) {
+			ctx := context.Background()
+			env := testutil.NewRepo(t, pruneOpts)
+			a, b := randomData(10, 1<<20), randomData(11, 1<<20)
+			storeFiles(t, env.Repo, map[string][]byte{"a": a})
+			storeFiles(t, env.Repo, map[string][]byte{"a": a, "b": b})
+			if err := env.Repo.Forget(ctx, []uint64{1}); err != nil {
+				t.Fatal(err)
+			}
+			// Commit 3 (c alone) fails at its snapshot's upload.
+			c := randomData(12, 1<<20)
+			content, size, err := env.Repo.SaveFile(ctx, bytes.NewReader(c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			root, err := env.Repo.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{{Name: []byte("c"), Type: repo.NodeFile, Mode: 0o644, Size: size, Content: content}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.Remote.FailOn("put", "snapshots/", 1, faulty.FailBefore)
+			if _, err := env.Repo.Commit(ctx, root, repo.CommitInfo{Files: 1, Bytes: size}); !errors.Is(err, faulty.ErrInjected) {
+				t.Fatalf("commit with a failing snapshot upload = %v", err)
+			}
+			r := env.Repo
+			if newProcess {
+				if err := env.Repo.Unlock(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if r, err = env.Reopen(t, "", false); err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Lock(ctx, false); err != nil {
+					t.Fatal(err)
+				}
+				defer r.Unlock(ctx) //nolint:errcheck
+			}
+			rep, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Snapshot == nil || rep.Snapshot.Seq != 4 || rep.Snapshot.Tree != root {
+				t.Fatalf("prune's snapshot does not follow the stored commit: %+v", *rep)
+			}
+			verifyPruned(t, env, snapshotFiles{2: {"a": a, "b": b}, 3: {"c": c}, 4: {"c": c}})
+		})
+	}
+}
