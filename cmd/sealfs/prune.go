@@ -27,6 +27,9 @@ and checks clean; run it again to finish. It needs the writer lease: unmount fir
 With --dry-run it only says what it would delete.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if maxUnused < 0 || maxUnused > 100 {
+				return usageError{fmt.Errorf("--max-unused-pct must be 0 to 100, not %d", maxUnused)}
+			}
 			// Everything is read from the remote itself; the mount's copies
 			// of the metadata are kept in step (deleted objects go).
 			ctx := remote.WithoutLocalCopies(cmd.Context())
