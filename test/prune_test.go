@@ -138,6 +138,7 @@ func TestPruneCLI(t *testing.T) {
 	c := initRepo(t)
 	states := pruneHistory(t, c)
 
+	expect(t, c.run(t, "prune", "--max-unused-pct", "101", c.remote), 2, "0 to 100")
 	before := objectFiles(t, c.remote)
 	r := c.run(t, "prune", "--dry-run", c.remote)
 	expect(t, r, 0, "")
