@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sealfs/sealfs/internal/daemon"
+	"github.com/sealfs/sealfs/internal/fusefs"
 	"github.com/sealfs/sealfs/internal/mountopts"
 	"github.com/sealfs/sealfs/internal/sdnotify"
 	"github.com/sealfs/sealfs/internal/unlock"
@@ -45,6 +46,7 @@ type mountFlags struct {
 	cacheSize    int64
 	remoteShape  shaped.Shape // a slow link put in front of the remote (benchmarks, trials)
 	leaseTTL     time.Duration
+	snapshotsDir string
 	retention    policyFlags   // the mount thins its own snapshots by this policy
 	forgetEvery  time.Duration // at most this often
 	readyFD      int           // internal: the background child reports readiness here
@@ -68,6 +70,9 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if mf.sync != "local" && mf.sync != "remote" {
 				return usageError{fmt.Errorf("--sync must be local or remote, not %q", mf.sync)}
+			}
+			if d := mf.snapshotsDir; d == "." || d == ".." || strings.ContainsAny(d, "/\x00") || len(d) > 255 {
+				return usageError{fmt.Errorf("--snapshots-dir must be a name for a folder at the root (or empty for none), not %q", d)}
 			}
 			var err error
 			if mf.kernel, err = mountopts.ParseKernel(mf.options); err != nil {
@@ -98,6 +103,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 	f.StringVar(&mf.sync, "sync", "local", "what fsync waits for: local (the local queue) or remote (a commit)")
 	f.StringVar(&mf.logFile, "log-file", "", "daemon log in the background (default: in the cache directory)")
 	f.StringVar(&mf.logFormat, "log-format", "text", "log format: text (journald reads it well) or json")
+	f.StringVar(&mf.snapshotsDir, "snapshots-dir", fusefs.DefaultSnapshotsDir, "name of the read-only folder at the root that shows every snapshot (empty: none)")
 	g.addTransfersFlag(cmd)
 	f.Int64Var(&mf.cacheSize, "cache-size", 1<<30, "bytes of encrypted chunks kept on local disk for rereads (0: none)")
 	f.Var(&mf.remoteShape, "remote-shape", "make the remote look like one across a slow link, e.g. latency=40ms,up=100Mbit,down=100Mbit (for benchmarks and trials)")
@@ -317,6 +323,7 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		SyncRemote: mf.sync == "remote", AllowOther: mf.allowOther, DrainTimeout: mf.drainTimeout, Log: log,
 		BreakLease: mf.breakLease, Ready: ready, DaemonCommandLine: daemonMountpoint, Kernel: mf.kernel, LimitMemory: true,
 		Retention: mf.retention.policy, RetentionGroupBy: by, ForgetInterval: mf.forgetEvery,
+		SnapshotsDir: mf.snapshotsDir,
 	}, sdnotify.Systemd{})
 }
 

@@ -72,6 +72,9 @@ type Config struct {
 	Retention        retention.Policy
 	RetentionGroupBy retention.GroupBy
 	ForgetInterval   time.Duration
+	// SnapshotsDir names the read-only folder at the root that shows
+	// every snapshot (fusefs.Options.SnapshotsDir); empty: none.
+	SnapshotsDir string
 }
 
 // Status is the document `sealfs status` shows.
@@ -122,6 +125,7 @@ const ExitStatusFile = "exit-status.json"
 type Daemon struct {
 	cfg  Config
 	tree *worktree.Tree
+	fs   *fusefs.FS
 	srv  *fuse.Server
 
 	lastChange atomic.Int64
@@ -167,12 +171,13 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 		return nil, err
 	}
 	d.tree = tree
-	fo := fusefs.Options{Log: cfg.Log, Status: d.statusJSON, Statfs: d.statfs}
+	fo := fusefs.Options{Log: cfg.Log, Status: d.statusJSON, Statfs: d.statfs, SnapshotsDir: cfg.SnapshotsDir}
 	if cfg.SyncRemote {
 		fo.SyncRemote = func(ctx context.Context) error { _, err := d.commit(ctx); return err }
 	}
 	mo := mountOptions(cfg)
-	d.srv, err = fusefs.Mount(cfg.Mountpoint, fusefs.New(tree, fo), mo)
+	d.fs = fusefs.New(tree, fo)
+	d.srv, err = fusefs.Mount(cfg.Mountpoint, d.fs, mo)
 	if err != nil {
 		return nil, fmt.Errorf("failed to mount at %s: %w", cfg.Mountpoint, err)
 	}
@@ -346,6 +351,7 @@ func (d *Daemon) Stop() error {
 	<-d.gone
 	// No file is open any more, whatever releases the kernel dropped as
 	// it let go of the mount.
+	d.fs.Close()
 	if err := d.tree.CloseHandles(); err != nil {
 		d.cfg.Log.Warn("failed to record a file closed at the unmount; it goes up at the next mount", "err", err)
 	}

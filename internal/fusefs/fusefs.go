@@ -35,12 +35,20 @@ type Options struct {
 	SyncRemote func(ctx context.Context) error
 	// Statfs fills in the free-space figures (those of the cache disk).
 	Statfs func(out *fuse.StatfsOut)
+	// SnapshotsDir is the name of the read-only folder at the root that
+	// shows every snapshot (snapshots.go); empty: none.
+	SnapshotsDir string
 }
+
+// DefaultSnapshotsDir is the snapshots view's name unless told otherwise.
+const DefaultSnapshotsDir = ".snapshots"
 
 // FS is the filesystem; Root returns its root node for gofs.Mount.
 type FS struct {
-	tree *worktree.Tree
-	opts Options
+	tree    *worktree.Tree
+	opts    Options
+	view    *snapshotsView // nil without Options.SnapshotsDir
+	started time.Time
 }
 
 // New returns a filesystem over t.
@@ -48,11 +56,23 @@ func New(t *worktree.Tree, o Options) *FS {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &FS{tree: t, opts: o}
+	f := &FS{tree: t, opts: o, started: time.Now()}
+	if o.SnapshotsDir != "" {
+		f.view = newSnapshotsView(f, o.SnapshotsDir)
+	}
+	return f
+}
+
+// Close ends the background work of the snapshots' trees opened in the
+// snapshots view, once the mount is gone.
+func (f *FS) Close() {
+	if f.view != nil {
+		f.view.close()
+	}
 }
 
 // Root returns the root node.
-func (f *FS) Root() gofs.InodeEmbedder { return &node{fs: f, wi: f.tree.Root()} }
+func (f *FS) Root() gofs.InodeEmbedder { return &node{fs: f, t: f.tree, wi: f.tree.Root()} }
 
 // Mount mounts f at dir with the given FUSE mount options. It sets what
 // the nodes rely on: a mode of 0 stays 0 (go-fuse would show 0644 or 0755
@@ -81,11 +101,14 @@ func Mount(dir string, f *FS, mo fuse.MountOptions) (*fuse.Server, error) {
 	return srv, nil
 }
 
-// node is one inode of the mount.
+// node is one inode of the mount: of the live tree, or of a snapshot's
+// tree in the snapshots view (snapshots.go).
 type node struct {
 	gofs.Inode
-	fs *FS
-	wi *worktree.Inode
+	fs   *FS
+	t    *worktree.Tree // f.tree, or the snapshot's
+	view *snapView      // the snapshot, in the snapshots view; nil in the live tree
+	wi   *worktree.Inode
 }
 
 var (
@@ -215,12 +238,35 @@ func fillAttr(a worktree.Attr, out *fuse.Attr) {
 // the folder is loaded sees 2 + its subdirectories.
 const unknownAttrTimeout = time.Nanosecond
 
+// isLiveRoot reports whether n is the live tree's root.
+func (n *node) isLiveRoot() bool { return n.view == nil && n.wi == n.t.Root() }
+
+// viewAt reports whether name in n is the snapshots view's folder: n is
+// the live root, and it holds no entry of the view's name.
+func (n *node) viewAt(ctx context.Context, name string) bool {
+	v := n.fs.view
+	if v == nil || name != v.name || !n.isLiveRoot() {
+		return false
+	}
+	_, _, err := n.t.Lookup(ctx, n.wi, name)
+	return errors.Is(err, syscall.ENOENT)
+}
+
+// stale is the errno of an operation on n: ESTALE inside a snapshot's
+// folder once the snapshot is forgotten.
+func (n *node) stale() syscall.Errno {
+	if n.view == nil {
+		return 0
+	}
+	return n.view.check()
+}
+
 func (n *node) child(ctx context.Context, wi *worktree.Inode, a worktree.Attr, out *fuse.EntryOut) *gofs.Inode {
 	fillAttr(a, &out.Attr)
 	if a.NlinkUnknown() {
 		out.SetAttrTimeout(unknownAttrTimeout)
 	}
-	return n.NewInode(ctx, &node{fs: n.fs, wi: wi}, gofs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
+	return n.NewInode(ctx, &node{fs: n.fs, t: n.t, view: n.view, wi: wi}, gofs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
 }
 
 func caller(ctx context.Context) (uint32, uint32) {
@@ -232,7 +278,13 @@ func caller(ctx context.Context) (uint32, uint32) {
 
 // Lookup finds a directory entry.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	wi, a, err := n.fs.tree.Lookup(ctx, n.wi, name)
+	if e := n.stale(); e != 0 {
+		return nil, e
+	}
+	wi, a, err := n.t.Lookup(ctx, n.wi, name)
+	if v := n.fs.view; v != nil && name == v.name && n.isLiveRoot() && !v.hides(err) && errors.Is(err, syscall.ENOENT) {
+		return v.dirInode(ctx, n, out), 0
+	}
 	if err != nil {
 		return nil, n.fs.errno(ctx, "lookup", err)
 	}
@@ -241,7 +293,10 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 
 // Getattr returns the attributes.
 func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	a := n.fs.tree.Attr(n.wi)
+	if e := n.stale(); e != 0 {
+		return e
+	}
+	a := n.t.Attr(n.wi)
 	fillAttr(a, &out.Attr)
 	if a.NlinkUnknown() {
 		out.SetTimeout(unknownAttrTimeout)
@@ -273,7 +328,7 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 		ns := t.UnixNano()
 		s.MtimeNs = &ns
 	}
-	a, err := n.fs.tree.SetAttr(n.wi, s)
+	a, err := n.t.SetAttr(n.wi, s)
 	if err != nil {
 		return n.fs.errno(ctx, "setattr", err)
 	}
@@ -283,12 +338,15 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 
 // Readdir lists a directory.
 func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	entries, err := n.fs.tree.ReadDir(ctx, n.wi)
+	if e := n.stale(); e != 0 {
+		return nil, e
+	}
+	entries, err := n.t.ReadDir(ctx, n.wi)
 	if err != nil {
 		return nil, n.fs.errno(ctx, "readdir", err)
 	}
 	// . and .. come first, as ext4 lists them; the root is its own parent.
-	self := n.fs.tree.Attr(n.wi).Ino
+	self := n.t.Attr(n.wi).Ino
 	up := self
 	if _, p := n.Parent(); p != nil {
 		up = p.StableAttr().Ino
@@ -303,8 +361,11 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 }
 
 func (n *node) create(ctx context.Context, name string, e worktree.NewEntry, out *fuse.EntryOut) (*gofs.Inode, *worktree.Inode, syscall.Errno) {
+	if n.viewAt(ctx, name) {
+		return nil, nil, syscall.EEXIST
+	}
 	e.UID, e.GID = caller(ctx)
-	wi, a, err := n.fs.tree.Create(ctx, n.wi, name, e)
+	wi, a, err := n.t.Create(ctx, n.wi, name, e)
 	if err != nil {
 		return nil, nil, n.fs.errno(ctx, "create", err)
 	}
@@ -331,7 +392,10 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 
 // Readlink returns a symlink's target.
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	t, err := n.fs.tree.Readlink(n.wi)
+	if e := n.stale(); e != 0 {
+		return nil, e
+	}
+	t, err := n.t.Readlink(n.wi)
 	return t, n.fs.errno(ctx, "readlink", err)
 }
 
@@ -341,7 +405,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	h, err := n.fs.tree.OpenFile(wi, true, false)
+	h, err := n.t.OpenFile(wi, true, false)
 	if err != nil {
 		return nil, nil, 0, n.fs.errno(ctx, "create", err)
 	}
@@ -350,30 +414,43 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 
 // Unlink removes a file.
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	return n.fs.errno(ctx, "unlink", n.fs.tree.Unlink(ctx, n.wi, name))
+	if n.viewAt(ctx, name) {
+		return syscall.EROFS
+	}
+	return n.fs.errno(ctx, "unlink", n.t.Unlink(ctx, n.wi, name))
 }
 
 // Rmdir removes an empty directory.
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return n.fs.errno(ctx, "rmdir", n.fs.tree.Rmdir(ctx, n.wi, name))
+	if n.viewAt(ctx, name) {
+		return syscall.EROFS
+	}
+	return n.fs.errno(ctx, "rmdir", n.t.Rmdir(ctx, n.wi, name))
 }
 
-// Rename moves an entry, replacing the target.
+// Rename moves an entry, replacing the target. Nothing moves into, out of
+// or inside the snapshots view (EROFS), nor over its folder (EEXIST).
 func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	np, ok := newParent.(*node)
-	if !ok {
-		return syscall.EXDEV
+	switch {
+	case !ok || np.t != n.t || n.view != nil || n.viewAt(ctx, name):
+		return syscall.EROFS
+	case np.viewAt(ctx, newName):
+		return syscall.EEXIST
 	}
-	return n.fs.errno(ctx, "rename", n.fs.tree.Rename(ctx, n.wi, name, np.wi, newName, flags))
+	return n.fs.errno(ctx, "rename", n.t.Rename(ctx, n.wi, name, np.wi, newName, flags))
 }
 
 // Link gives the target a further name here, as link(2).
 func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	tn, ok := target.(*node)
-	if !ok {
-		return nil, syscall.EXDEV
+	switch {
+	case !ok || tn.t != n.t || n.view != nil:
+		return nil, syscall.EROFS
+	case n.viewAt(ctx, name):
+		return nil, syscall.EEXIST
 	}
-	a, err := n.fs.tree.Link(ctx, tn.wi, n.wi, name)
+	a, err := n.t.Link(ctx, tn.wi, n.wi, name)
 	if err != nil {
 		return nil, n.fs.errno(ctx, "link", err)
 	}
@@ -382,12 +459,15 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 
 // Open opens a regular file.
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if e := n.stale(); e != 0 {
+		return nil, 0, e
+	}
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	h, err := n.fs.tree.OpenFile(n.wi, write, flags&syscall.O_TRUNC != 0)
+	h, err := n.t.OpenFile(n.wi, write, flags&syscall.O_TRUNC != 0)
 	if err != nil {
 		return nil, 0, n.fs.errno(ctx, "open", err)
 	}
-	return &handle{fs: n.fs, h: h}, 0, 0
+	return &handle{fs: n.fs, h: h, view: n.view}, 0, 0
 }
 
 // Fsync is fsync(2). go-fuse asks the node first: a file's goes to its
@@ -398,10 +478,10 @@ func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) sysca
 	if h, ok := f.(*handle); ok {
 		return h.Fsync(ctx, flags)
 	}
-	if err := n.fs.tree.Sync(); err != nil {
+	if err := n.t.Sync(); err != nil {
 		return n.fs.errno(ctx, "fsync", err)
 	}
-	if n.fs.opts.SyncRemote != nil {
+	if n.fs.opts.SyncRemote != nil && n.view == nil {
 		return n.fs.errno(ctx, "fsync", n.fs.opts.SyncRemote(ctx))
 	}
 	return 0
@@ -419,12 +499,15 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 // Getxattr returns an xattr's value (docs/SPEC.md §8); on the root, the
 // status document too.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if e := n.stale(); e != 0 {
+		return 0, e
+	}
 	var v []byte
-	if n.wi == n.fs.tree.Root() && attr == StatusXattr && n.fs.opts.Status != nil {
+	if n.isLiveRoot() && attr == StatusXattr && n.fs.opts.Status != nil {
 		v = n.fs.opts.Status()
 	} else {
 		var err error
-		if v, err = n.fs.tree.GetXattr(n.wi, attr); err != nil {
+		if v, err = n.t.GetXattr(n.wi, attr); err != nil {
 			return 0, n.fs.errno(ctx, "getxattr", err)
 		}
 	}
@@ -448,25 +531,28 @@ func copyOut(dest, v []byte) (uint32, syscall.Errno) {
 // CAP_SYS_ADMIN, user.* write permission). The status name is the mount's
 // own: nobody may set it.
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if n.wi == n.fs.tree.Root() && attr == StatusXattr {
+	if n.isLiveRoot() && attr == StatusXattr {
 		return syscall.EPERM
 	}
-	return n.fs.errno(ctx, "setxattr", n.fs.tree.SetXattr(n.wi, attr, data, flags))
+	return n.fs.errno(ctx, "setxattr", n.t.SetXattr(n.wi, attr, data, flags))
 }
 
 // Removexattr removes an xattr.
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	if n.wi == n.fs.tree.Root() && attr == StatusXattr {
+	if n.isLiveRoot() && attr == StatusXattr {
 		return syscall.EPERM
 	}
-	return n.fs.errno(ctx, "removexattr", n.fs.tree.RemoveXattr(n.wi, attr))
+	return n.fs.errno(ctx, "removexattr", n.t.RemoveXattr(n.wi, attr))
 }
 
 // Listxattr lists the xattrs' names, each ended by a NUL (the status one
 // is hidden).
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if e := n.stale(); e != 0 {
+		return 0, e
+	}
 	var list []byte
-	for _, name := range n.fs.tree.ListXattr(n.wi) {
+	for _, name := range n.t.ListXattr(n.wi) {
 		list = append(append(list, name...), 0)
 	}
 	return copyOut(dest, list)
@@ -474,8 +560,9 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 
 // handle is an open file.
 type handle struct {
-	fs *FS
-	h  *worktree.Handle
+	fs   *FS
+	h    *worktree.Handle
+	view *snapView // the snapshot, of a file in the snapshots view
 }
 
 // Read reads at an offset. It returns everything asked for, or less only
@@ -485,6 +572,11 @@ type handle struct {
 // file into a shorter one. An interrupted read (the kernel cancels ctx)
 // stops waiting for the remote and fails with EINTR.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h.view != nil {
+		if e := h.view.check(); e != 0 {
+			return nil, e
+		}
+	}
 	n, err := h.h.ReadAt(ctx, dest, off)
 	// Only the io.EOF of the io.ReaderAt contract itself marks the end of
 	// the file; a wrapped one came from somewhere below and is a failure.
@@ -513,7 +605,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if err := h.h.Sync(); err != nil {
 		return h.fs.errno(ctx, "fsync", err)
 	}
-	if h.fs.opts.SyncRemote != nil {
+	if h.fs.opts.SyncRemote != nil && h.view == nil {
 		return h.fs.errno(ctx, "fsync", h.fs.opts.SyncRemote(ctx))
 	}
 	return 0

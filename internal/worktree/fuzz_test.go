@@ -104,7 +104,7 @@ func FuzzReadJournal(f *testing.F) {
 		if err := os.MkdirAll(filepath.Join(work, stagingDir), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		tr := &Tree{r: env.Repo, opts: Options{Dir: work}, nextIno: 1, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
+		tr := &Tree{r: env.Repo, opts: Options{Dir: work, Inos: &Inos{}}, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
 			localKey: key, stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{}}
 		tr.opts.Log = slog.New(slog.DiscardHandler)
 		tr.root = &Inode{Ino: tr.newIno(), meta: repo.Node{Type: repo.NodeDir, Mode: 0o755}, children: map[string]*Inode{}}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,7 +80,24 @@ type Options struct {
 	// NoDirAtime keeps listings from updating them.
 	Atime      AtimeMode
 	NoDirAtime bool
+	// Snapshot, when set, is the snapshot to open instead of the newest,
+	// as it was: ReadOnly must be set too (a mount's /.snapshots view).
+	Snapshot *repo.Snapshot
+	// Inos hands out the inode numbers; Trees shown in one mount share
+	// one, so that no two of their inodes have the same number. Nil: the
+	// Tree numbers its inodes from 1.
+	Inos *Inos
+	// RootIno is the root's inode number, taken from Inos beforehand;
+	// 0: the next one.
+	RootIno uint64
 }
+
+// Inos hands out inode numbers, the first 1, each once; it is safe for
+// concurrent use.
+type Inos struct{ last atomic.Uint64 }
+
+// Next returns an inode number not handed out before.
+func (n *Inos) Next() uint64 { return n.last.Add(1) }
 
 // Tree is the writable tree of a mount.
 type Tree struct {
@@ -92,7 +111,6 @@ type Tree struct {
 
 	mu         sync.Mutex
 	root       *Inode
-	nextIno    uint64
 	journal    *journal
 	baseSeq    uint64
 	staged     map[*Inode]bool
@@ -130,15 +148,23 @@ type Tree struct {
 
 const stagingDir = "staging"
 
-// Open loads the newest snapshot of r and replays the local journals left
-// by an earlier run (after a crash, what was queued is found again). ctx
+// Open loads the newest snapshot of r (or o.Snapshot) and replays the
+// local journals left by an earlier run (after a crash, what was queued is
+// found again); a read-only Tree has no journal and reads nothing before
+// it is used: its folders load as they are looked at. ctx
 // bounds the opening only: the Tree's own background work lasts until
 // Close.
 func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	t := &Tree{r: r, opts: o, nextIno: 1, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
+	if o.Snapshot != nil && !o.ReadOnly {
+		return nil, errors.New("an old snapshot can only be opened read-only")
+	}
+	if o.Inos == nil {
+		o.Inos = &Inos{}
+	}
+	t := &Tree{r: r, opts: o, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
 		localKey: r.LocalKey(), handles: map[*Handle]bool{}, stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{},
 		fetchLocked: true}
 	t.life, t.endLife = context.WithCancel(context.WithoutCancel(ctx))
@@ -149,8 +175,15 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 			t.endLife()
 		}
 	}()
-	t.root = &Inode{Ino: t.newIno()}
-	if s := r.Latest(); s != nil {
+	t.root = &Inode{Ino: o.RootIno}
+	if t.root.Ino == 0 {
+		t.root.Ino = t.newIno()
+	}
+	s := o.Snapshot
+	if s == nil {
+		s = r.Latest()
+	}
+	if s != nil {
 		t.baseSeq = s.Seq
 		t.root.meta = rootMeta(s)
 	} else {
@@ -218,7 +251,7 @@ func rootAttr(n *repo.Node) *repo.RootAttr {
 		Xattrs: slices.Clone(n.Xattrs)}
 }
 
-func (t *Tree) newIno() uint64 { n := t.nextIno; t.nextIno++; return n }
+func (t *Tree) newIno() uint64 { return t.opts.Inos.Next() }
 
 // child is an entry of a directory.
 type child struct {
@@ -357,3 +390,10 @@ func validStagingID(id string) bool {
 	}
 	return true
 }
+
+// Inos returns what hands out the Tree's inode numbers, for further Trees
+// shown in the same mount (Options.Inos).
+func (t *Tree) Inos() *Inos { return t.opts.Inos }
+
+// Repository returns the repository the Tree was opened on.
+func (t *Tree) Repository() *repo.Repository { return t.r }
