@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -22,8 +23,9 @@ const snapshotTimeLayout = "2006-01-02T15-04-05"
 // number in one second) adds -ID, the first 8 hex digits of its id, to
 // all but the first of them. A name depends only on the snapshots of its
 // second, so a new snapshot, which has a higher sequence number than all
-// before it, never renames one shown already (only a fork of the same
-// second may, or forgetting the first snapshot of a second).
+// before it, never renames one shown already; forgetting the first
+// snapshot of a second would, so a mount keeps the names it has shown
+// (mountNames).
 func snapshotNames(snaps []*repo.Snapshot) []string {
 	bySecond := make(map[string][]int, len(snaps))
 	bases := make([]string, len(snaps))
@@ -77,6 +79,38 @@ func uniqueNames(snaps []*repo.Snapshot, names []string, used map[string]bool) [
 			names[i] = n + "-" + snaps[i].ID.String()
 		}
 		seen[names[i]] = true
+	}
+	return names
+}
+
+// mountNames returns the folder name of each of snaps, in their order, for
+// a mount that has shown the snapshots of kept (by id) under those names
+// and, before, the names in retired for snapshots gone since: a snapshot
+// keeps its name while the mount runs, and a name once shown never
+// passes to another snapshot. A new snapshot has its snapshotNames name
+// unless that is taken; then its time with -SEQ, then with -SEQ-ID, then
+// with -SEQ and its whole id.
+func mountNames(snaps []*repo.Snapshot, kept map[crypt.ID]string, retired map[string]bool) []string {
+	names := snapshotNames(snaps)
+	taken := make(map[string]bool, len(snaps))
+	for _, s := range snaps {
+		if n, ok := kept[s.ID]; ok {
+			taken[n] = true
+		}
+	}
+	for i, s := range snaps {
+		if n, ok := kept[s.ID]; ok {
+			names[i] = n
+			continue
+		}
+		base := s.Time.UTC().Format(snapshotTimeLayout) + "-" + strconv.FormatUint(s.Seq, 10)
+		for _, n := range []string{names[i], base, base + "-" + s.ID.Short(), base + "-" + s.ID.String()} {
+			if !taken[n] && !retired[n] {
+				names[i] = n
+				break
+			}
+		}
+		taken[names[i]] = true
 	}
 	return names
 }

@@ -89,3 +89,36 @@ func TestSnapshotNamesShortIDClash(t *testing.T) {
 		t.Fatalf("names = %q, want %q", got, want)
 	}
 }
+
+// TestMountNames: while mounted a snapshot keeps its name when the first
+// of its second is forgotten, and the forgotten one's name goes to no
+// other snapshot, not even a fork of its second arriving later.
+func TestMountNames(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 16, 27, 49, 0, time.UTC)
+	base := "2026-11-30T16-27-49"
+	s1, s2, s3 := snap(1, t0, 1), snap(2, t0, 2), snap(3, t0.Add(time.Second), 3)
+	kept := map[crypt.ID]string{}
+	retired := map[string]bool{}
+	got := mountNames([]*repo.Snapshot{s1, s2, s3}, kept, retired)
+	if want := []string{base, base + "-2", "2026-11-30T16-27-50"}; !slices.Equal(got, want) {
+		t.Fatalf("first names = %q, want %q", got, want)
+	}
+	// s1 is forgotten: by the rule s2 would be plain now.
+	if det := snapshotNames([]*repo.Snapshot{s2, s3}); det[0] != base {
+		t.Fatalf("the rule names s2 %q", det[0])
+	}
+	kept[s2.ID], kept[s3.ID] = got[1], got[2]
+	retired[base] = true
+	if got := mountNames([]*repo.Snapshot{s2, s3}, kept, retired); got[0] != base+"-2" {
+		t.Fatalf("s2 renamed to %q while mounted", got[0])
+	}
+	// A late fork of seq 1 in the same second: not the retired name.
+	fork := snap(1, t0, 9)
+	got = mountNames([]*repo.Snapshot{fork, s2, s3}, kept, retired)
+	if got[0] == base || got[0] == got[1] || got[1] != base+"-2" {
+		t.Fatalf("names with a late fork = %q", got)
+	}
+	if got[0] != base+"-1" {
+		t.Fatalf("the late fork is %q, want %q", got[0], base+"-1")
+	}
+}

@@ -58,6 +58,7 @@ type snapshotsView struct {
 	folders []*snapView          // in the same order
 	byName  map[string]*snapView // the folders by name
 	byID    map[crypt.ID]*snapView
+	retired map[string]bool // the names of folders gone: never another's (mountNames)
 	latest  *snapView // nil when there is no snapshot
 	checked time.Time // when ids was last compared with the repository's
 	gen     uint64    // of the last rebuild
@@ -80,7 +81,7 @@ type snapView struct {
 func newSnapshotsView(f *FS, name string) *snapshotsView {
 	inos := f.tree.Inos()
 	return &snapshotsView{fs: f, r: f.tree.Repository(), inos: inos, name: name, dirIno: inos.Next(), latestIno: inos.Next(),
-		byName: map[string]*snapView{}, byID: map[crypt.ID]*snapView{}}
+		byName: map[string]*snapView{}, byID: map[crypt.ID]*snapView{}, retired: map[string]bool{}}
 }
 
 // refresh brings the folders up to date with the repository's snapshots:
@@ -124,10 +125,14 @@ func (v *snapshotsView) sameLocked(snaps []*repo.Snapshot) bool {
 }
 
 // rebuildLocked makes the folders of snaps: a snapshot shown before keeps
-// its inode numbers; one no longer there is gone.
+// its name and inode numbers; one no longer there is gone.
 func (v *snapshotsView) rebuildLocked(snaps []*repo.Snapshot) {
 	v.gen++
-	names := snapshotNames(snaps)
+	kept := make(map[crypt.ID]string, len(v.byID))
+	for id, sv := range v.byID {
+		kept[id] = sv.name
+	}
+	names := mountNames(snaps, kept, v.retired)
 	v.ids = make([]crypt.ID, len(snaps))
 	v.folders = make([]*snapView, len(snaps))
 	v.byName = make(map[string]*snapView, len(snaps))
@@ -143,6 +148,7 @@ func (v *snapshotsView) rebuildLocked(snaps []*repo.Snapshot) {
 	for id, sv := range v.byID {
 		if sv.gen != v.gen {
 			delete(v.byID, id)
+			v.retired[sv.name] = true
 			sv.forget()
 		}
 	}

@@ -1,0 +1,4 @@
+package fusefs
+
+// SnapshotNames is snapshotNames, for the tests of the view through a mount.
+var SnapshotNames = snapshotNames
