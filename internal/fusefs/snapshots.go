@@ -47,6 +47,8 @@ const latestName = "latest"
 type snapshotsView struct {
 	fs        *FS
 	r         *repo.Repository
+	snaps     func() []*repo.Snapshot // r.Snapshots
+	newest    func() *repo.Snapshot   // r.Latest
 	inos      *worktree.Inos
 	name      string // of the folder at the root
 	dirIno    uint64
@@ -59,9 +61,9 @@ type snapshotsView struct {
 	byName  map[string]*snapView // the folders by name
 	byID    map[crypt.ID]*snapView
 	retired map[string]bool // the names of folders gone: never another's (mountNames)
-	latest  *snapView // nil when there is no snapshot
-	checked time.Time // when ids was last compared with the repository's
-	gen     uint64    // of the last rebuild
+	latest  *snapView       // nil when there is no snapshot
+	checked time.Time       // when ids was last compared with the repository's
+	gen     uint64          // of the last rebuild
 }
 
 // snapView is a snapshot's folder in the view.
@@ -79,16 +81,24 @@ type snapView struct {
 }
 
 func newSnapshotsView(f *FS, name string) *snapshotsView {
-	inos := f.tree.Inos()
-	return &snapshotsView{fs: f, r: f.tree.Repository(), inos: inos, name: name, dirIno: inos.Next(), latestIno: inos.Next(),
+	r := f.tree.Repository()
+	v := makeSnapshotsView(name, f.tree.Inos(), r.Snapshots, r.Latest)
+	v.fs, v.r = f, r
+	return v
+}
+
+// makeSnapshotsView returns a view of the snapshots that snaps lists, the
+// newest of which is newest.
+func makeSnapshotsView(name string, inos *worktree.Inos, snaps func() []*repo.Snapshot, newest func() *repo.Snapshot) *snapshotsView {
+	return &snapshotsView{snaps: snaps, newest: newest, inos: inos, name: name, dirIno: inos.Next(), latestIno: inos.Next(),
 		byName: map[string]*snapView{}, byID: map[crypt.ID]*snapView{}, retired: map[string]bool{}}
 }
 
 // refresh brings the folders up to date with the repository's snapshots:
 // O(n) in memory when nothing changed, a rebuild otherwise.
 func (v *snapshotsView) refresh() {
-	snaps := v.r.Snapshots()
-	latest := v.r.Latest()
+	snaps := v.snaps()
+	latest := v.newest()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.checked = time.Now()
@@ -291,7 +301,12 @@ func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.Att
 func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	v := d.v
 	v.refresh()
-	up := v.fs.tree.Attr(v.fs.tree.Root()).Ino
+	return gofs.NewListDirStream(v.entries(v.fs.tree.Attr(v.fs.tree.Root()).Ino)), 0
+}
+
+// entries returns the listing of the view's folder, whose parent has
+// inode number up.
+func (v *snapshotsView) entries(up uint64) []fuse.DirEntry {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	list := make([]fuse.DirEntry, 0, len(v.folders)+3)
@@ -303,7 +318,7 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	for _, sv := range v.folders {
 		list = append(list, fuse.DirEntry{Name: sv.name, Ino: sv.ino, Mode: syscall.S_IFDIR})
 	}
-	return gofs.NewListDirStream(list), 0
+	return list
 }
 
 // Lookup finds latest or a snapshot's folder; the folder's tree opens
