@@ -55,15 +55,16 @@ type snapshotsView struct {
 	latestIno uint64
 	warned    atomic.Bool // that a live entry hides the view
 
-	mu      sync.Mutex
-	ids     []crypt.ID           // the snapshots the folders were made from, in order
-	folders []*snapView          // in the same order
-	byName  map[string]*snapView // the folders by name
-	byID    map[crypt.ID]*snapView
-	retired map[string]bool // the names of folders gone: never another's (mountNames)
-	latest  *snapView       // nil when there is no snapshot
-	checked time.Time       // when ids was last compared with the repository's
-	gen     uint64          // of the last rebuild
+	refreshMu sync.Mutex // one refresh at a time, so that none applies an older list
+	mu        sync.Mutex
+	ids       []crypt.ID           // the snapshots the folders were made from, in order
+	folders   []*snapView          // in the same order
+	byName    map[string]*snapView // the folders by name
+	byID      map[crypt.ID]*snapView
+	retired   map[string]bool // the names of folders gone: never another's (mountNames)
+	latest    *snapView       // nil when there is no snapshot
+	checked   time.Time       // when ids was last compared with the repository's
+	gen       uint64          // of the last rebuild
 }
 
 // snapView is a snapshot's folder in the view.
@@ -97,17 +98,26 @@ func makeSnapshotsView(name string, inos *worktree.Inos, snaps func() []*repo.Sn
 // refresh brings the folders up to date with the repository's snapshots:
 // O(n) in memory when nothing changed, a rebuild otherwise.
 func (v *snapshotsView) refresh() {
+	v.refreshMu.Lock()
+	defer v.refreshMu.Unlock()
 	snaps := v.snaps()
 	latest := v.newest()
+	var gone []*snapView
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	v.checked = time.Now()
 	if !v.sameLocked(snaps) {
-		v.rebuildLocked(snaps)
+		gone = v.rebuildLocked(snaps)
 	}
 	v.latest = nil
 	if latest != nil {
 		v.latest = v.byID[latest.ID]
+	}
+	if v.latest == nil && len(v.folders) > 0 { // a commit between the two calls
+		v.latest = v.folders[len(v.folders)-1]
+	}
+	v.mu.Unlock()
+	for _, sv := range gone {
+		sv.forget()
 	}
 }
 
@@ -135,8 +145,9 @@ func (v *snapshotsView) sameLocked(snaps []*repo.Snapshot) bool {
 }
 
 // rebuildLocked makes the folders of snaps: a snapshot shown before keeps
-// its name and inode numbers; one no longer there is gone.
-func (v *snapshotsView) rebuildLocked(snaps []*repo.Snapshot) {
+// its name and inode numbers; it returns those no longer there, for the
+// caller to forget.
+func (v *snapshotsView) rebuildLocked(snaps []*repo.Snapshot) (gone []*snapView) {
 	v.gen++
 	kept := make(map[crypt.ID]string, len(v.byID))
 	for id, sv := range v.byID {
@@ -159,9 +170,11 @@ func (v *snapshotsView) rebuildLocked(snaps []*repo.Snapshot) {
 		if sv.gen != v.gen {
 			delete(v.byID, id)
 			v.retired[sv.name] = true
-			sv.forget()
+			sv.gone.Store(true)
+			gone = append(gone, sv)
 		}
 	}
+	return gone
 }
 
 // forget marks a snapshot's folder gone and ends its tree's background
