@@ -315,3 +315,96 @@ func TestMountThinsItsSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// TestLsAndDiff: sealfs ls and diff through the binary on a known history
+// (one folder backed up, changed in place, backed up again), against
+// listings written out by hand.
+func TestLsAndDiff(t *testing.T) {
+	c := initRepo(t)
+	dir := t.TempDir()
+	files := map[string]string{"a.txt": "first", "old.txt": "old", "same/kept.txt": "kept", "same/deep/k2": "k2", "sub/x": "x", "link": ""}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if name == "link" {
+			if err := os.Symlink("a.txt", p); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect(t, c.run(t, "backup", dir, c.remote), 0, "")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, "a.txt"), []byte("second!"), 0o644))
+	must(os.Remove(filepath.Join(dir, "old.txt")))
+	must(os.MkdirAll(filepath.Join(dir, "new/in"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "new/in/y"), []byte("y"), 0o644))
+	must(os.Chmod(filepath.Join(dir, "sub/x"), os.ModeSetuid|0o755))
+	must(os.WriteFile(filepath.Join(dir, "bad\x1b[2Jname"), nil, 0o644))
+	expect(t, c.run(t, "backup", dir, c.remote), 0, "")
+
+	r := c.run(t, "diff", c.remote, "1", "latest")
+	expect(t, r, 0, "")
+	want := "M    /a.txt\n" +
+		"+    \"/bad\\x1b[2Jname\"\n" +
+		"+    /new/\n" +
+		"+    /new/in/\n" +
+		"+    /new/in/y\n" +
+		"-    /old.txt\n" +
+		"M    /sub/x\n" +
+		"\nfrom snapshot 1 to 2:\nfiles: 2 new, 1 removed, 2 changed\nfolders: 2 new, 0 removed, 0 changed\n"
+	if r.stdout != want {
+		t.Fatalf("diff 1 2:\n%s\nwant:\n%s", r.stdout, want)
+	}
+	r = c.run(t, "diff", c.remote, "2", "2")
+	expect(t, r, 0, "")
+	if !strings.HasPrefix(r.stdout, "\nfrom snapshot 2 to 2:\nfiles: 0 new, 0 removed, 0 changed") {
+		t.Fatalf("diff 2 2:\n%s", r.stdout)
+	}
+
+	r = c.run(t, "ls", c.remote, "1")
+	expect(t, r, 0, "")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	shape := regexp.MustCompile(`^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+(.*)$`)
+	var got []string
+	for _, l := range lines {
+		m := shape.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("ls line %q is not as ls -l", l)
+		}
+		got = append(got, m[1]+" "+m[4]+" "+m[5])
+		if m[2] != fmt.Sprint(os.Getuid()) || m[3] != fmt.Sprint(os.Getgid()) {
+			t.Errorf("ls line %q: owner %s:%s", l, m[2], m[3])
+		}
+	}
+	wantLs := []string{"-rw-r--r-- 5 /a.txt", "lrwxrwxrwx 5 /link -> a.txt", "-rw-r--r-- 3 /old.txt", "drwxr-xr-x 0 /same", "drwxr-xr-x 0 /sub"}
+	if strings.Join(got, "\n") != strings.Join(wantLs, "\n") {
+		t.Fatalf("ls 1:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantLs, "\n"))
+	}
+	r = c.run(t, "ls", "-R", c.remote, "latest", "/sub")
+	expect(t, r, 0, "")
+	if !regexp.MustCompile(`^-rwsr-xr-x\s+\d+\s+\d+\s+1\s+\S+ \S+\s+/sub/x\n$`).MatchString(r.stdout) {
+		t.Fatalf("ls -R 2 /sub:\n%s", r.stdout)
+	}
+	r = c.run(t, "ls", "--recursive", c.remote, "2", "same")
+	expect(t, r, 0, "")
+	if n := strings.Count(r.stdout, "\n"); n != 3 || !strings.Contains(r.stdout, "/same/deep/k2\n") {
+		t.Fatalf("ls -R 2 same:\n%s", r.stdout)
+	}
+	r = c.run(t, "ls", c.remote, "2", "new/in/y")
+	expect(t, r, 0, "")
+	if !strings.HasSuffix(r.stdout, " /new/in/y\n") || strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("ls of a file:\n%s", r.stdout)
+	}
+	expect(t, c.run(t, "ls", c.remote, "1", "new"), 2, "no such file or directory")
+	expect(t, c.run(t, "ls", c.remote, "7"), 2, "no snapshot 7")
+	expect(t, c.run(t, "diff", c.remote, "1"), 2, "usage")
+}

@@ -34,6 +34,7 @@ var allowed = map[string][]string{
 	"internal/humanize":            {},
 	"internal/mountopts":           {},
 	"internal/retention":           {"repo", "crypt"}, // policies (pure) and applying one to a repository
+	"internal/snaptree":            {"repo", "crypt"}, // ls and diff of snapshot trees
 	"internal/sdnotify":            {},
 	"internal/atomicfile":          {},
 	"internal/unlock":              {"repo", "crypt", "keyvault"}, // secret sources, both unlockers, the vault slot's params
@@ -42,7 +43,7 @@ var allowed = map[string][]string{
 	"internal/clidoc":              {}, // docs/CLI.md against the commands' flags, for their tests
 	"internal/nodump":              {}, // no core dumps, not dumpable: both commands, first
 	"cmd/sealfs-vault":             {"internal/vaultserver", "keyvault", "internal/nodump"},
-	"cmd/sealfs":                   {"crypt", "chunker", "remote", "remote/shaped", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/retention", "internal/sdnotify", "internal/unlock", "internal/nodump"},
+	"cmd/sealfs":                   {"crypt", "chunker", "remote", "remote/shaped", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/retention", "internal/snaptree", "internal/sdnotify", "internal/unlock", "internal/nodump"},
 	"test":                         {"crypt", "chunker", "remote", "repo", "internal/archiver", "internal/testutil", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/unlock"},
 	"test/spec":                    {},
 }
@@ -71,6 +72,7 @@ var testAllowed = map[string][]string{
 	"internal/humanize":            {},
 	"internal/mountopts":           {},
 	"internal/retention":           {},
+	"internal/snaptree":            {"internal/testutil", "internal/archiver"}, // trees stored from real folders
 	"internal/sdnotify":            {},
 	"internal/atomicfile":          {},
 	"internal/testutil":            {},
