@@ -114,6 +114,9 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 			return fmt.Errorf("%w: %s", ErrLeaseExpired, cur)
 		}
 	}
+	// Another writer's lease (of a process gone, or broken): that writer
+	// may have sent an upload the remote has yet to apply.
+	tookOver := (cur != nil && !ours) || err != nil
 	holder, err := crypt.NewRandomID()
 	if err != nil {
 		return err
@@ -144,7 +147,7 @@ func (r *Repository) Lock(ctx context.Context, breakLease bool) error {
 	h.cancel = cancel
 	go h.renew(rctx)
 	r.mu.Lock()
-	r.lease, r.tried, r.stopped = h, crypt.ID{}, false
+	r.lease, r.tried, r.stopped, r.tookOver = h, crypt.ID{}, false, tookOver
 	r.mu.Unlock()
 	return nil
 }

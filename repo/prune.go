@@ -63,6 +63,11 @@ type PruneReport struct {
 	// Index objects deleted (the head's, when they were rewritten, and
 	// those no snapshot's head names) and written.
 	DeletedIndexes, NewIndexes int
+	// Packs and index objects no snapshot names that were kept because
+	// the lease was taken over from a writer that stopped without
+	// releasing it: its last upload may still land and name them. The
+	// next prune deletes them.
+	KeptUnreferencedPacks, KeptUnreferencedIndexes int
 	// Snapshot is the snapshot Prune stored to name the rewritten
 	// indexes; nil when the indexes did not change.
 	Snapshot *Snapshot
@@ -85,6 +90,8 @@ type prunePlan struct {
 	dropPack map[crypt.ID]bool                // packs deleted (repacked ones included)
 	indexes  map[crypt.ID]int64               // every index object listed
 	rewrite  bool                             // the head's indexes change
+	tookOver bool                             // keep what no snapshot names (Repository.tookOver)
+	named    map[crypt.ID]bool                // index objects some present snapshot names
 	dead     []crypt.ID                       // blobs the head's index lists and no snapshot needs
 }
 
@@ -105,7 +112,11 @@ type prunePlan struct {
 //     blobs are written; a snapshot that follows the newest, with its tree
 //     and root, names only them.
 //  5. Only once that snapshot is stored: the index objects it does not
-//     name and the packs its indexes do not name are deleted.
+//     name and the packs its indexes do not name are deleted. When this
+//     client's lease replaced another writer's (one that stopped without
+//     releasing it), the packs and index objects no snapshot names are
+//     kept: that writer's last snapshot upload may still land and name
+//     them. The next prune deletes them.
 //
 // Killed at any point, it leaves a repository that opens and checks clean
 // (objects no snapshot names at worst), and running it again finishes.
@@ -222,8 +233,12 @@ func (o PruneOptions) progress(stage string, done, total int) {
 func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan, error) {
 	r.mu.Lock()
 	var retained []*Snapshot
-	p := &prunePlan{live: map[crypt.ID]bool{}, repack: map[crypt.ID][]format.IndexEntry{}, dropPack: map[crypt.ID]bool{}}
+	p := &prunePlan{live: map[crypt.ID]bool{}, repack: map[crypt.ID][]format.IndexEntry{}, dropPack: map[crypt.ID]bool{},
+		tookOver: r.tookOver && !o.DryRun, named: map[crypt.ID]bool{}}
 	for _, s := range r.snapshots {
+		for _, x := range s.Indexes {
+			p.named[x] = true
+		}
 		if id, ok := r.forgotten[s.Seq]; ok && id == s.ID {
 			continue // (a dry run: a real one deleted it)
 		}
@@ -277,6 +292,8 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 	for pack, size := range p.packSize {
 		live := liveBytes[pack]
 		switch {
+		case !indexed[pack] && p.tookOver:
+			p.rep.KeptUnreferencedPacks++
 		case !indexed[pack]:
 			p.rep.UnreferencedPacks++
 			p.drop(pack, size)
@@ -502,6 +519,10 @@ func (r *Repository) pruneDelete(ctx context.Context, o PruneOptions, p *prunePl
 	}
 	var names []string
 	for x := range p.indexes {
+		if !named[x] && p.tookOver && !p.named[x] {
+			p.rep.KeptUnreferencedIndexes++
+			continue
+		}
 		if !named[x] {
 			names = append(names, format.IndexName(x))
 			p.rep.DeletedIndexes++

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/sealfs/sealfs/chunker"
@@ -340,4 +342,87 @@ func TestPruneStoresUnstoredCommit(t *testing.T) {
 			verifyPruned(t, env, snapshotFiles{2: {"a": a, "b": b}, 3: {"c": c}, 4: {"c": c}})
 		})
 	}
+}
+
+// TestPruneAfterTakeover: a writer dies with a commit's packs and index
+// stored and its snapshot not (yet: its upload may still land). A new
+// client on another cache takes over its lease and prunes: it deletes
+// what forgotten snapshots alone used, but keeps the dead writer's pack
+// and index, which no snapshot names yet. A prune under a lease that
+// replaced no other writer's deletes them.
+func TestPruneAfterTakeover(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, pruneOpts)
+	a, b := randomData(13, 1<<20), randomData(14, 1<<20)
+	storeFiles(t, env.Repo, map[string][]byte{"a": a})
+	storeFiles(t, env.Repo, map[string][]byte{"b": b})
+	if err := env.Repo.Forget(ctx, []uint64{1}); err != nil {
+		t.Fatal(err)
+	}
+	objects := listing(t, env.Dir)
+	// The dead writer's commit: packs and index up, the snapshot not.
+	content, size, err := env.Repo.SaveFile(ctx, bytes.NewReader(randomData(15, 1<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := env.Repo.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{{Name: []byte("c"), Type: repo.NodeFile, Mode: 0o644, Size: size, Content: content}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Remote.FailOn("put", "snapshots/", 1, faulty.FailBefore)
+	if _, err := env.Repo.Commit(ctx, root, repo.CommitInfo{Files: 1, Bytes: size}); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("commit with a failing snapshot upload = %v", err)
+	}
+	var dead []string
+	for name := range listing(t, env.Dir) {
+		if _, ok := objects[name]; !ok && !strings.HasSuffix(name, "lease") {
+			dead = append(dead, name)
+		}
+	}
+	if len(dead) < 2 {
+		t.Fatalf("the dead writer's commit stored %v", dead)
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.SetLeasePIDForTest(ctx, env.Repo, cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatalf("the dead writer's lease was not taken over: %v", err)
+	}
+	rep, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.DeletedPacks == 0 || rep.KeptUnreferencedPacks == 0 || rep.KeptUnreferencedIndexes == 0 {
+		t.Errorf("prune after a takeover: %+v", *rep)
+	}
+	after := listing(t, env.Dir)
+	for _, name := range dead {
+		if _, ok := after[name]; !ok {
+			t.Errorf("prune after a takeover deleted %s, which the dead writer's snapshot may still name", name)
+		}
+	}
+	if err := r.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Unlock(ctx) //nolint:errcheck
+	rep, err = r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.KeptUnreferencedPacks+rep.KeptUnreferencedIndexes != 0 || rep.UnreferencedPacks == 0 {
+		t.Errorf("a prune under a clean lease: %+v", *rep)
+	}
+	verifyPruned(t, env, snapshotFiles{2: {"b": b}, 3: {"b": b}})
 }

@@ -102,8 +102,12 @@ type Repository struct {
 	lease *leaseHolder
 	// tried is the holder id of a Lock that wrote a lease and then failed:
 	// a lease left with it is ours, and the next Lock takes it over.
-	tried  crypt.ID
-	packer *packBuilder
+	tried crypt.ID
+	// tookOver: the lease this client holds replaced another writer's,
+	// which stopped without releasing it (Prune then keeps the objects no
+	// snapshot names: that writer's last upload may still land).
+	tookOver bool
+	packer   *packBuilder
 	// Finished packs not stored yet, oldest first (queued, uploading, or
 	// failed and waiting to be tried again); packSlots counts them and the
 	// one being built, running the uploads under way.

@@ -90,6 +90,10 @@ func printPrune(w io.Writer, p *repo.PruneReport) {
 		fmt.Fprintf(w, ", %d written, named by snapshot %d (%s)", p.NewIndexes, p.Snapshot.Seq, p.Snapshot.ID.Short())
 	}
 	fmt.Fprintln(w)
+	if n := p.KeptUnreferencedPacks + p.KeptUnreferencedIndexes; n > 0 {
+		fmt.Fprintf(w, "kept %d packs and %d indexes that no snapshot names: the lease was taken over from a writer that stopped without releasing it, and its last upload may still land; the next prune deletes them\n",
+			p.KeptUnreferencedPacks, p.KeptUnreferencedIndexes)
+	}
 	if p.DryRun {
 		fmt.Fprintf(w, "would free about %s: the remote holds %s, about %s after a prune; nothing was changed\n",
 			humanize.Bytes(uint64(max(p.Freed(), 0))), humanize.Bytes(uint64(p.RemoteBefore)), humanize.Bytes(uint64(p.RemoteAfter)))
