@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/remote/faulty"
@@ -245,4 +247,46 @@ func TestForgetRecordForgedOrForeign(t *testing.T) {
 	}
 	_, err = env2.Reopen(t, t.TempDir(), false)
 	expectIntegrity(t, "moved forget record", err, "snapshots/forget/"+filepath.Base(moved))
+}
+
+// TestForgetDeletesLeaveCommitsAlone: while Forget's deletes hang (a slow
+// remote, thousands of snapshots), commits go on: only storing the record
+// holds them. Once the deletes end, the forgotten snapshots are gone and
+// the commit made meanwhile is the newest.
+func TestForgetDeletesLeaveCommitsAlone(t *testing.T) {
+	ctx := context.Background()
+	env := chainEnv(t, 3)
+	env.Remote.FailOn("delete", "snapshots/", 1, faulty.Hang)
+	done := make(chan error, 1)
+	go func() { done <- env.Repo.Forget(ctx, []uint64{1}) }()
+	for deadline := time.Now().Add(10 * time.Second); env.Remote.Held() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the delete never started")
+		}
+	}
+	committed := make(chan *repo.Snapshot, 1)
+	go func() { committed <- storeFile(t, env.Repo, "g", []byte("during the forget")) }()
+	select {
+	case s := <-committed:
+		if s.Seq != 4 {
+			t.Fatalf("the commit made snapshot %d, want 4", s.Seq)
+		}
+	case <-time.After(10 * time.Second):
+		env.Remote.Release()
+		t.Fatal("a commit waited for the deletes of a forget")
+	}
+	env.Remote.Release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for _, s := range env.Repo.Snapshots() {
+		seqs = append(seqs, s.Seq)
+	}
+	if !slices.Equal(seqs, []uint64{2, 3, 4}) {
+		t.Fatalf("snapshots %v after the forget, want [2 3 4]", seqs)
+	}
+	if _, err := env.Reopen(t, t.TempDir(), false); err != nil {
+		t.Fatalf("open after the forget: %v", err)
+	}
 }

@@ -5,11 +5,9 @@
 package snaptree
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"path"
-	"slices"
 	"strings"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -43,7 +41,7 @@ func Lookup(ctx context.Context, l Loader, root crypt.ID, p string) (*repo.Node,
 		if err != nil {
 			return nil, err
 		}
-		n := find(t, name)
+		n := t.Find([]byte(name))
 		if n == nil {
 			return nil, fmt.Errorf("%w: /%s", ErrNotFound, strings.Join(parts[:i+1], "/"))
 		}
@@ -56,15 +54,6 @@ func Lookup(ctx context.Context, l Loader, root crypt.ID, p string) (*repo.Node,
 		tree = n.Subtree
 	}
 	return nil, nil // not reached
-}
-
-// find returns the node named name in t (sorted by name), or nil.
-func find(t *repo.Tree, name string) *repo.Node {
-	i, ok := slices.BinarySearchFunc(t.Nodes, []byte(name), func(n *repo.Node, name []byte) int { return bytes.Compare(n.Name, name) })
-	if !ok {
-		return nil
-	}
-	return t.Nodes[i]
 }
 
 // List calls fn for each entry of the directory tree dir (a tree id) in
