@@ -119,6 +119,8 @@ func (d *Daemon) forgetOnce(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	switch {
+	case err != nil && ctx.Err() != nil:
+		d.cfg.Log.Info("a forget by the retention policy was cut short by the stop; the next one finishes it", "err", err)
 	case err != nil:
 		d.cfg.Log.Warn("failed to forget old snapshots by the retention policy; tried again later", "err", err, "retry_after", d.forgetInterval())
 	case n > 0:

@@ -17,7 +17,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -178,17 +177,28 @@ func Apply(snaps []Snapshot, p Policy, by GroupBy, now time.Time) (Plan, error) 
 	if err := p.Validate(); err != nil {
 		return Plan{}, err
 	}
-	groups := map[string][]Snapshot{}
-	for _, s := range snaps {
-		key := ""
+	key := func(s Snapshot) string {
 		if by == ByHost {
-			key = s.Host
+			return s.Host
 		}
-		groups[key] = append(groups[key], s)
+		return ""
 	}
+	// One sorted copy, by group then newest first; each group is a run.
+	list := slices.Clone(snaps)
+	slices.SortFunc(list, func(a, b Snapshot) int {
+		if c := strings.Compare(key(a), key(b)); c != 0 {
+			return c
+		}
+		return newestFirst(a, b)
+	})
 	plan := Plan{Policy: p}
-	for _, host := range slices.Sorted(maps.Keys(groups)) {
-		plan.Groups = append(plan.Groups, applyGroup(host, groups[host], p, now))
+	for start := 0; start < len(list); {
+		end := start + 1
+		for end < len(list) && key(list[end]) == key(list[start]) {
+			end++
+		}
+		plan.Groups = append(plan.Groups, applyGroup(key(list[start]), list[start:end], p, now))
+		start = end
 	}
 	return plan, nil
 }
@@ -205,11 +215,9 @@ func newestFirst(a, b Snapshot) int {
 	return strings.Compare(a.ID.String(), b.ID.String())
 }
 
-// applyGroup applies p to one group's snapshots.
+// applyGroup applies p to one group's snapshots, sorted newest first.
 func applyGroup(host string, list []Snapshot, p Policy, now time.Time) Group {
-	list = slices.Clone(list)
-	slices.SortFunc(list, newestFirst)
-	g := Group{Host: host}
+	g := Group{Host: host, Remove: make([]Snapshot, 0, len(list))}
 	var latest time.Time
 	for _, s := range list {
 		if s.Time.After(latest) && s.Time.Before(now) {
