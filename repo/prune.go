@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -356,49 +357,94 @@ func (p *prunePlan) drop(pack crypt.ID, size int64) {
 }
 
 // liveSet adds to live every tree and data blob reachable from snaps,
-// reading trees through idx; a blob idx does not list is an integrity
-// error: the repository is damaged, and nothing may be pruned.
+// reading trees through idx, a batch at a time with up to transfers()
+// requests at once; a blob idx does not list is an integrity error: the
+// repository is damaged, and nothing may be pruned.
 func (r *Repository) liveSet(ctx context.Context, o PruneOptions, snaps []*Snapshot, idx *Index, live map[crypt.ID]bool) error {
-	var walk func(id crypt.ID, dir string, snap *Snapshot) error
-	walk = func(id crypt.ID, dir string, snap *Snapshot) error {
-		if live[id] {
+	var queue []treeRef
+	add := func(t treeRef) error {
+		if live[t.id] {
 			return nil
 		}
-		if _, ok := idx.Lookup(id); !ok {
-			return integrityError(fmt.Sprintf("tree %s", id), "directory %s of snapshot %d needs it, and no index lists it (nothing was pruned; run sealfs check)", dir, snap.Seq)
+		if _, ok := idx.Lookup(t.id); !ok {
+			return integrityError(fmt.Sprintf("tree %s", t.id), "directory %s of snapshot %d needs it, and no index lists it (nothing was pruned; run sealfs check)", t.dir, t.snap.Seq)
 		}
-		t, err := r.LoadTree(ctx, id)
-		if err != nil {
-			return fmt.Errorf("directory %s of snapshot %d (nothing was pruned): %w", dir, snap.Seq, err)
-		}
-		live[id] = true
-		for _, n := range t.Nodes {
-			p := path.Join(dir, string(n.Name))
-			for _, e := range n.Content {
-				if e.Hole || live[e.ID] {
-					continue
-				}
-				if l, ok := idx.Lookup(e.ID); !ok || !format.IsDataBlob(l.Type) {
-					return integrityError(fmt.Sprintf("data blob %s", e.ID), "file %s of snapshot %d needs it, and no index lists it (nothing was pruned; run sealfs check)", p, snap.Seq)
-				}
-				live[e.ID] = true
-			}
-			if n.Type == NodeDir {
-				if err := walk(n.Subtree, p, snap); err != nil {
-					return err
-				}
-			}
-		}
+		live[t.id] = true
+		queue = append(queue, t)
 		return nil
 	}
-	for i, s := range snaps {
-		o.progress("snapshots", i, len(snaps))
-		if err := walk(s.Tree, "/", s); err != nil {
+	for _, s := range snaps {
+		if err := add(treeRef{s.Tree, "/", s}); err != nil {
 			return err
 		}
 	}
-	o.progress("snapshots", len(snaps), len(snaps))
+	loaded := 0
+	for len(queue) > 0 {
+		o.progress("trees", loaded, loaded+len(queue))
+		batch := queue[:min(len(queue), treeBatch)]
+		queue = queue[len(batch):]
+		trees, err := r.loadTrees(ctx, batch)
+		if err != nil {
+			return err
+		}
+		loaded += len(batch)
+		for i, t := range trees {
+			ref := batch[i]
+			for _, n := range t.Nodes {
+				p := path.Join(ref.dir, string(n.Name))
+				for _, e := range n.Content {
+					if e.Hole || live[e.ID] {
+						continue
+					}
+					if l, ok := idx.Lookup(e.ID); !ok || !format.IsDataBlob(l.Type) {
+						return integrityError(fmt.Sprintf("data blob %s", e.ID), "file %s of snapshot %d needs it, and no index lists it (nothing was pruned; run sealfs check)", p, ref.snap.Seq)
+					}
+					live[e.ID] = true
+				}
+				if n.Type == NodeDir {
+					if err := add(treeRef{n.Subtree, p, ref.snap}); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	o.progress("trees", loaded, loaded)
 	return nil
+}
+
+// treeBatch is how many trees liveSet holds in memory at once.
+const treeBatch = 256
+
+// treeRef is a tree to read for the live set, and where it was found.
+type treeRef struct {
+	id   crypt.ID
+	dir  string
+	snap *Snapshot
+}
+
+// loadTrees loads the trees refs name, up to transfers() at once.
+func (r *Repository) loadTrees(ctx context.Context, refs []treeRef) ([]*Tree, error) {
+	out := make([]*Tree, len(refs))
+	errs := make([]error, len(refs))
+	sem := make(chan struct{}, r.transfers())
+	var wg sync.WaitGroup
+	for i, ref := range refs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i], errs[i] = r.LoadTree(ctx, ref.id)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("directory %s of snapshot %d (nothing was pruned): %w", refs[i].dir, refs[i].snap.Seq, err)
+		}
+	}
+	return out, nil
 }
 
 // listSizes lists the objects of dir named as name(id) gives, by id, with

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os/exec"
 	"path/filepath"
@@ -425,4 +426,74 @@ func TestPruneAfterTakeover(t *testing.T) {
 		t.Errorf("a prune under a clean lease: %+v", *rep)
 	}
 	verifyPruned(t, env, snapshotFiles{2: {"b": b}, 3: {"b": b}})
+}
+
+// TestPruneNestedTrees: the live set reaches every directory of every
+// retained snapshot, more than one batch of them at a level and below:
+// after the snapshot that had other files in them is forgotten and pruned,
+// the check (which reads every tree and every chunk) is clean and a file
+// two levels down reads back.
+func TestPruneNestedTrees(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, pruneOpts)
+	r := env.Repo
+	file := func(name string, data []byte) *repo.Node {
+		content, size, err := r.SaveFile(ctx, bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &repo.Node{Name: []byte(name), Type: repo.NodeFile, Mode: 0o644, Size: size, Content: content}
+	}
+	dir := func(name string, nodes ...*repo.Node) *repo.Node {
+		id, err := r.SaveTree(ctx, &repo.Tree{Nodes: nodes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &repo.Node{Name: []byte(name), Type: repo.NodeDir, Mode: 0o755, Subtree: id}
+	}
+	commit := func(gen uint64) []byte {
+		var top []*repo.Node
+		var deep []byte
+		for i := range 300 {
+			deep = randomData(gen*1000+uint64(i), 3000)
+			top = append(top, dir(fmt.Sprintf("d%03d", i), file("f", randomData(gen*1000+uint64(i)+500, 2000)), dir("s", file("g", deep))))
+		}
+		root, err := r.SaveTree(ctx, &repo.Tree{Nodes: top})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Commit(ctx, root, repo.CommitInfo{}); err != nil {
+			t.Fatal(err)
+		}
+		return deep
+	}
+	commit(1)
+	deep := commit(2)
+	if err := r.Forget(ctx, []uint64{1}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LiveBlobs != 300*4+1 || rep.Snapshot == nil {
+		t.Errorf("prune: %+v; want %d live blobs", *rep, 300*4+1)
+	}
+	r2 := verifyPruned(t, env, nil)
+	tree, err := r2.LoadTree(ctx, r2.Latest().Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := r2.LoadTree(ctx, tree.Find([]byte("d299")).Subtree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := r2.LoadTree(ctx, sub.Find([]byte("s")).Subtree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := r2.OpenFile(s.Find([]byte("g"))).CopyTo(ctx, &buf); err != nil || !bytes.Equal(buf.Bytes(), deep) {
+		t.Fatalf("d299/s/g after prune: %d bytes, %v", buf.Len(), err)
+	}
 }
