@@ -33,6 +33,7 @@ var valueOptions = map[string]string{
 	"transfers":     "--transfers",
 	"log_file":      "--log-file",
 	"log_format":    "--log-format",
+	"snapshots_dir": "--snapshots-dir",
 	// A retention policy: the mount thins its own snapshots.
 	"keep_last":       "--keep-last",
 	"keep_hourly":     "--keep-hourly",
@@ -52,6 +53,7 @@ var flagOptions = map[string]string{
 	"break_lease":     "--break-lease",
 	"accept_rollback": "--accept-rollback",
 	"foreground":      "--foreground",
+	"nosnapshots":     "--snapshots-dir=", // no snapshots view
 }
 
 // ignored are options mount(8), fstab or systemd use that mean nothing to

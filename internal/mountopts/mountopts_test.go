@@ -24,6 +24,8 @@ func TestParse(t *testing.T) {
 			[]string{"--vault", "https://vault.example:8443", "--password-file", "/run/credentials/x/pw"}, "/srv/repo", ""},
 		{[]string{"r", "/m", "-o", `rclone_config="/a,b/rclone.conf",break_lease`}, []string{"--rclone-config", "/a,b/rclone.conf", "--break-lease"}, "r", ""},
 		{[]string{"r", "/m", "-n", "-s", "-v", "-r"}, []string{"--read-only"}, "r", ""},
+		{[]string{"r", "/m", "-o", "snapshots_dir=history"}, []string{"--snapshots-dir", "history"}, "r", ""},
+		{[]string{"r", "/m", "-o", "nosnapshots"}, []string{"--snapshots-dir="}, "r", ""},
 		{[]string{"r", "/m", "-o", "nodiratime,suid,sync,sync=remote,users,iversion,x-a.b=c"},
 			[]string{"--options", "nodiratime", "--options", "suid", "--options", "sync", "--sync", "remote"}, "r", ""},
 		{[]string{"r", "/m", "-o", "nosymfollow"}, nil, "", "unknown mount option"},
