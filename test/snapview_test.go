@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // snapshotFolder is how the view names a snapshot's folder: its UTC time,
@@ -231,5 +233,61 @@ func TestMountSnapshotsDamagedBlob(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(fresh.cache, "test-mount.log"))
 	if !strings.Contains(string(log), "integrity") {
 		t.Fatalf("the log does not tell of the damage:\n%s", log)
+	}
+}
+
+// TestMountSnapshotsViewThinned: a mount that thins its own snapshots
+// (--keep-last) shows only those kept; a file of a forgotten one still
+// open fails with ESTALE (never wrong data, never a crash), and its path
+// is gone.
+func TestMountSnapshotsViewThinned(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--keep-last", "2", "--forget-interval", "1s", "--commit-delay", "100ms"), 0, "")
+	defer c.umount(t, mnt)
+	view := filepath.Join(mnt, ".snapshots")
+	var held *os.File
+	var heldPath string
+	for i := 1; i <= 3; i++ {
+		if err := os.WriteFile(filepath.Join(mnt, "f"), []byte(fmt.Sprintf("version %d", i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); mountStatus(t, mnt).SnapshotSeq != uint64(i); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("commit %d did not come", i)
+			}
+		}
+		if i == 1 {
+			target, err := os.Readlink(filepath.Join(view, "latest"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			heldPath = filepath.Join(view, target, "f")
+			if held, err = os.Open(heldPath); err != nil {
+				t.Fatal(err)
+			}
+			defer held.Close()
+		}
+		time.Sleep(1100 * time.Millisecond) // the forget interval
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if len(snapshotFolders(t, view)) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the view still shows %q", snapshotFolders(t, view))
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // the kernel's entry cache, and the view's recheck
+	buf := make([]byte, 64)
+	if n, err := held.ReadAt(buf, 0); !errors.Is(err, syscall.ESTALE) {
+		t.Fatalf("reading a forgotten snapshot's file: %q, %v; want ESTALE", buf[:n], err)
+	}
+	if _, err := os.Stat(heldPath); !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ESTALE) {
+		t.Fatalf("stat of a forgotten snapshot's file: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(view, "latest", "f")); err != nil || string(b) != "version 3" {
+		t.Fatalf("latest/f = %q, %v", b, err)
 	}
 }
