@@ -2,3 +2,18 @@ package fusefs
 
 // SnapshotNames is snapshotNames, for the tests of the view through a mount.
 var SnapshotNames = snapshotNames
+
+// opened counts the snapshots whose trees are open.
+func (v *snapshotsView) opened() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := 0
+	for _, sv := range v.byID {
+		sv.mu.Lock()
+		if sv.tree != nil {
+			n++
+		}
+		sv.mu.Unlock()
+	}
+	return n
+}

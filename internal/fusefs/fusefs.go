@@ -72,7 +72,7 @@ func (f *FS) Close() {
 }
 
 // Root returns the root node.
-func (f *FS) Root() gofs.InodeEmbedder { return &node{fs: f, t: f.tree, wi: f.tree.Root()} }
+func (f *FS) Root() gofs.InodeEmbedder { return &node{fs: f, wi: f.tree.Root()} }
 
 // Mount mounts f at dir with the given FUSE mount options. It sets what
 // the nodes rely on: a mode of 0 stays 0 (go-fuse would show 0644 or 0755
@@ -106,9 +106,8 @@ func Mount(dir string, f *FS, mo fuse.MountOptions) (*fuse.Server, error) {
 type node struct {
 	gofs.Inode
 	fs   *FS
-	t    *worktree.Tree // f.tree, or the snapshot's
-	view *snapView      // the snapshot, in the snapshots view; nil in the live tree
-	wi   *worktree.Inode
+	view *snapView       // the snapshot, in the snapshots view; nil in the live tree
+	wi   *worktree.Inode // nil: the root of view's tree, not opened yet
 }
 
 var (
@@ -239,7 +238,24 @@ func fillAttr(a worktree.Attr, out *fuse.Attr) {
 const unknownAttrTimeout = time.Nanosecond
 
 // isLiveRoot reports whether n is the live tree's root.
-func (n *node) isLiveRoot() bool { return n.view == nil && n.wi == n.t.Root() }
+func (n *node) isLiveRoot() bool { return n.view == nil && n.wi == n.fs.tree.Root() }
+
+// at returns n's tree and inode: the live tree's, or its snapshot's in the
+// snapshots view, whose tree opens here when first needed; ESTALE once
+// that snapshot is forgotten.
+func (n *node) at(ctx context.Context) (*worktree.Tree, *worktree.Inode, syscall.Errno) {
+	if n.view == nil {
+		return n.fs.tree, n.wi, 0
+	}
+	t, errno := n.view.open(ctx)
+	if errno != 0 {
+		return nil, nil, errno
+	}
+	if n.wi == nil {
+		return t, t.Root(), 0
+	}
+	return t, n.wi, 0
+}
 
 // viewAt reports whether name in n is the snapshots view's folder: n is
 // the live root, and it holds no entry of the view's name.
@@ -248,17 +264,8 @@ func (n *node) viewAt(ctx context.Context, name string) bool {
 	if v == nil || name != v.name || !n.isLiveRoot() {
 		return false
 	}
-	_, _, err := n.t.Lookup(ctx, n.wi, name)
+	_, _, err := n.fs.tree.Lookup(ctx, n.wi, name)
 	return errors.Is(err, syscall.ENOENT)
-}
-
-// stale is the errno of an operation on n: ESTALE inside a snapshot's
-// folder once the snapshot is forgotten.
-func (n *node) stale() syscall.Errno {
-	if n.view == nil {
-		return 0
-	}
-	return n.view.check()
 }
 
 func (n *node) child(ctx context.Context, wi *worktree.Inode, a worktree.Attr, out *fuse.EntryOut) *gofs.Inode {
@@ -266,7 +273,7 @@ func (n *node) child(ctx context.Context, wi *worktree.Inode, a worktree.Attr, o
 	if a.NlinkUnknown() {
 		out.SetAttrTimeout(unknownAttrTimeout)
 	}
-	return n.NewInode(ctx, &node{fs: n.fs, t: n.t, view: n.view, wi: wi}, gofs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
+	return n.NewInode(ctx, &node{fs: n.fs, view: n.view, wi: wi}, gofs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
 }
 
 func caller(ctx context.Context) (uint32, uint32) {
@@ -278,10 +285,11 @@ func caller(ctx context.Context) (uint32, uint32) {
 
 // Lookup finds a directory entry.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if e := n.stale(); e != 0 {
-		return nil, e
+	t, dir, errno := n.at(ctx)
+	if errno != 0 {
+		return nil, errno
 	}
-	wi, a, err := n.t.Lookup(ctx, n.wi, name)
+	wi, a, err := t.Lookup(ctx, dir, name)
 	if v := n.fs.view; v != nil && name == v.name && n.isLiveRoot() && !v.hides(err) && errors.Is(err, syscall.ENOENT) {
 		return v.dirInode(ctx, n, out), 0
 	}
@@ -293,10 +301,10 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 
 // Getattr returns the attributes.
 func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if e := n.stale(); e != 0 {
-		return e
+	a, errno := n.attr(ctx)
+	if errno != 0 {
+		return errno
 	}
-	a := n.t.Attr(n.wi)
 	fillAttr(a, &out.Attr)
 	if a.NlinkUnknown() {
 		out.SetTimeout(unknownAttrTimeout)
@@ -304,9 +312,25 @@ func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 	return 0
 }
 
+// attr returns n's attributes; those of a snapshot's root without
+// opening its tree.
+func (n *node) attr(ctx context.Context) (worktree.Attr, syscall.Errno) {
+	if n.view != nil && n.wi == nil {
+		return n.view.rootAttr()
+	}
+	t, wi, errno := n.at(ctx)
+	if errno != 0 {
+		return worktree.Attr{}, errno
+	}
+	return t.Attr(wi), 0
+}
+
 // Setattr changes mode, owner, size or times. The kernel has checked the
 // caller's permission (the mount uses default_permissions).
 func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if n.view != nil {
+		return syscall.EROFS
+	}
 	var s worktree.SetAttr
 	if m, ok := in.GetMode(); ok {
 		s.Mode = &m
@@ -328,7 +352,7 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 		ns := t.UnixNano()
 		s.MtimeNs = &ns
 	}
-	a, err := n.t.SetAttr(n.wi, s)
+	a, err := n.fs.tree.SetAttr(n.wi, s)
 	if err != nil {
 		return n.fs.errno(ctx, "setattr", err)
 	}
@@ -338,15 +362,16 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 
 // Readdir lists a directory.
 func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	if e := n.stale(); e != 0 {
-		return nil, e
+	t, dir, errno := n.at(ctx)
+	if errno != 0 {
+		return nil, errno
 	}
-	entries, err := n.t.ReadDir(ctx, n.wi)
+	entries, err := t.ReadDir(ctx, dir)
 	if err != nil {
 		return nil, n.fs.errno(ctx, "readdir", err)
 	}
 	// . and .. come first, as ext4 lists them; the root is its own parent.
-	self := n.t.Attr(n.wi).Ino
+	self := t.Attr(dir).Ino
 	up := self
 	if _, p := n.Parent(); p != nil {
 		up = p.StableAttr().Ino
@@ -361,11 +386,14 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 }
 
 func (n *node) create(ctx context.Context, name string, e worktree.NewEntry, out *fuse.EntryOut) (*gofs.Inode, *worktree.Inode, syscall.Errno) {
-	if n.viewAt(ctx, name) {
+	switch {
+	case n.view != nil:
+		return nil, nil, syscall.EROFS
+	case n.viewAt(ctx, name):
 		return nil, nil, syscall.EEXIST
 	}
 	e.UID, e.GID = caller(ctx)
-	wi, a, err := n.t.Create(ctx, n.wi, name, e)
+	wi, a, err := n.fs.tree.Create(ctx, n.wi, name, e)
 	if err != nil {
 		return nil, nil, n.fs.errno(ctx, "create", err)
 	}
@@ -392,11 +420,12 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 
 // Readlink returns a symlink's target.
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	if e := n.stale(); e != 0 {
-		return nil, e
+	t, wi, errno := n.at(ctx)
+	if errno != 0 {
+		return nil, errno
 	}
-	t, err := n.t.Readlink(n.wi)
-	return t, n.fs.errno(ctx, "readlink", err)
+	target, err := t.Readlink(wi)
+	return target, n.fs.errno(ctx, "readlink", err)
 }
 
 // Create makes and opens a regular file.
@@ -405,7 +434,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	h, err := n.t.OpenFile(wi, true, false)
+	h, err := n.fs.tree.OpenFile(wi, true, false)
 	if err != nil {
 		return nil, nil, 0, n.fs.errno(ctx, "create", err)
 	}
@@ -414,18 +443,18 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 
 // Unlink removes a file.
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	if n.viewAt(ctx, name) {
+	if n.view != nil || n.viewAt(ctx, name) {
 		return syscall.EROFS
 	}
-	return n.fs.errno(ctx, "unlink", n.t.Unlink(ctx, n.wi, name))
+	return n.fs.errno(ctx, "unlink", n.fs.tree.Unlink(ctx, n.wi, name))
 }
 
 // Rmdir removes an empty directory.
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if n.viewAt(ctx, name) {
+	if n.view != nil || n.viewAt(ctx, name) {
 		return syscall.EROFS
 	}
-	return n.fs.errno(ctx, "rmdir", n.t.Rmdir(ctx, n.wi, name))
+	return n.fs.errno(ctx, "rmdir", n.fs.tree.Rmdir(ctx, n.wi, name))
 }
 
 // Rename moves an entry, replacing the target. Nothing moves into, out of
@@ -433,24 +462,24 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	np, ok := newParent.(*node)
 	switch {
-	case !ok || np.t != n.t || n.view != nil || n.viewAt(ctx, name):
+	case !ok || np.view != nil || n.view != nil || n.viewAt(ctx, name):
 		return syscall.EROFS
 	case np.viewAt(ctx, newName):
 		return syscall.EEXIST
 	}
-	return n.fs.errno(ctx, "rename", n.t.Rename(ctx, n.wi, name, np.wi, newName, flags))
+	return n.fs.errno(ctx, "rename", n.fs.tree.Rename(ctx, n.wi, name, np.wi, newName, flags))
 }
 
 // Link gives the target a further name here, as link(2).
 func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	tn, ok := target.(*node)
 	switch {
-	case !ok || tn.t != n.t || n.view != nil:
+	case !ok || tn.view != nil || n.view != nil:
 		return nil, syscall.EROFS
 	case n.viewAt(ctx, name):
 		return nil, syscall.EEXIST
 	}
-	a, err := n.t.Link(ctx, tn.wi, n.wi, name)
+	a, err := n.fs.tree.Link(ctx, tn.wi, n.wi, name)
 	if err != nil {
 		return nil, n.fs.errno(ctx, "link", err)
 	}
@@ -459,11 +488,12 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 
 // Open opens a regular file.
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if e := n.stale(); e != 0 {
-		return nil, 0, e
+	t, wi, errno := n.at(ctx)
+	if errno != 0 {
+		return nil, 0, errno
 	}
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	h, err := n.t.OpenFile(n.wi, write, flags&syscall.O_TRUNC != 0)
+	h, err := t.OpenFile(wi, write, flags&syscall.O_TRUNC != 0)
 	if err != nil {
 		return nil, 0, n.fs.errno(ctx, "open", err)
 	}
@@ -478,10 +508,13 @@ func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) sysca
 	if h, ok := f.(*handle); ok {
 		return h.Fsync(ctx, flags)
 	}
-	if err := n.t.Sync(); err != nil {
+	if n.view != nil {
+		return 0 // nothing to make durable
+	}
+	if err := n.fs.tree.Sync(); err != nil {
 		return n.fs.errno(ctx, "fsync", err)
 	}
-	if n.fs.opts.SyncRemote != nil && n.view == nil {
+	if n.fs.opts.SyncRemote != nil {
 		return n.fs.errno(ctx, "fsync", n.fs.opts.SyncRemote(ctx))
 	}
 	return 0
@@ -499,15 +532,16 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 // Getxattr returns an xattr's value (docs/SPEC.md §8); on the root, the
 // status document too.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if e := n.stale(); e != 0 {
-		return 0, e
+	t, wi, errno := n.at(ctx)
+	if errno != 0 {
+		return 0, errno
 	}
 	var v []byte
 	if n.isLiveRoot() && attr == StatusXattr && n.fs.opts.Status != nil {
 		v = n.fs.opts.Status()
 	} else {
 		var err error
-		if v, err = n.t.GetXattr(n.wi, attr); err != nil {
+		if v, err = t.GetXattr(wi, attr); err != nil {
 			return 0, n.fs.errno(ctx, "getxattr", err)
 		}
 	}
@@ -531,28 +565,35 @@ func copyOut(dest, v []byte) (uint32, syscall.Errno) {
 // CAP_SYS_ADMIN, user.* write permission). The status name is the mount's
 // own: nobody may set it.
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if n.isLiveRoot() && attr == StatusXattr {
+	switch {
+	case n.view != nil:
+		return syscall.EROFS
+	case n.isLiveRoot() && attr == StatusXattr:
 		return syscall.EPERM
 	}
-	return n.fs.errno(ctx, "setxattr", n.t.SetXattr(n.wi, attr, data, flags))
+	return n.fs.errno(ctx, "setxattr", n.fs.tree.SetXattr(n.wi, attr, data, flags))
 }
 
 // Removexattr removes an xattr.
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	if n.isLiveRoot() && attr == StatusXattr {
+	switch {
+	case n.view != nil:
+		return syscall.EROFS
+	case n.isLiveRoot() && attr == StatusXattr:
 		return syscall.EPERM
 	}
-	return n.fs.errno(ctx, "removexattr", n.t.RemoveXattr(n.wi, attr))
+	return n.fs.errno(ctx, "removexattr", n.fs.tree.RemoveXattr(n.wi, attr))
 }
 
 // Listxattr lists the xattrs' names, each ended by a NUL (the status one
 // is hidden).
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	if e := n.stale(); e != 0 {
-		return 0, e
+	t, wi, errno := n.at(ctx)
+	if errno != 0 {
+		return 0, errno
 	}
 	var list []byte
-	for _, name := range n.t.ListXattr(n.wi) {
+	for _, name := range t.ListXattr(wi) {
 		list = append(append(list, name...), 0)
 	}
 	return copyOut(dest, list)

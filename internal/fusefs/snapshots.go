@@ -198,21 +198,44 @@ func (sv *snapView) check() syscall.Errno {
 	return 0
 }
 
-// open returns the snapshot's tree, opening it the first time: that reads
-// nothing from the remote (the root's attributes are the snapshot's own).
-func (sv *snapView) open(ctx context.Context) (*worktree.Tree, error) {
+// open returns the snapshot's tree, opening it the first time something
+// inside the folder is asked for (a stat of the folder needs none:
+// rootAttr): that reads nothing from the remote yet. It is ESTALE once the
+// snapshot is forgotten.
+func (sv *snapView) open(ctx context.Context) (*worktree.Tree, syscall.Errno) {
+	if errno := sv.check(); errno != 0 {
+		return nil, errno
+	}
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
 	if sv.tree != nil {
-		return sv.tree, nil
+		return sv.tree, 0
+	}
+	if sv.gone.Load() {
+		return nil, syscall.ESTALE
 	}
 	t, err := worktree.Open(ctx, sv.v.r, worktree.Options{ReadOnly: true, Snapshot: sv.snap, Inos: sv.v.inos, RootIno: sv.ino,
 		Log: sv.v.fs.opts.Log, Atime: worktree.Noatime})
 	if err != nil {
-		return nil, err
+		return nil, sv.v.fs.errno(ctx, "open snapshot", err)
 	}
 	sv.tree = t
-	return t, nil
+	return t, 0
+}
+
+// rootAttr returns the attributes of the snapshot's folder: its tree's
+// root once the tree is open, the snapshot's own before.
+func (sv *snapView) rootAttr() (worktree.Attr, syscall.Errno) {
+	if errno := sv.check(); errno != 0 {
+		return worktree.Attr{}, errno
+	}
+	sv.mu.Lock()
+	t := sv.tree
+	sv.mu.Unlock()
+	if t != nil {
+		return t.Attr(t.Root()), 0
+	}
+	return worktree.SnapshotRootAttr(sv.snap, sv.ino), 0
 }
 
 // close ends the background work of the snapshots' trees opened.
@@ -247,6 +270,15 @@ func (v *snapshotsView) timeLocked() time.Time {
 		return v.latest.snap.Time
 	}
 	return v.fs.started
+}
+
+// find returns the folder of that name, and the newest, as the list
+// was when last compared (at most snapshotsRecheck ago).
+func (v *snapshotsView) find(name string) (sv, latest *snapView) {
+	v.refreshIfOld()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.byName[name], v.latest
 }
 
 // dirNode is the view's folder.
@@ -284,7 +316,7 @@ var (
 
 // dirInode returns the view's folder as the entry of the live root.
 func (v *snapshotsView) dirInode(ctx context.Context, root *node, out *fuse.EntryOut) *gofs.Inode {
-	v.refresh()
+	v.refreshIfOld()
 	v.fillDir(&out.Attr)
 	return root.NewInode(ctx, &dirNode{v: v}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: v.dirIno})
 }
@@ -304,7 +336,7 @@ func (v *snapshotsView) fillDir(out *fuse.Attr) {
 
 // Getattr returns the folder's attributes.
 func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.v.refresh()
+	d.v.refreshIfOld()
 	d.v.fillDir(&out.Attr)
 	return 0
 }
@@ -338,10 +370,11 @@ func (v *snapshotsView) entries(up uint64) []fuse.DirEntry {
 // here, reading nothing yet.
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	v := d.v
-	v.refresh()
-	v.mu.Lock()
-	sv, latest := v.byName[name], v.latest
-	v.mu.Unlock()
+	sv, latest := v.find(name)
+	if sv == nil && name != latestName {
+		v.refresh() // a snapshot just committed
+		sv, latest = v.find(name)
+	}
 	if name == latestName && latest != nil {
 		l := &latestNode{v: v}
 		l.fill(&out.Attr)
@@ -350,17 +383,15 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if sv == nil {
 		return nil, syscall.ENOENT
 	}
-	t, err := sv.open(ctx)
-	if err != nil {
-		return nil, v.fs.errno(ctx, "lookup", err)
+	a, errno := sv.rootAttr()
+	if errno != 0 {
+		return nil, errno
 	}
-	a := t.Attr(t.Root())
 	fillAttr(a, &out.Attr)
 	if a.NlinkUnknown() {
 		out.SetAttrTimeout(unknownAttrTimeout)
 	}
-	n := &node{fs: v.fs, t: t, view: sv, wi: t.Root()}
-	return d.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: sv.ino}), 0
+	return d.NewInode(ctx, &node{fs: v.fs, view: sv}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: sv.ino}), 0
 }
 
 // Statfs is the mount's.

@@ -1,9 +1,15 @@
 package fusefs
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -68,4 +74,45 @@ func BenchmarkSnapshotsListing(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSnapshotsListingMounted lists .snapshots with 10,000 snapshots
+// through a real FUSE mount: ls's readdir and the kernel's part included.
+func BenchmarkSnapshotsListingMounted(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("mounting needs root here")
+	}
+	env := testutil.NewRepo(b, repo.InitOptions{})
+	tr, err := worktree.Open(context.Background(), env.Repo, worktree.Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := New(tr, Options{SnapshotsDir: ".snapshots"})
+	const n = 10000
+	snaps := history(n)
+	f.view.snaps = func() []*repo.Snapshot { return append([]*repo.Snapshot(nil), snaps...) }
+	f.view.newest = func() *repo.Snapshot { return snaps[n-1] }
+	dir := mountFS(b, f)
+	for b.Loop() {
+		names, err := os.ReadDir(filepath.Join(dir, ".snapshots"))
+		if err != nil || len(names) != n+1 {
+			b.Fatalf("%d entries, %v", len(names), err)
+		}
+	}
+}
+
+// mountFS mounts f at a fresh directory until the end of tb.
+func mountFS(tb testing.TB, f *FS) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	srv, err := Mount(dir, f, fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true, Options: []string{"default_permissions"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			tb.Errorf("unmount: %v", err)
+		}
+	})
+	return dir
 }

@@ -43,8 +43,8 @@ func TestOpenSnapshot(t *testing.T) {
 	if after := env.Remote.Stats(); after.Gets != before.Gets || after.Lists != before.Lists {
 		t.Fatalf("opening an old snapshot made %d gets and %d lists", after.Gets-before.Gets, after.Lists-before.Lists)
 	}
-	if got := tr.Attr(tr.Root()).Ino; got != rootIno {
-		t.Fatalf("root inode %d, want %d", got, rootIno)
+	if got, want := tr.Attr(tr.Root()), worktree.SnapshotRootAttr(old, rootIno); got != want {
+		t.Fatalf("root attributes %+v, SnapshotRootAttr says %+v", got, want)
 	}
 	if got := readFile(t, tr, "a"); string(got) != "one" {
 		t.Fatalf("old a = %q", got)

@@ -245,6 +245,15 @@ func rootMeta(s *repo.Snapshot) repo.Node {
 	return n
 }
 
+// SnapshotRootAttr returns the attributes of snapshot s's root as a Tree
+// opened on s with RootIno ino shows them before its root is loaded
+// (nlink not known yet), without opening one.
+func SnapshotRootAttr(s *repo.Snapshot, ino uint64) Attr {
+	m := rootMeta(s)
+	return Attr{Ino: ino, Type: repo.NodeDir, Mode: m.Mode, UID: m.UID, GID: m.GID, MtimeNs: m.MtimeNs, AtimeNs: m.AtimeNs,
+		CtimeNs: m.CtimeNs, Nlink: 1, Blocks: pageSize / 512}
+}
+
 // rootAttr returns the root attributes a snapshot stores of n.
 func rootAttr(n *repo.Node) *repo.RootAttr {
 	return &repo.RootAttr{Mode: n.Mode, UID: n.UID, GID: n.GID, MtimeNs: n.MtimeNs, AtimeNs: n.AtimeNs, CtimeNs: n.CtimeNs,
