@@ -125,6 +125,14 @@ func TestMountSnapshotsView(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(mnt, "doc")); err != nil || string(b) != "version 2, longer" {
 		t.Fatalf("live doc = %q, %v", b, err)
 	}
+	// sealfs backup of the mount does not copy the history.
+	other := initRepo(t)
+	expect(t, other.run(t, "backup", mnt, other.remote), 0, "")
+	copied := filepath.Join(t.TempDir(), "copied")
+	expect(t, other.run(t, "restore", other.remote, copied), 0, "")
+	if names := listNames(t, copied); !slices.Equal(names, []string{"doc"}) {
+		t.Fatalf("a backup of the mount holds %q", names)
+	}
 	c.umount(t, mnt)
 
 	out := filepath.Join(t.TempDir(), "restored")
@@ -290,4 +298,17 @@ func TestMountSnapshotsViewThinned(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(view, "latest", "f")); err != nil || string(b) != "version 3" {
 		t.Fatalf("latest/f = %q, %v", b, err)
 	}
+}
+
+func listNames(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
 }
