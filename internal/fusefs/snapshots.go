@@ -26,10 +26,11 @@ import (
 // in the live root wins: the view is not shown then, and the log says so.
 //
 // Listing the view reads no tree: the folders come from the repository's
-// list of snapshots, in memory. A snapshot's tree is a read-only
-// worktree.Tree, opened when its folder is first looked up, whose folders
-// load as they are browsed and whose files read through the repository's
-// blob reader, as the live tree's do (a damaged blob is EIO). Inode
+// list of snapshots, in memory, and a stat of a folder answers from its
+// snapshot. A snapshot's tree is a read-only worktree.Tree, opened when
+// something inside its folder is first asked for, whose folders load as
+// they are browsed and whose files read through the repository's blob
+// reader, as the live tree's do (a damaged blob is EIO). Inode
 // numbers come from the live tree's worktree.Inos, so none is shared and
 // each stays while the mount runs. The list follows the repository: a
 // snapshot committed appears, one forgotten disappears, and what a
