@@ -152,6 +152,9 @@ func TestMountSnapshotsDirClash(t *testing.T) {
 	needRoot(t)
 	c := initRepo(t)
 	mnt := mountpoint(t)
+	for _, bad := range []string{"a/b", "..", "."} {
+		expect(t, c.mount(t, mnt, "--snapshots-dir="+bad), 2, "--snapshots-dir")
+	}
 	expect(t, c.mount(t, mnt, "--snapshots-dir="), 0, "")
 	if err := os.Mkdir(filepath.Join(mnt, ".snapshots"), 0o755); err != nil {
 		t.Fatal(err)
