@@ -1,6 +1,7 @@
 package format
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,18 +16,26 @@ type Forgotten struct {
 	ID  crypt.ID
 }
 
+// Forget record versions: version 1 lists one snapshot per sequence
+// number; version 2, which writers write, may list several (the snapshots
+// of a fork, docs/SPEC.md §8).
 const (
-	forgetVersion = 1
+	forgetV1      = 1
+	ForgetVersion = 2
 	// ForgetEntrySize is the size of one entry of a forget record.
 	ForgetEntrySize = 8 + crypt.IDSize
 )
 
-// EncodeForget encodes a forget record's plaintext:
-// version (1) || u32 count || count × (seq u64 || snapshot id [32]),
-// sequence numbers strictly increasing.
+// EncodeForget encodes a forget record's plaintext (version 2):
+// version (2) || u32 count || count × (seq u64 || snapshot id [32]),
+// entries strictly increasing by sequence number, then id bytewise.
 func EncodeForget(entries []Forgotten) []byte {
+	return encodeForget(ForgetVersion, entries)
+}
+
+func encodeForget(version byte, entries []Forgotten) []byte {
 	b := make([]byte, 0, 5+len(entries)*ForgetEntrySize)
-	b = append(b, forgetVersion)
+	b = append(b, version)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(entries)))
 	for _, e := range entries {
 		b = binary.BigEndian.AppendUint64(b, e.Seq)
@@ -35,13 +44,27 @@ func EncodeForget(entries []Forgotten) []byte {
 	return b
 }
 
-// DecodeForget parses a forget record's plaintext, rejecting anything
-// non-canonical: no entries, unordered or repeated sequence numbers, a zero
+// CompareForgotten orders forget record entries: by sequence number, then
+// id bytewise.
+func CompareForgotten(a, b Forgotten) int {
+	switch {
+	case a.Seq < b.Seq:
+		return -1
+	case a.Seq > b.Seq:
+		return 1
+	}
+	return bytes.Compare(a.ID[:], b.ID[:])
+}
+
+// DecodeForget parses a forget record's plaintext of version 1 or 2,
+// rejecting anything non-canonical: no entries, entries out of order or
+// repeated (in version 1, two entries with one sequence number), a zero
 // sequence number or id, trailing bytes.
 func DecodeForget(b []byte) ([]Forgotten, error) {
-	if len(b) < 5 || b[0] != forgetVersion {
+	if len(b) < 5 || (b[0] != forgetV1 && b[0] != ForgetVersion) {
 		return nil, errors.New("forget record has a bad header")
 	}
+	version := b[0]
 	n := binary.BigEndian.Uint32(b[1:5])
 	if n == 0 || n > MaxForgetEntries || uint64(len(b)-5) != uint64(n)*ForgetEntrySize {
 		return nil, fmt.Errorf("forget record says %d entries but holds %d bytes", n, len(b)-5)
@@ -55,8 +78,11 @@ func DecodeForget(b []byte) ([]Forgotten, error) {
 		if e.Seq == 0 || e.ID.IsZero() {
 			return nil, fmt.Errorf("forget record entry %d has no sequence number or id", i)
 		}
-		if i > 0 && e.Seq <= entries[i-1].Seq {
-			return nil, fmt.Errorf("forget record entry %d is out of order", i)
+		if i > 0 {
+			prev := entries[i-1]
+			if (version == forgetV1 && e.Seq <= prev.Seq) || CompareForgotten(prev, *e) >= 0 {
+				return nil, fmt.Errorf("forget record entry %d is out of order", i)
+			}
 		}
 		p = p[ForgetEntrySize:]
 	}

@@ -105,6 +105,8 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	b, _ = EncodeSnapshot(&Snapshot{Version: SnapshotRootVersion, Seq: 3, Tree: crypt.ID{1}, Root: &RootAttr{Mode: 0o1750, UID: 7, MtimeNs: -1,
 		Xattrs: []Xattr{{Name: []byte("user.a"), Value: []byte{0}}, {Name: []byte("user.b")}}}})
 	f.Add(b)
+	b, _ = EncodeSnapshot(&Snapshot{Version: SnapshotForksVersion, Seq: 4, Tree: crypt.ID{1}, Forks: []crypt.ID{{3}, {5}}})
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := DecodeSnapshot(b)
 		if err != nil {
@@ -171,6 +173,8 @@ func TestTreeRoundTrip(t *testing.T) {
 
 func FuzzDecodeForget(f *testing.F) {
 	f.Add(EncodeForget([]Forgotten{{Seq: 1, ID: crypt.ID{1}}, {Seq: 7, ID: crypt.ID{2}}}))
+	f.Add(EncodeForget([]Forgotten{{Seq: 3, ID: crypt.ID{1}}, {Seq: 3, ID: crypt.ID{2}}}))
+	f.Add(encodeForget(forgetV1, []Forgotten{{Seq: 1, ID: crypt.ID{1}}, {Seq: 7, ID: crypt.ID{2}}}))
 	f.Add([]byte{1, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		entries, err := DecodeForget(b)
@@ -180,7 +184,7 @@ func FuzzDecodeForget(f *testing.F) {
 		if len(entries) == 0 {
 			t.Fatal("a record without entries decoded")
 		}
-		if again := EncodeForget(entries); !bytes.Equal(again, b) {
+		if again := encodeForget(b[0], entries); !bytes.Equal(again, b) {
 			t.Fatalf("decode then encode changed the bytes:\n%x\n%x", b, again)
 		}
 	})

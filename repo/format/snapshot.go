@@ -24,15 +24,24 @@ type Snapshot struct {
 	Files uint64 `json:"files"`
 	Bytes uint64 `json:"bytes"`
 	// Root holds the root directory's own attributes (a tree lists the
-	// entries of a directory, not the directory itself): in a snapshot of
-	// version SnapshotRootVersion, never in one of version 1.
+	// entries of a directory, not the directory itself): always in a
+	// snapshot of version SnapshotRootVersion, never in one of version 1,
+	// and in one of version SnapshotForksVersion when the writer had them.
 	Root *RootAttr `json:"root,omitempty"`
+	// Forks are the ids of the snapshots off this one's line of history
+	// (forks, docs/SPEC.md §8) that a writer had seen and not forgotten:
+	// only in a snapshot of version SnapshotForksVersion, sorted bytewise.
+	Forks []crypt.ID `json:"forks,omitempty"`
 }
 
 // SnapshotRootVersion is the version of a snapshot that carries the root
 // directory's attributes (Root); a version 1 snapshot has none (a reader
 // gives the root mode 0755, owner 0:0 and the snapshot's time).
 const SnapshotRootVersion = 2
+
+// SnapshotForksVersion is the version of a snapshot that may record forks
+// (Forks), and whose root attributes are optional; writers write it.
+const SnapshotForksVersion = 3
 
 // RootAttr is the root directory's mode (permission bits with setuid,
 // setgid and sticky), owner, times (nanoseconds since the epoch) and
@@ -57,8 +66,11 @@ func (a *RootAttr) validate() error {
 }
 
 // EncodeSnapshot encodes a snapshot's plaintext: JSON (docs/SPEC.md §8).
-// Root attributes a reader would reject are an error.
+// Root attributes a reader would reject are an error; Forks must be sorted.
 func EncodeSnapshot(s *Snapshot) ([]byte, error) {
+	if err := checkForks(s.Forks); err != nil {
+		return nil, err
+	}
 	if s.Root != nil {
 		if err := s.Root.validate(); err != nil {
 			return nil, err
@@ -84,7 +96,8 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 		return nil, errors.New("failed to parse snapshot: trailing data")
 	}
 	switch {
-	case s.Version == FormatVersion && s.Root == nil, s.Version == SnapshotRootVersion && s.Root != nil:
+	case s.Version == FormatVersion && s.Root == nil, s.Version == SnapshotRootVersion && s.Root != nil,
+		s.Version == SnapshotForksVersion:
 	case s.Version == FormatVersion || s.Version == SnapshotRootVersion:
 		return nil, fmt.Errorf("snapshot of version %d with root attributes %v", s.Version, s.Root != nil)
 	default:
@@ -93,10 +106,27 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	if s.Seq == 0 || s.Tree.IsZero() {
 		return nil, errors.New("snapshot has no sequence number or root tree")
 	}
+	if s.Forks != nil && s.Version != SnapshotForksVersion {
+		return nil, fmt.Errorf("snapshot of version %d records forks", s.Version)
+	}
+	if err := checkForks(s.Forks); err != nil {
+		return nil, err
+	}
 	if s.Root != nil {
 		if err := s.Root.validate(); err != nil {
 			return nil, err
 		}
 	}
 	return &s, nil
+}
+
+// checkForks checks that fork ids are non-zero and strictly increasing
+// bytewise (so unique).
+func checkForks(ids []crypt.ID) error {
+	for i, f := range ids {
+		if f.IsZero() || (i > 0 && bytes.Compare(ids[i-1][:], f[:]) >= 0) {
+			return errors.New("snapshot's forks are not sorted, repeated or zero")
+		}
+	}
+	return nil
 }

@@ -5,25 +5,38 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealfs/sealfs/crypt"
 )
 
 // TestSnapshotRootVersions: a version 2 snapshot carries the root's
-// attributes and a version 1 one none; anything else is refused (SPEC §8).
+// attributes and a version 1 one none; a version 3 one may carry them and
+// may record forks, sorted; anything else is refused (SPEC §8).
 func TestSnapshotRootVersions(t *testing.T) {
 	root := &RootAttr{Mode: 0o1750, UID: 5, GID: 6, MtimeNs: 1, AtimeNs: 2, CtimeNs: 3}
+	forks := []crypt.ID{{1}, {2}}
 	for _, c := range []struct {
 		version int
 		root    *RootAttr
+		forks   []crypt.ID
 		err     string
 	}{
-		{FormatVersion, nil, ""},
-		{SnapshotRootVersion, root, ""},
-		{FormatVersion, root, "root attributes"},
-		{SnapshotRootVersion, nil, "root attributes"},
-		{3, root, "version 3"},
-		{SnapshotRootVersion, &RootAttr{Mode: 0o10000}, "more than permission bits"},
+		{FormatVersion, nil, nil, ""},
+		{SnapshotRootVersion, root, nil, ""},
+		{SnapshotForksVersion, root, nil, ""},
+		{SnapshotForksVersion, nil, nil, ""},
+		{SnapshotForksVersion, root, forks, ""},
+		{FormatVersion, root, nil, "root attributes"},
+		{SnapshotRootVersion, nil, nil, "root attributes"},
+		{SnapshotRootVersion, root, forks, "records forks"},
+		{FormatVersion, nil, forks, "records forks"},
+		{SnapshotForksVersion, nil, []crypt.ID{{2}, {1}}, "not sorted"},
+		{SnapshotForksVersion, nil, []crypt.ID{{1}, {1}}, "not sorted"},
+		{SnapshotForksVersion, nil, []crypt.ID{{}}, "zero"},
+		{4, root, nil, "version 4"},
+		{SnapshotRootVersion, &RootAttr{Mode: 0o10000}, nil, "more than permission bits"},
 	} {
-		s := &Snapshot{Version: c.version, Seq: 1, Time: time.Unix(0, 0).UTC(), Root: c.root}
+		s := &Snapshot{Version: c.version, Seq: 1, Time: time.Unix(0, 0).UTC(), Root: c.root, Forks: c.forks}
 		s.Tree[0] = 1
 		b, err := EncodeSnapshot(s)
 		if err != nil && c.err != "" && strings.Contains(err.Error(), c.err) {
@@ -34,7 +47,7 @@ func TestSnapshotRootVersions(t *testing.T) {
 		}
 		got, err := DecodeSnapshot(b)
 		switch {
-		case c.err == "" && (err != nil || (got.Root == nil) != (c.root == nil) || !reflect.DeepEqual(got.Root, c.root)):
+		case c.err == "" && (err != nil || (got.Root == nil) != (c.root == nil) || !reflect.DeepEqual(got.Root, c.root) || !reflect.DeepEqual(got.Forks, c.forks)):
 			t.Errorf("version %d, root %v: %v, %+v", c.version, c.root, err, got)
 		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
 			t.Errorf("version %d, root %v: %v; want an error with %q", c.version, c.root, err, c.err)

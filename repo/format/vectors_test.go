@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/vectors/tree.json from this code (a format change)")
+var update = flag.Bool("update", false, "rewrite testdata/vectors/tree.json and forget.json from this code (a format change)")
 
 // treeVectorFile holds tree blob plaintexts of each version with the
 // entries they hold, for a second implementation (test/spec reads it too).
