@@ -28,6 +28,9 @@ type CheckReport struct {
 	ForgetRecords                   int
 	Packs, Blobs, Trees             int
 	UnreferencedPacks, Unreferenced []string // left by interrupted commits; harmless
+	// Forks are the snapshots not in the newest snapshot's history (a
+	// fork, docs/SPEC.md §8): not a problem; each stays restorable.
+	Forks []*Snapshot
 }
 
 // OK reports whether no problem was found.
@@ -107,7 +110,7 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
 	var snaps []*Snapshot
-	forgot := map[uint64]crypt.ID{}
+	forgot := map[crypt.ID]uint64{}
 	wantIndex := map[crypt.ID]string{}
 	for i, e := range entries {
 		c.progress("snapshots", i, len(entries))
@@ -126,12 +129,21 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 		snaps = append(snaps, s)
 	}
 	c.rep.Snapshots = len(snaps)
-	sort.SliceStable(snaps, func(i, j int) bool { return snaps[i].Seq < snaps[j].Seq })
+	sortSnapshots(snaps)
 	for _, x := range readerIndexes(snaps) {
 		wantIndex[x] = format.SnapshotName(snaps[len(snaps)-1].ID)
 	}
 	for _, err := range verifyChain(snaps, forgot) {
 		c.problem(err)
+	}
+	c.rep.Forks = forksOf(snaps, forgot)
+	// A fork no writer has recorded yet: its blobs are in its own indexes.
+	for _, f := range c.rep.Forks {
+		for _, x := range f.Indexes {
+			if _, ok := wantIndex[x]; !ok {
+				wantIndex[x] = format.SnapshotName(f.ID)
+			}
+		}
 	}
 	return snaps, wantIndex, nil
 }

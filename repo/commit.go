@@ -15,8 +15,7 @@ import (
 type CommitInfo struct {
 	Host         string
 	Files, Bytes uint64
-	// Root, if set, is stored as the root directory's attributes (in a
-	// snapshot of version format.SnapshotRootVersion).
+	// Root, if set, is stored as the root directory's attributes.
 	Root *format.RootAttr
 }
 
@@ -54,6 +53,9 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 		return nil, err
 	}
 	if err := r.storeIndexes(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.loadForkIndexes(ctx); err != nil {
 		return nil, err
 	}
 	if err := r.consolidateIndexes(ctx, r.Latest()); err != nil {
@@ -156,13 +158,13 @@ func (r *Repository) rememberUnstoredLocked(u *unstoredSnapshot) error {
 }
 
 // sealSnapshotLocked makes the snapshot of the tree root that follows
-// parent (nil for the first): it names the parent's indexes and every
-// unnamed one, merged as consolidateIndexes stored (indexListLocked). It is sealed under a fresh id, not stored. r.mu is held.
+// parent (nil for the first): it names the fork snapshots' indexes the
+// parent lacks, the parent's indexes and every unnamed one, merged as
+// consolidateIndexes stored (indexListLocked), and records the forks
+// (recordForksLocked). It is sealed under a fresh id, not stored. r.mu is
+// held.
 func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *Snapshot) (*unstoredSnapshot, error) {
-	s := &Snapshot{Version: format.FormatVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes}
-	if info.Root != nil {
-		s.Version, s.Root = format.SnapshotRootVersion, info.Root
-	}
+	s := &Snapshot{Version: format.SnapshotForksVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes, Root: info.Root}
 	if s.Host == "" {
 		s.Host, _ = os.Hostname()
 	}
@@ -170,6 +172,7 @@ func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *
 		s.Seq, s.Parent = parent.Seq+1, parent.ID
 	}
 	s.Indexes = r.indexListLocked(parent)
+	r.recordForksLocked(s, parent)
 	return r.sealSnapshot(s)
 }
 
@@ -244,5 +247,5 @@ func (r *Repository) storeSnapshot(ctx context.Context, u *unstoredSnapshot) err
 	r.snapshots = append(r.snapshots, u.snap)
 	r.unstored = nil
 	r.state.Unstored = nil
-	return r.rememberSeq(u.snap.Seq, true)
+	return r.rememberHead(u.snap, true)
 }

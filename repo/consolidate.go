@@ -114,12 +114,14 @@ func planMerge(counts []int) int {
 }
 
 // indexListLocked is the list of index objects a snapshot that follows
-// parent names: the parent's, then the ones stored since, with each stored
+// parent names: those of fork snapshots the parent lacks
+// (forkIndexesLocked), the parent's, then the ones stored since, with each stored
 // merge in place of the run it covers. A merge whose run is not all there
 // (the parent changed under it) is left out: it is garbage. r.mu is held.
 func (r *Repository) indexListLocked(parent *Snapshot) []crypt.ID {
 	var list []crypt.ID
 	if parent != nil {
+		list = append(list, r.forkIndexesLocked(parent)...)
 		list = append(list, parent.Indexes...)
 	}
 	list = append(list, r.unnamed...)

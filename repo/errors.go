@@ -35,6 +35,9 @@ var (
 	// ErrNoSnapshot: the snapshot asked for does not exist (it was never
 	// made, or was forgotten on purpose).
 	ErrNoSnapshot = errors.New("no such snapshot")
+	// ErrAmbiguousSnapshot: the snapshot asked for names several (a
+	// sequence number a fork gave to two snapshots, a short id prefix).
+	ErrAmbiguousSnapshot = errors.New("more than one snapshot matches")
 	// ErrLastSlot: removing the key slot would leave none.
 	ErrLastSlot = errors.New("cannot remove the last key slot")
 	// ErrNoSlot: the key slot named does not exist.

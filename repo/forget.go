@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path"
 	"slices"
-	"sort"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
@@ -36,7 +35,7 @@ func (r *Repository) loadForget(ctx context.Context, name string, size int64) ([
 
 // readForgotten loads the forget record listed as e and merges its entries
 // into forgot.
-func (r *Repository) readForgotten(ctx context.Context, e remote.Entry, forgot map[uint64]crypt.ID) error {
+func (r *Repository) readForgotten(ctx context.Context, e remote.Entry, forgot map[crypt.ID]uint64) error {
 	f, err := r.loadForget(ctx, e.Name, e.Size)
 	if err != nil {
 		return err
@@ -44,41 +43,45 @@ func (r *Repository) readForgotten(ctx context.Context, e remote.Entry, forgot m
 	return addForgotten(forgot, e.Name, f)
 }
 
-// addForgotten merges a record's entries into forgot; two records that name
-// different snapshots for one sequence number are an integrity error.
-func addForgotten(forgot map[uint64]crypt.ID, name string, entries []format.Forgotten) error {
+// addForgotten merges a record's entries into forgot (id -> sequence
+// number); two records that give one snapshot different sequence numbers
+// are an integrity error. (Several snapshots with one sequence number are
+// a fork's, docs/SPEC.md §8.)
+func addForgotten(forgot map[crypt.ID]uint64, name string, entries []format.Forgotten) error {
 	for _, e := range entries {
-		if id, ok := forgot[e.Seq]; ok && id != e.ID {
-			return integrityError(name, "it records snapshot %d as %s, another record as %s", e.Seq, e.ID.Short(), id.Short())
+		if seq, ok := forgot[e.ID]; ok && seq != e.Seq {
+			return integrityError(name, "it records snapshot %s as number %d, another record as %d", e.ID.Short(), e.Seq, seq)
 		}
-		forgot[e.Seq] = e.ID
+		forgot[e.ID] = e.Seq
 	}
 	return nil
 }
 
-// verifyChain checks that the snapshots (sorted by sequence number) and the
-// forgotten ones form one chain: every sequence number from 1 to the newest
-// is held by exactly one snapshot, or recorded as forgotten, and each
-// snapshot's parent is the one before it. The newest snapshot is never
-// forgotten. It returns one error for each break, naming what is missing.
-func verifyChain(snaps []*Snapshot, forgot map[uint64]crypt.ID) []error {
+// verifyChain checks that the snapshots (sorted by sortSnapshots, the head
+// last) and the forgotten ones form a tree of history (docs/SPEC.md §8,
+// "The chain"): every sequence number from 1 to the head's is held by a
+// snapshot, present or forgotten; each snapshot's parent is a known
+// snapshot with the sequence number before (the zero id for the first);
+// no forgotten snapshot is above the head; every fork the head records is
+// known. Two snapshots with one sequence number are a fork, not an error.
+// It returns one error for each break, naming what is missing.
+func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
 	var errs []error
-	known := make(map[uint64]crypt.ID, len(snaps)+len(forgot))
-	for seq, id := range forgot {
-		known[seq] = id
+	known := make(map[crypt.ID]uint64, len(snaps)+len(forgot))
+	held := map[uint64]bool{}
+	for id, seq := range forgot {
+		known[id] = seq
+		held[seq] = true
 	}
-	for i, s := range snaps {
-		if i > 0 && snaps[i-1].Seq == s.Seq {
-			errs = append(errs, integrityError(format.SnapshotName(s.ID), "it has sequence number %d, as %s has: a snapshot was replayed or duplicated", s.Seq, format.SnapshotName(snaps[i-1].ID)))
-			continue
+	for _, s := range snaps {
+		if seq, ok := forgot[s.ID]; ok && seq != s.Seq {
+			errs = append(errs, integrityError(format.SnapshotName(s.ID), "it has sequence number %d, but a forget record gives it %d", s.Seq, seq))
 		}
-		if id, ok := forgot[s.Seq]; ok && id != s.ID {
-			errs = append(errs, integrityError(format.SnapshotName(s.ID), "it has sequence number %d, which a forget record gives to snapshot %s", s.Seq, id.Short()))
-		}
-		known[s.Seq] = s.ID
+		known[s.ID] = s.Seq
+		held[s.Seq] = true
 	}
-	seqs := make([]uint64, 0, len(known))
-	for seq := range known {
+	seqs := make([]uint64, 0, len(held))
+	for seq := range held {
 		seqs = append(seqs, seq)
 	}
 	slices.Sort(seqs)
@@ -93,54 +96,75 @@ func verifyChain(snaps []*Snapshot, forgot map[uint64]crypt.ID) []error {
 		}
 		next = seq + 1
 	}
-	var newest uint64
+	var head *Snapshot
 	if len(snaps) > 0 {
-		newest = snaps[len(snaps)-1].Seq
+		head = snaps[len(snaps)-1]
 	}
-	if len(seqs) > 0 && seqs[len(seqs)-1] > newest {
-		errs = append(errs, integrityError("snapshots/", "snapshot %d is recorded as forgotten, but no later snapshot is left (the newest snapshots were deleted)", seqs[len(seqs)-1]))
+	if n := len(seqs); n > 0 && (head == nil || seqs[n-1] > head.Seq) {
+		errs = append(errs, integrityError("snapshots/", "snapshot %d is recorded as forgotten, but no later snapshot is left (the newest snapshots were deleted)", seqs[n-1]))
 	}
 	for _, s := range snaps {
-		var want crypt.ID
-		if s.Seq > 1 {
-			prev, ok := known[s.Seq-1]
-			if !ok {
-				continue // reported as missing
+		name := format.SnapshotName(s.ID)
+		switch seq, ok := known[s.Parent]; {
+		case s.Seq == 1:
+			if !s.Parent.IsZero() {
+				errs = append(errs, integrityError(name, "it is snapshot 1, but its parent is %s", s.Parent.Short()))
 			}
-			want = prev
+		case !held[s.Seq-1]:
+			// reported as missing
+		case !ok:
+			errs = append(errs, integrityError(name, "its parent %s is missing (deleted without a forget record)", s.Parent.Short()))
+		case seq != s.Seq-1:
+			errs = append(errs, integrityError(name, "its parent is %s, which is snapshot %d, not %d", s.Parent.Short(), seq, s.Seq-1))
 		}
-		if s.Parent != want {
-			errs = append(errs, integrityError(format.SnapshotName(s.ID), "its parent is %s, but snapshot %d is %s", s.Parent.Short(), s.Seq-1, want.Short()))
-		}
+	}
+	if head != nil {
+		errs = append(errs, checkRecordedForks(head, known)...)
 	}
 	return errs
 }
 
-// Forgotten lists the snapshots removed on purpose, by sequence number.
+// Forgotten lists the snapshots removed on purpose, by sequence number
+// (then id).
 func (r *Repository) Forgotten() []format.Forgotten {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]format.Forgotten, 0, len(r.forgotten))
-	for seq, id := range r.forgotten {
+	for id, seq := range r.forgotten {
 		out = append(out, format.Forgotten{Seq: seq, ID: id})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	slices.SortFunc(out, format.CompareForgotten)
 	return out
 }
 
-// SnapshotBySeq returns the snapshot with sequence number seq. A forgotten
-// snapshot, or one past the newest, is an error wrapping ErrNoSnapshot; one
-// that should be there and is not is an integrity error.
+// SnapshotBySeq returns the snapshot with sequence number seq: when a fork
+// gave it several, the one on the main line (or an error wrapping
+// ErrAmbiguousSnapshot when none of them is). A forgotten snapshot, or one
+// past the newest, is an error wrapping ErrNoSnapshot; one that should be
+// there and is not is an integrity error.
 func (r *Repository) SnapshotBySeq(seq uint64) (*Snapshot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var found []*Snapshot
 	for _, s := range r.snapshots {
 		if s.Seq == seq {
-			return s, nil
+			found = append(found, s)
 		}
 	}
-	if id, ok := r.forgotten[seq]; ok {
-		return nil, fmt.Errorf("%w: snapshot %d (%s) was forgotten", ErrNoSnapshot, seq, id.Short())
+	if len(found) > 1 {
+		forks := forksOf(r.snapshots, r.forgotten)
+		found = slices.DeleteFunc(found, func(s *Snapshot) bool { return slices.Contains(forks, s) })
+		if len(found) != 1 {
+			return nil, fmt.Errorf("%w: a fork left several snapshots with number %d (see: sealfs snapshots)", ErrAmbiguousSnapshot, seq)
+		}
+	}
+	if len(found) == 1 {
+		return found[0], nil
+	}
+	for id, fseq := range r.forgotten {
+		if fseq == seq {
+			return nil, fmt.Errorf("%w: snapshot %d (%s) was forgotten", ErrNoSnapshot, seq, id.Short())
+		}
 	}
 	if n := len(r.snapshots); seq == 0 || n == 0 || seq > r.snapshots[n-1].Seq {
 		return nil, fmt.Errorf("%w: there is no snapshot %d", ErrNoSnapshot, seq)
@@ -148,16 +172,16 @@ func (r *Repository) SnapshotBySeq(seq uint64) (*Snapshot, error) {
 	return nil, integrityError(fmt.Sprintf("snapshot %d", seq), "it is missing (deleted without a forget record)")
 }
 
-// Forget removes the snapshots with the given sequence numbers for good,
-// provably: it first stores a forget record listing them (sealed, bound to
-// this repository), then deletes them. The newest snapshot cannot be
-// forgotten. The indexes, packs and blobs they used stay (pruning them is
-// another step). Interrupted, it leaves the record and some of the
-// snapshots, which is a valid state; running it again finishes. It needs
-// the writer lease. Commits wait only while the record is stored, not for
-// the deletes.
-func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
-	drop, err := r.recordForgotten(ctx, seqs)
+// Forget removes the snapshots with the given ids for good, provably: it
+// first stores a forget record listing them (sealed, bound to this
+// repository), then deletes them. The newest snapshot cannot be
+// forgotten; a snapshot of a fork can. The indexes, packs and blobs they
+// used stay (pruning them is another step). Interrupted, it leaves the
+// record and some of the snapshots, which is a valid state; running it
+// again finishes. It needs the writer lease. Commits wait only while the
+// record is stored, not for the deletes.
+func (r *Repository) Forget(ctx context.Context, ids []crypt.ID) error {
+	drop, err := r.recordForgotten(ctx, ids)
 	if err != nil {
 		return err
 	}
@@ -165,7 +189,7 @@ func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
 	deleted := map[*Snapshot]bool{}
 	for _, s := range drop {
 		if err := r.remote.Delete(ctx, format.SnapshotName(s.ID)); err != nil {
-			errs = append(errs, fmt.Errorf("failed to delete snapshot %d (it is recorded as forgotten; run again to finish): %w", s.Seq, err))
+			errs = append(errs, fmt.Errorf("failed to delete snapshot %d (%s; it is recorded as forgotten; run again to finish): %w", s.Seq, s.ID.Short(), err))
 			continue
 		}
 		deleted[s] = true
@@ -176,9 +200,9 @@ func (r *Repository) Forget(ctx context.Context, seqs []uint64) error {
 	return errors.Join(errs...)
 }
 
-// recordForgotten stores the forget record of the snapshots seqs names
+// recordForgotten stores the forget record of the snapshots ids names
 // that no record names yet, and returns them all, for their deletes.
-func (r *Repository) recordForgotten(ctx context.Context, seqs []uint64) ([]*Snapshot, error) {
+func (r *Repository) recordForgotten(ctx context.Context, ids []crypt.ID) ([]*Snapshot, error) {
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	r.mu.Lock()
@@ -193,26 +217,26 @@ func (r *Repository) recordForgotten(ctx context.Context, seqs []uint64) ([]*Sna
 		return nil, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
 	}
 	newest := r.snapshots[len(r.snapshots)-1]
-	bySeq := map[uint64]*Snapshot{}
+	byID := map[crypt.ID]*Snapshot{}
 	for _, s := range r.snapshots {
-		bySeq[s.Seq] = s
+		byID[s.ID] = s
 	}
-	drop := map[uint64]*Snapshot{}
+	drop := map[crypt.ID]*Snapshot{}
 	var record []format.Forgotten
-	for _, seq := range seqs {
-		s, ok := bySeq[seq]
+	for _, id := range ids {
+		s, ok := byID[id]
 		switch {
 		case !ok:
-			return nil, fmt.Errorf("%w: there is no snapshot %d", ErrNoSnapshot, seq)
+			return nil, fmt.Errorf("%w: there is no snapshot %s", ErrNoSnapshot, id.Short())
 		case s == newest:
-			return nil, fmt.Errorf("cannot forget snapshot %d: it is the newest", seq)
+			return nil, fmt.Errorf("cannot forget snapshot %d (%s): it is the newest", s.Seq, id.Short())
 		}
-		if _, dup := drop[seq]; dup {
+		if _, dup := drop[id]; dup {
 			continue
 		}
-		drop[seq] = s
-		if _, recorded := r.forgotten[seq]; !recorded {
-			record = append(record, format.Forgotten{Seq: seq, ID: s.ID})
+		drop[id] = s
+		if _, recorded := r.forgotten[id]; !recorded {
+			record = append(record, format.Forgotten{Seq: s.Seq, ID: s.ID})
 		}
 	}
 	if len(record) > 0 {
@@ -230,7 +254,7 @@ func (r *Repository) recordForgotten(ctx context.Context, seqs []uint64) ([]*Sna
 // storeForgetRecord stores a forget record of record and adds its entries
 // to the forgotten ones. The caller holds r.mu.
 func (r *Repository) storeForgetRecord(ctx context.Context, record []format.Forgotten) error {
-	sort.Slice(record, func(i, j int) bool { return record[i].Seq < record[j].Seq })
+	slices.SortFunc(record, format.CompareForgotten)
 	id, err := crypt.NewRandomID()
 	if err != nil {
 		return err
@@ -243,7 +267,7 @@ func (r *Repository) storeForgetRecord(ctx context.Context, record []format.Forg
 		return fmt.Errorf("failed to store the forget record (nothing was deleted): %w", err)
 	}
 	for _, e := range record {
-		r.forgotten[e.Seq] = e.ID
+		r.forgotten[e.ID] = e.Seq
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package repo_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
@@ -71,11 +73,17 @@ func TestChainDeletedSnapshot(t *testing.T) {
 	}
 }
 
-// TestChainForkedSnapshot: a snapshot from a fork of the repository (the
-// same keys, another history) put beside or in place of ours is detected:
-// two snapshots with one sequence number, or a parent that is not the
-// snapshot before.
-func TestChainForkedSnapshot(t *testing.T) {
+// forkRepo is a repository whose history forked at snapshot 2: ours
+// holds snapshots 1 (file f), 2 and 3 (file "ours"), theirs snapshot 2
+// (file "theirs"), made by a writer of a copy of the remote and then put
+// beside ours with its index and packs (what a dead writer's late upload
+// leaves).
+type forkRepo struct {
+	env                  *testutil.Env
+	ours2, ours3, theirs *repo.Snapshot
+}
+
+func newForkRepo(t *testing.T) *forkRepo {
 	ctx := context.Background()
 	env := chainEnv(t, 1)
 	if err := env.Repo.Unlock(ctx); err != nil {
@@ -89,8 +97,9 @@ func TestChainForkedSnapshot(t *testing.T) {
 	if err := r.Lock(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	ours2 := storeFile(t, r, "ours", []byte("ours 2"))
-	storeFile(t, r, "ours", []byte("ours 3"))
+	f := &forkRepo{env: env}
+	f.ours2 = storeFile(t, r, "ours", []byte("ours 2"))
+	f.ours3 = storeFile(t, r, "ours", []byte("ours 3"))
 	if err := r.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -103,25 +112,163 @@ func TestChainForkedSnapshot(t *testing.T) {
 	if err := fr.Lock(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	theirs2 := storeFile(t, fr, "theirs", []byte("theirs 2"))
+	f.theirs = storeFiles(t, fr, map[string][]byte{"theirs": []byte("theirs 2")})
 	_ = fr.Unlock(ctx)
-	theirs, err := os.ReadFile(filepath.Join(fork, "snapshots", theirs2.ID.String()))
+	// Every object of theirs that ours lacks, the lease aside.
+	err = filepath.WalkDir(fork, func(p string, d os.DirEntry, err error) error {
+		rel, _ := filepath.Rel(fork, p)
+		if err != nil || d.IsDir() || rel == "lease" {
+			return err
+		}
+		to := filepath.Join(env.Dir, rel)
+		if _, err := os.Stat(to); err == nil {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o644)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Beside ours: two snapshots with sequence number 2.
-	extra := filepath.Join(env.Dir, "snapshots", theirs2.ID.String())
-	if err := os.WriteFile(extra, theirs, 0o644); err != nil {
+	return f
+}
+
+// readFileIn reads /name from snapshot s.
+func readFileIn(r *repo.Repository, s *repo.Snapshot, name string) ([]byte, error) {
+	ctx := context.Background()
+	tree, err := r.LoadTree(ctx, s.Tree)
+	if err != nil {
+		return nil, err
+	}
+	n := tree.Find([]byte(name))
+	if n == nil {
+		return nil, errors.New("not found")
+	}
+	var buf bytes.Buffer
+	_, err = r.OpenFile(n).CopyTo(ctx, &buf)
+	return buf.Bytes(), err
+}
+
+// TestChainFork: a snapshot of another writer with a number ours has (a
+// fork) is accepted at open and in check, shown as a fork, found by id
+// (its number names two snapshots) and readable once its indexes are
+// loaded; deleting our snapshot 2 breaks snapshot 3's parent.
+func TestChainFork(t *testing.T) {
+	ctx := context.Background()
+	f := newForkRepo(t)
+	r, err := f.env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatalf("open with a fork: %v", err)
+	}
+	if l := r.Latest(); l.ID != f.ours3.ID {
+		t.Fatalf("newest %d %s, want ours 3", l.Seq, l.ID.Short())
+	}
+	if forks := r.Forks(); len(forks) != 1 || forks[0].ID != f.theirs.ID || len(r.UnrecordedForks()) != 1 {
+		t.Fatalf("forks %v, unrecorded %v; want theirs", forks, r.UnrecordedForks())
+	}
+	if s, err := r.SnapshotBySeq(2); err != nil || s.ID != f.ours2.ID {
+		t.Fatalf("snapshot 2 by number = %v, %v; want the main line's", s, err)
+	}
+	if _, err := r.FindSnapshot("2"); !errors.Is(err, repo.ErrAmbiguousSnapshot) || !strings.Contains(err.Error(), f.theirs.ID.String()[:12]) {
+		t.Fatalf("find 2 = %v; want ambiguous, naming both", err)
+	}
+	s, err := r.FindSnapshot(f.theirs.ID.String()[:8])
+	if err != nil || s.ID != f.theirs.ID {
+		t.Fatalf("find theirs by id prefix = %v, %v", s, err)
+	}
+	if _, err := readFileIn(r, s, "theirs"); err == nil {
+		t.Fatal("theirs read without its indexes")
+	}
+	if err := r.LoadIndexesOf(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	_, err = env.Reopen(t, t.TempDir(), false)
-	expectIntegrity(t, "a second snapshot 2", err, "sequence number 2")
-	// In place of ours: snapshot 3 does not follow it.
-	if err := os.Remove(filepath.Join(env.Dir, "snapshots", ours2.ID.String())); err != nil {
+	if got, err := readFileIn(r, s, "theirs"); err != nil || string(got) != "theirs 2" {
+		t.Fatalf("theirs read %q, %v", got, err)
+	}
+	rep, err := r.Check(ctx, repo.CheckOptions{ReadData: true})
+	if err != nil || !rep.OK() || len(rep.Forks) != 1 || rep.Forks[0].ID != f.theirs.ID {
+		t.Fatalf("check with a fork: %v %v, forks %v", err, rep.Problems, rep.Forks)
+	}
+	// Our snapshot 2 deleted: theirs holds the number, but our 3 has lost its parent.
+	if err := os.Remove(filepath.Join(f.env.Dir, "snapshots", f.ours2.ID.String())); err != nil {
 		t.Fatal(err)
 	}
-	_, err = env.Reopen(t, t.TempDir(), false)
-	expectIntegrity(t, "snapshot 2 replaced", err, "its parent is")
+	_, err = f.env.Reopen(t, t.TempDir(), false)
+	expectIntegrity(t, "snapshot 2 replaced", err, "its parent "+f.ours2.ID.Short()+" is missing")
+}
+
+// TestCommitRecordsFork: the first commit after a fork records it (forks)
+// and names its indexes, so a reader reads it from the newest snapshot's
+// indexes; then deleting it is detected; forgetting both snapshots 2 (one
+// record, one number twice) is not, and later commits drop the forgotten
+// fork from forks.
+func TestCommitRecordsFork(t *testing.T) {
+	ctx := context.Background()
+	f := newForkRepo(t)
+	r, err := f.env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	s4 := storeFile(t, r, "ours", []byte("ours 4"))
+	if len(s4.Forks) != 1 || s4.Forks[0] != f.theirs.ID {
+		t.Fatalf("snapshot 4 records forks %v, want theirs", s4.Forks)
+	}
+	for _, x := range f.theirs.Indexes {
+		if !slices.Contains(s4.Indexes, x) {
+			t.Fatalf("snapshot 4 does not name theirs' index %s", x.Short())
+		}
+	}
+	if len(r.UnrecordedForks()) != 0 {
+		t.Fatalf("after the commit, unrecorded forks %v", r.UnrecordedForks())
+	}
+	other, err := f.env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readFileIn(other, f.theirs, "theirs"); err != nil || string(got) != "theirs 2" {
+		t.Fatalf("theirs read through the newest snapshot's indexes: %q, %v", got, err)
+	}
+	theirsPath := filepath.Join(f.env.Dir, "snapshots", f.theirs.ID.String())
+	b, err := os.ReadFile(theirsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(theirsPath); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.env.Reopen(t, t.TempDir(), false)
+	expectIntegrity(t, "recorded fork deleted", err, "records it as a fork")
+	if err := os.WriteFile(theirsPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Forget(ctx, []crypt.ID{f.theirs.ID, f.ours2.ID}); err != nil {
+		t.Fatal(err)
+	}
+	reopened, err := f.env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatalf("open after forgetting both snapshots 2: %v", err)
+	}
+	if got := reopened.Forgotten(); len(got) != 2 || got[0].Seq != 2 || got[1].Seq != 2 {
+		t.Fatalf("forgotten %v, want two snapshots 2", got)
+	}
+	if len(reopened.Forks()) != 0 {
+		t.Fatalf("forks after forgetting the fork: %v", reopened.Forks())
+	}
+	if s5 := storeFile(t, r, "ours", []byte("ours 5")); len(s5.Forks) != 0 {
+		t.Fatalf("snapshot 5 records forgotten forks %v", s5.Forks)
+	}
+	if _, err := f.env.Reopen(t, t.TempDir(), false); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestForget: forgotten snapshots leave a record that the chain check
@@ -130,27 +277,27 @@ func TestChainForkedSnapshot(t *testing.T) {
 func TestForget(t *testing.T) {
 	ctx := context.Background()
 	env := chainEnv(t, 5)
-	if err := env.Repo.Forget(ctx, []uint64{5}); err == nil {
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 5)); err == nil {
 		t.Fatal("the newest snapshot was forgotten")
 	}
-	if err := env.Repo.Forget(ctx, []uint64{2, 1}); err != nil {
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 2, 1)); err != nil {
 		t.Fatal(err)
 	}
 	// Stopped after the record, before one of the deletes: valid, and
 	// forgetting again finishes.
 	env.Remote.FailOn("delete", "snapshots/", 1, faulty.FailBefore)
-	if err := env.Repo.Forget(ctx, []uint64{4}); !errors.Is(err, faulty.ErrInjected) {
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 4)); !errors.Is(err, faulty.ErrInjected) {
 		t.Fatalf("forget with a failing delete = %v", err)
 	}
 	if _, err := env.Reopen(t, t.TempDir(), false); err != nil {
 		t.Fatalf("open with a recorded, not yet deleted snapshot: %v", err)
 	}
-	if err := env.Repo.Forget(ctx, []uint64{4}); err != nil {
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 4)); err != nil {
 		t.Fatal(err)
 	}
 	// A record that fails to store deletes nothing.
 	env.Remote.FailOn("put", "snapshots/forget/", 1, faulty.FailBefore)
-	if err := env.Repo.Forget(ctx, []uint64{3}); !errors.Is(err, faulty.ErrInjected) {
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 3)); !errors.Is(err, faulty.ErrInjected) {
 		t.Fatalf("forget with a failing record = %v", err)
 	}
 	if snapshotPath(env, env.Repo, 3) == "" {
@@ -205,7 +352,7 @@ func TestForgetRecordForgedOrForeign(t *testing.T) {
 	ctx := context.Background()
 	env := chainEnv(t, 3)
 	other := chainEnv(t, 3)
-	if err := other.Repo.Forget(ctx, []uint64{1}); err != nil {
+	if err := other.Repo.Forget(ctx, seqIDs(t, other.Repo, 1)); err != nil {
 		t.Fatal(err)
 	}
 	records, _ := filepath.Glob(filepath.Join(other.Dir, "snapshots", "forget", "*"))
@@ -237,7 +384,7 @@ func TestForgetRecordForgedOrForeign(t *testing.T) {
 	}
 	// Our own record, moved to another name.
 	env2 := chainEnv(t, 3)
-	if err := env2.Repo.Forget(ctx, []uint64{1}); err != nil {
+	if err := env2.Repo.Forget(ctx, seqIDs(t, env2.Repo, 1)); err != nil {
 		t.Fatal(err)
 	}
 	records, _ = filepath.Glob(filepath.Join(env2.Dir, "snapshots", "forget", "*"))
@@ -258,7 +405,8 @@ func TestForgetDeletesLeaveCommitsAlone(t *testing.T) {
 	env := chainEnv(t, 3)
 	env.Remote.FailOn("delete", "snapshots/", 1, faulty.Hang)
 	done := make(chan error, 1)
-	go func() { done <- env.Repo.Forget(ctx, []uint64{1}) }()
+	first := seqIDs(t, env.Repo, 1)
+	go func() { done <- env.Repo.Forget(ctx, first) }()
 	for deadline := time.Now().Add(10 * time.Second); env.Remote.Held() == 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the delete never started")
@@ -289,4 +437,19 @@ func TestForgetDeletesLeaveCommitsAlone(t *testing.T) {
 	if _, err := env.Reopen(t, t.TempDir(), false); err != nil {
 		t.Fatalf("open after the forget: %v", err)
 	}
+}
+
+// seqIDs returns the ids of r's snapshots with the given sequence numbers
+// (on the main line).
+func seqIDs(t *testing.T, r *repo.Repository, seqs ...uint64) []crypt.ID {
+	t.Helper()
+	var ids []crypt.ID
+	for _, seq := range seqs {
+		s, err := r.SnapshotBySeq(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, s.ID)
+	}
+	return ids
 }

@@ -210,7 +210,7 @@ func writeGoldenRepository(t *testing.T) {
 	for _, files := range goldenSnapshots() {
 		m.Snapshots = append(m.Snapshots, commitGolden(t, r, files))
 	}
-	if err := r.Forget(ctx, []uint64{2}); err != nil {
+	if err := r.Forget(ctx, seqIDs(t, r, 2)); err != nil {
 		t.Fatal(err)
 	}
 	m.Snapshots = slices.DeleteFunc(m.Snapshots, func(s testutil.ManifestSnapshot) bool { return s.Seq == 2 })

@@ -180,18 +180,18 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneReport, e
 	return &p.rep, nil
 }
 
-// forgottenPresent returns the sequence numbers of snapshots recorded as
-// forgotten that are still present (a Forget cut short).
-func (r *Repository) forgottenPresent() []uint64 {
+// forgottenPresent returns the ids of snapshots recorded as forgotten
+// that are still present (a Forget cut short).
+func (r *Repository) forgottenPresent() []crypt.ID {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var seqs []uint64
+	var ids []crypt.ID
 	for _, s := range r.snapshots {
-		if id, ok := r.forgotten[s.Seq]; ok && id == s.ID {
-			seqs = append(seqs, s.Seq)
+		if _, ok := r.forgotten[s.ID]; ok {
+			ids = append(ids, s.ID)
 		}
 	}
-	return seqs
+	return ids
 }
 
 // settleWriter stores a snapshot of ours that a crash or a failed upload
@@ -240,7 +240,7 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 		for _, x := range s.Indexes {
 			p.named[x] = true
 		}
-		if id, ok := r.forgotten[s.Seq]; ok && id == s.ID {
+		if _, ok := r.forgotten[s.ID]; ok {
 			continue // (a dry run: a real one deleted it)
 		}
 		retained = append(retained, s)

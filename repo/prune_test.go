@@ -120,7 +120,7 @@ func TestPruneForgotten(t *testing.T) {
 	// A forget cut short (the record stored, one snapshot not deleted):
 	// prune finishes it first.
 	env.Remote.FailOn("delete", "snapshots/", 1, faulty.FailBefore)
-	if err := env.Repo.Forget(ctx, []uint64{1, 2}); !errors.Is(err, faulty.ErrInjected) {
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 1, 2)); !errors.Is(err, faulty.ErrInjected) {
 		t.Fatalf("forget with a failing delete = %v", err)
 	}
 	before := dirSize(t, env.Dir)
@@ -160,7 +160,7 @@ func TestPruneRepack(t *testing.T) {
 	p, q, n := randomData(4, 700<<10), randomData(5, 500<<10), randomData(6, 2<<20)
 	storeFiles(t, env.Repo, map[string][]byte{"p": p, "q": q})
 	storeFiles(t, env.Repo, map[string][]byte{"q": q, "n": n})
-	if err := env.Repo.Forget(ctx, []uint64{1}); err != nil {
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 1)); err != nil {
 		t.Fatal(err)
 	}
 	objects := listing(t, env.Dir)
@@ -233,7 +233,7 @@ func TestPruneInterrupted(t *testing.T) {
 				storeFiles(t, env.Repo, map[string][]byte{"p": p, "q": q})
 				storeFiles(t, env.Repo, map[string][]byte{"p": p, "q": q, "m": []byte("m")})
 				storeFiles(t, env.Repo, map[string][]byte{"q": q, "n": n})
-				if err := env.Repo.Forget(ctx, []uint64{1, 2}); err != nil {
+				if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 1, 2)); err != nil {
 					t.Fatal(err)
 				}
 				want := snapshotFiles{3: {"q": q, "n": n}}
@@ -303,7 +303,7 @@ func TestPruneStoresUnstoredCommit(t *testing.T) {
 			a, b := randomData(10, 1<<20), randomData(11, 1<<20)
 			storeFiles(t, env.Repo, map[string][]byte{"a": a})
 			storeFiles(t, env.Repo, map[string][]byte{"a": a, "b": b})
-			if err := env.Repo.Forget(ctx, []uint64{1}); err != nil {
+			if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 1)); err != nil {
 				t.Fatal(err)
 			}
 			// Commit 3 (c alone) fails at its snapshot's upload.

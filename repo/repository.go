@@ -77,8 +77,9 @@ type Repository struct {
 	zdec *zstd.Decoder
 
 	index     atomic.Pointer[Index] // replaced whole by Refresh; Index has its own lock
-	snapshots []*Snapshot           // sorted by Seq, guarded by mu
-	forgotten map[uint64]crypt.ID   // snapshots removed on purpose, by Seq
+	snapshots []*Snapshot           // sorted by sortSnapshots (the head last), guarded by mu
+	forgotten map[crypt.ID]uint64   // snapshots removed on purpose: their Seq
+	loaded    map[crypt.ID]bool     // the index objects in index
 	blobs     *blobCache            // nil without Options.CacheSize
 	recent    *memCache             // verified data blobs, with Options.CacheSize
 	fetches   fetchGroup            // blobs being fetched from the remote
@@ -254,7 +255,7 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 	r := &Repository{
 		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(),
 		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec,
-		forgotten: map[uint64]crypt.ID{}, uploadEnded: make(chan struct{}), indexEntries: map[crypt.ID]int{},
+		forgotten: map[crypt.ID]uint64{}, loaded: map[crypt.ID]bool{}, uploadEnded: make(chan struct{}), indexEntries: map[crypt.ID]int{},
 		sealSlots: newSealSlots(),
 	}
 	r.index.Store(newIndex())
@@ -387,29 +388,34 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	if errs := verifyChain(snaps, forgot); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	var newestSnap *Snapshot
 	var newest uint64
 	if len(snaps) > 0 {
-		newest = snaps[len(snaps)-1].Seq
-	}
-	if newest < r.state.MaxSeq && !r.opts.AcceptRollback {
-		return fmt.Errorf("%w: its newest snapshot is number %d, but this client has seen number %d; the storage may have been rolled back or snapshots deleted", ErrRollback, newest, r.state.MaxSeq)
-	}
-	var newestSnap *Snapshot
-	if len(snaps) > 0 {
 		newestSnap = snaps[len(snaps)-1]
+		newest = newestSnap.Seq
+	}
+	if err := r.checkRollback(snaps, forgot); err != nil {
+		return err
 	}
 	idx := newIndex()
 	counts := map[crypt.ID]int{}
+	loaded := map[crypt.ID]bool{}
 	for _, xid := range readerIndexes(snaps) {
 		if err := r.loadIndex(ctx, xid, idx, counts); err != nil {
 			return err
 		}
+		loaded[xid] = true
 	}
 	r.mu.Lock()
 	u := r.unstored
 	r.mu.Unlock()
 	if u != nil && !r.keepUnstored(ctx, u, newestSnap, idx, counts) {
 		u = nil
+	}
+	if u != nil {
+		for _, xid := range u.snap.Indexes {
+			loaded[xid] = true
+		}
 	}
 	r.mu.Lock()
 	r.snapshots = snaps
@@ -418,6 +424,7 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	for x, n := range counts {
 		r.indexEntries[x] = n
 	}
+	r.loaded = loaded
 	dropped := r.unstored != nil && u == nil
 	if dropped {
 		if old := r.unstored.snap; newest >= old.Seq && !slices.ContainsFunc(snaps, func(s *Snapshot) bool { return s.ID == old.ID }) {
@@ -428,7 +435,32 @@ func (r *Repository) Refresh(ctx context.Context) error {
 		r.unstored, r.state.Unstored = nil, nil
 	}
 	r.mu.Unlock()
-	return r.rememberSeq(newest, dropped)
+	return r.rememberHead(newestSnap, dropped)
+}
+
+// checkRollback refuses (unless Options.AcceptRollback) a remote whose
+// newest snapshot is older than one this client has seen, or on which the
+// snapshot this client last saw as the newest is gone without a forget
+// record (deleted, so that the other side of a fork became the newest).
+func (r *Repository) checkRollback(snaps []*Snapshot, forgot map[crypt.ID]uint64) error {
+	if r.opts.AcceptRollback || r.state.Repository != r.id.String() {
+		return nil
+	}
+	var newest uint64
+	if len(snaps) > 0 {
+		newest = snaps[len(snaps)-1].Seq
+	}
+	if newest < r.state.MaxSeq {
+		return fmt.Errorf("%w: its newest snapshot is number %d, but this client has seen number %d; the storage may have been rolled back or snapshots deleted", ErrRollback, newest, r.state.MaxSeq)
+	}
+	seen := r.state.MaxID
+	if seen.IsZero() {
+		return nil
+	}
+	if _, ok := forgot[seen]; ok || slices.ContainsFunc(snaps, func(s *Snapshot) bool { return s.ID == seen }) {
+		return nil
+	}
+	return fmt.Errorf("%w: snapshot %d (%s), the newest this client has seen, is gone without a forget record; the storage may have been rolled back or snapshots deleted", ErrRollback, r.state.MaxSeq, seen.Short())
 }
 
 // Superseded returns the sequence number of a snapshot this client failed
@@ -497,20 +529,26 @@ func (r *Repository) openUnstored(u *unstoredState) *unstoredSnapshot {
 	return &unstoredSnapshot{snap: s, sealed: u.Sealed}
 }
 
-// rememberSeq records seq as the newest sequence number seen; with force it
-// saves the local state even when that did not change.
-func (r *Repository) rememberSeq(seq uint64, force bool) error {
-	if !force && seq == r.state.MaxSeq && r.state.Repository == r.id.String() {
+// rememberHead records head (nil: none) as the newest snapshot seen; with
+// force it saves the local state even when that did not change.
+func (r *Repository) rememberHead(head *Snapshot, force bool) error {
+	var seq uint64
+	var id crypt.ID
+	if head != nil {
+		seq, id = head.Seq, head.ID
+	}
+	if !force && seq == r.state.MaxSeq && id == r.state.MaxID && r.state.Repository == r.id.String() {
 		return nil
 	}
 	r.state.Repository = r.id.String()
-	r.state.MaxSeq = seq
+	r.state.MaxSeq, r.state.MaxID = seq, id
 	return r.state.save(r.stateDir)
 }
 
 // loadSnapshots lists, reads and opens every snapshot and forget record;
-// the snapshots come sorted by sequence number.
-func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, map[uint64]crypt.ID, error) {
+// the snapshots come sorted by sortSnapshots (the head last), the
+// forgotten ones by id.
+func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]uint64, error) {
 	var entries []remote.Entry
 	if err := r.remote.List(ctx, format.SnapshotsDir, func(e remote.Entry) error { entries = append(entries, e); return nil }); err != nil {
 		return nil, nil, err
@@ -520,7 +558,7 @@ func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, map[uint64
 	u := r.unstored
 	r.mu.Unlock()
 	snaps := make([]*Snapshot, 0, len(entries))
-	forgot := map[uint64]crypt.ID{}
+	forgot := map[crypt.ID]uint64{}
 	for _, e := range entries {
 		name := e.Name
 		if format.IsForgetName(name) {
@@ -540,7 +578,7 @@ func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, map[uint64
 		}
 		snaps = append(snaps, s)
 	}
-	sort.SliceStable(snaps, func(i, j int) bool { return snaps[i].Seq < snaps[j].Seq })
+	sortSnapshots(snaps)
 	return snaps, forgot, nil
 }
 
@@ -594,14 +632,18 @@ func (r *Repository) Remote() remote.Remote { return r.remote }
 // StateDir returns this repository's directory in the local cache.
 func (r *Repository) StateDir() string { return r.stateDir }
 
-// Snapshots returns the snapshots, oldest first.
+// Snapshots returns the snapshots, oldest first (by sequence number, then
+// time, then id; several have one sequence number after a fork, see
+// Forks): the newest last.
 func (r *Repository) Snapshots() []*Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]*Snapshot(nil), r.snapshots...)
 }
 
-// Latest returns the newest snapshot, or nil when there is none.
+// Latest returns the newest snapshot (the head: of those with the highest
+// sequence number, the latest time, then the greatest id), or nil when
+// there is none.
 func (r *Repository) Latest() *Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -99,7 +99,7 @@ func TestRenewalKeepsOthersLease(t *testing.T) {
 func TestForgetThroughMirror(t *testing.T) {
 	ctx := context.Background()
 	env := chainEnv(t, 3)
-	if err := env.Repo.Forget(ctx, []uint64{1}); err != nil {
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 1)); err != nil {
 		t.Fatal(err)
 	}
 	env.Repo.Unlock(ctx)
@@ -113,7 +113,7 @@ func TestForgetThroughMirror(t *testing.T) {
 	if err := r.Lock(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Forget(ctx, []uint64{2}); err != nil {
+	if err := r.Forget(ctx, seqIDs(t, r, 2)); err != nil {
 		t.Fatalf("forget through the mirror: %v", err)
 	}
 	r.Unlock(ctx)
@@ -163,7 +163,7 @@ var errHalf = errors.New("half")
 func TestRetriedListing(t *testing.T) {
 	ctx := context.Background()
 	env := chainEnv(t, 3)
-	if err := env.Repo.Forget(ctx, []uint64{1}); err != nil {
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 1)); err != nil {
 		t.Fatal(err)
 	}
 	env.Repo.Unlock(ctx)

@@ -20,6 +20,9 @@ import (
 type localState struct {
 	Repository string `json:"repository"`
 	MaxSeq     uint64 `json:"max_seq"`
+	// MaxID is the id of the newest snapshot seen (zero: not known, a
+	// state written before forks): it must stay present or forgotten.
+	MaxID crypt.ID `json:"max_id"`
 	// Unstored is the sealed snapshot being uploaded, until it is stored.
 	Unstored *unstoredState `json:"unstored,omitempty"`
 	// Superseded is the sequence number of a snapshot this client failed

@@ -43,12 +43,12 @@ func PlanFor(r *repo.Repository, p Policy, by GroupBy, now time.Time) (Plan, err
 // Unfinished splits r's snapshots into those that live and those a forget
 // record names (left by a forget interrupted before its deletes).
 func Unfinished(r *repo.Repository) (live, unfinished []Snapshot) {
-	forgotten := map[uint64]crypt.ID{}
+	forgotten := map[crypt.ID]bool{}
 	for _, f := range r.Forgotten() {
-		forgotten[f.Seq] = f.ID
+		forgotten[f.ID] = true
 	}
 	for _, s := range Of(r.Snapshots()) {
-		if id, ok := forgotten[s.Seq]; ok && id == s.ID {
+		if forgotten[s.ID] {
 			unfinished = append(unfinished, s)
 		} else {
 			live = append(live, s)
@@ -64,9 +64,9 @@ func Forget(ctx context.Context, r *repo.Repository, plan Plan) error {
 	if len(removed) == 0 {
 		return nil
 	}
-	seqs := make([]uint64, len(removed))
+	ids := make([]crypt.ID, len(removed))
 	for i, s := range removed {
-		seqs[i] = s.Seq
+		ids[i] = s.ID
 	}
-	return r.Forget(ctx, seqs)
+	return r.Forget(ctx, ids)
 }

@@ -1,0 +1,266 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo/format"
+)
+
+// History is a tree (docs/SPEC.md §8, "The chain"): two writers that
+// both stored a snapshot with one sequence number (a dead writer's upload
+// that landed late) make a fork. The head is the newest snapshot; the main
+// line is the head and its ancestors; every other snapshot is on a fork.
+
+// compareSnapshots orders snapshots by sequence number, then time, then
+// id bytewise: the last of a sorted list is the head, the same for every
+// client.
+func compareSnapshots(a, b *Snapshot) int {
+	switch {
+	case a.Seq != b.Seq:
+		if a.Seq < b.Seq {
+			return -1
+		}
+		return 1
+	case !a.Time.Equal(b.Time):
+		return a.Time.Compare(b.Time)
+	}
+	return bytes.Compare(a.ID[:], b.ID[:])
+}
+
+// sortSnapshots sorts snapshots oldest first, the head last.
+func sortSnapshots(snaps []*Snapshot) { slices.SortFunc(snaps, compareSnapshots) }
+
+// forksOf returns the snapshots of snaps (sorted, the head last) that are
+// not on the main line. The main line is followed from the head through
+// the parents; below a forgotten snapshot (whose parent is not known) a
+// sequence number held by one known snapshot is taken as the main line's,
+// and where several share it every present one counts as a fork (so a
+// writer records them all: more kept, nothing lost).
+func forksOf(snaps []*Snapshot, forgot map[crypt.ID]uint64) []*Snapshot {
+	if len(snaps) == 0 {
+		return nil
+	}
+	byID := make(map[crypt.ID]*Snapshot, len(snaps))
+	bySeq := map[uint64][]crypt.ID{} // every known snapshot, present or forgotten
+	for _, s := range snaps {
+		byID[s.ID] = s
+		bySeq[s.Seq] = append(bySeq[s.Seq], s.ID)
+	}
+	for id, seq := range forgot {
+		if byID[id] == nil {
+			bySeq[seq] = append(bySeq[seq], id)
+		}
+	}
+	head := snaps[len(snaps)-1]
+	main := map[crypt.ID]bool{}
+	cur, ok := head.ID, true
+	for seq := head.Seq; seq > 0; seq-- {
+		if ids := bySeq[seq]; !ok && len(ids) == 1 {
+			cur, ok = ids[0], true
+		}
+		if !ok {
+			continue
+		}
+		main[cur] = true
+		if s := byID[cur]; s != nil {
+			cur = s.Parent
+		} else {
+			ok = false // forgotten: its parent is not known
+		}
+	}
+	var out []*Snapshot
+	for _, s := range snaps {
+		if !main[s.ID] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Forks returns the snapshots that are not on the main line (the newest
+// snapshot and its ancestors), oldest first: what a fork left, readable
+// and restorable like any other snapshot.
+func (r *Repository) Forks() []*Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return forksOf(r.snapshots, r.forgotten)
+}
+
+// UnrecordedForks returns the fork snapshots the newest snapshot does not
+// record in its forks (docs/SPEC.md §8): those no writer has seen yet. The
+// next commit records them.
+func (r *Repository) UnrecordedForks() []*Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.unrecordedForksLocked()
+}
+
+func (r *Repository) unrecordedForksLocked() []*Snapshot {
+	forks := forksOf(r.snapshots, r.forgotten)
+	if len(forks) == 0 {
+		return nil
+	}
+	head := r.snapshots[len(r.snapshots)-1]
+	return slices.DeleteFunc(forks, func(s *Snapshot) bool { return slices.Contains(head.Forks, s.ID) })
+}
+
+// recordForksLocked sets what a snapshot s following parent records of
+// the forks: the parent's forks that are not forgotten, and every fork
+// snapshot present. (Their index objects are in s.Indexes:
+// indexListLocked.) r.mu is held.
+func (r *Repository) recordForksLocked(s, parent *Snapshot) {
+	s.Forks = nil
+	if parent == nil {
+		return
+	}
+	ids := map[crypt.ID]bool{}
+	for _, f := range parent.Forks {
+		if _, gone := r.forgotten[f]; !gone {
+			ids[f] = true
+		}
+	}
+	for _, f := range forksOf(r.snapshots, r.forgotten) {
+		ids[f.ID] = true
+	}
+	for id := range ids {
+		s.Forks = append(s.Forks, id)
+	}
+	slices.SortFunc(s.Forks, func(a, b crypt.ID) int { return bytes.Compare(a[:], b[:]) })
+}
+
+// forkIndexesLocked returns the index objects of the fork snapshots that
+// parent does not name, oldest fork first, each once: those a snapshot
+// following parent names first (before the parent's, so that where both
+// sides stored a blob the main line's location is the one read). Only
+// index objects loadForkIndexes read are named: a missing or damaged one
+// stays the fork's problem (reading it fails), never the newest
+// snapshot's. r.mu is held.
+func (r *Repository) forkIndexesLocked(parent *Snapshot) []crypt.ID {
+	named := map[crypt.ID]bool{}
+	for _, x := range parent.Indexes {
+		named[x] = true
+	}
+	var out []crypt.ID
+	for _, f := range forksOf(r.snapshots, r.forgotten) {
+		for _, x := range f.Indexes {
+			if !named[x] && r.loaded[x] {
+				named[x] = true
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
+// loadForkIndexes loads the index objects of the fork snapshots that the
+// newest snapshot does not name, before a commit names them
+// (forkIndexesLocked). A fork whose index objects are missing or damaged
+// is skipped; a remote that fails is an error (the commit is retried).
+// commitMu is held.
+func (r *Repository) loadForkIndexes(ctx context.Context) error {
+	for _, f := range r.UnrecordedForks() {
+		if err := r.LoadIndexesOf(ctx, f); err != nil && !errors.Is(err, ErrIntegrity) {
+			return fmt.Errorf("failed to read the indexes of fork snapshot %d (%s): %w", f.Seq, f.ID.Short(), err)
+		}
+	}
+	return nil
+}
+
+// LoadIndexesOf makes the blobs of snapshot s readable: it loads the index
+// objects s names that the newest snapshot does not (a fork's, until a
+// writer records the fork). A missing one is an integrity error naming it.
+func (r *Repository) LoadIndexesOf(ctx context.Context, s *Snapshot) error {
+	r.mu.Lock()
+	var missing []crypt.ID
+	for _, x := range s.Indexes {
+		if !r.loaded[x] {
+			missing = append(missing, x)
+		}
+	}
+	idx := r.index.Load()
+	r.mu.Unlock()
+	for _, x := range missing {
+		counts := map[crypt.ID]int{}
+		if err := r.loadIndex(ctx, x, idx, counts); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		if r.index.Load() == idx {
+			r.loaded[x] = true
+			r.indexEntries[x] = counts[x]
+		}
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// MinIDPrefix is the shortest id prefix FindSnapshot takes.
+const MinIDPrefix = 4
+
+// FindSnapshot returns the snapshot sel names: a sequence number (decimal)
+// or an id, or a prefix of one of at least MinIDPrefix hex digits. A
+// selector that names several snapshots (a sequence number of a fork, a
+// short prefix) is an error wrapping ErrAmbiguousSnapshot that lists them;
+// one that names none, or a forgotten snapshot, wraps ErrNoSnapshot; a
+// sequence number that should be there and is not is an integrity error.
+func (r *Repository) FindSnapshot(sel string) (*Snapshot, error) {
+	seq, seqErr := strconv.ParseUint(sel, 10, 64)
+	isSeq := seqErr == nil && seq > 0
+	prefix := strings.ToLower(sel)
+	_, hexErr := hex.DecodeString(prefix + strings.Repeat("0", len(prefix)%2))
+	isID := hexErr == nil && len(prefix) >= MinIDPrefix && len(prefix) <= 2*crypt.IDSize
+	if !isSeq && !isID {
+		return nil, fmt.Errorf("%w: %q is neither a sequence number nor an id (of at least %d hex digits)", ErrNoSnapshot, sel, MinIDPrefix)
+	}
+	r.mu.Lock()
+	var found []*Snapshot
+	for _, s := range r.snapshots {
+		if (isSeq && s.Seq == seq) || (isID && strings.HasPrefix(s.ID.String(), prefix)) {
+			found = append(found, s)
+		}
+	}
+	var forgotten []string
+	for id, fseq := range r.forgotten {
+		if (isSeq && fseq == seq) || (isID && strings.HasPrefix(id.String(), prefix)) {
+			forgotten = append(forgotten, fmt.Sprintf("%d (%s)", fseq, id.Short()))
+		}
+	}
+	r.mu.Unlock()
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) > 1:
+		var names []string
+		for _, s := range found {
+			names = append(names, fmt.Sprintf("%s (%d, %s, %s)", s.ID.String()[:12], s.Seq, s.Time.Format("2006-01-02 15:04:05"), s.Host))
+		}
+		return nil, fmt.Errorf("%w: %q names %d snapshots: %s; name one by its id", ErrAmbiguousSnapshot, sel, len(found), strings.Join(names, ", "))
+	case len(forgotten) > 0:
+		slices.Sort(forgotten)
+		return nil, fmt.Errorf("%w: snapshot %s was forgotten", ErrNoSnapshot, strings.Join(forgotten, ", "))
+	case isSeq:
+		return r.SnapshotBySeq(seq)
+	}
+	return nil, fmt.Errorf("%w: no snapshot has an id starting with %s", ErrNoSnapshot, prefix)
+}
+
+// checkRecordedForks verifies that every fork the head records is present
+// or forgotten: deleting a fork snapshot is detected once a writer has
+// recorded it.
+func checkRecordedForks(head *Snapshot, known map[crypt.ID]uint64) []error {
+	var errs []error
+	for _, f := range head.Forks {
+		if _, ok := known[f]; !ok {
+			errs = append(errs, integrityError(format.SnapshotName(f), "the newest snapshot %s records it as a fork, but it is missing (deleted without a forget record)", head.ID.Short()))
+		}
+	}
+	return errs
+}
