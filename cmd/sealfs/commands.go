@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -86,12 +88,31 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, snapshotHeader)
+			forks := r.Forks()
 			for _, s := range r.Snapshots() {
-				fmt.Fprintln(tw, snapshotRow(s))
+				fmt.Fprint(tw, snapshotRow(s))
+				if slices.Contains(forks, s) {
+					fmt.Fprint(tw, "	"+forkNote)
+				}
+				fmt.Fprintln(tw)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if len(forks) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", forkAdvice(rcloneremote.Redact(args[0])))
+			}
+			return nil
 		},
 	}
+}
+
+// forkNote marks a snapshot of a fork in `sealfs snapshots`.
+const forkNote = "fork: not in the newest tree"
+
+// forkAdvice says what a fork is and how to get its files back.
+func forkAdvice(remote string) string {
+	return fmt.Sprintf("Snapshots marked \"fork\" were stored by a writer whose snapshot number another writer's took (a writer that stopped while its upload was under way); the newest snapshot does not hold their changes. Restore one with: sealfs restore --snapshot ID %s DIR", remote)
 }
 
 func newCheckCmd(g *globals) *cobra.Command {
@@ -117,6 +138,13 @@ Each damaged or missing object is named; the exit code is 7 if any was found.`,
 				rep.Slots, rep.Snapshots, rep.Indexes, rep.Packs, rep.Blobs, rep.Trees)
 			if n := len(rep.Unreferenced) + len(rep.UnreferencedPacks); n > 0 {
 				fmt.Fprintf(out, "%d objects are not referenced by any snapshot (left by interrupted commits or prunes; harmless: sealfs prune removes them)\n", n)
+			}
+			for _, s := range rep.Forks {
+				fmt.Fprintf(out, "note: snapshot %d (%s, %s, host %s) is on a fork: not in the newest snapshot's history (not a problem)\n",
+					s.Seq, s.ID.Short(), s.Time.Local().Format(time.DateTime), s.Host)
+			}
+			if len(rep.Forks) > 0 {
+				fmt.Fprintln(out, "note: "+forkAdvice(rcloneremote.Redact(args[0])))
 			}
 			for _, p := range rep.Problems {
 				fmt.Fprintf(out, "error: %v\n", p)
@@ -205,6 +233,11 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			}
 			snap, err := selectSnapshot(r, sel, args[0])
 			if err != nil {
+				return err
+			}
+			// A fork's blobs may be in index objects the newest snapshot
+			// does not name yet.
+			if err := r.LoadIndexesOf(ctx, snap); err != nil {
 				return err
 			}
 			dir := args[1]

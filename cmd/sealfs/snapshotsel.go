@@ -31,8 +31,10 @@ func selectSnapshot(r *repo.Repository, sel, remoteName string) (*repo.Snapshot,
 		return nil, usageError{errors.New("the repository has no snapshots yet")}
 	}
 	if seq, err := strconv.ParseUint(sel, 10, 64); err == nil && len(sel) < 64 {
+		// Of a fork's snapshots with this number, the main line's; the
+		// others by id.
 		s, err := r.SnapshotBySeq(seq)
-		if errors.Is(err, repo.ErrNoSnapshot) {
+		if errors.Is(err, repo.ErrNoSnapshot) || errors.Is(err, repo.ErrAmbiguousSnapshot) {
 			return nil, usageError{fmt.Errorf("%w %s", err, see)}
 		}
 		return s, err

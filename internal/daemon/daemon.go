@@ -24,6 +24,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/atomicfile"
 	"github.com/sealfs/sealfs/internal/fusefs"
 	"github.com/sealfs/sealfs/internal/mountopts"
@@ -134,8 +135,10 @@ type Daemon struct {
 	mu         sync.Mutex
 	lastCommit time.Time
 	lastErr    error
-	stopLoop   chan struct{}
-	loopDone   chan struct{}
+	// forksLogged are the fork snapshots logged already (logForks).
+	forksLogged map[crypt.ID]bool
+	stopLoop    chan struct{}
+	loopDone    chan struct{}
 	// loopCtx bounds the commit loop's commits; Stop cancels it once the
 	// drain timeout has passed.
 	loopCtx    context.Context
@@ -171,6 +174,7 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 		return nil, err
 	}
 	d.tree = tree
+	d.logForks()
 	fo := fusefs.Options{Log: cfg.Log, Status: d.statusJSON, Statfs: d.statfs, SnapshotsDir: cfg.SnapshotsDir}
 	if cfg.SyncRemote {
 		fo.SyncRemote = func(ctx context.Context) error { _, err := d.commit(ctx); return err }
@@ -251,6 +255,7 @@ func (d *Daemon) commit(ctx context.Context) (*repo.Snapshot, error) {
 		}
 		d.unleased.Store(false)
 		d.cfg.Log.Info("the remote answers: took the writer lease; uploading what was queued")
+		d.logForks()
 	}
 	d.committing.Store(true)
 	defer d.committing.Store(false)
@@ -515,4 +520,26 @@ func CleanStaleMount(mountpoint string, log *slog.Logger) bool {
 		cleaned = true
 	}
 	return cleaned
+}
+
+// logForks logs, once each, the snapshots of a fork that the newest
+// snapshot does not record yet (docs/SPEC.md §8): another writer's changes
+// that are not in the mounted tree, and how to get them back. A writer's
+// next commit records them.
+func (d *Daemon) logForks() {
+	for _, s := range d.cfg.Repo.UnrecordedForks() {
+		d.mu.Lock()
+		seen := d.forksLogged[s.ID]
+		if d.forksLogged == nil {
+			d.forksLogged = map[crypt.ID]bool{}
+		}
+		d.forksLogged[s.ID] = true
+		d.mu.Unlock()
+		if seen {
+			continue
+		}
+		d.cfg.Log.Warn(fmt.Sprintf("snapshot %d (%s) is on a fork: another writer stored it with a number the newest snapshot's history also has (a writer that stopped while its upload was under way); its changes are not in this mount; restore them with: sealfs restore --snapshot %s %s DIR",
+			s.Seq, s.ID.Short(), s.ID.Short(), d.cfg.Source),
+			"snapshot", s.Seq, "id", s.ID.String(), "time", s.Time, "host", s.Host)
+	}
 }
