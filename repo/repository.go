@@ -427,9 +427,12 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	r.loaded = loaded
 	dropped := r.unstored != nil && u == nil
 	if dropped {
-		if old := r.unstored.snap; newest >= old.Seq && !slices.ContainsFunc(snaps, func(s *Snapshot) bool { return s.ID == old.ID }) {
-			// Another writer took its number: its changes are only in
-			// the worktree's journals now, based on its parent.
+		old := r.unstored.snap
+		landed := slices.ContainsFunc(snaps, func(s *Snapshot) bool { return s.ID == old.ID })
+		if newest >= old.Seq && (!landed || slices.ContainsFunc(forksOf(snaps, forgot), func(s *Snapshot) bool { return s.ID == old.ID })) {
+			// Another writer took its number (and it did not land, or
+			// landed late on a fork): its changes are only in the
+			// worktree's journals now, based on its parent.
 			r.state.Superseded = old.Seq
 		}
 		r.unstored, r.state.Unstored = nil, nil

@@ -99,14 +99,12 @@ func (t *Tree) baseOnJournals() {
 	if !found || !changes || base >= t.baseSeq {
 		return
 	}
-	for _, s := range t.r.Snapshots() {
-		if s.Seq == base {
-			t.opts.Log.Warn("the local changes were made on an older snapshot than the newest (this mount started while the remote was down); replaying them on it, then onto the newest",
-				"base", base, "newest", t.baseSeq)
-			t.baseSeq = base
-			t.root.meta = rootMeta(s)
-			return
-		}
+	// The main line's snapshot of that number (a fork may have two).
+	if s, err := t.r.SnapshotBySeq(base); err == nil {
+		t.opts.Log.Warn("the local changes were made on an older snapshot than the newest (this mount started while the remote was down); replaying them on it, then onto the newest",
+			"base", base, "newest", t.baseSeq)
+		t.baseSeq = base
+		t.root.meta = rootMeta(s)
 	}
 }
 
@@ -127,10 +125,8 @@ func (t *Tree) rebase(ctx context.Context) error {
 	var baseTree crypt.ID
 	var baseSnap *repo.Snapshot
 	if t.baseSeq > 0 {
-		for _, s := range t.r.Snapshots() {
-			if s.Seq == t.baseSeq {
-				baseTree, baseSnap = s.Tree, s
-			}
+		if s, err := t.r.SnapshotBySeq(t.baseSeq); err == nil {
+			baseTree, baseSnap = s.Tree, s
 		}
 		if baseTree.IsZero() {
 			// Without the base every difference counts as a conflict:

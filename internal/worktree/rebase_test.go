@@ -2,6 +2,7 @@ package worktree_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/remote/faulty"
@@ -396,6 +398,93 @@ func TestRebaseSupersededCommit(t *testing.T) {
 	}
 	if snap, err := tr2.Commit(ctx); err != nil || snap == nil || snap.Seq != 3 {
 		t.Fatalf("commit: %v, %v", snap, err)
+	}
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3 := open(t, r3, t.TempDir())
+	for path, content := range want {
+		if got := readFile(t, tr3, path); string(got) != content {
+			t.Errorf("committed %s = %q, want %q", path, got, content)
+		}
+	}
+}
+
+// TestRebaseCommitLandedAsFork: a commit whose snapshot upload was held
+// while the writer stopped; another writer committed that sequence number;
+// then the held upload landed: a fork (SPEC §8), whose newest snapshot is
+// the other writer's (the later one). At the next start on its cache the
+// writer's changes of that snapshot (a new file, a change) are not only in
+// the fork: they are replayed on its parent and rebased onto the newest
+// snapshot, and the next commit records the fork.
+func TestRebaseCommitLandedAsFork(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	trA := open(t, env.Repo, work)
+	writeFile(t, trA, trA.Root(), "x", []byte("base x"), true)
+	if _, err := trA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, trA, trA.Root(), "n", []byte("new n"), true)
+	overwrite(t, trA, "ours x", true, "x")
+	env.Remote.FailOn("put", "snapshots/", 1, faulty.FailBefore)
+	if _, err := trA.Commit(ctx); err == nil {
+		t.Fatal("commit with a failing snapshot upload succeeded")
+	}
+	env.Repo.Unlock(ctx) // A stops; its lease goes (or is broken)
+	// The upload the remote held, as A sealed it.
+	b, err := os.ReadFile(filepath.Join(env.Repo.StateDir(), "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Unstored struct {
+			ID     crypt.ID `json:"id"`
+			Sealed []byte   `json:"sealed"`
+		} `json:"unstored"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st.Unstored.ID.IsZero() {
+		t.Fatalf("no unstored snapshot in A's state: %v", err)
+	}
+
+	rB, trB := otherWriter(t, env)
+	writeFile(t, trB, trB.Root(), "z", []byte("theirs z"), true)
+	overwrite(t, trB, "theirs x", true, "x")
+	if _, err := trB.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rB.Unlock(ctx)
+	if err := os.WriteFile(filepath.Join(env.Dir, "snapshots", st.Unstored.ID.String()), st.Unstored.Sealed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	rA, err := env.Reopen(t, "", false) // A starts again, on its cache
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rA.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	defer rA.Unlock(ctx)
+	if f := rA.Forks(); len(f) != 1 || f[0].ID != st.Unstored.ID {
+		t.Fatalf("forks %v, want A's snapshot 2", f)
+	}
+	tr2 := open(t, rA, work)
+	conflicts, _ := tr2.Conflicts()
+	if len(conflicts) != 1 || conflicts[0].Path != "x" {
+		t.Fatalf("conflicts: %+v", conflicts)
+	}
+	want := map[string]string{"n": "new n", "z": "theirs z", "x": "theirs x", conflicts[0].Kept: "ours x"}
+	for path, content := range want {
+		if got := readFile(t, tr2, path); string(got) != content {
+			t.Errorf("%s = %q, want %q", path, got, content)
+		}
+	}
+	snap, err := tr2.Commit(ctx)
+	if err != nil || snap == nil || snap.Seq != 3 || len(snap.Forks) != 1 || snap.Forks[0] != st.Unstored.ID {
+		t.Fatalf("commit: %+v, %v; want snapshot 3 recording the fork", snap, err)
 	}
 	r3, err := env.Reopen(t, t.TempDir(), false)
 	if err != nil {
