@@ -35,8 +35,8 @@ var (
 	// ErrNoSnapshot: the snapshot asked for does not exist (it was never
 	// made, or was forgotten on purpose).
 	ErrNoSnapshot = errors.New("no such snapshot")
-	// ErrAmbiguousSnapshot: the snapshot asked for names several (a
-	// sequence number a fork gave to two snapshots, a short id prefix).
+	// ErrAmbiguousSnapshot: the sequence number asked for names several
+	// snapshots of forks, none of them on the main line (name one by id).
 	ErrAmbiguousSnapshot = errors.New("more than one snapshot matches")
 	// ErrLastSlot: removing the key slot would leave none.
 	ErrLastSlot = errors.New("cannot remove the last key slot")

@@ -3,12 +3,9 @@ package repo
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/repo/format"
@@ -200,56 +197,6 @@ func (r *Repository) LoadIndexesOf(ctx context.Context, s *Snapshot) error {
 		r.mu.Unlock()
 	}
 	return nil
-}
-
-// MinIDPrefix is the shortest id prefix FindSnapshot takes.
-const MinIDPrefix = 4
-
-// FindSnapshot returns the snapshot sel names: a sequence number (decimal)
-// or an id, or a prefix of one of at least MinIDPrefix hex digits. A
-// selector that names several snapshots (a sequence number of a fork, a
-// short prefix) is an error wrapping ErrAmbiguousSnapshot that lists them;
-// one that names none, or a forgotten snapshot, wraps ErrNoSnapshot; a
-// sequence number that should be there and is not is an integrity error.
-func (r *Repository) FindSnapshot(sel string) (*Snapshot, error) {
-	seq, seqErr := strconv.ParseUint(sel, 10, 64)
-	isSeq := seqErr == nil && seq > 0
-	prefix := strings.ToLower(sel)
-	_, hexErr := hex.DecodeString(prefix + strings.Repeat("0", len(prefix)%2))
-	isID := hexErr == nil && len(prefix) >= MinIDPrefix && len(prefix) <= 2*crypt.IDSize
-	if !isSeq && !isID {
-		return nil, fmt.Errorf("%w: %q is neither a sequence number nor an id (of at least %d hex digits)", ErrNoSnapshot, sel, MinIDPrefix)
-	}
-	r.mu.Lock()
-	var found []*Snapshot
-	for _, s := range r.snapshots {
-		if (isSeq && s.Seq == seq) || (isID && strings.HasPrefix(s.ID.String(), prefix)) {
-			found = append(found, s)
-		}
-	}
-	var forgotten []string
-	for id, fseq := range r.forgotten {
-		if (isSeq && fseq == seq) || (isID && strings.HasPrefix(id.String(), prefix)) {
-			forgotten = append(forgotten, fmt.Sprintf("%d (%s)", fseq, id.Short()))
-		}
-	}
-	r.mu.Unlock()
-	switch {
-	case len(found) == 1:
-		return found[0], nil
-	case len(found) > 1:
-		var names []string
-		for _, s := range found {
-			names = append(names, fmt.Sprintf("%s (%d, %s, %s)", s.ID.String()[:12], s.Seq, s.Time.Format("2006-01-02 15:04:05"), s.Host))
-		}
-		return nil, fmt.Errorf("%w: %q names %d snapshots: %s; name one by its id", ErrAmbiguousSnapshot, sel, len(found), strings.Join(names, ", "))
-	case len(forgotten) > 0:
-		slices.Sort(forgotten)
-		return nil, fmt.Errorf("%w: snapshot %s was forgotten", ErrNoSnapshot, strings.Join(forgotten, ", "))
-	case isSeq:
-		return r.SnapshotBySeq(seq)
-	}
-	return nil, fmt.Errorf("%w: no snapshot has an id starting with %s", ErrNoSnapshot, prefix)
 }
 
 // checkRecordedForks verifies that every fork the head records is present

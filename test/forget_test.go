@@ -227,7 +227,11 @@ func TestForgetInterrupted(t *testing.T) {
 	if err := r.Lock(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Forget(ctx, []uint64{1, 2}); err == nil {
+	var first2 []crypt.ID
+	for _, s := range r.Snapshots()[:2] {
+		first2 = append(first2, s.ID)
+	}
+	if err := r.Forget(ctx, first2); err == nil {
 		t.Fatal("Forget succeeded with a failing delete")
 	}
 	if err := r.Unlock(ctx); err != nil {

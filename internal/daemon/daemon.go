@@ -539,7 +539,7 @@ func (d *Daemon) logForks() {
 			continue
 		}
 		d.cfg.Log.Warn(fmt.Sprintf("snapshot %d (%s) is on a fork: another writer stored it with a number the newest snapshot's history also has (a writer that stopped while its upload was under way); its changes are not in this mount; restore them with: sealfs restore --snapshot %s %s DIR",
-			s.Seq, s.ID.Short(), s.ID.Short(), d.cfg.Source),
+			s.Seq, s.ID.Short(), s.ID, d.cfg.Source),
 			"snapshot", s.Seq, "id", s.ID.String(), "time", s.Time, "host", s.Host)
 	}
 }
