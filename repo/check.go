@@ -138,7 +138,7 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 	}
 	c.rep.Forks = forksOf(snaps, forgot)
 	// A fork no writer has recorded yet: its blobs are in its own indexes.
-	for _, f := range c.rep.Forks {
+	for _, f := range unrecordedForks(snaps, forgot) {
 		for _, x := range f.Indexes {
 			if _, ok := wantIndex[x]; !ok {
 				wantIndex[x] = format.SnapshotName(f.ID)

@@ -455,3 +455,54 @@ func seqIDs(t *testing.T, r *repo.Repository, seqs ...uint64) []crypt.ID {
 	}
 	return ids
 }
+
+// TestPruneKeepsFork: prune with a fork no writer has recorded (its blobs
+// only in its own index objects) records it first and keeps its blobs,
+// whether it repacks everything or nothing: afterwards the fork, and our
+// snapshot 2 whose index objects were rewritten, still read, and check
+// --read-data is clean.
+func TestPruneKeepsFork(t *testing.T) {
+	for _, pct := range []int{0, 100} {
+		ctx := context.Background()
+		f := newForkRepo(t)
+		r, err := f.env.Reopen(t, t.TempDir(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: pct, DryRun: true}); err != nil {
+			t.Fatalf("dry run with a fork: %v", err)
+		}
+		if err := r.Lock(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: pct}); err != nil {
+			t.Fatalf("prune %d%% with a fork: %v", pct, err)
+		}
+		if err := r.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		other, err := f.env.Reopen(t, t.TempDir(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head := other.Latest(); !slices.Contains(head.Forks, f.theirs.ID) {
+			t.Fatalf("after prune %d%%, the newest snapshot records forks %v", pct, head.Forks)
+		}
+		for s, want := range map[*repo.Snapshot]string{f.theirs: "theirs 2", f.ours2: "ours 2"} {
+			name := "ours"
+			if s == f.theirs {
+				name = "theirs"
+			}
+			if err := other.LoadIndexesOf(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := readFileIn(other, s, name); err != nil || string(got) != want {
+				t.Errorf("after prune %d%%: %s of snapshot %s = %q, %v", pct, name, s.ID.Short(), got, err)
+			}
+		}
+		rep, err := other.Check(ctx, repo.CheckOptions{ReadData: true})
+		if err != nil || !rep.OK() {
+			t.Fatalf("check after prune %d%% with a fork: %v %v", pct, err, rep.Problems)
+		}
+	}
+}

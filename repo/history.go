@@ -101,11 +101,18 @@ func (r *Repository) UnrecordedForks() []*Snapshot {
 }
 
 func (r *Repository) unrecordedForksLocked() []*Snapshot {
-	forks := forksOf(r.snapshots, r.forgotten)
+	return unrecordedForks(r.snapshots, r.forgotten)
+}
+
+// unrecordedForks returns the fork snapshots of snaps (sorted, the head
+// last) that the head does not record: the only ones whose blobs may be
+// missing from the head's index objects.
+func unrecordedForks(snaps []*Snapshot, forgot map[crypt.ID]uint64) []*Snapshot {
+	forks := forksOf(snaps, forgot)
 	if len(forks) == 0 {
 		return nil
 	}
-	head := r.snapshots[len(r.snapshots)-1]
+	head := snaps[len(snaps)-1]
 	return slices.DeleteFunc(forks, func(s *Snapshot) bool { return slices.Contains(head.Forks, s.ID) })
 }
 
@@ -171,15 +178,20 @@ func (r *Repository) loadForkIndexes(ctx context.Context) error {
 	return nil
 }
 
-// LoadIndexesOf makes the blobs of snapshot s readable: it loads the index
-// objects s names that the newest snapshot does not (a fork's, until a
-// writer records the fork). A missing one is an integrity error naming it.
+// LoadIndexesOf makes the blobs of snapshot s readable. The newest
+// snapshot's index objects list the blobs of every snapshot but a fork
+// snapshot that no writer has recorded yet (docs/SPEC.md §8): for one of
+// those it loads the index objects s names that are not loaded; a missing
+// one is an integrity error naming it. For any other snapshot it does
+// nothing (the index objects it names may be gone, merged or rewritten).
 func (r *Repository) LoadIndexesOf(ctx context.Context, s *Snapshot) error {
 	r.mu.Lock()
 	var missing []crypt.ID
-	for _, x := range s.Indexes {
-		if !r.loaded[x] {
-			missing = append(missing, x)
+	if slices.ContainsFunc(r.unrecordedForksLocked(), func(f *Snapshot) bool { return f.ID == s.ID }) {
+		for _, x := range s.Indexes {
+			if !r.loaded[x] {
+				missing = append(missing, x)
+			}
 		}
 	}
 	idx := r.index.Load()

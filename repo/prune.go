@@ -143,6 +143,9 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneReport, e
 			return nil, err
 		}
 	}
+	if err := r.recordForks(ctx, o.DryRun); err != nil {
+		return nil, err
+	}
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	if !o.DryRun {
@@ -178,6 +181,25 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneReport, e
 		return nil, err
 	}
 	return &p.rep, nil
+}
+
+// recordForks makes the blobs of fork snapshots that no writer has
+// recorded yet (docs/SPEC.md §8) count: it loads their index objects, and
+// (unless a dry run) commits the newest snapshot's tree again, which
+// records them and names their index objects, so that what prune keeps
+// and rewrites covers them.
+func (r *Repository) recordForks(ctx context.Context, dryRun bool) error {
+	if err := r.loadForkIndexes(ctx); err != nil {
+		return err
+	}
+	if dryRun || len(r.UnrecordedForks()) == 0 {
+		return nil
+	}
+	head := r.Latest()
+	if _, err := r.Commit(ctx, head.Tree, CommitInfo{Files: head.Files, Bytes: head.Bytes, Root: head.Root}); err != nil {
+		return fmt.Errorf("failed to record a fork before pruning (nothing was pruned): %w", err)
+	}
+	return nil
 }
 
 // forgottenPresent returns the ids of snapshots recorded as forgotten
