@@ -357,7 +357,7 @@ func TestPruneAfterTakeover(t *testing.T) {
 	a, b := randomData(13, 1<<20), randomData(14, 1<<20)
 	storeFiles(t, env.Repo, map[string][]byte{"a": a})
 	storeFiles(t, env.Repo, map[string][]byte{"b": b})
-	if err := env.Repo.Forget(ctx, []uint64{1}); err != nil {
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 1)); err != nil {
 		t.Fatal(err)
 	}
 	objects := listing(t, env.Dir)

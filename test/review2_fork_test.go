@@ -23,7 +23,7 @@ import (
 // one sequence number: a fork (SPEC §8), which must not make the
 // repository unopenable. The second writer's files are in the newest
 // snapshot; the dead writer's are in the fork's snapshot, which a mount
-// names in its log, `snapshots` marks, `check` notes (exit 0), and
+// names in its log and shows in /.snapshots, `snapshots` marks, `check` notes (exit 0), and
 // `restore --snapshot ID` restores (its number names the other writer's);
 // the next commit records the fork.
 func TestLateSnapshotAfterKillAndFreshCache(t *testing.T) {
@@ -66,6 +66,17 @@ func TestLateSnapshotAfterKillAndFreshCache(t *testing.T) {
 	files.verify(t, mnt, true)
 	if _, err := os.Stat(filepath.Join(mnt, "k-0")); err == nil {
 		t.Error("the dead writer's file is in the newest snapshot")
+	}
+	// The fork's folder in /.snapshots holds the dead writer's files.
+	for name, want := range dead {
+		got, err := filepath.Glob(filepath.Join(mnt, ".snapshots", "*", name))
+		if err != nil || len(got) != 1 {
+			t.Errorf("%s is in %d folders of /.snapshots (%v), want the fork's", name, len(got), got)
+			continue
+		}
+		if b, err := os.ReadFile(got[0]); err != nil || string(b) != string(want) {
+			t.Errorf("%s read %d bytes, %v", got[0], len(b), err)
+		}
 	}
 	stopMount(t, mnt)
 	if log, _ := os.ReadFile(filepath.Join(fresh.cache, "test-mount.log")); !strings.Contains(string(log), "is on a fork") || !strings.Contains(string(log), "sealfs restore --snapshot") {

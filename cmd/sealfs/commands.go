@@ -231,13 +231,8 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			snap, err := selectSnapshot(r, sel, args[0])
+			snap, err := readSnapshot(ctx, r, sel, args[0])
 			if err != nil {
-				return err
-			}
-			// A fork's blobs may be in index objects the newest snapshot
-			// does not name yet.
-			if err := r.LoadIndexesOf(ctx, snap); err != nil {
 				return err
 			}
 			dir := args[1]

@@ -34,7 +34,7 @@ lists that file. -R lists everything below PATH too. SNAPSHOT is ` + snapshotSel
 			if err != nil {
 				return err
 			}
-			snap, err := selectSnapshot(r, args[1], args[0])
+			snap, err := readSnapshot(ctx, r, args[1], args[0])
 			if err != nil {
 				return err
 			}
@@ -89,7 +89,7 @@ whose content did not change are skipped without being read. Each SNAPSHOT is
 			}
 			var snaps [2]*repo.Snapshot
 			for i, sel := range args[1:] {
-				if snaps[i], err = selectSnapshot(r, sel, args[0]); err != nil {
+				if snaps[i], err = readSnapshot(ctx, r, sel, args[0]); err != nil {
 					return err
 				}
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -61,6 +62,17 @@ func selectSnapshot(r *repo.Repository, sel, remoteName string) (*repo.Snapshot,
 		}
 	}
 	return nil, usageError{fmt.Errorf("%w: no snapshot id starts with %s %s", repo.ErrNoSnapshot, prefix, see)}
+}
+
+// readSnapshot selects the snapshot sel names (selectSnapshot) and makes
+// its blobs readable: those of a fork snapshot no writer has recorded yet
+// are listed by its own index objects only (repo.Repository.LoadIndexesOf).
+func readSnapshot(ctx context.Context, r *repo.Repository, sel, remoteName string) (*repo.Snapshot, error) {
+	s, err := selectSnapshot(r, sel, remoteName)
+	if err != nil {
+		return nil, err
+	}
+	return s, r.LoadIndexesOf(ctx, s)
 }
 
 // isIDPrefix reports whether s can be the start of a snapshot id: 4 to 64

@@ -215,6 +215,11 @@ func (sv *snapView) open(ctx context.Context) (*worktree.Tree, syscall.Errno) {
 	if sv.gone.Load() {
 		return nil, syscall.ESTALE
 	}
+	// A fork snapshot no writer has recorded: its blobs are listed by its
+	// own index objects only.
+	if err := sv.v.r.LoadIndexesOf(ctx, sv.snap); err != nil {
+		return nil, err
+	}
 	t, err := worktree.Open(ctx, sv.v.r, worktree.Options{ReadOnly: true, Snapshot: sv.snap, Inos: sv.v.inos, RootIno: sv.ino,
 		Log: sv.v.fs.opts.Log, Atime: worktree.Noatime})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/fusefs"
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/worktree"
@@ -284,7 +285,7 @@ func TestSnapshotsViewForget(t *testing.T) {
 	}
 	defer cur.Close()
 	before := listDir(t, view)
-	if err := env.Repo.Forget(context.Background(), []uint64{s1.Seq}); err != nil {
+	if err := env.Repo.Forget(context.Background(), []crypt.ID{s1.ID}); err != nil {
 		t.Fatal(err)
 	}
 	// The others keep their names (forgetting the first snapshot of a
