@@ -469,7 +469,7 @@ func TestPruneNestedTrees(t *testing.T) {
 	}
 	commit(1)
 	deep := commit(2)
-	if err := r.Forget(ctx, []uint64{1}); err != nil {
+	if err := r.Forget(ctx, seqIDs(t, r, 1)); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: -1})

@@ -218,7 +218,7 @@ func (sv *snapView) open(ctx context.Context) (*worktree.Tree, syscall.Errno) {
 	// A fork snapshot no writer has recorded: its blobs are listed by its
 	// own index objects only.
 	if err := sv.v.r.LoadIndexesOf(ctx, sv.snap); err != nil {
-		return nil, err
+		return nil, sv.v.fs.errno(ctx, "open snapshot", err)
 	}
 	t, err := worktree.Open(ctx, sv.v.r, worktree.Options{ReadOnly: true, Snapshot: sv.snap, Inos: sv.v.inos, RootIno: sv.ino,
 		Log: sv.v.fs.opts.Log, Atime: worktree.Noatime})
