@@ -182,7 +182,8 @@ func (r *Repository) loadForkIndexes(ctx context.Context) error {
 // snapshot's index objects list the blobs of every snapshot but a fork
 // snapshot that no writer has recorded yet (docs/SPEC.md §8): for one of
 // those it loads the index objects s names that are not loaded; a missing
-// one is an integrity error naming it. For any other snapshot it does
+// one is an integrity error naming it (returned once the others are
+// loaded). For any other snapshot it does
 // nothing (the index objects it names may be gone, merged or rewritten).
 func (r *Repository) LoadIndexesOf(ctx context.Context, s *Snapshot) error {
 	r.mu.Lock()
@@ -196,10 +197,17 @@ func (r *Repository) LoadIndexesOf(ctx context.Context, s *Snapshot) error {
 	}
 	idx := r.index.Load()
 	r.mu.Unlock()
+	var first error
 	for _, x := range missing {
 		counts := map[crypt.ID]int{}
 		if err := r.loadIndex(ctx, x, idx, counts); err != nil {
-			return err
+			// The others still load: a fork names its parent's index
+			// objects too, which a prune may have rewritten meanwhile,
+			// while its own blobs are in an object of its own.
+			if first == nil {
+				first = err
+			}
+			continue
 		}
 		r.mu.Lock()
 		if r.index.Load() == idx {
@@ -208,7 +216,7 @@ func (r *Repository) LoadIndexesOf(ctx context.Context, s *Snapshot) error {
 		}
 		r.mu.Unlock()
 	}
-	return nil
+	return first
 }
 
 // checkRecordedForks verifies that every fork the head records is present

@@ -524,10 +524,13 @@ func (r *Repository) rewriteIndexes(ctx context.Context, o PruneOptions, p *prun
 		return err
 	}
 	r.mu.Lock()
-	s := *p.head
-	s.Seq, s.Parent, s.Time = p.head.Seq+1, p.head.ID, time.Now().UTC()
+	h := p.head
+	s := Snapshot{Version: format.SnapshotForksVersion, Seq: h.Seq + 1, Parent: h.ID, Time: time.Now().UTC(), Tree: h.Tree,
+		Files: h.Files, Bytes: h.Bytes, Root: h.Root, Prune: true, Indexes: slices.Clone(r.unnamed)}
 	s.Host, _ = os.Hostname()
-	s.Indexes = slices.Clone(r.unnamed)
+	// The forks stay recorded; their blobs are live, so the new indexes
+	// list them.
+	r.recordForksLocked(&s, h)
 	p.rep.NewIndexes = len(s.Indexes)
 	u, err := r.sealSnapshot(&s)
 	if err == nil {
@@ -540,6 +543,12 @@ func (r *Repository) rewriteIndexes(ctx context.Context, o PruneOptions, p *prun
 	if err := r.storeSnapshot(ctx, u); err != nil {
 		return err
 	}
+	r.mu.Lock()
+	r.loaded = map[crypt.ID]bool{}
+	for _, x := range s.Indexes {
+		r.loaded[x] = true // the index objects in the index now
+	}
+	r.mu.Unlock()
 	restore = false
 	p.rep.Snapshot = u.snap
 	p.head = u.snap

@@ -3,9 +3,11 @@ package repo_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -13,9 +15,11 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/chunker"
+	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // pruneOpts: 1 MiB packs and small chunks, so that a few MiB make several
@@ -135,7 +139,7 @@ func TestPruneForgotten(t *testing.T) {
 	if before-after != rep.Freed() || rep.Freed() < int64(len(a)) {
 		t.Errorf("the remote shrank by %d bytes, prune says it freed %d (a alone is %d)", before-after, rep.Freed(), len(a))
 	}
-	if rep.Forgotten != 1 || rep.DeletedPacks == 0 || rep.Snapshot == nil || rep.Snapshot.Seq != s3.Seq+1 || rep.Snapshot.Tree != s3.Tree || rep.Snapshot.Parent != s3.ID {
+	if rep.Forgotten != 1 || rep.DeletedPacks == 0 || rep.Snapshot == nil || !rep.Snapshot.Prune || rep.Snapshot.Seq != s3.Seq+1 || rep.Snapshot.Tree != s3.Tree || rep.Snapshot.Parent != s3.ID {
 		t.Errorf("report %+v", *rep)
 	}
 	want := snapshotFiles{3: {"b": b, "c": c}, 4: {"b": b, "c": c}}
@@ -349,8 +353,9 @@ func TestPruneStoresUnstoredCommit(t *testing.T) {
 // stored and its snapshot not (yet: its upload may still land). A new
 // client on another cache takes over its lease and prunes: it deletes
 // what forgotten snapshots alone used, but keeps the dead writer's pack
-// and index, which no snapshot names yet. A prune under a lease that
-// replaced no other writer's deletes them.
+// and index, which no snapshot names yet. The dead writer's snapshot then
+// lands, a fork: the next prune records it and keeps its blobs, and its
+// file reads back.
 func TestPruneAfterTakeover(t *testing.T) {
 	ctx := context.Background()
 	env := testutil.NewRepo(t, pruneOpts)
@@ -362,7 +367,8 @@ func TestPruneAfterTakeover(t *testing.T) {
 	}
 	objects := listing(t, env.Dir)
 	// The dead writer's commit: packs and index up, the snapshot not.
-	content, size, err := env.Repo.SaveFile(ctx, bytes.NewReader(randomData(15, 1<<20)))
+	c := randomData(15, 1<<20)
+	content, size, err := env.Repo.SaveFile(ctx, bytes.NewReader(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,6 +420,24 @@ func TestPruneAfterTakeover(t *testing.T) {
 	if err := r.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The dead writer's snapshot upload lands now, beside prune's: a fork
+	// (SPEC §8), whose pack and index are there.
+	raw, err := os.ReadFile(filepath.Join(env.Repo.StateDir(), "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state struct {
+		Unstored struct {
+			ID     crypt.ID
+			Sealed []byte
+		}
+	}
+	if err := json.Unmarshal(raw, &state); err != nil || state.Unstored.ID.IsZero() {
+		t.Fatalf("the dead writer's state: %v %s", err, raw)
+	}
+	if err := env.Remote.Put(ctx, format.SnapshotName(state.Unstored.ID), state.Unstored.Sealed); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.Lock(ctx, false); err != nil {
 		t.Fatal(err)
 	}
@@ -422,10 +446,24 @@ func TestPruneAfterTakeover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.KeptUnreferencedPacks+rep.KeptUnreferencedIndexes != 0 || rep.UnreferencedPacks == 0 {
+	if rep.KeptUnreferencedPacks+rep.KeptUnreferencedIndexes != 0 {
 		t.Errorf("a prune under a clean lease: %+v", *rep)
 	}
-	verifyPruned(t, env, snapshotFiles{2: {"b": b}, 3: {"b": b}})
+	// Prune recorded the fork (a commit of the newest tree, seq 4) and kept
+	// its blobs: the dead writer's file reads back from it.
+	r2 := verifyPruned(t, env, snapshotFiles{2: {"b": b}, 3: {"b": b}, 4: {"b": b}, 5: {"b": b}})
+	forks := r2.Forks()
+	if len(forks) != 1 || forks[0].ID != state.Unstored.ID {
+		t.Fatalf("forks after prune: %v", forks)
+	}
+	tree, err := r2.LoadTree(ctx, forks[0].Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := r2.OpenFile(tree.Find([]byte("c"))).CopyTo(ctx, &buf); err != nil || !bytes.Equal(buf.Bytes(), c) {
+		t.Fatalf("the fork's file after prune: %d bytes, %v", buf.Len(), err)
+	}
 }
 
 // TestPruneNestedTrees: the live set reaches every directory of every

@@ -99,6 +99,9 @@ func verifyRestores(t *testing.T, c cliRepo, states map[uint64]string, unreferen
 	}
 	r = c.run(t, "snapshots", c.remote)
 	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "prune: the files of the snapshot before") {
+		t.Errorf("sealfs snapshots does not mark prune's snapshot:\n%s", r.stdout)
+	}
 	var seqs []uint64
 	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n")[1:] {
 		seq, err := strconv.ParseUint(strings.Fields(line)[0], 10, 64)

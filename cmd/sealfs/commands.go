@@ -94,6 +94,9 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 				if slices.Contains(forks, s) {
 					fmt.Fprint(tw, "	"+forkNote)
 				}
+				if s.Prune {
+					fmt.Fprint(tw, "	"+pruneNote)
+				}
 				fmt.Fprintln(tw)
 			}
 			if err := tw.Flush(); err != nil {
@@ -106,6 +109,9 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 		},
 	}
 }
+
+// pruneNote marks the snapshot a prune stored in `sealfs snapshots`.
+const pruneNote = "prune: the files of the snapshot before"
 
 // forkNote marks a snapshot of a fork in `sealfs snapshots`.
 const forkNote = "fork: not in the newest tree"

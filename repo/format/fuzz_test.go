@@ -107,6 +107,8 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	f.Add(b)
 	b, _ = EncodeSnapshot(&Snapshot{Version: SnapshotForksVersion, Seq: 4, Tree: crypt.ID{1}, Forks: []crypt.ID{{3}, {5}}})
 	f.Add(b)
+	b, _ = EncodeSnapshot(&Snapshot{Version: SnapshotForksVersion, Seq: 5, Tree: crypt.ID{1}, Prune: true})
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := DecodeSnapshot(b)
 		if err != nil {

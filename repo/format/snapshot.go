@@ -32,6 +32,10 @@ type Snapshot struct {
 	// (forks, docs/SPEC.md §8) that a writer had seen and not forgotten:
 	// only in a snapshot of version SnapshotForksVersion, sorted bytewise.
 	Forks []crypt.ID `json:"forks,omitempty"`
+	// Prune marks the snapshot a prune stored to name its rewritten index
+	// objects (docs/SPEC.md §8.2): its tree, root, files and bytes are its
+	// parent's. Only in a snapshot of version SnapshotForksVersion.
+	Prune bool `json:"prune,omitempty"`
 }
 
 // SnapshotRootVersion is the version of a snapshot that carries the root
@@ -108,6 +112,9 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	}
 	if s.Forks != nil && s.Version != SnapshotForksVersion {
 		return nil, fmt.Errorf("snapshot of version %d records forks", s.Version)
+	}
+	if s.Prune && s.Version != SnapshotForksVersion {
+		return nil, fmt.Errorf("snapshot of version %d is marked as a prune's", s.Version)
 	}
 	if err := checkForks(s.Forks); err != nil {
 		return nil, err

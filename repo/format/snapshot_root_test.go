@@ -54,3 +54,38 @@ func TestSnapshotRootVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotPruneMark: a version 3 snapshot may be marked as the one a
+// prune stored ("prune": true, SPEC §8.2), written only when set; an older
+// version so marked is refused.
+func TestSnapshotPruneMark(t *testing.T) {
+	for _, c := range []struct {
+		version int
+		prune   bool
+		err     string
+	}{
+		{SnapshotForksVersion, true, ""},
+		{SnapshotForksVersion, false, ""},
+		{SnapshotRootVersion, true, "marked as a prune's"},
+		{FormatVersion, true, "marked as a prune's"},
+	} {
+		s := &Snapshot{Version: c.version, Seq: 2, Time: time.Unix(0, 0).UTC(), Tree: crypt.ID{1}, Prune: c.prune}
+		if c.version == SnapshotRootVersion {
+			s.Root = &RootAttr{Mode: 0o755}
+		}
+		b, err := EncodeSnapshot(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), `"prune"`) != c.prune {
+			t.Errorf("version %d, prune %v encodes as %s", c.version, c.prune, b)
+		}
+		got, err := DecodeSnapshot(b)
+		switch {
+		case c.err == "" && (err != nil || got.Prune != c.prune):
+			t.Errorf("version %d, prune %v: %v, %+v", c.version, c.prune, err, got)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("version %d, prune %v: %v; want an error with %q", c.version, c.prune, err, c.err)
+		}
+	}
+}
