@@ -28,6 +28,10 @@ type HSM interface {
 	Counter(name string) (uint32, error)
 	// SetCounter stores a counter in the token.
 	SetCounter(name string, v uint32) error
+	// TagMAC returns HMAC-SHA256 of the user's unlock tag under the
+	// vault's tag key, which never leaves the token (see tagMACInput):
+	// what the database keeps instead of the tag.
+	TagMAC(user string, tag []byte) ([]byte, error)
 	// Close ends the session.
 	Close() error
 }
@@ -41,14 +45,16 @@ var p256OID = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
 const (
 	keyLabelPrefix     = "sealfs-vault-key:"
 	counterLabelPrefix = "sealfs-vault-counter:"
+	tagKeyLabel        = "sealfs-vault-tag-key"
 	application        = "sealfs-vault"
 )
 
 // PKCS11 is an HSM on a PKCS#11 token, used through one logged-in session.
 type PKCS11 struct {
-	mu   sync.Mutex
-	ctx  *pkcs11.Ctx
-	sess pkcs11.SessionHandle
+	mu     sync.Mutex
+	ctx    *pkcs11.Ctx
+	sess   pkcs11.SessionHandle
+	tagKey pkcs11.ObjectHandle
 }
 
 // OpenPKCS11 loads the module, finds the token by label, logs in with the
@@ -75,6 +81,9 @@ func OpenPKCS11(module, tokenLabel, pin string) (*PKCS11, error) {
 		if err != nil {
 			err = fmt.Errorf("failed to log in to token %q (wrong PIN?): %w", tokenLabel, err)
 		}
+	}
+	if err == nil {
+		err = h.openTagKey()
 	}
 	if err != nil {
 		ctx.Finalize()
@@ -114,8 +123,14 @@ func (h *PKCS11) checkMechanisms(slot uint) error {
 	if !have[pkcs11.CKM_ECDH1_DERIVE] {
 		missing = append(missing, "CKM_ECDH1_DERIVE")
 	}
+	if !have[pkcs11.CKM_GENERIC_SECRET_KEY_GEN] {
+		missing = append(missing, "CKM_GENERIC_SECRET_KEY_GEN")
+	}
+	if !have[pkcs11.CKM_SHA256_HMAC] {
+		missing = append(missing, "CKM_SHA256_HMAC")
+	}
 	if len(missing) > 0 {
-		return fmt.Errorf("the token lacks %s, which the vault needs", strings.Join(missing, " and "))
+		return fmt.Errorf("the token lacks %s, which the vault needs", strings.Join(missing, ", "))
 	}
 	return nil
 }
@@ -151,6 +166,61 @@ func (h *PKCS11) userKey(label string) (pkcs11.ObjectHandle, error) {
 		return 0, fmt.Errorf("%w: %s", ErrNoKey, label)
 	}
 	return objs[0], nil
+}
+
+// openTagKey finds the vault's tag key, making it the first time: a
+// 32-byte generic secret that is sensitive, not extractable and usable
+// only to sign (HMAC) in the token.
+func (h *PKCS11) openTagKey() error {
+	objs, err := h.find([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, tagKeyLabel),
+	})
+	if err != nil {
+		return fmt.Errorf("failed to look for the vault's tag key in the token: %w", err)
+	}
+	if len(objs) > 0 {
+		h.tagKey = objs[0]
+		return nil
+	}
+	h.tagKey, err = h.ctx.GenerateKey(h.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)}, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, tagKeyLabel),
+	})
+	if err != nil {
+		return fmt.Errorf("failed to make the vault's tag key in the token: %w", err)
+	}
+	return nil
+}
+
+// tagMACInput is what the tag key signs for a user's tag T:
+// "sealfs vault tag mac v1" || 0x00 || user || 0x00 || T.
+func tagMACInput(user string, tag []byte) []byte {
+	b := append([]byte("sealfs vault tag mac v1\x00"), user...)
+	return append(append(b, 0), tag...)
+}
+
+// TagMAC signs tagMACInput(user, tag) with CKM_SHA256_HMAC in the token.
+func (h *PKCS11) TagMAC(user string, tag []byte) ([]byte, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.ctx.SignInit(h.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, h.tagKey); err != nil {
+		return nil, fmt.Errorf("HSM tag MAC failed: %w", err)
+	}
+	mac, err := h.ctx.Sign(h.sess, tagMACInput(user, tag))
+	if err != nil || len(mac) != 32 {
+		return nil, fmt.Errorf("HSM tag MAC returned no 32-byte value: %v", err)
+	}
+	return mac, nil
 }
 
 // NewUserKey generates a token P-256 key that is sensitive, not

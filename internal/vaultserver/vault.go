@@ -22,10 +22,16 @@ const MaxAttempts = 10
 // act on: malformed, or a user id, point, tag or envelope out of shape.
 var ErrBadRequest = errors.New("bad request")
 
-// userRecord is what the database keeps per user: no password, no key.
+// userRecord is what the database keeps per user: no password, no key,
+// and not the unlock tag T, which proves the password: only its MAC under
+// the HSM's tag key (HSM.TagMAC), which proves nothing and tests no guess
+// without the HSM.
 type userRecord struct {
 	KeyLabel string `json:"key_label"` // the user's key in the HSM; new at every enrolment
+	// Tag is T itself, as records made before the tag MAC kept it: read
+	// only to replace it by TagMAC when the vault opens (migrateTags).
 	Tag      []byte `json:"tag,omitempty"`
+	TagMAC   []byte `json:"tag_mac,omitempty"`
 	Envelope []byte `json:"envelope,omitempty"`
 	Pending  bool   `json:"pending"`
 	// LockedOut marks a user whose key was destroyed, so that later
@@ -57,7 +63,54 @@ func NewVault(h HSM, dbPath string) (*Vault, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Vault{hsm: h, db: db, limit: MaxAttempts}, nil
+	v := &Vault{hsm: h, db: db, limit: MaxAttempts}
+	if h != nil {
+		if err := v.migrateTags(); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// migrateTags replaces the unlock tag T of records made before the tag
+// MAC by its MAC, in one transaction. Copies of the database made before
+// still hold T (docs/VAULT.md §2).
+func (v *Vault) migrateTags() error {
+	return v.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(usersBucket)
+		type change struct {
+			user string
+			val  []byte
+		}
+		var changes []change
+		err := b.ForEach(func(k, val []byte) error {
+			var rec userRecord
+			if err := json.Unmarshal(val, &rec); err != nil {
+				return fmt.Errorf("vault database record %q is unreadable: %w", k, err)
+			}
+			if rec.Tag == nil {
+				return nil
+			}
+			if rec.TagMAC == nil {
+				mac, err := v.hsm.TagMAC(string(k), rec.Tag)
+				if err != nil {
+					return err
+				}
+				rec.TagMAC = mac
+			}
+			rec.Tag = nil
+			nv, err := json.Marshal(&rec)
+			changes = append(changes, change{string(k), nv})
+			return err
+		})
+		for _, c := range changes {
+			if err == nil {
+				err = b.Put([]byte(c.user), c.val)
+			}
+		}
+		return err
+	})
 }
 
 // Close closes the database.
@@ -142,10 +195,14 @@ func (v *Vault) EnrolFinish(user string, tag, envelope []byte) error {
 	if !rec.Pending {
 		return keyvault.ErrEnrolled
 	}
+	mac, err := v.hsm.TagMAC(user, tag)
+	if err != nil {
+		return err
+	}
 	if err := v.hsm.SetCounter(rec.KeyLabel, 0); err != nil {
 		return err
 	}
-	rec.Tag, rec.Envelope, rec.Pending = tag, envelope, false
+	rec.TagMAC, rec.Envelope, rec.Pending = mac, envelope, false
 	return v.store(user, rec)
 }
 
@@ -206,8 +263,9 @@ func (v *Vault) active(user string) (*userRecord, error) {
 	return rec, nil
 }
 
-// Release returns the envelope if tag matches (in constant time), which
-// resets the counter. A wrong tag at the limit destroys the key.
+// Release returns the envelope if tag's MAC in the HSM matches the stored
+// one (in constant time), which resets the counter. A wrong tag at the
+// limit destroys the key.
 func (v *Vault) Release(user string, tag []byte) ([]byte, error) {
 	if !keyvault.ValidUser(user) || len(tag) != 32 {
 		return nil, fmt.Errorf("%w: malformed release", ErrBadRequest)
@@ -221,7 +279,11 @@ func (v *Vault) Release(user string, tag []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n > 0 && subtle.ConstantTimeCompare(tag, rec.Tag) == 1 {
+	mac, err := v.hsm.TagMAC(user, tag)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 && subtle.ConstantTimeCompare(mac, rec.TagMAC) == 1 {
 		if err := v.hsm.SetCounter(rec.KeyLabel, 0); err != nil {
 			return nil, err
 		}
