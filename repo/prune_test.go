@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/sealfs/sealfs/chunker"
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/repo/format"
@@ -533,5 +535,65 @@ func TestPruneNestedTrees(t *testing.T) {
 	var buf bytes.Buffer
 	if _, err := r2.OpenFile(s.Find([]byte("g"))).CopyTo(ctx, &buf); err != nil || !bytes.Equal(buf.Bytes(), deep) {
 		t.Fatalf("d299/s/g after prune: %d bytes, %v", buf.Len(), err)
+	}
+}
+
+// TestPruneDropsCachedBlobs: the chunks a prune deletes leave the local
+// blob cache too (a mount's cache of chunks read), while live ones stay.
+func TestPruneDropsCachedBlobs(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, pruneOpts)
+	a, b := randomData(16, 1<<20), randomData(17, 1<<20)
+	storeFiles(t, env.Repo, map[string][]byte{"a": a})
+	storeFiles(t, env.Repo, map[string][]byte{"b": b})
+	if err := env.Repo.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, env.Remote, unlock.WithCode(env.Code), repo.Options{CacheDir: env.CacheDir, CacheSize: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(seq uint64, name string) *repo.Node {
+		s, err := r.SnapshotBySeq(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree, err := r.LoadTree(ctx, s.Tree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := tree.Find([]byte(name))
+		if _, err := r.OpenFile(n).CopyTo(ctx, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	na, nb := read(1, "a"), read(2, "b")
+	cached := func(n *repo.Node) (in int) {
+		for _, e := range n.Content {
+			if _, err := os.Stat(filepath.Join(r.StateDir(), "blobs", e.ID.String())); err == nil {
+				in++
+			}
+		}
+		return in
+	}
+	if cached(na) == 0 || cached(nb) == 0 {
+		t.Fatalf("nothing cached: %d of a's chunks, %d of b's", cached(na), cached(nb))
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Unlock(ctx) //nolint:errcheck
+	if err := r.Forget(ctx, seqIDs(t, r, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := cached(na); n != 0 {
+		t.Errorf("%d chunks of the pruned file stay in the blob cache", n)
+	}
+	if cached(nb) == 0 {
+		t.Error("the live file's chunks left the blob cache")
 	}
 }
