@@ -62,8 +62,8 @@ func addForgotten(forgot map[crypt.ID]uint64, name string, entries []format.Forg
 // "The chain"): every sequence number from 1 to the head's is held by a
 // snapshot, present or forgotten; each snapshot's parent is a known
 // snapshot with the sequence number before (the zero id for the first);
-// no forgotten snapshot is above the head; every fork the head records is
-// known. Two snapshots with one sequence number are a fork, not an error.
+// no forgotten snapshot is above the head, and the head is not forgotten;
+// every fork the head records is known. Two snapshots with one sequence number are a fork, not an error.
 // It returns one error for each break, naming what is missing.
 func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
 	var errs []error
@@ -102,6 +102,11 @@ func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
 	}
 	if n := len(seqs); n > 0 && (head == nil || seqs[n-1] > head.Seq) {
 		errs = append(errs, integrityError("snapshots/", "snapshot %d is recorded as forgotten, but no later snapshot is left (the newest snapshots were deleted)", seqs[n-1]))
+	} else if head != nil && isForgotten(forgot, head) {
+		// The newest is never forgotten: a forgotten one (a fork of the
+		// top number, still present or put back) is the newest only when
+		// the snapshot that was newest is gone.
+		errs = append(errs, integrityError(format.SnapshotName(head.ID), "the newest snapshot, %d, is recorded as forgotten (the snapshot newer than it was deleted)", head.Seq))
 	}
 	for _, s := range snaps {
 		name := format.SnapshotName(s.ID)
@@ -122,6 +127,12 @@ func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
 		errs = append(errs, checkRecordedForks(head, known)...)
 	}
 	return errs
+}
+
+// isForgotten reports whether s is recorded as forgotten.
+func isForgotten(forgot map[crypt.ID]uint64, s *Snapshot) bool {
+	_, ok := forgot[s.ID]
+	return ok
 }
 
 // Forgotten lists the snapshots removed on purpose, by sequence number

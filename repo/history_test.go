@@ -55,6 +55,7 @@ func TestVerifyChainTree(t *testing.T) {
 		{name: "parent of another number", snaps: []*Snapshot{snap(1, 1, 0), snap(2, 2, 1), snap(3, 3, 1)}, head: 3, forks: []byte{2}, err: "which is snapshot 1, not 2"},
 		{name: "first snapshot with a parent", snaps: []*Snapshot{snap(1, 1, 7)}, head: 1, err: "it is snapshot 1, but its parent"},
 		{name: "forgotten above the newest", snaps: []*Snapshot{snap(1, 1, 0), snap(2, 2, 1)}, forgot: forgotten{3: 3}, head: 2, err: "no later snapshot is left"},
+		{name: "forgotten fork is the newest (the newest deleted)", snaps: []*Snapshot{snap(1, 1, 0), snap(4, 2, 1)}, forgot: forgotten{4: 2}, head: 4, err: "the newest snapshot, 2, is recorded as forgotten"},
 		{name: "forgotten under another number", snaps: []*Snapshot{snap(1, 1, 0), snap(2, 2, 1), snap(3, 3, 2)}, forgot: forgotten{2: 1}, head: 3, err: "a forget record gives it 1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
