@@ -106,6 +106,19 @@ func (t *Tree) baseOnJournals() {
 		t.baseSeq = base
 		t.root.meta = rootMeta(s)
 	}
+	// Their base was forgotten since (sealfs forget, or another mount's
+	// retention policy; a prune's snapshot may follow it with the same
+	// content): its tree is unknown, so the changes are replayed onto the
+	// newest snapshot, where a path they change takes their version. They
+	// were never committed: setting them aside would lose them.
+	for _, f := range t.r.Forgotten() {
+		if f.Seq == base {
+			t.opts.Log.Warn("the local changes were made on a snapshot that has been forgotten since; replaying them onto the newest (where both changed a path, the local version wins)",
+				"base", base, "newest", t.baseSeq)
+			t.orphanBase = base
+			return
+		}
+	}
 }
 
 // rebase moves the tree onto the newest snapshot when another writer

@@ -51,7 +51,7 @@ func (t *Tree) replay(ctx context.Context) (*journal, error) {
 			}
 			continue
 		}
-		if base < t.baseSeq {
+		if base < t.baseSeq && (base != t.orphanBase || t.orphanBase == 0) {
 			old := filepath.Join(t.opts.Dir, "committed-"+filepath.Base(p))
 			t.opts.Log.Warn("journal predates the newest snapshot; keeping it aside", "journal", p, "base", base, "newest", t.baseSeq)
 			if err := os.Rename(p, old); err != nil {

@@ -113,6 +113,9 @@ type Tree struct {
 	root       *Inode
 	journal    *journal
 	baseSeq    uint64
+	// orphanBase is the base of the journals left behind when it was
+	// forgotten since (baseOnJournals): they are replayed onto baseSeq.
+	orphanBase uint64
 	staged     map[*Inode]bool
 	linked     map[*Inode]bool   // inodes with more than one name
 	groups     map[uint64]*Inode // link group -> inode, of the stored trees loaded
