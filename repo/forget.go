@@ -216,16 +216,35 @@ func (r *Repository) Forget(ctx context.Context, ids []crypt.ID) error {
 func (r *Repository) recordForgotten(ctx context.Context, ids []crypt.ID) ([]*Snapshot, error) {
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
+	drop, record, err := r.forgetPlanLocked(ids)
+	if err != nil {
+		return nil, err
+	}
+	// Stored without r.mu (commitMu keeps commits and other forgets out):
+	// a remote that hangs must not hang what reads the repository's state
+	// meanwhile, such as a mount's reads and status.
+	if len(record) > 0 {
+		if err := r.storeForgetRecord(ctx, record); err != nil {
+			return nil, err
+		}
+	}
+	return drop, nil
+}
+
+// forgetPlanLocked returns the snapshots ids names, for their deletes,
+// and the entries of the forget record to store first (those no record
+// names yet). commitMu is held.
+func (r *Repository) forgetPlanLocked(ids []crypt.ID) ([]*Snapshot, []format.Forgotten, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lease == nil {
-		return nil, ErrReadOnly
+		return nil, nil, ErrReadOnly
 	}
 	if err := r.lease.check(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(r.snapshots) == 0 {
-		return nil, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
+		return nil, nil, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
 	}
 	newest := r.snapshots[len(r.snapshots)-1]
 	byID := map[crypt.ID]*Snapshot{}
@@ -238,9 +257,9 @@ func (r *Repository) recordForgotten(ctx context.Context, ids []crypt.ID) ([]*Sn
 		s, ok := byID[id]
 		switch {
 		case !ok:
-			return nil, fmt.Errorf("%w: there is no snapshot %s", ErrNoSnapshot, id.Short())
+			return nil, nil, fmt.Errorf("%w: there is no snapshot %s", ErrNoSnapshot, id.Short())
 		case s == newest:
-			return nil, fmt.Errorf("cannot forget snapshot %d (%s): it is the newest", s.Seq, id.Short())
+			return nil, nil, fmt.Errorf("cannot forget snapshot %d (%s): it is the newest", s.Seq, id.Short())
 		}
 		if _, dup := drop[id]; dup {
 			continue
@@ -250,20 +269,15 @@ func (r *Repository) recordForgotten(ctx context.Context, ids []crypt.ID) ([]*Sn
 			record = append(record, format.Forgotten{Seq: s.Seq, ID: s.ID})
 		}
 	}
-	if len(record) > 0 {
-		if err := r.storeForgetRecord(ctx, record); err != nil {
-			return nil, err
-		}
-	}
 	out := make([]*Snapshot, 0, len(drop))
 	for _, s := range drop {
 		out = append(out, s)
 	}
-	return out, nil
+	return out, record, nil
 }
 
 // storeForgetRecord stores a forget record of record and adds its entries
-// to the forgotten ones. The caller holds r.mu.
+// to the forgotten ones. The caller holds commitMu, not r.mu.
 func (r *Repository) storeForgetRecord(ctx context.Context, record []format.Forgotten) error {
 	slices.SortFunc(record, format.CompareForgotten)
 	id, err := crypt.NewRandomID()
@@ -277,6 +291,8 @@ func (r *Repository) storeForgetRecord(ctx context.Context, record []format.Forg
 	if err := r.remote.Put(ctx, format.ForgetName(id), sealed); err != nil {
 		return fmt.Errorf("failed to store the forget record (nothing was deleted): %w", err)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, e := range record {
 		r.forgotten[e.ID] = e.Seq
 	}

@@ -133,3 +133,60 @@ func TestRunThinningOnlyWithPolicy(t *testing.T) {
 		t.Fatalf("%d snapshots, %d forgotten; want 3 and 0", n, len(e.env.Repo.Forgotten()))
 	}
 }
+
+// TestThinningHungRemoteKeepsMountAnswering: while the forget record of a
+// mount's thinning hangs on the remote, the mount still answers: its
+// status (which reads the newest snapshot), and reads of stored files.
+// Before the fix the record's upload held the repository's lock, which
+// both need.
+func TestThinningHungRemoteKeepsMountAnswering(t *testing.T) {
+	e := newMountEnv(t)
+	cfg := e.config()
+	cfg.CommitDelay = 20 * time.Millisecond
+	cfg.Retention = retention.Policy{Last: 1}
+	cfg.ForgetInterval = time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := run(ctx, cfg, nil)
+	waitStatus(t, e.mnt, "the mount", func(Status) bool { return true })
+	if err := os.WriteFile(filepath.Join(e.mnt, "f"), []byte("version 1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, e.mnt, "commit 1", func(s Status) bool { return s.SnapshotSeq == 1 })
+	e.remote.FailOn("put", "snapshots/forget/", 1, faulty.Hang)
+	defer e.remote.Release()
+	if err := os.WriteFile(filepath.Join(e.mnt, "g"), []byte("version 2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); e.remote.Held() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the forget record was never sent")
+		}
+	}
+	if _, err := ReadStatus(e.mnt, 5*time.Second); err != nil {
+		t.Errorf("status while the forget record hangs: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		b, err := os.ReadFile(filepath.Join(e.mnt, "f"))
+		if err == nil && string(b) != "version 1" {
+			err = fmt.Errorf("read %q", b)
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Errorf("reading a stored file while the forget record hangs: %v", err)
+		}
+		e.remote.Release()
+	case <-time.After(10 * time.Second):
+		t.Error("reading a stored file hangs while the forget record does")
+		e.remote.Release()
+		<-got
+	}
+	cancel()
+	if err := wait(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}

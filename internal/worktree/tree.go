@@ -109,10 +109,10 @@ type Tree struct {
 	life    context.Context
 	endLife context.CancelFunc
 
-	mu         sync.Mutex
-	root       *Inode
-	journal    *journal
-	baseSeq    uint64
+	mu      sync.Mutex
+	root    *Inode
+	journal *journal
+	baseSeq uint64
 	// orphanBase is the base of the journals left behind when it was
 	// forgotten since (baseOnJournals): they are replayed onto baseSeq.
 	orphanBase uint64
