@@ -105,6 +105,7 @@ func (t *Tree) baseOnJournals() {
 			"base", base, "newest", t.baseSeq)
 		t.baseSeq = base
 		t.root.meta = rootMeta(s)
+		return
 	}
 	// Their base was forgotten since (sealfs forget, or another mount's
 	// retention policy; a prune's snapshot may follow it with the same
