@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -411,4 +412,65 @@ func TestLsAndDiff(t *testing.T) {
 	expect(t, c.run(t, "ls", c.remote, "1", "new"), 2, "no such file or directory")
 	expect(t, c.run(t, "ls", c.remote, "7"), 2, "no snapshot 7")
 	expect(t, c.run(t, "diff", c.remote, "1"), 2, "usage")
+}
+
+// TestForgetKeepsForks: a snapshot on a fork (a writer's late upload beside
+// the main line's snapshot of its number) may hold changes no snapshot of
+// the main line has: a policy keeps it, whatever it says, and does not
+// count it; it goes only when named. check stays clean throughout.
+func TestForgetKeepsForks(t *testing.T) {
+	c := initRepo(t)
+	backupHistory(t, c, 1)
+	fork := filepath.Join(t.TempDir(), "fork")
+	copyRemote(t, c.remote, fork)
+	backupHistory(t, c, 2) // snapshots 2 and 3 on the main line
+	theirs := t.TempDir()
+	if err := os.WriteFile(filepath.Join(theirs, "theirs"), []byte("only on the fork"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := sealfs(t, nil, "backup", "--cache-dir", t.TempDir(), "--code-file", c.codeFile, theirs, fork); r.code != 0 || !strings.HasPrefix(r.stdout, "snapshot 2 ") {
+		t.Fatalf("backup on the copy: %+v", r)
+	}
+	os.Remove(filepath.Join(fork, "lease"))
+	if out, err := exec.Command("cp", "-an", fork+"/.", c.remote).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	list := c.run(t, "snapshots", c.remote)
+	expect(t, list, 0, "")
+	if n := snapshotObjects(t, c); n != 4 {
+		t.Fatalf("%d snapshot objects, want 4:\n%s", n, list.stdout)
+	}
+
+	r := c.run(t, "forget", "--keep-last", "1", "--group-by", "none", c.remote)
+	expect(t, r, 0, "")
+	for _, want := range []string{"on a fork", "forgot 2 snapshots"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("forget says no %q:\n%s", want, r.stdout)
+		}
+	}
+	if n := snapshotObjects(t, c); n != 2 {
+		t.Fatalf("%d snapshot objects after the forget, want 2 (the newest and the fork's)", n)
+	}
+	checkClean(t, c)
+	var forkID string
+	for _, line := range strings.Split(c.run(t, "snapshots", c.remote).stdout, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "2" {
+			forkID = f[1]
+		}
+	}
+	if forkID == "" {
+		t.Fatal("the fork's snapshot 2 is not listed")
+	}
+	restored := filepath.Join(t.TempDir(), "r")
+	expect(t, sealfs(t, nil, "restore", "--snapshot", forkID, "--cache-dir", t.TempDir(), "--code-file", c.codeFile, c.remote, restored), 0, "")
+	if err := sameContent(filepath.Join(restored, "theirs"), []byte("only on the fork")); err != nil {
+		t.Fatal(err)
+	}
+	// Named, it goes.
+	r = c.run(t, "forget", c.remote, forkID)
+	expect(t, r, 0, "")
+	if got := snapshotSeqs(t, c); got != "3" || snapshotObjects(t, c) != 1 {
+		t.Fatalf("after forgetting the fork by id: snapshots %s", got)
+	}
+	checkClean(t, c)
 }

@@ -155,6 +155,7 @@ type Group struct {
 // Plan is what a policy decided, group by group (sorted by host).
 type Plan struct {
 	Policy Policy
+	By     GroupBy
 	Groups []Group
 	// Unfinished are snapshots an earlier forget recorded as forgotten
 	// but did not delete (it was interrupted): removed whatever the
@@ -191,7 +192,7 @@ func Apply(snaps []Snapshot, p Policy, by GroupBy, now time.Time) (Plan, error) 
 		}
 		return newestFirst(a, b)
 	})
-	plan := Plan{Policy: p}
+	plan := Plan{Policy: p, By: by}
 	for start := 0; start < len(list); {
 		end := start + 1
 		for end < len(list) && key(list[end]) == key(list[start]) {
@@ -282,6 +283,22 @@ func (p *Plan) Protect(id crypt.ID, reason string) bool {
 		}
 	}
 	return false
+}
+
+// Add keeps s, which the policy did not see, for reason, in the group it
+// belongs to (made if the plan has none).
+func (p *Plan) Add(s Snapshot, reason string) {
+	host := ""
+	if p.By == ByHost {
+		host = s.Host
+	}
+	i, found := slices.BinarySearchFunc(p.Groups, host, func(g Group, h string) int { return strings.Compare(g.Host, h) })
+	if !found {
+		p.Groups = slices.Insert(p.Groups, i, Group{Host: host})
+	}
+	g := &p.Groups[i]
+	g.Keep = append(g.Keep, Kept{Snapshot: s, Reasons: []string{reason}})
+	slices.SortFunc(g.Keep, func(a, b Kept) int { return newestFirst(a.Snapshot, b.Snapshot) })
 }
 
 // Removed lists every snapshot the plan removes, oldest first.

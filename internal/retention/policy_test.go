@@ -297,6 +297,42 @@ func TestProtect(t *testing.T) {
 	}
 }
 
+// TestAdd: a snapshot the policy did not see joins its host's group, in
+// time order, or a new group in host order.
+func TestAdd(t *testing.T) {
+	snaps, names := snapshotsOf(t)
+	var onlyB []Snapshot
+	for _, s := range snaps {
+		if s.Host == "host-b" {
+			onlyB = append(onlyB, s)
+		}
+	}
+	plan, err := Apply(onlyB, Policy{Last: 1}, ByHost, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(name, host, tm string) Snapshot {
+		tt, _ := time.Parse(time.RFC3339, tm)
+		var id crypt.ID
+		copy(id[:], name)
+		names[id] = name
+		return Snapshot{ID: id, Time: tt, Host: host}
+	}
+	plan.Add(at("fork-b", "host-b", "2026-11-30T12:10:00Z"), "fork")
+	plan.Add(at("fork-a", "host-a", "2026-01-01T00:00:00Z"), "fork")
+	plan.Add(at("fork-c", "host-c", "2026-01-01T00:00:00Z"), "fork")
+	var got []string
+	for _, g := range plan.Groups {
+		for _, k := range g.Keep {
+			got = append(got, g.Host+" "+names[k.ID]+": "+strings.Join(k.Reasons, "; "))
+		}
+	}
+	want := []string{"host-a fork-a: fork", "host-b b12: last snapshot", "host-b fork-b: fork", "host-c fork-c: fork"}
+	if !slices.Equal(got, want) {
+		t.Errorf("kept %q, want %q", got, want)
+	}
+}
+
 func TestParseDuration(t *testing.T) {
 	for in, want := range map[string]Duration{
 		"2y5m7d3h": {Years: 2, Months: 5, Days: 7, Hours: 3},

@@ -2,6 +2,7 @@ package retention
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -22,18 +23,35 @@ func Of(snaps []*repo.Snapshot) []Snapshot {
 	return out
 }
 
-// PlanFor applies p to r's snapshots as Apply does (grouped by by, periods
-// in now's location), and keeps r's newest snapshot whatever p says.
-// Snapshots that a forget record names but that are still there (a forget
-// was interrupted before its deletes) are not counted by p: the plan
-// removes them (Unfinished).
+// ForkReason is the reason shown for a snapshot on a fork (off the main
+// line: docs/SPEC.md §8), which a plan keeps whatever its policy says: it
+// may hold changes no snapshot of the main line has. It goes only when
+// named (sealfs forget REMOTE ID).
+const ForkReason = "on a fork (changes the newest snapshot may lack; forget it by its id)"
+
+// PlanFor applies p to r's main line of snapshots as Apply does (grouped
+// by by, periods in now's location), and keeps r's newest snapshot
+// whatever p says. Snapshots on a fork are kept and not counted by p
+// (ForkReason). Snapshots that a forget record names but that are still
+// there (a forget was interrupted before its deletes) are not counted
+// either: the plan removes them (Unfinished).
 func PlanFor(r *repo.Repository, p Policy, by GroupBy, now time.Time) (Plan, error) {
 	live, unfinished := Unfinished(r)
-	plan, err := Apply(live, p, by, now)
+	forks := map[crypt.ID]bool{}
+	for _, s := range r.Forks() {
+		forks[s.ID] = true
+	}
+	mainLine := slices.DeleteFunc(slices.Clone(live), func(s Snapshot) bool { return forks[s.ID] })
+	plan, err := Apply(mainLine, p, by, now)
 	if err != nil {
 		return Plan{}, err
 	}
 	plan.Unfinished = unfinished
+	for _, s := range live {
+		if forks[s.ID] {
+			plan.Add(s, ForkReason)
+		}
+	}
 	if newest := r.Latest(); newest != nil {
 		plan.Protect(newest.ID, NewestReason)
 	}
