@@ -588,7 +588,8 @@ func (r *Repository) repackOne(ctx context.Context, pack crypt.ID, size int64, l
 }
 
 // pruneDelete deletes the index objects the head does not name, then the
-// packs its indexes do not name, checking the lease before each.
+// packs its indexes do not name, several at once, checking the lease
+// before each.
 func (r *Repository) pruneDelete(ctx context.Context, o PruneOptions, p *prunePlan) error {
 	named := map[crypt.ID]bool{}
 	for _, x := range p.head.Indexes {
@@ -619,18 +620,56 @@ func (r *Repository) pruneDelete(ctx context.Context, o PruneOptions, p *prunePl
 		}
 	}
 	sort.Strings(packs)
-	all := append(names, packs...)
-	for i, name := range all {
-		o.progress("delete", i, len(all))
-		if err := r.checkLease(); err != nil {
-			return err
-		}
-		if err := r.remote.Delete(ctx, name); err != nil {
-			return fmt.Errorf("failed to delete %s (the new state is stored; run prune again to finish): %w", name, err)
-		}
+	total, done := len(names)+len(packs), 0
+	deleted := func() { done++; o.progress("delete", done, total) }
+	o.progress("delete", 0, total)
+	if err := r.deleteObjects(ctx, names, deleted); err != nil {
+		return err
 	}
-	o.progress("delete", len(all), len(all))
-	return nil
+	return r.deleteObjects(ctx, packs, deleted)
+}
+
+// deleteObjects deletes names, up to transfers() at once, checking the
+// lease before each, and calls deleted after each (one call at a time).
+// It stops at the first failure, once the deletes under way have ended.
+func (r *Repository) deleteObjects(ctx context.Context, names []string, deleted func()) error {
+	var (
+		mu    sync.Mutex
+		first error
+		next  int
+		wg    sync.WaitGroup
+	)
+	for range min(r.transfers(), len(names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if first != nil || next == len(names) {
+					mu.Unlock()
+					return
+				}
+				name := names[next]
+				next++
+				mu.Unlock()
+				err := r.checkLease()
+				if err == nil {
+					if err = r.remote.Delete(ctx, name); err != nil {
+						err = fmt.Errorf("failed to delete %s (the new state is stored; run prune again to finish): %w", name, err)
+					}
+				}
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+				} else if err == nil {
+					deleted()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
 }
 
 // dropCached removes blobs no snapshot needs from the local blob cache.
