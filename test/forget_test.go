@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -298,6 +299,24 @@ func TestMountThinsItsSnapshots(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the mount did not forget 3 snapshots: %+v", st.Forget)
+		}
+	}
+	// The mount's own view of its history follows (snapview): the two
+	// kept snapshots and latest.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		entries, err := os.ReadDir(filepath.Join(mnt, ".snapshots"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if len(names) == 3 && slices.Contains(names, "latest") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/.snapshots holds %q after the mount forgot 3 of 5", names)
 		}
 	}
 	r := sealfs(t, nil, "status", mnt)
