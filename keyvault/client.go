@@ -15,14 +15,10 @@ import (
 
 // Client talks to a vault. It never sends the password: only a blinded
 // point and, to recover, the unlock tag derived from the evaluation.
+// NewClient makes one.
 type Client struct {
-	URL  string
-	HTTP *http.Client
-}
-
-// NewClient returns a client for the vault at url.
-func NewClient(url string) *Client {
-	return &Client{URL: url, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	URL  string       // the vault, as given to NewClient
+	HTTP *http.Client // TLS verification on, as NewClient's Trust says
 }
 
 // envelopeAD is the envelope's associated data (docs/VAULT.md §1.1):
@@ -150,7 +146,7 @@ func (c *Client) post(ctx context.Context, path string, body []byte) (*http.Resp
 		hr.Header.Set("Content-Type", "application/json")
 		r, err := c.HTTP.Do(hr)
 		if err != nil {
-			return nil, fmt.Errorf("failed to reach the vault at %s: %w", c.URL, err)
+			return nil, c.connError(err)
 		}
 		if r.StatusCode != http.StatusTooManyRequests || wait > 8*time.Second {
 			return r, nil

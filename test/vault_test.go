@@ -2,7 +2,17 @@ package test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -36,13 +46,29 @@ func serveWays() []struct {
 // server); at the end of the test SIGINT stops it cleanly.
 func startVaultServer(t *testing.T, serve []string) string {
 	t.Helper()
+	return startVaultServerWith(t, serve, "", "")
+}
+
+// startVaultServerWith is startVaultServer with --tls-cert and --tls-key
+// when certFile is given: then the URL is https://.
+func startVaultServerWith(t *testing.T, serve []string, certFile, keyFile string) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(serve[0], append(serve[1:], "--listen", addr, "--data-dir", filepath.Join(t.TempDir(), "vault"))...)
+	args := append(serve[1:], "--listen", addr, "--data-dir", filepath.Join(t.TempDir(), "vault"))
+	url, get := "http://"+addr, http.Get
+	if certFile != "" {
+		args = append(args, "--tls-cert", certFile, "--tls-key", keyFile)
+		url = "https://" + addr
+		// Only to see that it is up; the tests check the trust.
+		insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		get = insecure.Get
+	}
+	cmd := exec.Command(serve[0], args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
@@ -52,9 +78,8 @@ func startVaultServer(t *testing.T, serve []string) string {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() { stopVaultServer(t, cmd, exited, &log) })
-	url := "http://" + addr
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		if r, err := http.Get(url + "/healthz"); err == nil && r.StatusCode == 200 {
+		if r, err := get(url + "/healthz"); err == nil && r.StatusCode == 200 {
 			r.Body.Close()
 			break
 		}
@@ -197,4 +222,69 @@ func TestVaultHandOver(t *testing.T) {
 			t.Errorf("sealfs vault serve --help does not show sealfs-vault serve's %s:\n%s", f, r.stdout)
 		}
 	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key
+// into dir, and returns their files and the key's pin (sha256:HEX of the
+// SubjectPublicKeyInfo).
+func selfSigned(t *testing.T, dir string) (certFile, keyFile, pin string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sealfs test vault"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = writeFileT(t, dir, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	keyFile = writeFileT(t, dir, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})))
+	c, _ := x509.ParseCertificate(der)
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return certFile, keyFile, "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// TestVaultTLS: sealfs talks to a real TLS vault (self-signed, on
+// 127.0.0.1) only when told to trust its certificate: unpinned, it is
+// refused with advice naming --vault-pin and --vault-ca-file; pinned or
+// with the CA file it works. Plain http:// to a host that is not
+// loopback is refused before any connection, as a usage error.
+func TestVaultTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pin := selfSigned(t, dir)
+	url := startVaultServerWith(t, directServe(), certFile, keyFile)
+	pw := writeFileT(t, dir, "pw", "a long and happy passphrase\n")
+	c := cliRepo{remote: filepath.Join(dir, "remote"), cache: filepath.Join(dir, "cache"), codeFile: filepath.Join(dir, "code")}
+	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, c.remote), 0, "")
+	addVault := func(trust ...string) result {
+		args := append([]string{"key", "add-vault", "--cache-dir", c.cache, "--code-file", c.codeFile, "--vault", url, "--password-file", pw}, trust...)
+		return sealfs(t, nil, append(args, c.remote)...)
+	}
+	r := addVault()
+	expect(t, r, 1, "not trusted")
+	for _, opt := range []string{"--vault-pin", "--vault-ca-file"} {
+		if !strings.Contains(r.stderr, opt) {
+			t.Errorf("the refusal does not name %s:\n%s", opt, r.stderr)
+		}
+	}
+	expect(t, addVault("--vault-pin", "sha256:"+strings.Repeat("ab", 32)), 1, "none of the pins")
+	expect(t, addVault("--vault-pin", pin), 0, "")
+	open := func(trust ...string) result {
+		args := append([]string{"snapshots", "--cache-dir", t.TempDir(), "--vault", url, "--password-file", pw}, trust...)
+		return sealfs(t, nil, append(args, c.remote)...)
+	}
+	expect(t, open(), 1, "--vault-pin")
+	expect(t, open("--vault-pin", pin), 0, "")
+	expect(t, open("--vault-ca-file", certFile), 0, "")
+	r = sealfs(t, nil, "snapshots", "--cache-dir", t.TempDir(), "--vault", "http://vault.example.com:8443", "--password-file", pw, c.remote)
+	expect(t, r, 2, "refusing plain http://")
 }

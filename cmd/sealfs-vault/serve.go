@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealfs/sealfs/internal/vaultserver"
+	"github.com/sealfs/sealfs/keyvault"
 )
 
 // serveOptions are the flags of sealfs-vault serve.
@@ -156,6 +159,20 @@ func (o *serveOptions) readPIN() (string, error) {
 	return string(bytes.TrimSpace(pin)), nil
 }
 
+// certPin loads the TLS certificate and key and returns the pin of the
+// certificate's key (keyvault.PinOf), which clients give as --vault-pin.
+func certPin(certFile, keyFile string) (string, error) {
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return "", fmt.Errorf("--tls-cert, --tls-key: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return "", fmt.Errorf("--tls-cert: %w", err)
+	}
+	return keyvault.PinOf(leaf), nil
+}
+
 // serve answers HTTP(S) on --listen until ctx ends, then shuts down,
 // giving requests in flight up to 10 s.
 func (o *serveOptions) serve(ctx context.Context, h http.Handler, log *slog.Logger) error {
@@ -164,7 +181,16 @@ func (o *serveOptions) serve(ctx context.Context, h http.Handler, log *slog.Logg
 		return err
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-	log.Info("vault serving", "listen", ln.Addr().String(), "data_dir", o.dataDir, "tls", o.tlsCert != "")
+	attrs := []any{"listen", ln.Addr().String(), "data_dir", o.dataDir, "tls", o.tlsCert != ""}
+	if o.tlsCert != "" {
+		pin, err := certPin(o.tlsCert, o.tlsKey)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		attrs = append(attrs, "pin", pin) // what clients give as --vault-pin
+	}
+	log.Info("vault serving", attrs...)
 	done := make(chan error, 1)
 	go func() {
 		if o.tlsCert != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/sealfs/sealfs/internal/archiver"
 	"github.com/sealfs/sealfs/internal/humanize"
 	"github.com/sealfs/sealfs/internal/unlock"
+	"github.com/sealfs/sealfs/keyvault"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -40,7 +41,11 @@ also written to FILE (mode 0600; an existing file is never overwritten). With
 				}
 			}
 			var password []byte
-			if g.vault != "" { // ask before anything is created
+			var vault *keyvault.Client
+			if g.vault != "" { // refuse the URL and ask before anything is created
+				if vault, err = g.sources().VaultClient(g.vault); err != nil {
+					return err
+				}
 				if password, err = g.sources().NewPassword(g.passwordFile); err != nil {
 					return err
 				}
@@ -64,7 +69,7 @@ also written to FILE (mode 0600; an existing file is never overwritten). With
 				fmt.Fprintf(out, "The code was also written to %s (mode 0600).\n", g.codeFile)
 			}
 			if g.vault != "" {
-				if _, err := unlock.Enrol(ctx, r, g.vault, password); err != nil {
+				if _, err := unlock.Enrol(ctx, r, vault, password); err != nil {
 					return fmt.Errorf("%w (the repository exists and opens with the recovery code; retry with: sealfs key add-vault --vault %s %s)", err, g.vault, rcloneremote.Redact(args[0]))
 				}
 				fmt.Fprintf(out, "The key is also protected by your password at the vault %s.\n", g.vault)

@@ -126,6 +126,10 @@ func newKeyAddVaultCmd(g *globals) *cobra.Command {
 			if url == "" {
 				return errNoVault
 			}
+			vault, err := g.sources().VaultClient(url)
+			if err != nil {
+				return err
+			}
 			g.vault = "" // unlock with the recovery code
 			r, err := g.openRepo(cmd.Context(), args[0])
 			if err != nil {
@@ -135,7 +139,7 @@ func newKeyAddVaultCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id, err := unlock.Enrol(cmd.Context(), r, url, pw)
+			id, err := unlock.Enrol(cmd.Context(), r, vault, pw)
 			if err != nil {
 				return err
 			}
@@ -156,6 +160,10 @@ func newKeyPasswdCmd(g *globals) *cobra.Command {
 				return errNoVault
 			}
 			ctx := cmd.Context()
+			vault, err := g.sources().VaultClient(g.vault)
+			if err != nil {
+				return err
+			}
 			r, err := g.openRepo(ctx, args[0]) // with the current password
 			if err != nil {
 				return err
@@ -168,7 +176,7 @@ func newKeyPasswdCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id, err := unlock.Enrol(ctx, r, g.vault, pw)
+			id, err := unlock.Enrol(ctx, r, vault, pw)
 			if err != nil {
 				return err
 			}

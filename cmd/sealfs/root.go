@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/unlock"
+	"github.com/sealfs/sealfs/keyvault"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/remote/retry"
@@ -28,6 +29,8 @@ type globals struct {
 	codeFile       string
 	acceptRollback bool
 	vault          string // unlock through this vault with a password
+	vaultCAFile    string // --vault-ca-file
+	vaultPin       string // --vault-pin: pins, comma-separated
 	passwordFile   string
 	transfers      int // --transfers of the commands that take it
 }
@@ -60,6 +63,8 @@ with --vault URL they ask for the vault password instead (or read --password-fil
 	pf.StringVar(&g.codeFile, "code-file", "", "file holding the recovery code")
 	pf.BoolVar(&g.acceptRollback, "accept-rollback", false, "accept a remote whose newest snapshot is older than one seen before")
 	pf.StringVar(&g.vault, "vault", "", "unlock with a password through this Backup Key Vault (URL) instead of the recovery code")
+	pf.StringVar(&g.vaultCAFile, "vault-ca-file", "", "trust the vault's TLS certificate if this PEM file's CA signed it (instead of the system's CAs)")
+	pf.StringVar(&g.vaultPin, "vault-pin", "", "trust the vault's TLS certificate if it matches this pin (sha256:HEX, printed by sealfs-vault serve; several: comma-separated)")
 	pf.StringVar(&g.passwordFile, "password-file", "", "file holding the vault password (default: asked on the terminal)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newVaultCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newPruneCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g), newInitCmd(g), newForgetCmd(g), newLsCmd(g), newDiffCmd(g))
@@ -134,7 +139,19 @@ func (g *globals) options() (repo.Options, error) {
 
 // sources says where this command finds the secret that unlocks.
 func (g *globals) sources() unlock.Sources {
-	return unlock.Sources{CodeFile: g.codeFile, Vault: g.vault, PasswordFile: g.passwordFile, Terminal: os.Stdin, Out: os.Stderr}
+	return unlock.Sources{CodeFile: g.codeFile, Vault: g.vault, VaultTrust: g.vaultTrust(), PasswordFile: g.passwordFile, Terminal: os.Stdin, Out: os.Stderr}
+}
+
+// vaultTrust is the vault certificate's trust that --vault-ca-file and
+// --vault-pin give.
+func (g *globals) vaultTrust() keyvault.Trust {
+	t := keyvault.Trust{CAFile: g.vaultCAFile}
+	for p := range strings.SplitSeq(g.vaultPin, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			t.Pins = append(t.Pins, p)
+		}
+	}
+	return t
 }
 
 // openRepo opens and unlocks the repository at spec.

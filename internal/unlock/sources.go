@@ -10,6 +10,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/keyvault"
 )
 
 // CodeEnv is the environment variable that may hold the recovery code.
@@ -34,23 +35,36 @@ const maxPipeSecret = 4096
 // given, and the terminal to ask on. The environment and systemd
 // credentials are looked at too (see the package comment for the order).
 type Sources struct {
-	CodeFile     string    // file holding the recovery code
-	Vault        string    // the vault's URL: the secret is a password for it
-	PasswordFile string    // file holding the vault password
-	Terminal     *os.File  // asked on when it is a terminal; nil: never
-	Out          io.Writer // prompts and warnings; nil: none
+	CodeFile     string         // file holding the recovery code
+	Vault        string         // the vault's URL: the secret is a password for it
+	VaultTrust   keyvault.Trust // which certificate of the vault to trust
+	PasswordFile string         // file holding the vault password
+	Terminal     *os.File       // asked on when it is a terminal; nil: never
+	Out          io.Writer      // prompts and warnings; nil: none
+}
+
+// VaultClient returns a client for the vault at url, trusting its
+// certificate as VaultTrust says (keyvault.NewClient).
+func (s Sources) VaultClient(url string) (*keyvault.Client, error) {
+	return keyvault.NewClient(url, s.VaultTrust)
 }
 
 // Read returns the secret: the vault password when Vault is set, else the
 // recovery code. A code with a typo is an error wrapping crypt.ErrCodeTypo.
+// A vault URL the client refuses (keyvault.NewClient) is an error before
+// any password is asked for.
 func (s Sources) Read() (Secret, error) {
 	if s.Vault != "" {
+		c, err := s.VaultClient(s.Vault)
+		if err != nil {
+			return Secret{}, err
+		}
 		file := s.PasswordFile
 		if file == "" {
 			file = credential(PasswordCredential)
 		}
 		pw, err := s.password(file, "Vault password: ", false)
-		return Secret{password: pw, vault: s.Vault}, err
+		return Secret{password: pw, vault: s.Vault, client: c}, err
 	}
 	code, err := s.code()
 	return Secret{code: code}, err
@@ -74,7 +88,11 @@ func (s Sources) FromPipe(r io.Reader) (Secret, error) {
 		return Secret{}, fmt.Errorf("the secret in the pipe is longer than %d bytes", maxPipeSecret)
 	}
 	if s.Vault != "" {
-		return Secret{password: bytes.Clone(bytes.TrimRight(b, "\r\n")), vault: s.Vault}, nil
+		c, err := s.VaultClient(s.Vault)
+		if err != nil {
+			return Secret{}, err
+		}
+		return Secret{password: bytes.Clone(bytes.TrimRight(b, "\r\n")), vault: s.Vault, client: c}, nil
 	}
 	code, err := crypt.ParseRecoveryCode(string(b))
 	return Secret{code: code}, err

@@ -76,7 +76,8 @@ var (
 type Secret struct {
 	code     crypt.RecoveryCode
 	password []byte
-	vault    string // the vault's URL for a password; "" for a code
+	vault    string           // the vault's URL for a password; "" for a code
+	client   *keyvault.Client // the vault's client for a password
 }
 
 // String hides the secret.
@@ -89,7 +90,7 @@ func (s Secret) GoString() string { return s.String() }
 // password, WithCode for a recovery code.
 func (s Secret) Unlocker() repo.Unlocker {
 	if s.vault != "" {
-		return WithVault(keyvault.NewClient(s.vault), s.password)
+		return WithVault(s.client, s.password)
 	}
 	return WithCode(s.code)
 }

@@ -69,6 +69,16 @@ func unlockWith(t *testing.T, env *testutil.Env, src unlock.Sources) (crypt.ID, 
 	return id, err
 }
 
+// client returns a client for the test's vault at url.
+func client(t *testing.T, url string) *keyvault.Client {
+	t.Helper()
+	c, err := keyvault.NewClient(url, keyvault.Trust{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func passwordFile(t *testing.T, pw string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "pw")
@@ -114,7 +124,7 @@ func TestVaultSlotRoundTrip(t *testing.T) {
 	url := startVault(t)
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	pw := "a long and happy passphrase"
-	id, err := unlock.Enrol(ctx, env.Repo, url, []byte(pw))
+	id, err := unlock.Enrol(ctx, env.Repo, client(t, url), []byte(pw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +174,7 @@ func TestVaultSlotOrder(t *testing.T) {
 	url := startVault(t)
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	oldPW, newPW := passwordFile(t, "the old passphrase"), passwordFile(t, "the new passphrase")
-	old, err := unlock.Enrol(ctx, env.Repo, url, []byte("the old passphrase"))
+	old, err := unlock.Enrol(ctx, env.Repo, client(t, url), []byte("the old passphrase"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +186,7 @@ func TestVaultSlotOrder(t *testing.T) {
 		t.Fatalf("past a slot the vault does not know: slot %s, %v; want %s", got.Short(), err, old.Short())
 	}
 	nextSecond()
-	newest, err := unlock.Enrol(ctx, env.Repo, url, []byte("the new passphrase"))
+	newest, err := unlock.Enrol(ctx, env.Repo, client(t, url), []byte("the new passphrase"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,19 +49,19 @@ func VaultSlots(slots []repo.SlotInfo, url string) []repo.SlotInfo {
 	return out
 }
 
-// Enrol protects r's key with password at the vault at url: it enrols a
-// fresh random user id there, which makes and keeps a new secret, and adds
-// a vault slot whose key-encryption key comes from that secret. It returns
-// the new slot's id.
-func Enrol(ctx context.Context, r *repo.Repository, url string, password []byte) (crypt.ID, error) {
+// Enrol protects r's key with password at the vault c talks to: it enrols
+// a fresh random user id there, which makes and keeps a new secret, and
+// adds a vault slot whose key-encryption key comes from that secret. It
+// returns the new slot's id.
+func Enrol(ctx context.Context, r *repo.Repository, c *keyvault.Client, password []byte) (crypt.ID, error) {
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return crypt.ID{}, err
 	}
-	p := VaultParams{URL: url, User: "u" + hex.EncodeToString(id[:])}
-	secret, err := keyvault.NewClient(url).Enrol(ctx, p.User, password)
+	p := VaultParams{URL: c.URL, User: "u" + hex.EncodeToString(id[:])}
+	secret, err := c.Enrol(ctx, p.User, password)
 	if err != nil {
-		return crypt.ID{}, fmt.Errorf("failed to enrol with the vault at %s: %w", url, err)
+		return crypt.ID{}, fmt.Errorf("failed to enrol with the vault at %s: %w", c.URL, err)
 	}
 	defer clear(secret)
 	return addVaultSlot(ctx, r, p, secret)

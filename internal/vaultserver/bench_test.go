@@ -36,7 +36,7 @@ func BenchmarkServerRecovery(b *testing.B) {
 	srv.users, srv.ips = newLimiter(1e9, 1e9), newLimiter(1e9, 1e9)
 	hs := newLoopbackServer(srv)
 	defer hs.Close()
-	c := keyvault.NewClient(hs.URL)
+	c := mustClient(b, hs.URL)
 	ctx := context.Background()
 	if _, err := c.Enrol(ctx, user, []byte("benchmark password")); err != nil {
 		b.Fatal(err)

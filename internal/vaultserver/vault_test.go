@@ -48,7 +48,7 @@ func (tv *testVault) start() {
 	}
 	tv.server.users = newLimiter(1000, 1000) // the tests guess fast on purpose
 	tv.http = httptest.NewServer(tv.server.Handler())
-	tv.client = keyvault.NewClient(tv.http.URL)
+	tv.client = mustClient(tv.t, tv.http.URL)
 }
 
 func (tv *testVault) stop() {
@@ -318,4 +318,14 @@ func post(tb testing.TB, url, path string, req, resp any) int {
 		}
 	}
 	return r.StatusCode
+}
+
+// mustClient returns a client for the test vault at url (loopback).
+func mustClient(tb testing.TB, url string) *keyvault.Client {
+	tb.Helper()
+	c, err := keyvault.NewClient(url, keyvault.Trust{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }

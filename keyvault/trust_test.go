@@ -1,0 +1,97 @@
+package keyvault
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// tlsVault is a real TLS server on 127.0.0.1 with a self-signed
+// certificate, answering a release with an envelope.
+func tlsVault(t *testing.T) *httptest.Server {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(&ReleaseResponse{Envelope: []byte("sealed")})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func release(c *Client) error {
+	var rel ReleaseResponse
+	return c.call(context.Background(), PathRecoverRelease, &ReleaseRequest{User: "u0123456789abcdef", Tag: make([]byte, 32)}, &rel)
+}
+
+// TestClientVerifiesTLS: a vault whose certificate no trusted CA signed
+// is refused, with an error that says to pin it or give its CA; pinned
+// (key or whole certificate) or with its CA file, it is reached; a wrong
+// pin is refused.
+func TestClientVerifiesTLS(t *testing.T) {
+	srv := tlsVault(t)
+	cert := srv.Certificate()
+	whole := sha256.Sum256(cert.Raw)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		trust Trust
+		ok    bool
+	}{
+		"no trust":       {Trust{}, false},
+		"key pin":        {Trust{Pins: []string{PinOf(cert)}}, true},
+		"cert pin":       {Trust{Pins: []string{"sha256:" + hex.EncodeToString(whole[:])}}, true},
+		"one pin of two": {Trust{Pins: []string{"sha256:" + strings.Repeat("00", 32), PinOf(cert)}}, true},
+		"wrong pin":      {Trust{Pins: []string{"sha256:" + strings.Repeat("ab", 32)}}, false},
+		"CA file":        {Trust{CAFile: caFile}, true},
+		"CA file, pin":   {Trust{CAFile: caFile, Pins: []string{PinOf(cert)}}, true},
+		"CA, wrong pin":  {Trust{CAFile: caFile, Pins: []string{"sha256:" + strings.Repeat("ab", 32)}}, false},
+	} {
+		cl, err := NewClient(srv.URL, c.trust)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		err = release(cl)
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case !c.ok && !errors.Is(err, ErrUntrustedCertificate):
+			t.Errorf("%s: %v, want ErrUntrustedCertificate", name, err)
+		case !c.ok && !strings.Contains(err.Error(), "pin"):
+			t.Errorf("%s: the error does not say to pin the certificate: %v", name, err)
+		}
+	}
+}
+
+// TestClientRefusesPlainHTTPOffLoopback: http:// to a host that is not
+// loopback is refused by NewClient, before any connection (no request is
+// ever made here to a non-loopback address); loopback is allowed;
+// anything but http(s) is malformed.
+func TestClientRefusesPlainHTTPOffLoopback(t *testing.T) {
+	for _, u := range []string{"http://vault.example.com", "http://vault.example.com:8443/v", "http://10.1.2.3:80", "http://[2001:db8::1]:80", "HTTP://192.0.2.1"} {
+		if _, err := NewClient(u, Trust{}); !errors.Is(err, ErrPlainHTTP) {
+			t.Errorf("%s: %v, want ErrPlainHTTP", u, err)
+		}
+	}
+	for _, u := range []string{"ftp://127.0.0.1", "127.0.0.1:8443", "https://", "https://u:p@vault.example.com", "https://vault.example.com/?x=1"} {
+		if _, err := NewClient(u, Trust{}); !errors.Is(err, ErrBadURL) {
+			t.Errorf("%s: %v, want ErrBadURL", u, err)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.1:8443", "http://localhost:1", "http://[::1]:8443", "https://vault.example.com"} {
+		if _, err := NewClient(u, Trust{}); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	if _, err := NewClient("https://vault.example.com", Trust{Pins: []string{"md5:00"}}); err == nil {
+		t.Error("a malformed pin was accepted")
+	}
+}
