@@ -33,7 +33,7 @@ type Trust struct {
 var (
 	// ErrPlainHTTP: a vault URL with http:// names a host that is not
 	// loopback, where a man in the middle could answer for the vault.
-	ErrPlainHTTP = errors.New("refusing plain http:// to a vault that is not on this machine (loopback): a man in the middle could answer for it and test passwords offline; use https://")
+	ErrPlainHTTP = errors.New("refusing plain http:// to a vault that is not on this machine (loopback): a man in the middle could answer for it and test passwords offline")
 	// ErrUntrustedCertificate: the vault's TLS certificate is signed by
 	// no CA this client trusts, names another host, or matches no pin.
 	ErrUntrustedCertificate = errors.New("the vault's TLS certificate is not trusted")
@@ -56,7 +56,7 @@ func PinOf(cert *x509.Certificate) string {
 func ParsePin(s string) ([]byte, error) {
 	v, ok := strings.CutPrefix(strings.TrimSpace(s), "sha256:")
 	if !ok {
-		return nil, fmt.Errorf("pin %q does not start with sha256:", s)
+		return nil, fmt.Errorf("pin %q does not start with \"sha256:\"", s)
 	}
 	b, err := hex.DecodeString(v)
 	if err != nil {
