@@ -186,10 +186,11 @@ func TestForgetCommand(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no snapshot 4 in:\n%s", list)
 	}
-	r = c.run(t, "forget", c.remote, m[1][:6])
+	prefix := idPrefix(t, c, m[1])
+	r = c.run(t, "forget", c.remote, prefix)
 	expect(t, r, 0, "")
 	if !strings.Contains(r.stdout, "forgot 1 snapshots") {
-		t.Fatalf("forget %s:\n%s", m[1][:6], r.stdout)
+		t.Fatalf("forget %s:\n%s", prefix, r.stdout)
 	}
 	if got := snapshotSeqs(t, c); got != "5" {
 		t.Fatalf("after forget of snapshot 4: snapshots %s", got)
@@ -492,4 +493,33 @@ func TestForgetKeepsForks(t *testing.T) {
 		t.Fatalf("after forgetting the fork by id: snapshots %s", got)
 	}
 	checkClean(t, c)
+}
+
+// idPrefix returns a prefix of the snapshot id that starts with short (as
+// `sealfs snapshots` shows it) which a selector reads as an id: at least 6
+// hex digits and one of them a letter, since a selector of decimal digits
+// alone is a sequence number. It takes the whole id from the remote's
+// snapshot names when the 8 digits shown are all decimal.
+func idPrefix(t *testing.T, c cliRepo, short string) string {
+	t.Helper()
+	for n := 6; n <= len(short); n++ {
+		if strings.ContainsAny(short[:n], "abcdef") {
+			return short[:n]
+		}
+	}
+	names, err := os.ReadDir(filepath.Join(c.remote, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range names {
+		name := e.Name()
+		if i := strings.LastIndexByte(name, '-'); i >= 0 {
+			name = name[i+1:]
+		}
+		if len(name) == 64 && strings.HasPrefix(name, short) {
+			return name
+		}
+	}
+	t.Fatalf("no snapshot object in %s has an id starting with %s", c.remote, short)
+	return ""
 }
