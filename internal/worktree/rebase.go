@@ -99,10 +99,19 @@ func (t *Tree) baseOnJournals() {
 	if !found || !changes || base >= t.baseSeq {
 		return
 	}
+	const why = "the local changes were made on an older snapshot than the newest (this mount started while the remote was down, or its commit was superseded); replaying them on it, then onto the newest"
+	if base == 0 {
+		// Made on the empty repository (a first commit that did not
+		// land, or landed on a fork): they replay on an empty root.
+		t.opts.Log.Warn(why, "base", base, "newest", t.baseSeq)
+		t.baseSeq = 0
+		t.root.children = map[string]*Inode{}
+		t.root.meta = emptyRoot(time.Now().UnixNano())
+		return
+	}
 	// The main line's snapshot of that number (a fork may have two).
 	if s, err := t.r.SnapshotBySeq(base); err == nil {
-		t.opts.Log.Warn("the local changes were made on an older snapshot than the newest (this mount started while the remote was down); replaying them on it, then onto the newest",
-			"base", base, "newest", t.baseSeq)
+		t.opts.Log.Warn(why, "base", base, "newest", t.baseSeq)
 		t.baseSeq = base
 		t.root.meta = rootMeta(s)
 		return

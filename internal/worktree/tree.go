@@ -191,8 +191,7 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 		t.root.meta = rootMeta(s)
 	} else {
 		t.root.children = map[string]*Inode{}
-		now := time.Now().UnixNano()
-		t.root.meta = repo.Node{Type: repo.NodeDir, Mode: 0o755, MtimeNs: now, AtimeNs: now, CtimeNs: now}
+		t.root.meta = emptyRoot(time.Now().UnixNano())
 	}
 	if o.ReadOnly {
 		return t, nil
@@ -231,6 +230,12 @@ func (in *Inode) changed(now int64) { in.meta.CtimeNs = now }
 func (in *Inode) entriesChanged(now int64) {
 	in.meta.MtimeNs = now
 	in.changed(now)
+}
+
+// emptyRoot returns the root directory of an empty repository, made at
+// now (ns).
+func emptyRoot(now int64) repo.Node {
+	return repo.Node{Type: repo.NodeDir, Mode: 0o755, MtimeNs: now, AtimeNs: now, CtimeNs: now}
 }
 
 // rootMeta returns the root directory of snapshot s: its tree, and the
