@@ -84,6 +84,10 @@ type Repository struct {
 	recent    *memCache             // verified data blobs, with Options.CacheSize
 	fetches   fetchGroup            // blobs being fetched from the remote
 	tables    *tableCache           // segment tables, with Options.CacheSize
+	// reloadMu runs one reload of the index at a time (relocate);
+	// reloadedAt is when the last one ended.
+	reloadMu   sync.Mutex
+	reloadedAt time.Time
 	// prefetching counts read-ahead fetches under way (at most
 	// transfers()).
 	prefetching atomic.Int64

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
@@ -169,6 +170,9 @@ func (r *Repository) getRange(ctx context.Context, t crypt.ObjectType, id crypt.
 	case err != nil && ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.Is(err, remote.ErrNotFound):
+		if nl, ok := r.relocate(ctx, id, l); ok {
+			return r.getRange(ctx, t, id, nl, off, n)
+		}
 		return nil, integrityError(format.PackName(l.Pack), "the pack is missing (it holds %s %s)", t, id.Short())
 	case errors.Is(err, remote.ErrShortRead):
 		return nil, integrityError(format.PackName(l.Pack), "the pack is truncated (it should hold %s %s at %d+%d)", t, id.Short(), l.Offset, l.Length)
@@ -313,4 +317,47 @@ func (r *Repository) segmentTable(ctx context.Context, id crypt.ID, l Location, 
 	}
 	r.tables.put(id, l, t)
 	return t, nil
+}
+
+// minReload is the least time between two reloads of the index by
+// relocate: a pack that is really missing costs one reload, not one per read.
+const minReload = 10 * time.Second
+
+// relocate finds blob id again after the pack the index gave for it (l)
+// was not found: a prune elsewhere (docs/SPEC.md §8.2) may have copied it
+// into another pack, deleted the old one, and named the new one in a newer
+// snapshot's index objects. A client that does not write (no lease: a
+// read-only mount, restore, ls) reloads the newest snapshot's index, as
+// Refresh does, at most once per minReload; ok is true when the blob is
+// now in another pack, with the same sealed bytes (a prune copies them
+// unchanged). A writer's index is the newest already: it never reloads.
+func (r *Repository) relocate(ctx context.Context, id crypt.ID, l Location) (Location, bool) {
+	moved := func() (Location, bool) {
+		nl, ok := r.Index().Lookup(id)
+		return nl, ok && nl.Pack != l.Pack && nl.Type == l.Type && nl.Length == l.Length && nl.RawLength == l.RawLength
+	}
+	if nl, ok := moved(); ok {
+		return nl, true // reloaded meanwhile
+	}
+	r.mu.Lock()
+	writing := r.lease != nil
+	r.mu.Unlock()
+	if writing {
+		return l, false
+	}
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	if nl, ok := moved(); ok {
+		return nl, true
+	}
+	if time.Since(r.reloadedAt) < minReload {
+		return l, false
+	}
+	// The remote's own state, never a local copy kept for offline starts.
+	err := r.Refresh(remote.WithoutLocalCopies(ctx))
+	r.reloadedAt = time.Now()
+	if err != nil {
+		return l, false
+	}
+	return moved()
 }

@@ -74,3 +74,34 @@ func TestForgottenBaseKeepsUncommittedWrites(t *testing.T) {
 	c.umount(t, mnt)
 	checkClean(t, c)
 }
+
+// TestReadOnlyMountReadsAfterPrune: a read-only mount (another machine
+// browsing the backups) that was up while a prune repacked the packs
+// under it still reads every file of its snapshot afterwards: prune's
+// snapshot keeps them all, in other packs. Before the fix the mount kept
+// the index it opened with, which names the deleted packs: every file in
+// them failed with EIO until it was mounted again.
+func TestReadOnlyMountReadsAfterPrune(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	states := pruneHistory(t, c)
+	mnt := mountpoint(t)
+	ro := cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
+	expect(t, ro.mount(t, mnt, "--read-only"), 0, "")
+	r := c.run(t, "prune", "--max-unused-pct", "10", c.remote)
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "repacked") {
+		t.Fatalf("prune repacked nothing:\n%s", r.stdout)
+	}
+	for _, name := range []string{"kept", "small", "new"} {
+		want, err := os.ReadFile(filepath.Join(states[3], name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(mnt, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s through the read-only mount after the prune: %d bytes, %v (want %d)", name, len(got), err, len(want))
+		}
+	}
+	ro.umount(t, mnt)
+}
