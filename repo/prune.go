@@ -96,11 +96,12 @@ type prunePlan struct {
 	dead     []crypt.ID                       // blobs the head's index lists and no snapshot needs
 }
 
-// Prune removes what no retained snapshot needs (docs/SPEC.md, "Prune").
+// Prune removes what no retained snapshot needs (docs/SPEC.md §8.2).
 // It needs the writer lease, unless DryRun. In order:
 //
 //  1. A forget cut short is finished (a forgotten snapshot still present is
-//     deleted), and a snapshot of ours whose upload a crash cut off is
+//     deleted), a fork no writer has recorded is recorded (a commit of the
+//     newest tree), and a snapshot of ours whose upload a crash cut off is
 //     stored (as Commit would first).
 //  2. The live set: every tree and data blob reachable from every retained
 //     snapshot; every one must be in the newest snapshot's index.
