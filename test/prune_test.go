@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
 )
@@ -231,5 +233,82 @@ func TestPruneKilled(t *testing.T) {
 			}
 			verifyRestores(t, c, states, false)
 		})
+	}
+}
+
+// TestPruneAfterMountKilled: a mount is killed with a new file written
+// and fsynced but not committed (its chunks partly uploaded in packs no
+// snapshot names). sealfs prune on the same cache takes the dead mount's
+// lease over, deletes what only forgotten snapshots held, and keeps those
+// packs; the next mount replays the journal onto prune's snapshot and
+// commits the file; check --read-data is clean, the newest snapshot
+// restores with every file, and a last prune deletes the kept packs.
+func TestPruneAfterMountKilled(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		rand.Read(b)
+		return b
+	}
+	old, kept, late := random(3<<20), random(1<<20), random(12<<20)
+	expect(t, c.mount(t, mnt, "--commit-delay", "100ms"), 0, "")
+	if err := writeSynced(filepath.Join(mnt, "old"), old); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted(mnt, 20*time.Second)
+	if err := os.Remove(filepath.Join(mnt, "old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSynced(filepath.Join(mnt, "kept"), kept); err != nil {
+		t.Fatal(err)
+	}
+	if r := stopMount(t, mnt); !strings.Contains(r.stdout, "everything is committed") {
+		t.Fatalf("umount: %s %s", r.stdout, r.stderr)
+	}
+	expect(t, c.run(t, "forget", "--keep-last", "1", c.remote), 0, "")
+
+	expect(t, c.mount(t, mnt, "--commit-delay", "1h"), 0, "")
+	if err := writeSynced(filepath.Join(mnt, "late"), late); err != nil {
+		t.Fatal(err)
+	}
+	killMount(t, mnt)
+
+	before := total(objectFiles(t, c.remote))
+	r := c.run(t, "prune", c.remote)
+	expect(t, r, 0, "")
+	t.Logf("prune after the killed mount:\n%s", r.stdout)
+	if after := total(objectFiles(t, c.remote)); before-after < 3<<20 {
+		t.Errorf("the remote shrank by %d bytes, less than the forgotten file", before-after)
+	}
+
+	expect(t, c.mount(t, mnt), 0, "")
+	got, err := os.ReadFile(filepath.Join(mnt, "late"))
+	if err != nil || !bytes.Equal(got, late) {
+		t.Fatalf("the file written before the kill, after prune: %d bytes, %v", len(got), err)
+	}
+	if r := stopMount(t, mnt); !strings.Contains(r.stdout, "everything is committed") {
+		t.Fatalf("umount: %s %s", r.stdout, r.stderr)
+	}
+	r = c.run(t, "check", "--read-data", c.remote)
+	if r.code != 0 || !strings.Contains(r.stdout, "no problems found") {
+		t.Fatalf("check --read-data: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	dir := filepath.Join(t.TempDir(), "restored")
+	expect(t, c.run(t, "restore", c.remote, dir), 0, "")
+	for name, want := range map[string][]byte{"kept": kept, "late": late} {
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("restored %s: %d bytes, %v", name, len(got), err)
+		}
+	}
+	r = c.run(t, "prune", c.remote)
+	expect(t, r, 0, "")
+	if strings.Contains(r.stdout, "kept ") {
+		t.Errorf("a prune under a clean lease kept objects:\n%s", r.stdout)
+	}
+	r = c.run(t, "check", "--read-data", c.remote)
+	if r.code != 0 || !strings.Contains(r.stdout, "no problems found") || strings.Contains(r.stdout, "not referenced") {
+		t.Fatalf("check --read-data after the last prune: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
