@@ -79,7 +79,30 @@ func (o *serveOptions) run(ctx context.Context) error {
 		return err
 	}
 	defer srv.Close()
+	ctx, stop := context.WithCancel(ctx)
+	expired := make(chan struct{})
+	go expirePending(ctx, v, log, expired)
+	defer func() { stop(); <-expired }() // before the database closes
 	return o.serve(ctx, srv.Handler(), log)
+}
+
+// expirePending forgets the enrolments left unfinished for too long
+// (vaultserver.PendingTTL), every minute until ctx ends; then it closes
+// done.
+func expirePending(ctx context.Context, v *vaultserver.Vault, log *slog.Logger, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := v.ExpirePending(); err != nil {
+				log.Warn("failed to expire unfinished enrolments", "err", err, "expired", n)
+			}
+		}
+	}
 }
 
 // check refuses plain HTTP off loopback and makes the data directory

@@ -5,12 +5,19 @@ import (
 	"time"
 )
 
-// limiter is a token bucket per key.
+// limiter is a token bucket per key, with at most max keys held. A bucket
+// that has refilled to its burst is the same as no bucket, so it is
+// dropped when room is needed: no key's state is ever lost or reset
+// early. When the table is full of buckets still refilling, a new key is
+// refused (rate-limited) until one refills: a flood of new keys cannot
+// reset the limit of a key it targets, nor grow the table.
 type limiter struct {
-	mu      sync.Mutex
-	rate    float64
-	burst   float64
-	buckets map[string]*bucket
+	mu        sync.Mutex
+	rate      float64
+	burst     float64
+	max       int
+	buckets   map[string]*bucket
+	lastSweep time.Time
 }
 
 type bucket struct {
@@ -18,8 +25,32 @@ type bucket struct {
 	last   time.Time
 }
 
+// defaultLimiterKeys bounds the keys of a limiter: at a few hundred bytes
+// each (the keys are user ids of at most 128 bytes, or addresses), tens
+// of MB at most.
+const defaultLimiterKeys = 100000
+
 func newLimiter(rate, burst float64) *limiter {
-	return &limiter{rate: rate, burst: burst, buckets: map[string]*bucket{}}
+	return &limiter{rate: rate, burst: burst, max: defaultLimiterKeys, buckets: map[string]*bucket{}}
+}
+
+// full reports whether b has refilled to the burst by now.
+func (l *limiter) full(b *bucket, now time.Time) bool {
+	return b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst
+}
+
+// sweep drops the buckets that have refilled, at most ten times a second
+// (each sweep walks the table).
+func (l *limiter) sweep(now time.Time) {
+	if now.Sub(l.lastSweep) < 100*time.Millisecond {
+		return
+	}
+	l.lastSweep = now
+	for k, b := range l.buckets {
+		if l.full(b, now) {
+			delete(l.buckets, k)
+		}
+	}
 }
 
 func (l *limiter) allow(key string) bool {
@@ -28,8 +59,11 @@ func (l *limiter) allow(key string) bool {
 	now := time.Now()
 	b := l.buckets[key]
 	if b == nil {
-		if len(l.buckets) > 100000 {
-			l.buckets = map[string]*bucket{} // bound memory under a flood
+		if len(l.buckets) >= l.max {
+			l.sweep(now)
+			if len(l.buckets) >= l.max {
+				return false
+			}
 		}
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[key] = b
@@ -41,4 +75,11 @@ func (l *limiter) allow(key string) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// size returns how many keys the limiter holds.
+func (l *limiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
 }

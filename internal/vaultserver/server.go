@@ -128,7 +128,9 @@ func (s *Server) handle(op string, fn func([]byte) (any, string, error)) http.Ha
 		var peek struct {
 			User string `json:"user"`
 		}
-		if json.Unmarshal(b, &peek) == nil && peek.User != "" && !s.users.allow(peek.User) {
+		// Only a well-formed id gets a bucket: a malformed one fails anyway,
+		// and must not fill the table with 16 KiB keys.
+		if json.Unmarshal(b, &peek) == nil && keyvault.ValidUser(peek.User) && !s.users.allow(peek.User) {
 			s.limited.Add(1)
 			s.reply(w, http.StatusTooManyRequests, &keyvault.ErrorResponse{Error: "too many requests for this user; wait a moment", Code: keyvault.CodeRateLimited})
 			return
@@ -159,6 +161,9 @@ func (s *Server) replyError(w http.ResponseWriter, err error) {
 		s.reply(w, http.StatusNotFound, &keyvault.ErrorResponse{Error: err.Error(), Code: keyvault.CodeNotEnrolled})
 	case errors.Is(err, keyvault.ErrEnrolled):
 		s.reply(w, http.StatusConflict, &keyvault.ErrorResponse{Error: err.Error(), Code: keyvault.CodeEnrolled})
+	case errors.Is(err, ErrBusy):
+		s.limited.Add(1)
+		s.reply(w, http.StatusTooManyRequests, &keyvault.ErrorResponse{Error: err.Error(), Code: keyvault.CodeRateLimited})
 	case errors.Is(err, ErrBadRequest):
 		s.reply(w, http.StatusBadRequest, &keyvault.ErrorResponse{Error: err.Error(), Code: keyvault.CodeBadRequest})
 	default:

@@ -3,6 +3,7 @@ package vaultserver
 import (
 	"crypto/rand"
 	"crypto/subtle"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -40,7 +41,29 @@ type userRecord struct {
 	Created   time.Time `json:"created"`
 }
 
-var usersBucket = []byte("users")
+// The database's buckets: users holds a userRecord per user id; pending
+// holds the ids whose enrolment is started and not finished, each with
+// its start (8-byte big-endian Unix nanoseconds), so that they are
+// counted and expired without a walk over every user.
+var (
+	usersBucket   = []byte("users")
+	pendingBucket = []byte("pending")
+)
+
+// Bounds of what unauthenticated clients can make the vault keep.
+const (
+	// MaxPending is how many enrolments may be started and not finished
+	// at once: each holds a key in the token. More are refused
+	// (ErrBusy) until some finish or expire.
+	MaxPending = 1000
+	// PendingTTL is how long a started enrolment may wait for its finish;
+	// after it the key is destroyed and the enrolment forgotten.
+	PendingTTL = 10 * time.Minute
+)
+
+// ErrBusy is returned when too many enrolments are in progress: the
+// request did nothing; retry later.
+var ErrBusy = errors.New("too many enrolments in progress at the vault; retry in a few minutes")
 
 // Vault is the server half of the protocol, without the network: it keeps
 // records in an embedded database, counts guesses in the HSM, and
@@ -50,7 +73,21 @@ type Vault struct {
 	db    *bolt.DB
 	limit uint32
 
-	locks sync.Map // user -> *sync.Mutex
+	maxPending int
+	pendingTTL time.Duration
+	now        func() time.Time
+
+	locksMu sync.Mutex
+	locks   map[string]*userLock // only while held or waited for
+
+	pendingMu sync.Mutex // serialises the count and start of enrolments
+}
+
+// userLock serialises one user's requests; refs counts its holders and
+// waiters, and the entry is dropped when it falls to 0.
+type userLock struct {
+	mu   sync.Mutex
+	refs int
 }
 
 // NewVault opens (or creates) the database at dbPath.
@@ -59,11 +96,18 @@ func NewVault(h HSM, dbPath string) (*Vault, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the vault database %s: %w", dbPath, err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(usersBucket); return err }); err != nil {
+	err = db.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(usersBucket); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(pendingBucket)
+		return err
+	})
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	v := &Vault{hsm: h, db: db, limit: MaxAttempts}
+	v := &Vault{hsm: h, db: db, limit: MaxAttempts, maxPending: MaxPending, pendingTTL: PendingTTL, now: time.Now, locks: map[string]*userLock{}}
 	if h != nil {
 		if err := v.migrateTags(); err != nil {
 			db.Close()
@@ -116,10 +160,53 @@ func (v *Vault) migrateTags() error {
 // Close closes the database.
 func (v *Vault) Close() error { return v.db.Close() }
 
+// lock serialises the requests of user; the returned function unlocks.
+// The table holds only users with a request in progress.
 func (v *Vault) lock(user string) func() {
-	m, _ := v.locks.LoadOrStore(user, &sync.Mutex{})
-	m.(*sync.Mutex).Lock()
-	return m.(*sync.Mutex).Unlock
+	v.locksMu.Lock()
+	l := v.locks[user]
+	if l == nil {
+		l = &userLock{}
+		v.locks[user] = l
+	}
+	l.refs++
+	v.locksMu.Unlock()
+	l.mu.Lock()
+	return v.unlocker(user, l)
+}
+
+// unlocker returns the function that unlocks l, user's lock, and drops
+// it from the table when no one else holds or waits for it.
+func (v *Vault) unlocker(user string, l *userLock) func() {
+	return func() {
+		l.mu.Unlock()
+		v.locksMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(v.locks, user)
+		}
+		v.locksMu.Unlock()
+	}
+}
+
+// tryLock is lock without waiting: ok is false, and nothing is held,
+// when a request of user is in progress or waiting.
+func (v *Vault) tryLock(user string) (unlock func(), ok bool) {
+	v.locksMu.Lock()
+	defer v.locksMu.Unlock()
+	if v.locks[user] != nil {
+		return nil, false
+	}
+	l := &userLock{refs: 1}
+	l.mu.Lock() // new: never waits
+	v.locks[user] = l
+	return v.unlocker(user, l), true
+}
+
+// lockedUsers returns how many users the lock table holds.
+func (v *Vault) lockedUsers() int {
+	v.locksMu.Lock()
+	defer v.locksMu.Unlock()
+	return len(v.locks)
 }
 
 func (v *Vault) load(user string) (*userRecord, error) {
@@ -135,12 +222,94 @@ func (v *Vault) load(user string) (*userRecord, error) {
 	return rec, err
 }
 
+// store writes user's record, and keeps the pending bucket in step: the
+// user is listed there exactly while rec.Pending.
 func (v *Vault) store(user string, rec *userRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	return v.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(usersBucket).Put([]byte(user), b) })
+	return v.db.Update(func(tx *bolt.Tx) error {
+		if rec.Pending {
+			t := binary.BigEndian.AppendUint64(nil, uint64(rec.Created.UnixNano()))
+			if err := tx.Bucket(pendingBucket).Put([]byte(user), t); err != nil {
+				return err
+			}
+		} else if err := tx.Bucket(pendingBucket).Delete([]byte(user)); err != nil {
+			return err
+		}
+		return tx.Bucket(usersBucket).Put([]byte(user), b)
+	})
+}
+
+// forgetPending deletes the record of a pending enrolment of user.
+func (v *Vault) forgetPending(user string) error {
+	return v.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(pendingBucket).Delete([]byte(user)); err != nil {
+			return err
+		}
+		return tx.Bucket(usersBucket).Delete([]byte(user))
+	})
+}
+
+// pendingCount returns how many enrolments are started and not finished.
+func (v *Vault) pendingCount() (int, error) {
+	n := 0
+	err := v.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(pendingBucket).Stats().KeyN; return nil })
+	return n, err
+}
+
+// expired reports whether an enrolment started at t has expired.
+func (v *Vault) expired(t time.Time) bool { return v.now().Sub(t) > v.pendingTTL }
+
+// ExpirePending destroys the keys of the enrolments started more than
+// the pending TTL ago and forgets them. It returns how many it expired.
+func (v *Vault) ExpirePending() (int, error) {
+	var users []string
+	err := v.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(pendingBucket).ForEach(func(k, t []byte) error {
+			if len(t) != 8 || v.expired(time.Unix(0, int64(binary.BigEndian.Uint64(t)))) {
+				users = append(users, string(k))
+			}
+			return nil
+		})
+	})
+	n := 0
+	for _, u := range users {
+		if err != nil {
+			break
+		}
+		var done bool
+		done, err = v.expireOne(u)
+		if done {
+			n++
+		}
+	}
+	return n, err
+}
+
+// expireOne expires user's enrolment if it is still pending and expired.
+// A user with a request in progress is left for the next time: expiry
+// runs while another user's lock is held (reservePending), and waiting
+// here could deadlock with that user.
+func (v *Vault) expireOne(user string) (bool, error) {
+	unlock, ok := v.tryLock(user)
+	if !ok {
+		return false, nil
+	}
+	defer unlock()
+	rec, err := v.load(user)
+	if errors.Is(err, keyvault.ErrNotEnrolled) {
+		return false, v.forgetPending(user) // a pending entry without a record
+	}
+	if err != nil || !rec.Pending || !v.expired(rec.Created) {
+		return false, err
+	}
+	// The key first: a record is never forgotten while its key lives.
+	if err := v.hsm.DestroyUserKey(rec.KeyLabel); err != nil {
+		return false, err
+	}
+	return true, v.forgetPending(user)
 }
 
 // destroy destroys the user's key in the HSM for good, then leaves a
@@ -162,24 +331,67 @@ func (v *Vault) EnrolStart(user string, blinded []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	defer v.lock(user)()
-	if rec, err := v.load(user); err == nil {
+	rec, err := v.load(user)
+	switch {
+	case err == nil:
 		if !rec.Pending && !rec.LockedOut {
 			return nil, keyvault.ErrEnrolled
 		}
-		v.hsm.DestroyUserKey(rec.KeyLabel) // an abandoned enrolment
-	} else if !errors.Is(err, keyvault.ErrNotEnrolled) {
+		// An abandoned enrolment, or a locked-out user: its old key goes.
+		if err := v.hsm.DestroyUserKey(rec.KeyLabel); err != nil {
+			return nil, err
+		}
+	case !errors.Is(err, keyvault.ErrNotEnrolled):
 		return nil, err
 	}
 	var nonce [8]byte
 	rand.Read(nonce[:])
 	label := user + "/" + hex.EncodeToString(nonce[:])
+	// The record first, then the key: a key never lives without a record
+	// that names it, so every key is found by expiry or destroyed.
+	err = v.reservePending(user, func() error {
+		return v.store(user, &userRecord{KeyLabel: label, Pending: true, Created: v.now().UTC()})
+	})
+	if err != nil {
+		return nil, err
+	}
 	if err := v.hsm.NewUserKey(label); err != nil {
 		return nil, err
 	}
-	if err := v.store(user, &userRecord{KeyLabel: label, Pending: true, Created: time.Now().UTC()}); err != nil {
-		return nil, err
-	}
 	return v.hsm.Evaluate(label, blinded)
+}
+
+// reservePending makes room for one more pending enrolment (user's own
+// counts already if it is pending) and runs add, which records it, in
+// the room: it expires old ones when the table is full, and refuses with
+// ErrBusy when none has expired.
+func (v *Vault) reservePending(user string, add func() error) error {
+	v.pendingMu.Lock()
+	defer v.pendingMu.Unlock()
+	var mine bool
+	v.db.View(func(tx *bolt.Tx) error { mine = tx.Bucket(pendingBucket).Get([]byte(user)) != nil; return nil })
+	if mine {
+		return add()
+	}
+	n, err := v.pendingCount()
+	if err != nil {
+		return err
+	}
+	if n < v.maxPending {
+		return add()
+	}
+	// Expiry takes other users' locks while user's is held: it only
+	// tries them (expireOne), so it never waits for one.
+	if _, err := v.ExpirePending(); err != nil {
+		return err
+	}
+	if n, err = v.pendingCount(); err != nil {
+		return err
+	}
+	if n < v.maxPending {
+		return add()
+	}
+	return ErrBusy
 }
 
 // EnrolFinish stores the unlock tag and the sealed envelope.
@@ -194,6 +406,15 @@ func (v *Vault) EnrolFinish(user string, tag, envelope []byte) error {
 	}
 	if !rec.Pending {
 		return keyvault.ErrEnrolled
+	}
+	if v.expired(rec.Created) {
+		if err := v.hsm.DestroyUserKey(rec.KeyLabel); err != nil {
+			return err
+		}
+		if err := v.forgetPending(user); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: the enrolment was started more than %v ago; start again", keyvault.ErrNotEnrolled, v.pendingTTL)
 	}
 	mac, err := v.hsm.TagMAC(user, tag)
 	if err != nil {
