@@ -181,7 +181,7 @@ func TestCrashBetweenCountAndEvaluateCounts(t *testing.T) {
 	ctx := context.Background()
 	tv := startVault(t, t.TempDir())
 	tv.client.Enrol(ctx, user, []byte("right"))
-	crashing := &Vault{hsm: failingHSM{tv.hsm}, db: tv.vault.db, limit: MaxAttempts}
+	crashing := &Vault{hsm: failingHSM{tv.hsm}, db: tv.vault.db, limit: MaxAttempts, locks: map[string]*userLock{}}
 	b, _ := keyvault.Blind(keyvault.Stretch([]byte("guess"), user))
 	for range 3 {
 		if _, _, err := crashing.Evaluate(user, b.Element); err == nil {
