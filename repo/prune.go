@@ -32,8 +32,10 @@ const smallPackDivisor = 4
 // PruneOptions say what Prune removes and how it reports.
 type PruneOptions struct {
 	// MaxUnusedPct repacks a pack when more than this percentage of its
-	// bytes hold no live blob (0..100; negative means
-	// DefaultMaxUnusedPct). 100 never repacks for that reason.
+	// bytes are unused: not a live blob nor the header entry of one
+	// (0..100; negative means DefaultMaxUnusedPct). 0 repacks every pack
+	// that holds a blob no snapshot needs; 100 never repacks for that
+	// reason.
 	MaxUnusedPct int
 	// DryRun plans and reports, and changes nothing (it needs no lease).
 	DryRun bool
@@ -315,6 +317,9 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 	var small []crypt.ID
 	for pack, size := range p.packSize {
 		live := liveBytes[pack]
+		// What a pack of its live blobs alone would be: their bytes and
+		// the sealed header listing them, with its length.
+		need := live + int64(5+format.HeaderEntrySize*len(livePack[pack])+crypt.Overhead+4)
 		switch {
 		case !indexed[pack] && p.tookOver:
 			p.rep.KeptUnreferencedPacks++
@@ -323,7 +328,7 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 			p.drop(pack, size)
 		case live == 0:
 			p.drop(pack, size)
-		case (size-live)*100 > size*int64(o.MaxUnusedPct):
+		case (size-need)*100 > size*int64(o.MaxUnusedPct):
 			p.repack[pack] = livePack[pack]
 		case size < int64(r.cfg.PackSize/smallPackDivisor):
 			small = append(small, pack)

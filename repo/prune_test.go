@@ -597,3 +597,38 @@ func TestPruneDropsCachedBlobs(t *testing.T) {
 		t.Error("the live file's chunks left the blob cache")
 	}
 }
+
+// TestPruneZeroUnused: at --max-unused-pct 0 a repository with nothing to
+// free is left alone (a pack's header is not unused space), and a pack
+// holding one blob no snapshot needs is repacked.
+func TestPruneZeroUnused(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, pruneOpts)
+	a, b := randomData(18, 1<<20), randomData(19, 1<<20)
+	storeFiles(t, env.Repo, map[string][]byte{"a": a})
+	storeFiles(t, env.Repo, map[string][]byte{"a": a, "b": b})
+	// The first merges the small packs (each commit's trees); the second
+	// has nothing to do.
+	if _, err := env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 0}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RepackedPacks+rep.DeletedPacks != 0 || rep.Snapshot != nil || rep.Freed() != 0 {
+		t.Fatalf("prune of a repository with nothing unused: %+v", *rep)
+	}
+	// Snapshot 1's tree alone is garbage now: its pack is repacked.
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 1)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RepackedPacks != 1 || rep.Snapshot == nil {
+		t.Fatalf("prune of one dead tree at 0 %%: %+v", *rep)
+	}
+	verifyPruned(t, env, snapshotFiles{2: {"a": a, "b": b}, 3: {"a": a, "b": b}, 4: {"a": a, "b": b}})
+}
