@@ -177,14 +177,17 @@ func TestPruneRepack(t *testing.T) {
 	if got := listing(t, env.Dir); !sameListing(objects, got) {
 		t.Fatalf("a dry run changed the remote")
 	}
-	if dry.RepackedPacks != 0 || dry.Snapshot != nil {
+	// Only small packs (each under a quarter of the 1 MiB pack size; chunk
+	// boundaries are keyed, so how many there are varies) are repacked.
+	onlySmall := func(r *repo.PruneReport) bool { return r.RepackedBytes <= int64(r.RepackedPacks)*(256<<10) }
+	if !onlySmall(dry) || dry.Snapshot != nil {
 		t.Errorf("dry run at 100 %%: %+v", *dry)
 	}
 	rep, err := env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.RepackedPacks != 0 || rep.Snapshot == nil {
+	if !onlySmall(rep) || rep.Snapshot == nil {
 		t.Errorf("prune at 100 %%: %+v", *rep)
 	}
 	want := snapshotFiles{2: {"q": q, "n": n}, 3: {"q": q, "n": n}}
@@ -194,8 +197,8 @@ func TestPruneRepack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dry.RepackedPacks == 0 {
-		t.Fatalf("dry run at 25 %%: nothing to repack: %+v", *dry)
+	if dry.RepackedBytes < 1<<20 {
+		t.Fatalf("dry run at 25 %%: the pack p shared is not to be repacked: %+v", *dry)
 	}
 	before := dirSize(t, env.Dir)
 	rep, err = env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 25})
