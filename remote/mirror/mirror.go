@@ -300,9 +300,11 @@ func (m *Remote) List(ctx context.Context, dir string, fn func(remote.Entry) err
 	err := errSkipped
 	fresh := !remote.LocalCopiesAllowed(ctx)
 	if fresh || !m.down() {
+		start := time.Now()
 		err = m.inner.List(ctx, dir, func(e remote.Entry) error { entries = append(entries, e); return nil })
 		if err == nil {
 			m.saveListing(dir, entries)
+			m.dropVanished(dir, entries, start)
 		} else if !m.failed(err) || fresh {
 			return err
 		}
@@ -323,6 +325,49 @@ func (m *Remote) List(ctx context.Context, dir string, fn func(remote.Entry) err
 		}
 	}
 	return nil
+}
+
+// dropVanished removes the copies of the objects of folder dir that a
+// whole listing of it, started at start, no longer holds (deleted by
+// another client: forgotten snapshots, index objects a prune removed), so
+// that the mirror shrinks with the remote. A copy saved since the listing
+// started is kept: its object may have landed after the listing passed.
+func (m *Remote) dropVanished(dir string, entries []remote.Entry, start time.Time) {
+	listed := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		listed[e.Name] = true
+	}
+	r, err := m.root()
+	if err != nil {
+		return
+	}
+	defer r.Close()
+	var walk func(d string)
+	walk = func(d string) {
+		f, err := r.Open(d)
+		if err != nil {
+			return
+		}
+		ents, err := f.ReadDir(-1)
+		f.Close()
+		if err != nil {
+			return
+		}
+		for _, e := range ents {
+			name := d + "/" + e.Name()
+			if e.IsDir() {
+				walk(name)
+				continue
+			}
+			if !m.names.Object(name) || listed[name] {
+				continue
+			}
+			if fi, err := e.Info(); err == nil && fi.ModTime().Before(start) {
+				r.Remove(name)
+			}
+		}
+	}
+	walk(dir)
 }
 
 // Delete passes through and drops the copy.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
@@ -257,5 +258,45 @@ func TestCopyNeverServesLess(t *testing.T) {
 	}
 	if b, err := m.Get(ctx, "config", 1, 3); err != nil || string(b) != "123" {
 		t.Fatalf("Get(1, 3) while down = %q, %v", b, err)
+	}
+}
+
+// TestDropsVanished: a listing that no longer holds an object (another
+// client deleted it: a forgotten snapshot, an index a prune removed)
+// drops its copy, so that the mirror shrinks with the remote; the copies
+// of listed objects stay.
+func TestDropsVanished(t *testing.T) {
+	ctx := context.Background()
+	inner := remotetest.NewMemory(t)
+	dir := t.TempDir()
+	m := mirror.New(inner, dir, repoNames)
+	m.Mkdir(ctx)
+	keep, gone, forget := objName(t, "index"), objName(t, "index"), objName(t, "snapshots/forget")
+	snap := format.SnapshotSeqName(7, crypt.ID{7})
+	for _, name := range []string{keep, gone, forget, snap} {
+		if err := m.Put(ctx, name, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Minute)
+	for _, name := range []string{keep, gone, forget, snap} {
+		if err := os.Chtimes(filepath.Join(dir, name), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{gone, forget} {
+		if err := inner.Delete(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"index", "snapshots"} {
+		if err := m.List(ctx, d, func(remote.Entry) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]bool{keep: true, snap: true, gone: false, forget: false} {
+		if _, err := os.Stat(filepath.Join(dir, name)); (err == nil) != want {
+			t.Errorf("copy of %s: %v, want kept %v", name, err, want)
+		}
 	}
 }

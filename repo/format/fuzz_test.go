@@ -201,3 +201,27 @@ func encodeTreeV1(tb testing.TB, tr *Tree) []byte {
 	}
 	return b
 }
+
+// FuzzParseSnapshotName: a name that parses is the one name of its
+// sequence number and id (version 2), or of its id (version 1).
+func FuzzParseSnapshotName(f *testing.F) {
+	id := crypt.ID{1, 2, 3}
+	f.Add(SnapshotSeqName(1, id))
+	f.Add(SnapshotSeqName(1<<64-1, id))
+	f.Add(SnapshotName(id))
+	f.Add("snapshots/00000000000000000000-" + id.String())
+	f.Add(ForgetName(id))
+	f.Fuzz(func(t *testing.T, name string) {
+		seq, id, ok := ParseSnapshotName(name)
+		if !ok {
+			return
+		}
+		want := SnapshotName(id)
+		if seq != 0 {
+			want = SnapshotSeqName(seq, id)
+		}
+		if name != want || !MetadataName(name) || IsForgetName(name) {
+			t.Fatalf("%q parses as %d %s, whose name is %q", name, seq, id, want)
+		}
+	})
+}
