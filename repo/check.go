@@ -112,6 +112,7 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 	var snaps []*Snapshot
 	forgot := map[crypt.ID]uint64{}
 	wantIndex := map[crypt.ID]string{}
+	names := map[crypt.ID]string{}
 	for i, e := range entries {
 		c.progress("snapshots", i, len(entries))
 		if format.IsForgetName(e.Name) {
@@ -126,6 +127,11 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 			c.problem(err)
 			continue
 		}
+		if other, dup := names[s.ID]; dup {
+			c.problem(integrityError(e.Name, "snapshot %s is listed twice, also as %s: a snapshot was copied or renamed", s.ID.Short(), other))
+			continue
+		}
+		names[s.ID] = e.Name
 		snaps = append(snaps, s)
 	}
 	c.rep.Snapshots = len(snaps)

@@ -216,7 +216,7 @@ func (r *Repository) storeSnapshot(ctx context.Context, u *unstoredSnapshot) err
 	if err := r.checkLease(); err != nil {
 		return err
 	}
-	if err := r.remote.Put(ctx, format.SnapshotName(u.snap.ID), u.sealed); err != nil {
+	if err := r.remote.Put(ctx, format.SnapshotSeqName(u.snap.Seq, u.snap.ID), u.sealed); err != nil {
 		return fmt.Errorf("failed to upload snapshot %d: %w", u.snap.Seq, err)
 	}
 	r.mu.Lock()
@@ -244,6 +244,10 @@ func (r *Repository) storeSnapshot(ctx context.Context, u *unstoredSnapshot) err
 	}
 	r.unnamed = keep
 	r.keepIndexEntriesLocked(u.snap.Indexes)
+	if n := len(r.snapshots); n > 0 {
+		// Only the newest snapshot's index list is needed.
+		r.snapshots[n-1] = summaryOf(r.snapshots[n-1])
+	}
 	r.snapshots = append(r.snapshots, u.snap)
 	r.unstored = nil
 	r.state.Unstored = nil

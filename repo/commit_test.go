@@ -63,7 +63,7 @@ func TestCommitRetryAfterSnapshotFailure(t *testing.T) {
 				t.Fatalf("fresh client: %v", err)
 			}
 			seen := map[uint64]bool{}
-			for _, sn := range r2.Snapshots() {
+			for _, sn := range snapshots(t, r2) {
 				if seen[sn.Seq] {
 					t.Fatalf("two snapshots have sequence number %d", sn.Seq)
 				}
@@ -173,7 +173,7 @@ func TestCommitCrashDuringSnapshotUpload(t *testing.T) {
 			t.Fatalf("fresh client: %v", err)
 		}
 		seqs := map[uint64]bool{}
-		for _, sn := range fresh.Snapshots() {
+		for _, sn := range snapshots(t, fresh) {
 			if seqs[sn.Seq] {
 				t.Fatalf("two snapshots have sequence number %d", sn.Seq)
 			}

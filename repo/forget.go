@@ -109,6 +109,9 @@ func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
 		errs = append(errs, integrityError(format.SnapshotName(head.ID), "the newest snapshot, %d, is recorded as forgotten (the snapshot newer than it was deleted)", head.Seq))
 	}
 	for _, s := range snaps {
+		if isStub(s) {
+			continue // not opened: check verifies its parent
+		}
 		name := format.SnapshotName(s.ID)
 		switch seq, ok := known[s.Parent]; {
 		case s.Seq == 1:
@@ -148,12 +151,26 @@ func (r *Repository) Forgotten() []format.Forgotten {
 	return out
 }
 
-// SnapshotBySeq returns the snapshot with sequence number seq: when a fork
-// gave it several, the one on the main line (or an error wrapping
-// ErrAmbiguousSnapshot when none of them is). A forgotten snapshot, or one
-// past the newest, is an error wrapping ErrNoSnapshot; one that should be
-// there and is not is an integrity error.
-func (r *Repository) SnapshotBySeq(seq uint64) (*Snapshot, error) {
+// SnapshotBySeq returns the snapshot with sequence number seq (a summary,
+// opened if the open did not): when a fork gave it several, the one on the
+// main line (or an error wrapping ErrAmbiguousSnapshot when none of them
+// is). A forgotten snapshot, or one past the newest, is an error wrapping
+// ErrNoSnapshot; one that should be there and is not is an integrity
+// error.
+func (r *Repository) SnapshotBySeq(ctx context.Context, seq uint64) (*Snapshot, error) {
+	s, err := r.snapshotBySeq(seq)
+	if err != nil || !isStub(s) {
+		return s, err
+	}
+	one := []*Snapshot{s}
+	if err := r.fillStubs(ctx, one); err != nil {
+		return nil, err
+	}
+	return one[0], nil
+}
+
+// snapshotBySeq is SnapshotBySeq, which may return a stub.
+func (r *Repository) snapshotBySeq(seq uint64) (*Snapshot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var found []*Snapshot
@@ -198,8 +215,14 @@ func (r *Repository) Forget(ctx context.Context, ids []crypt.ID) error {
 	}
 	var errs []error
 	deleted := map[*Snapshot]bool{}
-	for _, s := range drop {
-		if err := r.remote.Delete(ctx, format.SnapshotName(s.ID)); err != nil {
+	r.mu.Lock()
+	names := make([]string, len(drop))
+	for i, s := range drop {
+		names[i] = r.snapshotObjectLocked(s)
+	}
+	r.mu.Unlock()
+	for i, s := range drop {
+		if err := r.remote.Delete(ctx, names[i]); err != nil {
 			errs = append(errs, fmt.Errorf("failed to delete snapshot %d (%s; it is recorded as forgotten; run again to finish): %w", s.Seq, s.ID.Short(), err))
 			continue
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // chainEnv is a repository with n snapshots, each holding one more file.
@@ -28,10 +29,10 @@ func chainEnv(t *testing.T, n int) *testutil.Env {
 	return env
 }
 
-func snapshotPath(env *testutil.Env, r *repo.Repository, seq uint64) string {
-	for _, s := range r.Snapshots() {
+func snapshotPath(t *testing.T, env *testutil.Env, r *repo.Repository, seq uint64) string {
+	for _, s := range snapshots(t, r) {
 		if s.Seq == seq {
-			return filepath.Join(env.Dir, "snapshots", s.ID.String())
+			return filepath.Join(env.Dir, format.SnapshotSeqName(s.Seq, s.ID))
 		}
 	}
 	return ""
@@ -54,7 +55,7 @@ func copyRemote(t *testing.T, dir string) string {
 func TestChainDeletedSnapshot(t *testing.T) {
 	for _, seq := range []uint64{1, 2} {
 		env := chainEnv(t, 3)
-		if err := os.Remove(snapshotPath(env, env.Repo, seq)); err != nil {
+		if err := os.Remove(snapshotPath(t, env, env.Repo, seq)); err != nil {
 			t.Fatal(err)
 		}
 		want := fmt.Sprintf("snapshot %d is missing", seq)
@@ -172,11 +173,11 @@ func TestChainFork(t *testing.T) {
 	if forks := r.Forks(); len(forks) != 1 || forks[0].ID != f.theirs.ID || len(r.UnrecordedForks()) != 1 {
 		t.Fatalf("forks %v, unrecorded %v; want theirs", forks, r.UnrecordedForks())
 	}
-	if s, err := r.SnapshotBySeq(2); err != nil || s.ID != f.ours2.ID {
+	if s, err := r.SnapshotBySeq(ctx, 2); err != nil || s.ID != f.ours2.ID {
 		t.Fatalf("snapshot 2 by number = %v, %v; want the main line's", s, err)
 	}
 	var s *repo.Snapshot
-	for _, x := range r.Snapshots() {
+	for _, x := range snapshots(t, r) {
 		if x.ID == f.theirs.ID {
 			s = x
 		}
@@ -302,7 +303,7 @@ func TestForget(t *testing.T) {
 	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 3)); !errors.Is(err, faulty.ErrInjected) {
 		t.Fatalf("forget with a failing record = %v", err)
 	}
-	if snapshotPath(env, env.Repo, 3) == "" {
+	if snapshotPath(t, env, env.Repo, 3) == "" {
 		t.Fatal("snapshot 3 was dropped although its record was not stored")
 	}
 	for _, cache := range []string{"", t.TempDir()} {
@@ -311,16 +312,16 @@ func TestForget(t *testing.T) {
 			t.Fatalf("open after forget: %v", err)
 		}
 		var seqs []uint64
-		for _, s := range r.Snapshots() {
+		for _, s := range snapshots(t, r) {
 			seqs = append(seqs, s.Seq)
 		}
 		if len(seqs) != 2 || seqs[0] != 3 || seqs[1] != 5 || len(r.Forgotten()) != 3 {
 			t.Fatalf("after forgetting 1, 2 and 4: snapshots %v, forgotten %v", seqs, r.Forgotten())
 		}
-		if _, err := r.SnapshotBySeq(2); !errors.Is(err, repo.ErrNoSnapshot) || !strings.Contains(err.Error(), "forgotten") {
+		if _, err := r.SnapshotBySeq(context.Background(), 2); !errors.Is(err, repo.ErrNoSnapshot) || !strings.Contains(err.Error(), "forgotten") {
 			t.Fatalf("lookup of a forgotten snapshot = %v", err)
 		}
-		if _, err := r.SnapshotBySeq(9); !errors.Is(err, repo.ErrNoSnapshot) {
+		if _, err := r.SnapshotBySeq(context.Background(), 9); !errors.Is(err, repo.ErrNoSnapshot) {
 			t.Fatalf("lookup of a future snapshot = %v", err)
 		}
 		if got, err := readFile(r, "f"); err != nil || len(got) != 1004 {
@@ -366,7 +367,7 @@ func TestForgetRecordForgedOrForeign(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Our snapshot 1 deleted, and "covered" by something else.
-	if err := os.Remove(snapshotPath(env, env.Repo, 1)); err != nil {
+	if err := os.Remove(snapshotPath(t, env, env.Repo, 1)); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(env.Dir, "snapshots", "forget")
@@ -430,7 +431,7 @@ func TestForgetDeletesLeaveCommitsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seqs []uint64
-	for _, s := range env.Repo.Snapshots() {
+	for _, s := range snapshots(t, env.Repo) {
 		seqs = append(seqs, s.Seq)
 	}
 	if !slices.Equal(seqs, []uint64{2, 3, 4}) {
@@ -447,7 +448,7 @@ func seqIDs(t *testing.T, r *repo.Repository, seqs ...uint64) []crypt.ID {
 	t.Helper()
 	var ids []crypt.ID
 	for _, seq := range seqs {
-		s, err := r.SnapshotBySeq(seq)
+		s, err := r.SnapshotBySeq(context.Background(), seq)
 		if err != nil {
 			t.Fatal(err)
 		}

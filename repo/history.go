@@ -67,10 +67,13 @@ func forksOf(snaps []*Snapshot, forgot map[crypt.ID]uint64) []*Snapshot {
 			continue
 		}
 		main[cur] = true
-		if s := byID[cur]; s != nil {
+		if s := byID[cur]; s != nil && !isStub(s) {
 			cur = s.Parent
 		} else {
-			ok = false // forgotten: its parent is not known
+			// Forgotten, or not opened (a stub: the numbers below it are
+			// held by one snapshot each, listing.go): its parent is not
+			// known.
+			ok = false
 		}
 	}
 	var out []*Snapshot

@@ -38,7 +38,8 @@ const (
 // wrote it ("warm") and on an empty one ("fresh", a new machine). The
 // unlock (a key slot and the config) is left out: it does not depend on
 // the history. retained-B is the live heap the opened repository holds,
-// after a garbage collection.
+// after a garbage collection; B/snapshot what its list of snapshots holds,
+// by snapshot.
 func BenchmarkOpenHistory(b *testing.B) {
 	for _, f := range strings.Split(*benchCommits, ",") {
 		n, err := strconv.Atoi(f)
@@ -53,7 +54,7 @@ func BenchmarkOpenHistory(b *testing.B) {
 					name = "warm"
 				}
 				b.Run(name, func(b *testing.B) {
-					var retained uint64
+					var retained, perSnap uint64
 					for b.Loop() {
 						dir := fx.cacheDir
 						if !warm {
@@ -63,11 +64,19 @@ func BenchmarkOpenHistory(b *testing.B) {
 						}
 						r, before := fx.open(b, dir)
 						b.StopTimer()
-						retained = max(retained, heapAfterGC()-before)
+						after := heapAfterGC()
+						retained = max(retained, after-before)
+						// What the list of snapshots holds, each.
+						n := len(r.snapshots)
+						r.mu.Lock()
+						r.snapshots, r.legacy = nil, nil
+						r.mu.Unlock()
+						perSnap = max(perSnap, (after-min(after, heapAfterGC()))/uint64(n))
 						runtime.KeepAlive(r)
 						b.StartTimer()
 					}
 					b.ReportMetric(float64(retained), "retained-B")
+					b.ReportMetric(float64(perSnap), "B/snapshot")
 				})
 			}
 		})

@@ -156,6 +156,10 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneReport, e
 			return nil, err
 		}
 	}
+	// Every snapshot's tree: an open leaves the older ones as stubs.
+	if _, err := r.Snapshots(ctx); err != nil {
+		return nil, err
+	}
 	p, err := r.planPrune(ctx, o)
 	if err != nil {
 		return nil, err

@@ -270,3 +270,14 @@ func TestLeaseOfDeadProcessIsTakenOver(t *testing.T) {
 	}
 	_ = r3.Unlock(ctx)
 }
+
+// snapshots returns r's snapshots (Repository.Snapshots), failing the test
+// on an error.
+func snapshots(t testing.TB, r *repo.Repository) []*repo.Snapshot {
+	t.Helper()
+	s, err := r.Snapshots(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

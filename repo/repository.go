@@ -76,10 +76,14 @@ type Repository struct {
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder
 
-	index     atomic.Pointer[Index] // replaced whole by Refresh; Index has its own lock
-	snapshots []*Snapshot           // sorted by sortSnapshots (the head last), guarded by mu
-	forgotten map[crypt.ID]uint64   // snapshots removed on purpose: their Seq
-	loaded    map[crypt.ID]bool     // the index objects in index
+	index atomic.Pointer[Index] // replaced whole by Refresh; Index has its own lock
+	// snapshots are sorted by sortSnapshots (the head last), guarded by
+	// mu: the head and a fork's whole, the others as summaries (no index
+	// list) or stubs (listing.go).
+	snapshots []*Snapshot
+	legacy    map[crypt.ID]bool   // snapshots listed under a version 1 name
+	forgotten map[crypt.ID]uint64 // snapshots removed on purpose: their Seq
+	loaded    map[crypt.ID]bool   // the index objects in index
 	blobs     *blobCache            // nil without Options.CacheSize
 	recent    *memCache             // verified data blobs, with Options.CacheSize
 	fetches   fetchGroup            // blobs being fetched from the remote
@@ -257,7 +261,7 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 		return nil, err
 	}
 	r := &Repository{
-		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(),
+		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(), legacy: map[crypt.ID]bool{},
 		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec,
 		forgotten: map[crypt.ID]uint64{}, loaded: map[crypt.ID]bool{}, uploadEnded: make(chan struct{}), indexEntries: map[crypt.ID]int{},
 		sealSlots: newSealSlots(),
@@ -552,65 +556,6 @@ func (r *Repository) rememberHead(head *Snapshot, force bool) error {
 	return r.state.save(r.stateDir)
 }
 
-// loadSnapshots lists, reads and opens every snapshot and forget record;
-// the snapshots come sorted by sortSnapshots (the head last), the
-// forgotten ones by id.
-func (r *Repository) loadSnapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]uint64, error) {
-	var entries []remote.Entry
-	if err := r.remote.List(ctx, format.SnapshotsDir, func(e remote.Entry) error { entries = append(entries, e); return nil }); err != nil {
-		return nil, nil, err
-	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
-	r.mu.Lock()
-	u := r.unstored
-	r.mu.Unlock()
-	snaps := make([]*Snapshot, 0, len(entries))
-	forgot := map[crypt.ID]uint64{}
-	for _, e := range entries {
-		name := e.Name
-		if format.IsForgetName(name) {
-			if err := r.readForgotten(ctx, e, forgot); err != nil {
-				return nil, nil, err
-			}
-			continue
-		}
-		s, err := r.loadSnapshot(ctx, name, e.Size)
-		if err != nil && u != nil && name == format.SnapshotName(u.snap.ID) && errors.Is(err, ErrIntegrity) {
-			// Our own upload, cut off by a crash: the next Commit
-			// stores it whole (docs/SPEC.md, "Commit").
-			continue
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		snaps = append(snaps, s)
-	}
-	sortSnapshots(snaps)
-	return snaps, forgot, nil
-}
-
-// loadSnapshot reads and opens the snapshot object name of the listed size.
-func (r *Repository) loadSnapshot(ctx context.Context, name string, size int64) (*Snapshot, error) {
-	id, err := crypt.ParseID(path.Base(name))
-	if err != nil || name != format.SnapshotName(id) {
-		return nil, integrityError(name, "not a snapshot name")
-	}
-	sealed, err := readObject(ctx, r.remote, name, size, format.MaxSnapshotObject)
-	if err != nil {
-		return nil, err
-	}
-	pt, err := r.keys.Open(crypt.TypeSnapshot, id, sealed)
-	if err != nil {
-		return nil, integrityError(name, "%v (changed, or from another repository)", err)
-	}
-	s, err := format.DecodeSnapshot(pt)
-	if err != nil {
-		return nil, integrityError(name, "%v", err)
-	}
-	s.ID = id
-	return s, nil
-}
-
 // loadIndex reads, opens and adds to into the index object id, and
 // records its number of entries in counts.
 func (r *Repository) loadIndex(ctx context.Context, id crypt.ID, into *Index, counts map[crypt.ID]int) error {
@@ -641,11 +586,18 @@ func (r *Repository) StateDir() string { return r.stateDir }
 
 // Snapshots returns the snapshots, oldest first (by sequence number, then
 // time, then id; several have one sequence number after a fork, see
-// Forks): the newest last.
-func (r *Repository) Snapshots() []*Snapshot {
+// Forks): the newest last. They are summaries: without their lists of
+// index objects (but the newest's and a fork's). The first call opens the
+// snapshots an open did not (it opens only the newest; listing.go), or
+// takes their summaries from the local cache.
+func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*Snapshot(nil), r.snapshots...)
+	snaps := append([]*Snapshot(nil), r.snapshots...)
+	r.mu.Unlock()
+	if err := r.fillStubs(ctx, snaps); err != nil {
+		return nil, err
+	}
+	return snaps, nil
 }
 
 // Latest returns the newest snapshot (the head: of those with the highest

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // tamperEnv is a repository with two snapshots and several packs, and the
@@ -252,7 +253,7 @@ func TestTamperRollback(t *testing.T) {
 	}
 	// Deleting the newest snapshot is a rollback too.
 	r, _ = te.Reopen(t, cache, false)
-	newest := "snapshots/" + r.Latest().ID.String()
+	newest := format.SnapshotSeqName(r.Latest().Seq, r.Latest().ID)
 	if err := os.Remove(filepath.Join(te.Dir, newest)); err != nil {
 		t.Fatal(err)
 	}

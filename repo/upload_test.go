@@ -332,7 +332,7 @@ func TestCommitCancelledDuringHungUpload(t *testing.T) {
 	if err := <-committed; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled commit = %v", err)
 	}
-	if len(env.Repo.Snapshots()) != 0 {
+	if len(snapshots(t, env.Repo)) != 0 {
 		t.Fatal("a cancelled commit stored a snapshot")
 	}
 	env.Remote.Release()

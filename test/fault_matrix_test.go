@@ -383,7 +383,10 @@ func checkSnapshots(t *testing.T, c cliRepo) int {
 	t.Helper()
 	ctx := context.Background()
 	r, rem := c.openInProcess(t)
-	snaps := r.Snapshots()
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, s := range snaps {
 		if s.Seq != uint64(i+1) {
 			t.Errorf("snapshot %d of %d has sequence number %d", i+1, len(snaps), s.Seq)

@@ -231,7 +231,11 @@ func TestForgetInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	var first2 []crypt.ID
-	for _, s := range r.Snapshots()[:2] {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snaps[:2] {
 		first2 = append(first2, s.ID)
 	}
 	if err := r.Forget(ctx, first2); err == nil {

@@ -131,7 +131,7 @@ func TestDeletedOlderSnapshot(t *testing.T) {
 	var first string
 	for _, line := range strings.Split(out.stdout, "\n") {
 		if f := strings.Fields(line); len(f) > 1 && f[0] == "1" {
-			matches, _ := filepath.Glob(filepath.Join(c.remote, "snapshots", f[1]+"*"))
+			matches, _ := filepath.Glob(filepath.Join(c.remote, "snapshots", "*"+f[1]+"*"))
 			if len(matches) == 1 {
 				first = matches[0]
 			}

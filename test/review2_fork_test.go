@@ -96,7 +96,7 @@ func TestLateSnapshotAfterKillAndFreshCache(t *testing.T) {
 	if len(forks) != 1 || forks[0].ID.Short() != forkID {
 		t.Fatalf("forks %v, want %s", forks, forkID)
 	}
-	if s, err := rf.SnapshotBySeq(1); err != nil || s.ID == forks[0].ID {
+	if s, err := rf.SnapshotBySeq(t.Context(), 1); err != nil || s.ID == forks[0].ID {
 		t.Fatalf("snapshot 1 by number: %v, %v; want the main line's", s, err)
 	}
 	restoreFork := func() {

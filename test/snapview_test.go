@@ -206,7 +206,10 @@ func TestMountSnapshotsDamagedBlob(t *testing.T) {
 
 	// Damage the middle of the old version's first chunk.
 	r, _ := c.openInProcess(t)
-	snaps := r.Snapshots()
+	snaps, err := r.Snapshots(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	tree, err := r.LoadTree(context.Background(), snaps[len(snaps)-2].Tree)
 	if err != nil {
 		t.Fatal(err)

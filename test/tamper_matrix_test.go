@@ -22,6 +22,7 @@ import (
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // readCheck is what reading a file back through the mount gave.
@@ -206,7 +207,10 @@ func newTamperRepo(t *testing.T, large int) *tamperRepo {
 	// Find where every blob lies, as a reader of the repository does.
 	ctx := context.Background()
 	r, _ := g.c.openInProcess(t)
-	g.snaps = r.Snapshots()
+	var err error
+	if g.snaps, err = r.Snapshots(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if len(g.snaps) != 2 {
 		t.Fatalf("%d snapshots, want 2", len(g.snaps))
 	}
@@ -390,8 +394,8 @@ type repoFault struct {
 	apply func(t *testing.T, g *tamperRepo, dir string) (objects []string, cache string)
 }
 
-func snapshotObject(id crypt.ID) string { return "snapshots/" + id.String() }
-func indexObject(id crypt.ID) string    { return "index/" + id.String() }
+func snapshotObject(s *repo.Snapshot) string { return format.SnapshotSeqName(s.Seq, s.ID) }
+func indexObject(id crypt.ID) string         { return "index/" + id.String() }
 
 // dataIndex returns the index object written with snapshot 1: it lists
 // the files' blobs.
@@ -445,7 +449,7 @@ func randomName() string {
 var repoFaults = []repoFault{
 	{name: "deleted older snapshot", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
 		s1 := g.snaps[0].ID
-		if err := os.Remove(filepath.Join(dir, snapshotObject(s1))); err != nil {
+		if err := os.Remove(filepath.Join(dir, snapshotObject(g.snaps[0]))); err != nil {
 			t.Fatal(err)
 		}
 		return []string{s1.String(), s1.Short(), "snapshot 1"}, ""
@@ -465,7 +469,7 @@ var repoFaults = []repoFault{
 		return []string{x}, ""
 	}},
 	{name: "oversized snapshot", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
-		s := snapshotObject(g.snaps[1].ID)
+		s := snapshotObject(g.snaps[1])
 		oversize(t, filepath.Join(dir, s), 0, overSized)
 		return []string{s}, ""
 	}},
@@ -510,14 +514,14 @@ var repoFaults = []repoFault{
 		return []string{x}, ""
 	}},
 	{name: "swapped snapshots", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
-		a, b := snapshotObject(g.snaps[0].ID), snapshotObject(g.snaps[1].ID)
+		a, b := snapshotObject(g.snaps[0]), snapshotObject(g.snaps[1])
 		da, db := readObject(t, filepath.Join(dir, a)), readObject(t, filepath.Join(dir, b))
 		writeObject(t, filepath.Join(dir, a), db)
 		writeObject(t, filepath.Join(dir, b), da)
 		return []string{a, b}, ""
 	}},
 	{name: "snapshot of another repository in place of the newest", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
-		s := snapshotObject(g.snaps[1].ID)
+		s := snapshotObject(g.snaps[1])
 		writeObject(t, filepath.Join(dir, s), readObject(t, firstFile(t, filepath.Join(g.foreign, "snapshots"))))
 		return []string{s}, ""
 	}},
@@ -528,7 +532,7 @@ var repoFaults = []repoFault{
 		return []string{s}, ""
 	}},
 	{name: "bit flip in the newest snapshot", code: 7, apply: func(t *testing.T, g *tamperRepo, dir string) ([]string, string) {
-		s := snapshotObject(g.snaps[1].ID)
+		s := snapshotObject(g.snaps[1])
 		flipByte(t, filepath.Join(dir, s), 30)
 		return []string{s}, ""
 	}},

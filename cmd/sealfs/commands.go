@@ -93,8 +93,12 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, snapshotHeader)
+			snaps, err := r.Snapshots(cmd.Context())
+			if err != nil {
+				return err
+			}
 			forks := r.Forks()
-			for _, s := range r.Snapshots() {
+			for _, s := range snaps {
 				fmt.Fprint(tw, snapshotRow(s))
 				if slices.Contains(forks, s) {
 					fmt.Fprint(tw, "	"+forkNote)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -97,15 +98,17 @@ nothing.`,
 			}
 			var plan retention.Plan
 			if len(named) > 0 {
-				plan, err = namedPlan(r, named, args[0])
+				plan, err = namedPlan(ctx, r, named, args[0])
 			} else {
-				plan, err = retention.PlanFor(r, p, by, time.Now())
+				plan, err = retention.PlanFor(ctx, r, p, by, time.Now())
 			}
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			printPlan(out, r, plan, len(named) > 0)
+			if err := printPlan(ctx, out, r, plan, len(named) > 0); err != nil {
+				return err
+			}
 			removed := len(plan.Removed())
 			switch {
 			case removed == 0:
@@ -130,11 +133,11 @@ nothing.`,
 
 // namedPlan is the plan that removes the snapshots named by sels and keeps
 // every other one; naming the newest is a usage error.
-func namedPlan(r *repo.Repository, sels []string, remoteName string) (retention.Plan, error) {
+func namedPlan(ctx context.Context, r *repo.Repository, sels []string, remoteName string) (retention.Plan, error) {
 	drop := map[crypt.ID]bool{}
 	latest := r.Latest()
 	for _, sel := range sels {
-		s, err := selectSnapshot(r, sel, remoteName)
+		s, err := selectSnapshot(ctx, r, sel, remoteName)
 		if err != nil {
 			return retention.Plan{}, err
 		}
@@ -144,7 +147,10 @@ func namedPlan(r *repo.Repository, sels []string, remoteName string) (retention.
 		drop[s.ID] = true
 	}
 	var g retention.Group
-	live, unfinished := retention.Unfinished(r)
+	live, unfinished, err := retention.Unfinished(ctx, r)
+	if err != nil {
+		return retention.Plan{}, err
+	}
 	for i := len(live) - 1; i >= 0; i-- {
 		if s := live[i]; drop[s.ID] {
 			g.Remove = append(g.Remove, s)
@@ -158,9 +164,13 @@ func namedPlan(r *repo.Repository, sels []string, remoteName string) (retention.
 // printPlan prints, group by group, the snapshots kept (with their reasons)
 // and those removed, as tables; named: the plan names what to remove, and
 // the kept ones are not listed.
-func printPlan(w io.Writer, r *repo.Repository, plan retention.Plan, named bool) {
+func printPlan(ctx context.Context, w io.Writer, r *repo.Repository, plan retention.Plan, named bool) error {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return err
+	}
 	byID := map[crypt.ID]*repo.Snapshot{}
-	for _, s := range r.Snapshots() {
+	for _, s := range snaps {
 		byID[s.ID] = s
 	}
 	if !named {
@@ -201,6 +211,7 @@ func printPlan(w io.Writer, r *repo.Repository, plan retention.Plan, named bool)
 		tw.Flush()
 	}
 	fmt.Fprintln(w)
+	return nil
 }
 
 // snapshotHeader and snapshotRow are the columns of `sealfs snapshots`,

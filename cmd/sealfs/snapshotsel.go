@@ -23,7 +23,7 @@ const snapshotSelectorHelp = "a sequence number, latest, or a unique prefix (4+ 
 // several, is a usage error; one that should be there and is not (deleted
 // without a forget record) an integrity error. remoteName is shown in
 // advice. This is the one parser of snapshot selectors of every command.
-func selectSnapshot(r *repo.Repository, sel, remoteName string) (*repo.Snapshot, error) {
+func selectSnapshot(ctx context.Context, r *repo.Repository, sel, remoteName string) (*repo.Snapshot, error) {
 	see := fmt.Sprintf("(see: sealfs snapshots %s)", rcloneremote.Redact(remoteName))
 	if sel == "" || sel == "latest" {
 		if s := r.Latest(); s != nil {
@@ -34,7 +34,7 @@ func selectSnapshot(r *repo.Repository, sel, remoteName string) (*repo.Snapshot,
 	if seq, err := strconv.ParseUint(sel, 10, 64); err == nil && len(sel) < 64 {
 		// Of a fork's snapshots with this number, the main line's; the
 		// others by id.
-		s, err := r.SnapshotBySeq(seq)
+		s, err := r.SnapshotBySeq(ctx, seq)
 		if errors.Is(err, repo.ErrNoSnapshot) || errors.Is(err, repo.ErrAmbiguousSnapshot) {
 			return nil, usageError{fmt.Errorf("%w %s", err, see)}
 		}
@@ -44,8 +44,12 @@ func selectSnapshot(r *repo.Repository, sel, remoteName string) (*repo.Snapshot,
 		return nil, usageError{fmt.Errorf("%q is not a snapshot: give %s", sel, snapshotSelectorHelp)}
 	}
 	prefix := strings.ToLower(sel)
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var found *repo.Snapshot
-	for _, s := range r.Snapshots() {
+	for _, s := range snaps {
 		if strings.HasPrefix(s.ID.String(), prefix) {
 			if found != nil {
 				return nil, usageError{fmt.Errorf("%q names snapshots %d and %d: give more digits of the id %s", sel, found.Seq, s.Seq, see)}
@@ -68,7 +72,7 @@ func selectSnapshot(r *repo.Repository, sel, remoteName string) (*repo.Snapshot,
 // its blobs readable: those of a fork snapshot no writer has recorded yet
 // are listed by its own index objects only (repo.Repository.LoadIndexesOf).
 func readSnapshot(ctx context.Context, r *repo.Repository, sel, remoteName string) (*repo.Snapshot, error) {
-	s, err := selectSnapshot(r, sel, remoteName)
+	s, err := selectSnapshot(ctx, r, sel, remoteName)
 	if err != nil {
 		return nil, err
 	}

@@ -103,7 +103,7 @@ func (d *Daemon) thinLoop(ctx context.Context) {
 func (d *Daemon) forgetOnce(ctx context.Context) {
 	r := d.cfg.Repo
 	var n int
-	plan, err := retention.PlanFor(r, d.cfg.Retention, d.groupBy(), time.Now())
+	plan, err := retention.PlanFor(ctx, r, d.cfg.Retention, d.groupBy(), time.Now())
 	if err == nil {
 		n = len(plan.Removed())
 		err = retention.Forget(ctx, r, plan)

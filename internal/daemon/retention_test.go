@@ -90,7 +90,11 @@ func TestRunThinsSnapshots(t *testing.T) {
 	}
 	checkStopped(t, e, 5)
 	var seqs []uint64
-	for _, s := range e.env.Repo.Snapshots() {
+	snaps, err := e.env.Repo.Snapshots(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snaps {
 		seqs = append(seqs, s.Seq)
 	}
 	var forgot []uint64
@@ -129,7 +133,11 @@ func TestRunThinningOnlyWithPolicy(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	checkStopped(t, e, 3)
-	if n := len(e.env.Repo.Snapshots()); n != 3 || len(e.env.Repo.Forgotten()) != 0 {
+	snaps, err := e.env.Repo.Snapshots(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(snaps); n != 3 || len(e.env.Repo.Forgotten()) != 0 {
 		t.Fatalf("%d snapshots, %d forgotten; want 3 and 0", n, len(e.env.Repo.Forgotten()))
 	}
 }

@@ -291,7 +291,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	}
 	wi, a, err := t.Lookup(ctx, dir, name)
 	if v := n.fs.view; v != nil && name == v.name && n.isLiveRoot() && !v.hides(err) && errors.Is(err, syscall.ENOENT) {
-		return v.dirInode(ctx, n, out), 0
+		return v.dirInode(ctx, n, out)
 	}
 	if err != nil {
 		return nil, n.fs.errno(ctx, "lookup", err)

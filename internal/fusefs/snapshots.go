@@ -48,8 +48,8 @@ const latestName = "latest"
 type snapshotsView struct {
 	fs        *FS
 	r         *repo.Repository
-	snaps     func() []*repo.Snapshot // r.Snapshots
-	newest    func() *repo.Snapshot   // r.Latest
+	snaps     func() ([]*repo.Snapshot, error) // r.Snapshots
+	newest    func() *repo.Snapshot            // r.Latest
 	inos      *worktree.Inos
 	name      string // of the folder at the root
 	dirIno    uint64
@@ -84,24 +84,35 @@ type snapView struct {
 
 func newSnapshotsView(f *FS, name string) *snapshotsView {
 	r := f.tree.Repository()
-	v := makeSnapshotsView(name, f.tree.Inos(), r.Snapshots, r.Latest)
+	// The summaries of the snapshots: the first listing opens the ones
+	// the open did not (or takes them from the cache directory).
+	list := func() ([]*repo.Snapshot, error) { return r.Snapshots(context.Background()) }
+	v := makeSnapshotsView(name, f.tree.Inos(), list, r.Latest)
 	v.fs, v.r = f, r
 	return v
 }
 
 // makeSnapshotsView returns a view of the snapshots that snaps lists, the
 // newest of which is newest.
-func makeSnapshotsView(name string, inos *worktree.Inos, snaps func() []*repo.Snapshot, newest func() *repo.Snapshot) *snapshotsView {
+func makeSnapshotsView(name string, inos *worktree.Inos, snaps func() ([]*repo.Snapshot, error), newest func() *repo.Snapshot) *snapshotsView {
 	return &snapshotsView{snaps: snaps, newest: newest, inos: inos, name: name, dirIno: inos.Next(), latestIno: inos.Next(),
 		byName: map[string]*snapView{}, byID: map[crypt.ID]*snapView{}, retired: map[string]bool{}}
 }
 
 // refresh brings the folders up to date with the repository's snapshots:
-// O(n) in memory when nothing changed, a rebuild otherwise.
-func (v *snapshotsView) refresh() {
+// O(n) in memory when nothing changed, a rebuild otherwise. When the
+// snapshots cannot be listed (their summaries not read yet, the remote
+// down) the folders stay as they were, and it returns EIO.
+func (v *snapshotsView) refresh() syscall.Errno {
 	v.refreshMu.Lock()
 	defer v.refreshMu.Unlock()
-	snaps := v.snaps()
+	snaps, err := v.snaps()
+	if err != nil {
+		if v.fs != nil {
+			return v.fs.errno(context.Background(), "list the snapshots", err)
+		}
+		return syscall.EIO
+	}
 	latest := v.newest()
 	var gone []*snapView
 	v.mu.Lock()
@@ -120,17 +131,19 @@ func (v *snapshotsView) refresh() {
 	for _, sv := range gone {
 		sv.forget()
 	}
+	return 0
 }
 
 // refreshIfOld refreshes when the list was last compared more than
 // snapshotsRecheck ago.
-func (v *snapshotsView) refreshIfOld() {
+func (v *snapshotsView) refreshIfOld() syscall.Errno {
 	v.mu.Lock()
 	old := time.Since(v.checked) > snapshotsRecheck
 	v.mu.Unlock()
 	if old {
-		v.refresh()
+		return v.refresh()
 	}
+	return 0
 }
 
 func (v *snapshotsView) sameLocked(snaps []*repo.Snapshot) bool {
@@ -192,7 +205,9 @@ func (sv *snapView) forget() {
 // check is the errno of an operation inside the snapshot's folder: ESTALE
 // once the snapshot is no longer in the repository.
 func (sv *snapView) check() syscall.Errno {
-	sv.v.refreshIfOld()
+	if e := sv.v.refreshIfOld(); e != 0 {
+		return e
+	}
 	if sv.gone.Load() {
 		return syscall.ESTALE
 	}
@@ -321,10 +336,12 @@ var (
 )
 
 // dirInode returns the view's folder as the entry of the live root.
-func (v *snapshotsView) dirInode(ctx context.Context, root *node, out *fuse.EntryOut) *gofs.Inode {
-	v.refreshIfOld()
+func (v *snapshotsView) dirInode(ctx context.Context, root *node, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if e := v.refreshIfOld(); e != 0 {
+		return nil, e
+	}
 	v.fillDir(&out.Attr)
-	return root.NewInode(ctx, &dirNode{v: v}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: v.dirIno})
+	return root.NewInode(ctx, &dirNode{v: v}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: v.dirIno}), 0
 }
 
 // fillDir gives the view's folder its attributes: read-only for all,
@@ -342,7 +359,9 @@ func (v *snapshotsView) fillDir(out *fuse.Attr) {
 
 // Getattr returns the folder's attributes.
 func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.v.refreshIfOld()
+	if e := d.v.refreshIfOld(); e != 0 {
+		return e
+	}
 	d.v.fillDir(&out.Attr)
 	return 0
 }
@@ -351,7 +370,9 @@ func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.Att
 // no tree.
 func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	v := d.v
-	v.refresh()
+	if e := v.refresh(); e != 0 {
+		return nil, e
+	}
 	return gofs.NewListDirStream(v.entries(v.fs.tree.Attr(v.fs.tree.Root()).Ino)), 0
 }
 
@@ -378,7 +399,9 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	v := d.v
 	sv, latest := v.find(name)
 	if sv == nil && name != latestName {
-		v.refresh() // a snapshot just committed
+		if e := v.refresh(); e != 0 { // a snapshot just committed
+			return nil, e
+		}
 		sv, latest = v.find(name)
 	}
 	if name == latestName && latest != nil {
@@ -478,7 +501,9 @@ type latestNode struct {
 // target returns the newest snapshot's folder name, or ENOENT without a
 // snapshot.
 func (l *latestNode) target() (string, syscall.Errno) {
-	l.v.refresh()
+	if e := l.v.refresh(); e != 0 {
+		return "", e
+	}
 	l.v.mu.Lock()
 	defer l.v.mu.Unlock()
 	if l.v.latest == nil {

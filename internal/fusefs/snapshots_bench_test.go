@@ -38,8 +38,8 @@ func history(n int) []*repo.Snapshot {
 func BenchmarkSnapshotsListing(b *testing.B) {
 	const n = 10000
 	snaps := history(n + 1)
-	list := func(k int) func() []*repo.Snapshot {
-		return func() []*repo.Snapshot { return append([]*repo.Snapshot(nil), snaps[:k]...) }
+	list := func(k int) func() ([]*repo.Snapshot, error) {
+		return func() ([]*repo.Snapshot, error) { return append([]*repo.Snapshot(nil), snaps[:k]...), nil }
 	}
 	newest := func(k int) func() *repo.Snapshot { return func() *repo.Snapshot { return snaps[k-1] } }
 	b.Run("first", func(b *testing.B) {
@@ -90,7 +90,7 @@ func BenchmarkSnapshotsListingMounted(b *testing.B) {
 	f := New(tr, Options{SnapshotsDir: ".snapshots"})
 	const n = 10000
 	snaps := history(n)
-	f.view.snaps = func() []*repo.Snapshot { return append([]*repo.Snapshot(nil), snaps...) }
+	f.view.snaps = func() ([]*repo.Snapshot, error) { return append([]*repo.Snapshot(nil), snaps...), nil }
 	f.view.newest = func() *repo.Snapshot { return snaps[n-1] }
 	dir := mountFS(b, f)
 	for b.Loop() {

@@ -36,7 +36,11 @@ func TestSnapshotsListingIsLazy(t *testing.T) {
 	view := filepath.Join(dir, ".snapshots")
 	before := env.Remote.Stats()
 	es, err := os.ReadDir(view)
-	if err != nil || len(es) != len(env.Repo.Snapshots())+1 {
+	snaps, serr := env.Repo.Snapshots(context.Background())
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	if err != nil || len(es) != len(snaps)+1 {
 		t.Fatalf("ls .snapshots: %d entries, %v", len(es), err)
 	}
 	for _, e := range es {

@@ -32,7 +32,10 @@ func commitSnap(t *testing.T, tr *worktree.Tree) *repo.Snapshot {
 
 // viewNames returns the folder names the view shows for r's snapshots.
 func viewNames(r *repo.Repository) map[uint64]string {
-	snaps := r.Snapshots()
+	snaps, err := r.Snapshots(context.Background())
+	if err != nil {
+		panic(err)
+	}
 	names := fusefs.SnapshotNames(snaps)
 	out := map[uint64]string{}
 	for i, s := range snaps {
@@ -45,7 +48,11 @@ func viewNames(r *repo.Repository) map[uint64]string {
 // r's snapshots and latest.
 func wantListing(t *testing.T, dir string, r *repo.Repository) {
 	t.Helper()
-	want := append(fusefs.SnapshotNames(r.Snapshots()), "latest")
+	snaps, err := r.Snapshots(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(fusefs.SnapshotNames(snaps), "latest")
 	slices.Sort(want)
 	if got := listDir(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("ls %s = %q, want %q", dir, got, want)

@@ -35,8 +35,11 @@ const ForkReason = "on a fork (changes the newest snapshot may lack; forget it b
 // (ForkReason). Snapshots that a forget record names but that are still
 // there (a forget was interrupted before its deletes) are not counted
 // either: the plan removes them (Unfinished).
-func PlanFor(r *repo.Repository, p Policy, by GroupBy, now time.Time) (Plan, error) {
-	live, unfinished := Unfinished(r)
+func PlanFor(ctx context.Context, r *repo.Repository, p Policy, by GroupBy, now time.Time) (Plan, error) {
+	live, unfinished, err := Unfinished(ctx, r)
+	if err != nil {
+		return Plan{}, err
+	}
 	forks := map[crypt.ID]bool{}
 	for _, s := range r.Forks() {
 		forks[s.ID] = true
@@ -60,19 +63,23 @@ func PlanFor(r *repo.Repository, p Policy, by GroupBy, now time.Time) (Plan, err
 
 // Unfinished splits r's snapshots into those that live and those a forget
 // record names (left by a forget interrupted before its deletes).
-func Unfinished(r *repo.Repository) (live, unfinished []Snapshot) {
+func Unfinished(ctx context.Context, r *repo.Repository) (live, unfinished []Snapshot, err error) {
 	forgotten := map[crypt.ID]bool{}
 	for _, f := range r.Forgotten() {
 		forgotten[f.ID] = true
 	}
-	for _, s := range Of(r.Snapshots()) {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range Of(snaps) {
 		if forgotten[s.ID] {
 			unfinished = append(unfinished, s)
 		} else {
 			live = append(live, s)
 		}
 	}
-	return live, unfinished
+	return live, unfinished, nil
 }
 
 // Forget forgets the snapshots plan removes from r (Repository.Forget: a

@@ -72,7 +72,7 @@ func (t *Tree) Conflicts() (recent []Conflict, total int) {
 // before it stores it), so they are replayed on their own base, and Open
 // then rebases the tree onto the newest snapshot. Journals that cannot be
 // read are left to replay to report.
-func (t *Tree) baseOnJournals() {
+func (t *Tree) baseOnJournals(ctx context.Context) {
 	ns, err := listJournals(t.opts.Dir)
 	if err != nil {
 		return
@@ -110,7 +110,7 @@ func (t *Tree) baseOnJournals() {
 		return
 	}
 	// The main line's snapshot of that number (a fork may have two).
-	if s, err := t.r.SnapshotBySeq(base); err == nil {
+	if s, err := t.r.SnapshotBySeq(ctx, base); err == nil {
 		t.opts.Log.Warn(why, "base", base, "newest", t.baseSeq)
 		t.baseSeq = base
 		t.root.meta = rootMeta(s)
@@ -148,7 +148,7 @@ func (t *Tree) rebase(ctx context.Context) error {
 	var baseTree crypt.ID
 	var baseSnap *repo.Snapshot
 	if t.baseSeq > 0 {
-		if s, err := t.r.SnapshotBySeq(t.baseSeq); err == nil {
+		if s, err := t.r.SnapshotBySeq(ctx, t.baseSeq); err == nil {
 			baseTree, baseSnap = s.Tree, s
 		}
 		if baseTree.IsZero() {

@@ -204,7 +204,7 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 	if fi, err := os.Stat(filepath.Join(o.Dir, reserveName)); err == nil && fi.Size() == reserveSize {
 		t.reserved = true
 	}
-	t.baseOnJournals()
+	t.baseOnJournals(ctx)
 	j, err := t.replay(ctx)
 	if err != nil {
 		return nil, err
