@@ -199,7 +199,7 @@ func TestChainFork(t *testing.T) {
 		t.Fatalf("check with a fork: %v %v, forks %v", err, rep.Problems, rep.Forks)
 	}
 	// Our snapshot 2 deleted: theirs holds the number, but our 3 has lost its parent.
-	if err := os.Remove(filepath.Join(f.env.Dir, "snapshots", f.ours2.ID.String())); err != nil {
+	if err := os.Remove(filepath.Join(f.env.Dir, format.SnapshotSeqName(f.ours2.Seq, f.ours2.ID))); err != nil {
 		t.Fatal(err)
 	}
 	_, err = f.env.Reopen(t, t.TempDir(), false)
@@ -240,7 +240,7 @@ func TestCommitRecordsFork(t *testing.T) {
 	if got, err := readFileIn(other, f.theirs, "theirs"); err != nil || string(got) != "theirs 2" {
 		t.Fatalf("theirs read through the newest snapshot's indexes: %q, %v", got, err)
 	}
-	theirsPath := filepath.Join(f.env.Dir, "snapshots", f.theirs.ID.String())
+	theirsPath := filepath.Join(f.env.Dir, format.SnapshotSeqName(f.theirs.Seq, f.theirs.ID))
 	b, err := os.ReadFile(theirsPath)
 	if err != nil {
 		t.Fatal(err)
