@@ -155,7 +155,9 @@ func TestOpenCatchesRenamedSnapshot(t *testing.T) {
 				os.WriteFile(obj(names[6]), b, 0o644)
 			}
 		}},
-		{"snapshot 5 renamed with its version 1 name", "", func() func() { return move(names[5], "snapshots/"+strings.TrimPrefix(names[5], "snapshots/00000000000000000005-")) }},
+		{"snapshot 5 renamed with its version 1 name", "", func() func() {
+			return move(names[5], "snapshots/"+strings.TrimPrefix(names[5], "snapshots/00000000000000000005-"))
+		}},
 	} {
 		undo := c.tamper()
 		_, err := env.Reopen(t, t.TempDir(), false)

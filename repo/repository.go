@@ -84,10 +84,10 @@ type Repository struct {
 	legacy    map[crypt.ID]bool   // snapshots listed under a version 1 name
 	forgotten map[crypt.ID]uint64 // snapshots removed on purpose: their Seq
 	loaded    map[crypt.ID]bool   // the index objects in index
-	blobs     *blobCache            // nil without Options.CacheSize
-	recent    *memCache             // verified data blobs, with Options.CacheSize
-	fetches   fetchGroup            // blobs being fetched from the remote
-	tables    *tableCache           // segment tables, with Options.CacheSize
+	blobs     *blobCache          // nil without Options.CacheSize
+	recent    *memCache           // verified data blobs, with Options.CacheSize
+	fetches   fetchGroup          // blobs being fetched from the remote
+	tables    *tableCache         // segment tables, with Options.CacheSize
 	// reloadMu runs one reload of the index at a time (relocate);
 	// reloadedAt is when the last one ended.
 	reloadMu   sync.Mutex
