@@ -207,9 +207,16 @@ func newTamperRepo(t *testing.T, large int) *tamperRepo {
 	// Find where every blob lies, as a reader of the repository does.
 	ctx := context.Background()
 	r, _ := g.c.openInProcess(t)
-	var err error
-	if g.snaps, err = r.Snapshots(ctx); err != nil {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, s := range snaps { // whole, with their index lists
+		full, err := r.LoadSnapshot(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.snaps = append(g.snaps, full)
 	}
 	if len(g.snaps) != 2 {
 		t.Fatalf("%d snapshots, want 2", len(g.snaps))
