@@ -137,7 +137,7 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 	c.rep.Snapshots = len(snaps)
 	sortSnapshots(snaps)
 	for _, x := range readerIndexes(snaps) {
-		wantIndex[x] = format.SnapshotName(snaps[len(snaps)-1].ID)
+		wantIndex[x] = format.SnapshotSeqName(snaps[len(snaps)-1].Seq, snaps[len(snaps)-1].ID)
 	}
 	for _, err := range verifyChain(snaps, forgot) {
 		c.problem(err)
@@ -147,7 +147,7 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 	for _, f := range unrecordedForks(snaps, forgot) {
 		for _, x := range f.Indexes {
 			if _, ok := wantIndex[x]; !ok {
-				wantIndex[x] = format.SnapshotName(f.ID)
+				wantIndex[x] = format.SnapshotSeqName(f.Seq, f.ID)
 			}
 		}
 	}
@@ -273,7 +273,7 @@ func (c *checker) trees(ctx context.Context, snaps []*Snapshot, all *Index) {
 	seen := map[crypt.ID]bool{}
 	for i, s := range snaps {
 		c.progress("trees", i, len(snaps))
-		c.tree(ctx, s.Tree, "/", format.SnapshotName(s.ID), all, seen)
+		c.tree(ctx, s.Tree, "/", format.SnapshotSeqName(s.Seq, s.ID), all, seen)
 	}
 }
 

@@ -216,7 +216,12 @@ func (r *Repository) storeSnapshot(ctx context.Context, u *unstoredSnapshot) err
 	if err := r.checkLease(); err != nil {
 		return err
 	}
-	if err := r.remote.Put(ctx, format.SnapshotSeqName(u.snap.Seq, u.snap.ID), u.sealed); err != nil {
+	// Under its version 1 name if an older sealfs began the upload (it
+	// is listed so, cut off): never one id under two names.
+	r.mu.Lock()
+	name := r.snapshotObjectLocked(u.snap)
+	r.mu.Unlock()
+	if err := r.remote.Put(ctx, name, u.sealed); err != nil {
 		return fmt.Errorf("failed to upload snapshot %d: %w", u.snap.Seq, err)
 	}
 	r.mu.Lock()

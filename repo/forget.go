@@ -75,7 +75,7 @@ func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
 	}
 	for _, s := range snaps {
 		if seq, ok := forgot[s.ID]; ok && seq != s.Seq {
-			errs = append(errs, integrityError(format.SnapshotName(s.ID), "it has sequence number %d, but a forget record gives it %d", s.Seq, seq))
+			errs = append(errs, integrityError(format.SnapshotSeqName(s.Seq, s.ID), "it has sequence number %d, but a forget record gives it %d", s.Seq, seq))
 		}
 		known[s.ID] = s.Seq
 		held[s.Seq] = true
@@ -106,13 +106,13 @@ func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
 		// The newest is never forgotten: a forgotten one (a fork of the
 		// top number, still present or put back) is the newest only when
 		// the snapshot that was newest is gone.
-		errs = append(errs, integrityError(format.SnapshotName(head.ID), "the newest snapshot, %d, is recorded as forgotten (the snapshot newer than it was deleted)", head.Seq))
+		errs = append(errs, integrityError(format.SnapshotSeqName(head.Seq, head.ID), "the newest snapshot, %d, is recorded as forgotten (the snapshot newer than it was deleted)", head.Seq))
 	}
 	for _, s := range snaps {
 		if isStub(s) {
 			continue // not opened: check verifies its parent
 		}
-		name := format.SnapshotName(s.ID)
+		name := format.SnapshotSeqName(s.Seq, s.ID)
 		switch seq, ok := known[s.Parent]; {
 		case s.Seq == 1:
 			if !s.Parent.IsZero() {

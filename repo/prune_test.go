@@ -557,7 +557,7 @@ func TestPruneDropsCachedBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	read := func(seq uint64, name string) *repo.Node {
-		s, err := r.SnapshotBySeq(seq)
+		s, err := r.SnapshotBySeq(ctx, seq)
 		if err != nil {
 			t.Fatal(err)
 		}

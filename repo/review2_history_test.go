@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // TestForgottenForkNotHead: a storage attacker who deletes the newest
@@ -27,7 +28,7 @@ func TestForgottenForkNotHead(t *testing.T) {
 	if err := r.Lock(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	theirsPath := filepath.Join(f.env.Dir, "snapshots", f.theirs.ID.String())
+	theirsPath := filepath.Join(f.env.Dir, format.SnapshotSeqName(f.theirs.Seq, f.theirs.ID))
 	saved, err := os.ReadFile(theirsPath)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +43,7 @@ func TestForgottenForkNotHead(t *testing.T) {
 	if err := os.WriteFile(theirsPath, saved, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(f.env.Dir, "snapshots", f.ours3.ID.String())); err != nil {
+	if err := os.Remove(filepath.Join(f.env.Dir, format.SnapshotSeqName(f.ours3.Seq, f.ours3.ID))); err != nil {
 		t.Fatal(err)
 	}
 	fresh, err := f.env.Reopen(t, t.TempDir(), false)
