@@ -107,6 +107,26 @@ func (c *Client) Recover(ctx context.Context, user string, password []byte) ([]b
 	return OpenEnvelope(keys.EnvelopeKey, user, rel.Envelope)
 }
 
+// Destroy retires user's enrolment at the vault for good, proving the
+// password as Recover does: the evaluation counts as a guess, and a wrong
+// password is a *WrongPasswordError. A vault too old to destroy is
+// ErrNoDestroy.
+func (c *Client) Destroy(ctx context.Context, user string, password []byte) error {
+	b, err := Blind(Stretch(password, user))
+	if err != nil {
+		return err
+	}
+	var ev EvalResponse
+	if err := c.call(ctx, PathRecoverEvaluate, &EvalRequest{User: user, Blinded: b.Element}, &ev); err != nil {
+		return err
+	}
+	keys, err := b.Finish(ev.Evaluated)
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, PathDestroy, &ReleaseRequest{User: user, Tag: keys.Tag[:]}, nil)
+}
+
 // call posts req to path and decodes the answer into resp (nil: an empty
 // answer is expected); an error answer becomes the protocol's error.
 func (c *Client) call(ctx context.Context, path string, req, resp any) error {
@@ -122,6 +142,9 @@ func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 	b, err := io.ReadAll(io.LimitReader(r.Body, MaxMessageSize))
 	if err != nil {
 		return fmt.Errorf("failed to read the answer of the vault at %s: %w", c.URL, err)
+	}
+	if r.StatusCode == http.StatusNotFound && path == PathDestroy && json.Unmarshal(b, new(ErrorResponse)) != nil {
+		return fmt.Errorf("%w (vault %s)", ErrNoDestroy, c.URL)
 	}
 	if r.StatusCode != http.StatusOK {
 		return answerError(r.Status, b)

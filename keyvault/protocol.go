@@ -21,6 +21,10 @@ const (
 	PathEnrolFinish     = "/v1/enrol/finish"     // FinishRequest -> {}
 	PathRecoverEvaluate = "/v1/recover/evaluate" // EvalRequest -> EvalResponse
 	PathRecoverRelease  = "/v1/recover/release"  // ReleaseRequest -> ReleaseResponse
+	// PathDestroy retires an enrolment, proved as a release is (after an
+	// evaluation). Added in protocol version 1.1: a vault of 1.0 answers
+	// it 404 without a vault error (ErrNoDestroy).
+	PathDestroy = "/v1/destroy" // ReleaseRequest -> {}
 )
 
 // Requests and responses of the HTTP protocol (docs/VAULT.md §1.3). Byte
@@ -78,6 +82,9 @@ var (
 	ErrEnrolled      = errors.New("this user is enrolled already; enrol a new user id instead")
 	ErrLockedOut     = errors.New("too many wrong passwords: the vault destroyed this key for good")
 	ErrWrongPassword = errors.New("wrong password")
+	// ErrNoDestroy: the vault speaks protocol version 1.0, which cannot
+	// retire an enrolment.
+	ErrNoDestroy = errors.New("the vault is too old to retire an enrolment (protocol 1.0, no /v1/destroy): its operator should upgrade it")
 )
 
 // WrongPasswordError says how many attempts are left.

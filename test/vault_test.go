@@ -157,10 +157,18 @@ func testVaultRecovery(t *testing.T, url string) {
 	}
 	expect(t, vault(pw, "snapshots", c.remote), 0, "") // the 10th try is right: it works and resets
 
-	// Change the password: the old one stops working, the data stays.
+	// Change the password: the old one stops working, the data stays, and
+	// a copy of the repository made before (the provider's, a backup) no
+	// longer opens with the old password either: the vault retired it.
+	copied := filepath.Join(dir, "remote-copy")
+	if out, err := exec.Command("cp", "-a", c.remote, copied).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	expect(t, vault(pw, "snapshots", copied), 0, "")
 	pw2 := writeFileT(t, dir, "pw2", "an even longer and happier passphrase\n")
 	expect(t, sealfs(t, nil, "key", "passwd", "--cache-dir", t.TempDir(), "--vault", url, "--password-file", pw, "--new-password-file", pw2, c.remote), 0, "")
 	expect(t, vault(pw, "snapshots", c.remote), 11, "")
+	expect(t, vault(pw, "snapshots", copied), 1, "no vault enrolment")
 	r = vault(pw2, "snapshots", c.remote)
 	expect(t, r, 0, "")
 	if !strings.Contains(r.stdout, "1 ") {
@@ -287,4 +295,53 @@ func TestVaultTLS(t *testing.T) {
 	expect(t, open("--vault-ca-file", certFile), 0, "")
 	r = sealfs(t, nil, "snapshots", "--cache-dir", t.TempDir(), "--vault", "http://vault.example.com:8443", "--password-file", pw, c.remote)
 	expect(t, r, 2, "refusing plain http://")
+}
+
+// TestVaultKeyRemoveRetires: removing a vault slot (unlocked with the
+// recovery code, the slot's password given) retires its enrolment at the
+// vault, so a copy of the slot no longer opens with the password;
+// --keep-at-vault only removes the slot.
+func TestVaultKeyRemoveRetires(t *testing.T) {
+	url := startVaultServer(t, directServe())
+	dir := t.TempDir()
+	pw := writeFileT(t, dir, "pw", "a long and happy passphrase\n")
+	c := cliRepo{remote: filepath.Join(dir, "remote"), cache: filepath.Join(dir, "cache"), codeFile: filepath.Join(dir, "code")}
+	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, "--vault", url, "--password-file", pw, c.remote), 0, "")
+	copied := filepath.Join(dir, "remote-copy")
+	if out, err := exec.Command("cp", "-a", c.remote, copied).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	vault := func(remote string) result {
+		return sealfs(t, nil, "snapshots", "--cache-dir", t.TempDir(), "--vault", url, "--password-file", pw, remote)
+	}
+	expect(t, vault(copied), 0, "")
+	list := c.run(t, "key", "list", c.remote)
+	var slot string
+	for _, l := range strings.Split(list.stdout, "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[1] == "vault" {
+			slot = f[0]
+		}
+	}
+	if slot == "" {
+		t.Fatalf("no vault slot listed:\n%s", list.stdout)
+	}
+	bad := writeFileT(t, dir, "bad", "not the passphrase at all\n")
+	expect(t, c.run(t, "key", "remove", "--password-file", bad, slot, c.remote), 11, "attempts left")
+	expect(t, c.run(t, "key", "remove", "--password-file", pw, slot, c.remote), 0, "")
+	expect(t, vault(copied), 1, "no vault enrolment")
+
+	// --keep-at-vault: the slot goes, the enrolment stays.
+	expect(t, sealfs(t, nil, "key", "add-vault", "--cache-dir", c.cache, "--code-file", c.codeFile, "--vault", url, "--password-file", pw, c.remote), 0, "")
+	copied2 := filepath.Join(dir, "remote-copy2")
+	if out, err := exec.Command("cp", "-a", c.remote, copied2).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	list = c.run(t, "key", "list", c.remote)
+	for _, l := range strings.Split(list.stdout, "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[1] == "vault" {
+			slot = f[0]
+		}
+	}
+	expect(t, c.run(t, "key", "remove", "--keep-at-vault", slot, c.remote), 0, "")
+	expect(t, vault(copied2), 0, "")
 }

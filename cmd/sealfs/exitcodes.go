@@ -70,6 +70,7 @@ var failures = []failure{
 	{is(keyvault.ErrPlainHTTP), exitUsage, "give the vault's https:// URL (sealfs-vault serve --tls-cert F --tls-key F); plain http:// is for a vault on this machine only"},
 	{is(keyvault.ErrBadURL), exitUsage, ""},
 	{is(keyvault.ErrUntrustedCertificate), exitError, "pin the vault's certificate with --vault-pin sha256:HEX (sealfs-vault serve prints its pin at start; get it from the vault's operator, not from this connection), or give the CA that signed it with --vault-ca-file FILE"},
+	{is(keyvault.ErrNoDestroy), exitError, "to remove the slot without retiring it: sealfs key remove --keep-at-vault SLOT REMOTE (a copy of the slot then still opens with its password)"},
 	{is(crypt.ErrCodeTypo), exitCodeTypo, "check each group of four digits against what you wrote down; case, spaces and dashes do not matter"},
 	{is(unlock.ErrNoCode), exitUsage, "pass --code-file FILE or set " + unlock.CodeEnv + " (or run on a terminal to be asked)"},
 	{is(unlock.ErrNoPassword), exitUsage, "pass --password-file FILE (or run on a terminal to be asked)"},

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/unlock"
+	"github.com/sealfs/sealfs/keyvault"
+	"github.com/sealfs/sealfs/repo"
 )
 
 func newKeyCmd(g *globals) *cobra.Command {
@@ -82,12 +86,23 @@ func newKeyListCmd(g *globals) *cobra.Command {
 }
 
 func newKeyRemoveCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var keepAtVault bool
+	cmd := &cobra.Command{
 		Use:   "remove SLOT REMOTE",
-		Short: "Remove a key slot (by the id or a prefix of it shown by key list)",
-		Args:  exactArgs(2),
+		Short: "Remove a key slot (by the id or a prefix of it shown by key list); a vault slot is retired at its vault first",
+		Long: `Remove a key slot, by the id or a prefix of it shown by key list. A vault slot's
+enrolment is destroyed at its vault first, proved with its password (the one
+that unlocked, with --vault, or asked for: --password-file), so that the
+password no longer recovers it from any copy of the slot; --keep-at-vault
+removes the slot only.`,
+		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := g.openRepo(cmd.Context(), args[1])
+			ctx := cmd.Context()
+			rem, err := g.openRemote(ctx, args[1])
+			if err != nil {
+				return err
+			}
+			r, secret, err := g.openRepoSecret(ctx, rem)
 			if err != nil {
 				return err
 			}
@@ -104,13 +119,38 @@ func newKeyRemoveCmd(g *globals) *cobra.Command {
 			if len(match) != 1 {
 				return usageError{fmt.Errorf("%q matches %d key slots; give more of the id shown by: sealfs key list", args[0], len(match))}
 			}
-			if err := r.RemoveSlot(cmd.Context(), match[0]); err != nil {
+			slot := slots[slices.IndexFunc(slots, func(s repo.SlotInfo) bool { return s.ID == match[0] })]
+			if p, err := unlock.ParseVaultParams(slot.Slot); err == nil && !keepAtVault {
+				if err := g.retire(ctx, secret, p, slot); err != nil {
+					return err
+				}
+			}
+			if err := r.RemoveSlot(ctx, match[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Removed key slot %s; what opened it no longer opens the repository.\n", match[0].Short())
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&keepAtVault, "keep-at-vault", false, "remove a vault slot without retiring its enrolment at the vault (when its password is lost, or the vault is too old to retire)")
+	return cmd
+}
+
+// retire destroys, at its vault, the enrolment behind the vault slot
+// with parameters p, proved with secret when it is a password for that
+// vault, else with the vault password read as for unlocking
+// (--password-file, the credential, the terminal).
+func (g *globals) retire(ctx context.Context, secret unlock.Secret, p unlock.VaultParams, slot repo.SlotInfo) error {
+	err := secret.Retire(ctx, slot)
+	if !errors.Is(err, unlock.ErrNotVaultPassword) {
+		return err
+	}
+	src := g.sources()
+	src.Vault = p.URL
+	if secret, err = src.Read(); err != nil {
+		return err
+	}
+	return secret.Retire(ctx, slot)
 }
 
 // errNoVault: a command that enrols at a vault was not told which.
@@ -164,7 +204,11 @@ func newKeyPasswdCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := g.openRepo(ctx, args[0]) // with the current password
+			rem, err := g.openRemote(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			r, old, err := g.openRepoSecret(ctx, rem) // with the current password
 			if err != nil {
 				return err
 			}
@@ -180,12 +224,26 @@ func newKeyPasswdCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Retire the old enrolments at the vault, then remove their slots:
+			// the old password then opens no copy of them either.
+			var kept []string
 			for _, s := range unlock.VaultSlots(slots, g.vault) {
+				switch err := old.Retire(ctx, s); {
+				case errors.Is(err, keyvault.ErrWrongPassword), errors.Is(err, keyvault.ErrNoDestroy):
+					fmt.Fprintf(cmd.ErrOrStderr(), "sealfs: warning: %v; the slot is removed, but a copy of it still opens with its password at the vault\n", err)
+				case err != nil:
+					fmt.Fprintf(cmd.ErrOrStderr(), "sealfs: %v\n", err)
+					kept = append(kept, s.ID.Short())
+					continue
+				}
 				if err := r.RemoveSlot(ctx, s.ID); err != nil {
 					return err
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Changed the vault password (new key slot %s); the old password no longer opens the repository.\n", id.Short())
+			if len(kept) > 0 {
+				return fmt.Errorf("the new password works (key slot %s), but the old password still opens key slots %s: retire each with: sealfs key remove SLOT --vault %s REMOTE", id.Short(), strings.Join(kept, ", "), g.vault)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Changed the vault password (new key slot %s); the old password no longer opens the repository, nor any copy of its old key slots.\n", id.Short())
 			return nil
 		},
 	}

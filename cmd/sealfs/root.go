@@ -165,20 +165,28 @@ func (g *globals) openRepo(ctx context.Context, spec string) (*repo.Repository, 
 
 // openRepoOn opens and unlocks the repository on rem.
 func (g *globals) openRepoOn(ctx context.Context, rem remote.Remote) (*repo.Repository, error) {
+	r, _, err := g.openRepoSecret(ctx, rem)
+	return r, err
+}
+
+// openRepoSecret opens and unlocks the repository on rem, and returns
+// the secret that unlocked it too.
+func (g *globals) openRepoSecret(ctx context.Context, rem remote.Remote) (*repo.Repository, unlock.Secret, error) {
 	// Say "no repository" before asking for a key it would not need.
 	found, err := repo.Find(ctx, rem)
 	if err != nil {
-		return nil, err
+		return nil, unlock.Secret{}, err
 	}
 	opts, err := g.options()
 	if err != nil {
-		return nil, err
+		return nil, unlock.Secret{}, err
 	}
 	secret, err := g.sources().Read()
 	if err != nil {
-		return nil, err
+		return nil, unlock.Secret{}, err
 	}
-	return found.Open(ctx, secret.Unlocker(), opts)
+	r, err := found.Open(ctx, secret.Unlocker(), opts)
+	return r, secret, err
 }
 
 // printCode shows a recovery code to its owner, four groups a line.

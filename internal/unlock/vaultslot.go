@@ -84,3 +84,31 @@ func addVaultSlot(ctx context.Context, r *repo.Repository, p VaultParams, secret
 	}
 	return r.AddSlot(ctx, crypt.SlotVault, salt, params, kek)
 }
+
+// ErrNotVaultPassword: Retire was given a secret that is not a password
+// for the slot's vault.
+var ErrNotVaultPassword = errors.New("retiring a vault key slot needs the password of its vault")
+
+// Retire destroys, at its vault, the enrolment behind the vault slot s,
+// proving the password the secret holds (keyvault.Client.Destroy): the
+// password then no longer recovers the slot's secret, from this slot or
+// any copy of it. An enrolment the vault no longer knows, or destroyed
+// after a lockout, is retired already (nil). The secret must be a
+// password for the slot's vault (ErrNotVaultPassword).
+func (sec Secret) Retire(ctx context.Context, s repo.SlotInfo) error {
+	p, err := ParseVaultParams(s.Slot)
+	if err != nil {
+		return err
+	}
+	if sec.client == nil || sec.client.URL != p.URL {
+		return fmt.Errorf("%w (slot %s, vault %s)", ErrNotVaultPassword, s.ID.Short(), p.URL)
+	}
+	err = sec.client.Destroy(ctx, p.User, sec.password)
+	if vaultGone(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("failed to retire key slot %s at the vault %s: %w", s.ID.Short(), p.URL, err)
+	}
+	return nil
+}

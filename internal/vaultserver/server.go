@@ -98,6 +98,13 @@ func (s *Server) Handler() http.Handler {
 		env, err := s.v.Release(req.User, req.Tag)
 		return &keyvault.ReleaseResponse{Envelope: env}, req.User, err
 	}))
+	mux.HandleFunc("POST "+keyvault.PathDestroy, s.handle("destroy", func(b []byte) (any, string, error) {
+		var req keyvault.ReleaseRequest
+		if err := decodeRequest(b, &req); err != nil {
+			return nil, "", err
+		}
+		return struct{}{}, req.User, s.v.Destroy(req.User, req.Tag)
+	}))
 	return mux
 }
 

@@ -37,8 +37,11 @@ type userRecord struct {
 	Pending  bool   `json:"pending"`
 	// LockedOut marks a user whose key was destroyed, so that later
 	// requests are told so (and the user may enrol again, with a new key).
-	LockedOut bool      `json:"locked_out,omitempty"`
-	Created   time.Time `json:"created"`
+	LockedOut bool `json:"locked_out,omitempty"`
+	// Retired marks a locked-out user whose owner destroyed the key with
+	// the password (Destroy): later requests are told it is not enrolled.
+	Retired bool      `json:"retired,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 // The database's buckets: users holds a userRecord per user id; pending
@@ -468,6 +471,8 @@ func (v *Vault) active(user string) (*userRecord, error) {
 		return nil, err
 	}
 	switch {
+	case rec.Retired:
+		return nil, fmt.Errorf("%w: its owner retired the enrolment", keyvault.ErrNotEnrolled)
 	case rec.LockedOut:
 		return nil, keyvault.ErrLockedOut
 	case rec.Pending:
@@ -484,14 +489,48 @@ func (v *Vault) active(user string) (*userRecord, error) {
 	return rec, nil
 }
 
-// Release returns the envelope if tag's MAC in the HSM matches the stored
-// one (in constant time), which resets the counter. A wrong tag at the
-// limit destroys the key.
+// Release returns the envelope if tag proves the password (see proved),
+// which resets the counter. A wrong tag at the limit destroys the key.
 func (v *Vault) Release(user string, tag []byte) ([]byte, error) {
 	if !keyvault.ValidUser(user) || len(tag) != 32 {
 		return nil, fmt.Errorf("%w: malformed release", ErrBadRequest)
 	}
 	defer v.lock(user)()
+	rec, err := v.proved(user, tag)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.hsm.SetCounter(rec.KeyLabel, 0); err != nil {
+		return nil, err
+	}
+	return rec.Envelope, nil
+}
+
+// Destroy retires user's enrolment for good if tag proves the password
+// (see proved), as its owner does when the password changes: the key is
+// destroyed in the HSM, then the record becomes a tombstone, and later
+// requests are told the user is not enrolled. A wrong tag is answered as
+// by Release.
+func (v *Vault) Destroy(user string, tag []byte) error {
+	if !keyvault.ValidUser(user) || len(tag) != 32 {
+		return fmt.Errorf("%w: malformed destroy", ErrBadRequest)
+	}
+	defer v.lock(user)()
+	rec, err := v.proved(user, tag)
+	if err != nil {
+		return err
+	}
+	if err := v.hsm.DestroyUserKey(rec.KeyLabel); err != nil {
+		return err
+	}
+	return v.store(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Retired: true, Created: rec.Created})
+}
+
+// proved returns user's record if an evaluation was counted and tag's MAC
+// in the HSM equals the stored one (in constant time). Otherwise it is a
+// WrongPasswordError, or at the limit the key is destroyed and it is
+// ErrLockedOut. The caller holds user's lock.
+func (v *Vault) proved(user string, tag []byte) (*userRecord, error) {
 	rec, err := v.active(user)
 	if err != nil {
 		return nil, err
@@ -505,10 +544,7 @@ func (v *Vault) Release(user string, tag []byte) ([]byte, error) {
 		return nil, err
 	}
 	if n > 0 && subtle.ConstantTimeCompare(mac, rec.TagMAC) == 1 {
-		if err := v.hsm.SetCounter(rec.KeyLabel, 0); err != nil {
-			return nil, err
-		}
-		return rec.Envelope, nil
+		return rec, nil
 	}
 	if n >= v.limit {
 		if err := v.destroy(user, rec); err != nil {
