@@ -36,6 +36,10 @@ type fetchFunc func(ctx context.Context) ([]byte, error)
 // new one. It returns ctx's error as soon as ctx is done, without waiting
 // for the fetch. Callers must not modify the data.
 func (g *fetchGroup) do(ctx context.Context, id crypt.ID, fetch fetchFunc) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		// A caller that gave up already starts no request.
+		return nil, err
+	}
 	c, _ := g.join(ctx, id, fetch)
 	select {
 	case <-c.done:
