@@ -55,6 +55,9 @@ type PKCS11 struct {
 	ctx    *pkcs11.Ctx
 	sess   pkcs11.SessionHandle
 	tagKey pkcs11.ObjectHandle
+	// destroyObject is ctx.DestroyObject for the counters' old objects:
+	// a seam where tests inject its failure.
+	destroyObject func(pkcs11.SessionHandle, pkcs11.ObjectHandle) error
 }
 
 // OpenPKCS11 loads the module, finds the token by label, logs in with the
@@ -68,7 +71,7 @@ func OpenPKCS11(module, tokenLabel, pin string) (*PKCS11, error) {
 		ctx.Destroy()
 		return nil, fmt.Errorf("failed to initialise PKCS#11 module %s: %w", module, err)
 	}
-	h := &PKCS11{ctx: ctx}
+	h := &PKCS11{ctx: ctx, destroyObject: ctx.DestroyObject}
 	slot, err := findToken(ctx, tokenLabel)
 	if err == nil {
 		err = h.checkMechanisms(slot)
@@ -308,48 +311,87 @@ func (h *PKCS11) HasUserKey(label string) (bool, error) {
 	return err == nil, err
 }
 
-func (h *PKCS11) counterObjects(name string) ([]pkcs11.ObjectHandle, []uint32, error) {
+// A counter is kept in token data objects (CKA_LABEL
+// counterLabelPrefix || name) whose value is version (8 bytes) || count
+// (4 bytes), big-endian. Tokens such as SoftHSM2 refuse to change a data
+// object's value, so an update creates an object of the next version and
+// then destroys the older ones: the highest version is the counter, so an
+// update is complete once its object exists, whatever the older objects
+// left behind by a crash or a failed destroy say. Objects of 4 bytes (the
+// count alone) were written before versions: they are version 0, and the
+// largest count among them wins.
+const counterValueSize = 12
+
+// counterObject is one of a counter's objects in the token.
+type counterObject struct {
+	h       pkcs11.ObjectHandle
+	version uint64
+	count   uint32
+}
+
+func (h *PKCS11) counterObjects(name string) ([]counterObject, error) {
 	objs, err := h.find([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, counterLabelPrefix+name),
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	vals := make([]uint32, len(objs))
+	out := make([]counterObject, len(objs))
 	for i, o := range objs {
 		a, err := h.ctx.GetAttributeValue(h.sess, o, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
-		if err != nil || len(a) != 1 || len(a[0].Value) != 4 {
-			return nil, nil, fmt.Errorf("counter %s in the token is unreadable", name)
+		if err != nil || len(a) != 1 {
+			return nil, fmt.Errorf("counter %s in the token is unreadable: %v", name, err)
 		}
-		vals[i] = binary.BigEndian.Uint32(a[0].Value)
+		switch v := a[0].Value; len(v) {
+		case 4:
+			out[i] = counterObject{o, 0, binary.BigEndian.Uint32(v)}
+		case counterValueSize:
+			out[i] = counterObject{o, binary.BigEndian.Uint64(v), binary.BigEndian.Uint32(v[8:])}
+		default:
+			return nil, fmt.Errorf("counter %s in the token has a value of %d bytes", name, len(v))
+		}
 	}
-	return objs, vals, nil
+	return out, nil
 }
 
-// Counter returns the largest value stored for the counter.
+// current returns the counter's object of the highest version (the
+// largest count among equals); ok is false when there is none.
+func current(objs []counterObject) (c counterObject, ok bool) {
+	for _, o := range objs {
+		if !ok || o.version > c.version || (o.version == c.version && o.count > c.count) {
+			c, ok = o, true
+		}
+	}
+	return c, ok
+}
+
+// Counter returns the counter's value: its object of the highest
+// version (0 if it has none).
 func (h *PKCS11) Counter(name string) (uint32, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, vals, err := h.counterObjects(name)
-	var v uint32
-	for _, x := range vals {
-		v = max(v, x)
+	objs, err := h.counterObjects(name)
+	if err != nil {
+		return 0, err
 	}
-	return v, err
+	c, _ := current(objs)
+	return c.count, nil
 }
 
-// SetCounter stores v: tokens such as SoftHSM2 refuse to change a data
-// object's value, so it creates a new object and then deletes the old ones
-// (after a crash in between, Counter takes the largest).
+// SetCounter stores v as a new object of the next version, then destroys
+// the older objects. The update is done when the new object exists: an
+// older object left behind (a crash, a failed destroy) is outranked, and
+// destroyed by the next update.
 func (h *PKCS11) SetCounter(name string, v uint32) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	old, _, err := h.counterObjects(name)
+	old, err := h.counterObjects(name)
 	if err != nil {
 		return err
 	}
-	val := binary.BigEndian.AppendUint32(nil, v)
+	c, _ := current(old)
+	val := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, c.version+1), v)
 	_, err = h.ctx.CreateObject(h.sess, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
@@ -362,7 +404,7 @@ func (h *PKCS11) SetCounter(name string, v uint32) error {
 		return fmt.Errorf("failed to store counter %s in the token: %w", name, err)
 	}
 	for _, o := range old {
-		h.ctx.DestroyObject(h.sess, o)
+		h.destroyObject(h.sess, o.h) // outranked already; a failure is retried by the next update
 	}
 	return nil
 }
