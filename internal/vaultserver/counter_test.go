@@ -19,7 +19,9 @@ func failDestroys(h *PKCS11) (restore func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	real := h.destroyObject
-	h.destroyObject = func(pkcs11.SessionHandle, pkcs11.ObjectHandle) error { return errors.New("injected: C_DestroyObject failed") }
+	h.destroyObject = func(pkcs11.SessionHandle, pkcs11.ObjectHandle) error {
+		return errors.New("injected: C_DestroyObject failed")
+	}
 	return func() { h.mu.Lock(); h.destroyObject = real; h.mu.Unlock() }
 }
 
