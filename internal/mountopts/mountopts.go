@@ -24,6 +24,8 @@ var valueOptions = map[string]string{
 	"code_file":     "--code-file",
 	"password_file": "--password-file",
 	"vault":         "--vault",
+	"vault_pin":     "--vault-pin",
+	"vault_ca_file": "--vault-ca-file",
 	"cache_dir":     "--cache-dir",
 	"rclone_config": "--rclone-config",
 	"commit_delay":  "--commit-delay",

@@ -22,6 +22,8 @@ func TestParse(t *testing.T) {
 			[]string{"--code-file", "/etc/sealfs/code", "--cache-dir", "/var/cache/sealfs", "--commit-delay", "10s", "--sync", "remote"}, "/srv/repo", ""},
 		{[]string{"sealfs#/srv/repo", "/mnt/b", "-orw,vault=https://vault.example:8443,password_file=/run/credentials/x/pw"},
 			[]string{"--vault", "https://vault.example:8443", "--password-file", "/run/credentials/x/pw"}, "/srv/repo", ""},
+		{[]string{"sealfs#/srv/repo", "/mnt/b", "-ovault=https://vault.example:8443,vault_pin=sha256:00ff,vault_ca_file=/etc/sealfs/ca.pem"},
+			[]string{"--vault", "https://vault.example:8443", "--vault-pin", "sha256:00ff", "--vault-ca-file", "/etc/sealfs/ca.pem"}, "/srv/repo", ""},
 		{[]string{"r", "/m", "-o", `rclone_config="/a,b/rclone.conf",break_lease`}, []string{"--rclone-config", "/a,b/rclone.conf", "--break-lease"}, "r", ""},
 		{[]string{"r", "/m", "-n", "-s", "-v", "-r"}, []string{"--read-only"}, "r", ""},
 		{[]string{"r", "/m", "-o", "snapshots_dir=history"}, []string{"--snapshots-dir", "history"}, "r", ""},
