@@ -23,9 +23,9 @@ var allowed = map[string][]string{
 	"remote":                       {"remote"},
 	"remote/shaped":                {"remote"}, // a slow link for benchmarks: the interface only
 	"repo":                         {"crypt", "chunker", "remote", "repo/format", "internal/atomicfile"},
-	"repo/format":                  {"crypt", "chunker"},  // pure codecs; chunker: the config holds and validates its parameters
-	"keyvault":                     {"crypt"},             // the vault's client and protocol: pure Go, never the server
-	"internal/vaultserver":         {"keyvault", "crypt"}, // the vault's HSM (cgo), database, HTTP: for sealfs-vault only
+	"repo/format":                  {"crypt", "chunker"},                         // pure codecs; chunker: the config holds and validates its parameters
+	"keyvault":                     {"crypt"},                                    // the vault's client and protocol: pure Go, never the server
+	"internal/vaultserver":         {"keyvault", "crypt", "internal/atomicfile"}, // the vault's HSM (cgo), database, HTTP: for sealfs-vault only
 	"internal/archiver":            {"repo", "crypt"},
 	"internal/worktree":            {"repo", "crypt", "internal/worktree/sealedfile", "internal/atomicfile"},
 	"internal/worktree/sealedfile": {"crypt"},

@@ -180,6 +180,15 @@ func TestOldRecordsLoseTheirTag(t *testing.T) {
 		t.Fatal(err)
 	}
 	tv.restart()
+	tv.stop()
+	raw, err := os.ReadFile(filepath.Join(dir, "vault.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, keys.Tag[:]) || bytes.Contains(raw, []byte(base64.StdEncoding.EncodeToString(keys.Tag[:]))) {
+		t.Fatal("after the migration the database file still holds the tag (in a free page?)")
+	}
+	tv.start()
 	if rec, err = tv.vault.load(user); err != nil || rec.Tag != nil || len(rec.TagMAC) != 32 {
 		t.Fatalf("after reopening, the record keeps tag %x, tag MAC %x (%v)", rec.Tag, rec.TagMAC, err)
 	}

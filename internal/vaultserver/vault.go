@@ -8,11 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/sealfs/sealfs/internal/atomicfile"
 	"github.com/sealfs/sealfs/keyvault"
 )
 
@@ -111,20 +114,62 @@ func NewVault(h HSM, dbPath string) (*Vault, error) {
 		return nil, err
 	}
 	v := &Vault{hsm: h, db: db, limit: MaxAttempts, maxPending: MaxPending, pendingTTL: PendingTTL, now: time.Now, locks: map[string]*userLock{}}
-	if h != nil {
-		if err := v.migrateTags(); err != nil {
-			db.Close()
-			return nil, err
-		}
+	if h == nil {
+		return v, nil
+	}
+	migrated, err := v.migrateTags()
+	if err == nil && migrated > 0 {
+		err = v.compact(dbPath)
+	}
+	if err != nil {
+		v.db.Close()
+		return nil, err
 	}
 	return v, nil
 }
 
+// compact rewrites the database at dbPath into a new file that holds only
+// live values, and puts it in place (bbolt keeps overwritten values in
+// free pages of the file: after migrateTags, the tags T). A crash leaves
+// the old file or the new one.
+func (v *Vault) compact(dbPath string) error {
+	tmp := dbPath + ".compact"
+	os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("failed to compact the vault database: %w", err)
+	}
+	err = bolt.Compact(dst, v.db, 1<<20)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := v.db.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dbPath)
+	}
+	if err == nil {
+		err = atomicfile.SyncDir(filepath.Dir(dbPath))
+	}
+	os.Remove(tmp)
+	db, oerr := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if oerr != nil {
+		return fmt.Errorf("failed to reopen the vault database %s: %w", dbPath, oerr)
+	}
+	v.db = db
+	if err != nil {
+		return fmt.Errorf("failed to compact the vault database: %w", err)
+	}
+	return nil
+}
+
 // migrateTags replaces the unlock tag T of records made before the tag
-// MAC by its MAC, in one transaction. Copies of the database made before
-// still hold T (docs/VAULT.md §2).
-func (v *Vault) migrateTags() error {
-	return v.db.Update(func(tx *bolt.Tx) error {
+// MAC by its MAC, in one transaction, and returns how many it changed.
+// Copies of the database made before still hold T (docs/VAULT.md §3).
+func (v *Vault) migrateTags() (int, error) {
+	n := 0
+	err := v.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(usersBucket)
 		type change struct {
 			user string
@@ -156,8 +201,10 @@ func (v *Vault) migrateTags() error {
 				err = b.Put([]byte(c.user), c.val)
 			}
 		}
+		n = len(changes)
 		return err
 	})
+	return n, err
 }
 
 // Close closes the database.
