@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/pkcs11"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/sealfs/sealfs/keyvault"
 )
@@ -148,5 +149,32 @@ func TestMalformedUsersAreNotLimiterKeys(t *testing.T) {
 	}
 	if n := tv.server.users.size(); n != 0 {
 		t.Fatalf("malformed user ids took %d places in the per-user limiter", n)
+	}
+}
+
+// TestOldPendingEnrolmentsExpire: an enrolment started before the
+// pending bucket existed is listed when the vault opens, so it is
+// counted and expires (its key destroyed).
+func TestOldPendingEnrolmentsExpire(t *testing.T) {
+	dir := t.TempDir()
+	tv := startVault(t, dir)
+	b, _ := keyvault.Blind([]byte("old"))
+	if _, err := tv.vault.EnrolStart(user, b.Element); err != nil {
+		t.Fatal(err)
+	}
+	// As a database of the version before the pending bucket has it.
+	if err := tv.vault.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(pendingBucket).Delete([]byte(user)) }); err != nil {
+		t.Fatal(err)
+	}
+	tv.restart()
+	if n, err := tv.vault.pendingCount(); err != nil || n != 1 {
+		t.Fatalf("pending after reopening: %d, %v; want 1", n, err)
+	}
+	tv.vault.now = func() time.Time { return time.Now().Add(time.Hour) }
+	if n, err := tv.vault.ExpirePending(); err != nil || n != 1 {
+		t.Fatalf("ExpirePending = %d, %v; want 1", n, err)
+	}
+	if n := tokenKeys(t, tv.hsm); n != 0 {
+		t.Fatalf("%d keys left in the token", n)
 	}
 }

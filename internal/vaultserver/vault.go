@@ -166,6 +166,8 @@ func (v *Vault) compact(dbPath string) error {
 
 // migrateTags replaces the unlock tag T of records made before the tag
 // MAC by its MAC, in one transaction, and returns how many it changed.
+// It also lists in the pending bucket the enrolments started before it
+// existed.
 // Copies of the database made before still hold T (docs/VAULT.md §3).
 func (v *Vault) migrateTags() (int, error) {
 	n := 0
@@ -175,11 +177,16 @@ func (v *Vault) migrateTags() (int, error) {
 			user string
 			val  []byte
 		}
-		var changes []change
+		var changes, unlisted []change
 		err := b.ForEach(func(k, val []byte) error {
 			var rec userRecord
 			if err := json.Unmarshal(val, &rec); err != nil {
 				return fmt.Errorf("vault database record %q is unreadable: %w", k, err)
+			}
+			if rec.Pending && tx.Bucket(pendingBucket).Get(k) == nil {
+				// Started before the pending bucket: listed from now, so
+				// that it is counted and expires.
+				unlisted = append(unlisted, change{string(k), binary.BigEndian.AppendUint64(nil, uint64(rec.Created.UnixNano()))})
 			}
 			if rec.Tag == nil {
 				return nil
@@ -199,6 +206,11 @@ func (v *Vault) migrateTags() (int, error) {
 		for _, c := range changes {
 			if err == nil {
 				err = b.Put([]byte(c.user), c.val)
+			}
+		}
+		for _, c := range unlisted {
+			if err == nil {
+				err = tx.Bucket(pendingBucket).Put([]byte(c.user), c.val)
 			}
 		}
 		n = len(changes)
