@@ -39,7 +39,8 @@ const (
 // unlock (a key slot and the config) is left out: it does not depend on
 // the history. retained-B is the live heap the opened repository holds,
 // after a garbage collection; B/snapshot what its list of snapshots holds,
-// by snapshot.
+// by snapshot; list-ms one listing of snapshots/ alone, the part of an open
+// that grows with the history.
 func BenchmarkOpenHistory(b *testing.B) {
 	for _, f := range strings.Split(*benchCommits, ",") {
 		n, err := strconv.Atoi(f)
@@ -77,6 +78,13 @@ func BenchmarkOpenHistory(b *testing.B) {
 					}
 					b.ReportMetric(float64(retained), "retained-B")
 					b.ReportMetric(float64(perSnap), "B/snapshot")
+					// The part of an open that grows with the history:
+					// one listing of the snapshots.
+					start := time.Now()
+					if err := fx.rem.List(context.Background(), format.SnapshotsDir, func(remote.Entry) error { return nil }); err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "list-ms")
 				})
 			}
 		})
