@@ -198,3 +198,59 @@ func TestOpenCatchesRenamedSnapshot(t *testing.T) {
 	}
 	expectIntegrity(t, "swapped snapshots 4 and 5 (check)", errors.Join(rep.Problems...), names[4])
 }
+
+// TestForkBelowStubs: a fork early in a history whose later snapshots an
+// open leaves unopened: a new client finds the same head, main line and
+// fork as one that opens every snapshot (check), reads the fork's file, and
+// deleting the recorded fork snapshot is an integrity error at open.
+func TestForkBelowStubs(t *testing.T) {
+	ctx := context.Background()
+	f := newForkRepo(t)
+	r, err := f.env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		storeFile(t, r, "ours", randomData(uint64(50+i), 500))
+	}
+	if err := r.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rem := testutil.NewRemote(t, f.env.Dir)
+	fresh, err := repo.Open(ctx, rem, unlock.WithCode(f.env.Code), repo.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The config, the key slot, the newest snapshot and the two of
+	// number 2 and the one above them (3), and the index objects.
+	if got, max := rem.Stats().Gets, int64(6+len(fresh.Latest().Indexes)); got > max {
+		t.Fatalf("open read %d objects, want %d at most", got, max)
+	}
+	if l := fresh.Latest(); l.Seq != 11 {
+		t.Fatalf("newest is %d, want 11", l.Seq)
+	}
+	if forks := fresh.Forks(); len(forks) != 1 || forks[0].ID != f.theirs.ID || len(fresh.UnrecordedForks()) != 0 {
+		t.Fatalf("forks %v (unrecorded %v), want theirs, recorded", forks, fresh.UnrecordedForks())
+	}
+	if s, err := fresh.SnapshotBySeq(ctx, 2); err != nil || s.ID != f.ours2.ID {
+		t.Fatalf("snapshot 2 = %v, %v; want ours", s, err)
+	}
+	if s, err := fresh.SnapshotBySeq(ctx, 7); err != nil || s.Tree.IsZero() || s.Seq != 7 {
+		t.Fatalf("snapshot 7 = %+v, %v", s, err)
+	}
+	if got, err := readFileIn(fresh, f.theirs, "theirs"); err != nil || string(got) != "theirs 2" {
+		t.Fatalf("the fork's file: %q, %v", got, err)
+	}
+	rep, err := fresh.Check(ctx, repo.CheckOptions{})
+	if err != nil || !rep.OK() || len(rep.Forks) != 1 || rep.Forks[0].ID != f.theirs.ID {
+		t.Fatalf("check: %v %v, forks %v", err, rep.Problems, rep.Forks)
+	}
+	if err := os.Remove(filepath.Join(f.env.Dir, format.SnapshotSeqName(f.theirs.Seq, f.theirs.ID))); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.env.Reopen(t, t.TempDir(), false)
+	expectIntegrity(t, "recorded fork deleted", err, "records it as a fork")
+}
