@@ -298,10 +298,24 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 	}
 	p.rep.Packs = len(p.packSize)
 
-	// Group the head's index by pack.
-	livePack := map[crypt.ID][]format.IndexEntry{}
-	liveBytes := map[crypt.ID]int64{}
-	indexed := map[crypt.ID]bool{}
+	livePack, indexed, err := p.groupByPack(idx)
+	if err != nil {
+		return nil, err
+	}
+	small := p.classify(livePack, indexed, o.MaxUnusedPct, int64(r.cfg.PackSize/smallPackDivisor))
+	if err := p.finish(livePack, indexed, small); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// groupByPack sorts the head's index entries by pack: the live ones of each
+// pack (livePack) and every pack the index names (indexed). A blob no
+// snapshot needs goes to p.dead. A missing pack that holds live blobs is an
+// integrity error.
+func (p *prunePlan) groupByPack(idx *Index) (livePack map[crypt.ID][]format.IndexEntry, indexed map[crypt.ID]bool, err error) {
+	livePack = map[crypt.ID][]format.IndexEntry{}
+	indexed = map[crypt.ID]bool{}
 	idx.each(func(id crypt.ID, l Location) {
 		indexed[l.Pack] = true
 		if !p.live[id] {
@@ -309,18 +323,27 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 			return
 		}
 		livePack[l.Pack] = append(livePack[l.Pack], format.IndexEntry{ID: id, Location: l})
-		liveBytes[l.Pack] += int64(l.Length)
 		p.rep.LiveBytes += int64(l.Length)
 	})
 	p.rep.LiveBlobs = len(p.live)
 	for pack, entries := range livePack {
 		if _, ok := p.packSize[pack]; !ok {
-			return nil, integrityError(format.PackName(pack), "the pack is missing, and %d blobs that snapshots need are in it (nothing was pruned; run sealfs check)", len(entries))
+			return nil, nil, integrityError(format.PackName(pack), "the pack is missing, and %d blobs that snapshots need are in it (nothing was pruned; run sealfs check)", len(entries))
 		}
 	}
+	return livePack, indexed, nil
+}
+
+// classify decides what becomes of each pack on the remote: dropped whole,
+// repacked (more than maxUnusedPct of it unused), or kept. It returns the
+// small packs (under smallPack bytes), which finish decides on.
+func (p *prunePlan) classify(livePack map[crypt.ID][]format.IndexEntry, indexed map[crypt.ID]bool, maxUnusedPct int, smallPack int64) []crypt.ID {
 	var small []crypt.ID
 	for pack, size := range p.packSize {
-		live := liveBytes[pack]
+		var live int64
+		for _, e := range livePack[pack] {
+			live += int64(e.Length)
+		}
 		// What a pack of its live blobs alone would be: their bytes and
 		// the sealed header listing them, with its length.
 		need := live + int64(5+format.HeaderEntrySize*len(livePack[pack])+crypt.Overhead+4)
@@ -332,15 +355,22 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 			p.drop(pack, size)
 		case live == 0:
 			p.drop(pack, size)
-		case (size-need)*100 > size*int64(o.MaxUnusedPct):
+		case (size-need)*100 > size*int64(maxUnusedPct):
 			p.repack[pack] = livePack[pack]
-		case size < int64(r.cfg.PackSize/smallPackDivisor):
+		case size < smallPack:
 			small = append(small, pack)
 		default:
 			p.rep.KeptPacks++
 			p.keep = append(p.keep, livePack[pack]...)
 		}
 	}
+	return small
+}
+
+// finish repacks the small packs together when there are several (or
+// packs are repacked anyway), checks that the plan keeps every live blob,
+// and decides whether the head's index objects are rewritten.
+func (p *prunePlan) finish(livePack map[crypt.ID][]format.IndexEntry, indexed map[crypt.ID]bool, small []crypt.ID) error {
 	// Small packs are copied together (with the packs repacked anyway,
 	// if any): what comes out is full packs and at most one small one,
 	// which the next prune leaves alone.
@@ -365,7 +395,7 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 		}
 	}
 	if copied != len(p.live) {
-		return nil, fmt.Errorf("internal error: %d blobs are live, but the plan keeps %d (nothing was pruned)", len(p.live), copied)
+		return fmt.Errorf("internal error: %d blobs are live, but the plan keeps %d (nothing was pruned)", len(p.live), copied)
 	}
 	// The head's indexes change when they list a blob no snapshot needs
 	// or a pack that goes.
@@ -378,7 +408,7 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 			p.rewrite = true // a pack gone, holding no live blob
 		}
 	}
-	return p, nil
+	return nil
 }
 
 // drop plans to delete a pack whole.
