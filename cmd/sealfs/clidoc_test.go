@@ -61,3 +61,28 @@ func TestMountOptionsAreFlags(t *testing.T) {
 		t.Errorf("%d options gave %d flags", len(opts), flags)
 	}
 }
+
+// TestJSONSchemasDocumented: every command with --json has its section in
+// docs/CLI.md (an example and a table of its fields, consistent with each
+// other: clidoc.ReadSchemas checks), and every section is a command's with
+// --json. test/json_test.go holds each command's real output to it.
+func TestJSONSchemasDocumented(t *testing.T) {
+	schemas := clidoc.ReadSchemas(t, "../../docs/CLI.md")
+	withFlag := map[string]bool{}
+	clidoc.Walk(newRootCmd(), "", func(path string, c *cobra.Command) {
+		if c.LocalFlags().Lookup("json") != nil {
+			withFlag[path] = true
+			if schemas[path] == nil {
+				t.Errorf("sealfs %s has --json, but docs/CLI.md has no section \"### `sealfs %s --json`\"", path, path)
+			}
+		}
+	})
+	for _, c := range clidoc.Commands(schemas) {
+		if !withFlag[c] {
+			t.Errorf("docs/CLI.md documents the JSON of sealfs %s, which has no --json", c)
+		}
+	}
+	if len(withFlag) != 10 {
+		t.Errorf("%d commands have --json, want 10", len(withFlag))
+	}
+}

@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -82,7 +84,8 @@ also written to FILE (mode 0600; an existing file is never overwritten). With
 }
 
 func newSnapshotsCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "snapshots REMOTE",
 		Short: "List the snapshots",
 		Args:  exactArgs(1),
@@ -91,13 +94,18 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, snapshotHeader)
 			snaps, err := r.Snapshots(cmd.Context())
 			if err != nil {
 				return err
 			}
 			forks := r.Forks()
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), struct {
+					Snapshots []snapshotJSON `json:"snapshots"`
+				}{snapshotsJSON(snaps, forks)})
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, snapshotHeader)
 			for _, s := range snaps {
 				fmt.Fprint(tw, snapshotRow(s))
 				if slices.Contains(forks, s) {
@@ -117,6 +125,8 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	addJSONFlag(cmd, &asJSON, false)
+	return cmd
 }
 
 // pruneNote marks the snapshot a prune stored in `sealfs snapshots`.
@@ -131,7 +141,7 @@ func forkAdvice(remote string) string {
 }
 
 func newCheckCmd(g *globals) *cobra.Command {
-	var readData bool
+	var readData, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "check [--read-data] REMOTE",
 		Short: "Verify every object of the repository",
@@ -148,22 +158,6 @@ Each damaged or missing object is named; the exit code is 7 if any was found.`,
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "checked %d key slots, %d snapshots, %d indexes, %d packs, %d blobs, %d trees\n",
-				rep.Slots, rep.Snapshots, rep.Indexes, rep.Packs, rep.Blobs, rep.Trees)
-			if n := len(rep.Unreferenced) + len(rep.UnreferencedPacks); n > 0 {
-				fmt.Fprintf(out, "%d objects are not referenced by any snapshot (left by interrupted commits or prunes; harmless: sealfs prune removes them)\n", n)
-			}
-			for _, s := range rep.Forks {
-				fmt.Fprintf(out, "note: snapshot %d (%s, %s, host %s) is on a fork: not in the newest snapshot's history (not a problem)\n",
-					s.Seq, s.ID.Short(), s.Time.Local().Format(time.DateTime), s.Host)
-			}
-			if len(rep.Forks) > 0 {
-				fmt.Fprintln(out, "note: "+forkAdvice(rcloneremote.Redact(args[0])))
-			}
-			for _, p := range rep.Problems {
-				fmt.Fprintf(out, "error: %v\n", p)
-			}
 			// Damage is what failed verification; an object the remote
 			// would not give (it failed, past the retries) is not known
 			// to be damaged: then the check did not finish.
@@ -176,22 +170,51 @@ Each damaged or missing object is named; the exit code is 7 if any was found.`,
 					unread = append(unread, p)
 				}
 			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				err = printJSON(out, newCheckJSON(rep))
+			} else {
+				printCheck(out, rep, rcloneremote.Redact(args[0]))
+			}
 			if damaged > 0 {
 				return fmt.Errorf("%w: %d problems found; the objects named above are damaged or missing", repo.ErrIntegrity, damaged)
 			}
 			if len(unread) > 0 {
 				return fmt.Errorf("the check did not finish: the remote failed to give %d objects (nothing was found damaged); run it again: %w", len(unread), unread[0])
 			}
+			if asJSON {
+				return err
+			}
 			fmt.Fprintln(out, "no problems found")
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&readData, "read-data", false, "also download and verify every chunk")
+	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }
 
+// printCheck shows what a check found to a person.
+func printCheck(out io.Writer, rep *repo.CheckReport, remoteName string) {
+	fmt.Fprintf(out, "checked %d key slots, %d snapshots, %d indexes, %d packs, %d blobs, %d trees\n",
+		rep.Slots, rep.Snapshots, rep.Indexes, rep.Packs, rep.Blobs, rep.Trees)
+	if n := len(rep.Unreferenced) + len(rep.UnreferencedPacks); n > 0 {
+		fmt.Fprintf(out, "%d objects are not referenced by any snapshot (left by interrupted commits or prunes; harmless: sealfs prune removes them)\n", n)
+	}
+	for _, s := range rep.Forks {
+		fmt.Fprintf(out, "note: snapshot %d (%s, %s, host %s) is on a fork: not in the newest snapshot's history (not a problem)\n",
+			s.Seq, s.ID.Short(), s.Time.Local().Format(time.DateTime), s.Host)
+	}
+	if len(rep.Forks) > 0 {
+		fmt.Fprintln(out, "note: "+forkAdvice(remoteName))
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(out, "error: %v\n", p)
+	}
+}
+
 func newBackupCmd(g *globals) *cobra.Command {
-	var breakLease bool
+	var breakLease, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "backup DIR REMOTE",
 		Short: "Store a copy of a local directory as a new snapshot",
@@ -224,6 +247,10 @@ func newBackupCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ws := r.Stats()
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), backupJSON{Snapshot: newSnapshotJSON(snap, nil), Files: st.Files, Dirs: st.Dirs, Others: st.Others,
+					Bytes: st.Bytes, UploadedBytes: ws.PackBytes, Packs: ws.Packs, NewChunks: ws.Blobs, StoredChunks: ws.DedupBlobs})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %d (%s): %d files, %d directories, %s; uploaded %s in %d packs (%d chunks new, %d already stored)\n",
 				snap.Seq, snap.ID.Short(), st.Files, st.Dirs, humanize.Bytes(st.Bytes), humanize.Bytes(ws.PackBytes), ws.Packs, ws.Blobs, ws.DedupBlobs)
 			return nil
@@ -231,11 +258,13 @@ func newBackupCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&breakLease, "break-lease", false, "take the writer lease even if another writer holds it (only if it is gone)")
 	g.addTransfersFlag(cmd)
+	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
 	var sel string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "restore [--snapshot SNAPSHOT] REMOTE DIR",
 		Short: "Restore a snapshot (the newest by default) into an empty directory",
@@ -267,6 +296,13 @@ func newRestoreCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			if asJSON {
+				abs, err := filepath.Abs(dir)
+				if err != nil {
+					return err
+				}
+				return printJSON(cmd.OutOrStdout(), restoreJSON{Snapshot: newSnapshotJSON(snap, r.Forks()), Target: abs, Files: snap.Files, Bytes: snap.Bytes, Warnings: rs.Warnings()})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %d (%d files, %s) into %s\n", snap.Seq, snap.Files, humanize.Bytes(snap.Bytes), dir)
 			if n := rs.Warnings(); n > 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %d extended attributes were not restored (listed above): the target's filesystem or your privileges refuse them\n", n)
@@ -276,5 +312,6 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&sel, "snapshot", "latest", "the snapshot to restore: "+snapshotSelectorHelp)
 	g.addTransfersFlag(cmd)
+	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }

@@ -51,7 +51,7 @@ func (pf *policyFlags) parse() (retention.Policy, retention.GroupBy, error) {
 
 func newForgetCmd(g *globals) *cobra.Command {
 	var pf policyFlags
-	var dryRun, breakLease bool
+	var dryRun, breakLease, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "forget [--keep-last N] [--keep-daily N ...] [--dry-run] REMOTE [SNAPSHOT...]",
 		Short: "Remove snapshots by a retention policy, or the ones named",
@@ -106,10 +106,23 @@ nothing.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
+			removed := len(plan.Removed())
+			if asJSON {
+				// Shown as they were before the forget deletes them.
+				doc, err := newForgetJSON(ctx, r, plan, len(named) > 0, dryRun, removed)
+				if err != nil {
+					return err
+				}
+				if !dryRun && removed > 0 {
+					if err := retention.Forget(ctx, r, plan); err != nil {
+						return err
+					}
+				}
+				return printJSON(out, doc)
+			}
 			if err := printPlan(ctx, out, r, plan, len(named) > 0); err != nil {
 				return err
 			}
-			removed := len(plan.Removed())
 			switch {
 			case removed == 0:
 				fmt.Fprintln(out, "nothing to forget")
@@ -128,6 +141,7 @@ nothing.`,
 	addPolicyFlags(f, &pf)
 	f.BoolVar(&dryRun, "dry-run", false, "print what would be kept and forgotten, and change nothing (takes no lease)")
 	f.BoolVar(&breakLease, "break-lease", false, "take the writer lease even if another writer holds it (only if it is gone)")
+	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }
 

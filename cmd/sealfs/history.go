@@ -19,7 +19,7 @@ import (
 )
 
 func newLsCmd(g *globals) *cobra.Command {
-	var recursive bool
+	var recursive, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "ls [-R] REMOTE SNAPSHOT [PATH]",
 		Short: "List a snapshot's files as ls -l does",
@@ -50,27 +50,32 @@ lists that file. -R lists everything below PATH too. SNAPSHOT is ` + snapshotSel
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			defer tw.Flush()
+			show := func(e snaptree.Entry) error {
+				printEntry(tw, e)
+				return nil
+			}
+			if asJSON {
+				show = func(e snaptree.Entry) error { return printJSON(cmd.OutOrStdout(), newEntryJSON(e.Path, e.Node)) }
+			}
 			prefix := strings.Trim(p, "/")
 			if n != nil && n.Type != format.NodeDir {
-				printEntry(tw, snaptree.Entry{Path: prefix, Node: n})
-				return nil
+				return show(snaptree.Entry{Path: prefix, Node: n})
 			}
 			dir := snap.Tree
 			if n != nil {
 				dir = n.Subtree
 			}
-			return snaptree.List(ctx, r, dir, prefix, recursive, func(e snaptree.Entry) error {
-				printEntry(tw, e)
-				return nil
-			})
+			return snaptree.List(ctx, r, dir, prefix, recursive, show)
 		},
 	}
 	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "list everything below PATH, folder by folder")
+	addJSONFlag(cmd, &asJSON, true)
 	return cmd
 }
 
 func newDiffCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "diff REMOTE SNAPSHOT1 SNAPSHOT2",
 		Short: "Show the paths added, removed and changed from one snapshot to another",
 		Long: `Compare SNAPSHOT1 (the older) with SNAPSHOT2, as restic's diff does: one line
@@ -103,10 +108,13 @@ whose content did not change are skipped without being read. Each SNAPSHOT is
 					p, dir = p+"/", 1
 				}
 				count[dir][c.Kind]++
+				if asJSON {
+					return printJSON(out, diffJSON{Change: string(rune(c.Kind)), entryJSON: newEntryJSON(c.Path, c.Node)})
+				}
 				_, err := fmt.Fprintf(out, "%c    %s\n", c.Kind, shownName(p))
 				return err
 			})
-			if err != nil {
+			if err != nil || asJSON {
 				return err
 			}
 			fmt.Fprintf(out, "\nfrom snapshot %d to %d:\nfiles: %d new, %d removed, %d changed\nfolders: %d new, %d removed, %d changed\n",
@@ -115,6 +123,8 @@ whose content did not change are skipped without being read. Each SNAPSHOT is
 			return nil
 		},
 	}
+	addJSONFlag(cmd, &asJSON, true)
+	return cmd
 }
 
 // rangeArgs is cobra.RangeArgs with a usage error.

@@ -62,7 +62,8 @@ func newKeyAddCodeCmd(g *globals) *cobra.Command {
 }
 
 func newKeyListCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "list REMOTE",
 		Short: "List the key slots",
 		Args:  exactArgs(1),
@@ -75,6 +76,15 @@ func newKeyListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				doc := struct {
+					Slots []slotJSON `json:"slots"`
+				}{[]slotJSON{}}
+				for _, s := range slots {
+					doc.Slots = append(doc.Slots, slotJSON{ID: jsonID(s.ID), Kind: string(s.Slot.Kind), Created: jsonTime(s.Slot.Created)})
+				}
+				return printJSON(cmd.OutOrStdout(), doc)
+			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SLOT\tKIND\tCREATED")
 			for _, s := range slots {
@@ -83,6 +93,8 @@ func newKeyListCmd(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	addJSONFlag(cmd, &asJSON, false)
+	return cmd
 }
 
 func newKeyRemoveCmd(g *globals) *cobra.Command {

@@ -14,7 +14,7 @@ import (
 )
 
 func newPruneCmd(g *globals) *cobra.Command {
-	var dryRun, breakLease bool
+	var dryRun, breakLease, asJSON bool
 	var maxUnused int
 	cmd := &cobra.Command{
 		Use:   "prune [--dry-run] [--max-unused-pct N] REMOTE",
@@ -54,6 +54,9 @@ With --dry-run it only says what it would delete.`,
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), newPruneJSON(rep))
+			}
 			printPrune(cmd.OutOrStdout(), rep)
 			return nil
 		},
@@ -62,6 +65,7 @@ With --dry-run it only says what it would delete.`,
 	cmd.Flags().IntVar(&maxUnused, "max-unused-pct", repo.DefaultMaxUnusedPct, "repack a pack when more than this percentage of its bytes is unused (100: never)")
 	cmd.Flags().BoolVar(&breakLease, "break-lease", false, "take the writer lease even if another writer holds it (only if it is gone)")
 	g.addTransfersFlag(cmd)
+	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }
 

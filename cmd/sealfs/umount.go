@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -93,15 +92,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("%s is not a live sealfs mount: %w", args[0], err)
 			}
 			if asJSON {
-				b, _ := json.MarshalIndent(st, "", "  ")
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
-				return nil
+				return printJSON(cmd.OutOrStdout(), newStatusJSON(st))
 			}
 			printStatus(cmd.OutOrStdout(), st)
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }
 
