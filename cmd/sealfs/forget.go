@@ -105,36 +105,10 @@ nothing.`,
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			removed := len(plan.Removed())
 			if asJSON {
-				// Shown as they were before the forget deletes them.
-				doc, err := newForgetJSON(ctx, r, plan, len(named) > 0, dryRun, removed)
-				if err != nil {
-					return err
-				}
-				if !dryRun && removed > 0 {
-					if err := retention.Forget(ctx, r, plan); err != nil {
-						return err
-					}
-				}
-				return printJSON(out, doc)
+				return forgetWithJSON(ctx, cmd.OutOrStdout(), r, plan, len(named) > 0, dryRun)
 			}
-			if err := printPlan(ctx, out, r, plan, len(named) > 0); err != nil {
-				return err
-			}
-			switch {
-			case removed == 0:
-				fmt.Fprintln(out, "nothing to forget")
-			case dryRun:
-				fmt.Fprintf(out, "would forget %d snapshots (dry run: nothing was changed)\n", removed)
-			default:
-				if err := retention.Forget(ctx, r, plan); err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "forgot %d snapshots; the data only they used stays on the remote until it is pruned\n", removed)
-			}
-			return nil
+			return forgetWithText(ctx, cmd.OutOrStdout(), r, plan, len(named) > 0, dryRun)
 		},
 	}
 	f := cmd.Flags()
@@ -143,6 +117,43 @@ nothing.`,
 	f.BoolVar(&breakLease, "break-lease", false, "take the writer lease even if another writer holds it (only if it is gone)")
 	addJSONFlag(cmd, &asJSON, false)
 	return cmd
+}
+
+// forgetWithText prints plan for people and carries it out (unless
+// dryRun); named: it names the snapshots to remove.
+func forgetWithText(ctx context.Context, out io.Writer, r *repo.Repository, plan retention.Plan, named, dryRun bool) error {
+	if err := printPlan(ctx, out, r, plan, named); err != nil {
+		return err
+	}
+	removed := len(plan.Removed())
+	switch {
+	case removed == 0:
+		fmt.Fprintln(out, "nothing to forget")
+	case dryRun:
+		fmt.Fprintf(out, "would forget %d snapshots (dry run: nothing was changed)\n", removed)
+	default:
+		if err := retention.Forget(ctx, r, plan); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "forgot %d snapshots; the data only they used stays on the remote until it is pruned\n", removed)
+	}
+	return nil
+}
+
+// forgetWithJSON carries out plan (unless dryRun) and prints it as JSON
+// (newForgetJSON), with the snapshots as they were before.
+func forgetWithJSON(ctx context.Context, out io.Writer, r *repo.Repository, plan retention.Plan, named, dryRun bool) error {
+	removed := len(plan.Removed())
+	doc, err := newForgetJSON(ctx, r, plan, named, dryRun, removed)
+	if err != nil {
+		return err
+	}
+	if !dryRun && removed > 0 {
+		if err := retention.Forget(ctx, r, plan); err != nil {
+			return err
+		}
+	}
+	return printJSON(out, doc)
 }
 
 // namedPlan is the plan that removes the snapshots named by sels and keeps
