@@ -145,12 +145,17 @@ func (r *Repository) addBlob(ctx context.Context, b preparedBlob) error {
 func (r *Repository) addBlobLocked(ctx context.Context, b *preparedBlob) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Without the lease, the index is not known to be the newest: a prune
+	// elsewhere may have deleted a blob it lists, so a match in it proves
+	// nothing. A blob "stored already" is only taken as stored by a writer
+	// (whose Lock loaded the newest index, which no prune changes while it
+	// holds the lease); otherwise the caller stores it again later.
+	if r.lease == nil {
+		return false, ErrReadOnly
+	}
 	for r.packer == nil || b.sealed == nil {
 		if _, ok := r.Index().Lookup(b.id); ok {
 			break
-		}
-		if r.lease == nil {
-			return false, ErrReadOnly
 		}
 		switch {
 		case b.sealed == nil:

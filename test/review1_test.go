@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // review1Data is n bytes of random data from seed.
@@ -104,4 +105,77 @@ func TestReadOnlyMountReadsAfterPrune(t *testing.T) {
 		}
 	}
 	ro.umount(t, mnt)
+}
+
+// TestOfflineCopyOfPrunedDataIsStored: machine A mounts while the remote
+// is down and writes a file whose content the repository holds already
+// (a copy of an old version, as from /.snapshots): streamed while written,
+// its chunks all matched A's index of the time. Meanwhile machine B
+// commits, forgets the old snapshot that held that content and prunes:
+// those chunks leave the remote. When A takes the lease and commits, the file
+// must be stored with its content. Before the fix the streamer's chunks,
+// matched without the lease against an index no longer the newest, were
+// committed as they were: the snapshot named blobs that no longer exist,
+// and the copy was lost.
+func TestOfflineCopyOfPrunedDataIsStored(t *testing.T) {
+	needRoot(t)
+	s3A := newFaultyS3(t)
+	s3B := newFaultyS3Over(t, s3A.inner)
+	a := s3A.initRepo(t, "offline-prune")
+	b := cliRepo{remote: s3B.remote("offline-prune"), cache: t.TempDir(), codeFile: a.codeFile}
+	mntA, mntB := mountpoint(t), mountpoint(t)
+	old := review1Data(4, 3<<20)
+
+	// Snapshot 1 holds old; snapshot 2, A's base, no longer does.
+	for _, keep := range []bool{true, false} {
+		expect(t, a.mount(t, mntA, "--commit-delay", "100ms"), 0, "")
+		if keep {
+			if err := os.WriteFile(filepath.Join(mntA, "old"), old, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.Remove(filepath.Join(mntA, "old")); err != nil {
+			t.Fatal(err)
+		}
+		a.umount(t, mntA)
+	}
+
+	s3A.setRate(1000)
+	expect(t, a.mount(t, mntA, "--commit-delay", "100ms"), 0, "")
+	if st := mountStatus(t, mntA); !strings.Contains(st.Lease, "not held yet") {
+		t.Fatalf("A is not offline: %+v", st)
+	}
+	if err := os.WriteFile(filepath.Join(mntA, "copy"), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	expect(t, b.mount(t, mntB, "--commit-delay", "100ms"), 0, "")
+	putText(t, filepath.Join(mntB, "b"), "from B")
+	b.umount(t, mntB)
+	expect(t, b.run(t, "forget", b.remote, "1"), 0, "")
+	expect(t, b.run(t, "prune", b.remote), 0, "")
+
+	s3A.setRate(0)
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		st := mountStatus(t, mntA)
+		if st.PendingFiles == 0 && !st.Committing && st.LastError == "" && st.SnapshotSeq >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(a.cache, "test-mount.log"))
+			t.Fatalf("A did not commit once the remote answered: %+v\nA's log:\n%s", st, log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.umount(t, mntA)
+	fresh := cliRepo{remote: b.remote, cache: t.TempDir(), codeFile: a.codeFile}
+	r := fresh.run(t, "check", "--read-data", fresh.remote)
+	if r.code != 0 {
+		t.Errorf("check --read-data after A's commit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	expect(t, fresh.mount(t, mntA, "--read-only"), 0, "")
+	defer fresh.umount(t, mntA)
+	got, err := os.ReadFile(filepath.Join(mntA, "copy"))
+	if err != nil || !bytes.Equal(got, old) {
+		t.Errorf("the copy A made offline: %d bytes, %v (want %d)", len(got), err, len(old))
+	}
 }
