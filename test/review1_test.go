@@ -179,3 +179,67 @@ func TestOfflineCopyOfPrunedDataIsStored(t *testing.T) {
 		t.Errorf("the copy A made offline: %d bytes, %v (want %d)", len(got), err, len(old))
 	}
 }
+
+// TestOfflineRebaseOnPrunedBase: machine A mounts while the remote is
+// down, on snapshot 1, and writes y. Meanwhile machine B deletes x,
+// forgets snapshot 1 (A's base) and prunes: x's data leaves the remote.
+// When A takes the lease, its rebase has no base (forgotten), and x, which
+// A never changed, must not come back naming data that is gone: before the
+// fix A committed it, and the newest snapshot failed check --read-data
+// (and every later prune refused to run).
+func TestOfflineRebaseOnPrunedBase(t *testing.T) {
+	needRoot(t)
+	s3A := newFaultyS3(t)
+	s3B := newFaultyS3Over(t, s3A.inner)
+	a := s3A.initRepo(t, "offline-base")
+	b := cliRepo{remote: s3B.remote("offline-base"), cache: t.TempDir(), codeFile: a.codeFile}
+	mntA, mntB := mountpoint(t), mountpoint(t)
+	x := review1Data(5, 2<<20)
+
+	expect(t, a.mount(t, mntA, "--commit-delay", "100ms"), 0, "")
+	if err := os.WriteFile(filepath.Join(mntA, "x"), x, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	putText(t, filepath.Join(mntA, "kept"), "kept by both")
+	a.umount(t, mntA)
+
+	s3A.setRate(1000)
+	expect(t, a.mount(t, mntA, "--commit-delay", "100ms"), 0, "")
+	if st := mountStatus(t, mntA); !strings.Contains(st.Lease, "not held yet") {
+		t.Fatalf("A is not offline: %+v", st)
+	}
+	putText(t, filepath.Join(mntA, "y"), "y from A")
+
+	expect(t, b.mount(t, mntB, "--commit-delay", "100ms"), 0, "")
+	if err := os.Remove(filepath.Join(mntB, "x")); err != nil {
+		t.Fatal(err)
+	}
+	b.umount(t, mntB)
+	expect(t, b.run(t, "forget", b.remote, "1"), 0, "")
+	expect(t, b.run(t, "prune", b.remote), 0, "")
+
+	s3A.setRate(0)
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		st := mountStatus(t, mntA)
+		if st.PendingFiles == 0 && !st.Committing && st.LastError == "" && st.SnapshotSeq >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(a.cache, "test-mount.log"))
+			t.Fatalf("A did not commit once the remote answered: %+v\nA's log:\n%s", st, log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.umount(t, mntA)
+	fresh := cliRepo{remote: b.remote, cache: t.TempDir(), codeFile: a.codeFile}
+	r := fresh.run(t, "check", "--read-data", fresh.remote)
+	if r.code != 0 {
+		t.Errorf("check --read-data after A's commit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	expect(t, fresh.mount(t, mntA, "--read-only"), 0, "")
+	defer fresh.umount(t, mntA)
+	expectFiles(t, mntA, map[string]string{"y": "y from A", "kept": "kept by both"})
+	if _, err := os.Stat(filepath.Join(mntA, "x")); !os.IsNotExist(err) {
+		t.Errorf("x, deleted by B and pruned, is back: %v", err)
+	}
+}

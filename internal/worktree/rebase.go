@@ -307,6 +307,14 @@ func (m *merger) mergeDir(dir *Inode, path string, base, theirs crypt.ID) error 
 	names = slices.Compact(names)
 	for _, name := range names {
 		o, b, th := dir.children[name], bs[name], ts[name]
+		if m.lost(o) {
+			// Ours is the base's version (we would have staged a change),
+			// and that snapshot was forgotten and its data pruned while
+			// we were offline: it cannot be kept. Theirs, if anything.
+			m.t.opts.Log.Warn("a file of the snapshot this mount's changes are based on was forgotten and pruned by another writer meanwhile; it is not kept", "path", joinPath(path, name))
+			m.do(func() { m.replace(dir, name, o, th) })
+			continue
+		}
 		if sameNode(b, th) {
 			m.stood(o, th)
 			continue // theirs did not change: ours stands
@@ -352,6 +360,29 @@ func (m *merger) mergeDir(dir *Inode, path string, base, theirs crypt.ID) error 
 // merge is planned, so that a failure (a tree that cannot be loaded)
 // leaves the tree as it was.
 func (m *merger) do(f func()) { m.actions = append(m.actions, f) }
+
+// lost reports whether our entry o, unchanged by us (not staged), names
+// stored data the newest index no longer lists: a file's content or an
+// unloaded directory's tree, which a prune deleted after its snapshot was
+// forgotten. Keeping it would commit a tree naming blobs that are gone.
+func (m *merger) lost(o *Inode) bool {
+	if o == nil || o.staging != "" {
+		return false
+	}
+	idx := m.t.r.Index()
+	switch {
+	case o.meta.Type == repo.NodeFile:
+		for _, e := range o.meta.Content {
+			if _, ok := idx.Lookup(e.ID); !e.Hole && !ok {
+				return true
+			}
+		}
+	case o.meta.Type == repo.NodeDir && o.children == nil && !o.meta.Subtree.IsZero():
+		_, ok := idx.Lookup(o.meta.Subtree)
+		return !ok
+	}
+	return false
+}
 
 // takeDir merges their directory th into our directory o.
 func (m *merger) takeDir(o *Inode, path string, b, th *repo.Node, attrs bool) error {
