@@ -169,7 +169,11 @@ func TestPruneDiesAtEveryCall(t *testing.T) {
 			if _, err := again.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 10}); err != nil {
 				t.Fatalf("%s: prune again: %v", what, err)
 			}
-			for _, s := range again.Snapshots() {
+			snaps, err := again.Snapshots(ctx)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			for _, s := range snaps {
 				if s.Seq > 4 {
 					want[s.Seq] = want[4]
 				}
