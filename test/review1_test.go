@@ -243,3 +243,25 @@ func TestOfflineRebaseOnPrunedBase(t *testing.T) {
 		t.Errorf("x, deleted by B and pruned, is back: %v", err)
 	}
 }
+
+// TestForgetCountsPruneSnapshotOnce: prune's snapshot repeats the content
+// of the one before it; a policy must not count it as one more version.
+// Three backups, forget --keep-last 2, prune (its snapshot 4 repeats 3),
+// then forget --keep-last 2 again: two versions must be left, 3's and 2's
+// (and 4, the newest). Before the fix the second forget kept 4 and 3, one
+// version twice, and forgot 2: the previous version was gone.
+func TestForgetCountsPruneSnapshotOnce(t *testing.T) {
+	c := initRepo(t)
+	dirs := backupHistory(t, c, 3)
+	expect(t, c.run(t, "forget", "--keep-last", "2", c.remote), 0, "")
+	r := c.run(t, "prune", c.remote)
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "named by snapshot 4") {
+		t.Fatalf("prune stored no snapshot 4:\n%s", r.stdout)
+	}
+	expect(t, c.run(t, "forget", "--keep-last", "2", c.remote), 0, "")
+	if got := snapshotSeqs(t, c); got != "2 3 4" {
+		t.Fatalf("after keep-last 2 with prune's snapshot newest: snapshots %s, want 2 3 4", got)
+	}
+	restoredSame(t, c, "2", dirs[1])
+}

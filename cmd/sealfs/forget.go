@@ -64,7 +64,8 @@ years that have one (-1: of every one), counted in local time; a rule with
 counts left also keeps the oldest snapshot. --keep-within D keeps every
 snapshot made within D of the group's newest. A snapshot kept by several rules
 is kept once, with every reason. The repository's newest snapshot is always
-kept. Without a policy, name the snapshots to remove instead (SNAPSHOT: a
+kept. A snapshot prune stored repeats the one before it: the rules count
+that one, and the prune's goes unless it is the newest. Without a policy, name the snapshots to remove instead (SNAPSHOT: a
 sequence number, latest, or an id prefix); with neither, nothing is done.
 
 A forget record is stored first, then the snapshots are deleted, so that

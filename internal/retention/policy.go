@@ -114,6 +114,9 @@ type Snapshot struct {
 	Seq  uint64
 	Time time.Time
 	Host string
+	// Repeats is, for the snapshot a prune stored (docs/SPEC.md §8.2), the
+	// snapshot before it, whose content it repeats; zero otherwise.
+	Repeats crypt.ID
 }
 
 // GroupBy says which snapshots a policy counts together.
@@ -299,6 +302,21 @@ func (p *Plan) Add(s Snapshot, reason string) {
 	g := &p.Groups[i]
 	g.Keep = append(g.Keep, Kept{Snapshot: s, Reasons: []string{reason}})
 	slices.SortFunc(g.Keep, func(a, b Kept) int { return newestFirst(a.Snapshot, b.Snapshot) })
+}
+
+// Drop adds s to the snapshots the plan removes, in its group.
+func (p *Plan) Drop(s Snapshot) {
+	host := ""
+	if p.By == ByHost {
+		host = s.Host
+	}
+	i, found := slices.BinarySearchFunc(p.Groups, host, func(g Group, h string) int { return strings.Compare(g.Host, h) })
+	if !found {
+		p.Groups = slices.Insert(p.Groups, i, Group{Host: host})
+	}
+	g := &p.Groups[i]
+	g.Remove = append(g.Remove, s)
+	slices.SortFunc(g.Remove, newestFirst)
 }
 
 // Removed lists every snapshot the plan removes, oldest first.

@@ -19,6 +19,9 @@ func Of(snaps []*repo.Snapshot) []Snapshot {
 	out := make([]Snapshot, len(snaps))
 	for i, s := range snaps {
 		out[i] = Snapshot{ID: s.ID, Seq: s.Seq, Time: s.Time, Host: s.Host}
+		if s.Prune {
+			out[i].Repeats = s.Parent
+		}
 	}
 	return out
 }
@@ -44,12 +47,32 @@ func PlanFor(ctx context.Context, r *repo.Repository, p Policy, by GroupBy, now 
 	for _, s := range r.Forks() {
 		forks[s.ID] = true
 	}
-	mainLine := slices.DeleteFunc(slices.Clone(live), func(s Snapshot) bool { return forks[s.ID] })
+	// A prune's snapshot that repeats a snapshot still there is not one
+	// more version: the policy counts the one it repeats, and it goes
+	// (unless it is the newest, below).
+	there := map[crypt.ID]bool{}
+	for _, s := range live {
+		there[s.ID] = true
+	}
+	var repeats []Snapshot
+	mainLine := slices.DeleteFunc(slices.Clone(live), func(s Snapshot) bool {
+		if forks[s.ID] {
+			return true
+		}
+		if !s.Repeats.IsZero() && there[s.Repeats] {
+			repeats = append(repeats, s)
+			return true
+		}
+		return false
+	})
 	plan, err := Apply(mainLine, p, by, now)
 	if err != nil {
 		return Plan{}, err
 	}
 	plan.Unfinished = unfinished
+	for _, s := range repeats {
+		plan.Drop(s)
+	}
 	for _, s := range live {
 		if forks[s.ID] {
 			plan.Add(s, ForkReason)
