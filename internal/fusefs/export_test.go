@@ -10,7 +10,7 @@ func (v *snapshotsView) opened() int {
 	n := 0
 	for _, sv := range v.byID {
 		sv.mu.Lock()
-		if sv.tree != nil {
+		if len(sv.trees) > 0 {
 			n++
 		}
 		sv.mu.Unlock()

@@ -107,6 +107,8 @@ type node struct {
 	gofs.Inode
 	fs   *FS
 	view *snapView       // the snapshot, in the snapshots view; nil in the live tree
+	vt   *viewTree       // view's tree as its folder's inode holds it; nil in the live tree
+	t    *worktree.Tree  // the tree wi is of, in the snapshots view
 	wi   *worktree.Inode // nil: the root of view's tree, not opened yet
 }
 
@@ -131,6 +133,7 @@ var (
 	_ gofs.NodeListxattrer   = (*node)(nil)
 	_ gofs.NodeSetxattrer    = (*node)(nil)
 	_ gofs.NodeRemovexattrer = (*node)(nil)
+	_ gofs.NodeOnForgetter   = (*node)(nil)
 	_ gofs.FileReader        = (*handle)(nil)
 	_ gofs.FileWriter        = (*handle)(nil)
 	_ gofs.FileFlusher       = (*handle)(nil)
@@ -237,24 +240,34 @@ func fillAttr(a worktree.Attr, out *fuse.Attr) {
 // the folder is loaded sees 2 + its subdirectories.
 const unknownAttrTimeout = time.Nanosecond
 
+// OnForget: the kernel holds nothing of n any more. For a snapshot's
+// folder in the snapshots view that is nothing under it either (every
+// inode holds its parent): its tree closes, and its memory goes.
+func (n *node) OnForget() {
+	if n.vt != nil && n.wi == nil {
+		n.vt.close()
+	}
+}
+
 // isLiveRoot reports whether n is the live tree's root.
 func (n *node) isLiveRoot() bool { return n.view == nil && n.wi == n.fs.tree.Root() }
 
 // at returns n's tree and inode: the live tree's, or its snapshot's in the
-// snapshots view, whose tree opens here when first needed; ESTALE once
-// that snapshot is forgotten.
+// snapshots view, whose tree opens here when first needed (at the
+// snapshot's folder; an inode under it keeps the tree it came from);
+// ESTALE once that snapshot is forgotten.
 func (n *node) at(ctx context.Context) (*worktree.Tree, *worktree.Inode, syscall.Errno) {
-	if n.view == nil {
+	switch {
+	case n.view == nil:
 		return n.fs.tree, n.wi, 0
+	case n.wi != nil:
+		return n.t, n.wi, n.view.check()
 	}
-	t, errno := n.view.open(ctx)
+	t, errno := n.vt.open(ctx)
 	if errno != 0 {
 		return nil, nil, errno
 	}
-	if n.wi == nil {
-		return t, t.Root(), 0
-	}
-	return t, n.wi, 0
+	return t, t.Root(), 0
 }
 
 // viewAt reports whether name in n is the snapshots view's folder: n is
@@ -268,12 +281,17 @@ func (n *node) viewAt(ctx context.Context, name string) bool {
 	return errors.Is(err, syscall.ENOENT)
 }
 
-func (n *node) child(ctx context.Context, wi *worktree.Inode, a worktree.Attr, out *fuse.EntryOut) *gofs.Inode {
+// child returns the inode of wi, of tree t, an entry of n.
+func (n *node) child(ctx context.Context, t *worktree.Tree, wi *worktree.Inode, a worktree.Attr, out *fuse.EntryOut) *gofs.Inode {
 	fillAttr(a, &out.Attr)
 	if a.NlinkUnknown() {
 		out.SetAttrTimeout(unknownAttrTimeout)
 	}
-	return n.NewInode(ctx, &node{fs: n.fs, view: n.view, wi: wi}, gofs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
+	c := &node{fs: n.fs, view: n.view, vt: n.vt, wi: wi}
+	if n.view != nil {
+		c.t = t
+	}
+	return n.NewInode(ctx, c, gofs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
 }
 
 func caller(ctx context.Context) (uint32, uint32) {
@@ -296,7 +314,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	if err != nil {
 		return nil, n.fs.errno(ctx, "lookup", err)
 	}
-	return n.child(ctx, wi, a, out), 0
+	return n.child(ctx, t, wi, a, out), 0
 }
 
 // Getattr returns the attributes.
@@ -397,7 +415,7 @@ func (n *node) create(ctx context.Context, name string, e worktree.NewEntry, out
 	if err != nil {
 		return nil, nil, n.fs.errno(ctx, "create", err)
 	}
-	return n.child(ctx, wi, a, out), wi, 0
+	return n.child(ctx, n.fs.tree, wi, a, out), wi, 0
 }
 
 // Mkdir makes a directory.
@@ -483,7 +501,7 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	if err != nil {
 		return nil, n.fs.errno(ctx, "link", err)
 	}
-	return n.child(ctx, tn.wi, a, out), 0
+	return n.child(ctx, n.fs.tree, tn.wi, a, out), 0
 }
 
 // Open opens a regular file.

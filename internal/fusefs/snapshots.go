@@ -30,9 +30,13 @@ import (
 // snapshot. A snapshot's tree is a read-only worktree.Tree, opened when
 // something inside its folder is first asked for, whose folders load as
 // they are browsed and whose files read through the repository's blob
-// reader, as the live tree's do (a damaged blob is EIO). Inode
-// numbers come from the live tree's worktree.Inos, so none is shared and
-// each stays while the mount runs. The list follows the repository: a
+// reader, as the live tree's do (a damaged blob is EIO); it is let go
+// when the kernel forgets the folder (nothing under it held), so that a
+// walk of every snapshot does not keep them all in memory. Inode
+// numbers come from the live tree's worktree.Inos, so none is shared; a
+// folder's and the view's stay while the mount runs, those inside a
+// folder while the kernel holds it (opened again, its tree numbers its
+// inodes anew). The list follows the repository: a
 // snapshot committed appears, one forgotten disappears, and what a
 // process still holds of one forgotten fails with ESTALE.
 
@@ -78,8 +82,21 @@ type snapView struct {
 	name string // guarded by v.mu
 	gen  uint64 // the rebuild that last saw it; guarded by v.mu
 
-	mu   sync.Mutex
-	tree *worktree.Tree // opened at the first lookup
+	mu    sync.Mutex
+	trees map[*viewTree]*worktree.Tree // open, by the folder's inode that opened each
+}
+
+// viewTree is a snapshot's tree as one inode of its folder holds it (the
+// inodes under it keep the tree they came from). It opens when something
+// inside the folder is first asked for, and is let go when the kernel
+// forgets the folder's inode (which it does only once it holds nothing
+// under it: no inode, no open file), so that browsing every snapshot
+// (find, du) keeps in memory only what the kernel still holds; the
+// folder's next use opens it again.
+type viewTree struct {
+	sv *snapView
+	mu sync.Mutex
+	t  *worktree.Tree
 }
 
 func newSnapshotsView(f *FS, name string) *snapshotsView {
@@ -174,7 +191,7 @@ func (v *snapshotsView) rebuildLocked(snaps []*repo.Snapshot) (gone []*snapView)
 	for i, s := range snaps {
 		sv := v.byID[s.ID]
 		if sv == nil {
-			sv = &snapView{snap: s, ino: v.inos.Next(), v: v}
+			sv = &snapView{snap: s, ino: v.inos.Next(), v: v, trees: map[*viewTree]*worktree.Tree{}}
 			v.byID[s.ID] = sv
 		}
 		sv.name, sv.gen = names[i], v.gen
@@ -191,14 +208,18 @@ func (v *snapshotsView) rebuildLocked(snaps []*repo.Snapshot) (gone []*snapView)
 	return gone
 }
 
-// forget marks a snapshot's folder gone and ends its tree's background
+// forget marks a snapshot's folder gone and ends its trees' background
 // work; what still holds it fails with ESTALE.
 func (sv *snapView) forget() {
 	sv.gone.Store(true)
 	sv.mu.Lock()
-	defer sv.mu.Unlock()
-	if sv.tree != nil {
-		sv.tree.Close()
+	vts := make([]*viewTree, 0, len(sv.trees))
+	for vt := range sv.trees {
+		vts = append(vts, vt)
+	}
+	sv.mu.Unlock()
+	for _, vt := range vts {
+		vt.close()
 	}
 }
 
@@ -218,14 +239,15 @@ func (sv *snapView) check() syscall.Errno {
 // inside the folder is asked for (a stat of the folder needs none:
 // rootAttr): that reads nothing from the remote yet. It is ESTALE once the
 // snapshot is forgotten.
-func (sv *snapView) open(ctx context.Context) (*worktree.Tree, syscall.Errno) {
+func (vt *viewTree) open(ctx context.Context) (*worktree.Tree, syscall.Errno) {
+	sv := vt.sv
 	if errno := sv.check(); errno != 0 {
 		return nil, errno
 	}
-	sv.mu.Lock()
-	defer sv.mu.Unlock()
-	if sv.tree != nil {
-		return sv.tree, 0
+	vt.mu.Lock()
+	defer vt.mu.Unlock()
+	if vt.t != nil {
+		return vt.t, 0
 	}
 	if sv.gone.Load() {
 		return nil, syscall.ESTALE
@@ -240,18 +262,46 @@ func (sv *snapView) open(ctx context.Context) (*worktree.Tree, syscall.Errno) {
 	if err != nil {
 		return nil, sv.v.fs.errno(ctx, "open snapshot", err)
 	}
-	sv.tree = t
+	sv.mu.Lock()
+	gone := sv.gone.Load() // forget sets it before it looks at sv.trees
+	if !gone {
+		sv.trees[vt] = t
+	}
+	sv.mu.Unlock()
+	if gone {
+		t.Close()
+		return nil, syscall.ESTALE
+	}
+	vt.t = t
 	return t, 0
 }
 
+// close ends the tree's background work and lets it go (a use of the
+// folder after that opens it again).
+func (vt *viewTree) close() {
+	vt.mu.Lock()
+	t := vt.t
+	vt.t = nil
+	vt.mu.Unlock()
+	if t != nil {
+		t.Close()
+	}
+	vt.sv.mu.Lock()
+	delete(vt.sv.trees, vt)
+	vt.sv.mu.Unlock()
+}
+
 // rootAttr returns the attributes of the snapshot's folder: its tree's
-// root once the tree is open, the snapshot's own before.
+// root while a tree of it is open, the snapshot's own otherwise.
 func (sv *snapView) rootAttr() (worktree.Attr, syscall.Errno) {
 	if errno := sv.check(); errno != 0 {
 		return worktree.Attr{}, errno
 	}
+	var t *worktree.Tree
 	sv.mu.Lock()
-	t := sv.tree
+	for _, t = range sv.trees {
+		break
+	}
 	sv.mu.Unlock()
 	if t != nil {
 		return t.Attr(t.Root()), 0
@@ -420,7 +470,9 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if a.NlinkUnknown() {
 		out.SetAttrTimeout(unknownAttrTimeout)
 	}
-	return d.NewInode(ctx, &node{fs: v.fs, view: sv}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: sv.ino}), 0
+	// A folder the kernel still holds keeps its node (and tree): go-fuse
+	// gives the inode number's node, not this new one.
+	return d.NewInode(ctx, &node{fs: v.fs, view: sv, vt: &viewTree{sv: sv}}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: sv.ino}), 0
 }
 
 // Statfs is the mount's.
