@@ -2,11 +2,13 @@ package repo_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/repo/format"
 )
 
@@ -51,4 +53,91 @@ func TestForgottenForkNotHead(t *testing.T) {
 		t.Fatalf("opened with newest snapshot %d %s (theirs, forgotten: %v)", fresh.Latest().Seq, fresh.Latest().ID.Short(), fresh.Latest().ID == f.theirs.ID)
 	}
 	expectIntegrity(t, "forgotten fork as the newest", err, "recorded as forgotten")
+}
+
+// TestDeletedHeadBesideForkIsRollback: two snapshots share the newest
+// number (a fork at the top); a client that saw the newest of them (the
+// later) refuses a remote on which the storage deleted it, so that the
+// other, older one became the newest with the same number: a rollback
+// (ErrRollback), which the number alone does not show. The client's
+// local state remembers the newest snapshot's id (SPEC §9).
+func TestDeletedHeadBesideForkIsRollback(t *testing.T) {
+	ctx := context.Background()
+	env := chainEnv(t, 1)
+	if err := env.Repo.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fork := copyRemote(t, env.Dir)
+	r, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	ours := storeFile(t, r, "ours", []byte("ours 2"))
+	if err := r.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	forkEnv := *env
+	forkEnv.Dir = fork
+	fr, err := forkEnv.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	theirs := storeFile(t, fr, "theirs", []byte("theirs 2")) // later: the newest
+	_ = fr.Unlock(ctx)
+	copyMissing(t, fork, env.Dir)
+
+	cache := t.TempDir()
+	seen, err := env.Reopen(t, cache, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := seen.Latest(); l.ID != theirs.ID {
+		t.Fatalf("newest %s, want theirs %s (ours %s)", l.ID.Short(), theirs.ID.Short(), ours.ID.Short())
+	}
+	matches, _ := filepath.Glob(filepath.Join(env.Dir, "snapshots", "*"+theirs.ID.String()))
+	if len(matches) != 1 {
+		t.Fatalf("theirs is stored as %v", matches)
+	}
+	if err := os.Remove(matches[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Reopen(t, cache, false); !errors.Is(err, repo.ErrRollback) {
+		t.Fatalf("the newest deleted beside a fork of its number: %v; want ErrRollback", err)
+	}
+	if r, err := env.Reopen(t, cache, true); err != nil || r.Latest().ID != ours.ID {
+		t.Fatalf("with --accept-rollback: %v", err)
+	}
+}
+
+// copyMissing copies every object of the remote directory from that the
+// one to lacks (the lease aside), as a late upload of that writer would.
+func copyMissing(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
+		rel, _ := filepath.Rel(from, p)
+		if err != nil || d.IsDir() || rel == "lease" {
+			return err
+		}
+		dst := filepath.Join(to, rel)
+		if _, err := os.Stat(dst); err == nil {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
