@@ -61,6 +61,97 @@ func TestMountHelper(t *testing.T) {
 	}
 }
 
+// helperShellPath is the path the shell mount.fuse3 starts searches for
+// the program of a fuse.sealfs mount: mount(8) (util-linux 2.38, Debian
+// 12) runs its helpers without PATH, and dash then searches its default.
+var helperShellPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+
+// TestGenericFUSEHelper: with no mount.fuse.sealfs, `mount -t fuse.sealfs
+// REMOTE MNT -o OPTS` runs mount.fuse3, which runs `sealfs REMOTE MNT -o
+// OPTS` through /bin/sh, found on the shell's path; with the binary there
+// (and nowhere else), the mount comes up with the options given, reads
+// and writes, and unmounts with what was written committed. It runs in a
+// mount namespace of its own, where a folder holding only the binary is
+// /usr/local/bin; first, without it, the mount fails for want of the
+// program (so nothing else mounted it).
+func TestGenericFUSEHelper(t *testing.T) {
+	needRoot(t)
+	for _, p := range []string{"/sbin/mount.fuse.sealfs", "/usr/sbin/mount.fuse.sealfs", "/sbin/mount.sealfs"} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Skipf("%s exists: mount(8) would run it instead of the generic helper", p)
+		}
+	}
+	for _, d := range helperShellPath {
+		if _, err := os.Stat(filepath.Join(d, "sealfs")); err == nil {
+			t.Skipf("%s/sealfs is installed: the test would run it, not the binary under test", d)
+		}
+	}
+	if _, err := os.Stat("/sbin/mount.fuse3"); err != nil {
+		t.Skipf("no mount.fuse3 (the fuse3 package): %v", err)
+	}
+	c := initRepo(t)
+	src := t.TempDir()
+	writeFileT(t, src, "a", "backed up")
+	expect(t, c.run(t, "backup", src, c.remote), 0, "")
+	bin := t.TempDir()
+	raw, err := os.ReadFile(sealfsBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "sealfs"), raw, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mnt := mountpoint(t)
+	opts := "code_file=" + c.codeFile + ",cache_dir=" + c.cache + ",log_file=" + filepath.Join(c.cache, "generic.log") +
+		",_netdev,nofail,x-systemd.automount,allow_other,noatime,commit_delay=1h"
+	script := `
+mount -t fuse.sealfs "$REMOTE" "$MNT" -o "$OPTS" 2>&1 && { echo "mounted without the program on the path"; exit 1; }
+mount --bind "$BIN" /usr/local/bin || exit 1
+trap 'umount -l "$MNT" 2>/dev/null' EXIT
+mount -t fuse.sealfs "$REMOTE" "$MNT" -o "$OPTS" || exit 1
+echo "options: $(grep " $MNT fuse.sealfs " /proc/self/mounts | cut -d' ' -f4)"
+echo "read: $(cat "$MNT/a")"
+echo generic > "$MNT/b" || exit 1
+sealfs umount "$MNT" || exit 1
+echo "left: $(grep -c " $MNT " /proc/self/mounts)"
+exit 0
+`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script)
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + t.TempDir(),
+		"REMOTE=" + c.remote, "MNT=" + mnt, "OPTS=" + opts, "BIN=" + bin}
+	r := run(t, cmd)
+	if r.code != 0 {
+		log, _ := os.ReadFile(filepath.Join(c.cache, "generic.log"))
+		t.Fatalf("exit %d:\n%s\n%s\ndaemon log:\n%s", r.code, r.stdout, r.stderr, log)
+	}
+	said := map[string]string{}
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok {
+			said[k] = v
+		}
+	}
+	if !strings.Contains(r.stdout, "sealfs: not found") {
+		t.Errorf("without sealfs on the path, the first mount did not fail for want of it:\n%s", r.stdout)
+	}
+	opt := "," + said["options"] + ","
+	for _, o := range []string{"nosuid", "nodev", "noatime", "allow_other"} {
+		if !strings.Contains(opt, ","+o+",") {
+			t.Errorf("mounted with %s; want %s (mount.fuse3 adds suid and dev: ignored)", said["options"], o)
+		}
+	}
+	if said["read"] != "backed up" || said["left"] != "0" {
+		t.Errorf("read %q, mounts left %q:\n%s", said["read"], said["left"], r.stdout)
+	}
+	if isMounted(mnt) {
+		t.Error("the mount is visible outside its namespace")
+	}
+	ls := c.run(t, "ls", c.remote, "latest")
+	expect(t, ls, 0, "")
+	if !strings.Contains(ls.stdout, "/b") {
+		t.Errorf("the file written through the generic helper's mount is not in the newest snapshot:\n%s", ls.stdout)
+	}
+}
+
 // TestSystemdNotify runs the daemon as systemd would (Type=notify): READY=1
 // comes only once the mount answers, STATUS lines carry the queue, and
 // SIGTERM gives STOPPING=1, a drain and a clean exit.

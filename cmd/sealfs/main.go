@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/sealfs/sealfs/internal/mountopts"
 	"github.com/sealfs/sealfs/internal/nodump"
 )
@@ -31,22 +33,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	root := newRootCmd()
-	// Called as mount(8)'s helper (mount.sealfs or mount.fuse.sealfs):
-	// translate its arguments into `sealfs mount`.
+	// Called as mount(8)'s helper (mount.sealfs or mount.fuse.sealfs), or
+	// as the program mount.fuse3 runs for a fuse.sealfs mount without
+	// one: translate its arguments into `sealfs mount`.
 	if name := filepath.Base(os.Args[0]); name == "mount.sealfs" || name == "mount.fuse.sealfs" {
-		p, err := mountopts.Parse(args)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-			os.Exit(exitUsage)
-		}
-		args = append(append([]string{"mount"}, p.Args...), p.Source, p.Mountpoint)
-		if p.Verbose || p.Fake {
-			shown, _ := redactArgs(args)
-			fmt.Fprintf(os.Stderr, "%s: sealfs %s\n", name, strings.Join(shown, " "))
-		}
-		if p.Fake {
-			os.Exit(exitOK)
-		}
+		args = helperArgs(name, args, mountopts.Parse)
+	} else if genericHelperForm(root, args) {
+		args = helperArgs("sealfs", args, mountopts.ParseGeneric)
 	}
 	root.SetArgs(args)
 	err = root.ExecuteContext(ctx)
@@ -62,4 +55,41 @@ func main() {
 		fmt.Fprintf(os.Stderr, "sealfs: %s\n", hint)
 	}
 	os.Exit(code)
+}
+
+// helperArgs turns a mount helper's arguments into those of `sealfs
+// mount`, by parse; it exits on a usage error, and after printing them
+// for -f (and -v).
+func helperArgs(name string, args []string, parse func([]string) (*mountopts.Parsed, error)) []string {
+	p, err := parse(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(exitUsage)
+	}
+	args = append(append([]string{"mount"}, p.Args...), p.Source, p.Mountpoint)
+	if p.Verbose || p.Fake {
+		shown, _ := redactArgs(args)
+		fmt.Fprintf(os.Stderr, "%s: sealfs %s\n", name, strings.Join(shown, " "))
+	}
+	if p.Fake {
+		os.Exit(exitOK)
+	}
+	return args
+}
+
+// genericHelperForm reports whether args are those mount.fuse3 gives the
+// program of a fuse.sealfs mount when there is no mount.fuse.sealfs
+// (`sealfs REMOTE MOUNTPOINT -o OPTIONS`, docs/SYSTEMD.md): no subcommand,
+// the first argument not a flag, and the second an existing folder.
+func genericHelperForm(root *cobra.Command, args []string) bool {
+	if len(args) < 2 || strings.HasPrefix(args[0], "-") {
+		return false
+	}
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	if c, _, err := root.Find(args); err == nil && c != root {
+		return false
+	}
+	fi, err := os.Stat(args[1])
+	return err == nil && fi.IsDir()
 }

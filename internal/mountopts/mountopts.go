@@ -72,8 +72,27 @@ var ignored = map[string]bool{
 // (KernelOptions: suid, nodev, noatime, ...) on to `sealfs mount`.
 const kernelFlag = "--options"
 
+// genericAdded are the options the generic FUSE helper (mount.fuse3,
+// which mount(8) runs for a fuse.sealfs mount when there is no
+// mount.fuse.sealfs) adds to every mount unless their opposites were given
+// (mount(8)'s defaults: a root mount is suid and dev unless told
+// otherwise). Given by it, they cannot be told from options the user
+// asked for.
+var genericAdded = map[string]bool{"suid": true, "dev": true}
+
 // Parse reads a helper's arguments (without the program name).
-func Parse(args []string) (*Parsed, error) {
+func Parse(args []string) (*Parsed, error) { return parse(args, nil) }
+
+// ParseGeneric reads the arguments mount.fuse3 gives the program of a
+// fuse.sealfs mount (`sealfs SOURCE MOUNTPOINT -o OPTIONS`) as Parse does,
+// but ignores suid and dev, which mount.fuse3 adds to every mount: the
+// mount stays nosuid,nodev, as through mount.fuse.sealfs without them
+// (a snapshot's setuid files and device nodes come from every writer
+// of the repository).
+func ParseGeneric(args []string) (*Parsed, error) { return parse(args, genericAdded) }
+
+// parse is Parse, ignoring the options in drop.
+func parse(args []string, drop map[string]bool) (*Parsed, error) {
 	p := &Parsed{}
 	var pos, opts []string
 	for i := 0; i < len(args); i++ {
@@ -114,7 +133,7 @@ func Parse(args []string) (*Parsed, error) {
 			}
 			name, value, hasValue := strings.Cut(o, "=")
 			switch {
-			case ignored[name] || strings.HasPrefix(name, "x-") || (name == "comment" && hasValue):
+			case ignored[name] || strings.HasPrefix(name, "x-") || (name == "comment" && hasValue) || (drop[name] && !hasValue):
 			case !hasValue && slices.Contains(KernelOptions(), name):
 				p.Args = append(p.Args, kernelFlag, name)
 			case valueOptions[name] != "":

@@ -55,6 +55,27 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestParseGeneric: the options mount.fuse3 adds to every mount (suid,
+// dev) are ignored in the generic helper's form, the rest as Parse does.
+func TestParseGeneric(t *testing.T) {
+	// As mount.fuse3 gives them for -o ro,noatime,code_file=/c (and as
+	// root, nothing about suid or dev).
+	p, err := ParseGeneric([]string{"/srv/repo", "/mnt/b", "-o", "ro,noatime,code_file=/c,dev,suid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"--read-only", "--options", "noatime", "--code-file", "/c"}
+	if p.Source != "/srv/repo" || p.Mountpoint != "/mnt/b" || !reflect.DeepEqual(p.Args, want) {
+		t.Errorf("ParseGeneric = %q %q %q; want /srv/repo /mnt/b %q", p.Source, p.Mountpoint, p.Args, want)
+	}
+	if p, err := ParseGeneric([]string{"r", "/m", "-o", "rw,nosuid,dev"}); err != nil || !reflect.DeepEqual(p.Args, []string{"--options", "nosuid"}) {
+		t.Errorf("ParseGeneric(nosuid,dev) = %v, %v", p, err)
+	}
+	if _, err := ParseGeneric([]string{"r", "/m", "-o", "suid=1"}); err == nil {
+		t.Error("ParseGeneric took suid=1")
+	}
+}
+
 // TestParseKernel: nosuid,nodev,relatime without options; the later of
 // two contradicting options wins, as with mount(8).
 func TestParseKernel(t *testing.T) {
