@@ -157,29 +157,63 @@ func (r *Repository) legacySeqs(ctx context.Context, objs []listedSnapshot, u *u
 // openNeeded opens every snapshot at the newest sequence number (the head
 // is the newest of them), and where a sequence number is held by several
 // (present or forgotten: a fork), those and the ones just above, whose
-// parents say which line each is on (forksOf); the others become stubs.
+// parents say which line each is on (forksOf), and the ones above a
+// number held only by a forgotten snapshot (or one still there), whose
+// parents say that no snapshot of that number was deleted without a
+// record (verifyChain; their summaries from the summary cache, when this
+// client read them before); the others become stubs.
 // It returns them sorted by sortSnapshots.
 func (r *Repository) openNeeded(ctx context.Context, objs []listedSnapshot, forgot map[crypt.ID]uint64, u *unstoredSnapshot) ([]*Snapshot, error) {
-	held := map[uint64]int{} // known snapshots (present or forgotten) by number
+	held := map[uint64]int{}  // known snapshots (present or forgotten) by number
+	plain := map[uint64]int{} // present snapshots no forget record names, by number
 	var newest uint64
 	present := make(map[crypt.ID]bool, len(objs))
 	for _, o := range objs {
 		held[o.seq]++
 		newest = max(newest, o.seq)
 		present[o.id] = true
+		if _, ok := forgot[o.id]; !ok {
+			plain[o.seq]++
+		}
 	}
 	for id, seq := range forgot {
 		if !present[id] {
 			held[seq]++
 		}
 	}
+	var sums map[string]*cachedSnapshot
+	dirty := false
 	snaps := make([]*Snapshot, 0, len(objs))
 	for _, o := range objs {
 		if o.seq == 0 {
 			continue // an unreadable version 1 name: our own cut-off upload
 		}
-		if o.seq != newest && held[o.seq] == 1 && (o.seq == 1 || held[o.seq-1] <= 1) {
+		lone := o.seq != newest && held[o.seq] == 1
+		if lone && (o.seq == 1 || held[o.seq-1] == 0 || held[o.seq-1] == 1 && plain[o.seq-1] == 1) {
 			snaps = append(snaps, &Snapshot{ID: o.id, Seq: o.seq})
+			continue
+		}
+		if lone && held[o.seq-1] == 1 {
+			// The number below is held by a forgotten snapshot only
+			// (or one still there): that the main line's one of it
+			// was not deleted with no record says only this one's
+			// parent (verifyChain). Its summary does.
+			if sums == nil {
+				sums = r.loadSummaries()
+			}
+			if s := cachedSummary(sums, o.name, o.seq, o.id); s != nil {
+				snaps = append(snaps, s)
+				continue
+			}
+			s, err := r.loadSnapshot(ctx, o.name, o.size)
+			if err != nil && u != nil && o.id == u.snap.ID && errors.Is(err, ErrIntegrity) {
+				continue // our own cut-off upload, as below
+			}
+			if err != nil {
+				return nil, err
+			}
+			sums[o.name], dirty = &cachedSnapshot{ID: s.ID, Snapshot: summaryOf(s)}, true
+			snaps = append(snaps, summaryOf(s))
 			continue
 		}
 		s, err := r.loadSnapshot(ctx, o.name, o.size)
@@ -192,6 +226,9 @@ func (r *Repository) openNeeded(ctx context.Context, objs []listedSnapshot, forg
 			return nil, err
 		}
 		snaps = append(snaps, s)
+	}
+	if dirty {
+		r.saveCacheFile(summaryFile, sums)
 	}
 	sortSnapshots(snaps)
 	return snaps, nil
