@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote"
 	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // errKth is the failure kthRemote injects.
@@ -184,6 +188,60 @@ func TestPruneDiesAtEveryCall(t *testing.T) {
 			if !t.Run(strings.ReplaceAll(what, "/", "_"), func(t *testing.T) { verifyPruned(t, env, want) }) {
 				t.FailNow()
 			}
+		}
+	}
+}
+
+// TestPruneRefusesMissingPack: on a remote where a pack holding a blob a
+// retained snapshot needs was deleted (by an attacker, or a storage
+// fault), prune fails with an integrity error and deletes nothing: it does
+// not "fix" the index by dropping the blobs it cannot find. A copy of a
+// pack under another pack's name (named by no index) is not a reason to
+// refuse either: only the missing one is.
+func TestPruneRefusesMissingPack(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, pruneOpts)
+	p, q := randomData(31, 700<<10), randomData(32, 500<<10)
+	storeFiles(t, env.Repo, map[string][]byte{"p": p, "q": q})
+	s2 := storeFiles(t, env.Repo, map[string][]byte{"q": q})
+	if err := env.Repo.Forget(ctx, seqIDs(t, env.Repo, 1)); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := env.Repo.LoadTree(ctx, s2.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok := env.Repo.Index().Lookup(tree.Find([]byte("q")).Content[0].ID)
+	if !ok {
+		t.Fatal("q's first chunk is in no index")
+	}
+	packPath := filepath.Join(env.Dir, filepath.FromSlash(format.PackName(l.Pack)))
+	b, err := os.ReadFile(packPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other crypt.ID
+	other[0] = 0xfe
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(env.Dir, filepath.FromSlash(format.PackName(other)))), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(env.Dir, filepath.FromSlash(format.PackName(other))), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(packPath); err != nil {
+		t.Fatal(err)
+	}
+	before := listing(t, env.Dir)
+	for _, dry := range []bool{true, false} {
+		_, err := env.Repo.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 0, DryRun: dry})
+		if !errors.Is(err, repo.ErrIntegrity) || !strings.Contains(err.Error(), l.Pack.String()) {
+			t.Fatalf("prune (dry run %v) with a live pack missing = %v; want an integrity error naming it", dry, err)
+		}
+	}
+	after := listing(t, env.Dir)
+	for name := range before {
+		if _, ok := after[name]; !ok && !strings.Contains(name, "lease") {
+			t.Errorf("prune deleted %s", name)
 		}
 	}
 }
