@@ -304,7 +304,7 @@ func (m *Remote) List(ctx context.Context, dir string, fn func(remote.Entry) err
 		err = m.inner.List(ctx, dir, func(e remote.Entry) error { entries = append(entries, e); return nil })
 		if err == nil {
 			m.saveListing(dir, entries)
-			m.dropVanished(dir, entries, start)
+			m.dropVanished(ctx, dir, entries, start)
 		} else if !m.failed(err) || fresh {
 			return err
 		}
@@ -328,11 +328,15 @@ func (m *Remote) List(ctx context.Context, dir string, fn func(remote.Entry) err
 }
 
 // dropVanished removes the copies of the objects of folder dir that a
-// whole listing of it, started at start, no longer holds (deleted by
-// another client: forgotten snapshots, index objects a prune removed), so
-// that the mirror shrinks with the remote. A copy saved since the listing
-// started is kept: its object may have landed after the listing passed.
-func (m *Remote) dropVanished(dir string, entries []remote.Entry, start time.Time) {
+// whole listing of it, started at start, no longer holds and that the
+// remote says are gone (deleted by another client: forgotten snapshots,
+// index objects a prune removed), so that the mirror shrinks with the
+// remote. A listing alone is not trusted with that: an eventually
+// consistent store may leave out for a moment an object that is there,
+// and its copy is what an offline open needs. A copy saved since the
+// listing started is kept: its object may have landed after the listing
+// passed.
+func (m *Remote) dropVanished(ctx context.Context, dir string, entries []remote.Entry, start time.Time) {
 	listed := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		listed[e.Name] = true
@@ -342,6 +346,7 @@ func (m *Remote) dropVanished(dir string, entries []remote.Entry, start time.Tim
 		return
 	}
 	defer r.Close()
+	var vanished []string
 	var walk func(d string)
 	walk = func(d string) {
 		f, err := r.Open(d)
@@ -363,12 +368,34 @@ func (m *Remote) dropVanished(dir string, entries []remote.Entry, start time.Tim
 				continue
 			}
 			if fi, err := e.Info(); err == nil && fi.ModTime().Before(start) {
-				r.Remove(name)
+				vanished = append(vanished, name)
 			}
 		}
 	}
 	walk(dir)
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(len(vanished), vanishedChecks) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				if _, err := m.inner.Stat(ctx, name); errors.Is(err, remote.ErrNotFound) {
+					r.Remove(name)
+				}
+			}
+		}()
+	}
+	for _, name := range vanished {
+		work <- name
+	}
+	close(work)
+	wg.Wait()
 }
+
+// vanishedChecks is how many objects a listing left out dropVanished asks
+// the remote about at once.
+const vanishedChecks = 8
 
 // Delete passes through and drops the copy.
 func (m *Remote) Delete(ctx context.Context, name string) error {
