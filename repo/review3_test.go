@@ -1,12 +1,20 @@
 package repo_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
+	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/repo/format"
 )
 
@@ -58,4 +66,109 @@ func TestDeletedSnapshotBesideForgottenFork(t *testing.T) {
 		_, err := f.env.Reopen(t, cache, false)
 		expectIntegrity(t, "main-line snapshot 2 deleted beside a forgotten fork still there", err, "is missing")
 	}
+}
+
+// TestConsolidationUnderFaultsAndCrashes: commits through a remote that
+// fails a share of its calls (before landing, after, or leaving half an
+// object), the writer killed now and then after a failed commit (a new
+// process on the same cache goes on, with whatever merges and snapshot the
+// old one left unstored): a new client reads every file of every commit
+// that succeeded, and check --read-data is clean.
+func TestConsolidationUnderFaultsAndCrashes(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "remote")
+	fr := testutil.NewRemote(t, dir)
+	cache := t.TempDir()
+	r, code, err := repo.Init(ctx, fr, repo.InitOptions{Options: repo.Options{CacheDir: cache}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	open := func(cacheDir string, rem remote.Remote) (*repo.Repository, error) {
+		return repo.Open(ctx, rem, unlock.WithCode(code), repo.Options{CacheDir: cacheDir})
+	}
+	h := &history{t: t, r: r, files: map[string][]byte{}}
+	seed := uint64(7)
+	if s, err := strconv.ParseUint(os.Getenv("REVIEW3_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	rng := rand.New(rand.NewPCG(seed, seed))
+	crashes, failed, prunes := 0, 0, 0
+	for i := range 160 {
+		fr.SetPartialWrites(rng.IntN(2) == 0)
+		fr.SetFailRate(0.08)
+		err := h.commit(i)
+		fr.SetFailRate(0)
+		if err == nil && i%30 == 29 {
+			// Right after a commit (and its merge): forget all but
+			// the newest two, prune.
+			snaps, err := h.r.Snapshots(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []crypt.ID
+			for _, s := range snaps[:max(0, len(snaps)-2)] {
+				ids = append(ids, s.ID)
+			}
+			if err := h.r.Forget(ctx, ids); err != nil {
+				t.Fatalf("forget: %v", err)
+			}
+			fr.SetFailRate(0.03 * float64(rng.IntN(2)))
+			_, perr := h.r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: -1})
+			fr.SetFailRate(0)
+			if errors.Is(perr, repo.ErrIntegrity) {
+				t.Fatalf("prune after commit %d: %v", i, perr)
+			}
+			if perr == nil {
+				prunes++
+			}
+		}
+		if err == nil {
+			continue
+		}
+		failed++
+		if rng.IntN(3) != 0 {
+			continue
+		}
+		// Killed: a new process on the same cache, its own remote.
+		crashes++
+		fr = testutil.NewRemote(t, dir)
+		r2, err := open(cache, fr)
+		if err != nil {
+			t.Fatalf("reopen after crash %d: %v", crashes, err)
+		}
+		if err := r2.Lock(ctx, true); err != nil {
+			t.Fatalf("lock after crash %d: %v", crashes, err)
+		}
+		h.r = r2
+		// The tree is saved again: blobs the dead process held are
+		// not known to this one.
+		var nodes []*repo.Node
+		for _, n := range h.tree.Nodes {
+			content, size, err := r2.SaveFile(ctx, bytes.NewReader(h.files[string(n.Name)]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := *n
+			c.Content, c.Size = content, size
+			nodes = append(nodes, &c)
+		}
+		h.tree = repo.Tree{Nodes: nodes}
+	}
+	for i := 160; i < 170; i++ {
+		if err := h.commit(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d commits failed, %d crashes, %d prunes; the newest names %d index objects", failed, crashes, prunes, len(h.r.Latest().Indexes))
+	h.verify(func(c string) *repo.Repository {
+		r, err := open(c, testutil.NewRemote(t, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	})
+	_ = h.r.Unlock(ctx)
 }
