@@ -239,6 +239,11 @@ func (r *Repository) Forget(ctx context.Context, ids []crypt.ID) error {
 func (r *Repository) recordForgotten(ctx context.Context, ids []crypt.ID) ([]*Snapshot, error) {
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
+	// A stub's number is only its name's: it is opened (its sealed
+	// number checked against the name) before a record states it.
+	if err := r.fillStubsOf(ctx, ids); err != nil {
+		return nil, err
+	}
 	drop, record, err := r.forgetPlanLocked(ids)
 	if err != nil {
 		return nil, err
@@ -252,6 +257,23 @@ func (r *Repository) recordForgotten(ctx context.Context, ids []crypt.ID) ([]*Sn
 		}
 	}
 	return drop, nil
+}
+
+// fillStubsOf opens the snapshots of ids that are stubs (fillStubs).
+func (r *Repository) fillStubsOf(ctx context.Context, ids []crypt.ID) error {
+	want := make(map[crypt.ID]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	var stubs []*Snapshot
+	r.mu.Lock()
+	for _, s := range r.snapshots {
+		if want[s.ID] && isStub(s) {
+			stubs = append(stubs, s)
+		}
+	}
+	r.mu.Unlock()
+	return r.fillStubs(ctx, stubs)
 }
 
 // forgetPlanLocked returns the snapshots ids names, for their deletes,

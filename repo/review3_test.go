@@ -172,3 +172,41 @@ func TestConsolidationUnderFaultsAndCrashes(t *testing.T) {
 	})
 	_ = h.r.Unlock(ctx)
 }
+
+// TestForgetVerifiesStubs: a storage attacker swaps the names of two
+// snapshots an open leaves unopened (4 and 5: the listing still holds
+// every number). Forgetting one of them by id must not write the number
+// its name claims into a sealed forget record (which every client then
+// trusts) nor delete anything: Forget opens what it records first.
+func TestForgetVerifiesStubs(t *testing.T) {
+	ctx := context.Background()
+	env, names := longHistory(t, 12)
+	obj := func(name string) string { return filepath.Join(env.Dir, name) }
+	_, id4, _ := format.ParseSnapshotName(names[4])
+	_, id5, _ := format.ParseSnapshotName(names[5])
+	if err := os.Rename(obj(names[4]), obj("tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(obj(names[5]), obj(format.SnapshotSeqName(4, id5))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(obj("tmp"), obj(format.SnapshotSeqName(5, id4))); err != nil {
+		t.Fatal(err)
+	}
+	r, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatalf("open (the swap is seen when either is opened): %v", err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Unlock(ctx)
+	err = r.Forget(ctx, []crypt.ID{id4})
+	expectIntegrity(t, "forget of a renamed snapshot", err, "renamed")
+	if len(r.Forgotten()) != 0 {
+		t.Fatalf("forget records %v", r.Forgotten())
+	}
+	if _, err := os.Stat(obj(format.SnapshotSeqName(5, id4))); err != nil {
+		t.Fatalf("the renamed snapshot was deleted: %v", err)
+	}
+}
