@@ -212,6 +212,7 @@ func (c *checker) packs(ctx context.Context, all *Index) error {
 		c.rep.Packs++
 		c.rep.Blobs += c.pack(ctx, pack, size, want)
 	}
+	c.progress("packs", done, len(byPack))
 	for id := range sizes {
 		c.rep.UnreferencedPacks = append(c.rep.UnreferencedPacks, format.PackName(id))
 	}

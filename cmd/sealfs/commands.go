@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealfs/sealfs/internal/archiver"
 	"github.com/sealfs/sealfs/internal/humanize"
+	"github.com/sealfs/sealfs/internal/progress"
 	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/keyvault"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
@@ -154,7 +155,12 @@ Each damaged or missing object is named; the exit code is 7 if any was found.`,
 			if err != nil {
 				return err
 			}
-			rep, err := r.Check(cmd.Context(), repo.CheckOptions{ReadData: readData})
+			var m *progress.Meter
+			if readData { // without it a check reads headers only: quick
+				m = progress.NewCount(cmd.ErrOrStderr(), g.quiet, "check", "packs", 0)
+			}
+			rep, err := r.Check(cmd.Context(), repo.CheckOptions{ReadData: readData, Progress: m.Stages("packs")})
+			m.Done()
 			if err != nil {
 				return err
 			}
@@ -233,7 +239,10 @@ func newBackupCmd(g *globals) *cobra.Command {
 			}
 			defer r.Unlock(ctx) //nolint:errcheck // best effort; the lease expires anyway
 			s := archiver.NewSaver(r)
+			m := progress.New(cmd.ErrOrStderr(), g.quiet, "backup", 0)
+			s.OnFile = m.AddFile
 			root, err := s.SaveDir(ctx, args[0])
+			m.Done()
 			if err != nil {
 				return err
 			}
@@ -288,7 +297,11 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			}
 			rs := archiver.NewRestorer(r)
 			rs.Warn = func(err error) { fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err) }
-			if err := rs.RestoreTree(ctx, snap.Tree, dir); err != nil {
+			m := progress.New(cmd.ErrOrStderr(), g.quiet, "restore", int64(snap.Bytes))
+			rs.OnFile = m.AddFile
+			err = rs.RestoreTree(ctx, snap.Tree, dir)
+			m.Done()
+			if err != nil {
 				return err
 			}
 			if snap.Root != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/sealfs/sealfs/internal/humanize"
+	"github.com/sealfs/sealfs/internal/progress"
 	"github.com/spf13/cobra"
 
 	"github.com/sealfs/sealfs/remote"
@@ -50,7 +51,9 @@ With --dry-run it only says what it would delete.`,
 				}
 				defer r.Unlock(ctx) //nolint:errcheck // best effort; the lease expires anyway
 			}
-			rep, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: maxUnused, DryRun: dryRun, Progress: progressPrinter(cmd.ErrOrStderr())})
+			m := progress.NewCount(cmd.ErrOrStderr(), g.quiet, "prune", "objects", 0)
+			rep, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: maxUnused, DryRun: dryRun, Progress: m.Stages()})
+			m.Done()
 			if err != nil {
 				return err
 			}
@@ -105,25 +108,4 @@ func printPrune(w io.Writer, p *repo.PruneReport) {
 	}
 	fmt.Fprintf(w, "freed %s: the remote held %s, now %s\n",
 		humanize.Bytes(uint64(max(p.Freed(), 0))), humanize.Bytes(uint64(p.RemoteBefore)), humanize.Bytes(uint64(p.RemoteAfter)))
-}
-
-// progressPrinter returns a progress callback (repo.PruneOptions.Progress)
-// that prints a line to w when a stage starts, at every tenth of it, and
-// when it ends.
-func progressPrinter(w io.Writer) func(stage string, done, total int) {
-	last, lastTenth := "", -1
-	return func(stage string, done, total int) {
-		tenth := 10
-		if total > 0 {
-			tenth = done * 10 / total
-		}
-		if stage == last && tenth == lastTenth {
-			return
-		}
-		last, lastTenth = stage, tenth
-		if total == 0 {
-			return
-		}
-		fmt.Fprintf(w, "%s: %d/%d\n", stage, done, total)
-	}
 }

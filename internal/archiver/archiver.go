@@ -29,6 +29,8 @@ type Saver struct {
 	r     *repo.Repository
 	links map[[2]uint64]uint64 // (dev, inode) -> link group
 	stats Stats
+	// OnFile, if set, is told the size of each file once it is stored.
+	OnFile func(size uint64)
 }
 
 // NewSaver returns a Saver for r.
@@ -103,6 +105,9 @@ func (s *Saver) saveEntry(ctx context.Context, path string) (*repo.Node, error) 
 		n.Content, n.Size = content, size
 		s.stats.Files++
 		s.stats.Bytes += size
+		if s.OnFile != nil {
+			s.OnFile(size)
+		}
 	default:
 		s.stats.Others++
 	}

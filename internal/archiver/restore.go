@@ -23,7 +23,10 @@ type Restorer struct {
 	// namespace its filesystem does not support, trusted.* without
 	// CAP_SYS_ADMIN); the restore goes on with the rest. Nil counts them
 	// only (see Warnings).
-	Warn     func(error)
+	Warn func(error)
+	// OnFile, if set, is told the size of each file once it is restored
+	// (or left out as damaged).
+	OnFile   func(size uint64)
 	warnings int
 	damaged  []error // files left out because their content failed verification
 }
@@ -87,7 +90,11 @@ func (rs *Restorer) restoreNode(ctx context.Context, n *repo.Node, path string) 
 			return err
 		}
 	case repo.NodeFile:
-		if err := rs.restoreFile(ctx, n, path); err != nil {
+		err := rs.restoreFile(ctx, n, path)
+		if rs.OnFile != nil {
+			rs.OnFile(n.Size)
+		}
+		if err != nil {
 			if errors.Is(err, repo.ErrIntegrity) {
 				rs.damaged = append(rs.damaged, err)
 				return nil
