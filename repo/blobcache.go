@@ -141,3 +141,26 @@ func (c *blobCache) drop(id crypt.ID) {
 	c.mu.Unlock()
 	os.Remove(c.path(id))
 }
+
+// CacheStats describes the local cache of data blobs (Options.CacheSize).
+type CacheStats struct {
+	// Hits and Misses count the whole data blobs that reads and read-ahead
+	// loaded since the repository was opened: without the remote (from
+	// memory, the pack being written, or the cache on disk), and fetched
+	// from the remote.
+	Hits, Misses uint64
+	// Bytes is what the cache on disk holds now, at most Limit.
+	Bytes, Limit int64
+}
+
+// CacheStats returns the cache's use so far; all zero but the counts
+// without a cache.
+func (r *Repository) CacheStats() CacheStats {
+	s := CacheStats{Hits: r.cacheHits.Load(), Misses: r.cacheMisses.Load()}
+	if c := r.blobs; c != nil {
+		c.mu.Lock()
+		s.Bytes, s.Limit = c.lru.size, c.lru.limit
+		c.mu.Unlock()
+	}
+	return s
+}

@@ -49,6 +49,14 @@ func (r *Repository) locate(t crypt.ObjectType, id crypt.ID) (Location, error) {
 // loadLocal loads a blob without the remote: from memory, from the pack
 // being built, or from the blob cache. ok is false when it must be fetched.
 func (r *Repository) loadLocal(t crypt.ObjectType, id crypt.ID, l Location) (data []byte, ok bool, err error) {
+	data, ok, err = r.loadLocalUncounted(t, id, l)
+	if ok && t == crypt.TypeDataBlob {
+		r.cacheHits.Add(1)
+	}
+	return data, ok, err
+}
+
+func (r *Repository) loadLocalUncounted(t crypt.ObjectType, id crypt.ID, l Location) (data []byte, ok bool, err error) {
 	if r.recent != nil && t == crypt.TypeDataBlob {
 		if data := r.recent.get(memKey{id, wholeChunk}); data != nil {
 			return data, true, nil
@@ -75,6 +83,9 @@ func (r *Repository) loadLocal(t crypt.ObjectType, id crypt.ID, l Location) (dat
 // cached. A fetch cancelled half-way fails with ctx's error, whatever the
 // remote made of it (a body cut off reads as a truncated pack).
 func (r *Repository) fetchBlob(ctx context.Context, t crypt.ObjectType, id crypt.ID, l Location) ([]byte, error) {
+	if t == crypt.TypeDataBlob {
+		r.cacheMisses.Add(1)
+	}
 	sealed, err := r.getRange(ctx, t, id, l, 0, int64(l.Length))
 	if err != nil {
 		return nil, err

@@ -95,6 +95,9 @@ type Repository struct {
 	// prefetching counts read-ahead fetches under way (at most
 	// transfers()).
 	prefetching atomic.Int64
+	// cacheHits and cacheMisses count the data blobs loaded without the
+	// remote and those fetched from it (CacheStats).
+	cacheHits, cacheMisses atomic.Uint64
 	// sealSlots bounds the chunks in the seal pipelines of all the files
 	// written at once (pipeline.go).
 	sealSlots chan struct{}

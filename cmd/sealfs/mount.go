@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/sealfs/sealfs/internal/sdnotify"
 	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/remote/counted"
 	"github.com/sealfs/sealfs/remote/mirror"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/remote/shaped"
@@ -47,6 +49,10 @@ type mountFlags struct {
 	remoteShape  shaped.Shape // a slow link put in front of the remote (benchmarks, trials)
 	leaseTTL     time.Duration
 	snapshotsDir string
+	// metricsListen: the Prometheus endpoint's address (empty: none);
+	// metricsRemote allows one that is not a loopback address.
+	metricsListen string
+	metricsRemote bool
 	retention    policyFlags   // the mount thins its own snapshots by this policy
 	forgetEvery  time.Duration // at most this often
 	readyFD      int           // internal: the background child reports readiness here
@@ -73,6 +79,9 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 			}
 			if d := mf.snapshotsDir; d == "." || d == ".." || strings.ContainsAny(d, "/\x00") || len(d) > 255 {
 				return usageError{fmt.Errorf("--snapshots-dir must be a name for a folder at the root (or empty for none), not %q", d)}
+			}
+			if err := mf.checkMetrics(); err != nil {
+				return err
 			}
 			var err error
 			if mf.kernel, err = mountopts.ParseKernel(mf.options); err != nil {
@@ -104,6 +113,8 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 	f.StringVar(&mf.logFile, "log-file", "", "daemon log in the background (default: in the cache directory)")
 	f.StringVar(&mf.logFormat, "log-format", "text", "log format: text (journald reads it well) or json")
 	f.StringVar(&mf.snapshotsDir, "snapshots-dir", fusefs.DefaultSnapshotsDir, "name of the read-only folder at the root that shows every snapshot (empty: none)")
+	f.StringVar(&mf.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDRESS/metrics, e.g. 127.0.0.1:9570 (a loopback address unless --metrics-allow-remote)")
+	f.BoolVar(&mf.metricsRemote, "metrics-allow-remote", false, "let --metrics-listen take an address other machines reach (the metrics have no authentication)")
 	g.addTransfersFlag(cmd)
 	f.Int64Var(&mf.cacheSize, "cache-size", 1<<30, "bytes of encrypted chunks kept on local disk for rereads (0: none)")
 	f.Var(&mf.remoteShape, "remote-shape", "make the remote look like one across a slow link, e.g. latency=40ms,up=100Mbit,down=100Mbit (for benchmarks and trials)")
@@ -122,7 +133,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 // waits until it reports that the mount is ready (or why it failed).
 func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string) error {
 	ctx := cmd.Context()
-	rem, err := g.openMirrored(ctx, args[0], mf.remoteShape, nil)
+	rem, _, err := g.openMirrored(ctx, args[0], mf.remoteShape, nil)
 	if err != nil {
 		return err
 	}
@@ -277,8 +288,12 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		return err
 	}
 	defer stopProfiling()
+	metrics, err := mf.listenMetrics()
+	if err != nil {
+		return err
+	}
 	ctx := context.Background()
-	rem, err := g.openMirrored(ctx, source, mf.remoteShape, log)
+	rem, traffic, err := g.openMirrored(ctx, source, mf.remoteShape, log)
 	if err != nil {
 		return err
 	}
@@ -323,8 +338,43 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		SyncRemote: mf.sync == "remote", AllowOther: mf.allowOther, DrainTimeout: mf.drainTimeout, Log: log,
 		BreakLease: mf.breakLease, Ready: ready, DaemonCommandLine: daemonMountpoint, Kernel: mf.kernel, LimitMemory: true,
 		Retention: mf.retention.policy, RetentionGroupBy: by, ForgetInterval: mf.forgetEvery,
-		SnapshotsDir: mf.snapshotsDir,
+		SnapshotsDir: mf.snapshotsDir, Traffic: traffic, Metrics: metrics,
 	}, sdnotify.Systemd{})
+}
+
+// checkMetrics checks --metrics-listen: a host:port whose host is a
+// loopback address, or any with --metrics-allow-remote.
+func (mf *mountFlags) checkMetrics() error {
+	if mf.metricsListen == "" {
+		if mf.metricsRemote {
+			return usageError{errors.New("--metrics-allow-remote needs --metrics-listen")}
+		}
+		return nil
+	}
+	host, _, err := net.SplitHostPort(mf.metricsListen)
+	if err != nil {
+		return usageError{fmt.Errorf("--metrics-listen %q: %w (write HOST:PORT, e.g. 127.0.0.1:9570)", mf.metricsListen, err)}
+	}
+	if mf.metricsRemote {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return usageError{fmt.Errorf("--metrics-listen %s is not a loopback address: the metrics have no authentication; give 127.0.0.1:PORT or [::1]:PORT, or add --metrics-allow-remote to serve them to other machines", mf.metricsListen)}
+	}
+	return nil
+}
+
+// listenMetrics opens the metrics endpoint's socket (nil without
+// --metrics-listen): an address in use fails the mount before it starts.
+func (mf *mountFlags) listenMetrics() (net.Listener, error) {
+	if mf.metricsListen == "" {
+		return nil, nil
+	}
+	l, err := net.Listen("tcp", mf.metricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("failed to serve metrics at %s: %w (pick another port, or leave out --metrics-listen)", mf.metricsListen, err)
+	}
+	return l, nil
 }
 
 // checkRetention checks the mount's retention flags: a policy needs a
@@ -375,15 +425,17 @@ func newLogger(format string) (*slog.Logger, error) {
 // the repository is opened from, so that a mount comes up from local state
 // when the remote is down at boot. shape, if not zero, slows the link to the
 // remote below the retries and the mirror, where the network would be. log,
-// if set, hears of the first fallback.
-func (g *globals) openMirrored(ctx context.Context, source string, shape shaped.Shape, log *slog.Logger) (remote.Remote, error) {
-	inner, err := g.openShapedRemote(ctx, source, shape)
+// if set, hears of the first fallback. traffic counts what goes over the
+// link (below the mirror: the local copies do not count).
+func (g *globals) openMirrored(ctx context.Context, source string, shape shaped.Shape, log *slog.Logger) (_ remote.Remote, traffic *counted.Remote, _ error) {
+	shapedRem, err := g.openShapedRemote(ctx, source, shape)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	inner := counted.New(shapedRem)
 	base, err := g.cacheBase()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sum := sha256.Sum256([]byte(source))
 	m := mirror.New(inner, filepath.Join(base, "remotes", hex.EncodeToString(sum[:8])),
@@ -396,5 +448,5 @@ func (g *globals) openMirrored(ctx context.Context, source string, shape shaped.
 			})
 		}
 	}
-	return m, nil
+	return m, inner, nil
 }

@@ -15,6 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -30,6 +33,7 @@ import (
 	"github.com/sealfs/sealfs/internal/mountopts"
 	"github.com/sealfs/sealfs/internal/retention"
 	"github.com/sealfs/sealfs/internal/worktree"
+	"github.com/sealfs/sealfs/remote/counted"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -76,6 +80,13 @@ type Config struct {
 	// SnapshotsDir names the read-only folder at the root that shows
 	// every snapshot (fusefs.Options.SnapshotsDir); empty: none.
 	SnapshotsDir string
+	// Traffic, if set, counts what goes over the link to the remote: the
+	// remote Repo was opened on, wrapped right above the real one. Status
+	// reports its counts (uploaded bytes, upload rate).
+	Traffic *counted.Remote
+	// Metrics, if set, is where the Prometheus endpoint (/metrics) is
+	// served (metrics.go); the daemon closes it when it stops.
+	Metrics net.Listener
 }
 
 // Status is the document `sealfs status` shows.
@@ -91,8 +102,31 @@ type Status struct {
 	Committing   bool      `json:"committing"`
 	LastCommit   time.Time `json:"last_commit,omitzero"`
 	LastError    string    `json:"last_error,omitempty"`
-	Lease        string    `json:"lease"`
-	StateDir     string    `json:"state_dir"`
+	// LastErrorTime is when LastError happened.
+	LastErrorTime time.Time `json:"last_error_time,omitzero"`
+	Lease         string    `json:"lease"`
+	// LeaseHeld: this mount holds the writer lease.
+	LeaseHeld bool   `json:"lease_held"`
+	StateDir  string `json:"state_dir"`
+	// Since this mount started (metrics.go turns them into counters):
+	// commits made and failed (by cause: failureCauses), integrity
+	// errors met by commits and by reads, files (and their bytes) the
+	// commits stored, and the traffic with the remote (objects bytes,
+	// encrypted and compressed). UploadRate is the upload's bytes per
+	// second over the last few seconds, QueueETA the time the queue
+	// (PendingBytes) takes at that rate (an estimate: queued bytes are
+	// not yet compressed); zero when unknown.
+	Commits         uint64            `json:"commits"`
+	CommitFailures  map[string]uint64 `json:"commit_failures,omitempty"`
+	IntegrityErrors uint64            `json:"integrity_errors"`
+	SentFiles       uint64            `json:"sent_files"`
+	SentBytes       uint64            `json:"sent_bytes"`
+	UploadedBytes   uint64            `json:"uploaded_bytes"`
+	DownloadedBytes uint64            `json:"downloaded_bytes"`
+	UploadRate      float64           `json:"upload_rate"`
+	QueueETA        float64           `json:"queue_eta_seconds,omitempty"`
+	// Cache: the local cache of encrypted chunks (repo.CacheStats).
+	Cache CacheStatus `json:"cache"`
 	// In the exit status only: the first queued files, and whether
 	// changes (names, attributes, content) are still queued at all.
 	QueuedPaths   []string `json:"queued_paths,omitempty"`
@@ -135,6 +169,13 @@ type Daemon struct {
 	mu         sync.Mutex
 	lastCommit time.Time
 	lastErr    error
+	lastErrAt  time.Time
+	// counts: commits, failures and integrity errors (metrics.go).
+	counts counters
+	// traffic samples the upload for its rate (sampleTraffic).
+	traffic rateMeter
+	// metricsSrv serves Config.Metrics (nil without).
+	metricsSrv *http.Server
 	// forksLogged are the fork snapshots logged already (logForks).
 	forksLogged map[crypt.ID]bool
 	stopLoop    chan struct{}
@@ -175,7 +216,8 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 	}
 	d.tree = tree
 	d.logForks()
-	fo := fusefs.Options{Log: cfg.Log, Status: d.statusJSON, Statfs: d.statfs, SnapshotsDir: cfg.SnapshotsDir}
+	fo := fusefs.Options{Log: cfg.Log, Status: d.statusJSON, Statfs: d.statfs, SnapshotsDir: cfg.SnapshotsDir,
+		OnIntegrityError: func() { d.counts.integrity.Add(1) }}
 	if cfg.SyncRemote {
 		fo.SyncRemote = func(ctx context.Context) error { _, err := d.commit(ctx); return err }
 	}
@@ -190,6 +232,10 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 		d.writePresence(false)
 	}
 	go d.commitLoop()
+	go d.sampleTraffic()
+	if cfg.Metrics != nil {
+		d.serveMetrics(cfg.Metrics)
+	}
 	var thinCtx context.Context
 	thinCtx, d.stopThinning = context.WithCancel(context.Background())
 	d.startThinning(thinCtx)
@@ -247,9 +293,7 @@ func (d *Daemon) drainTimeout() time.Duration {
 func (d *Daemon) commit(ctx context.Context) (*repo.Snapshot, error) {
 	if d.unleased.Load() {
 		if err := d.cfg.Repo.Lock(ctx, d.cfg.BreakLease); err != nil {
-			d.mu.Lock()
-			d.lastErr = fmt.Errorf("cannot take the writer lease yet: %w", err)
-			d.mu.Unlock()
+			d.failed(fmt.Errorf("cannot take the writer lease yet: %w", err), causeLease)
 			d.cfg.Log.Warn("the writer lease is not held yet; changes stay queued", "err", err)
 			return nil, err
 		}
@@ -260,13 +304,18 @@ func (d *Daemon) commit(ctx context.Context) (*repo.Snapshot, error) {
 	d.committing.Store(true)
 	defer d.committing.Store(false)
 	s, err := d.tree.Commit(ctx)
-	d.mu.Lock()
-	d.lastErr = err
-	if err == nil && s != nil {
-		d.lastCommit = time.Now()
+	if err != nil {
+		d.failed(err, "")
+	} else {
+		d.mu.Lock()
+		d.lastErr = nil
+		if s != nil {
+			d.lastCommit = time.Now()
+		}
+		d.mu.Unlock()
 	}
-	d.mu.Unlock()
 	if err == nil && s != nil {
+		d.counts.commits.Add(1)
 		d.committedNow()
 	}
 	if err != nil {
@@ -375,6 +424,7 @@ func (d *Daemon) Stop() error {
 		d.cfg.Log.Warn("failed to close the journal", "err", err)
 	}
 	d.writeExitStatus(queued)
+	d.stopMetrics()
 	<-d.thin.done
 	if !d.cfg.ReadOnly {
 		// Bounded: with the remote down, the lease simply expires.
@@ -442,13 +492,14 @@ func (d *Daemon) Status() Status {
 	s := Status{
 		PID: os.Getpid(), Remote: d.cfg.Source, Repository: d.cfg.Repo.ID().String(), Mountpoint: d.cfg.Mountpoint,
 		ReadOnly: d.cfg.ReadOnly, PendingFiles: files, PendingBytes: bytes, Committing: d.committing.Load(),
-		StateDir: d.cfg.Repo.StateDir(), Lease: "held by this mount",
+		StateDir: d.cfg.Repo.StateDir(), Lease: "held by this mount", LeaseHeld: true,
 	}
 	if d.cfg.ReadOnly {
-		s.Lease = "none (read-only)"
+		s.Lease, s.LeaseHeld = "none (read-only)", false
 	} else if d.unleased.Load() {
-		s.Lease = "not held yet: the remote was unreachable at mount; changes queue locally"
+		s.Lease, s.LeaseHeld = "not held yet: the remote was unreachable at mount; changes queue locally", false
 	}
+	d.fillCounts(&s)
 	if l := d.cfg.Repo.Latest(); l != nil {
 		s.SnapshotSeq = l.Seq
 	}
@@ -465,6 +516,11 @@ func (d *Daemon) Status() Status {
 	s.LastCommit = d.lastCommit
 	if d.lastErr != nil {
 		s.LastError = d.lastErr.Error()
+		s.LastErrorTime = d.lastErrAt
+	}
+	s.UploadRate = d.traffic.rate()
+	if s.UploadRate > 0 && s.PendingBytes > 0 {
+		s.QueueETA = math.Round(float64(s.PendingBytes) / s.UploadRate)
 	}
 	if d.retentionOn() {
 		f := d.thin.status

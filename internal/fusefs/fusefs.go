@@ -38,6 +38,10 @@ type Options struct {
 	// SnapshotsDir is the name of the read-only folder at the root that
 	// shows every snapshot (snapshots.go); empty: none.
 	SnapshotsDir string
+	// OnIntegrityError, if set, is called for every request that failed
+	// because something did not verify (repo.ErrIntegrity): the daemon
+	// counts them.
+	OnIntegrityError func()
 }
 
 // DefaultSnapshotsDir is the snapshots view's name unless told otherwise.
@@ -193,6 +197,9 @@ func (f *FS) logInterrupt(op string, err error) {
 
 func (f *FS) logFailure(op string, err error) {
 	if errors.Is(err, repo.ErrIntegrity) {
+		if f.opts.OnIntegrityError != nil {
+			f.opts.OnIntegrityError()
+		}
 		f.opts.Log.Error("integrity error: refusing to return unverified data", "op", op, "err", err)
 		return
 	}

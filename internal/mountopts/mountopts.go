@@ -21,21 +21,22 @@ type Parsed struct {
 
 // value options: name=value -> --flag value.
 var valueOptions = map[string]string{
-	"code_file":     "--code-file",
-	"password_file": "--password-file",
-	"vault":         "--vault",
-	"vault_pin":     "--vault-pin",
-	"vault_ca_file": "--vault-ca-file",
-	"cache_dir":     "--cache-dir",
-	"rclone_config": "--rclone-config",
-	"commit_delay":  "--commit-delay",
-	"drain_timeout": "--drain-timeout",
-	"sync":          "--sync",
-	"cache_size":    "--cache-size",
-	"transfers":     "--transfers",
-	"log_file":      "--log-file",
-	"log_format":    "--log-format",
-	"snapshots_dir": "--snapshots-dir",
+	"code_file":      "--code-file",
+	"password_file":  "--password-file",
+	"vault":          "--vault",
+	"vault_pin":      "--vault-pin",
+	"vault_ca_file":  "--vault-ca-file",
+	"cache_dir":      "--cache-dir",
+	"rclone_config":  "--rclone-config",
+	"commit_delay":   "--commit-delay",
+	"drain_timeout":  "--drain-timeout",
+	"sync":           "--sync",
+	"cache_size":     "--cache-size",
+	"transfers":      "--transfers",
+	"log_file":       "--log-file",
+	"log_format":     "--log-format",
+	"snapshots_dir":  "--snapshots-dir",
+	"metrics_listen": "--metrics-listen",
 	// A retention policy: the mount thins its own snapshots.
 	"keep_last":       "--keep-last",
 	"keep_hourly":     "--keep-hourly",
@@ -50,12 +51,13 @@ var valueOptions = map[string]string{
 
 // flag options: name -> --flag.
 var flagOptions = map[string]string{
-	"ro":              "--read-only",
-	"allow_other":     "--allow-other",
-	"break_lease":     "--break-lease",
-	"accept_rollback": "--accept-rollback",
-	"foreground":      "--foreground",
-	"nosnapshots":     "--snapshots-dir=", // no snapshots view
+	"ro":                   "--read-only",
+	"allow_other":          "--allow-other",
+	"break_lease":          "--break-lease",
+	"accept_rollback":      "--accept-rollback",
+	"foreground":           "--foreground",
+	"nosnapshots":          "--snapshots-dir=", // no snapshots view
+	"metrics_allow_remote": "--metrics-allow-remote",
 }
 
 // ignored are options mount(8), fstab or systemd use that mean nothing to

@@ -116,7 +116,17 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	t.settle(snap, frozen.done)
 	t.removeJournalsBefore(frozen.journal.n)
 	frozen.oldJournal.close()
+	for _, j := range jobs {
+		t.sentFiles.Add(1)
+		t.sentBytes.Add(j.size)
+	}
 	return snap, nil
+}
+
+// Sent returns how many files, and how many bytes of them, commits have
+// stored since the tree was opened (a file stored twice counts twice).
+func (t *Tree) Sent() (files, bytes uint64) {
+	return t.sentFiles.Load(), t.sentBytes.Load()
 }
 
 // loadForLinks loads the whole tree when an inode has several names, or a

@@ -108,6 +108,9 @@ type Tree struct {
 	// that fetch from the remote take their caller's context instead.
 	life    context.Context
 	endLife context.CancelFunc
+	// sentFiles and sentBytes count the files (and their sizes) that
+	// commits stored since the tree was opened (Sent).
+	sentFiles, sentBytes atomic.Uint64
 
 	mu      sync.Mutex
 	root    *Inode
