@@ -97,6 +97,14 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Errorf("during the write: queue %v files, %v bytes; want %d, %d", m["sealfs_mount_queue_files"], m["sealfs_mount_queue_bytes"], files, files*size)
 	}
 	waitCommitted(mnt, 30*time.Second)
+	if os.Getenv("SEALFS_METRICS_DUMP") != "" {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			t.Logf("scrape:\n%s", b)
+		}
+	}
 	m = scrape(t, url)
 	st := mountStatus(t, mnt)
 	t.Logf("after the commit: %v", m)
@@ -109,6 +117,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Errorf("sent %v files, %v bytes; want %d, %d", m["sealfs_mount_sent_files_total"], m["sealfs_mount_sent_bytes_total"], files, files*size)
 	case m["sealfs_mount_uploaded_bytes_total"]-before < files*size:
 		t.Errorf("uploaded %v bytes for %d bytes of random data", m["sealfs_mount_uploaded_bytes_total"]-before, files*size)
+	case m["sealfs_mount_upload_rate_bytes"] <= 0:
+		t.Errorf("no upload rate just after an upload: %v", m)
 	case m[`sealfs_mount_commit_failures_total{cause="other"}`] != 0 || m["sealfs_mount_integrity_errors_total"] != 0:
 		t.Errorf("failures counted: %v", m)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"slices"
 	"time"
 
@@ -140,6 +141,30 @@ type statusJSON struct {
 	ConflictCount int            `json:"conflict_count"`
 	Conflicts     []conflictJSON `json:"conflicts"`
 	Forget        *forgetStatus  `json:"forget"`
+	// The counts since the mount (daemon.Status).
+	LastErrorTime   jsonTime           `json:"last_error_time"`
+	LeaseHeld       bool               `json:"lease_held"`
+	Commits         uint64             `json:"commits"`
+	CommitFailures  commitFailures     `json:"commit_failures"`
+	IntegrityErrors uint64             `json:"integrity_errors"`
+	SentFiles       uint64             `json:"sent_files"`
+	SentBytes       uint64             `json:"sent_bytes"`
+	UploadedBytes   uint64             `json:"uploaded_bytes"`
+	DownloadedBytes uint64             `json:"downloaded_bytes"`
+	UploadRate      uint64             `json:"upload_rate"`
+	QueueETA        *uint64            `json:"queue_eta_seconds"`
+	Cache           daemon.CacheStatus `json:"cache"`
+}
+
+// commitFailures counts failed commits by cause in `sealfs status --json`,
+// every cause present.
+type commitFailures struct {
+	Lease       uint64 `json:"no_lease"`
+	Integrity   uint64 `json:"integrity"`
+	Unreachable uint64 `json:"unreachable"`
+	NoSpace     uint64 `json:"no_space"`
+	Canceled    uint64 `json:"canceled"`
+	Other       uint64 `json:"other"`
 }
 
 // conflictJSON is a conflict in `sealfs status --json`.
@@ -165,7 +190,17 @@ func newStatusJSON(st *daemon.Status) statusJSON {
 	out := statusJSON{PID: st.PID, Remote: st.Remote, Repository: st.Repository, Mountpoint: st.Mountpoint, ReadOnly: st.ReadOnly,
 		SnapshotSeq: st.SnapshotSeq, PendingFiles: st.PendingFiles, PendingBytes: st.PendingBytes, Committing: st.Committing,
 		LastCommit: jsonTime(st.LastCommit), LastError: st.LastError, Lease: st.Lease, StateDir: st.StateDir,
-		ConflictCount: st.ConflictCount, Conflicts: []conflictJSON{}}
+		ConflictCount: st.ConflictCount, Conflicts: []conflictJSON{},
+		LastErrorTime: jsonTime(st.LastErrorTime), LeaseHeld: st.LeaseHeld, Commits: st.Commits, IntegrityErrors: st.IntegrityErrors,
+		SentFiles: st.SentFiles, SentBytes: st.SentBytes, UploadedBytes: st.UploadedBytes, DownloadedBytes: st.DownloadedBytes,
+		UploadRate: uint64(math.Round(st.UploadRate)), Cache: st.Cache}
+	f := st.CommitFailures
+	out.CommitFailures = commitFailures{Lease: f[daemon.CauseLease], Integrity: f[daemon.CauseIntegrity], Unreachable: f[daemon.CauseUnreachable],
+		NoSpace: f[daemon.CauseNoSpace], Canceled: f[daemon.CauseCanceled], Other: f[daemon.CauseOther]}
+	if st.QueueETA > 0 {
+		eta := uint64(st.QueueETA)
+		out.QueueETA = &eta
+	}
 	for _, c := range st.Conflicts {
 		kept := ""
 		if c.Kept != "" {

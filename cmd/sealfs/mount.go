@@ -53,10 +53,10 @@ type mountFlags struct {
 	// metricsRemote allows one that is not a loopback address.
 	metricsListen string
 	metricsRemote bool
-	retention    policyFlags   // the mount thins its own snapshots by this policy
-	forgetEvery  time.Duration // at most this often
-	readyFD      int           // internal: the background child reports readiness here
-	codeFD       int           // internal: the background child reads the code here
+	retention     policyFlags   // the mount thins its own snapshots by this policy
+	forgetEvery   time.Duration // at most this often
+	readyFD       int           // internal: the background child reports readiness here
+	codeFD        int           // internal: the background child reads the code here
 }
 
 func newMountCmd(g *globals) *cobra.Command {

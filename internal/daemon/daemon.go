@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -293,7 +292,7 @@ func (d *Daemon) drainTimeout() time.Duration {
 func (d *Daemon) commit(ctx context.Context) (*repo.Snapshot, error) {
 	if d.unleased.Load() {
 		if err := d.cfg.Repo.Lock(ctx, d.cfg.BreakLease); err != nil {
-			d.failed(fmt.Errorf("cannot take the writer lease yet: %w", err), causeLease)
+			d.failed(fmt.Errorf("cannot take the writer lease yet: %w", err), CauseLease)
 			d.cfg.Log.Warn("the writer lease is not held yet; changes stay queued", "err", err)
 			return nil, err
 		}
@@ -517,10 +516,6 @@ func (d *Daemon) Status() Status {
 	if d.lastErr != nil {
 		s.LastError = d.lastErr.Error()
 		s.LastErrorTime = d.lastErrAt
-	}
-	s.UploadRate = d.traffic.rate()
-	if s.UploadRate > 0 && s.PendingBytes > 0 {
-		s.QueueETA = math.Round(float64(s.PendingBytes) / s.UploadRate)
 	}
 	if d.retentionOn() {
 		f := d.thin.status

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -20,32 +21,32 @@ import (
 // The causes a failed commit is counted under (Status.CommitFailures, the
 // label cause of sealfs_mount_commit_failures_total).
 const (
-	causeLease       = "lease"       // the writer lease could not be taken or kept
-	causeIntegrity   = "integrity"   // something read back failed verification
-	causeUnreachable = "unreachable" // the remote did not answer
-	causeNoSpace     = "no_space"    // the cache disk is full
-	causeCanceled    = "canceled"    // the drain timeout cut it short
-	causeOther       = "other"
+	CauseLease       = "no_lease"    // the writer lease could not be taken or kept
+	CauseIntegrity   = "integrity"   // something read back failed verification
+	CauseUnreachable = "unreachable" // the remote did not answer
+	CauseNoSpace     = "no_space"    // the cache disk is full
+	CauseCanceled    = "canceled"    // the drain timeout cut it short
+	CauseOther       = "other"
 )
 
 // failureCauses lists every cause, in the order the metrics show them.
-var failureCauses = []string{causeLease, causeIntegrity, causeUnreachable, causeNoSpace, causeCanceled, causeOther}
+var failureCauses = []string{CauseLease, CauseIntegrity, CauseUnreachable, CauseNoSpace, CauseCanceled, CauseOther}
 
 // failureCause says why a commit failed.
 func failureCause(err error) string {
 	switch {
 	case errors.Is(err, repo.ErrIntegrity):
-		return causeIntegrity
+		return CauseIntegrity
 	case errors.Is(err, repo.ErrLocked):
-		return causeLease
+		return CauseLease
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		return causeNoSpace
+		return CauseNoSpace
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return causeCanceled
+		return CauseCanceled
 	case remote.IsUnreachable(err):
-		return causeUnreachable
+		return CauseUnreachable
 	}
-	return causeOther
+	return CauseOther
 }
 
 // counters are the daemon's counts since the mount: the one source of the
@@ -63,7 +64,7 @@ func (d *Daemon) failed(err error, cause string) {
 	if cause == "" {
 		cause = failureCause(err)
 	}
-	if cause == causeIntegrity {
+	if cause == CauseIntegrity {
 		d.counts.integrity.Add(1)
 	}
 	d.counts.mu.Lock()
@@ -101,6 +102,10 @@ func (d *Daemon) fillCounts(s *Status) {
 	if d.cfg.Traffic != nil {
 		c := d.cfg.Traffic.Counts()
 		s.UploadedBytes, s.DownloadedBytes = c.UpBytes, c.DownBytes
+		s.UploadRate = d.traffic.rate(time.Now(), c.UpBytes)
+		if s.UploadRate > 0 && s.PendingBytes > 0 {
+			s.QueueETA = math.Round(float64(s.PendingBytes) / s.UploadRate)
+		}
 	}
 	c := d.cfg.Repo.CacheStats()
 	s.Cache = CacheStatus{Hits: c.Hits, Misses: c.Misses, Bytes: c.Bytes, Limit: c.Limit}
@@ -133,19 +138,20 @@ func (m *rateMeter) observe(at time.Time, total uint64) {
 	m.samples = m.samples[i:]
 }
 
-// rate is the count's growth per second over the samples kept.
-func (m *rateMeter) rate() float64 {
+// rate is the count's growth per second from the oldest sample kept to
+// now, when it is total.
+func (m *rateMeter) rate(now time.Time, total uint64) float64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.samples) < 2 {
+	if len(m.samples) == 0 {
 		return 0
 	}
-	first, last := m.samples[0], m.samples[len(m.samples)-1]
-	secs := last.at.Sub(first.at).Seconds()
-	if secs <= 0 || last.total < first.total {
+	first := m.samples[0]
+	secs := now.Sub(first.at).Seconds()
+	if secs <= 0 || total < first.total {
 		return 0
 	}
-	return float64(last.total-first.total) / secs
+	return float64(total-first.total) / secs
 }
 
 // sampleTraffic samples the upload every second until the daemon stops.
@@ -210,7 +216,7 @@ var (
 	descSentBytes   = desc("sent_bytes_total", "Bytes of the files stored by this mount's commits (before compression and encryption).")
 	descUploadRate  = desc("upload_rate_bytes", "Bytes per second uploaded over the last 10 seconds.")
 	descCommits     = desc("commits_total", "Snapshots committed by this mount.")
-	descFailures    = desc("commit_failures_total", "Commits that failed, by cause (lease, integrity, unreachable, no_space, canceled, other).", "cause")
+	descFailures    = desc("commit_failures_total", "Commits that failed, by cause (no_lease, integrity, unreachable, no_space, canceled, other).", "cause")
 	descIntegrity   = desc("integrity_errors_total", "Objects that failed verification, in commits and in reads.")
 	descCacheHits   = desc("cache_hits_total", "Data chunks read without the remote.")
 	descCacheMisses = desc("cache_misses_total", "Data chunks fetched from the remote.")
