@@ -110,26 +110,36 @@ func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
 	}
 	for _, s := range snaps {
 		if isStub(s) {
-			continue // not opened: check verifies its parent
+			continue // not opened: fillStubs verifies its parent
 		}
-		name := format.SnapshotSeqName(s.Seq, s.ID)
-		switch seq, ok := known[s.Parent]; {
-		case s.Seq == 1:
-			if !s.Parent.IsZero() {
-				errs = append(errs, integrityError(name, "it is snapshot 1, but its parent is %s", s.Parent.Short()))
-			}
-		case !held[s.Seq-1]:
-			// reported as missing
-		case !ok:
-			errs = append(errs, integrityError(name, "its parent %s is missing (deleted without a forget record)", s.Parent.Short()))
-		case seq != s.Seq-1:
-			errs = append(errs, integrityError(name, "its parent is %s, which is snapshot %d, not %d", s.Parent.Short(), seq, s.Seq-1))
+		if err := checkParent(s, known, held); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if head != nil {
 		errs = append(errs, checkRecordedForks(head, known)...)
 	}
 	return errs
+}
+
+// checkParent verifies that the parent of snapshot s is a known snapshot
+// (known: id -> sequence number, present or forgotten) of the number
+// below; a number held by none (held) is reported as missing already.
+func checkParent(s *Snapshot, known map[crypt.ID]uint64, held map[uint64]bool) error {
+	name := format.SnapshotSeqName(s.Seq, s.ID)
+	switch seq, ok := known[s.Parent]; {
+	case s.Seq == 1:
+		if !s.Parent.IsZero() {
+			return integrityError(name, "it is snapshot 1, but its parent is %s", s.Parent.Short())
+		}
+	case !held[s.Seq-1]:
+		// reported as missing
+	case !ok:
+		return integrityError(name, "its parent %s is missing (deleted without a forget record)", s.Parent.Short())
+	case seq != s.Seq-1:
+		return integrityError(name, "its parent is %s, which is snapshot %d, not %d", s.Parent.Short(), seq, s.Seq-1)
+	}
+	return nil
 }
 
 // isForgotten reports whether s is recorded as forgotten.

@@ -324,6 +324,27 @@ func (r *Repository) fillStubs(ctx context.Context, snaps []*Snapshot) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	// The open verified the chain without their parents (verifyChain):
+	// the parent of the one above a number a fork's snapshot now holds
+	// alone is what says the main line's was deleted.
+	r.mu.Lock()
+	known := make(map[crypt.ID]uint64, len(r.snapshots)+len(r.forgotten))
+	held := map[uint64]bool{}
+	for id, seq := range r.forgotten {
+		known[id], held[seq] = seq, true
+	}
+	for _, s := range r.snapshots {
+		known[s.ID], held[s.Seq] = s.Seq, true
+	}
+	r.mu.Unlock()
+	for _, s := range got {
+		if err := checkParent(s, known, held); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	byID := make(map[crypt.ID]*Snapshot, len(todo))
 	dirty := keepListed(cache, listed)
 	for j, i := range todo {

@@ -210,3 +210,85 @@ func TestForgetVerifiesStubs(t *testing.T) {
 		t.Fatalf("the renamed snapshot was deleted: %v", err)
 	}
 }
+
+// TestDeletedBesideLateForkSeenWhenOpened: a fork's snapshot lands late
+// below the newest (a dead writer's upload), and the storage deletes the
+// main line's snapshot of its number: the fork then holds the number
+// alone, and only the parent of the main line's snapshot above it says
+// so. An open that leaves that one unopened cannot tell; the listing of
+// every snapshot opens it and must (before, it listed the fork as the
+// main line's snapshot 2 and went on).
+func TestDeletedBesideLateForkSeenWhenOpened(t *testing.T) {
+	ctx := context.Background()
+	env := chainEnv(t, 1)
+	if err := env.Repo.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fork := copyRemote(t, env.Dir)
+	r, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	ours2 := storeFile(t, r, "ours", []byte("ours 2"))
+	for i := range 5 {
+		storeFile(t, r, "ours", randomData(uint64(90+i), 300))
+	}
+	if err := r.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	forkEnv := *env
+	forkEnv.Dir = fork
+	fr, err := forkEnv.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	storeFile(t, fr, "theirs", []byte("theirs 2"))
+	_ = fr.Unlock(ctx)
+	copyObjects(t, fork, env.Dir)
+	if err := os.Remove(filepath.Join(env.Dir, format.SnapshotSeqName(ours2.Seq, ours2.ID))); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		expectIntegrity(t, "open", err, "missing")
+		return
+	}
+	_, err = fresh.Snapshots(ctx)
+	expectIntegrity(t, "listing the snapshots", err, "missing")
+	if _, err := fresh.SnapshotBySeq(ctx, 3); err == nil {
+		t.Fatal("snapshot 3, whose parent is gone, opens")
+	}
+}
+
+// copyObjects copies the objects of from that to lacks into to, the lease
+// aside.
+func copyObjects(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
+		rel, _ := filepath.Rel(from, p)
+		if err != nil || d.IsDir() || rel == "lease" {
+			return err
+		}
+		dst := filepath.Join(to, rel)
+		if _, err := os.Stat(dst); err == nil {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
