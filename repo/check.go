@@ -17,6 +17,9 @@ import (
 type CheckOptions struct {
 	// ReadData downloads every pack whole and verifies every blob in it.
 	ReadData bool
+	// DataSubset, with ReadData, limits the packs read whole to these
+	// (the others have their headers checked); nil reads every pack.
+	DataSubset *DataSubset
 	// Progress, if set, is told what is being checked.
 	Progress func(stage string, done, total int)
 }
@@ -27,6 +30,9 @@ type CheckReport struct {
 	Slots, Snapshots, Indexes       int
 	ForgetRecords                   int
 	Packs, Blobs, Trees             int
+	// DataPacks are the packs read whole and verified blob by blob (all
+	// of them with ReadData, the chosen ones with a DataSubset).
+	DataPacks []crypt.ID
 	UnreferencedPacks, Unreferenced []string // left by interrupted commits; harmless
 	// Forks are the snapshots not in the newest snapshot's history (a
 	// fork, docs/SPEC.md §8): not a problem; each stays restorable.
@@ -199,6 +205,12 @@ func (c *checker) packs(ctx context.Context, all *Index) error {
 	all.each(func(id crypt.ID, l Location) {
 		byPack[l.Pack] = append(byPack[l.Pack], format.IndexEntry{ID: id, Location: l})
 	})
+	var read map[crypt.ID]bool // nil: every pack (with ReadData)
+	if c.o.ReadData && c.o.DataSubset != nil {
+		if read, err = c.o.DataSubset.choose(sizes); err != nil {
+			return err
+		}
+	}
 	done := 0
 	for pack, want := range byPack {
 		c.progress("packs", done, len(byPack))
@@ -210,7 +222,11 @@ func (c *checker) packs(ctx context.Context, all *Index) error {
 		}
 		delete(sizes, pack)
 		c.rep.Packs++
-		c.rep.Blobs += c.pack(ctx, pack, size, want)
+		whole := c.o.ReadData && (read == nil || read[pack])
+		if whole {
+			c.rep.DataPacks = append(c.rep.DataPacks, pack)
+		}
+		c.rep.Blobs += c.pack(ctx, pack, size, want, whole)
 	}
 	c.progress("packs", done, len(byPack))
 	for id := range sizes {
@@ -236,10 +252,10 @@ func (c *checker) listPacks(ctx context.Context) (map[crypt.ID]int64, error) {
 }
 
 // pack verifies one pack's header against the index entries for it, and
-// with ReadData every blob in it. It returns the number of blobs checked.
-func (c *checker) pack(ctx context.Context, pack crypt.ID, size int64, want []format.IndexEntry) int {
+// whole every blob in it. It returns the number of blobs checked.
+func (c *checker) pack(ctx context.Context, pack crypt.ID, size int64, want []format.IndexEntry, whole bool) int {
 	name := format.PackName(pack)
-	entries, data, err := c.r.readPackHeader(ctx, pack, size, c.o.ReadData)
+	entries, data, err := c.r.readPackHeader(ctx, pack, size, whole)
 	if err != nil {
 		c.problem(err)
 		return 0
@@ -253,7 +269,7 @@ func (c *checker) pack(ctx context.Context, pack crypt.ID, size int64, want []fo
 			c.problem(integrityError(name, "the pack header does not agree with the index about blob %s", w.ID.Short()))
 		}
 	}
-	if !c.o.ReadData {
+	if !whole {
 		return len(want)
 	}
 	for _, e := range entries {

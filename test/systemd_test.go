@@ -267,18 +267,16 @@ func TestUnitFiles(t *testing.T) {
 		t.Skip("systemd-analyze not installed (apt-get install systemd)")
 	}
 	dir := t.TempDir()
-	for _, name := range []string{"sealfs@.service", "mnt-backup.mount", "mnt-backup.automount"} {
+	for _, name := range []string{"sealfs@.service", "sealfs-check@.service", "sealfs-check@.timer", "mnt-backup.mount", "mnt-backup.automount"} {
 		b, err := os.ReadFile(filepath.Join("..", "contrib", "systemd", name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		b = bytes.ReplaceAll(b, []byte("/usr/local/bin/sealfs"), []byte(sealfsBin))
-		if name == "sealfs@.service" {
-			name = "sealfs@demo.service"
-		}
+		name = strings.Replace(name, "@.", "@demo.", 1)
 		os.WriteFile(filepath.Join(dir, name), b, 0o644)
 	}
-	cmd := exec.Command("systemd-analyze", "verify", "--man=no", "./sealfs@demo.service", "./mnt-backup.mount", "./mnt-backup.automount")
+	cmd := exec.Command("systemd-analyze", "verify", "--man=no", "./sealfs@demo.service", "./sealfs-check@demo.service", "./sealfs-check@demo.timer", "./mnt-backup.mount", "./mnt-backup.automount")
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)

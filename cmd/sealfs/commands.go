@@ -143,14 +143,29 @@ func forkAdvice(remote string) string {
 
 func newCheckCmd(g *globals) *cobra.Command {
 	var readData, asJSON bool
+	var subsetArg string
 	cmd := &cobra.Command{
-		Use:   "check [--read-data] REMOTE",
+		Use:   "check [--read-data | --read-data-subset SUBSET] REMOTE",
 		Short: "Verify every object of the repository",
 		Long: `Verify the key slots, snapshots, indexes, every pack header against the index,
-and every directory tree. With --read-data, download and verify every chunk too.
+and every directory tree. With --read-data, download and verify every chunk too;
+with --read-data-subset, only those of some packs: n/t (group n of t, the
+groups 1/t..t/t together read every pack once), a percentage (5%) or a byte
+budget (500M), the last two chosen at random.
 Each damaged or missing object is named; the exit code is 7 if any was found.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var subset *repo.DataSubset
+			if cmd.Flags().Changed("read-data-subset") {
+				if readData {
+					return usageError{errors.New("give --read-data (every pack) or --read-data-subset (some), not both")}
+				}
+				d, err := repo.ParseDataSubset(subsetArg)
+				if err != nil {
+					return usageError{err}
+				}
+				subset, readData = &d, true
+			}
 			r, err := g.openRepo(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -159,7 +174,7 @@ Each damaged or missing object is named; the exit code is 7 if any was found.`,
 			if readData { // without it a check reads headers only: quick
 				m = progress.NewCount(cmd.ErrOrStderr(), g.quiet, "check", "packs", 0)
 			}
-			rep, err := r.Check(cmd.Context(), repo.CheckOptions{ReadData: readData, Progress: m.Stages("packs")})
+			rep, err := r.Check(cmd.Context(), repo.CheckOptions{ReadData: readData, DataSubset: subset, Progress: m.Stages("packs")})
 			m.Done()
 			if err != nil {
 				return err
@@ -181,6 +196,9 @@ Each damaged or missing object is named; the exit code is 7 if any was found.`,
 				err = printJSON(out, newCheckJSON(rep))
 			} else {
 				printCheck(out, rep, rcloneremote.Redact(args[0]))
+				if subset != nil {
+					fmt.Fprintf(out, "read the data of %d of %d packs (subset %s)\n", len(rep.DataPacks), rep.Packs, subsetArg)
+				}
 			}
 			if damaged > 0 {
 				return fmt.Errorf("%w: %d problems found; the objects named above are damaged or missing", repo.ErrIntegrity, damaged)
@@ -196,6 +214,7 @@ Each damaged or missing object is named; the exit code is 7 if any was found.`,
 		},
 	}
 	cmd.Flags().BoolVar(&readData, "read-data", false, "also download and verify every chunk")
+	cmd.Flags().StringVar(&subsetArg, "read-data-subset", "", "download and verify the chunks of some packs only: n/t (pack groups 1/t..t/t cover all), a percentage (5%) or a byte budget (500M)")
 	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }
