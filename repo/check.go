@@ -26,13 +26,13 @@ type CheckOptions struct {
 
 // CheckReport is what Check found.
 type CheckReport struct {
-	Problems                        []error // each names the object concerned
-	Slots, Snapshots, Indexes       int
-	ForgetRecords                   int
-	Packs, Blobs, Trees             int
+	Problems                  []error // each names the object concerned
+	Slots, Snapshots, Indexes int
+	ForgetRecords             int
+	Packs, Blobs, Trees       int
 	// DataPacks are the packs read whole and verified blob by blob (all
 	// of them with ReadData, the chosen ones with a DataSubset).
-	DataPacks []crypt.ID
+	DataPacks                       []crypt.ID
 	UnreferencedPacks, Unreferenced []string // left by interrupted commits; harmless
 	// Forks are the snapshots not in the newest snapshot's history (a
 	// fork, docs/SPEC.md §8): not a problem; each stays restorable.
