@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sealfs/sealfs/internal/daemon"
 	"github.com/sealfs/sealfs/internal/humanize"
+	"github.com/sealfs/sealfs/internal/progress"
 )
 
 func newUmountCmd(g *globals) *cobra.Command {
@@ -72,12 +76,23 @@ func printQueued(w io.Writer, mp string, st daemon.Status) {
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, watch bool
+	var interval time.Duration
 	cmd := &cobra.Command{
 		Use:   "status MOUNTPOINT",
 		Short: "Show a mount's snapshot, upload queue, last error and lease",
-		Args:  exactArgs(1),
+		Long: `Show a mount's snapshot, upload queue, what it sent since it started (files,
+bytes, upload rate, the queue's ETA), commits and errors, the cache and the lease.
+--watch shows it again every --interval until Ctrl-C: the whole status redrawn on
+a terminal, one line per interval otherwise (a log, a pipe).`,
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if interval < 100*time.Millisecond {
+				return usageError{fmt.Errorf("--interval %s is too short (100ms at least)", interval)}
+			}
+			if watch && asJSON {
+				return usageError{errors.New("--watch is for people; a program reads status --json as often as it likes")}
+			}
 			mp, err := daemon.CanonicalPath(args[0])
 			if err != nil {
 				return usageError{fmt.Errorf("mount point %s: %w", args[0], err)}
@@ -94,12 +109,68 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), newStatusJSON(st))
 			}
+			if watch {
+				return watchStatus(cmd.Context(), cmd.OutOrStdout(), mp, st, interval)
+			}
 			printStatus(cmd.OutOrStdout(), st)
 			return nil
 		},
 	}
 	addJSONFlag(cmd, &asJSON, false)
+	cmd.Flags().BoolVar(&watch, "watch", false, "show the status again every --interval until Ctrl-C (a line per interval when stdout is no terminal)")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "with --watch: how often")
 	return cmd
+}
+
+// watchStatus shows the status of the mount at mp every interval until
+// ctx ends (Ctrl-C) or the mount goes away: redrawn whole on a terminal,
+// else as one line each time. first is the status read already.
+func watchStatus(ctx context.Context, out io.Writer, mp string, first *daemon.Status, interval time.Duration) error {
+	tty := progress.IsTerminal(out)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	st := first
+	for {
+		if tty {
+			fmt.Fprint(out, "\x1b[H\x1b[2J") // home, clear
+			printStatus(out, st)
+			fmt.Fprintf(out, "\nevery %s; Ctrl-C to stop\n", interval)
+		} else {
+			fmt.Fprintln(out, statusLine(time.Now(), st))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		next, err := daemon.ReadStatus(mp, daemon.StatusWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%s is no longer a live sealfs mount: %w", mp, err)
+		}
+		st = next
+	}
+}
+
+// statusLine is the status on one line, for a log: the time, the queue,
+// what was sent, the upload and the last error.
+func statusLine(now time.Time, st *daemon.Status) string {
+	line := fmt.Sprintf("%s snapshot %d; queued %d files, %s; sent %d files, %s; uploaded %s at %s/s",
+		now.UTC().Format(time.RFC3339), st.SnapshotSeq, st.PendingFiles, humanize.Bytes(st.PendingBytes),
+		st.SentFiles, humanize.Bytes(st.SentBytes), humanize.Bytes(st.UploadedBytes), humanize.Bytes(uint64(st.UploadRate)))
+	if st.QueueETA > 0 {
+		line += fmt.Sprintf(", ETA %s", time.Duration(st.QueueETA)*time.Second)
+	}
+	line += fmt.Sprintf("; %d commits", st.Commits)
+	if st.Committing {
+		line += " (committing)"
+	}
+	if st.LastError != "" {
+		line += fmt.Sprintf("; last error %s: %s", st.LastErrorTime.UTC().Format(time.RFC3339), st.LastError)
+	}
+	return line
 }
 
 // printStatus shows a mount's status to a person.
@@ -110,9 +181,32 @@ func printStatus(out io.Writer, st *daemon.Status) {
 		fmt.Fprintf(out, "last commit: %s\n", st.LastCommit.Local().Format(time.DateTime))
 	}
 	if st.LastError != "" {
-		fmt.Fprintf(out, "last error:  %s\n", st.LastError)
+		fmt.Fprintf(out, "last error:  %s: %s\n", st.LastErrorTime.Local().Format(time.DateTime), st.LastError)
 	}
 	fmt.Fprintf(out, "lease:       %s\n", st.Lease)
+	fmt.Fprintf(out, "sent:        %d files, %s, since the mount (%s uploaded)\n", st.SentFiles, humanize.Bytes(st.SentBytes), humanize.Bytes(st.UploadedBytes))
+	eta := ""
+	if st.QueueETA > 0 {
+		eta = fmt.Sprintf("; the queue in about %s", time.Duration(st.QueueETA)*time.Second)
+	}
+	fmt.Fprintf(out, "upload:      %s/s over the last 10 s%s\n", humanize.Bytes(uint64(st.UploadRate)), eta)
+	fmt.Fprintf(out, "commits:     %d since the mount", st.Commits)
+	if len(st.CommitFailures) > 0 {
+		var failed []string
+		for _, cause := range daemon.FailureCauses {
+			if n := st.CommitFailures[cause]; n > 0 {
+				failed = append(failed, fmt.Sprintf("%d %s", n, cause))
+			}
+		}
+		fmt.Fprintf(out, "; failed: %s", strings.Join(failed, ", "))
+	}
+	fmt.Fprintln(out)
+	if st.IntegrityErrors > 0 {
+		fmt.Fprintf(out, "integrity:   %d objects failed verification (see the log)\n", st.IntegrityErrors)
+	}
+	if st.Cache.Limit > 0 {
+		fmt.Fprintf(out, "cache:       %s of %s; %d chunks read from it, %d fetched\n", humanize.Bytes(uint64(st.Cache.Bytes)), humanize.Bytes(uint64(st.Cache.Limit)), st.Cache.Hits, st.Cache.Misses)
+	}
 	if f := st.Forget; f != nil {
 		fmt.Fprintf(out, "retention:   %s, at most every %s\n", f.Policy, f.Interval)
 		switch {

@@ -29,8 +29,8 @@ const (
 	CauseOther       = "other"
 )
 
-// failureCauses lists every cause, in the order the metrics show them.
-var failureCauses = []string{CauseLease, CauseIntegrity, CauseUnreachable, CauseNoSpace, CauseCanceled, CauseOther}
+// FailureCauses lists every cause, in the order status and the metrics show them.
+var FailureCauses = []string{CauseLease, CauseIntegrity, CauseUnreachable, CauseNoSpace, CauseCanceled, CauseOther}
 
 // failureCause says why a commit failed.
 func failureCause(err error) string {
@@ -253,7 +253,7 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSentBytes, s.SentBytes)
 	gauge(descUploadRate, s.UploadRate)
 	counter(descCommits, s.Commits)
-	for _, cause := range failureCauses {
+	for _, cause := range FailureCauses {
 		counter(descFailures, s.CommitFailures[cause], cause)
 	}
 	counter(descIntegrity, s.IntegrityErrors)
