@@ -223,13 +223,24 @@ func (r *Repository) LoadIndexesOf(ctx context.Context, s *Snapshot) error {
 }
 
 // checkRecordedForks verifies that every fork the head records is present
-// or forgotten: deleting a fork snapshot is detected once a writer has
+// or forgotten, and not alone at its number: deleting a fork snapshot, or
+// the main line's snapshot beside it, is detected once a writer has
 // recorded it.
 func checkRecordedForks(head *Snapshot, known map[crypt.ID]uint64) []error {
 	var errs []error
+	bySeq := map[uint64]int{}
+	for _, seq := range known {
+		bySeq[seq]++
+	}
 	for _, f := range head.Forks {
-		if _, ok := known[f]; !ok {
+		seq, ok := known[f]
+		switch {
+		case !ok:
 			errs = append(errs, integrityError(format.SnapshotName(f), "the newest snapshot %s records it as a fork, but it is missing (deleted without a forget record)", head.ID.Short()))
+		case bySeq[seq] < 2:
+			// A fork shares its number with the main line's snapshot,
+			// which goes only with a forget record.
+			errs = append(errs, integrityError(format.SnapshotSeqName(seq, f), "the newest snapshot %s records it as a fork, but it is the only snapshot %d: the main line's was deleted without a forget record", head.ID.Short(), seq))
 		}
 	}
 	return errs

@@ -292,3 +292,33 @@ func copyObjects(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestDeletedBesideRecordedFork: the main line's snapshot of a fork's
+// number is deleted after a writer recorded the fork. The fork's snapshot
+// then holds the number alone; the newest snapshot's forks say it is not
+// the main line's: open reports it (before, it was taken for the main
+// line's and the snapshot above left unopened).
+func TestDeletedBesideRecordedFork(t *testing.T) {
+	ctx := context.Background()
+	f := newForkRepo(t)
+	r, err := f.env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		storeFile(t, r, "ours", randomData(uint64(110+i), 300))
+	}
+	if err := r.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(f.env.Dir, format.SnapshotSeqName(f.ours2.Seq, f.ours2.ID))); err != nil {
+		t.Fatal(err)
+	}
+	for _, cache := range []string{f.env.CacheDir, t.TempDir()} {
+		_, err := f.env.Reopen(t, cache, false)
+		expectIntegrity(t, "main line's snapshot 2 deleted beside a recorded fork", err, "the main line's was deleted")
+	}
+}
