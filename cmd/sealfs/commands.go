@@ -215,6 +215,7 @@ Each damaged or missing object is named; the exit code is 7 if any was found.`,
 	}
 	cmd.Flags().BoolVar(&readData, "read-data", false, "also download and verify every chunk")
 	cmd.Flags().StringVar(&subsetArg, "read-data-subset", "", "download and verify the chunks of some packs only: n/t (pack groups 1/t..t/t cover all), a percentage (5%) or a byte budget (500M)")
+	g.addBwlimitFlag(cmd)
 	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }
@@ -286,6 +287,7 @@ func newBackupCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&breakLease, "break-lease", false, "take the writer lease even if another writer holds it (only if it is gone)")
 	g.addTransfersFlag(cmd)
+	g.addBwlimitFlag(cmd)
 	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }
@@ -344,6 +346,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&sel, "snapshot", "latest", "the snapshot to restore: "+snapshotSelectorHelp)
 	g.addTransfersFlag(cmd)
+	g.addBwlimitFlag(cmd)
 	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }

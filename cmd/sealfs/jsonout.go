@@ -154,6 +154,10 @@ type statusJSON struct {
 	UploadRate      uint64             `json:"upload_rate"`
 	QueueETA        *uint64            `json:"queue_eta_seconds"`
 	Cache           daemon.CacheStatus `json:"cache"`
+	Transfers       int                `json:"transfers"`
+	BwLimit         string             `json:"bwlimit"`
+	BwLimitUp       int64              `json:"bwlimit_up"`
+	BwLimitDown     int64              `json:"bwlimit_down"`
 }
 
 // commitFailures counts failed commits by cause in `sealfs status --json`,
@@ -193,7 +197,8 @@ func newStatusJSON(st *daemon.Status) statusJSON {
 		ConflictCount: st.ConflictCount, Conflicts: []conflictJSON{},
 		LastErrorTime: jsonTime(st.LastErrorTime), LeaseHeld: st.LeaseHeld, Commits: st.Commits, IntegrityErrors: st.IntegrityErrors,
 		SentFiles: st.SentFiles, SentBytes: st.SentBytes, UploadedBytes: st.UploadedBytes, DownloadedBytes: st.DownloadedBytes,
-		UploadRate: uint64(math.Round(st.UploadRate)), Cache: st.Cache}
+		UploadRate: uint64(math.Round(st.UploadRate)), Cache: st.Cache,
+		Transfers: st.Transfers, BwLimit: st.BwLimit, BwLimitUp: st.BwLimitUp, BwLimitDown: st.BwLimitDown}
 	f := st.CommitFailures
 	out.CommitFailures = commitFailures{Lease: f[daemon.CauseLease], Integrity: f[daemon.CauseIntegrity], Unreachable: f[daemon.CauseUnreachable],
 		NoSpace: f[daemon.CauseNoSpace], Canceled: f[daemon.CauseCanceled], Other: f[daemon.CauseOther]}

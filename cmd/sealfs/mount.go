@@ -116,6 +116,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 	f.StringVar(&mf.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDRESS/metrics, e.g. 127.0.0.1:9570 (a loopback address unless --metrics-allow-remote)")
 	f.BoolVar(&mf.metricsRemote, "metrics-allow-remote", false, "let --metrics-listen take an address other machines reach (the metrics have no authentication)")
 	g.addTransfersFlag(cmd)
+	g.addBwlimitFlag(cmd)
 	f.Int64Var(&mf.cacheSize, "cache-size", 1<<30, "bytes of encrypted chunks kept on local disk for rereads (0: none)")
 	f.Var(&mf.remoteShape, "remote-shape", "make the remote look like one across a slow link, e.g. latency=40ms,up=100Mbit,down=100Mbit (for benchmarks and trials)")
 	addPolicyFlags(f, &mf.retention)
@@ -339,6 +340,7 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		BreakLease: mf.breakLease, Ready: ready, DaemonCommandLine: daemonMountpoint, Kernel: mf.kernel, LimitMemory: true,
 		Retention: mf.retention.policy, RetentionGroupBy: by, ForgetInterval: mf.forgetEvery,
 		SnapshotsDir: mf.snapshotsDir, Traffic: traffic, Metrics: metrics,
+		Transfers: g.transfers, BwLimit: g.bwlimit,
 	}, sdnotify.Systemd{})
 }
 

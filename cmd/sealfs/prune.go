@@ -68,6 +68,7 @@ With --dry-run it only says what it would delete.`,
 	cmd.Flags().IntVar(&maxUnused, "max-unused-pct", repo.DefaultMaxUnusedPct, "repack a pack when more than this percentage of its bytes is unused (100: never)")
 	cmd.Flags().BoolVar(&breakLease, "break-lease", false, "take the writer lease even if another writer holds it (only if it is gone)")
 	g.addTransfersFlag(cmd)
+	g.addBwlimitFlag(cmd)
 	addJSONFlag(cmd, &asJSON, false)
 	return cmd
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/keyvault"
 	"github.com/sealfs/sealfs/remote"
+	"github.com/sealfs/sealfs/remote/bwlimit"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/remote/retry"
 	"github.com/sealfs/sealfs/remote/shaped"
@@ -32,8 +33,15 @@ type globals struct {
 	vaultCAFile    string // --vault-ca-file
 	vaultPin       string // --vault-pin: pins, comma-separated
 	passwordFile   string
-	transfers      int  // --transfers of the commands that take it
-	quiet          bool // --quiet: no progress
+	transfers      int               // --transfers of the commands that take it
+	quiet          bool              // --quiet: no progress
+	bwlimit        bwlimit.Timetable // --bwlimit of the commands that take it
+}
+
+// addBwlimitFlag gives cmd the --bwlimit flag: the commands that move
+// bulk data to or from the remote.
+func (g *globals) addBwlimitFlag(cmd *cobra.Command) {
+	cmd.Flags().Var(&g.bwlimit, "bwlimit", `bandwidth limit to and from the remote, as rclone's: a rate in bytes per second (512k, 1M), UP:DOWN (1M:off), or a timetable of local times ("08:00,512k 19:00,off")`)
 }
 
 // addTransfersFlag gives cmd the --transfers flag.
@@ -101,19 +109,24 @@ func (g *globals) openRemote(ctx context.Context, spec string) (remote.Remote, e
 }
 
 // openShapedRemote opens the remote spec names behind a link shaped as
-// shape (nothing for the zero Shape), with the command's retries above it.
+// shape (nothing for the zero Shape), under the --bwlimit limits, with the
+// command's retries above it.
 func (g *globals) openShapedRemote(ctx context.Context, spec string, shape shaped.Shape) (remote.Remote, error) {
 	if err := rcloneremote.Setup(g.rcloneConfig); err != nil {
 		return nil, err
 	}
+	var r remote.Remote
 	r, err := rcloneremote.Open(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
-	if shape.IsZero() {
-		return retry.New(r, cliRetry), nil
+	if !shape.IsZero() {
+		r = shaped.New(r, shape)
 	}
-	return retry.New(shaped.New(r, shape), cliRetry), nil
+	if !g.bwlimit.IsZero() {
+		r = bwlimit.New(r, g.bwlimit)
+	}
+	return retry.New(r, cliRetry), nil
 }
 
 // errNoCacheDir: no --cache-dir, and no place for the default one.

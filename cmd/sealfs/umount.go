@@ -207,6 +207,9 @@ func printStatus(out io.Writer, st *daemon.Status) {
 	if st.Cache.Limit > 0 {
 		fmt.Fprintf(out, "cache:       %s of %s; %d chunks read from it, %d fetched\n", humanize.Bytes(uint64(st.Cache.Bytes)), humanize.Bytes(uint64(st.Cache.Limit)), st.Cache.Hits, st.Cache.Misses)
 	}
+	if st.BwLimit != "" {
+		fmt.Fprintf(out, "transfers:   %d\nbwlimit:     %s (now: up %s, down %s)\n", st.Transfers, st.BwLimit, rateText(st.BwLimitUp), rateText(st.BwLimitDown))
+	}
 	if f := st.Forget; f != nil {
 		fmt.Fprintf(out, "retention:   %s, at most every %s\n", f.Policy, f.Interval)
 		switch {
@@ -228,4 +231,12 @@ func printStatus(out io.Writer, st *daemon.Status) {
 			fmt.Fprintf(out, "  /%s: %s (ours: %s; snapshot %d)\n", c.Path, c.Kind, ours, c.Snapshot)
 		}
 	}
+}
+
+// rateText shows a limit in bytes per second; 0 is none.
+func rateText(perSecond int64) string {
+	if perSecond <= 0 {
+		return "unlimited"
+	}
+	return humanize.Bytes(uint64(perSecond)) + "/s"
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/sealfs/sealfs/internal/mountopts"
 	"github.com/sealfs/sealfs/internal/retention"
 	"github.com/sealfs/sealfs/internal/worktree"
+	"github.com/sealfs/sealfs/remote/bwlimit"
 	"github.com/sealfs/sealfs/remote/counted"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -86,6 +87,11 @@ type Config struct {
 	// Metrics, if set, is where the Prometheus endpoint (/metrics) is
 	// served (metrics.go); the daemon closes it when it stops.
 	Metrics net.Listener
+	// Transfers and BwLimit are the parallel remote requests and the
+	// bandwidth limits (--transfers, --bwlimit) the mount's remote was
+	// opened with, for the status.
+	Transfers int
+	BwLimit   bwlimit.Timetable
 }
 
 // Status is the document `sealfs status` shows.
@@ -139,6 +145,13 @@ type Status struct {
 	// Forget: the mount's thinning of its own snapshots, when it has a
 	// retention policy.
 	Forget *ForgetStatus `json:"forget,omitempty"`
+	// Bandwidth: the parallel remote requests, the --bwlimit as given
+	// ("off" without one), and the limits in force now in bytes per
+	// second (0: unlimited).
+	Transfers   int    `json:"transfers,omitempty"`
+	BwLimit     string `json:"bwlimit,omitempty"`
+	BwLimitUp   int64  `json:"bwlimit_up,omitempty"`
+	BwLimitDown int64  `json:"bwlimit_down,omitempty"`
 }
 
 // Bounds of the conflicts the status lists: the status is read as one
@@ -492,7 +505,10 @@ func (d *Daemon) Status() Status {
 		PID: os.Getpid(), Remote: d.cfg.Source, Repository: d.cfg.Repo.ID().String(), Mountpoint: d.cfg.Mountpoint,
 		ReadOnly: d.cfg.ReadOnly, PendingFiles: files, PendingBytes: bytes, Committing: d.committing.Load(),
 		StateDir: d.cfg.Repo.StateDir(), Lease: "held by this mount", LeaseHeld: true,
+		Transfers: d.cfg.Transfers, BwLimit: d.cfg.BwLimit.String(),
 	}
+	now := d.cfg.BwLimit.At(time.Now())
+	s.BwLimitUp, s.BwLimitDown = now.Up, now.Down
 	if d.cfg.ReadOnly {
 		s.Lease, s.LeaseHeld = "none (read-only)", false
 	} else if d.unleased.Load() {

@@ -22,6 +22,7 @@ var allowed = map[string][]string{
 	"chunker":                      {},
 	"remote":                       {"remote"},
 	"remote/shaped":                {"remote"}, // a slow link for benchmarks: the interface only
+	"remote/bwlimit":               {"remote"}, // --bwlimit: the interface and shaped's token bucket
 	"repo":                         {"crypt", "chunker", "remote", "repo/format", "internal/atomicfile"},
 	"repo/format":                  {"crypt", "chunker"},                         // pure codecs; chunker: the config holds and validates its parameters
 	"keyvault":                     {"crypt"},                                    // the vault's client and protocol: pure Go, never the server
@@ -58,6 +59,7 @@ var testAllowed = map[string][]string{
 	"chunker":                      {},
 	"remote":                       {},
 	"remote/shaped":                {"remote/remotetest"},    // the conformance suite
+	"remote/bwlimit":               {"remote/remotetest"},    // the conformance suite
 	"remote/mirror":                {"crypt", "repo/format"}, // the mirror's callers name the repository's objects; its tests do too
 	"repo/format":                  {},
 	"repo":                         {"internal/testutil", "internal/unlock", "remote"}, // real remotes, wrappers and unlockers

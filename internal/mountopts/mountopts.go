@@ -33,6 +33,7 @@ var valueOptions = map[string]string{
 	"sync":           "--sync",
 	"cache_size":     "--cache-size",
 	"transfers":      "--transfers",
+	"bwlimit":        "--bwlimit",
 	"log_file":       "--log-file",
 	"log_format":     "--log-format",
 	"snapshots_dir":  "--snapshots-dir",

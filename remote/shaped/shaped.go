@@ -25,9 +25,12 @@ import (
 	"github.com/sealfs/sealfs/remote"
 )
 
-// piece is how many bytes one reservation of the token bucket covers, and
-// its burst: concurrent transfers interleave piece by piece.
-const piece = 64 << 10
+// Piece is how many bytes one reservation of a Link's token bucket covers,
+// and its burst: concurrent transfers interleave piece by piece.
+const Piece = 64 << 10
+
+// piece is Piece, as this file names it.
+const piece = Piece
 
 // listPage is how many entries one listing request returns.
 const listPage = 1000
@@ -37,31 +40,35 @@ const listPage = 1000
 type Remote struct {
 	inner    remote.Remote
 	shape    Shape
-	clock    clock
-	up, down *link // nil: unlimited
+	clock    Clock
+	up, down *Link // nil: unlimited
 }
 
 var _ remote.Remote = (*Remote)(nil)
 
 // New wraps inner in a link shaped as s.
-func New(inner remote.Remote, s Shape) *Remote { return newWithClock(inner, s, realClock{}) }
+func New(inner remote.Remote, s Shape) *Remote { return newWithClock(inner, s, RealClock{}) }
 
-func newWithClock(inner remote.Remote, s Shape, c clock) *Remote {
+func newWithClock(inner remote.Remote, s Shape, c Clock) *Remote {
 	return &Remote{inner: inner, shape: s, clock: c, up: newLink(s.Up, c), down: newLink(s.Down, c)}
 }
 
-// clock is time as the wrapper sees it; tests replace it.
-type clock interface {
+// Clock is time as a Link sees it; tests replace it.
+type Clock interface {
+	// Now is the time now.
 	Now() time.Time
 	// Sleep waits d, or returns ctx's error as soon as ctx is done.
 	Sleep(ctx context.Context, d time.Duration) error
 }
 
-type realClock struct{}
+// RealClock is the Clock of the system's time.
+type RealClock struct{}
 
-func (realClock) Now() time.Time { return time.Now() }
+// Now is time.Now.
+func (RealClock) Now() time.Time { return time.Now() }
 
-func (realClock) Sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d on a timer, or until ctx is done.
+func (RealClock) Sleep(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -78,24 +85,53 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// link is one direction's bandwidth: a token bucket of bytes.
-type link struct {
+// Link is one direction's bandwidth: a token bucket of bytes, shared by
+// every transfer through it. A nil *Link is unlimited. It is safe for
+// concurrent use.
+type Link struct {
 	mu    sync.Mutex // orders reservations with the clock's reading
 	lim   *rate.Limiter
-	clock clock
+	clock Clock
 }
 
 // newLink returns a link of bitsPerSecond, or nil (unlimited) for 0.
-func newLink(bitsPerSecond int64, c clock) *link {
+func newLink(bitsPerSecond int64, c Clock) *Link {
 	if bitsPerSecond <= 0 {
 		return nil
 	}
-	return &link{lim: rate.NewLimiter(rate.Limit(float64(bitsPerSecond)/8), piece), clock: c}
+	return NewLink(float64(bitsPerSecond)/8, c)
 }
 
-// transfer waits until n bytes have crossed the link, piece by piece, each
-// piece queued behind the pieces other transfers reserved before it.
-func (l *link) transfer(ctx context.Context, n int) error {
+// NewLink returns a link of bytesPerSecond; 0 or less is unlimited, until
+// SetRate says otherwise.
+func NewLink(bytesPerSecond float64, c Clock) *Link {
+	return &Link{lim: rate.NewLimiter(limit(bytesPerSecond), piece), clock: c}
+}
+
+// limit is bytesPerSecond as a token bucket's rate: 0 or less is none.
+func limit(bytesPerSecond float64) rate.Limit {
+	if bytesPerSecond <= 0 {
+		return rate.Inf
+	}
+	return rate.Limit(bytesPerSecond)
+}
+
+// SetRate changes the link's rate from now on to bytesPerSecond (0 or
+// less: unlimited). Pieces already reserved keep their times.
+func (l *Link) SetRate(bytesPerSecond float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r := limit(bytesPerSecond); r != l.lim.Limit() {
+		l.lim.SetLimitAt(l.clock.Now(), r)
+	}
+}
+
+// Transfer waits until n bytes have crossed the link, piece by piece, each
+// piece queued behind the pieces other transfers reserved before it. It
+// returns ctx's error as soon as ctx is done.
+func (l *Link) Transfer(ctx context.Context, n int) error { return l.transfer(ctx, n) }
+
+func (l *Link) transfer(ctx context.Context, n int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
