@@ -14,7 +14,8 @@ FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo/format:FuzzDecodeSnapshot ./repo/format:FuzzParseConfig ./repo/format:FuzzDecodeForget \
             ./repo/format:FuzzDecodeSegmentTable ./repo/format:FuzzParseSnapshotName \
             ./internal/vaultserver:FuzzDecodeRequest ./keyvault:FuzzValidatePoint \
-            ./internal/worktree:FuzzReadJournal ./internal/worktree:FuzzSealedJournal ./remote/mirror:FuzzDecodeListing
+            ./internal/worktree:FuzzReadJournal ./internal/worktree:FuzzSealedJournal ./remote/mirror:FuzzDecodeListing \
+            ./remote/bwlimit:FuzzParse
 
 .PHONY: all build build-sealfs build-vault test unit fuzz lint bench demo demo-stop install clean
 
