@@ -25,6 +25,8 @@ func TestParse(t *testing.T) {
 		{[]string{"sealfs#/srv/repo", "/mnt/b", "-ovault=https://vault.example:8443,vault_pin=sha256:00ff,vault_ca_file=/etc/sealfs/ca.pem"},
 			[]string{"--vault", "https://vault.example:8443", "--vault-pin", "sha256:00ff", "--vault-ca-file", "/etc/sealfs/ca.pem"}, "/srv/repo", ""},
 		{[]string{"r", "/m", "-o", `rclone_config="/a,b/rclone.conf",break_lease`}, []string{"--rclone-config", "/a,b/rclone.conf", "--break-lease"}, "r", ""},
+		{[]string{"r", "/m", "-o", `bwlimit="08:00,512k 19:00,off",transfers=8`}, []string{"--bwlimit", "08:00,512k 19:00,off", "--transfers", "8"}, "r", ""},
+		{[]string{"r", "/m", "-o", "bwlimit=1M:off"}, []string{"--bwlimit", "1M:off"}, "r", ""},
 		{[]string{"r", "/m", "-n", "-s", "-v", "-r"}, []string{"--read-only"}, "r", ""},
 		{[]string{"r", "/m", "-o", "snapshots_dir=history"}, []string{"--snapshots-dir", "history"}, "r", ""},
 		{[]string{"r", "/m", "-o", "nosnapshots"}, []string{"--snapshots-dir="}, "r", ""},
