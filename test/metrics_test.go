@@ -132,3 +132,47 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Error("the metrics endpoint is still served after the unmount")
 	}
 }
+
+// TestMetricsIntegrityErrors: a pack damaged on the remote makes a read
+// through the mount fail, and the metrics (and status) count the
+// integrity error and the chunk fetched from the remote.
+func TestMetricsIntegrityErrors(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt), 0, "")
+	b := make([]byte, 1<<20)
+	rand.Read(b)
+	if err := os.WriteFile(filepath.Join(mnt, "f"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c.umount(t, mnt), 0, "")
+	packs, _ := filepath.Glob(filepath.Join(c.remote, "data", "*", "*"))
+	if len(packs) != 1 {
+		t.Fatalf("want one pack, have %v", packs)
+	}
+	p, err := os.ReadFile(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p[len(p)/2] ^= 1 // inside the data, whose chunk then fails to open
+	if err := os.WriteFile(packs[0], p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh cache: the chunk must come from the remote.
+	fresh := cliRepo{remote: c.remote, cache: t.TempDir(), codeFile: c.codeFile}
+	addr := freeLoopbackPort(t)
+	expect(t, fresh.mount(t, mnt, "--metrics-listen", addr, "--read-only"), 0, "")
+	if _, err := os.ReadFile(filepath.Join(mnt, "f")); err == nil {
+		t.Fatal("a damaged chunk was read")
+	}
+	m := scrape(t, "http://"+addr+"/metrics")
+	st := mountStatus(t, mnt)
+	if m["sealfs_mount_integrity_errors_total"] < 1 || m["sealfs_mount_cache_misses_total"] < 1 || m["sealfs_mount_lease_held"] != 0 {
+		t.Errorf("after a damaged read: %v", m)
+	}
+	if st.IntegrityErrors < 1 || st.DownloadedBytes == 0 {
+		t.Errorf("status after a damaged read: %+v", st)
+	}
+	expect(t, fresh.umount(t, mnt), 0, "")
+}
