@@ -294,6 +294,40 @@ func (r *Repository) fillStubs(ctx context.Context, snaps []*Snapshot) error {
 		names[j] = r.snapshotObjectLocked(snaps[i])
 	}
 	r.mu.Unlock()
+	got, err := r.openStubs(ctx, snaps, todo, names, cache)
+	if err != nil {
+		return err
+	}
+	if err := r.checkParents(got); err != nil {
+		return err
+	}
+	byID := make(map[crypt.ID]*Snapshot, len(todo))
+	dirty := keepListed(cache, listed)
+	for j, i := range todo {
+		sum := summaryOf(got[j])
+		snaps[i] = sum
+		byID[sum.ID] = sum
+		if cache[names[j]] == nil {
+			cache[names[j]] = &cachedSnapshot{ID: sum.ID, Snapshot: sum}
+			dirty = true
+		}
+	}
+	if dirty {
+		r.saveCacheFile(summaryFile, cache)
+	}
+	r.mu.Lock()
+	for i, s := range r.snapshots {
+		if sum := byID[s.ID]; sum != nil && isStub(s) {
+			r.snapshots[i] = sum
+		}
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// openStubs opens the stubs snaps[todo[j]], listed as names[j], several at
+// once: from the summary cache when it holds them, else from the remote.
+func (r *Repository) openStubs(ctx context.Context, snaps []*Snapshot, todo []int, names []string, cache map[string]*cachedSnapshot) ([]*Snapshot, error) {
 	got := make([]*Snapshot, len(todo))
 	errs := make([]error, len(todo))
 	var wg sync.WaitGroup
@@ -322,8 +356,13 @@ func (r *Repository) fillStubs(ctx context.Context, snaps []*Snapshot) error {
 	close(work)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return nil, err
 	}
+	return got, nil
+}
+
+// checkParents checks the parent of each snapshot of got, just opened.
+func (r *Repository) checkParents(got []*Snapshot) error {
 	// The open verified the chain without their parents (verifyChain):
 	// the parent of the one above a number a fork's snapshot now holds
 	// alone is what says the main line's was deleted.
@@ -337,36 +376,13 @@ func (r *Repository) fillStubs(ctx context.Context, snaps []*Snapshot) error {
 		known[s.ID], held[s.Seq] = s.Seq, true
 	}
 	r.mu.Unlock()
+	var errs []error
 	for _, s := range got {
 		if err := checkParent(s, known, held); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	byID := make(map[crypt.ID]*Snapshot, len(todo))
-	dirty := keepListed(cache, listed)
-	for j, i := range todo {
-		sum := summaryOf(got[j])
-		snaps[i] = sum
-		byID[sum.ID] = sum
-		if cache[names[j]] == nil {
-			cache[names[j]] = &cachedSnapshot{ID: sum.ID, Snapshot: sum}
-			dirty = true
-		}
-	}
-	if dirty {
-		r.saveCacheFile(summaryFile, cache)
-	}
-	r.mu.Lock()
-	for i, s := range r.snapshots {
-		if sum := byID[s.ID]; sum != nil && isStub(s) {
-			r.snapshots[i] = sum
-		}
-	}
-	r.mu.Unlock()
-	return nil
+	return errors.Join(errs...)
 }
 
 // LoadSnapshot opens snapshot s whole, with its list of index objects

@@ -33,6 +33,7 @@ var allowed = map[string][]string{
 	"internal/fusefs":              {"internal/worktree", "repo", "crypt", "remote"}, // remote: the interface's error kinds only
 	"internal/daemon":              {"internal/fusefs", "internal/worktree", "internal/humanize", "internal/mountopts", "internal/retention", "repo", "crypt", "remote", "internal/atomicfile"},
 	"internal/humanize":            {},
+	"internal/progress":            {"internal/humanize"},
 	"internal/mountopts":           {},
 	"internal/retention":           {"repo", "crypt"}, // policies (pure) and applying one to a repository
 	"internal/snaptree":            {"repo", "crypt"}, // ls and diff of snapshot trees
@@ -44,7 +45,7 @@ var allowed = map[string][]string{
 	"internal/clidoc":              {}, // docs/CLI.md against the commands' flags, for their tests
 	"internal/nodump":              {}, // no core dumps, not dumpable: both commands, first
 	"cmd/sealfs-vault":             {"internal/vaultserver", "keyvault", "internal/nodump"},
-	"cmd/sealfs":                   {"crypt", "chunker", "remote", "remote/shaped", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/mountopts", "internal/retention", "internal/snaptree", "internal/sdnotify", "internal/unlock", "internal/nodump"},
+	"cmd/sealfs":                   {"crypt", "chunker", "remote", "remote/shaped", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/progress", "internal/mountopts", "internal/retention", "internal/snaptree", "internal/sdnotify", "internal/unlock", "internal/nodump"},
 	"test":                         {"crypt", "chunker", "remote", "repo", "internal/archiver", "internal/testutil", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/unlock"},
 	"test/spec":                    {},
 }
@@ -72,6 +73,7 @@ var testAllowed = map[string][]string{
 	"internal/fusefs":              {"internal/testutil", "internal/unlock", "remote"}, // real remotes behind slow or failing wrappers
 	"internal/daemon":              {"internal/testutil", "internal/unlock", "remote"},
 	"internal/humanize":            {},
+	"internal/progress":            {},
 	"internal/mountopts":           {},
 	"internal/retention":           {},
 	"internal/snaptree":            {"internal/testutil", "internal/archiver"}, // trees stored from real folders
