@@ -220,21 +220,11 @@ func printPlan(ctx context.Context, w io.Writer, r *repo.Repository, plan retent
 			continue
 		}
 		fmt.Fprintf(w, "\nremove %d snapshots:\n", len(g.Remove))
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, snapshotHeader)
-		for _, s := range g.Remove {
-			fmt.Fprintln(tw, snapshotRow(byID[s.ID]))
-		}
-		tw.Flush()
+		printSnapshotTable(w, g.Remove, byID)
 	}
 	if len(plan.Unfinished) > 0 {
 		fmt.Fprintf(w, "\nfinish forgetting %d snapshots (recorded as forgotten by a forget that was interrupted):\n", len(plan.Unfinished))
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, snapshotHeader)
-		for _, s := range plan.Unfinished {
-			fmt.Fprintln(tw, snapshotRow(byID[s.ID]))
-		}
-		tw.Flush()
+		printSnapshotTable(w, plan.Unfinished, byID)
 	}
 	fmt.Fprintln(w)
 	return nil
@@ -246,4 +236,15 @@ const snapshotHeader = "SEQ\tID\tTIME\tHOST\tFILES\tSIZE"
 
 func snapshotRow(s *repo.Snapshot) string {
 	return fmt.Sprintf("%d\t%s\t%s\t%s\t%d\t%s", s.Seq, s.ID.Short(), s.Time.Local().Format(time.DateTime), s.Host, s.Files, humanize.Bytes(s.Bytes))
+}
+
+// printSnapshotTable prints snaps as rows of the snapshots table, from the
+// whole snapshots in byID.
+func printSnapshotTable(w io.Writer, snaps []retention.Snapshot, byID map[crypt.ID]*repo.Snapshot) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, snapshotHeader)
+	for _, s := range snaps {
+		fmt.Fprintln(tw, snapshotRow(byID[s.ID]))
+	}
+	tw.Flush()
 }

@@ -291,21 +291,21 @@ func (p *Plan) Protect(id crypt.ID, reason string) bool {
 // Add keeps s, which the policy did not see, for reason, in the group it
 // belongs to (made if the plan has none).
 func (p *Plan) Add(s Snapshot, reason string) {
-	host := ""
-	if p.By == ByHost {
-		host = s.Host
-	}
-	i, found := slices.BinarySearchFunc(p.Groups, host, func(g Group, h string) int { return strings.Compare(g.Host, h) })
-	if !found {
-		p.Groups = slices.Insert(p.Groups, i, Group{Host: host})
-	}
-	g := &p.Groups[i]
+	g := p.groupOf(s)
 	g.Keep = append(g.Keep, Kept{Snapshot: s, Reasons: []string{reason}})
 	slices.SortFunc(g.Keep, func(a, b Kept) int { return newestFirst(a.Snapshot, b.Snapshot) })
 }
 
 // Drop adds s to the snapshots the plan removes, in its group.
 func (p *Plan) Drop(s Snapshot) {
+	g := p.groupOf(s)
+	g.Remove = append(g.Remove, s)
+	slices.SortFunc(g.Remove, newestFirst)
+}
+
+// groupOf returns the group s belongs to in the plan, made (in host order)
+// if the plan has none.
+func (p *Plan) groupOf(s Snapshot) *Group {
 	host := ""
 	if p.By == ByHost {
 		host = s.Host
@@ -314,9 +314,7 @@ func (p *Plan) Drop(s Snapshot) {
 	if !found {
 		p.Groups = slices.Insert(p.Groups, i, Group{Host: host})
 	}
-	g := &p.Groups[i]
-	g.Remove = append(g.Remove, s)
-	slices.SortFunc(g.Remove, newestFirst)
+	return &p.Groups[i]
 }
 
 // Removed lists every snapshot the plan removes, oldest first.
