@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/repo/format"
 )
@@ -90,7 +91,7 @@ func TestDeletedHeadBesideForkIsRollback(t *testing.T) {
 	}
 	theirs := storeFile(t, fr, "theirs", []byte("theirs 2")) // later: the newest
 	_ = fr.Unlock(ctx)
-	copyMissing(t, fork, env.Dir)
+	testutil.CopyMissing(t, fork, env.Dir)
 
 	cache := t.TempDir()
 	seen, err := env.Reopen(t, cache, false)
@@ -112,32 +113,5 @@ func TestDeletedHeadBesideForkIsRollback(t *testing.T) {
 	}
 	if r, err := env.Reopen(t, cache, true); err != nil || r.Latest().ID != ours.ID {
 		t.Fatalf("with --accept-rollback: %v", err)
-	}
-}
-
-// copyMissing copies every object of the remote directory from that the
-// one to lacks (the lease aside), as a late upload of that writer would.
-func copyMissing(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
-		rel, _ := filepath.Rel(from, p)
-		if err != nil || d.IsDir() || rel == "lease" {
-			return err
-		}
-		dst := filepath.Join(to, rel)
-		if _, err := os.Stat(dst); err == nil {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }

@@ -250,7 +250,7 @@ func TestDeletedBesideLateForkSeenWhenOpened(t *testing.T) {
 	}
 	storeFile(t, fr, "theirs", []byte("theirs 2"))
 	_ = fr.Unlock(ctx)
-	copyObjects(t, fork, env.Dir)
+	testutil.CopyMissing(t, fork, env.Dir)
 	if err := os.Remove(filepath.Join(env.Dir, format.SnapshotSeqName(ours2.Seq, ours2.ID))); err != nil {
 		t.Fatal(err)
 	}
@@ -263,33 +263,6 @@ func TestDeletedBesideLateForkSeenWhenOpened(t *testing.T) {
 	expectIntegrity(t, "listing the snapshots", err, "missing")
 	if _, err := fresh.SnapshotBySeq(ctx, 3); err == nil {
 		t.Fatal("snapshot 3, whose parent is gone, opens")
-	}
-}
-
-// copyObjects copies the objects of from that to lacks into to, the lease
-// aside.
-func copyObjects(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
-		rel, _ := filepath.Rel(from, p)
-		if err != nil || d.IsDir() || rel == "lease" {
-			return err
-		}
-		dst := filepath.Join(to, rel)
-		if _, err := os.Stat(dst); err == nil {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 

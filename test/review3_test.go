@@ -6,35 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/repo/format"
 )
-
-// copyTree copies the files of from that to lacks into to (the lease
-// aside): what a writer of a copy of the remote adds, landed on it.
-func copyTree(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
-		rel, _ := filepath.Rel(from, p)
-		if err != nil || d.IsDir() || rel == "lease" {
-			return err
-		}
-		dst := filepath.Join(to, rel)
-		if _, err := os.Stat(dst); err == nil {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestDeletedBesideForgottenForkCLI: a fork (a second writer on a copy of
 // the remote, its objects landed on it), recorded by later commits, is
@@ -61,10 +35,10 @@ func TestDeletedBesideForgottenForkCLI(t *testing.T) {
 	if err := os.MkdirAll(fork, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	copyTree(t, c.remote, fork)
+	testutil.CopyMissing(t, c.remote, fork)
 	session(c, "b")
 	session(cliRepo{remote: fork, cache: t.TempDir(), codeFile: c.codeFile}, "theirs")
-	copyTree(t, fork, c.remote)
+	testutil.CopyMissing(t, fork, c.remote)
 	for _, p := range []string{"c", "d", "e", "f"} {
 		session(c, p)
 	}
