@@ -419,19 +419,60 @@ func (p *prunePlan) drop(pack crypt.ID, size int64) {
 }
 
 // liveSet adds to live every tree and data blob reachable from snaps,
-// reading trees through idx, a batch at a time with up to transfers()
-// requests at once; a blob idx does not list is an integrity error: the
-// repository is damaged, and nothing may be pruned.
+// reading trees through idx (walkTrees); a blob idx does not list is an
+// integrity error: the repository is damaged, and nothing may be pruned.
 func (r *Repository) liveSet(ctx context.Context, o PruneOptions, snaps []*Snapshot, idx *Index, live map[crypt.ID]bool) error {
+	err := r.walkTrees(ctx, o.Progress, snaps, idx, func(ref treeRef, t *Tree) error {
+		live[ref.id] = true
+		for _, n := range t.Nodes {
+			for _, e := range n.Content {
+				if e.Hole || live[e.ID] {
+					continue
+				}
+				if _, err := dataLocation(idx, e.ID, ref, n); err != nil {
+					return err
+				}
+				live[e.ID] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("nothing was pruned: %w", err)
+	}
+	return nil
+}
+
+// dataLocation looks up in idx the data blob id that node n of the tree
+// ref names; one idx does not list as a data blob is an integrity error.
+func dataLocation(idx *Index, id crypt.ID, ref treeRef, n *Node) (Location, error) {
+	l, ok := idx.Lookup(id)
+	if !ok || !format.IsDataBlob(l.Type) {
+		return l, integrityError(fmt.Sprintf("data blob %s", id), "file %s of snapshot %d needs it, and no index lists it (run sealfs check)",
+			path.Join(ref.dir, string(n.Name)), ref.snap.Seq)
+	}
+	return l, nil
+}
+
+// walkTrees calls visit with every tree reachable from snaps, each once (a
+// folder shared by several snapshots or folders is loaded once) and where
+// it was first found. It reads trees through idx, a batch at a time with up
+// to transfers() requests at once, and tells progress (if set) of stage
+// "trees"; a tree idx does not list is an integrity error.
+func (r *Repository) walkTrees(ctx context.Context, progress func(stage string, done, total int), snaps []*Snapshot, idx *Index, visit func(treeRef, *Tree) error) error {
+	if progress == nil {
+		progress = func(string, int, int) {}
+	}
+	seen := map[crypt.ID]bool{}
 	var queue []treeRef
 	add := func(t treeRef) error {
-		if live[t.id] {
+		if seen[t.id] {
 			return nil
 		}
 		if _, ok := idx.Lookup(t.id); !ok {
-			return integrityError(fmt.Sprintf("tree %s", t.id), "directory %s of snapshot %d needs it, and no index lists it (nothing was pruned; run sealfs check)", t.dir, t.snap.Seq)
+			return integrityError(fmt.Sprintf("tree %s", t.id), "directory %s of snapshot %d needs it, and no index lists it (run sealfs check)", t.dir, t.snap.Seq)
 		}
-		live[t.id] = true
+		seen[t.id] = true
 		queue = append(queue, t)
 		return nil
 	}
@@ -442,7 +483,7 @@ func (r *Repository) liveSet(ctx context.Context, o PruneOptions, snaps []*Snaps
 	}
 	loaded := 0
 	for len(queue) > 0 {
-		o.progress("trees", loaded, loaded+len(queue))
+		progress("trees", loaded, loaded+len(queue))
 		batch := queue[:min(len(queue), treeBatch)]
 		queue = queue[len(batch):]
 		trees, err := r.loadTrees(ctx, batch)
@@ -452,33 +493,26 @@ func (r *Repository) liveSet(ctx context.Context, o PruneOptions, snaps []*Snaps
 		loaded += len(batch)
 		for i, t := range trees {
 			ref := batch[i]
+			if err := visit(ref, t); err != nil {
+				return err
+			}
 			for _, n := range t.Nodes {
-				p := path.Join(ref.dir, string(n.Name))
-				for _, e := range n.Content {
-					if e.Hole || live[e.ID] {
-						continue
-					}
-					if l, ok := idx.Lookup(e.ID); !ok || !format.IsDataBlob(l.Type) {
-						return integrityError(fmt.Sprintf("data blob %s", e.ID), "file %s of snapshot %d needs it, and no index lists it (nothing was pruned; run sealfs check)", p, ref.snap.Seq)
-					}
-					live[e.ID] = true
-				}
 				if n.Type == NodeDir {
-					if err := add(treeRef{n.Subtree, p, ref.snap}); err != nil {
+					if err := add(treeRef{n.Subtree, path.Join(ref.dir, string(n.Name)), ref.snap}); err != nil {
 						return err
 					}
 				}
 			}
 		}
 	}
-	o.progress("trees", loaded, loaded)
+	progress("trees", loaded, loaded)
 	return nil
 }
 
-// treeBatch is how many trees liveSet holds in memory at once.
+// treeBatch is how many trees walkTrees holds in memory at once.
 const treeBatch = 256
 
-// treeRef is a tree to read for the live set, and where it was found.
+// treeRef is a tree to read, and where it was found.
 type treeRef struct {
 	id   crypt.ID
 	dir  string
@@ -503,7 +537,7 @@ func (r *Repository) loadTrees(ctx context.Context, refs []treeRef) ([]*Tree, er
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("directory %s of snapshot %d (nothing was pruned): %w", refs[i].dir, refs[i].snap.Seq, err)
+			return nil, fmt.Errorf("directory %s of snapshot %d: %w", refs[i].dir, refs[i].snap.Seq, err)
 		}
 	}
 	return out, nil

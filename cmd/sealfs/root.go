@@ -77,7 +77,7 @@ with --vault URL they ask for the vault password instead (or read --password-fil
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print no progress (backup, restore, check, prune show it on stderr)")
 	pf.StringVar(&g.passwordFile, "password-file", "", "file holding the vault password (default: asked on the terminal)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newVaultCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newPruneCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g), newInitCmd(g), newForgetCmd(g), newLsCmd(g), newDiffCmd(g))
+	root.AddCommand(newVaultCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newPruneCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g), newInitCmd(g), newForgetCmd(g), newLsCmd(g), newDiffCmd(g), newStatsCmd(g))
 	return root
 }
 
