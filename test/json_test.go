@@ -110,6 +110,12 @@ func TestJSONOutput(t *testing.T) {
 	expect(t, c.mount(t, mnt, "--keep-last", "10"), 0, "")
 	writeFileT(t, mnt, "new", "data")
 	waitCommitted(mnt, 30e9)
+	// stats beside the mount: it reads only. (The mount's policy forgot
+	// the prune's snapshot: the one before it, and the mount's.)
+	sts := obj(check("stats", c.run(t, "stats", "--json", c.remote), 0, 1)[0])
+	if n := len(sts["snapshots"].([]any)); n != 2 || obj(sts["total"])["remote_bytes"].(json.Number).String() == "0" {
+		t.Errorf("stats: %v", sts)
+	}
 	st := obj(check("status", sealfs(t, nil, "status", "--json", mnt), 0, 1)[0])
 	if st["mountpoint"] != mnt || st["forget"] == nil {
 		t.Errorf("status: %v", st)

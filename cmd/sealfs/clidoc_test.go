@@ -82,7 +82,7 @@ func TestJSONSchemasDocumented(t *testing.T) {
 			t.Errorf("docs/CLI.md documents the JSON of sealfs %s, which has no --json", c)
 		}
 	}
-	if len(withFlag) != 10 {
-		t.Errorf("%d commands have --json, want 10", len(withFlag))
+	if len(withFlag) != 11 {
+		t.Errorf("%d commands have --json, want 11", len(withFlag))
 	}
 }

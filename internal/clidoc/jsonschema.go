@@ -27,6 +27,7 @@ type Schema struct {
 // any of them followed by " or null" when the field may be null.
 const (
 	TypeInteger = "integer"
+	TypeNumber  = "number" // any JSON number, fractions too
 	TypeString  = "string"
 	TypeBoolean = "boolean"
 	TypeTime    = "time"   // a string: RFC 3339, in UTC
@@ -174,6 +175,10 @@ func checkType(typ string, v any) error {
 		}
 		if _, err := n.Int64(); err != nil {
 			return fmt.Errorf("%v is not an integer", v)
+		}
+	case TypeNumber:
+		if _, ok := v.(json.Number); !ok {
+			return fmt.Errorf("%v is not a number", v)
 		}
 	case TypeString, TypeTime, TypeID:
 		str, ok := v.(string)
