@@ -74,7 +74,7 @@ with --vault URL they ask for the vault password instead (or read --password-fil
 	pf.StringVar(&g.vault, "vault", "", "unlock with a password through this Backup Key Vault (URL) instead of the recovery code")
 	pf.StringVar(&g.vaultCAFile, "vault-ca-file", "", "trust the vault's TLS certificate if this PEM file's CA signed it (instead of the system's CAs)")
 	pf.StringVar(&g.vaultPin, "vault-pin", "", "trust the vault's TLS certificate if it matches this pin (sha256:HEX, printed by sealfs-vault serve; several: comma-separated)")
-	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print no progress (backup, restore, check, prune show it on stderr)")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print no progress (backup, restore, check, prune, umount show it on stderr)")
 	pf.StringVar(&g.passwordFile, "password-file", "", "file holding the vault password (default: asked on the terminal)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newVaultCmd(g), newKeyCmd(g), newSnapshotsCmd(g), newCheckCmd(g), newPruneCmd(g), newBackupCmd(g), newRestoreCmd(g), newMountCmd(g), newUmountCmd(g), newStatusCmd(g), newInitCmd(g), newForgetCmd(g), newLsCmd(g), newDiffCmd(g), newStatsCmd(g))

@@ -39,9 +39,18 @@ mount point is touched, and only the sealfs daemon serving it is signalled.`,
 			if m.FSType != daemon.FSType {
 				return fmt.Errorf("%s is a %s mount, not a sealfs one; refusing to touch it", args[0], m.FSType)
 			}
+			var watch *drainWatch
 			stopped, err := daemon.Unmount(mp, timeout, daemonMountpoint, func(st daemon.Status) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "unmounting %s: committing and uploading %d queued files (%s)...\n", mp, st.PendingFiles, humanize.Bytes(st.PendingBytes))
+				watch = watchDrain(cmd.ErrOrStderr(), g.quiet, mp, st)
 			})
+			if watch != nil {
+				var final *daemon.Status
+				if stopped != nil {
+					final = stopped.Final
+				}
+				watch.done(final)
+			}
 			if err != nil {
 				return err
 			}

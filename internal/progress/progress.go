@@ -35,7 +35,7 @@ type Meter struct {
 	what        string
 	bar         *progressbar.ProgressBar // nil when not a terminal
 	unit        string                   // "" for bytes, else the name of what is counted ("packs")
-	stage       string                   // the stage of a Stages callback now shown
+	stage       string                   // shown after what: the stage of a Stages callback, or the note of Set
 	files       uint64
 	done, total int64
 	start, last time.Time
@@ -201,6 +201,27 @@ func (m *Meter) Stages(names ...string) func(stage string, done, total int) {
 		if total > 0 && done == total {
 			m.line(time.Now())
 		}
+	}
+}
+
+// Set shows the whole progress so far, for a command that polls how far
+// another process has come (umount waiting for the daemon's drain):
+// files and done bytes of total, and note ("3 files queued") after what.
+// Unlike AddFile it sets rather than adds; after Done it does nothing.
+func (m *Meter) Set(files uint64, done, total int64, note string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.finished {
+		return
+	}
+	m.files, m.done, m.total, m.stage = files, done, total, note
+	if m.bar != nil {
+		m.bar.Describe(m.what + " " + note)
+		m.bar.ChangeMax64(max(total, 1))
+		_ = m.bar.Set64(done)
 	}
 }
 
