@@ -154,11 +154,11 @@ type Status struct {
 	BwLimitDown int64  `json:"bwlimit_down,omitempty"`
 }
 
-// Bounds of the conflicts the status lists: the status is read as one
-// extended attribute, at most 64 KiB.
+// Bounds of the conflicts the status lists (their size in JSON): the
+// status is read as one extended attribute, at most 64 KiB.
 const (
 	statusConflicts     = 10
-	statusConflictBytes = 16 << 10
+	statusConflictBytes = 24 << 10
 )
 
 // maxCommitWait is the longest changes wait for a quiet period before they
@@ -522,7 +522,10 @@ func (d *Daemon) Status() Status {
 	s.ConflictCount = total
 	size := 0
 	for i := len(recent) - 1; i >= 0 && len(s.Conflicts) < statusConflicts; i-- {
-		if size += len(recent[i].Path) + len(recent[i].Kept); size > statusConflictBytes {
+		// By its size in JSON: '&', '<', '>' and control characters
+		// take six bytes there, invalid UTF-8 three.
+		b, _ := json.Marshal(recent[i])
+		if size += len(b); size > statusConflictBytes {
 			break
 		}
 		s.Conflicts = append(s.Conflicts, recent[i])
