@@ -13,7 +13,10 @@ import (
 // size; but JSON writes '&', '<', '>' and control characters in six bytes
 // each. Four conflicts on files deep under folders named with '&' were
 // within the bound by their names' bytes and made a status of over 64 KiB:
-// `sealfs status` and `sealfs umount` failed on the mount (ERANGE).
+// `sealfs status` and `sealfs umount` failed on the mount (E2BIG). And
+// `sealfs status` printed the conflicts' names raw: one holding a terminal
+// escape (a snapshot may hold any byte but '/' and NUL) reached the
+// terminal.
 func TestStatusConflictsWithEscapedNames(t *testing.T) {
 	needRoot(t)
 	s3A := newFaultyS3(t)
@@ -25,7 +28,7 @@ func TestStatusConflictsWithEscapedNames(t *testing.T) {
 	// 8 folders of 200 '&': four conflicts of 3.2 KiB (path and the name
 	// kept), 77 KiB in JSON.
 	deep := strings.TrimSuffix(strings.Repeat(strings.Repeat("&", 200)+"/", 8), "/")
-	files := []string{filepath.Join(deep, "f1"), filepath.Join(deep, "f2"), filepath.Join(deep, "f3"), filepath.Join(deep, "f4")}
+	files := []string{filepath.Join(deep, "f1"), filepath.Join(deep, "f2"), filepath.Join(deep, "f3"), filepath.Join(deep, "f4\x1b]0;owned\x07\x1b[2J")}
 	expect(t, a.mount(t, mntA, "--commit-delay", "100ms"), 0, "")
 	if err := os.MkdirAll(filepath.Join(mntA, deep), 0o755); err != nil {
 		t.Fatal(err)
@@ -63,8 +66,12 @@ func TestStatusConflictsWithEscapedNames(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	expect(t, sealfs(t, nil, "status", mntA), 0, "")
-	expect(t, sealfs(t, nil, "status", "--json", mntA), 0, "")
-	r := a.umount(t, mntA)
+	r := sealfs(t, nil, "status", mntA)
 	expect(t, r, 0, "")
+	// A name's terminal escape is shown quoted, not sent to the terminal.
+	if strings.Contains(r.stdout, "\x1b") || !strings.Contains(r.stdout, `f4\x1b]0;owned\a\x1b[2J`) {
+		t.Fatalf("sealfs status shows a name's escape raw:\n%q", r.stdout)
+	}
+	expect(t, sealfs(t, nil, "status", "--json", mntA), 0, "")
+	expect(t, a.umount(t, mntA), 0, "")
 }

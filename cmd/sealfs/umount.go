@@ -75,9 +75,9 @@ mount point is touched, and only the sealfs daemon serving it is signalled.`,
 // printQueued says exactly what a stopped daemon left queued locally.
 func printQueued(w io.Writer, mp string, st daemon.Status) {
 	fmt.Fprintf(w, "unmounted %s; not everything is on the remote yet: %d files (%s) and the changes to names and attributes stay queued locally and go up at the next mount of this cache (last error: %s)\n",
-		mp, st.PendingFiles, humanize.Bytes(st.PendingBytes), st.LastError)
+		mp, st.PendingFiles, humanize.Bytes(st.PendingBytes), shownName(st.LastError))
 	for _, p := range st.QueuedPaths {
-		fmt.Fprintf(w, "  queued: %s\n", p)
+		fmt.Fprintf(w, "  queued: %s\n", shownName(p))
 	}
 	if more := st.PendingFiles - len(st.QueuedPaths); more > 0 && len(st.QueuedPaths) > 0 {
 		fmt.Fprintf(w, "  ... and %d more\n", more)
@@ -177,7 +177,7 @@ func statusLine(now time.Time, st *daemon.Status) string {
 		line += " (committing)"
 	}
 	if st.LastError != "" {
-		line += fmt.Sprintf("; last error %s: %s", st.LastErrorTime.UTC().Format(time.RFC3339), st.LastError)
+		line += fmt.Sprintf("; last error %s: %s", st.LastErrorTime.UTC().Format(time.RFC3339), shownName(st.LastError))
 	}
 	return line
 }
@@ -190,7 +190,7 @@ func printStatus(out io.Writer, st *daemon.Status) {
 		fmt.Fprintf(out, "last commit: %s\n", st.LastCommit.Local().Format(time.DateTime))
 	}
 	if st.LastError != "" {
-		fmt.Fprintf(out, "last error:  %s: %s\n", st.LastErrorTime.Local().Format(time.DateTime), st.LastError)
+		fmt.Fprintf(out, "last error:  %s: %s\n", st.LastErrorTime.Local().Format(time.DateTime), shownName(st.LastError))
 	}
 	fmt.Fprintf(out, "lease:       %s\n", st.Lease)
 	fmt.Fprintf(out, "sent:        %d files, %s, since the mount (%s uploaded)\n", st.SentFiles, humanize.Bytes(st.SentBytes), humanize.Bytes(st.UploadedBytes))
@@ -233,11 +233,13 @@ func printStatus(out io.Writer, st *daemon.Status) {
 	if st.ConflictCount > 0 {
 		fmt.Fprintf(out, "conflicts:   %d path(s) changed here while offline were changed by another writer too; theirs keeps the name:\n", st.ConflictCount)
 		for _, c := range st.Conflicts {
+			// The names come from the snapshots: a terminal escape
+			// in one is shown, not obeyed (shownName).
 			ours := "deleted"
 			if c.Kept != "" {
-				ours = "/" + c.Kept
+				ours = shownName("/" + c.Kept)
 			}
-			fmt.Fprintf(out, "  /%s: %s (ours: %s; snapshot %d)\n", c.Path, c.Kind, ours, c.Snapshot)
+			fmt.Fprintf(out, "  %s: %s (ours: %s; snapshot %d)\n", shownName("/"+c.Path), c.Kind, ours, c.Snapshot)
 		}
 	}
 }
