@@ -81,8 +81,13 @@ func TestJSONOutput(t *testing.T) {
 	}
 
 	ck := obj(check("check", c.run(t, "check", "--json", "--read-data", c.remote), 0, 1)[0])
-	if ck["ok"] != true || ck["snapshots"].(json.Number).String() != "2" {
+	if ck["ok"] != true || ck["snapshots"].(json.Number).String() != "2" || ck["data_packs"] != ck["packs"] {
 		t.Errorf("check: %v", ck)
+	}
+
+	// A subset a byte budget leaves empty reads nothing: the document says so.
+	if sub := obj(check("check", c.run(t, "check", "--json", "--read-data-subset", "1", c.remote), 0, 1)[0]); sub["data_packs"] != json.Number("0") {
+		t.Errorf("check --read-data-subset 1: %v", sub)
 	}
 
 	dry := obj(check("forget", c.run(t, "forget", "--json", "--dry-run", "--keep-last", "1", c.remote), 0, 1)[0])

@@ -228,6 +228,7 @@ type checkJSON struct {
 	Packs         int            `json:"packs"`
 	Blobs         int            `json:"blobs"`
 	Trees         int            `json:"trees"`
+	DataPacks     int            `json:"data_packs"`
 	Unreferenced  []string       `json:"unreferenced"`
 	Forks         []snapshotJSON `json:"forks"`
 	Problems      []problemJSON  `json:"problems"`
@@ -243,7 +244,7 @@ type problemJSON struct {
 
 func newCheckJSON(rep *repo.CheckReport) checkJSON {
 	out := checkJSON{Slots: rep.Slots, Snapshots: rep.Snapshots, Indexes: rep.Indexes, ForgetRecords: rep.ForgetRecords,
-		Packs: rep.Packs, Blobs: rep.Blobs, Trees: rep.Trees, Unreferenced: []string{}, Forks: snapshotsJSON(rep.Forks, rep.Forks),
+		Packs: rep.Packs, Blobs: rep.Blobs, Trees: rep.Trees, DataPacks: len(rep.DataPacks), Unreferenced: []string{}, Forks: snapshotsJSON(rep.Forks, rep.Forks),
 		Problems: []problemJSON{}, OK: rep.OK()}
 	out.Unreferenced = append(append(out.Unreferenced, rep.UnreferencedPacks...), rep.Unreferenced...)
 	slices.Sort(out.Unreferenced)
