@@ -80,9 +80,24 @@ func helperArgs(name string, args []string, parse func([]string) (*mountopts.Par
 // genericHelperForm reports whether args are those mount.fuse3 gives the
 // program of a fuse.sealfs mount when there is no mount.fuse.sealfs
 // (`sealfs REMOTE MOUNTPOINT -o OPTIONS`, docs/SYSTEMD.md): no subcommand,
-// the first argument not a flag, and the second an existing folder.
+// the first argument not a flag, the second an existing folder, and no
+// third operand: a mistyped command (`sealfs restor REMOTE DIR`) is told
+// it is unknown, not taken for a mount.
 func genericHelperForm(root *cobra.Command, args []string) bool {
 	if len(args) < 2 || strings.HasPrefix(args[0], "-") {
+		return false
+	}
+	operands := 0
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-o":
+			i++
+		case strings.HasPrefix(a, "-") && a != "-":
+		default:
+			operands++
+		}
+	}
+	if operands != 2 {
 		return false
 	}
 	root.InitDefaultHelpCmd()
