@@ -182,9 +182,11 @@ func statusLine(now time.Time, st *daemon.Status) string {
 	return line
 }
 
-// printStatus shows a mount's status to a person.
+// printStatus shows a mount's status to a person. Its text comes from
+// the mount (any FUSE mount of type fuse.sealfs answers it): shownName
+// shows a terminal escape in it, not obeys it.
 func printStatus(out io.Writer, st *daemon.Status) {
-	fmt.Fprintf(out, "mount:       %s (daemon pid %d)\nremote:      %s\nrepository:  %s\nsnapshot:    %d\n", st.Mountpoint, st.PID, st.Remote, st.Repository, st.SnapshotSeq)
+	fmt.Fprintf(out, "mount:       %s (daemon pid %d)\nremote:      %s\nrepository:  %s\nsnapshot:    %d\n", shownName(st.Mountpoint), st.PID, shownName(st.Remote), shownName(st.Repository), st.SnapshotSeq)
 	fmt.Fprintf(out, "queued:      %d files, %s\ncommitting:  %v\n", st.PendingFiles, humanize.Bytes(st.PendingBytes), st.Committing)
 	if !st.LastCommit.IsZero() {
 		fmt.Fprintf(out, "last commit: %s\n", st.LastCommit.Local().Format(time.DateTime))
@@ -192,7 +194,7 @@ func printStatus(out io.Writer, st *daemon.Status) {
 	if st.LastError != "" {
 		fmt.Fprintf(out, "last error:  %s: %s\n", st.LastErrorTime.Local().Format(time.DateTime), shownName(st.LastError))
 	}
-	fmt.Fprintf(out, "lease:       %s\n", st.Lease)
+	fmt.Fprintf(out, "lease:       %s\n", shownName(st.Lease))
 	fmt.Fprintf(out, "sent:        %d files, %s, since the mount (%s uploaded)\n", st.SentFiles, humanize.Bytes(st.SentBytes), humanize.Bytes(st.UploadedBytes))
 	eta := ""
 	if st.QueueETA > 0 {
@@ -217,15 +219,15 @@ func printStatus(out io.Writer, st *daemon.Status) {
 		fmt.Fprintf(out, "cache:       %s of %s; %d chunks read from it, %d fetched\n", humanize.Bytes(uint64(st.Cache.Bytes)), humanize.Bytes(uint64(st.Cache.Limit)), st.Cache.Hits, st.Cache.Misses)
 	}
 	if st.BwLimit != "" {
-		fmt.Fprintf(out, "transfers:   %d\nbwlimit:     %s (now: up %s, down %s)\n", st.Transfers, st.BwLimit, rateText(st.BwLimitUp), rateText(st.BwLimitDown))
+		fmt.Fprintf(out, "transfers:   %d\nbwlimit:     %s (now: up %s, down %s)\n", st.Transfers, shownName(st.BwLimit), rateText(st.BwLimitUp), rateText(st.BwLimitDown))
 	}
 	if f := st.Forget; f != nil {
-		fmt.Fprintf(out, "retention:   %s, at most every %s\n", f.Policy, f.Interval)
+		fmt.Fprintf(out, "retention:   %s, at most every %s\n", shownName(f.Policy), shownName(f.Interval))
 		switch {
 		case f.Last.IsZero():
 			fmt.Fprintf(out, "forget:      not run yet (after the next commit)\n")
 		case f.Error != "":
-			fmt.Fprintf(out, "forget:      %s: %s\n", f.Last.Local().Format(time.DateTime), f.Error)
+			fmt.Fprintf(out, "forget:      %s: %s\n", f.Last.Local().Format(time.DateTime), shownName(f.Error))
 		default:
 			fmt.Fprintf(out, "forget:      %s: forgot %d snapshots (%d since the mount)\n", f.Last.Local().Format(time.DateTime), f.Forgotten, f.Total)
 		}
