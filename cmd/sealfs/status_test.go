@@ -19,7 +19,7 @@ func TestPrintStatusEscapes(t *testing.T) {
 	now := time.Now()
 	st := &daemon.Status{PID: 1, Remote: "r" + esc, Repository: "id" + esc, Mountpoint: "/m" + esc, Lease: "l" + esc,
 		LastError: "e" + esc, LastErrorTime: now, BwLimit: "1M" + esc, Transfers: 4,
-		Forget: &daemon.ForgetStatus{Policy: "p" + esc, Interval: "i" + esc, Last: now, Error: "f" + esc},
+		Forget:        &daemon.ForgetStatus{Policy: "p" + esc, Interval: "i" + esc, Last: now, Error: "f" + esc},
 		ConflictCount: 1, Conflicts: []worktree.Conflict{{Path: "c" + esc, Kind: "k", Kept: "c" + esc + ".conflict", Time: now}}}
 	var b bytes.Buffer
 	printStatus(&b, st)
