@@ -157,24 +157,7 @@ func TestOfflineCopyOfPrunedDataIsStored(t *testing.T) {
 	expect(t, b.run(t, "prune", b.remote), 0, "")
 
 	s3A.setRate(0)
-	for deadline := time.Now().Add(2 * time.Minute); ; {
-		st := mountStatus(t, mntA)
-		if st.PendingFiles == 0 && !st.Committing && st.LastError == "" && st.SnapshotSeq >= 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(a.cache, "test-mount.log"))
-			t.Fatalf("A did not commit once the remote answered: %+v\nA's log:\n%s", st, log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	a.umount(t, mntA)
-	fresh := cliRepo{remote: b.remote, cache: t.TempDir(), codeFile: a.codeFile}
-	r := fresh.run(t, "check", "--read-data", fresh.remote)
-	if r.code != 0 {
-		t.Errorf("check --read-data after A's commit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	expect(t, fresh.mount(t, mntA, "--read-only"), 0, "")
+	fresh := commitThenCheck(t, a, mntA, b.remote, 5)
 	defer fresh.umount(t, mntA)
 	got, err := os.ReadFile(filepath.Join(mntA, "copy"))
 	if err != nil || !bytes.Equal(got, old) {
@@ -221,24 +204,7 @@ func TestOfflineRebaseOnPrunedBase(t *testing.T) {
 	expect(t, b.run(t, "prune", b.remote), 0, "")
 
 	s3A.setRate(0)
-	for deadline := time.Now().Add(2 * time.Minute); ; {
-		st := mountStatus(t, mntA)
-		if st.PendingFiles == 0 && !st.Committing && st.LastError == "" && st.SnapshotSeq >= 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(a.cache, "test-mount.log"))
-			t.Fatalf("A did not commit once the remote answered: %+v\nA's log:\n%s", st, log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	a.umount(t, mntA)
-	fresh := cliRepo{remote: b.remote, cache: t.TempDir(), codeFile: a.codeFile}
-	r := fresh.run(t, "check", "--read-data", fresh.remote)
-	if r.code != 0 {
-		t.Errorf("check --read-data after A's commit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	expect(t, fresh.mount(t, mntA, "--read-only"), 0, "")
+	fresh := commitThenCheck(t, a, mntA, b.remote, 4)
 	defer fresh.umount(t, mntA)
 	expectFiles(t, mntA, map[string]string{"y": "y from A", "kept": "kept by both"})
 	if _, err := os.Stat(filepath.Join(mntA, "x")); !os.IsNotExist(err) {
@@ -266,4 +232,30 @@ func TestForgetCountsPruneSnapshotOnce(t *testing.T) {
 		t.Fatalf("after keep-last 2 with prune's snapshot newest: snapshots %s, want 2 3 4", got)
 	}
 	restoredSame(t, c, "2", dirs[1])
+}
+
+// commitThenCheck waits until the mount of a at mnt has committed all it
+// queued (its snapshot at least minSeq, no error), unmounts it, checks the
+// remote with --read-data on a fresh cache, and mounts it read-only there
+// at mnt; the caller unmounts it.
+func commitThenCheck(t *testing.T, a cliRepo, mnt, remote string, minSeq uint64) cliRepo {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		st := mountStatus(t, mnt)
+		if st.PendingFiles == 0 && !st.Committing && st.LastError == "" && st.SnapshotSeq >= minSeq {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(a.cache, "test-mount.log"))
+			t.Fatalf("A did not commit once the remote answered: %+v\nA's log:\n%s", st, log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.umount(t, mnt)
+	fresh := cliRepo{remote: remote, cache: t.TempDir(), codeFile: a.codeFile}
+	if r := fresh.run(t, "check", "--read-data", fresh.remote); r.code != 0 {
+		t.Errorf("check --read-data after A's commit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	expect(t, fresh.mount(t, mnt, "--read-only"), 0, "")
+	return fresh
 }
