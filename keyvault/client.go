@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -58,15 +60,7 @@ func OpenEnvelope(key [32]byte, user string, env []byte) ([]byte, error) {
 // Enrol makes a new random secret, protects it with password at the vault
 // under user (a fresh random id), and returns it.
 func (c *Client) Enrol(ctx context.Context, user string, password []byte) ([]byte, error) {
-	b, err := Blind(Stretch(password, user))
-	if err != nil {
-		return nil, err
-	}
-	var ev EvalResponse
-	if err := c.call(ctx, PathEnrolStart, &EvalRequest{User: user, Blinded: b.Element}, &ev); err != nil {
-		return nil, err
-	}
-	keys, err := b.Finish(ev.Evaluated)
+	keys, err := c.EnrolStart(ctx, user, password, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -78,33 +72,92 @@ func (c *Client) Enrol(ctx context.Context, user string, password []byte) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	if err := c.call(ctx, PathEnrolFinish, &FinishRequest{User: user, Tag: keys.Tag[:], Envelope: env}, nil); err != nil {
+	if err := c.EnrolFinish(ctx, user, keys.Tag[:], env); err != nil {
 		return nil, err
 	}
 	return secret, nil
+}
+
+// ErrNoAttemptLimit: the vault does not keep the guess limit an
+// enrolment asked for (it speaks protocol 1.1 or older).
+var ErrNoAttemptLimit = errors.New("the vault cannot keep a guess limit below 10 (it speaks protocol 1.1 or older, without max_attempts): its operator should upgrade it")
+
+// EnrolStart starts the enrolment of user at the vault: the vault makes
+// the user's key and evaluates the password blinded, and EnrolStart
+// returns what the client derives from the evaluation. maxAttempts is the
+// enrolment's guess limit, 1 to MaxAttempts (0: MaxAttempts); a vault
+// that does not say it keeps that limit is ErrNoAttemptLimit. EnrolFinish
+// ends the enrolment.
+func (c *Client) EnrolStart(ctx context.Context, user string, password []byte, maxAttempts int) (*Keys, error) {
+	if maxAttempts < 0 || maxAttempts > MaxAttempts {
+		return nil, fmt.Errorf("a vault's guess limit is 1 to %d, not %d", MaxAttempts, maxAttempts)
+	}
+	b, err := Blind(Stretch(password, user))
+	if err != nil {
+		return nil, err
+	}
+	var ev EvalResponse
+	err = c.call(ctx, PathEnrolStart, &EnrolStartRequest{User: user, Blinded: b.Element, MaxAttempts: maxAttempts}, &ev)
+	if maxAttempts != 0 && err != nil && strings.Contains(err.Error(), "max_attempts") {
+		return nil, fmt.Errorf("%w (vault %s: %v)", ErrNoAttemptLimit, c.URL, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if maxAttempts != 0 && ev.AttemptsLeft != maxAttempts {
+		return nil, fmt.Errorf("%w (vault %s answered a limit of %d)", ErrNoAttemptLimit, c.URL, ev.AttemptsLeft)
+	}
+	return b.Finish(ev.Evaluated)
+}
+
+// EnrolFinish ends user's enrolment: the vault keeps the MAC of tag, the
+// proof of the password that Release and Destroy ask for, and the
+// envelope that Release returns.
+func (c *Client) EnrolFinish(ctx context.Context, user string, tag, envelope []byte) error {
+	return c.call(ctx, PathEnrolFinish, &FinishRequest{User: user, Tag: tag, Envelope: envelope}, nil)
 }
 
 // Recover gets the secret back with the password. A wrong password is an
 // error wrapping ErrWrongPassword (a *WrongPasswordError says how many
 // attempts are left); after too many, ErrLockedOut.
 func (c *Client) Recover(ctx context.Context, user string, password []byte) ([]byte, error) {
-	b, err := Blind(Stretch(password, user))
+	keys, _, err := c.Evaluate(ctx, user, password)
 	if err != nil {
 		return nil, err
+	}
+	env, err := c.Release(ctx, user, keys.Tag[:])
+	if err != nil {
+		return nil, err
+	}
+	return OpenEnvelope(keys.EnvelopeKey, user, env)
+}
+
+// Evaluate asks the vault to evaluate the password blinded, for user:
+// the vault counts it as a guess. It returns what the client derives from
+// the evaluation, and the attempts left at the vault if the guess is
+// wrong. Release or Destroy then proves the password.
+func (c *Client) Evaluate(ctx context.Context, user string, password []byte) (*Keys, int, error) {
+	b, err := Blind(Stretch(password, user))
+	if err != nil {
+		return nil, 0, err
 	}
 	var ev EvalResponse
 	if err := c.call(ctx, PathRecoverEvaluate, &EvalRequest{User: user, Blinded: b.Element}, &ev); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	keys, err := b.Finish(ev.Evaluated)
-	if err != nil {
-		return nil, err
-	}
+	return keys, ev.AttemptsLeft, err
+}
+
+// Release proves the password with tag after an Evaluate, which resets
+// user's count at the vault, and returns the envelope the vault keeps. A
+// wrong tag is a *WrongPasswordError.
+func (c *Client) Release(ctx context.Context, user string, tag []byte) ([]byte, error) {
 	var rel ReleaseResponse
-	if err := c.call(ctx, PathRecoverRelease, &ReleaseRequest{User: user, Tag: keys.Tag[:]}, &rel); err != nil {
+	if err := c.call(ctx, PathRecoverRelease, &ReleaseRequest{User: user, Tag: tag}, &rel); err != nil {
 		return nil, err
 	}
-	return OpenEnvelope(keys.EnvelopeKey, user, rel.Envelope)
+	return rel.Envelope, nil
 }
 
 // Destroy retires user's enrolment at the vault for good, proving the
@@ -112,19 +165,17 @@ func (c *Client) Recover(ctx context.Context, user string, password []byte) ([]b
 // password is a *WrongPasswordError. A vault too old to destroy is
 // ErrNoDestroy.
 func (c *Client) Destroy(ctx context.Context, user string, password []byte) error {
-	b, err := Blind(Stretch(password, user))
+	keys, _, err := c.Evaluate(ctx, user, password)
 	if err != nil {
 		return err
 	}
-	var ev EvalResponse
-	if err := c.call(ctx, PathRecoverEvaluate, &EvalRequest{User: user, Blinded: b.Element}, &ev); err != nil {
-		return err
-	}
-	keys, err := b.Finish(ev.Evaluated)
-	if err != nil {
-		return err
-	}
-	return c.call(ctx, PathDestroy, &ReleaseRequest{User: user, Tag: keys.Tag[:]}, nil)
+	return c.DestroyWithTag(ctx, user, keys.Tag[:])
+}
+
+// DestroyWithTag retires user's enrolment, proved with tag after an
+// Evaluate (see Destroy).
+func (c *Client) DestroyWithTag(ctx context.Context, user string, tag []byte) error {
+	return c.call(ctx, PathDestroy, &ReleaseRequest{User: user, Tag: tag}, nil)
 }
 
 // call posts req to path and decodes the answer into resp (nil: an empty

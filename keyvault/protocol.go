@@ -10,6 +10,11 @@ import (
 // a few hundred bytes.
 const MaxMessageSize = 16 << 10
 
+// MaxAttempts is how many wrong guesses in a row destroy an enrolment's
+// key at the vault, unless the enrolment asked for fewer
+// (EnrolStartRequest.MaxAttempts).
+const MaxAttempts = 10
+
 // SecretSize is the size of the secret a vault keeps for a user: the
 // client derives a key slot's key-encryption key from it.
 const SecretSize = 32
@@ -17,7 +22,7 @@ const SecretSize = 32
 // The HTTP endpoints of protocol version 1 (docs/VAULT.md §1.2). Each
 // takes a POST of a JSON request.
 const (
-	PathEnrolStart      = "/v1/enrol/start"      // EvalRequest -> EvalResponse
+	PathEnrolStart      = "/v1/enrol/start"      // EnrolStartRequest -> EvalResponse
 	PathEnrolFinish     = "/v1/enrol/finish"     // FinishRequest -> {}
 	PathRecoverEvaluate = "/v1/recover/evaluate" // EvalRequest -> EvalResponse
 	PathRecoverRelease  = "/v1/recover/release"  // ReleaseRequest -> ReleaseResponse
@@ -35,7 +40,19 @@ type (
 		User    string `json:"user"`
 		Blinded []byte `json:"blinded"`
 	}
-	// EvalResponse carries the evaluation.
+	// EnrolStartRequest carries a blinded point and, from protocol
+	// version 1.2, the enrolment's guess limit: 1 to MaxAttempts, 0
+	// (left out) for MaxAttempts. A vault of 1.1 refuses the field
+	// (bad_request).
+	EnrolStartRequest struct {
+		User        string `json:"user"`
+		Blinded     []byte `json:"blinded"`
+		MaxAttempts int    `json:"max_attempts,omitempty"`
+	}
+	// EvalResponse carries the evaluation. A vault of protocol 1.2
+	// answers enrol/start with the enrolment's guess limit in
+	// AttemptsLeft; evaluate, with the attempts left if the guess is
+	// wrong.
 	EvalResponse struct {
 		Evaluated    []byte `json:"evaluated"`
 		AttemptsLeft int    `json:"attempts_left,omitempty"`

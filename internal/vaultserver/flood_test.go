@@ -159,7 +159,7 @@ func TestOldPendingEnrolmentsExpire(t *testing.T) {
 	dir := t.TempDir()
 	tv := startVault(t, dir)
 	b, _ := keyvault.Blind([]byte("old"))
-	if _, err := tv.vault.EnrolStart(user, b.Element); err != nil {
+	if _, _, err := tv.vault.EnrolStart(user, b.Element, 0); err != nil {
 		t.Fatal(err)
 	}
 	// As a database of the version before the pending bucket has it.

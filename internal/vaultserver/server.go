@@ -68,12 +68,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("POST "+keyvault.PathEnrolStart, s.handle("enrol-start", func(b []byte) (any, string, error) {
-		var req keyvault.EvalRequest
+		var req keyvault.EnrolStartRequest
 		if err := decodeRequest(b, &req); err != nil {
 			return nil, "", err
 		}
-		x, err := s.v.EnrolStart(req.User, req.Blinded)
-		return &keyvault.EvalResponse{Evaluated: x}, req.User, err
+		x, limit, err := s.v.EnrolStart(req.User, req.Blinded, req.MaxAttempts)
+		return &keyvault.EvalResponse{Evaluated: x, AttemptsLeft: limit}, req.User, err
 	}))
 	mux.HandleFunc("POST "+keyvault.PathEnrolFinish, s.handle("enrol-finish", func(b []byte) (any, string, error) {
 		var req keyvault.FinishRequest

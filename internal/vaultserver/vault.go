@@ -19,8 +19,9 @@ import (
 	"github.com/sealfs/sealfs/keyvault"
 )
 
-// MaxAttempts is how many wrong guesses in a row destroy a user's key.
-const MaxAttempts = 10
+// MaxAttempts is how many wrong guesses in a row destroy a user's key,
+// unless its enrolment asked for fewer (userRecord.MaxAttempts).
+const MaxAttempts = keyvault.MaxAttempts
 
 // ErrBadRequest is returned (wrapped) for a request the vault refuses to
 // act on: malformed, or a user id, point, tag or envelope out of shape.
@@ -38,6 +39,9 @@ type userRecord struct {
 	TagMAC   []byte `json:"tag_mac,omitempty"`
 	Envelope []byte `json:"envelope,omitempty"`
 	Pending  bool   `json:"pending"`
+	// MaxAttempts is the guess limit the enrolment asked for (protocol
+	// 1.2), 1 to MaxAttempts; 0 for MaxAttempts (records made before).
+	MaxAttempts uint32 `json:"max_attempts,omitempty"`
 	// LockedOut marks a user whose key was destroyed, so that later
 	// requests are told so (and the user may enrol again, with a new key).
 	LockedOut bool `json:"locked_out,omitempty"`
@@ -383,28 +387,43 @@ func (v *Vault) destroy(user string, rec *userRecord) error {
 	return v.store(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Created: rec.Created})
 }
 
+// limitOf returns how many wrong guesses in a row destroy rec's key: the
+// limit its enrolment asked for, never more than the vault's own.
+func (v *Vault) limitOf(rec *userRecord) uint32 {
+	if rec.MaxAttempts > 0 && rec.MaxAttempts < v.limit {
+		return rec.MaxAttempts
+	}
+	return v.limit
+}
+
 // EnrolStart makes a new HSM key for user and evaluates the blinded point
-// with it. A user with a finished enrolment cannot enrol again.
-func (v *Vault) EnrolStart(user string, blinded []byte) ([]byte, error) {
+// with it. maxAttempts is the enrolment's guess limit (1 to MaxAttempts;
+// 0 for MaxAttempts), kept with it and enforced instead of MaxAttempts;
+// EnrolStart returns it as enforced. A user with a finished enrolment
+// cannot enrol again.
+func (v *Vault) EnrolStart(user string, blinded []byte, maxAttempts int) ([]byte, int, error) {
 	if !keyvault.ValidUser(user) {
-		return nil, fmt.Errorf("%w: malformed user id", ErrBadRequest)
+		return nil, 0, fmt.Errorf("%w: malformed user id", ErrBadRequest)
+	}
+	if maxAttempts < 0 || maxAttempts > MaxAttempts {
+		return nil, 0, fmt.Errorf("%w: max_attempts %d is not 1 to %d", ErrBadRequest, maxAttempts, MaxAttempts)
 	}
 	if err := keyvault.ValidatePoint(blinded); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	defer v.lock(user)()
 	rec, err := v.load(user)
 	switch {
 	case err == nil:
 		if !rec.Pending && !rec.LockedOut {
-			return nil, keyvault.ErrEnrolled
+			return nil, 0, keyvault.ErrEnrolled
 		}
 		// An abandoned enrolment, or a locked-out user: its old key goes.
 		if err := v.hsm.DestroyUserKey(rec.KeyLabel); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	case !errors.Is(err, keyvault.ErrNotEnrolled):
-		return nil, err
+		return nil, 0, err
 	}
 	var nonce [8]byte
 	rand.Read(nonce[:])
@@ -412,15 +431,16 @@ func (v *Vault) EnrolStart(user string, blinded []byte) ([]byte, error) {
 	// The record first, then the key: a key never lives without a record
 	// that names it, so every key is found by expiry or destroyed.
 	err = v.reservePending(user, func() error {
-		return v.store(user, &userRecord{KeyLabel: label, Pending: true, Created: v.now().UTC()})
+		return v.store(user, &userRecord{KeyLabel: label, Pending: true, MaxAttempts: uint32(maxAttempts), Created: v.now().UTC()})
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := v.hsm.NewUserKey(label); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return v.hsm.Evaluate(label, blinded)
+	x, err := v.hsm.Evaluate(label, blinded)
+	return x, int(v.limitOf(&userRecord{MaxAttempts: uint32(maxAttempts)})), err
 }
 
 // reservePending makes room for one more pending enrolment (user's own
@@ -508,7 +528,8 @@ func (v *Vault) Evaluate(user string, blinded []byte) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if n >= v.limit {
+	limit := v.limitOf(rec)
+	if n >= limit {
 		v.destroy(user, rec)
 		return nil, 0, keyvault.ErrLockedOut
 	}
@@ -519,7 +540,7 @@ func (v *Vault) Evaluate(user string, blinded []byte) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	return x, int(v.limit - n - 1), nil
+	return x, int(limit - n - 1), nil
 }
 
 // active loads a finished enrolment whose key still exists; a record whose
@@ -605,11 +626,12 @@ func (v *Vault) proved(user string, tag []byte) (*userRecord, error) {
 	if n > 0 && subtle.ConstantTimeCompare(mac, rec.TagMAC) == 1 {
 		return rec, nil
 	}
-	if n >= v.limit {
+	limit := v.limitOf(rec)
+	if n >= limit {
 		if err := v.destroy(user, rec); err != nil {
 			return nil, err
 		}
 		return nil, keyvault.ErrLockedOut
 	}
-	return nil, &keyvault.WrongPasswordError{AttemptsLeft: int(v.limit - n)}
+	return nil, &keyvault.WrongPasswordError{AttemptsLeft: int(limit - n)}
 }
