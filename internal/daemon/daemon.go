@@ -231,7 +231,7 @@ func start(ctx context.Context, cfg Config, unleased bool) (*Daemon, error) {
 	fo := fusefs.Options{Log: cfg.Log, Status: d.statusJSON, Statfs: d.statfs, SnapshotsDir: cfg.SnapshotsDir,
 		OnIntegrityError: func() { d.counts.integrity.Add(1) }}
 	if cfg.SyncRemote {
-		fo.SyncRemote = func(ctx context.Context) error { _, err := d.commit(ctx); return err }
+		fo.SyncRemote = func(ctx context.Context) error { _, err := d.commitWith(ctx, d.tree.CommitOpen); return err }
 	}
 	mo := mountOptions(cfg)
 	d.fs = fusefs.New(tree, fo)
@@ -301,8 +301,15 @@ func (d *Daemon) drainTimeout() time.Duration {
 }
 
 // commit commits now, one at a time, and records the outcome. Without the
-// lease (an offline start), it takes the lease first.
+// lease (an offline start), it takes the lease first. Files open for
+// writing wait for a later commit.
 func (d *Daemon) commit(ctx context.Context) (*repo.Snapshot, error) {
+	return d.commitWith(ctx, d.tree.Commit)
+}
+
+// commitWith commits as commit does, through commitTree: the tree's Commit,
+// or its CommitOpen for an fsync with --sync=remote.
+func (d *Daemon) commitWith(ctx context.Context, commitTree func(context.Context) (*repo.Snapshot, error)) (*repo.Snapshot, error) {
 	if d.unleased.Load() {
 		if err := d.cfg.Repo.Lock(ctx, d.cfg.BreakLease); err != nil {
 			d.failed(fmt.Errorf("cannot take the writer lease yet: %w", err), CauseLease)
@@ -315,7 +322,7 @@ func (d *Daemon) commit(ctx context.Context) (*repo.Snapshot, error) {
 	}
 	d.committing.Store(true)
 	defer d.committing.Store(false)
-	s, err := d.tree.Commit(ctx)
+	s, err := commitTree(ctx)
 	if err != nil {
 		d.failed(err, "")
 	} else {

@@ -7,6 +7,7 @@ package fusefs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"syscall"
@@ -672,9 +673,30 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 		return h.fs.errno(ctx, "fsync", err)
 	}
 	if h.fs.opts.SyncRemote != nil && h.view == nil {
-		return h.fs.errno(ctx, "fsync", h.fs.opts.SyncRemote(ctx))
+		return h.fs.errno(ctx, "fsync", h.syncRemote(ctx))
 	}
 	return 0
+}
+
+// syncRemoteTries is how many commits an fsync with --sync=remote makes
+// before it gives up on a file that another descriptor changes while
+// each commit reads it.
+const syncRemoteTries = 5
+
+// syncRemote commits until a snapshot holds what the file held when fsync
+// was called (its files open for writing included): a write that lands
+// while the commit reads the file leaves it out of that commit.
+func (h *handle) syncRemote(ctx context.Context) error {
+	gen := h.h.Gen()
+	for range syncRemoteTries {
+		if err := h.fs.opts.SyncRemote(ctx); err != nil {
+			return err
+		}
+		if h.h.CommittedSince(gen) {
+			return nil
+		}
+	}
+	return fmt.Errorf("the file changed while each of %d commits read it; fsync again once it is no longer written", syncRemoteTries)
 }
 
 // Release runs when the last descriptor is closed.

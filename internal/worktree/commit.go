@@ -85,6 +85,19 @@ func (t *Tree) Dirty() bool {
 // still open for writing keep their last committed content (new ones are
 // left out) and go into a later commit. It returns nil when nothing changed.
 func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
+	return t.commit(ctx, false)
+}
+
+// CommitOpen commits as Commit does, and the files still open for writing
+// too, with what they hold now: what fsync with --sync=remote promises for
+// the file it is called on (and for a file just closed, whose release the
+// kernel sends later). A file written while it is read goes into a later
+// commit (Handle.CommittedSince tells).
+func (t *Tree) CommitOpen(ctx context.Context) (*repo.Snapshot, error) {
+	return t.commit(ctx, true)
+}
+
+func (t *Tree) commit(ctx context.Context, open bool) (*repo.Snapshot, error) {
 	if t.opts.ReadOnly {
 		return nil, nil
 	}
@@ -98,7 +111,7 @@ func (t *Tree) Commit(ctx context.Context) (*repo.Snapshot, error) {
 	if err := t.loadForLinks(ctx); err != nil {
 		return nil, t.commitFailed(err)
 	}
-	jobs, dirty := t.takeJobs()
+	jobs, dirty := t.takeJobs(open)
 	if !dirty {
 		return nil, nil
 	}
@@ -147,18 +160,21 @@ func (t *Tree) loadForLinks(ctx context.Context) error {
 	})
 }
 
-// takeJobs returns the staged files to store, those not open for writing
-// that changed since their last commit, and whether anything changed at
-// all; the tree counts as clean from here until the commit fails.
-func (t *Tree) takeJobs() ([]*stagedJob, bool) {
+// takeJobs returns the staged files to store, those that changed since
+// their last commit and are not open for writing (or are, when open is
+// set), and whether anything changed at all; the tree counts as clean from
+// here until the commit fails. A commit that left out a file open for
+// writing counts as clean too, so with open set the files are looked at
+// even then.
+func (t *Tree) takeJobs(open bool) ([]*stagedJob, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.dirty {
+	if !t.dirty && !open {
 		return nil, false
 	}
 	var jobs []*stagedJob
 	for in := range t.staged {
-		if in.writers == 0 && in.parent != nil && (in.committed == nil || in.gen != in.cleanGen) {
+		if (in.writers == 0 || open) && in.parent != nil && (in.committed == nil || in.gen != in.cleanGen) {
 			j := &stagedJob{in: in, gen: in.gen, staging: in.staging, size: in.meta.Size}
 			if in.overlay {
 				j.overlay = t.overlayViewLocked(in)
@@ -167,8 +183,9 @@ func (t *Tree) takeJobs() ([]*stagedJob, bool) {
 			jobs = append(jobs, j)
 		}
 	}
+	dirty := t.dirty || len(jobs) > 0
 	t.dirty = false
-	return jobs, true
+	return jobs, dirty
 }
 
 // commitFailed marks the tree dirty again, so that the commit is retried,

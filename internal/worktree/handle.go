@@ -202,6 +202,28 @@ func (t *Tree) Sync() error {
 	return nil
 }
 
+// Gen returns the file's generation, which every change of its content
+// advances: CommittedSince(Gen()) after a commit says that the commit (or
+// a later one) holds what the file held then.
+func (h *Handle) Gen() uint64 {
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	return h.in.gen
+}
+
+// CommittedSince reports whether the file's content as of generation gen is
+// in a stored snapshot: it is not queued, or a commit stored it at gen or
+// later. A file deleted since has nothing to commit.
+func (h *Handle) CommittedSince(gen uint64) bool {
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	in := h.in
+	if in.parent == nil || !h.t.staged[in] {
+		return true
+	}
+	return in.committed != nil && in.cleanGen >= gen
+}
+
 // Close releases the handle; a second Close does nothing. The last close
 // of an unlinked file removes its staging copy.
 func (h *Handle) Close() error {
