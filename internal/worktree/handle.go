@@ -15,12 +15,17 @@ import (
 
 // Handle is an open file.
 type Handle struct {
-	t       *Tree
-	in      *Inode
-	write   bool
-	wrote   bool
-	reader  *repo.FileReader
-	readerN *repo.Node
+	t     *Tree
+	in    *Inode
+	write bool
+	wrote bool
+	// flushed is what the last Flush recorded (attrRecord's fields) and
+	// flushedGen the inode's gen then: a Flush that would record the same
+	// again (the kernel's RELEASE after the FLUSH of a close) records nothing.
+	flushed    *repo.Node
+	flushedGen uint64
+	reader     *repo.FileReader
+	readerN    *repo.Node
 }
 
 // OpenFile opens a regular file for reading, or for writing too; trunc
@@ -164,13 +169,26 @@ func (h *Handle) Flush() error {
 	}
 	h.t.mu.Lock()
 	defer h.t.mu.Unlock()
+	if h.flushed != nil && h.flushedGen == h.in.gen && sameAttr(h.flushed, &h.in.meta) {
+		return nil // recorded already, nothing changed since
+	}
 	if h.in.overlay && h.in.parent != nil {
 		// Which ranges the staging copy holds, for a replay after a crash.
 		if err := h.t.record(h.t.stageRecordLocked(h.in)); err != nil {
 			return err
 		}
 	}
-	return h.t.recordAttrLocked(h.in)
+	if err := h.t.recordAttrLocked(h.in); err != nil {
+		return err
+	}
+	h.flushed, h.flushedGen = attrRecord("", &h.in.meta).Meta, h.in.gen
+	return nil
+}
+
+// sameAttr reports whether n has the attributes attrRecord recorded in r.
+func sameAttr(r, n *repo.Node) bool {
+	return r.Mode == n.Mode && r.UID == n.UID && r.GID == n.GID && r.MtimeNs == n.MtimeNs &&
+		r.AtimeNs == n.AtimeNs && r.CtimeNs == n.CtimeNs && r.Size == n.Size
 }
 
 // Sync makes the file's content and the journal durable on local disk.
