@@ -279,7 +279,7 @@ func mountOptions(cfg Config) fuse.MountOptions {
 	mo := fuse.MountOptions{
 		FsName: cfg.Source, Name: "sealfs", AllowOther: cfg.AllowOther,
 		Options:     []string{"default_permissions"},
-		MaxWrite:    1 << 20,
+		MaxWrite:    fusefs.IOSize,
 		DirectMount: os.Geteuid() == 0,
 	}
 	if mo.DirectMount {
