@@ -201,6 +201,7 @@ func scalarBytes(k *big.Int) []byte { return k.FillBytes(make([]byte, 32)) }
 type Keys struct {
 	Tag         [32]byte // proves knowledge of the password to the vault
 	EnvelopeKey [32]byte // opens the envelope the vault releases
+	prk         []byte   // the OPRF output's HKDF PRK, for ShareMask
 }
 
 // Finish unblinds the vault's evaluation (the x-coordinate of k·r·P, as
@@ -240,7 +241,7 @@ func (b *Blinded) Finish(evaluatedX []byte) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	var k Keys
+	k := Keys{prk: prk}
 	for _, d := range []struct {
 		dst   []byte
 		label string

@@ -65,6 +65,12 @@ func Split(secret []byte, k, n int) ([]Share, error) {
 		return nil, err
 	}
 	defer clear(coef)
+	return split(secret, k, n, coef), nil
+}
+
+// split splits secret with the coefficients coef: for byte b, those of
+// degree 1 to k−1 are coef[b*(k−1)] to coef[b*(k−1)+k−2].
+func split(secret []byte, k, n int, coef []byte) []Share {
 	shares := make([]Share, n)
 	for i := range shares {
 		x := byte(i + 1)
@@ -79,7 +85,7 @@ func Split(secret []byte, k, n int) ([]Share, error) {
 		}
 		shares[i] = Share{X: x, Y: y}
 	}
-	return shares, nil
+	return shares
 }
 
 // Combine gives back the secret from k shares of it (Lagrange

@@ -3,7 +3,13 @@ package shamir
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"flag"
+	"os"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -157,4 +163,76 @@ func FuzzCombine(f *testing.F) {
 			t.Fatalf("%d of %d: %x, %v", k, n, got, err)
 		}
 	})
+}
+
+// shamirVector is a split with fixed coefficients.
+type shamirVector struct {
+	Secret       string   `json:"secret"`
+	K            int      `json:"k"`
+	Coefficients string   `json:"coefficients"` // per byte, degree 1 to k−1
+	Shares       []string `json:"shares"`       // at x = 1, 2, ...
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/vectors/shamir.json from this code")
+
+const vectors = "../../testdata/vectors/shamir.json"
+
+func runShamirVector(t *testing.T, v shamirVector) shamirVector {
+	secret, coef := unhex(t, v.Secret), unhex(t, v.Coefficients)
+	v.Shares = nil
+	for _, s := range split(secret, v.K, 3, coef) {
+		v.Shares = append(v.Shares, hex.EncodeToString(s.Y))
+	}
+	return v
+}
+
+func unhex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestShamirVectors: splits with fixed coefficients, as
+// testdata/vectors/shamir.json keeps them (go test ./internal/shamir
+// -run TestShamirVectors -update rewrites it; a change there changes
+// every k-of-n vault slot).
+func TestShamirVectors(t *testing.T) {
+	if *update {
+		vs := []shamirVector{
+			{Secret: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", K: 2,
+				Coefficients: "f0e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff"},
+			{Secret: "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", K: 3,
+				Coefficients: strings.Repeat("5713", 32)},
+		}
+		for i := range vs {
+			vs[i] = runShamirVector(t, vs[i])
+		}
+		b, _ := json.MarshalIndent(vs, "", "  ")
+		if err := os.WriteFile(vectors, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(vectors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs []shamirVector
+	if err := json.Unmarshal(b, &vs); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range vs {
+		if got := runShamirVector(t, v); !slices.Equal(got.Shares, v.Shares) {
+			t.Errorf("vector %d: shares %v, the file says %v", i, got.Shares, v.Shares)
+		}
+		var shares []Share
+		for x, s := range v.Shares {
+			shares = append(shares, Share{X: byte(x + 1), Y: unhex(t, s)})
+		}
+		if got, err := Combine(shares[3-v.K:]); err != nil || hex.EncodeToString(got) != v.Secret {
+			t.Errorf("vector %d: the last %d shares combine to %x, %v", i, v.K, got, err)
+		}
+	}
 }
