@@ -24,13 +24,14 @@ import (
 func newInitCmd(g *globals) *cobra.Command {
 	var compression string
 	cmd := &cobra.Command{
-		Use:   "init [--code-file FILE] [--vault URL] REMOTE",
+		Use:   "init [--code-file FILE] [--vault URL[,URL...] [--vault-threshold K]] REMOTE",
 		Short: "Create a repository and print its recovery code",
 		Long: `Create a new encrypted repository on REMOTE with a random 256-bit key, and print
 the 64-digit recovery code that unlocks it, once. With --code-file, the code is
 also written to FILE (mode 0600; an existing file is never overwritten). With
 --vault URL, the key is also protected by a password at that Backup Key Vault
-(asked twice, or read from --password-file).`,
+(asked twice, or read from --password-file); with --vault URL1,URL2,URL3
+--vault-threshold 2, at those vaults, any 2 of which recover it.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -44,9 +45,10 @@ also written to FILE (mode 0600; an existing file is never overwritten). With
 				}
 			}
 			var password []byte
-			var vault *keyvault.Client
-			if g.vault != "" { // refuse the URL and ask before anything is created
-				if vault, err = g.sources().VaultClient(g.vault); err != nil {
+			var vaults []*keyvault.Client
+			var k int
+			if g.vault != "" { // refuse the URLs and ask before anything is created
+				if vaults, k, err = g.enrolTargets(); err != nil {
 					return err
 				}
 				if password, err = g.sources().NewPassword(g.passwordFile); err != nil {
@@ -72,15 +74,16 @@ also written to FILE (mode 0600; an existing file is never overwritten). With
 				fmt.Fprintf(out, "The code was also written to %s (mode 0600).\n", g.codeFile)
 			}
 			if g.vault != "" {
-				if _, err := unlock.Enrol(ctx, r, vault, password); err != nil {
-					return fmt.Errorf("%w (the repository exists and opens with the recovery code; retry with: sealfs key add-vault --vault %s %s)", err, g.vault, rcloneremote.Redact(args[0]))
+				if _, err := unlock.Enrol(ctx, r, vaults, k, password); err != nil {
+					return fmt.Errorf("%w (the repository exists and opens with the recovery code; retry with: sealfs key add-vault %s %s)", err, g.vaultArgs(k), rcloneremote.Redact(args[0]))
 				}
-				fmt.Fprintf(out, "The key is also protected by your password at the vault %s.\n", g.vault)
+				fmt.Fprintf(out, "The key is also protected by your password %s.\n", vaultsPhrase(vaults, k))
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&compression, "compression", repo.CompressionZstd, "compress chunks before encryption: zstd or none")
+	addThresholdFlag(cmd, g)
 	return cmd
 }
 

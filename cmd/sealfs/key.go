@@ -133,7 +133,7 @@ removes the slot only.`,
 			}
 			slot := slots[slices.IndexFunc(slots, func(s repo.SlotInfo) bool { return s.ID == match[0] })]
 			if p, err := unlock.ParseVaultParams(slot.Slot); err == nil && !keepAtVault {
-				if err := g.retire(ctx, secret, p, slot); err != nil {
+				if err := g.retire(ctx, secret, p, r.ID(), slot); err != nil {
 					return err
 				}
 			}
@@ -148,37 +148,81 @@ removes the slot only.`,
 	return cmd
 }
 
-// retire destroys, at its vault, the enrolment behind the vault slot
-// with parameters p, proved with secret when it is a password for that
-// vault, else with the vault password read as for unlocking
-// (--password-file, the credential, the terminal).
-func (g *globals) retire(ctx context.Context, secret unlock.Secret, p unlock.VaultParams, slot repo.SlotInfo) error {
-	err := secret.Retire(ctx, slot)
+// retire destroys, at its vaults, the enrolment behind the vault slot
+// with parameters p of repository rid, proved with secret when it is a
+// password for those vaults, else with the vault password read as for
+// unlocking (--password-file, the credential, the terminal).
+func (g *globals) retire(ctx context.Context, secret unlock.Secret, p unlock.VaultParams, rid crypt.RepoID, slot repo.SlotInfo) error {
+	err := secret.Retire(ctx, rid, slot)
 	if !errors.Is(err, unlock.ErrNotVaultPassword) {
 		return err
 	}
 	src := g.sources()
-	src.Vault = p.URL
+	src.Vault = strings.Join(p.URLs(), ",")
 	if secret, err = src.Read(); err != nil {
 		return err
 	}
-	return secret.Retire(ctx, slot)
+	return secret.Retire(ctx, rid, slot)
 }
 
 // errNoVault: a command that enrols at a vault was not told which.
-var errNoVault = usageError{errors.New("give the vault with --vault URL")}
+var errNoVault = usageError{errors.New("give the vault with --vault URL (or several: --vault URL1,URL2,URL3 --vault-threshold 2)")}
+
+// addThresholdFlag adds --vault-threshold to a command that enrols.
+func addThresholdFlag(cmd *cobra.Command, g *globals) {
+	cmd.Flags().IntVar(&g.vaultThreshold, "vault-threshold", 0, "with several vaults in --vault: how many of them recover the key (k of n; each then allows 10/(n-k+1) wrong guesses)")
+}
+
+// enrolTargets returns a client for each vault of --vault and the
+// threshold: 1 for one vault, --vault-threshold for several (required).
+func (g *globals) enrolTargets() ([]*keyvault.Client, int, error) {
+	if g.vault == "" {
+		return nil, 0, errNoVault
+	}
+	clients, err := g.sources().VaultClients(g.vault)
+	if err != nil {
+		return nil, 0, usageError{err}
+	}
+	n, k := len(clients), g.vaultThreshold
+	switch {
+	case n == 1 && k <= 1:
+		return clients, 1, nil
+	case n > 1 && k == 0:
+		return nil, 0, usageError{fmt.Errorf("with %d vaults, give --vault-threshold K: how many of them recover the key (for 2 of 3: --vault-threshold 2)", n)}
+	case k < 1 || k > n:
+		return nil, 0, usageError{fmt.Errorf("--vault-threshold %d: it must be 1 to %d, the number of vaults in --vault", k, n)}
+	}
+	return clients, k, nil
+}
+
+// vaultArgs is --vault (and --vault-threshold K) as given, for a message.
+func (g *globals) vaultArgs(k int) string {
+	if k > 1 || strings.Contains(g.vault, ",") {
+		return fmt.Sprintf("--vault %s --vault-threshold %d", g.vault, k)
+	}
+	return "--vault " + g.vault
+}
+
+// vaultsPhrase says where a password is kept: "at the vault URL", or
+// "at the vaults URL1, URL2, URL3 (any 2 of them recover the key, ...)".
+func vaultsPhrase(clients []*keyvault.Client, k int) string {
+	if len(clients) == 1 {
+		return "at the vault " + clients[0].URL
+	}
+	urls := make([]string, len(clients))
+	for i, c := range clients {
+		urls[i] = c.URL
+	}
+	return fmt.Sprintf("at the vaults %s (any %d of them recover the key; each allows %d wrong guesses in a row)", strings.Join(urls, ", "), k, keyvault.SharedAttempts(k, len(clients)))
+}
 
 func newKeyAddVaultCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "add-vault --vault URL REMOTE",
-		Short: "Protect the key with a password at a Backup Key Vault (unlocks with the code)",
+	cmd := &cobra.Command{
+		Use:   "add-vault --vault URL[,URL...] [--vault-threshold K] REMOTE",
+		Short: "Protect the key with a password at a Backup Key Vault, or at k of n vaults (unlocks with the code)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			url := g.vault
-			if url == "" {
-				return errNoVault
-			}
-			vault, err := g.sources().VaultClient(url)
+			vaults, k, err := g.enrolTargets()
 			if err != nil {
 				return err
 			}
@@ -191,28 +235,27 @@ func newKeyAddVaultCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id, err := unlock.Enrol(cmd.Context(), r, vault, pw)
+			id, err := unlock.Enrol(cmd.Context(), r, vaults, k, pw)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Added vault key slot %s: the password now opens the repository through %s.\n", id.Short(), url)
+			fmt.Fprintf(cmd.OutOrStdout(), "Added vault key slot %s: the password now opens the repository, kept %s.\n", id.Short(), vaultsPhrase(vaults, k))
 			return nil
 		},
 	}
+	addThresholdFlag(cmd, g)
+	return cmd
 }
 
 func newKeyPasswdCmd(g *globals) *cobra.Command {
 	var newPasswordFile string
 	cmd := &cobra.Command{
-		Use:   "passwd --vault URL REMOTE",
+		Use:   "passwd --vault URL[,URL...] [--vault-threshold K] REMOTE",
 		Short: "Change the vault password (a new slot replaces the old; data untouched)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if g.vault == "" {
-				return errNoVault
-			}
 			ctx := cmd.Context()
-			vault, err := g.sources().VaultClient(g.vault)
+			vaults, k, err := g.enrolTargets()
 			if err != nil {
 				return err
 			}
@@ -232,15 +275,19 @@ func newKeyPasswdCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id, err := unlock.Enrol(ctx, r, vault, pw)
+			id, err := unlock.Enrol(ctx, r, vaults, k, pw)
 			if err != nil {
 				return err
 			}
-			// Retire the old enrolments at the vault, then remove their slots:
-			// the old password then opens no copy of them either.
+			// Retire the old enrolments at the vaults, then remove their
+			// slots: the old password then opens no copy of them either.
 			var kept []string
-			for _, s := range unlock.VaultSlots(slots, g.vault) {
-				switch err := old.Retire(ctx, s); {
+			urls := make([]string, len(vaults))
+			for i, c := range vaults {
+				urls[i] = c.URL
+			}
+			for _, s := range unlock.VaultSlots(slots, urls...) {
+				switch err := old.Retire(ctx, r.ID(), s); {
 				case errors.Is(err, keyvault.ErrWrongPassword), errors.Is(err, keyvault.ErrNoDestroy):
 					fmt.Fprintf(cmd.ErrOrStderr(), "sealfs: warning: %v; the slot is removed, but a copy of it still opens with its password at the vault\n", err)
 				case err != nil:
@@ -260,5 +307,6 @@ func newKeyPasswdCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&newPasswordFile, "new-password-file", "", "file holding the new password (default: asked twice)")
+	addThresholdFlag(cmd, g)
 	return cmd
 }

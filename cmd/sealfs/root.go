@@ -29,7 +29,8 @@ type globals struct {
 	rcloneConfig   string
 	codeFile       string
 	acceptRollback bool
-	vault          string // unlock through this vault with a password
+	vault          string // unlock through these vaults (comma-separated URLs) with a password
+	vaultThreshold int    // --vault-threshold: how many of the vaults recover the key (init, key add-vault, key passwd)
 	vaultCAFile    string // --vault-ca-file
 	vaultPin       string // --vault-pin: pins, comma-separated
 	passwordFile   string
@@ -71,9 +72,9 @@ with --vault URL they ask for the vault password instead (or read --password-fil
 	pf.StringVar(&g.rcloneConfig, "rclone-config", "", "rclone config file (default: $RCLONE_CONFIG, then rclone's usual place)")
 	pf.StringVar(&g.codeFile, "code-file", "", "file holding the recovery code")
 	pf.BoolVar(&g.acceptRollback, "accept-rollback", false, "accept a remote whose newest snapshot is older than one seen before")
-	pf.StringVar(&g.vault, "vault", "", "unlock with a password through this Backup Key Vault (URL) instead of the recovery code")
-	pf.StringVar(&g.vaultCAFile, "vault-ca-file", "", "trust the vault's TLS certificate if this PEM file's CA signed it (instead of the system's CAs)")
-	pf.StringVar(&g.vaultPin, "vault-pin", "", "trust the vault's TLS certificate if it matches this pin (sha256:HEX, printed by sealfs-vault serve; several: comma-separated)")
+	pf.StringVar(&g.vault, "vault", "", "unlock with a password through this Backup Key Vault (URL), or these (URL1,URL2,...: k of n vaults), instead of the recovery code")
+	pf.StringVar(&g.vaultCAFile, "vault-ca-file", "", "trust a vault's TLS certificate if this PEM file's CA signed it (instead of the system's CAs; for every vault of --vault)")
+	pf.StringVar(&g.vaultPin, "vault-pin", "", "trust a vault's TLS certificate if it matches one of these pins (sha256:HEX, printed by sealfs-vault serve; several: comma-separated; with several vaults, one pin of each)")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print no progress (backup, restore, check, prune, umount show it on stderr)")
 	pf.StringVar(&g.passwordFile, "password-file", "", "file holding the vault password (default: asked on the terminal)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

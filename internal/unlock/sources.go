@@ -2,10 +2,13 @@ package unlock
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"golang.org/x/term"
 
@@ -36,7 +39,7 @@ const maxPipeSecret = 4096
 // credentials are looked at too (see the package comment for the order).
 type Sources struct {
 	CodeFile     string         // file holding the recovery code
-	Vault        string         // the vault's URL: the secret is a password for it
+	Vault        string         // the vaults' URLs, comma-separated: the secret is a password for them
 	VaultTrust   keyvault.Trust // which certificate of the vault to trust
 	PasswordFile string         // file holding the vault password
 	Terminal     *os.File       // asked on when it is a terminal; nil: never
@@ -49,13 +52,39 @@ func (s Sources) VaultClient(url string) (*keyvault.Client, error) {
 	return keyvault.NewClient(url, s.VaultTrust)
 }
 
+// ErrVaultList: a list of vault URLs has an empty or repeated entry, or
+// more than keyvault.MaxVaults.
+var ErrVaultList = errors.New("malformed list of vaults")
+
+// VaultClients returns a client for each vault of urls, a comma-separated
+// list (one URL, or several for k of n vaults), each trusting its
+// certificate as VaultTrust says: the same CA file and pins for all.
+func (s Sources) VaultClients(urls string) ([]*keyvault.Client, error) {
+	var clients []*keyvault.Client
+	for u := range strings.SplitSeq(urls, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" || slices.ContainsFunc(clients, func(c *keyvault.Client) bool { return c.URL == u }) {
+			return nil, fmt.Errorf("%w %q: give one URL, or several separated by commas, each once", ErrVaultList, urls)
+		}
+		c, err := s.VaultClient(u)
+		if err != nil {
+			return nil, err
+		}
+		clients = append(clients, c)
+	}
+	if len(clients) > keyvault.MaxVaults {
+		return nil, fmt.Errorf("%w: %d vaults, at most %d", ErrVaultList, len(clients), keyvault.MaxVaults)
+	}
+	return clients, nil
+}
+
 // Read returns the secret: the vault password when Vault is set, else the
 // recovery code. A code with a typo is an error wrapping crypt.ErrCodeTypo.
 // A vault URL the client refuses (keyvault.NewClient) is an error before
 // any password is asked for.
 func (s Sources) Read() (Secret, error) {
 	if s.Vault != "" {
-		c, err := s.VaultClient(s.Vault)
+		cs, err := s.VaultClients(s.Vault)
 		if err != nil {
 			return Secret{}, err
 		}
@@ -64,7 +93,7 @@ func (s Sources) Read() (Secret, error) {
 			file = credential(PasswordCredential)
 		}
 		pw, err := s.password(file, "Vault password: ", false)
-		return Secret{password: pw, vault: s.Vault, client: c}, err
+		return Secret{password: pw, vault: s.Vault, clients: cs, warn: s.Out}, err
 	}
 	code, err := s.code()
 	return Secret{code: code}, err
@@ -88,11 +117,11 @@ func (s Sources) FromPipe(r io.Reader) (Secret, error) {
 		return Secret{}, fmt.Errorf("the secret in the pipe is longer than %d bytes", maxPipeSecret)
 	}
 	if s.Vault != "" {
-		c, err := s.VaultClient(s.Vault)
+		cs, err := s.VaultClients(s.Vault)
 		if err != nil {
 			return Secret{}, err
 		}
-		return Secret{password: bytes.Clone(bytes.TrimRight(b, "\r\n")), vault: s.Vault, client: c}, nil
+		return Secret{password: bytes.Clone(bytes.TrimRight(b, "\r\n")), vault: s.Vault, clients: cs, warn: s.Out}, nil
 	}
 	code, err := crypt.ParseRecoveryCode(string(b))
 	return Secret{code: code}, err

@@ -30,6 +30,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/keyvault"
@@ -76,8 +78,18 @@ var (
 type Secret struct {
 	code     crypt.RecoveryCode
 	password []byte
-	vault    string           // the vault's URL for a password; "" for a code
-	client   *keyvault.Client // the vault's client for a password
+	vault    string             // the vaults' URLs for a password, as given (comma-separated); "" for a code
+	clients  []*keyvault.Client // a client for each vault, for a password
+	warn     io.Writer          // where unlocking warns (a vault that did not reset its count); nil: nowhere
+}
+
+// urls returns the URLs of the vaults a password is for.
+func (s Secret) urls() []string {
+	urls := make([]string, len(s.clients))
+	for i, c := range s.clients {
+		urls[i] = c.URL
+	}
+	return urls
 }
 
 // String hides the secret.
@@ -90,7 +102,7 @@ func (s Secret) GoString() string { return s.String() }
 // password, WithCode for a recovery code.
 func (s Secret) Unlocker() repo.Unlocker {
 	if s.vault != "" {
-		return WithVault(s.client, s.password)
+		return vaultUnlocker{clients: s.clients, password: s.password, warn: s.warn}
 	}
 	return WithCode(s.code)
 }
@@ -135,31 +147,35 @@ func (u codeUnlocker) Unlock(_ context.Context, rid crypt.RepoID, slots []repo.S
 	return crypt.MasterKey{}, crypt.ID{}, fmt.Errorf("%w (it opens none of the repository's %d recovery-code slots)", ErrWrongCode, n)
 }
 
-// WithVault returns an unlocker that asks the vault behind c for the
-// secret of each of that vault's slots with password, newest slot first
-// (see the package comment for when it stops).
-func WithVault(c *keyvault.Client, password []byte) repo.Unlocker {
-	return vaultUnlocker{client: c, password: password}
+// WithVault returns an unlocker that asks the vaults behind clients for
+// the secret of each vault slot they can open (VaultSlots) with password,
+// newest slot first (see the package comment for when it stops). A slot
+// of k of n vaults asks only the vaults among clients.
+func WithVault(password []byte, clients ...*keyvault.Client) repo.Unlocker {
+	return vaultUnlocker{clients: clients, password: password}
 }
 
 type vaultUnlocker struct {
-	client   *keyvault.Client
+	clients  []*keyvault.Client
 	password []byte
+	warn     io.Writer
 }
 
-// Unlock asks the vault for the secret of each of its slots and opens the
-// slot with it. Errors from the vault (a wrong password, a lockout) are
-// returned as they are; ErrNoVaultSlot when the repository has no slot of
-// this vault, ErrWrongVaultSecret when the secrets open none.
+// Unlock asks the vaults for the secret of each slot they can open and
+// opens the slot with it. Errors from the vaults (a wrong password, a
+// lockout, too few vaults answering) are returned as they are;
+// ErrNoVaultSlot when the repository has no slot of these vaults,
+// ErrWrongVaultSecret when the secrets open none.
 func (u vaultUnlocker) Unlock(ctx context.Context, rid crypt.RepoID, slots []repo.SlotInfo) (crypt.MasterKey, crypt.ID, error) {
-	mine := VaultSlots(slots, u.client.URL)
+	urls := Secret{clients: u.clients}.urls()
+	mine := VaultSlots(slots, urls...)
 	if len(mine) == 0 {
-		return crypt.MasterKey{}, crypt.ID{}, fmt.Errorf("%w at %s", ErrNoVaultSlot, u.client.URL)
+		return crypt.MasterKey{}, crypt.ID{}, fmt.Errorf("%w at %s", ErrNoVaultSlot, strings.Join(urls, ","))
 	}
 	var gone error
 	for _, s := range mine {
 		p, _ := ParseVaultParams(s.Slot) // VaultSlots parsed it
-		secret, err := u.client.Recover(ctx, p.User, u.password)
+		secret, err := u.secret(ctx, rid, s, p)
 		if vaultGone(err) {
 			gone = err
 			continue
@@ -180,6 +196,24 @@ func (u vaultUnlocker) Unlock(ctx context.Context, rid crypt.RepoID, slots []rep
 		return crypt.MasterKey{}, crypt.ID{}, gone
 	}
 	return crypt.MasterKey{}, crypt.ID{}, ErrWrongVaultSecret
+}
+
+// secret asks the slot's vaults for its secret: the one vault of a slot
+// of params version 1, or k of the vaults of a k-of-n slot, whose
+// secret is then the one that opens it (or a wrong password).
+func (u vaultUnlocker) secret(ctx context.Context, rid crypt.RepoID, s repo.SlotInfo, p VaultParams) ([]byte, error) {
+	if !p.Shared() {
+		c := u.clients[slices.IndexFunc(u.clients, func(c *keyvault.Client) bool { return c.URL == p.URL })]
+		return c.Recover(ctx, p.User, u.password)
+	}
+	shared, _ := p.shared(u.clients)
+	secret, warnings, err := shared.Recover(ctx, u.password, opens(rid, s))
+	for _, w := range warnings {
+		if u.warn != nil {
+			fmt.Fprintf(u.warn, "sealfs: warning: %v\n", w)
+		}
+	}
+	return secret, err
 }
 
 // vaultGone reports whether an error from the vault means that a slot is

@@ -124,7 +124,7 @@ func TestVaultSlotRoundTrip(t *testing.T) {
 	url := startVault(t)
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	pw := "a long and happy passphrase"
-	id, err := unlock.Enrol(ctx, env.Repo, client(t, url), []byte(pw))
+	id, err := unlock.Enrol(ctx, env.Repo, []*keyvault.Client{client(t, url)}, 1, []byte(pw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestVaultSlotOrder(t *testing.T) {
 	url := startVault(t)
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	oldPW, newPW := passwordFile(t, "the old passphrase"), passwordFile(t, "the new passphrase")
-	old, err := unlock.Enrol(ctx, env.Repo, client(t, url), []byte("the old passphrase"))
+	old, err := unlock.Enrol(ctx, env.Repo, []*keyvault.Client{client(t, url)}, 1, []byte("the old passphrase"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestVaultSlotOrder(t *testing.T) {
 		t.Fatalf("past a slot the vault does not know: slot %s, %v; want %s", got.Short(), err, old.Short())
 	}
 	nextSecond()
-	newest, err := unlock.Enrol(ctx, env.Repo, client(t, url), []byte("the new passphrase"))
+	newest, err := unlock.Enrol(ctx, env.Repo, []*keyvault.Client{client(t, url)}, 1, []byte("the new passphrase"))
 	if err != nil {
 		t.Fatal(err)
 	}
