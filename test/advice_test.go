@@ -21,7 +21,7 @@ const (
 	hintWrongCode  = "sealfs: this code is valid but belongs to another repository, or its key slot was removed; try another code you have for this one\n"
 	hintNoRepo     = "sealfs: check the remote's name; to create a repository there, run: sealfs init REMOTE\n"
 	hintLocked     = "sealfs: another sealfs is writing to this repository: wait for it to finish, or mount with --read-only to look without writing\n"
-	hintWrongPass  = "sealfs: after 10 wrong passwords in a row the vault destroys the key for good; if unsure, unlock with the recovery code instead (--code-file, without --vault)\n"
+	hintWrongPass  = "sealfs: when no attempts are left the vault destroys the key for good (after 10 wrong passwords in a row at one vault, fewer at each of k of n vaults); if unsure, unlock with the recovery code instead (--code-file, without --vault)\n"
 	hintVaultKey   = "sealfs: the password is right, but the key slot it opened is not this repository's; unlock with the recovery code instead (--code-file, without --vault)\n"
 	hintNoVaultKey = "sealfs: unlock with the recovery code, and add a vault key slot with: sealfs key add-vault --vault URL REMOTE\n"
 )

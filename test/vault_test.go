@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -53,14 +54,25 @@ func startVaultServer(t *testing.T, serve []string) string {
 // when certFile is given: then the URL is https://.
 func startVaultServerWith(t *testing.T, serve []string, certFile, keyFile string) string {
 	t.Helper()
+	url, _ := startVaultIn(t, serve, certFile, keyFile, filepath.Join(t.TempDir(), "vault"))
+	return url
+}
+
+// startVaultIn is startVaultServerWith with the vault's data directory
+// (database, audit log, token and its PIN) in dataDir. stop stops it
+// before the end of the test (once; the end of the test stops it
+// otherwise).
+func startVaultIn(t *testing.T, serve []string, certFile, keyFile, dataDir string) (url string, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	args := append(serve[1:], "--listen", addr, "--data-dir", filepath.Join(t.TempDir(), "vault"))
-	url, get := "http://"+addr, http.Get
+	args := append(serve[1:], "--listen", addr, "--data-dir", dataDir)
+	var get func(string) (*http.Response, error)
+	url, get = "http://"+addr, http.Get
 	if certFile != "" {
 		args = append(args, "--tls-cert", certFile, "--tls-key", keyFile)
 		url = "https://" + addr
@@ -77,7 +89,9 @@ func startVaultServerWith(t *testing.T, serve []string, certFile, keyFile string
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { stopVaultServer(t, cmd, exited, &log) })
+	var once sync.Once
+	stop = func() { once.Do(func() { stopVaultServer(t, cmd, exited, &log) }) }
+	t.Cleanup(stop)
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		if r, err := get(url + "/healthz"); err == nil && r.StatusCode == 200 {
 			r.Body.Close()
@@ -91,7 +105,7 @@ func startVaultServerWith(t *testing.T, serve []string, certFile, keyFile string
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); err != nil || exe != vaultBin {
 		t.Fatalf("%v serves as %q (%v), want %s in the same process", serve, exe, err, vaultBin)
 	}
-	return url
+	return url, stop
 }
 
 // stopVaultServer sends SIGINT and expects a clean exit.

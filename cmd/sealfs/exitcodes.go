@@ -65,7 +65,7 @@ func isUsage(err error) bool {
 var failures = []failure{
 	{isUsage, exitUsage, ""},
 	{is(errStillQueued), exitQueued, ""},
-	{is(keyvault.ErrWrongPassword), exitWrongPass, "after 10 wrong passwords in a row the vault destroys the key for good; if unsure, unlock with the recovery code instead (--code-file, without --vault)"},
+	{is(keyvault.ErrWrongPassword), exitWrongPass, "when no attempts are left the vault destroys the key for good (after 10 wrong passwords in a row at one vault, fewer at each of k of n vaults); if unsure, unlock with the recovery code instead (--code-file, without --vault)"},
 	{is(keyvault.ErrLockedOut), exitLockedOut, "the recovery code is now the only way back: unlock with it (--code-file), then enrol a new password with: sealfs key add-vault --vault URL REMOTE"},
 	{is(keyvault.ErrPlainHTTP), exitUsage, "give the vault's https:// URL (sealfs-vault serve --tls-cert F --tls-key F); plain http:// is for a vault on this machine only"},
 	{is(keyvault.ErrBadURL), exitUsage, ""},
