@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -66,6 +67,19 @@ func TestVaultKofN(t *testing.T) {
 	}
 	mountRead()
 	expect(t, vault(pw, urls[0], "snapshots", c.remote), 4, "no key slot for the vault")
+
+	// A new password: the old enrolments are retired at all three vaults,
+	// so a copy of the old slot no longer opens with the old password.
+	copied := filepath.Join(dir, "remote-copy")
+	if out, err := exec.Command("cp", "-a", c.remote, copied).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	pw2 := writeFileT(t, dir, "pw2", "an even longer and happier passphrase\n")
+	expect(t, sealfs(t, nil, "key", "passwd", "--cache-dir", t.TempDir(), "--vault", all, "--vault-threshold", "2", "--password-file", pw, "--new-password-file", pw2, c.remote), 0, "")
+	expect(t, vault(pw, all, "snapshots", copied), 12, "destroyed or do not know their part")
+	expect(t, vault(pw, all, "snapshots", c.remote), 11, "4 attempts left")
+	pw = pw2
+	expect(t, vault(pw, all, "snapshots", c.remote), 0, "") // resets all three
 	expect(t, vault(bad, all, "snapshots", c.remote), 11, "4 attempts left")
 	expect(t, vault(bad, all, "snapshots", c.remote), 11, "3 attempts left")
 	expect(t, vault(pw, urls[1]+","+urls[2], "snapshots", c.remote), 0, "") // resets vaults 2 and 3 only
@@ -77,7 +91,7 @@ func TestVaultKofN(t *testing.T) {
 	expect(t, vault(bad, all, "snapshots", c.remote), 11, "4 attempts left")
 	expect(t, vault(pw, all, "snapshots", c.remote), 0, "")
 
-	testKofNThief(t, c.remote, urls, dataDirs, stops)
+	testKofNThief(t, c.remote, "an even longer and happier passphrase", urls, dataDirs, stops)
 
 	// Vaults 1 and 3 down: one vault answers, two are needed.
 	expect(t, vault(pw, all, "snapshots", c.remote), 1, "too few of the vaults answered: 1 of the 2 needed")
@@ -85,7 +99,8 @@ func TestVaultKofN(t *testing.T) {
 	expect(t, c.run(t, "snapshots", c.remote), 0, "")
 }
 
-// testKofNThief: vault 3 is down, vault 2 serves. The thief holds the
+// testKofNThief: vault 3 is down, vault 2 serves; password is the
+// slot's. The thief holds the
 // databases of vaults 1 and 3 and vault 1's HSM (its token directory and
 // PIN: SoftHSM2 keeps keys in plain files), and the slot from the
 // storage provider. With vault 1's key it evaluates the password offline
@@ -95,7 +110,7 @@ func TestVaultKofN(t *testing.T) {
 // evaluation, and no value of either database completes the share into
 // a secret that opens the slot. Only an evaluation at a second, online
 // vault does, and that vault counts it.
-func testKofNThief(t *testing.T, remote string, urls, dataDirs []string, stops []func()) {
+func testKofNThief(t *testing.T, remote, password string, urls, dataDirs []string, stops []func()) {
 	ctx := context.Background()
 	stops[0]() // the thief walks off with vault 1's files; vault 1 is down
 	slot, p := vaultSlotOf(t, remote)
@@ -152,7 +167,7 @@ func testKofNThief(t *testing.T, remote string, urls, dataDirs []string, stops [
 	}
 	// What the thief can check a guess against, for the right password
 	// and a wrong one alike: none of it may tell them apart.
-	right, rightShare := func() (*keyvault.Keys, []byte) { return offline("a long and happy passphrase") }()
+	right, rightShare := offline(password)
 	wrong, wrongShare := offline("not the passphrase at all")
 	for name, g := range map[string]struct {
 		keys  *keyvault.Keys
@@ -187,7 +202,7 @@ func testKofNThief(t *testing.T, remote string, urls, dataDirs []string, stops [
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys2, left, err := c2.Evaluate(ctx, m2.User, []byte("a long and happy passphrase"))
+	keys2, left, err := c2.Evaluate(ctx, m2.User, []byte(password))
 	if err != nil || left != 4 {
 		t.Fatalf("the thief's evaluation at vault 2: %d left, %v; want it counted (4 left)", left, err)
 	}
