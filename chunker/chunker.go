@@ -75,6 +75,20 @@ func New(rd io.Reader, gear *[256]uint64, p Params) (*Chunker, error) {
 	}, nil
 }
 
+// Reuse makes the chunker fill buf (up to its capacity) before it
+// allocates a buffer of its own: a buffer from an earlier chunker's
+// Buffer, so that a writer of many small files does not allocate one for
+// each. Call it before the first Next.
+func (c *Chunker) Reuse(buf []byte) {
+	if c.end == 0 {
+		c.buf = buf[:cap(buf)]
+	}
+}
+
+// Buffer returns the chunker's buffer, for a later chunker's Reuse once
+// no chunk this one returned is used any more.
+func (c *Chunker) Buffer() []byte { return c.buf }
+
 // Reset makes the chunker read a new stream, keeping its buffer.
 func (c *Chunker) Reset(rd io.Reader) {
 	c.rd, c.start, c.end, c.eof = rd, 0, 0, false

@@ -181,3 +181,37 @@ func TestWrappedEOFIsAnError(t *testing.T) {
 		return
 	}
 }
+
+// TestReuse: a chunker given an earlier chunker's buffer (larger or
+// smaller than it needs) cuts the same chunks as a fresh one.
+func TestReuse(t *testing.T) {
+	gear := gearFrom(3)
+	data := randomBytes(9, 5<<20)
+	want := chunks(t, data, gear, DefaultParams)
+	for _, n := range []int{0, 100, 64 << 10, 4 << 20, 8 << 20} {
+		c, err := New(iotestHalfReader{bytes.NewReader(data)}, gear, DefaultParams)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Reuse(make([]byte, 7, n+7))
+		var got []int
+		var joined []byte
+		for {
+			b, err := c.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, len(b))
+			joined = append(joined, b...)
+		}
+		if !bytes.Equal(joined, data) || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("reusing a buffer of %d bytes: chunks %v, want %v", n+7, got, want)
+		}
+		if len(c.Buffer()) < n+7 {
+			t.Fatalf("Buffer returned %d bytes, less than the %d given", len(c.Buffer()), n+7)
+		}
+	}
+}
