@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -28,9 +29,14 @@ func (r *Repository) sealSegmented(id crypt.ID, data []byte) ([]byte, error) {
 	out := make([]byte, tableLen, tableLen+len(data)+n*(crypt.Overhead+1))
 	lens := make([]uint32, n)
 	compress := r.cfg.Compression == CompressionZstd
+	scratch := segmentScratch.Get().(*[]byte)
+	defer segmentScratch.Put(scratch)
 	for i := range n {
 		seg := data[i*format.SegmentSize : i*format.SegmentSize+format.SegmentRawLen(raw, i)]
-		pt, compressed := r.encodeSegment(seg, compress)
+		pt, compressed := r.encodeSegment(seg, compress, (*scratch)[:0])
+		if cap(pt) > cap(*scratch) {
+			*scratch = pt[:0] // grown: keep the larger one
+		}
 		if i == 0 && !compressed {
 			compress = false
 		}
@@ -51,18 +57,24 @@ func (r *Repository) sealSegmented(id crypt.ID, data []byte) ([]byte, error) {
 	return out, nil
 }
 
+// segmentScratch holds buffers (*[]byte) for a segment's plaintext
+// between its encoding and its sealing: one allocated for each segment was
+// as many bytes again as every file written.
+var segmentScratch = sync.Pool{New: func() any { b := make([]byte, 0, format.SegmentSize+1); return &b }}
+
 // encodeSegment returns flag || payload for one segment, compressed when
 // compress is set, the segment is at least 64 bytes and compression saves
-// 1/32; compressed says which.
-func (r *Repository) encodeSegment(seg []byte, compress bool) (pt []byte, compressed bool) {
+// 1/32; compressed says which. It appends to scratch (empty, and grown if
+// it is too small): the result is only valid until scratch is reused.
+func (r *Repository) encodeSegment(seg []byte, compress bool, scratch []byte) (pt []byte, compressed bool) {
 	if compress && len(seg) >= 64 {
-		out := r.zenc.EncodeAll(seg, append(make([]byte, 0, len(seg)/2+16), blobZstd))
+		out := r.zenc.EncodeAll(seg, append(scratch, blobZstd))
 		if saves(len(out), len(seg)) {
 			return out, true
 		}
+		scratch = out[:0] // reuse what EncodeAll grew
 	}
-	out := make([]byte, 0, len(seg)+1)
-	out = append(out, blobRaw)
+	out := append(scratch, blobRaw)
 	return append(out, seg...), false
 }
 

@@ -3,6 +3,7 @@ package repo_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"runtime"
 	"testing"
@@ -39,5 +40,29 @@ func TestSmallFileAllocations(t *testing.T) {
 	t.Logf("%d bytes allocated a file", per)
 	if per > 32<<10 {
 		t.Fatalf("storing a %d-byte file allocated %d bytes", size, per)
+	}
+}
+
+// TestLargeFileAllocations: storing a file allocates about its sealed
+// size once (the packs), not a copy of each 64 KiB segment as well.
+func TestLargeFileAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocations are not counted under the race detector")
+	}
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	ctx := context.Background()
+	const size = 32 << 20
+	data := make([]byte, size)
+	rand.Read(data)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, _, err := env.Repo.SaveFile(ctx, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	ratio := float64(after.TotalAlloc-before.TotalAlloc) / size
+	t.Logf("%.2f bytes allocated a byte stored", ratio)
+	if ratio > 4.1 { // 4.78 with a copy of each segment, 3.48 without
+		t.Fatalf("storing %d bytes allocated %.2f times as much", size, ratio)
 	}
 }
