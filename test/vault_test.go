@@ -311,13 +311,24 @@ func TestVaultTLS(t *testing.T) {
 	expect(t, r, 2, "refusing plain http://")
 }
 
-// TestVaultKeyRemoveRetires: removing a vault slot (unlocked with the
-// recovery code, the slot's password given) retires its enrolment at the
+// TestVaultKeyRemoveRetires: removing a vault slot with its vault named
+// (--vault, the slot's password given) retires its enrolment at the
 // vault, so a copy of the slot no longer opens with the password;
-// --keep-at-vault only removes the slot.
+// --keep-at-vault only removes the slot. Unlocked with the recovery code
+// and no --vault, the vault the slot names is not asked at all (a storage
+// provider could plant a slot naming a vault of its own, which would get
+// the password's tag): the slot stays, and the error says what to run.
 func TestVaultKeyRemoveRetires(t *testing.T) {
-	url := startVaultServer(t, directServe())
 	dir := t.TempDir()
+	vaultDir := filepath.Join(dir, "vault")
+	url, _ := startVaultIn(t, directServe(), "", "", vaultDir)
+	audited := func() int {
+		b, err := os.ReadFile(filepath.Join(vaultDir, "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Count(b, []byte("\n"))
+	}
 	pw := writeFileT(t, dir, "pw", "a long and happy passphrase\n")
 	c := cliRepo{remote: filepath.Join(dir, "remote"), cache: filepath.Join(dir, "cache"), codeFile: filepath.Join(dir, "code")}
 	expect(t, sealfs(t, nil, "init", "--cache-dir", c.cache, "--code-file", c.codeFile, "--vault", url, "--password-file", pw, c.remote), 0, "")
@@ -339,9 +350,20 @@ func TestVaultKeyRemoveRetires(t *testing.T) {
 	if slot == "" {
 		t.Fatalf("no vault slot listed:\n%s", list.stdout)
 	}
+	// Unlocked with the code, no --vault: the slot's URL is not contacted.
+	before := audited()
+	expect(t, c.run(t, "key", "remove", "--password-file", pw, slot, c.remote), 2, "--vault "+url)
+	if n := audited(); n != before {
+		t.Fatalf("key remove without --vault sent %d requests to the vault the slot names", n-before)
+	}
+	if list := c.run(t, "key", "list", c.remote); !strings.Contains(list.stdout, slot) {
+		t.Fatalf("the refused key remove removed the slot:\n%s", list.stdout)
+	}
+	expect(t, vault(copied), 0, "")
+
 	bad := writeFileT(t, dir, "bad", "not the passphrase at all\n")
-	expect(t, c.run(t, "key", "remove", "--password-file", bad, slot, c.remote), 11, "attempts left")
-	expect(t, c.run(t, "key", "remove", "--password-file", pw, slot, c.remote), 0, "")
+	expect(t, c.run(t, "key", "remove", "--vault", url, "--password-file", bad, slot, c.remote), 11, "attempts left")
+	expect(t, c.run(t, "key", "remove", "--vault", url, "--password-file", pw, slot, c.remote), 0, "")
 	expect(t, vault(copied), 1, "no vault enrolment")
 
 	// --keep-at-vault: the slot goes, the enrolment stays.

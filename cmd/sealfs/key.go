@@ -103,10 +103,12 @@ func newKeyRemoveCmd(g *globals) *cobra.Command {
 		Use:   "remove SLOT REMOTE",
 		Short: "Remove a key slot (by the id or a prefix of it shown by key list); a vault slot is retired at its vault first",
 		Long: `Remove a key slot, by the id or a prefix of it shown by key list. A vault slot's
-enrolment is destroyed at its vault first, proved with its password (the one
-that unlocked, with --vault, or asked for: --password-file), so that the
-password no longer recovers it from any copy of the slot; --keep-at-vault
-removes the slot only.`,
+enrolment is destroyed at its vaults first, proved with its password: give
+the slot's vaults with --vault (the password then unlocks: --password-file,
+or asked), so that the password no longer recovers it from any copy of the
+slot. Only vaults named with --vault are asked, never the URLs a slot on the
+remote names: without them the slot is left as it is, and the error says
+what to run. --keep-at-vault removes the slot only.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -149,20 +151,20 @@ removes the slot only.`,
 }
 
 // retire destroys, at its vaults, the enrolment behind the vault slot
-// with parameters p of repository rid, proved with secret when it is a
-// password for those vaults, else with the vault password read as for
-// unlocking (--password-file, the credential, the terminal).
+// with parameters p of repository rid, proved with secret, which must be
+// a password for vaults the user named with --vault (unlock.Secret.Retire
+// asks only those). A slot's own URLs are never contacted: they come from
+// the remote, whose keeper could plant a slot naming a vault of its own,
+// which would then get what the password derives (a tag to test guesses
+// offline). Without the slot's vaults named it retires nothing and says
+// what to run.
 func (g *globals) retire(ctx context.Context, secret unlock.Secret, p unlock.VaultParams, rid crypt.RepoID, slot repo.SlotInfo) error {
 	err := secret.Retire(ctx, rid, slot)
 	if !errors.Is(err, unlock.ErrNotVaultPassword) {
 		return err
 	}
-	src := g.sources()
-	src.Vault = strings.Join(p.URLs(), ",")
-	if secret, err = src.Read(); err != nil {
-		return err
-	}
-	return secret.Retire(ctx, rid, slot)
+	urls := strings.Join(p.URLs(), ",")
+	return usageError{fmt.Errorf("key slot %s is kept at the vaults %s, which --vault does not name: sealfs asks only vaults you name, never the ones a slot on the remote names (a storage provider could plant a slot naming a vault of its own, and test your password offline with what sealfs sends it). If %s are your vaults, retire the slot there and remove it with: sealfs key remove %s --vault %s REMOTE (it asks for their password); to remove the slot from the remote only, leaving its enrolment at the vaults: sealfs key remove --keep-at-vault %s REMOTE", slot.ID.Short(), urls, urls, slot.ID.Short(), urls, slot.ID.Short())}
 }
 
 // errNoVault: a command that enrols at a vault was not told which.
