@@ -252,6 +252,22 @@ func (k *Keys) OpenSegmentInPlace(id ID, index uint32, last bool, sealed []byte)
 	return pt, nil
 }
 
+// OpenSegmentAppend is OpenSegment appending the plaintext to dst, as
+// cipher.AEAD's Open does: with room enough in dst's capacity, it
+// allocates nothing. sealed must not overlap dst's capacity. On failure
+// the bytes of dst's capacity after len(dst) are undefined, and nothing
+// is released.
+func (k *Keys) OpenSegmentAppend(dst []byte, id ID, index uint32, last bool, sealed []byte) ([]byte, error) {
+	if len(sealed) < Overhead {
+		return nil, fmt.Errorf("%w: sealed segment is %d bytes, shorter than the %d-byte minimum", ErrAuth, len(sealed), Overhead)
+	}
+	out, err := k.segAEAD.Open(dst, sealed[:NonceSize], sealed[NonceSize:], segmentAD(k.repo, id, index, last))
+	if err != nil {
+		return nil, ErrAuth
+	}
+	return out, nil
+}
+
 // BlobID returns the keyed id of a blob of type t with the given plaintext:
 // HMAC-SHA256(id key, type (1 byte) || plaintext). Without the key, the
 // storage provider cannot test a guess of a blob's content against its id.

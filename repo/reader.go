@@ -14,7 +14,7 @@ import (
 
 // LoadBlob fetches blob id of type t with one range request, authenticates
 // and decrypts it, decompresses it and checks that its content hashes to
-// id. Any failure is an error wrapping ErrIntegrity that names the pack and
+// id (for a segmented blob, unless Options.TrustSegments). Any failure is an error wrapping ErrIntegrity that names the pack and
 // the blob; no unverified byte is ever returned. Callers asking for the
 // same blob at the same time share one fetch (fetchGroup). When ctx is done
 // first, LoadBlob returns at once with an error wrapping ctx's error, and
@@ -63,14 +63,14 @@ func (r *Repository) loadLocalUncounted(t crypt.ObjectType, id crypt.ID, l Locat
 		}
 	}
 	if sealed := r.blobFromPacker(l); sealed != nil {
-		data, err := r.openBlob(t, id, l, sealed)
+		data, err := r.openRead(t, id, l, sealed)
 		if err == nil {
 			r.remember(t, id, data)
 		}
 		return data, true, err
 	}
 	if cached := r.blobs.get(id); cached != nil {
-		if data, err := r.openBlob(t, id, l, cached); err == nil {
+		if data, err := r.openRead(t, id, l, cached); err == nil {
 			r.remember(t, id, data)
 			return data, true, nil
 		}
@@ -90,7 +90,7 @@ func (r *Repository) fetchBlob(ctx context.Context, t crypt.ObjectType, id crypt
 	if err != nil {
 		return nil, err
 	}
-	data, err := r.openBlob(t, id, l, sealed)
+	data, err := r.openRead(t, id, l, sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -147,11 +147,21 @@ func (r *Repository) transfers() int {
 	return DefaultTransfers
 }
 
+// openRead is openBlob for reads of content: with
+// Options.TrustSegments a segmented blob's id is not recomputed.
+func (r *Repository) openRead(t crypt.ObjectType, id crypt.ID, l Location, sealed []byte) ([]byte, error) {
+	if l.Type == crypt.TypeSegmentedBlob {
+		return r.openSegmentedWhole(id, l, sealed, !r.opts.TrustSegments)
+	}
+	return r.openBlob(t, id, l, sealed)
+}
+
 // openBlob verifies and decodes the sealed form of a blob, a segmented
-// one included (l.Type says which), whole.
+// one included (l.Type says which), whole, and checks that its content
+// hashes to id.
 func (r *Repository) openBlob(t crypt.ObjectType, id crypt.ID, l Location, sealed []byte) ([]byte, error) {
 	if l.Type == crypt.TypeSegmentedBlob {
-		return r.openSegmentedWhole(id, l, sealed)
+		return r.openSegmentedWhole(id, l, sealed, true)
 	}
 	where := blobWhere(t, id, l)
 	pt, err := r.keys.Open(t, id, sealed)

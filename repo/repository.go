@@ -51,6 +51,13 @@ type Options struct {
 	// client takes (default LeaseTTL); it is renewed every third of it.
 	// Tests shorten it to exercise renewals.
 	LeaseTTL time.Duration
+	// TrustSegments reads a segmented data blob whole (sequential reads
+	// and their read-ahead) without recomputing the chunk's keyed id: the
+	// AEAD of each segment binds the id, its index and the last flag in,
+	// and the authenticated table and index fix their number and places,
+	// as for a range (docs/SPEC.md §6.2). A mount sets it; check, prune
+	// and restore leave it off and recompute every id.
+	TrustSegments bool
 }
 
 // InitOptions are the settings of a new repository.

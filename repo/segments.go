@@ -113,7 +113,13 @@ func (r *Repository) openSegment(id crypt.ID, l Location, t format.SegmentTable,
 	if err != nil {
 		return nil, integrityError(where, "segment %d of %d: %v", i, t.Count(), err)
 	}
-	want := format.SegmentRawLen(l.RawLength, i)
+	return r.segmentPayload(where, i, pt, format.SegmentRawLen(l.RawLength, i), nil)
+}
+
+// segmentPayload decodes segment i's plaintext pt, flag || payload, which
+// must yield exactly want bytes: pt's own payload when stored raw, or the
+// payload decompressed into scratch's storage (or a new buffer).
+func (r *Repository) segmentPayload(where string, i int, pt []byte, want int, scratch []byte) ([]byte, error) {
 	if len(pt) == 0 {
 		return nil, integrityError(where, "segment %d is empty", i)
 	}
@@ -122,7 +128,8 @@ func (r *Repository) openSegment(id crypt.ID, l Location, t format.SegmentTable,
 	case blobRaw:
 		data = pt[1:]
 	case blobZstd:
-		data, err = r.zdec.DecodeAll(pt[1:], make([]byte, 0, want))
+		var err error
+		data, err = r.zdec.DecodeAll(pt[1:], scratch[:0])
 		if err != nil {
 			return nil, integrityError(where, "segment %d: failed to decompress: %v", i, err)
 		}
@@ -136,8 +143,16 @@ func (r *Repository) openSegment(id crypt.ID, l Location, t format.SegmentTable,
 }
 
 // openSegmentedWhole verifies and decodes a whole segmented blob: its
-// table, every segment, and then that the chunk hashes to its id.
-func (r *Repository) openSegmentedWhole(id crypt.ID, l Location, sealed []byte) ([]byte, error) {
+// table and every segment, and then, with verifyID, that the chunk hashes
+// to its id. Without verifyID the segments' authentication stands for it,
+// as for a range (docs/SPEC.md §6.2: a whole chunk is the range of all its
+// segments).
+//
+// Each segment is decrypted straight into its place in the chunk's buffer,
+// which has one spare byte in front: segment i's plaintext, flag ||
+// payload, lands with its flag on the byte before its place (the spare
+// byte, or the last byte of segment i-1, kept aside and put back).
+func (r *Repository) openSegmentedWhole(id crypt.ID, l Location, sealed []byte, verifyID bool) ([]byte, error) {
 	where := blobWhere(l.Type, id, l)
 	if len(sealed) != int(l.Length) {
 		return nil, integrityError(where, "blob is %d bytes, the index says %d", len(sealed), l.Length)
@@ -147,15 +162,36 @@ func (r *Repository) openSegmentedWhole(id crypt.ID, l Location, sealed []byte) 
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, l.RawLength)
+	buf := make([]byte, 1+int(l.RawLength))
+	var scratch []byte
 	for i := range t.Count() {
-		seg, err := r.openSegment(id, l, t, i, sealed[t.Bounds[i]:t.Bounds[i+1]], false)
+		at := 1 + i*format.SegmentSize
+		want := format.SegmentRawLen(l.RawLength, i)
+		seg := sealed[t.Bounds[i]:t.Bounds[i+1]]
+		if len(seg) > crypt.Overhead+1+want {
+			// The table's bounds (format.DecodeSegmentTable) rule this
+			// out; it would decrypt past the segment's place.
+			return nil, integrityError(where, "segment %d is %d bytes sealed, more than %d raw bytes take", i, len(seg), want)
+		}
+		keep := buf[at-1]
+		pt, err := r.keys.OpenSegmentAppend(buf[:at-1], id, uint32(i), i == t.Count()-1, seg)
+		if err != nil {
+			return nil, integrityError(where, "segment %d of %d: %v", i, t.Count(), err)
+		}
+		pt = pt[at-1:]
+		flag := pt[0]
+		data, err := r.segmentPayload(where, i, pt, want, scratch)
+		buf[at-1] = keep
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, seg...)
+		if flag == blobZstd {
+			scratch = data
+			copy(buf[at:at+want], data)
+		}
 	}
-	if r.keys.BlobID(crypt.TypeDataBlob, out) != id {
+	out := buf[1:]
+	if verifyID && r.keys.BlobID(crypt.TypeDataBlob, out) != id {
 		return nil, integrityError(where, "content does not match its id")
 	}
 	return out, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -264,33 +265,53 @@ func TestSegmentTamper(t *testing.T) {
 			writeAt(t, pg, sg, a)
 		}},
 	)
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "remote")
-			testutil.CopyDir(t, env.Dir, dir)
-			c.edit(t, dir)
-			r, _ := openClient(t, dir, env.Code, 0)
-			node := fileNode(t, r, "f")
-			off := int64(bf.start) + int64(c.seg)*format.SegmentSize + 100
-			buf := make([]byte, 4096)
-			if got, err := r.OpenFile(node).ReadAt(context.Background(), buf, off); !errors.Is(err, repo.ErrIntegrity) || got != 0 {
-				t.Fatalf("a read of the segment: %d bytes, %v; want an integrity error", got, err)
-			}
-			if c.intact >= 0 {
-				off := int64(bf.start) + int64(c.intact)*format.SegmentSize + 100
-				if _, err := r.OpenFile(node).ReadAt(context.Background(), buf, off); err != nil || !bytes.Equal(buf, f[off:off+4096]) {
-					t.Fatalf("a read of untouched segment %d: %v", c.intact, err)
+	cases = append(cases, tamper{name: "another blob's bytes over the blob", seg: 0, intact: -1, edit: func(t *testing.T, dir string) {
+		pf, pg := rebase(bf.pack, env.Dir, dir), rebase(bg.pack, env.Dir, dir)
+		lf, lg := bf.bounds[len(bf.bounds)-1]-bf.bounds[0], bg.bounds[len(bg.bounds)-1]-bg.bounds[0]
+		writeAt(t, pf, bf.bounds[0], readAt(t, pg, bg.bounds[0], min(lf, lg)))
+	}})
+	// A mount reads whole chunks without recomputing their ids
+	// (TrustSegments): every change is found all the same.
+	for _, trust := range []bool{false, true} {
+		for _, c := range cases {
+			t.Run(fmt.Sprintf("%s/trust=%v", c.name, trust), func(t *testing.T) {
+				dir := filepath.Join(t.TempDir(), "remote")
+				testutil.CopyDir(t, env.Dir, dir)
+				c.edit(t, dir)
+				r, err := repo.Open(context.Background(), testutil.NewRemote(t, dir), unlock.WithCode(env.Code),
+					repo.Options{CacheDir: t.TempDir(), TrustSegments: trust})
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			var out bytes.Buffer
-			_, err := r.OpenFile(node).CopyTo(context.Background(), &out)
-			if !errors.Is(err, repo.ErrIntegrity) {
-				t.Fatalf("a whole read: %v, want an integrity error", err)
-			}
-			if !bytes.HasPrefix(f, out.Bytes()) || uint64(out.Len()) > bf.start {
-				t.Fatalf("a whole read returned %d bytes, other bytes or past the damaged chunk at %d", out.Len(), bf.start)
-			}
-		})
+				segmentTamperCase(t, r, c.seg, c.intact, f, bf)
+			})
+		}
+	}
+}
+
+// segmentTamperCase reads a damaged chunk of f (at bf) through r: in part
+// at segment seg, which must fail, and at segment intact (unless -1),
+// which must succeed; and whole, which must fail after only right bytes.
+func segmentTamperCase(t *testing.T, r *repo.Repository, seg, intact int, f []byte, bf segmentedBlob) {
+	node := fileNode(t, r, "f")
+	off := int64(bf.start) + int64(seg)*format.SegmentSize + 100
+	buf := make([]byte, 4096)
+	if got, err := r.OpenFile(node).ReadAt(context.Background(), buf, off); !errors.Is(err, repo.ErrIntegrity) || got != 0 {
+		t.Fatalf("a read of the segment: %d bytes, %v; want an integrity error", got, err)
+	}
+	if intact >= 0 {
+		off := int64(bf.start) + int64(intact)*format.SegmentSize + 100
+		if _, err := r.OpenFile(node).ReadAt(context.Background(), buf, off); err != nil || !bytes.Equal(buf, f[off:off+4096]) {
+			t.Fatalf("a read of untouched segment %d: %v", intact, err)
+		}
+	}
+	var out bytes.Buffer
+	_, err := r.OpenFile(node).CopyTo(context.Background(), &out)
+	if !errors.Is(err, repo.ErrIntegrity) {
+		t.Fatalf("a whole read: %v, want an integrity error", err)
+	}
+	if !bytes.HasPrefix(f, out.Bytes()) || uint64(out.Len()) > bf.start {
+		t.Fatalf("a whole read returned %d bytes, other bytes or past the damaged chunk at %d", out.Len(), bf.start)
 	}
 }
 
