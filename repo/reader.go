@@ -232,7 +232,20 @@ type FileReader struct {
 	failID  crypt.ID
 	failErr error
 	failAt  time.Time
+
+	// onSegments, when set, gets the segments that partial reads open
+	// (OnSegments).
+	onSegments func(off int64, data []byte)
 }
+
+// OnSegments has fn called, on the reading goroutine, with the whole
+// segments every partial read of a segmented chunk opened (docs/SPEC.md
+// §6.2), verified, and where they lie in the file: a read of 4 KiB
+// authenticates and decrypts 64 KiB, and a mount hands the rest to the
+// kernel's page cache. fn must not modify or keep data past the content's
+// life (it is shared with the reader's cache). Call it before the first
+// read.
+func (f *FileReader) OnSegments(fn func(off int64, data []byte)) { f.onSegments = fn }
 
 // failHold is how long a chunk that failed to load fails again at once
 // for the same reader, rather than being fetched again.
@@ -301,7 +314,7 @@ func (f *FileReader) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 			}
 			copy(p[:n], data[within:])
 		default:
-			data, err := f.part(ctx, e, int(within), n)
+			data, err := f.part(ctx, e, f.starts[i], int(within), n)
 			if err != nil {
 				return total, err
 			}
@@ -372,7 +385,7 @@ func (f *FileReader) chunk(ctx context.Context, e Extent) ([]byte, error) {
 // part returns the n bytes at within of data extent e, opening only the
 // segments that hold them when the chunk is stored segmented and not in
 // memory whole.
-func (f *FileReader) part(ctx context.Context, e Extent, within, n int) ([]byte, error) {
+func (f *FileReader) part(ctx context.Context, e Extent, start uint64, within, n int) ([]byte, error) {
 	if data, err := f.held(e.ID); data != nil || err != nil {
 		if err != nil {
 			return nil, err
@@ -390,15 +403,19 @@ func (f *FileReader) part(ctx context.Context, e Extent, within, n int) ([]byte,
 	if err == nil && uint64(l.RawLength) != e.Size {
 		err = integrityError(fmt.Sprintf("data blob %s", e.ID), "it is %d bytes, the tree says %d", l.RawLength, e.Size)
 	}
-	var data []byte
+	var span []byte
+	var spanAt int
 	if err == nil {
-		data, err = f.r.readPart(ctx, e.ID, l, within, n)
+		span, spanAt, err = f.r.readPart(ctx, e.ID, l, within, n)
 	}
 	if err != nil {
 		f.failed(ctx, e.ID, err)
 		return nil, err
 	}
-	return data, nil
+	if f.onSegments != nil {
+		f.onSegments(int64(start)+int64(spanAt), span)
+	}
+	return span[within-spanAt : within-spanAt+n], nil
 }
 
 // held returns the chunk id when it is the last one read whole, or the

@@ -244,17 +244,20 @@ func bytesSource(sealed []byte) blobSource {
 // blob id at l, opening only the segments that hold them: its table (kept
 // in memory), then the segments in one read. Each segment is
 // authenticated with the blob id, its index and whether it is the last
-// bound in; the chunk's id is not recomputed (docs/SPEC.md §6.2).
-func (r *Repository) readPart(ctx context.Context, id crypt.ID, l Location, off, n int) ([]byte, error) {
+// bound in; the chunk's id is not recomputed (docs/SPEC.md §6.2). It
+// returns the whole segments that hold the range, span, which starts at
+// spanAt in the chunk; callers must not modify it.
+func (r *Repository) readPart(ctx context.Context, id crypt.ID, l Location, off, n int) (span []byte, spanAt int, err error) {
 	if data := r.recent.get(memKey{id, wholeChunk}); data != nil {
-		return data[off : off+n], nil
+		first, last := off/format.SegmentSize, (off+n-1)/format.SegmentSize
+		return data[first*format.SegmentSize : min(len(data), (last+1)*format.SegmentSize)], first * format.SegmentSize, nil
 	}
 	if sealed := r.blobFromPacker(l); sealed != nil {
 		return r.partFrom(ctx, id, l, bytesSource(sealed), off, n)
 	}
 	if src := r.blobs.source(id); src != nil {
-		if data, err := r.partFrom(ctx, id, l, src, off, n); err == nil {
-			return data, nil
+		if span, spanAt, err := r.partFrom(ctx, id, l, src, off, n); err == nil {
+			return span, spanAt, nil
 		}
 		r.blobs.drop(id) // damaged on local disk: read the remote's
 	}
@@ -262,10 +265,10 @@ func (r *Repository) readPart(ctx context.Context, id crypt.ID, l Location, off,
 }
 
 // partFrom is readPart reading the sealed blob from src.
-func (r *Repository) partFrom(ctx context.Context, id crypt.ID, l Location, src blobSource, off, n int) ([]byte, error) {
+func (r *Repository) partFrom(ctx context.Context, id crypt.ID, l Location, src blobSource, off, n int) (span []byte, spanAt int, err error) {
 	t, tableChecked, err := r.startSegmentTable(ctx, id, l, src)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	first, last := off/format.SegmentSize, (off+n-1)/format.SegmentSize
 	segs := make([][]byte, last-first+1)
@@ -282,35 +285,29 @@ func (r *Repository) partFrom(ctx context.Context, id crypt.ID, l Location, src 
 		start, end := t.Bounds[missFrom], t.Bounds[missTo+1]
 		sealed, err := src(ctx, int64(start), int64(end-start))
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if err := tableChecked(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		// Decrypted in place: the bytes are ours alone (a source hands
 		// out a fresh buffer each call).
 		for i := missFrom; i <= missTo; i++ {
 			seg, err := r.openSegment(id, l, t, i, sealed[t.Bounds[i]-start:t.Bounds[i+1]-start], true)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			segs[i-first] = seg
 			r.recent.put(memKey{id, int32(i)}, seg)
 		}
 	}
 	if err := tableChecked(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	skip := off - first*format.SegmentSize
 	if len(segs) == 1 {
-		return segs[0][skip : skip+n], nil
+		return segs[0], first * format.SegmentSize, nil
 	}
-	out := make([]byte, 0, n)
-	for _, seg := range segs {
-		out = append(out, seg[skip:min(len(seg), skip+n-len(out))]...)
-		skip = 0
-	}
-	return out, nil
+	return slices.Concat(segs...), first * format.SegmentSize, nil
 }
 
 // startSegmentTable returns the table of segmented blob id at l, and a

@@ -26,6 +26,40 @@ type Handle struct {
 	flushedGen uint64
 	reader     *repo.FileReader
 	readerN    *repo.Node
+	fill       func(off int64, data []byte)
+}
+
+// FillCache has fn put verified content of the file into the kernel's
+// page cache (a FUSE notify-store): the rest of the segments that a small
+// read of stored content opened (repo.FileReader.OnSegments), so that the
+// reads around it cost no round trip. fn runs on a goroutine of its own.
+// Only a file that is not staged gets such fills, and staging it (an open
+// for writing, a truncation) first waits for the fills under way: a fill
+// landing after a write went through the kernel's cache would put the old
+// bytes back over the new ones. Call it before the first read.
+func (h *Handle) FillCache(fn func(off int64, data []byte)) { h.fill = fn }
+
+// filler is the repo.FileReader.OnSegments of a reader of node nc, the
+// inode's stored content when the reader was made: it fills the kernel's
+// cache while the inode is not staged and still holds that content.
+func (h *Handle) filler(nc *repo.Node) func(off int64, data []byte) {
+	t, in, fill := h.t, h.in, h.fill
+	return func(off int64, data []byte) {
+		t.mu.Lock()
+		ok := in.staging == "" && !in.overlay && in.meta.Size == nc.Size &&
+			len(in.meta.Content) == len(nc.Content) &&
+			(len(nc.Content) == 0 || &in.meta.Content[0] == &nc.Content[0])
+		if ok {
+			in.fills.Add(1)
+		}
+		t.mu.Unlock()
+		if ok {
+			go func() {
+				defer in.fills.Done()
+				fill(off, data)
+			}()
+		}
+	}
 }
 
 // OpenFile opens a regular file for reading, or for writing too; trunc
@@ -103,6 +137,9 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		if h.readerN != n || h.reader == nil {
 			nc := in.meta
 			h.reader, h.readerN = t.r.OpenFile(&nc), n
+			if h.fill != nil {
+				h.reader.OnSegments(h.filler(&nc))
+			}
 		}
 		rd = h.reader
 	}

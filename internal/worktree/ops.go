@@ -536,9 +536,17 @@ func (t *Tree) stageAndLock(in *Inode, empty bool) error {
 // stage gives a file a staging file: an empty one when empty is set (a
 // truncation to zero), otherwise a sparse one of the file's size that
 // overlays its stored content (nothing is downloaded).
-func (t *Tree) stage(in *Inode, empty bool) error {
+//
+// Either way it returns once the kernel cache fills of the stored content
+// under way are done (Handle.FillCache): none starts once it is staged.
+func (t *Tree) stage(in *Inode, empty bool) (err error) {
 	in.matMu.Lock()
 	defer in.matMu.Unlock()
+	defer func() {
+		if err == nil {
+			in.fills.Wait()
+		}
+	}()
 	t.mu.Lock()
 	if in.staging != "" {
 		t.mu.Unlock()

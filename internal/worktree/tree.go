@@ -43,6 +43,9 @@ type Inode struct {
 	writers   int     // open handles that may write
 	opens     int     // open handles
 	matMu     sync.Mutex
+	// fills counts the kernel cache fills of the file's stored content
+	// under way (Handle.FillCache); staging waits for them.
+	fills sync.WaitGroup
 
 	// A file changed in place is an overlay: its staging file (sparse, of
 	// the file's size) holds only the written ranges; below baseLimit the
