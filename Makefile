@@ -34,7 +34,7 @@ build-vault:
 test: lint unit fuzz
 
 unit:
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 50m ./...
 
 fuzz:
 	@set -e; for f in $(FUZZ); do \
