@@ -163,7 +163,7 @@ func TestOldPendingEnrolmentsExpire(t *testing.T) {
 		t.Fatal(err)
 	}
 	// As a database of the version before the pending bucket has it.
-	if err := tv.vault.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(pendingBucket).Delete([]byte(user)) }); err != nil {
+	if err := tv.vault.store.(*boltStore).db.Update(func(tx *bolt.Tx) error { return tx.Bucket(pendingBucket).Delete([]byte(user)) }); err != nil {
 		t.Fatal(err)
 	}
 	tv.restart()

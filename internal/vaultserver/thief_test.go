@@ -176,7 +176,7 @@ func TestOldRecordsLoseTheirTag(t *testing.T) {
 	}
 	keys, _ := b.Finish(x)
 	rec.Tag, rec.TagMAC = keys.Tag[:], nil // as the vault stored it before
-	if err := tv.vault.store(user, rec); err != nil {
+	if err := tv.vault.put(user, rec); err != nil {
 		t.Fatal(err)
 	}
 	tv.restart()

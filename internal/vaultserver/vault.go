@@ -3,19 +3,12 @@ package vaultserver
 import (
 	"crypto/rand"
 	"crypto/subtle"
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/sealfs/sealfs/internal/atomicfile"
 	"github.com/sealfs/sealfs/keyvault"
 )
 
@@ -51,15 +44,6 @@ type userRecord struct {
 	Created time.Time `json:"created"`
 }
 
-// The database's buckets: users holds a userRecord per user id; pending
-// holds the ids whose enrolment is started and not finished, each with
-// its start (8-byte big-endian Unix nanoseconds), so that they are
-// counted and expired without a walk over every user.
-var (
-	usersBucket   = []byte("users")
-	pendingBucket = []byte("pending")
-)
-
 // Bounds of what unauthenticated clients can make the vault keep.
 const (
 	// MaxPending is how many enrolments may be started and not finished
@@ -76,11 +60,11 @@ const (
 var ErrBusy = errors.New("too many enrolments in progress at the vault; retry in a few minutes")
 
 // Vault is the server half of the protocol, without the network: it keeps
-// records in an embedded database, counts guesses in the HSM, and
-// serialises the guesses of each user.
+// records and guess counters in a Store, anchors the counters in the HSM
+// (counters.go), and serialises the requests of each user.
 type Vault struct {
 	hsm   HSM
-	db    *bolt.DB
+	store Store
 	limit uint32
 
 	maxPending int
@@ -91,6 +75,13 @@ type Vault struct {
 	locks   map[string]*userLock // only while held or waited for
 
 	pendingMu sync.Mutex // serialises the count and start of enrolments
+
+	commits    committer
+	countersMu sync.Mutex  // the counters lock in this process (lockCounters)
+	anchor     anchorCache // guarded by the counters lock
+	// afterCounterCommit, when set (tests), runs between a counter
+	// batch's store write and its anchor write.
+	afterCounterCommit func()
 }
 
 // userLock serialises one user's requests; refs counts its holders and
@@ -100,135 +91,55 @@ type userLock struct {
 	refs int
 }
 
-// NewVault opens (or creates) the database at dbPath.
+// NewVault opens (or creates) the bbolt database at dbPath and serves it
+// (OpenVault).
 func NewVault(h HSM, dbPath string) (*Vault, error) {
-	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	s, err := OpenBoltStore(dbPath)
 	if err != nil {
-		return nil, fmt.Errorf("failed to open the vault database %s: %w", dbPath, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(usersBucket); err != nil {
-			return err
-		}
-		_, err := tx.CreateBucketIfNotExists(pendingBucket)
-		return err
-	})
-	if err != nil {
-		db.Close()
 		return nil, err
 	}
-	v := &Vault{hsm: h, db: db, limit: MaxAttempts, maxPending: MaxPending, pendingTTL: PendingTTL, now: time.Now, locks: map[string]*userLock{}}
+	if h != nil {
+		migrated, err := s.migrateTags(h)
+		if err == nil && migrated > 0 {
+			err = s.compact()
+		}
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	v, err := OpenVault(h, s)
+	if err != nil {
+		s.Close()
+	}
+	return v, err
+}
+
+// OpenVault serves the records in s with h: it moves counters kept in the
+// token by earlier versions into s, and checks s's counters against the
+// token's anchor, refusing a store restored from an older copy or edited.
+// With a nil HSM it only reads records (tests, tools). Close closes s.
+func OpenVault(h HSM, s Store) (*Vault, error) {
+	v := &Vault{hsm: h, store: s, limit: MaxAttempts, maxPending: MaxPending, pendingTTL: PendingTTL, now: time.Now, locks: map[string]*userLock{}}
 	if h == nil {
 		return v, nil
 	}
-	migrated, err := v.migrateTags()
-	if err == nil && migrated > 0 {
-		err = v.compact(dbPath)
+	if err := v.migrateCounters(); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		v.db.Close()
+	if err := v.checkCounters(); err != nil {
 		return nil, err
 	}
 	return v, nil
 }
 
-// compact rewrites the database at dbPath into a new file that holds only
-// live values, and puts it in place (bbolt keeps overwritten values in
-// free pages of the file: after migrateTags, the tags T). A crash leaves
-// the old file or the new one.
-func (v *Vault) compact(dbPath string) error {
-	tmp := dbPath + ".compact"
-	os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return fmt.Errorf("failed to compact the vault database: %w", err)
-	}
-	err = bolt.Compact(dst, v.db, 1<<20)
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if cerr := v.db.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, dbPath)
-	}
-	if err == nil {
-		err = atomicfile.SyncDir(filepath.Dir(dbPath))
-	}
-	os.Remove(tmp)
-	db, oerr := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if oerr != nil {
-		return fmt.Errorf("failed to reopen the vault database %s: %w", dbPath, oerr)
-	}
-	v.db = db
-	if err != nil {
-		return fmt.Errorf("failed to compact the vault database: %w", err)
-	}
-	return nil
-}
+// Close closes the store.
+func (v *Vault) Close() error { return v.store.Close() }
 
-// migrateTags replaces the unlock tag T of records made before the tag
-// MAC by its MAC, in one transaction, and returns how many it changed.
-// It also lists in the pending bucket the enrolments started before it
-// existed.
-// Copies of the database made before still hold T (docs/VAULT.md §3).
-func (v *Vault) migrateTags() (int, error) {
-	n := 0
-	err := v.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(usersBucket)
-		type change struct {
-			user string
-			val  []byte
-		}
-		var changes, unlisted []change
-		err := b.ForEach(func(k, val []byte) error {
-			var rec userRecord
-			if err := json.Unmarshal(val, &rec); err != nil {
-				return fmt.Errorf("vault database record %q is unreadable: %w", k, err)
-			}
-			if rec.Pending && tx.Bucket(pendingBucket).Get(k) == nil {
-				// Started before the pending bucket: listed from now, so
-				// that it is counted and expires.
-				unlisted = append(unlisted, change{string(k), binary.BigEndian.AppendUint64(nil, uint64(rec.Created.UnixNano()))})
-			}
-			if rec.Tag == nil {
-				return nil
-			}
-			if rec.TagMAC == nil {
-				mac, err := v.hsm.TagMAC(string(k), rec.Tag)
-				if err != nil {
-					return err
-				}
-				rec.TagMAC = mac
-			}
-			rec.Tag = nil
-			nv, err := json.Marshal(&rec)
-			changes = append(changes, change{string(k), nv})
-			return err
-		})
-		for _, c := range changes {
-			if err == nil {
-				err = b.Put([]byte(c.user), c.val)
-			}
-		}
-		for _, c := range unlisted {
-			if err == nil {
-				err = tx.Bucket(pendingBucket).Put([]byte(c.user), c.val)
-			}
-		}
-		n = len(changes)
-		return err
-	})
-	return n, err
-}
-
-// Close closes the database.
-func (v *Vault) Close() error { return v.db.Close() }
-
-// lock serialises the requests of user; the returned function unlocks.
-// The table holds only users with a request in progress.
-func (v *Vault) lock(user string) func() {
+// lock serialises the requests of user, in this process and (through
+// the store) across processes; the returned function unlocks. The table
+// holds only users with a request in progress.
+func (v *Vault) lock(user string) (func(), error) {
 	v.locksMu.Lock()
 	l := v.locks[user]
 	if l == nil {
@@ -238,7 +149,13 @@ func (v *Vault) lock(user string) func() {
 	l.refs++
 	v.locksMu.Unlock()
 	l.mu.Lock()
-	return v.unlocker(user, l)
+	unlock := v.unlocker(user, l)
+	su, _, err := v.store.LockUser(user, true)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return func() { su(); unlock() }, nil
 }
 
 // unlocker returns the function that unlocks l, user's lock, and drops
@@ -256,16 +173,23 @@ func (v *Vault) unlocker(user string, l *userLock) func() {
 
 // tryLock is lock without waiting: ok is false, and nothing is held,
 // when a request of user is in progress or waiting.
-func (v *Vault) tryLock(user string) (unlock func(), ok bool) {
+func (v *Vault) tryLock(user string) (unlock func(), ok bool, err error) {
 	v.locksMu.Lock()
-	defer v.locksMu.Unlock()
 	if v.locks[user] != nil {
-		return nil, false
+		v.locksMu.Unlock()
+		return nil, false, nil
 	}
 	l := &userLock{refs: 1}
 	l.mu.Lock() // new: never waits
 	v.locks[user] = l
-	return v.unlocker(user, l), true
+	v.locksMu.Unlock()
+	local := v.unlocker(user, l)
+	su, ok, err := v.store.LockUser(user, false)
+	if err != nil || !ok {
+		local()
+		return nil, false, err
+	}
+	return func() { su(); local() }, true, nil
 }
 
 // lockedUsers returns how many users the lock table holds.
@@ -275,55 +199,14 @@ func (v *Vault) lockedUsers() int {
 	return len(v.locks)
 }
 
-func (v *Vault) load(user string) (*userRecord, error) {
-	var rec *userRecord
-	err := v.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(usersBucket).Get([]byte(user))
-		if b == nil {
-			return keyvault.ErrNotEnrolled
-		}
-		rec = &userRecord{}
-		return json.Unmarshal(b, rec)
-	})
-	return rec, err
-}
+func (v *Vault) load(user string) (*userRecord, error) { return v.store.Load(user) }
 
-// store writes user's record, and keeps the pending bucket in step: the
-// user is listed there exactly while rec.Pending.
-func (v *Vault) store(user string, rec *userRecord) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	return v.db.Update(func(tx *bolt.Tx) error {
-		if rec.Pending {
-			t := binary.BigEndian.AppendUint64(nil, uint64(rec.Created.UnixNano()))
-			if err := tx.Bucket(pendingBucket).Put([]byte(user), t); err != nil {
-				return err
-			}
-		} else if err := tx.Bucket(pendingBucket).Delete([]byte(user)); err != nil {
-			return err
-		}
-		return tx.Bucket(usersBucket).Put([]byte(user), b)
-	})
-}
-
-// forgetPending deletes the record of a pending enrolment of user.
-func (v *Vault) forgetPending(user string) error {
-	return v.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(pendingBucket).Delete([]byte(user)); err != nil {
-			return err
-		}
-		return tx.Bucket(usersBucket).Delete([]byte(user))
-	})
-}
+// put writes user's record, and lists the user as pending exactly while
+// rec.Pending.
+func (v *Vault) put(user string, rec *userRecord) error { return v.store.Put(user, rec) }
 
 // pendingCount returns how many enrolments are started and not finished.
-func (v *Vault) pendingCount() (int, error) {
-	n := 0
-	err := v.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(pendingBucket).Stats().KeyN; return nil })
-	return n, err
-}
+func (v *Vault) pendingCount() (int, error) { return v.store.PendingCount() }
 
 // expired reports whether an enrolment started at t has expired.
 func (v *Vault) expired(t time.Time) bool { return v.now().Sub(t) > v.pendingTTL }
@@ -332,14 +215,12 @@ func (v *Vault) expired(t time.Time) bool { return v.now().Sub(t) > v.pendingTTL
 // the pending TTL ago and forgets them. It returns how many it expired.
 func (v *Vault) ExpirePending() (int, error) {
 	var users []string
-	err := v.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(pendingBucket).ForEach(func(k, t []byte) error {
-			if len(t) != 8 || v.expired(time.Unix(0, int64(binary.BigEndian.Uint64(t)))) {
-				users = append(users, string(k))
-			}
-			return nil
-		})
-	})
+	pending, err := v.store.Pending()
+	for u, t := range pending {
+		if t.IsZero() || v.expired(t) {
+			users = append(users, u)
+		}
+	}
 	n := 0
 	for _, u := range users {
 		if err != nil {
@@ -359,14 +240,14 @@ func (v *Vault) ExpirePending() (int, error) {
 // runs while another user's lock is held (reservePending), and waiting
 // here could deadlock with that user.
 func (v *Vault) expireOne(user string) (bool, error) {
-	unlock, ok := v.tryLock(user)
+	unlock, ok, err := v.tryLock(user)
 	if !ok {
-		return false, nil
+		return false, err
 	}
 	defer unlock()
 	rec, err := v.load(user)
 	if errors.Is(err, keyvault.ErrNotEnrolled) {
-		return false, v.forgetPending(user) // a pending entry without a record
+		return false, v.store.ForgetPending(user) // a pending entry without a record
 	}
 	if err != nil || !rec.Pending || !v.expired(rec.Created) {
 		return false, err
@@ -375,7 +256,7 @@ func (v *Vault) expireOne(user string) (bool, error) {
 	if err := v.hsm.DestroyUserKey(rec.KeyLabel); err != nil {
 		return false, err
 	}
-	return true, v.forgetPending(user)
+	return true, v.store.ForgetPending(user)
 }
 
 // destroy destroys the user's key in the HSM for good, then leaves a
@@ -384,7 +265,7 @@ func (v *Vault) destroy(user string, rec *userRecord) error {
 	if err := v.hsm.DestroyUserKey(rec.KeyLabel); err != nil {
 		return err
 	}
-	return v.store(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Created: rec.Created})
+	return v.put(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Created: rec.Created})
 }
 
 // limitOf returns how many wrong guesses in a row destroy rec's key: the
@@ -411,7 +292,11 @@ func (v *Vault) EnrolStart(user string, blinded []byte, maxAttempts int) ([]byte
 	if err := keyvault.ValidatePoint(blinded); err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	defer v.lock(user)()
+	unlock, err := v.lock(user)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer unlock()
 	rec, err := v.load(user)
 	switch {
 	case err == nil:
@@ -431,7 +316,7 @@ func (v *Vault) EnrolStart(user string, blinded []byte, maxAttempts int) ([]byte
 	// The record first, then the key: a key never lives without a record
 	// that names it, so every key is found by expiry or destroyed.
 	err = v.reservePending(user, func() error {
-		return v.store(user, &userRecord{KeyLabel: label, Pending: true, MaxAttempts: uint32(maxAttempts), Created: v.now().UTC()})
+		return v.put(user, &userRecord{KeyLabel: label, Pending: true, MaxAttempts: uint32(maxAttempts), Created: v.now().UTC()})
 	})
 	if err != nil {
 		return nil, 0, err
@@ -450,8 +335,10 @@ func (v *Vault) EnrolStart(user string, blinded []byte, maxAttempts int) ([]byte
 func (v *Vault) reservePending(user string, add func() error) error {
 	v.pendingMu.Lock()
 	defer v.pendingMu.Unlock()
-	var mine bool
-	v.db.View(func(tx *bolt.Tx) error { mine = tx.Bucket(pendingBucket).Get([]byte(user)) != nil; return nil })
+	mine, err := v.store.IsPending(user)
+	if err != nil {
+		return err
+	}
 	if mine {
 		return add()
 	}
@@ -481,7 +368,11 @@ func (v *Vault) EnrolFinish(user string, tag, envelope []byte) error {
 	if !keyvault.ValidUser(user) || len(tag) != 32 || len(envelope) < 28 || len(envelope) > 4096 {
 		return fmt.Errorf("%w: malformed enrolment", ErrBadRequest)
 	}
-	defer v.lock(user)()
+	unlock, err := v.lock(user)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	rec, err := v.load(user)
 	if err != nil {
 		return err
@@ -493,7 +384,7 @@ func (v *Vault) EnrolFinish(user string, tag, envelope []byte) error {
 		if err := v.hsm.DestroyUserKey(rec.KeyLabel); err != nil {
 			return err
 		}
-		if err := v.forgetPending(user); err != nil {
+		if err := v.store.ForgetPending(user); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: the enrolment was started more than %v ago; start again", keyvault.ErrNotEnrolled, v.pendingTTL)
@@ -502,14 +393,26 @@ func (v *Vault) EnrolFinish(user string, tag, envelope []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := v.hsm.SetCounter(rec.KeyLabel, 0); err != nil {
+	// The counter first: a finished enrolment always has one.
+	if err := v.writeCounter(user, rec.KeyLabel, 0); err != nil {
 		return err
 	}
 	rec.TagMAC, rec.Envelope, rec.Pending = mac, envelope, false
-	return v.store(user, rec)
+	return v.put(user, rec)
 }
 
-// Evaluate counts a guess, durably and in the HSM, before it evaluates the
+// writeCounter sets user's counter to n guesses at the key label, from
+// whatever it was (another key's, after a new enrolment). The caller
+// holds user's lock.
+func (v *Vault) writeCounter(user, label string, n uint32) error {
+	old, had, err := v.store.Counter(user)
+	if err != nil {
+		return err
+	}
+	return v.setCounter(user, had, old, counterValue{Label: label, Count: n})
+}
+
+// Evaluate counts a guess, durably and anchored in the HSM, before it evaluates the
 // blinded point; it returns the evaluation and the attempts left if this
 // guess is wrong. At the limit the key is destroyed instead.
 func (v *Vault) Evaluate(user string, blinded []byte) ([]byte, int, error) {
@@ -519,12 +422,16 @@ func (v *Vault) Evaluate(user string, blinded []byte) ([]byte, int, error) {
 	if err := keyvault.ValidatePoint(blinded); err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	defer v.lock(user)()
+	unlock, err := v.lock(user)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer unlock()
 	rec, err := v.active(user)
 	if err != nil {
 		return nil, 0, err
 	}
-	n, err := v.hsm.Counter(rec.KeyLabel)
+	n, err := v.counter(user, rec.KeyLabel)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -533,7 +440,7 @@ func (v *Vault) Evaluate(user string, blinded []byte) ([]byte, int, error) {
 		v.destroy(user, rec)
 		return nil, 0, keyvault.ErrLockedOut
 	}
-	if err := v.hsm.SetCounter(rec.KeyLabel, n+1); err != nil {
+	if err := v.setCounter(user, true, counterValue{rec.KeyLabel, n}, counterValue{rec.KeyLabel, n + 1}); err != nil {
 		return nil, 0, err
 	}
 	x, err := v.hsm.Evaluate(rec.KeyLabel, blinded)
@@ -563,7 +470,7 @@ func (v *Vault) active(user string) (*userRecord, error) {
 		return nil, err
 	}
 	if !ok { // an old database restored after a lockout
-		v.store(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Created: rec.Created})
+		v.put(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Created: rec.Created})
 		return nil, keyvault.ErrLockedOut
 	}
 	return rec, nil
@@ -575,12 +482,16 @@ func (v *Vault) Release(user string, tag []byte) ([]byte, error) {
 	if !keyvault.ValidUser(user) || len(tag) != 32 {
 		return nil, fmt.Errorf("%w: malformed release", ErrBadRequest)
 	}
-	defer v.lock(user)()
+	unlock, err := v.lock(user)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	rec, err := v.proved(user, tag)
 	if err != nil {
 		return nil, err
 	}
-	if err := v.hsm.SetCounter(rec.KeyLabel, 0); err != nil {
+	if err := v.writeCounter(user, rec.KeyLabel, 0); err != nil {
 		return nil, err
 	}
 	return rec.Envelope, nil
@@ -595,7 +506,11 @@ func (v *Vault) Destroy(user string, tag []byte) error {
 	if !keyvault.ValidUser(user) || len(tag) != 32 {
 		return fmt.Errorf("%w: malformed destroy", ErrBadRequest)
 	}
-	defer v.lock(user)()
+	unlock, err := v.lock(user)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	rec, err := v.proved(user, tag)
 	if err != nil {
 		return err
@@ -603,7 +518,7 @@ func (v *Vault) Destroy(user string, tag []byte) error {
 	if err := v.hsm.DestroyUserKey(rec.KeyLabel); err != nil {
 		return err
 	}
-	return v.store(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Retired: true, Created: rec.Created})
+	return v.put(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Retired: true, Created: rec.Created})
 }
 
 // proved returns user's record if an evaluation was counted and tag's MAC
@@ -615,7 +530,7 @@ func (v *Vault) proved(user string, tag []byte) (*userRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := v.hsm.Counter(rec.KeyLabel)
+	n, err := v.counter(user, rec.KeyLabel)
 	if err != nil {
 		return nil, err
 	}

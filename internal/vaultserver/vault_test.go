@@ -41,6 +41,7 @@ func (tv *testVault) start() {
 	tv.hsm = openTestHSM(tv.t, tv.dir)
 	var err error
 	if tv.vault, err = NewVault(tv.hsm, filepath.Join(tv.dir, "vault.db")); err != nil {
+		tv.hsm.Close()
 		tv.t.Fatal(err)
 	}
 	if tv.server, err = NewServer(tv.vault, filepath.Join(tv.dir, "audit.log"), nil); err != nil {
@@ -133,13 +134,26 @@ func TestLockoutIsForever(t *testing.T) {
 	if _, err := tv.client.Recover(ctx, user, []byte("right")); !errors.Is(err, keyvault.ErrLockedOut) {
 		t.Fatalf("right password after a restart = %v", err)
 	}
-	// Restoring the old database brings neither the key nor the count back.
+	// Restoring the old database brings neither the key nor the count
+	// back: the vault refuses to serve it.
 	tv.stop()
 	os.WriteFile(filepath.Join(dir, "vault.db"), dbCopy, 0o600)
-	tv.start()
-	if _, err := tv.client.Recover(ctx, user, []byte("right")); !errors.Is(err, keyvault.ErrLockedOut) {
-		t.Fatalf("right password with a restored database = %v, want ErrLockedOut", err)
+	if err := openRefused(t, dir); !errors.Is(err, errRestoredStore) {
+		t.Fatalf("opening a restored database = %v, want errRestoredStore", err)
 	}
+}
+
+// openRefused opens the vault in dir, which must fail, and returns why.
+func openRefused(t *testing.T, dir string) error {
+	t.Helper()
+	h := openTestHSM(t, dir)
+	defer h.Close()
+	v, err := NewVault(h, filepath.Join(dir, "vault.db"))
+	if err == nil {
+		v.Close()
+		t.Fatal("the vault opened")
+	}
+	return err
 }
 
 func TestParallelGuessesNeverPassTheLimit(t *testing.T) {
@@ -181,7 +195,7 @@ func TestCrashBetweenCountAndEvaluateCounts(t *testing.T) {
 	ctx := context.Background()
 	tv := startVault(t, t.TempDir())
 	tv.client.Enrol(ctx, user, []byte("right"))
-	crashing := &Vault{hsm: failingHSM{tv.hsm}, db: tv.vault.db, limit: MaxAttempts, locks: map[string]*userLock{}}
+	crashing := &Vault{hsm: failingHSM{tv.hsm}, store: tv.vault.store, limit: MaxAttempts, locks: map[string]*userLock{}}
 	b, _ := keyvault.Blind(keyvault.Stretch([]byte("guess"), user))
 	for range 3 {
 		if _, _, err := crashing.Evaluate(user, b.Element); err == nil {
