@@ -178,3 +178,49 @@ func TestKilledBetweenWrites(t *testing.T) {
 	tv.start()
 	wrongGuesses(t, tv, 1, MaxAttempts-3)
 }
+
+// TestOldTokenCountersMigrate: a vault of an earlier version kept each
+// counter in a token object of its own, the database none; opening it
+// moves the count into the database as the first batch.
+func TestOldTokenCountersMigrate(t *testing.T) {
+	dir := t.TempDir()
+	tv := startVault(t, dir)
+	if _, err := tv.client.Enrol(context.Background(), user, []byte("right")); err != nil {
+		t.Fatal(err)
+	}
+	label := mustRecord(t, tv, user).KeyLabel
+	tv.stop()
+	// As the earlier version left them: 4 guesses counted in the token.
+	h := openTestHSM(t, dir)
+	h.mu.Lock()
+	objs, _, err := h.dataObjects(anchorLabel)
+	for _, o := range objs {
+		h.ctx.DestroyObject(h.sess, o)
+	}
+	h.mu.Unlock()
+	if err == nil {
+		err = h.SetCounter(label, 4)
+	}
+	h.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "vault.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(countersBucket); err != nil {
+			return err
+		}
+		return tx.DeleteBucket(metaBucket)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tv.start()
+	wrongGuesses(t, tv, 1, MaxAttempts-4)
+	tv.restart()
+	wrongGuesses(t, tv, 1, MaxAttempts-5)
+}

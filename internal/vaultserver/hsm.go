@@ -40,6 +40,9 @@ type HSM interface {
 	// vault's tag key, which never leaves the token (see tagMACInput):
 	// what the database keeps instead of the tag.
 	TagMAC(user string, tag []byte) ([]byte, error)
+	// EnsureTagKey makes the tag key if the token has none; the caller
+	// holds a lock that every process serving the token takes.
+	EnsureTagKey() error
 	// Close ends the session.
 	Close() error
 }
@@ -110,7 +113,7 @@ func OpenPKCS11(module, tokenLabel, pin string) (*PKCS11, error) {
 		}
 	}
 	if err == nil {
-		err = h.openTagKey()
+		_, err = h.findTagKey()
 	}
 	if err == nil {
 		err = h.openPool(slot)
@@ -250,20 +253,38 @@ func (h *PKCS11) forgetKey(label string) {
 	h.kmu.Unlock()
 }
 
-// openTagKey finds the vault's tag key, making it the first time: a
-// 32-byte generic secret that is sensitive, not extractable and usable
-// only to sign (HMAC) in the token.
-func (h *PKCS11) openTagKey() error {
+// findTagKey looks for the vault's tag key in the token; ok is false
+// when there is none yet. More than one is an error: each would MAC
+// differently (two processes made one each, which EnsureTagKey's lock
+// prevents).
+func (h *PKCS11) findTagKey() (ok bool, err error) {
 	objs, err := h.find([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, tagKeyLabel),
 	})
 	if err != nil {
-		return fmt.Errorf("failed to look for the vault's tag key in the token: %w", err)
+		return false, fmt.Errorf("failed to look for the vault's tag key in the token: %w", err)
 	}
-	if len(objs) > 0 {
+	if len(objs) > 1 {
+		return false, fmt.Errorf("the token holds %d keys labelled %s, and the vault needs exactly one: its records were made with one of them; remove the others with the token's tools", len(objs), tagKeyLabel)
+	}
+	if len(objs) == 1 {
 		h.tagKey = objs[0]
-		return nil
+	}
+	return len(objs) == 1, nil
+}
+
+// EnsureTagKey makes the vault's tag key if the token has none: a 32-byte
+// generic secret that is sensitive, not extractable and usable only to
+// sign (HMAC) in the token. The caller holds a lock that every process
+// serving the token takes around this (Vault: the counters lock), so
+// that one key is made.
+func (h *PKCS11) EnsureTagKey() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ok, err := h.findTagKey()
+	if err != nil || ok {
+		return err
 	}
 	h.tagKey, err = h.ctx.GenerateKey(h.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)}, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
@@ -306,6 +327,9 @@ func (h *PKCS11) MAC(domain string, msg []byte) ([]byte, error) {
 
 // hmac signs in with CKM_SHA256_HMAC under the tag key in the token.
 func (h *PKCS11) hmac(in []byte) ([]byte, error) {
+	if h.tagKey == 0 {
+		return nil, errors.New("the token has no tag key yet (EnsureTagKey)")
+	}
 	s := h.session()
 	defer h.release(s)
 	if err := h.ctx.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, h.tagKey); err != nil {

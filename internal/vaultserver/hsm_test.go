@@ -21,6 +21,9 @@ func openTestHSM(tb testing.TB, dir string) *PKCS11 {
 	}
 	tb.Setenv(SoftHSMConfEnv, conf)
 	h, err := OpenEmbedded(dir)
+	if err == nil {
+		err = h.EnsureTagKey()
+	}
 	if err != nil {
 		tb.Fatalf("SoftHSM2 token: %v", err)
 	}

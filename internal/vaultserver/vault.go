@@ -99,7 +99,12 @@ func NewVault(h HSM, dbPath string) (*Vault, error) {
 		return nil, err
 	}
 	if h != nil {
-		migrated, err := s.migrateTags(h)
+		// One process opens the file (bbolt locks it): no race to make the key.
+		err := h.EnsureTagKey()
+		migrated := 0
+		if err == nil {
+			migrated, err = s.migrateTags(h)
+		}
 		if err == nil && migrated > 0 {
 			err = s.compact()
 		}
@@ -123,6 +128,15 @@ func OpenVault(h HSM, s Store) (*Vault, error) {
 	v := &Vault{hsm: h, store: s, limit: MaxAttempts, maxPending: MaxPending, pendingTTL: PendingTTL, now: time.Now, locks: map[string]*userLock{}}
 	if h == nil {
 		return v, nil
+	}
+	unlock, err := v.lockCounters()
+	if err != nil {
+		return nil, err
+	}
+	err = h.EnsureTagKey()
+	unlock()
+	if err != nil {
+		return nil, err
 	}
 	if err := v.migrateCounters(); err != nil {
 		return nil, err
@@ -444,14 +458,19 @@ func (v *Vault) Evaluate(user string, blinded []byte) ([]byte, int, error) {
 		return nil, 0, err
 	}
 	x, err := v.hsm.Evaluate(rec.KeyLabel, blinded)
+	if errors.Is(err, ErrNoKey) { // destroyed, and the record not marked (destroy failed halfway)
+		v.put(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Created: rec.Created})
+		return nil, 0, keyvault.ErrLockedOut
+	}
 	if err != nil {
 		return nil, 0, err
 	}
 	return x, int(limit - n - 1), nil
 }
 
-// active loads a finished enrolment whose key still exists; a record whose
-// key is gone (an old database restored after a lockout) is deleted.
+// active loads a finished enrolment. Its key is not looked for here (a
+// search costs a walk of the token): a key destroyed without its record
+// marked is found by Evaluate.
 func (v *Vault) active(user string) (*userRecord, error) {
 	rec, err := v.load(user)
 	if err != nil {
@@ -464,14 +483,6 @@ func (v *Vault) active(user string) (*userRecord, error) {
 		return nil, keyvault.ErrLockedOut
 	case rec.Pending:
 		return nil, keyvault.ErrNotEnrolled
-	}
-	ok, err := v.hsm.HasUserKey(rec.KeyLabel)
-	if err != nil {
-		return nil, err
-	}
-	if !ok { // an old database restored after a lockout
-		v.put(user, &userRecord{KeyLabel: rec.KeyLabel, LockedOut: true, Created: rec.Created})
-		return nil, keyvault.ErrLockedOut
 	}
 	return rec, nil
 }

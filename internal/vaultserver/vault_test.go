@@ -23,6 +23,7 @@ import (
 type testVault struct {
 	t      *testing.T
 	dir    string
+	db     string // a PostgreSQL URL, or "" for bbolt in dir
 	hsm    HSM
 	vault  *Vault
 	server *Server
@@ -40,7 +41,7 @@ func startVault(t *testing.T, dir string) *testVault {
 func (tv *testVault) start() {
 	tv.hsm = openTestHSM(tv.t, tv.dir)
 	var err error
-	if tv.vault, err = NewVault(tv.hsm, filepath.Join(tv.dir, "vault.db")); err != nil {
+	if tv.vault, err = openTestVault(tv.hsm, tv.dir, tv.db); err != nil {
 		tv.hsm.Close()
 		tv.t.Fatal(err)
 	}
@@ -143,12 +144,35 @@ func TestLockoutIsForever(t *testing.T) {
 	}
 }
 
+// openTestVault opens the vault on h with its records in db, a
+// PostgreSQL URL, or "" for bbolt in dir.
+func openTestVault(h HSM, dir, db string) (*Vault, error) {
+	if db == "" {
+		return NewVault(h, filepath.Join(dir, "vault.db"))
+	}
+	s, err := OpenPostgresStore(db)
+	if err != nil {
+		return nil, err
+	}
+	v, err := OpenVault(h, s)
+	if err != nil {
+		s.Close()
+	}
+	return v, err
+}
+
 // openRefused opens the vault in dir, which must fail, and returns why.
 func openRefused(t *testing.T, dir string) error {
 	t.Helper()
+	return openRefusedOn(t, dir, "")
+}
+
+// openRefusedOn is openRefused with the records in db (openTestVault).
+func openRefusedOn(t *testing.T, dir, db string) error {
+	t.Helper()
 	h := openTestHSM(t, dir)
 	defer h.Close()
-	v, err := NewVault(h, filepath.Join(dir, "vault.db"))
+	v, err := openTestVault(h, dir, db)
 	if err == nil {
 		v.Close()
 		t.Fatal("the vault opened")
