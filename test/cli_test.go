@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/pgtest"
 	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/remote/rcloneremote"
 	"github.com/sealfs/sealfs/repo"
@@ -41,6 +42,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	pgtest.Stop()
 	os.Exit(code)
 }
 

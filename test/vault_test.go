@@ -64,13 +64,23 @@ func startVaultServerWith(t *testing.T, serve []string, certFile, keyFile string
 // otherwise).
 func startVaultIn(t *testing.T, serve []string, certFile, keyFile, dataDir string) (url string, stop func()) {
 	t.Helper()
+	url, wait, stop := launchVaultServer(t, serve, certFile, keyFile, dataDir)
+	wait()
+	return url, stop
+}
+
+// launchVaultServer starts the vault as startVaultIn does, with the flags
+// extra after the others (a later flag wins), and returns its URL, the
+// function that waits until it is up, and the one that stops it.
+func launchVaultServer(t *testing.T, serve []string, certFile, keyFile, dataDir string, extra ...string) (url string, wait, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	args := append(serve[1:], "--listen", addr, "--data-dir", dataDir)
+	args := append(append([]string{}, serve[1:]...), "--listen", addr, "--data-dir", dataDir)
 	var get func(string) (*http.Response, error)
 	url, get = "http://"+addr, http.Get
 	if certFile != "" {
@@ -80,7 +90,7 @@ func startVaultIn(t *testing.T, serve []string, certFile, keyFile, dataDir strin
 		insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 		get = insecure.Get
 	}
-	cmd := exec.Command(serve[0], args...)
+	cmd := exec.Command(serve[0], append(args, extra...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
@@ -92,20 +102,22 @@ func startVaultIn(t *testing.T, serve []string, certFile, keyFile, dataDir strin
 	var once sync.Once
 	stop = func() { once.Do(func() { stopVaultServer(t, cmd, exited, &log) }) }
 	t.Cleanup(stop)
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if r, err := get(url + "/healthz"); err == nil && r.StatusCode == 200 {
-			r.Body.Close()
-			break
+	return url, func() {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			if r, err := get(url + "/healthz"); err == nil && r.StatusCode == 200 {
+				r.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the vault did not come up:\n%s", log.String())
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the vault did not come up:\n%s", log.String())
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); err != nil || exe != vaultBin {
+			t.Fatalf("%v serves as %q (%v), want %s in the same process", serve, exe, err, vaultBin)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); err != nil || exe != vaultBin {
-		t.Fatalf("%v serves as %q (%v), want %s in the same process", serve, exe, err, vaultBin)
-	}
-	return url, stop
+	}, stop
 }
 
 // stopVaultServer sends SIGINT and expects a clean exit.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,7 @@ import (
 // serveOptions are the flags of sealfs-vault serve.
 type serveOptions struct {
 	listen, dataDir, tlsCert, tlsKey string
+	db                               string
 	insecure                         bool
 	module, token, pinFile           string
 }
@@ -48,6 +50,7 @@ answers 200 once it is ready.`,
 	f := serve.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to listen on")
 	f.StringVar(&o.dataDir, "data-dir", "", "database, audit log and embedded token (default ~/.local/share/sealfs/vault)")
+	f.StringVar(&o.db, "db", "", "keep the records in PostgreSQL at this postgres:// URL, shared by several serve processes on one HSM token (default: bbolt, DIR/vault.db)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
 	f.BoolVar(&o.insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
@@ -69,7 +72,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 		return err
 	}
 	defer hsm.Close()
-	v, err := vaultserver.NewVault(hsm, filepath.Join(o.dataDir, "vault.db"))
+	v, err := o.openVault(hsm)
 	if err != nil {
 		return err
 	}
@@ -84,6 +87,23 @@ func (o *serveOptions) run(ctx context.Context) error {
 	go expirePending(ctx, v, log, expired)
 	defer func() { stop(); <-expired }() // before the database closes
 	return o.serve(ctx, srv.Handler(), log)
+}
+
+// openVault opens the records: in PostgreSQL with --db, else in bbolt
+// in the data directory.
+func (o *serveOptions) openVault(hsm vaultserver.HSM) (*vaultserver.Vault, error) {
+	if o.db == "" {
+		return vaultserver.NewVault(hsm, filepath.Join(o.dataDir, "vault.db"))
+	}
+	s, err := vaultserver.OpenPostgresStore(o.db)
+	if err != nil {
+		return nil, err
+	}
+	v, err := vaultserver.OpenVault(hsm, s)
+	if err != nil {
+		s.Close()
+	}
+	return v, err
 }
 
 // expirePending forgets the enrolments left unfinished for too long
@@ -116,6 +136,9 @@ func (o *serveOptions) check() error {
 	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
 	if o.tlsCert == "" && !loopback && !o.insecure {
 		return usageError{fmt.Errorf("refusing plain HTTP on %s, which is not loopback: give --tls-cert and --tls-key (or --insecure-http behind a TLS proxy)", o.listen)}
+	}
+	if o.db != "" && !strings.HasPrefix(o.db, "postgres://") && !strings.HasPrefix(o.db, "postgresql://") {
+		return usageError{errors.New("--db takes a PostgreSQL URL, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=...]")}
 	}
 	if o.dataDir == "" {
 		home, err := os.UserHomeDir()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/miekg/pkcs11"
 )
@@ -60,16 +61,31 @@ func OpenEmbedded(dataDir string) (*PKCS11, error) {
 	if got := os.Getenv(SoftHSMConfEnv); got != conf {
 		return nil, fmt.Errorf("%s is %q, not the embedded token's configuration %s: the command sets it (from EmbeddedConf) before it opens the token", SoftHSMConfEnv, got, conf)
 	}
-	pinFile := filepath.Join(dataDir, "token-pin")
-	pin, err := os.ReadFile(pinFile)
-	if errors.Is(err, os.ErrNotExist) {
-		if pin, err = initEmbeddedToken(pinFile); err != nil {
-			return nil, err
-		}
-	} else if err != nil {
+	pin, err := embeddedPIN(dataDir)
+	if err != nil {
 		return nil, err
 	}
 	return OpenPKCS11(SoftHSMModule, EmbeddedTokenLabel, strings.TrimSpace(string(pin)))
+}
+
+// embeddedPIN reads the embedded token's PIN, making the token the first
+// time, under a lock on dataDir/token.lock: several processes that serve
+// one data directory (with --db) and start together make one token.
+func embeddedPIN(dataDir string) ([]byte, error) {
+	lock, err := os.OpenFile(filepath.Join(dataDir, "token.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the token's lock: %w", err)
+	}
+	defer lock.Close() // and unlocks
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("failed to lock the token: %w", err)
+	}
+	pinFile := filepath.Join(dataDir, "token-pin")
+	pin, err := os.ReadFile(pinFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return initEmbeddedToken(pinFile)
+	}
+	return pin, err
 }
 
 func randomPIN() string {
