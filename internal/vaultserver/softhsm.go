@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/sealfs/sealfs/internal/atomicfile"
 )
 
 // SoftHSMModule is where Debian's softhsm2 package puts the module.
@@ -36,7 +38,12 @@ func EmbeddedConf(dataDir string) (string, error) {
 	}
 	conf := filepath.Join(dataDir, "softhsm2.conf")
 	body := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", tokens)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+	// Replaced whole, and only when it differs: another process serving
+	// the same directory (--db) may be reading it as it starts.
+	if old, err := os.ReadFile(conf); err == nil && string(old) == body {
+		return conf, nil
+	}
+	if err := atomicfile.Write(conf, []byte(body), 0o600); err != nil {
 		return "", fmt.Errorf("failed to write the SoftHSM2 configuration: %w", err)
 	}
 	return conf, nil
