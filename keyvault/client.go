@@ -197,6 +197,9 @@ func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 	if r.StatusCode == http.StatusNotFound && path == PathDestroy && json.Unmarshal(b, new(ErrorResponse)) != nil {
 		return fmt.Errorf("%w (vault %s)", ErrNoDestroy, c.URL)
 	}
+	if r.StatusCode >= 300 && r.StatusCode < 400 {
+		return fmt.Errorf("the vault at %s answered %s, a redirect to %q: sealfs follows no redirect, so that what it sends goes to the vault named and nowhere else; give the vault's own URL", c.URL, r.Status, r.Header.Get("Location"))
+	}
 	if r.StatusCode != http.StatusOK {
 		return answerError(r.Status, b)
 	}

@@ -80,7 +80,8 @@ func isLoopback(host string) bool {
 
 // NewClient returns a client for the vault at rawURL, trusting its
 // certificate as trust says. It refuses (ErrPlainHTTP) an http:// URL
-// whose host is not loopback, before any connection is made.
+// whose host is not loopback, before any connection is made. The client
+// follows no redirect: it talks to rawURL only.
 func NewClient(rawURL string, trust Trust) (*Client, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
@@ -102,7 +103,10 @@ func NewClient(rawURL string, trust Trust) (*Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg
 	tr.Proxy = nil // the vault is reached directly: a proxy would be a man in the middle for http://
-	return &Client{URL: rawURL, HTTP: &http.Client{Timeout: 30 * time.Second, Transport: tr}}, nil
+	// No redirect is followed: 307 and 308 would send the request (a
+	// release tag) again to whatever host they name, over any scheme.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{URL: rawURL, HTTP: &http.Client{Timeout: 30 * time.Second, Transport: tr, CheckRedirect: noRedirect}}, nil
 }
 
 // tlsConfig is TLS 1.2 or later with verification on: against CAFile's

@@ -95,3 +95,33 @@ func TestClientRefusesPlainHTTPOffLoopback(t *testing.T) {
 		t.Error("a malformed pin was accepted")
 	}
 }
+
+// TestClientFollowsNoRedirect: a vault's answer that redirects (307 and
+// 308 keep the method and the body) is not followed, to another host or
+// a plain http:// one: the release tag goes to the vault named and
+// nowhere else, and the redirect is an error.
+func TestClientFollowsNoRedirect(t *testing.T) {
+	var elsewhere []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere = append(elsewhere, r.Method+" "+r.URL.Path)
+		json.NewEncoder(w).Encode(&ReleaseResponse{Envelope: []byte("sealed")})
+	}))
+	defer other.Close()
+	for _, code := range []int{http.StatusTemporaryRedirect, http.StatusPermanentRedirect, http.StatusFound} {
+		vault := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+r.URL.Path, code)
+		}))
+		c, err := NewClient(vault.URL, Trust{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = release(c)
+		vault.Close()
+		if err == nil || !strings.Contains(err.Error(), "redirect") {
+			t.Errorf("%d: a redirecting vault gave %v, want an error that says it redirects", code, err)
+		}
+	}
+	if len(elsewhere) > 0 {
+		t.Fatalf("the client followed the vault's redirects to another host: %v", elsewhere)
+	}
+}
