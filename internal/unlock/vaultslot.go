@@ -113,14 +113,26 @@ func (p VaultParams) shared(clients []*keyvault.Client) (s keyvault.Shared, usab
 
 // VaultSlots returns the slots that the vaults at urls can open among
 // slots, newest first: the order in which a password is tried. A slot of
-// one vault is listed when urls holds its vault; a slot of k of n vaults,
-// when urls holds at least k of them. Slots of other kinds and with
-// malformed parameters are left out.
+// one vault is listed when urls is that vault alone; a slot of k of n
+// vaults, when urls holds at least k of them. Slots of other kinds and
+// with malformed parameters are left out.
+//
+// A slot of one vault is never tried with several vaults named: its
+// unlock tag derives from that vault's evaluation alone, so a slot of one
+// of them (planted by the storage provider, with that vault's user id of
+// a k-of-n enrolment) would send the vault what its operator needs to
+// test the password offline, the very attack k of n vaults stop.
 func VaultSlots(slots []repo.SlotInfo, urls ...string) []repo.SlotInfo {
 	var out []repo.SlotInfo
 	for _, s := range slots {
 		p, err := ParseVaultParams(s.Slot)
 		if err != nil {
+			continue
+		}
+		if !p.Shared() {
+			if len(urls) == 1 && urls[0] == p.URL {
+				out = append(out, s)
+			}
 			continue
 		}
 		named := 0
@@ -129,7 +141,7 @@ func VaultSlots(slots []repo.SlotInfo, urls ...string) []repo.SlotInfo {
 				named++
 			}
 		}
-		if named > 0 && named >= max(p.Threshold, 1) {
+		if named >= p.Threshold {
 			out = append(out, s)
 		}
 	}
