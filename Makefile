@@ -12,7 +12,7 @@ FUZZTIME ?= 20000x
 FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo/format:FuzzDecodeTree ./repo/format:FuzzDecodeIndex ./repo/format:FuzzDecodePackHeader \
             ./repo/format:FuzzDecodeSnapshot ./repo/format:FuzzParseConfig ./repo/format:FuzzDecodeForget \
-            ./repo/format:FuzzDecodeSegmentTable ./repo/format:FuzzParseSnapshotName \
+            ./repo/format:FuzzDecodeSegmentTable ./repo/format:FuzzParseSnapshotName ./repo/format:FuzzDecodeHistory \
             ./internal/vaultserver:FuzzDecodeRequest ./keyvault:FuzzValidatePoint \
             ./internal/worktree:FuzzReadJournal ./internal/worktree:FuzzSealedJournal ./remote/mirror:FuzzDecodeListing \
             ./remote/bwlimit:FuzzParse ./internal/unlock:FuzzParseVaultParams ./internal/shamir:FuzzCombine

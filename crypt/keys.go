@@ -37,6 +37,9 @@ const (
 	// only: its id is still BlobID(TypeDataBlob, chunk), and its parts
 	// are sealed with SealSegment, not Seal.
 	TypeSegmentedBlob ObjectType = 9
+	// TypeHistory is a history segment: the summaries of a run of older
+	// snapshots folded out of snapshots/ (docs/SPEC.md §8.3).
+	TypeHistory ObjectType = 10
 )
 
 // String names the type as the spec does.
@@ -60,6 +63,8 @@ func (t ObjectType) String() string {
 		return "forget record"
 	case TypeSegmentedBlob:
 		return "segmented data blob"
+	case TypeHistory:
+		return "history segment"
 	}
 	return fmt.Sprintf("object type %d", uint8(t))
 }

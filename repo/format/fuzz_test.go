@@ -2,6 +2,7 @@ package format
 
 import (
 	"bytes"
+	"encoding/hex"
 	"reflect"
 	"testing"
 
@@ -222,6 +223,34 @@ func FuzzParseSnapshotName(f *testing.F) {
 		}
 		if name != want || !MetadataName(name) || IsForgetName(name) {
 			t.Fatalf("%q parses as %d %s, whose name is %q", name, seq, id, want)
+		}
+	})
+}
+
+func FuzzDecodeHistory(f *testing.F) {
+	for _, v := range makeHistoryVectors(f) {
+		pt, _ := hex.DecodeString(v.Plaintext)
+		f.Add(pt)
+	}
+	f.Add([]byte{1, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		snaps, err := DecodeHistory(b)
+		if err != nil {
+			return
+		}
+		if len(snaps) == 0 {
+			t.Fatal("a segment without entries decoded")
+		}
+		again, err := EncodeHistory(snaps)
+		if err != nil {
+			t.Fatalf("a decoded segment does not encode: %v", err)
+		}
+		back, err := DecodeHistory(again)
+		if err != nil {
+			t.Fatalf("a segment as encoded does not decode: %v", err)
+		}
+		if twice, _ := EncodeHistory(back); !bytes.Equal(twice, again) {
+			t.Fatal("decode, encode, decode changed the segment")
 		}
 	})
 }

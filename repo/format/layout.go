@@ -21,6 +21,10 @@ const (
 	// snapshots and the record of every snapshot removed on purpose: the
 	// chain of snapshots is checked against both (docs/SPEC.md §8.1).
 	ForgetDir = SnapshotsDir + "/forget"
+	// HistoryDir holds the history segments (docs/SPEC.md §8.3): not
+	// below SnapshotsDir, so that an open, which lists that, lists a
+	// bounded number of names however long the history.
+	HistoryDir = "history"
 )
 
 // PackName is the name of pack id: data/<first byte in hex>/<id>.
@@ -72,6 +76,9 @@ func SlotName(id crypt.ID) string { return KeysDir + "/" + id.String() }
 
 // ForgetName is the name of forget record id.
 func ForgetName(id crypt.ID) string { return ForgetDir + "/" + id.String() }
+
+// HistoryName is the name of history segment id.
+func HistoryName(id crypt.ID) string { return HistoryDir + "/" + id.String() }
 
 // IsForgetName reports whether name, listed below SnapshotsDir, is in the
 // folder of forget records rather than a snapshot.

@@ -13,6 +13,12 @@ const (
 	MaxPackHeaderEntries = 1 << 20
 	// MaxForgetEntries bounds a forget record.
 	MaxForgetEntries = 1 << 20
+	// MaxHistoryEntries bounds a history segment's snapshots, and
+	// MaxHistorySize its plaintext.
+	MaxHistoryEntries = 1 << 20
+	MaxHistorySize    = 64 << 20
+	// MaxHistoryRefs bounds the history segments a snapshot names.
+	MaxHistoryRefs = 64
 	// MaxSnapshotSize bounds a snapshot's plaintext.
 	MaxSnapshotSize = 64 << 20
 	// MaxLeaseSize bounds the lease's plaintext.
@@ -31,6 +37,7 @@ const (
 	MaxLeaseObject      = MaxLeaseSize + crypt.Overhead
 	MaxPackHeaderObject = 5 + MaxPackHeaderEntries*HeaderEntrySize + crypt.Overhead
 	MaxForgetObject     = 5 + MaxForgetEntries*ForgetEntrySize + crypt.Overhead
+	MaxHistoryObject    = MaxHistorySize + crypt.Overhead
 )
 
 // MaxPackObject is the largest pack a writer with the given pack size

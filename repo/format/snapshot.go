@@ -36,6 +36,52 @@ type Snapshot struct {
 	// objects (docs/SPEC.md §8.2): its tree, root, files and bytes are its
 	// parent's. Only in a snapshot of version SnapshotForksVersion.
 	Prune bool `json:"prune,omitempty"`
+	// History names the history segments (docs/SPEC.md §8.3) that hold
+	// the snapshots 1 to History[len-1].Last, in order: only in a
+	// snapshot of version SnapshotHistoryVersion, which always has some.
+	History []HistoryRef `json:"history,omitempty"`
+}
+
+// HistoryRef names a history segment and the sequence numbers it covers,
+// First to Last.
+type HistoryRef struct {
+	ID    crypt.ID `json:"id"`
+	First uint64   `json:"first"`
+	Last  uint64   `json:"last"`
+}
+
+// SnapshotHistoryVersion is the version of a snapshot that stands on
+// history segments (History); it has the fields of SnapshotForksVersion.
+// A writer writes it only when it has history segments to name, and
+// version SnapshotForksVersion otherwise.
+const SnapshotHistoryVersion = 4
+
+// Folded returns the newest sequence number s's history segments cover
+// (0 for none): snapshots up to it are in the segments, not in
+// snapshots/.
+func (s *Snapshot) Folded() uint64 {
+	if len(s.History) == 0 {
+		return 0
+	}
+	return s.History[len(s.History)-1].Last
+}
+
+// checkHistory checks that history segments cover 1 to the last one's
+// Last contiguously, below seq, with non-zero ids, each once.
+func checkHistory(h []HistoryRef, seq uint64) error {
+	if len(h) > MaxHistoryRefs {
+		return fmt.Errorf("snapshot names %d history segments, over the limit", len(h))
+	}
+	next := uint64(1)
+	ids := make(map[crypt.ID]bool, len(h))
+	for _, r := range h {
+		if r.ID.IsZero() || ids[r.ID] || r.First != next || r.Last < r.First || r.Last >= seq {
+			return errors.New("snapshot's history segments are not contiguous from 1 below it, or repeated")
+		}
+		ids[r.ID] = true
+		next = r.Last + 1
+	}
+	return nil
 }
 
 // SnapshotRootVersion is the version of a snapshot that carries the root
@@ -75,6 +121,9 @@ func EncodeSnapshot(s *Snapshot) ([]byte, error) {
 	if err := checkForks(s.Forks); err != nil {
 		return nil, err
 	}
+	if err := checkHistory(s.History, s.Seq); err != nil {
+		return nil, err
+	}
 	if s.Root != nil {
 		if err := s.Root.validate(); err != nil {
 			return nil, err
@@ -101,7 +150,7 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	}
 	switch {
 	case s.Version == FormatVersion && s.Root == nil, s.Version == SnapshotRootVersion && s.Root != nil,
-		s.Version == SnapshotForksVersion:
+		s.Version == SnapshotForksVersion, s.Version == SnapshotHistoryVersion:
 	case s.Version == FormatVersion || s.Version == SnapshotRootVersion:
 		return nil, fmt.Errorf("snapshot of version %d with root attributes %v", s.Version, s.Root != nil)
 	default:
@@ -110,11 +159,17 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	if s.Seq == 0 || s.Tree.IsZero() {
 		return nil, errors.New("snapshot has no sequence number or root tree")
 	}
-	if s.Forks != nil && s.Version != SnapshotForksVersion {
+	if s.Forks != nil && s.Version < SnapshotForksVersion {
 		return nil, fmt.Errorf("snapshot of version %d records forks", s.Version)
 	}
-	if s.Prune && s.Version != SnapshotForksVersion {
+	if s.Prune && s.Version < SnapshotForksVersion {
 		return nil, fmt.Errorf("snapshot of version %d is marked as a prune's", s.Version)
+	}
+	if (s.History != nil) != (s.Version == SnapshotHistoryVersion) || (s.History != nil && len(s.History) == 0) {
+		return nil, fmt.Errorf("snapshot of version %d with history segments %v", s.Version, s.History != nil)
+	}
+	if err := checkHistory(s.History, s.Seq); err != nil {
+		return nil, err
 	}
 	if err := checkForks(s.Forks); err != nil {
 		return nil, err
