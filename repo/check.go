@@ -140,17 +140,18 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 		names[s.ID] = e.Name
 		snaps = append(snaps, s)
 	}
-	c.rep.Snapshots = len(snaps)
 	sortSnapshots(snaps)
 	for _, x := range readerIndexes(snaps) {
 		wantIndex[x] = format.SnapshotSeqName(snaps[len(snaps)-1].Seq, snaps[len(snaps)-1].ID)
 	}
-	for _, err := range verifyChain(snaps, forgot) {
+	snaps, folded := c.history(ctx, snaps, forgot, names)
+	c.rep.Snapshots = len(snaps)
+	for _, err := range verifyChain(snaps, forgot, folded) {
 		c.problem(err)
 	}
-	c.rep.Forks = forksOf(snaps, forgot)
+	c.rep.Forks = forksOf(snaps, forgot, folded)
 	// A fork no writer has recorded yet: its blobs are in its own indexes.
-	for _, f := range unrecordedForks(snaps, forgot) {
+	for _, f := range unrecordedForks(snaps, forgot, folded) {
 		for _, x := range f.Indexes {
 			if _, ok := wantIndex[x]; !ok {
 				wantIndex[x] = format.SnapshotSeqName(f.Seq, f.ID)
@@ -158,6 +159,42 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 		}
 	}
 	return snaps, wantIndex, nil
+}
+
+// history adds to snaps (sorted, the head last) the snapshots of the
+// newest snapshot's history segments (docs/SPEC.md §8.3), and reports the
+// segments no snapshot names as unreferenced (harmless: prune removes
+// them) and the listed snapshots a segment holds too (a fold's leftovers)
+// likewise. It returns the joined list and 0, or, when a segment fails
+// (a problem), snaps and the number its segments cover.
+func (c *checker) history(ctx context.Context, snaps []*Snapshot, forgot map[crypt.ID]uint64, names map[crypt.ID]string) ([]*Snapshot, uint64) {
+	if len(snaps) == 0 {
+		return snaps, 0
+	}
+	head := snaps[len(snaps)-1]
+	named := map[string]bool{}
+	for _, ref := range head.History {
+		named[format.HistoryName(ref.ID)] = true
+	}
+	if err := c.r.remote.List(ctx, format.HistoryDir, func(e remote.Entry) error {
+		if !named[e.Name] {
+			c.rep.Unreferenced = append(c.rep.Unreferenced, e.Name)
+		}
+		return nil
+	}); err != nil {
+		c.problem(fmt.Errorf("failed to list %s: %w", format.HistoryDir, err))
+	}
+	if len(head.History) == 0 {
+		return snaps, 0
+	}
+	folded, err := c.r.readHistory(ctx, head.History)
+	if err != nil {
+		c.problem(err)
+		return snaps, head.Folded()
+	}
+	joined, leftovers := joinHistory(snaps, folded, forgot, func(s *Snapshot) string { return names[s.ID] })
+	c.rep.Unreferenced = append(c.rep.Unreferenced, leftovers...)
+	return joined, 0
 }
 
 // indexes loads the index objects a reader loads (want: index ->

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -73,7 +74,13 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 		r.mu.Unlock()
 		return parent, nil // the retried snapshot is this commit
 	}
-	u, err := r.sealSnapshotLocked(root, info, parent)
+	r.mu.Unlock()
+	fold, err := r.planFold(ctx, parent)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	u, err := r.sealSnapshotLocked(root, info, parent, fold)
 	if err == nil {
 		err = r.rememberUnstoredLocked(u)
 	}
@@ -163,7 +170,7 @@ func (r *Repository) rememberUnstoredLocked(u *unstoredSnapshot) error {
 // consolidateIndexes stored (indexListLocked), and records the forks
 // (recordForksLocked). It is sealed under a fresh id, not stored. r.mu is
 // held.
-func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *Snapshot) (*unstoredSnapshot, error) {
+func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *Snapshot, fold *foldPlan) (*unstoredSnapshot, error) {
 	s := &Snapshot{Version: format.SnapshotForksVersion, Seq: 1, Time: time.Now().UTC(), Host: info.Host, Tree: root, Files: info.Files, Bytes: info.Bytes, Root: info.Root}
 	if s.Host == "" {
 		s.Host, _ = os.Hostname()
@@ -173,7 +180,29 @@ func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *
 	}
 	s.Indexes = r.indexListLocked(parent)
 	r.recordForksLocked(s, parent)
-	return r.sealSnapshot(s)
+	r.historyLocked(s, parent, fold)
+	u, err := r.sealSnapshot(s)
+	if err == nil && fold != nil {
+		r.fold = &pendingFold{snap: s.ID, plan: fold}
+	}
+	return u, err
+}
+
+// historyLocked sets the history segments snapshot s, following parent,
+// stands on: the fold's, or the parent's (docs/SPEC.md §8.3), and the
+// version that names them. r.mu is held.
+func (r *Repository) historyLocked(s, parent *Snapshot, fold *foldPlan) {
+	switch {
+	case fold != nil:
+		s.History = slices.Clone(fold.history)
+	case parent != nil:
+		s.History = slices.Clone(parent.History)
+	}
+	if len(s.History) > 0 {
+		s.Version = format.SnapshotHistoryVersion
+	} else {
+		s.History = nil
+	}
 }
 
 // sealSnapshot seals s under a fresh id (which it sets); it is not stored.
@@ -256,5 +285,11 @@ func (r *Repository) storeSnapshot(ctx context.Context, u *unstoredSnapshot) err
 	r.snapshots = append(r.snapshots, u.snap)
 	r.unstored = nil
 	r.state.Unstored = nil
-	return r.rememberHead(u.snap, true)
+	if err := r.rememberHead(u.snap, true); err != nil {
+		return err
+	}
+	r.mu.Unlock()
+	r.finishFold(ctx, u.snap)
+	r.mu.Lock()
+	return nil
 }

@@ -98,12 +98,20 @@ type indexMerge struct {
 // while the list would be longer than maxNamedIndexes, as long as the
 // merged object stays within format.MaxIndexEntries.
 func planMerge(counts []int) int {
+	return planRun(counts, mergeFactor, maxNamedIndexes, format.MaxIndexEntries)
+}
+
+// planRun is planMerge's rule with its bounds given: an object joins the
+// run while it holds at most factor times the run's entries, or while the
+// list would be longer than maxLen, as long as the run stays within
+// maxEntries. History segments are merged by it too (fold.go).
+func planRun(counts []int, factor, maxLen, maxEntries int) int {
 	if len(counts) < 2 {
 		return len(counts)
 	}
 	s := len(counts) - 1
 	acc := counts[s]
-	for s > 0 && (counts[s-1] <= mergeFactor*acc || s >= maxNamedIndexes) && counts[s-1]+acc <= format.MaxIndexEntries {
+	for s > 0 && (counts[s-1] <= factor*acc || s >= maxLen) && counts[s-1]+acc <= maxEntries {
 		s--
 		acc += counts[s]
 	}

@@ -45,3 +45,18 @@ func PacksInMemoryForTest(r *Repository) int {
 	defer r.mu.Unlock()
 	return r.packSlots
 }
+
+// SetFoldKeepForTest sets how many snapshots below the newest a fold
+// leaves unfolded (fold.go), until the test ends.
+func SetFoldKeepForTest(t interface{ Cleanup(func()) }, n uint64) {
+	old := foldKeep
+	foldKeep = n
+	t.Cleanup(func() { foldKeep = old })
+}
+
+// LoadedSnapshotsForTest is how many snapshots r holds in its list.
+func LoadedSnapshotsForTest(r *Repository) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.snapshots)
+}

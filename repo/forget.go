@@ -65,7 +65,7 @@ func addForgotten(forgot map[crypt.ID]uint64, name string, entries []format.Forg
 // no forgotten snapshot is above the head, and the head is not forgotten;
 // every fork the head records is known. Two snapshots with one sequence number are a fork, not an error.
 // It returns one error for each break, naming what is missing.
-func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
+func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64, folded uint64) []error {
 	var errs []error
 	known := make(map[crypt.ID]uint64, len(snaps)+len(forgot))
 	held := map[uint64]bool{}
@@ -87,6 +87,10 @@ func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
 	slices.Sort(seqs)
 	next := uint64(1)
 	for _, seq := range seqs {
+		if seq <= folded {
+			continue
+		}
+		next = max(next, folded+1)
 		if seq > next {
 			what := fmt.Sprintf("snapshot %d is missing", next)
 			if seq-next > 1 {
@@ -117,7 +121,7 @@ func verifyChain(snaps []*Snapshot, forgot map[crypt.ID]uint64) []error {
 		}
 	}
 	if head != nil {
-		errs = append(errs, checkRecordedForks(head, known)...)
+		errs = append(errs, checkRecordedForks(head, known, folded)...)
 	}
 	return errs
 }
@@ -168,6 +172,14 @@ func (r *Repository) Forgotten() []format.Forgotten {
 // ErrNoSnapshot; one that should be there and is not is an integrity
 // error.
 func (r *Repository) SnapshotBySeq(ctx context.Context, seq uint64) (*Snapshot, error) {
+	r.mu.Lock()
+	folded := r.unloadedFoldLocked()
+	r.mu.Unlock()
+	if seq <= folded {
+		if err := r.loadHistory(ctx); err != nil {
+			return nil, err
+		}
+	}
 	s, err := r.snapshotBySeq(seq)
 	if err != nil || !isStub(s) {
 		return s, err
@@ -190,7 +202,7 @@ func (r *Repository) snapshotBySeq(seq uint64) (*Snapshot, error) {
 		}
 	}
 	if len(found) > 1 {
-		forks := forksOf(r.snapshots, r.forgotten)
+		forks := forksOf(r.snapshots, r.forgotten, r.unloadedFoldLocked())
 		found = slices.DeleteFunc(found, func(s *Snapshot) bool { return slices.Contains(forks, s) })
 		if len(found) != 1 {
 			return nil, fmt.Errorf("%w: a fork left several snapshots with number %d (see: sealfs snapshots)", ErrAmbiguousSnapshot, seq)
@@ -271,6 +283,10 @@ func (r *Repository) recordForgotten(ctx context.Context, ids []crypt.ID) ([]*Sn
 
 // fillStubsOf opens the snapshots of ids that are stubs (fillStubs).
 func (r *Repository) fillStubsOf(ctx context.Context, ids []crypt.ID) error {
+	// A folded snapshot is in the history segments.
+	if err := r.loadHistory(ctx); err != nil {
+		return err
+	}
 	want := make(map[crypt.ID]bool, len(ids))
 	for _, id := range ids {
 		want[id] = true

@@ -41,7 +41,12 @@ func sortSnapshots(snaps []*Snapshot) { slices.SortFunc(snaps, compareSnapshots)
 // sequence number held by one known snapshot is taken as the main line's,
 // and where several share it every present one counts as a fork (so a
 // writer records them all: more kept, nothing lost).
-func forksOf(snaps []*Snapshot, forgot map[crypt.ID]uint64) []*Snapshot {
+//
+// folded is the newest number of the head's history segments when they are
+// not in snaps (unloadedFoldLocked), else 0: a snapshot of snaps at or
+// below it is one that landed after the fold, beside the main line's
+// (which a fold only folds alone at its number): a fork.
+func forksOf(snaps []*Snapshot, forgot map[crypt.ID]uint64, folded uint64) []*Snapshot {
 	if len(snaps) == 0 {
 		return nil
 	}
@@ -78,7 +83,7 @@ func forksOf(snaps []*Snapshot, forgot map[crypt.ID]uint64) []*Snapshot {
 	}
 	var out []*Snapshot
 	for _, s := range snaps {
-		if !main[s.ID] {
+		if !main[s.ID] || s.Seq <= folded {
 			out = append(out, s)
 		}
 	}
@@ -91,7 +96,7 @@ func forksOf(snaps []*Snapshot, forgot map[crypt.ID]uint64) []*Snapshot {
 func (r *Repository) Forks() []*Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return forksOf(r.snapshots, r.forgotten)
+	return forksOf(r.snapshots, r.forgotten, r.unloadedFoldLocked())
 }
 
 // UnrecordedForks returns the fork snapshots the newest snapshot does not
@@ -104,14 +109,14 @@ func (r *Repository) UnrecordedForks() []*Snapshot {
 }
 
 func (r *Repository) unrecordedForksLocked() []*Snapshot {
-	return unrecordedForks(r.snapshots, r.forgotten)
+	return unrecordedForks(r.snapshots, r.forgotten, r.unloadedFoldLocked())
 }
 
 // unrecordedForks returns the fork snapshots of snaps (sorted, the head
 // last) that the head does not record: the only ones whose blobs may be
 // missing from the head's index objects.
-func unrecordedForks(snaps []*Snapshot, forgot map[crypt.ID]uint64) []*Snapshot {
-	forks := forksOf(snaps, forgot)
+func unrecordedForks(snaps []*Snapshot, forgot map[crypt.ID]uint64, folded uint64) []*Snapshot {
+	forks := forksOf(snaps, forgot, folded)
 	if len(forks) == 0 {
 		return nil
 	}
@@ -134,7 +139,7 @@ func (r *Repository) recordForksLocked(s, parent *Snapshot) {
 			ids[f] = true
 		}
 	}
-	for _, f := range forksOf(r.snapshots, r.forgotten) {
+	for _, f := range forksOf(r.snapshots, r.forgotten, r.unloadedFoldLocked()) {
 		ids[f.ID] = true
 	}
 	for id := range ids {
@@ -156,7 +161,7 @@ func (r *Repository) forkIndexesLocked(parent *Snapshot) []crypt.ID {
 		named[x] = true
 	}
 	var out []crypt.ID
-	for _, f := range forksOf(r.snapshots, r.forgotten) {
+	for _, f := range forksOf(r.snapshots, r.forgotten, r.unloadedFoldLocked()) {
 		for _, x := range f.Indexes {
 			if !named[x] && r.loaded[x] {
 				named[x] = true
@@ -226,7 +231,10 @@ func (r *Repository) LoadIndexesOf(ctx context.Context, s *Snapshot) error {
 // or forgotten, and not alone at its number: deleting a fork snapshot, or
 // the main line's snapshot beside it, is detected once a writer has
 // recorded it.
-func checkRecordedForks(head *Snapshot, known map[crypt.ID]uint64) []error {
+//
+// A fork at or below folded (the head's history, not loaded) shares its
+// number with a folded snapshot, which the history segments hold.
+func checkRecordedForks(head *Snapshot, known map[crypt.ID]uint64, folded uint64) []error {
 	var errs []error
 	bySeq := map[uint64]int{}
 	for _, seq := range known {
@@ -237,7 +245,7 @@ func checkRecordedForks(head *Snapshot, known map[crypt.ID]uint64) []error {
 		switch {
 		case !ok:
 			errs = append(errs, integrityError(format.SnapshotName(f), "the newest snapshot %s records it as a fork, but it is missing (deleted without a forget record)", head.ID.Short()))
-		case bySeq[seq] < 2:
+		case bySeq[seq] < 2 && seq > folded:
 			// A fork shares its number with the main line's snapshot,
 			// which goes only with a forget record.
 			errs = append(errs, integrityError(format.SnapshotSeqName(seq, f), "the newest snapshot %s records it as a fork, but it is the only snapshot %d: the main line's was deleted without a forget record", head.ID.Short(), seq))

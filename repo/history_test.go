@@ -69,13 +69,13 @@ func TestVerifyChainTree(t *testing.T) {
 				t.Errorf("head %s, want %s", got.Short(), id(c.head).Short())
 			}
 			var forks []byte
-			for _, s := range forksOf(snaps, forgot) {
+			for _, s := range forksOf(snaps, forgot, 0) {
 				forks = append(forks, s.ID[0])
 			}
 			if string(forks) != string(c.forks) {
 				t.Errorf("forks %v, want %v", forks, c.forks)
 			}
-			err := errors.Join(verifyChain(snaps, forgot)...)
+			err := errors.Join(verifyChain(snaps, forgot, 0)...)
 			switch {
 			case c.err == "" && err != nil:
 				t.Errorf("refused: %v", err)

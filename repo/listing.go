@@ -387,10 +387,18 @@ func (r *Repository) checkParents(got []*Snapshot) error {
 
 // LoadSnapshot opens snapshot s whole, with its list of index objects
 // (which Snapshots leaves out, but the newest's).
+//
+// A snapshot folded into a history segment (docs/SPEC.md §8.3) has no
+// object and no list of index objects: its summary is all there is.
 func (r *Repository) LoadSnapshot(ctx context.Context, s *Snapshot) (*Snapshot, error) {
 	r.mu.Lock()
 	name := r.snapshotObjectLocked(s)
+	folded := r.folded[s.ID]
 	r.mu.Unlock()
+	if folded {
+		c := *s
+		return &c, nil
+	}
 	full, err := r.loadSnapshot(ctx, name, -1)
 	if err != nil {
 		return nil, err

@@ -605,6 +605,7 @@ func (r *Repository) rewriteIndexes(ctx context.Context, o PruneOptions, p *prun
 	// The forks stay recorded; their blobs are live, so the new indexes
 	// list them.
 	r.recordForksLocked(&s, h)
+	r.historyLocked(&s, h, nil)
 	p.rep.NewIndexes = len(s.Indexes)
 	u, err := r.sealSnapshot(&s)
 	if err == nil {

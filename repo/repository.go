@@ -91,10 +91,20 @@ type Repository struct {
 	legacy    map[crypt.ID]bool   // snapshots listed under a version 1 name
 	forgotten map[crypt.ID]uint64 // snapshots removed on purpose: their Seq
 	loaded    map[crypt.ID]bool   // the index objects in index
-	blobs     *blobCache          // nil without Options.CacheSize
-	recent    *memCache           // verified data blobs, with Options.CacheSize
-	fetches   fetchGroup          // blobs being fetched from the remote
-	tables    *tableCache         // segment tables, with Options.CacheSize
+	// historyLoaded: the snapshots of the head's history segments are in
+	// snapshots (loadHistory, fold.go); folded marks them (and, while a
+	// commit's fold is finishing, the ones it folded).
+	historyLoaded bool
+	folded        map[crypt.ID]bool
+	// leftovers are objects to delete once a fold's snapshot is stored
+	// (folded snapshots, replaced history segments), and fold the fold
+	// whose snapshot is sealed and not yet stored (fold.go).
+	leftovers []string
+	fold      *pendingFold
+	blobs     *blobCache  // nil without Options.CacheSize
+	recent    *memCache   // verified data blobs, with Options.CacheSize
+	fetches   fetchGroup  // blobs being fetched from the remote
+	tables    *tableCache // segment tables, with Options.CacheSize
 	// reloadMu runs one reload of the index at a time (relocate);
 	// reloadedAt is when the last one ended.
 	reloadMu   sync.Mutex
@@ -273,7 +283,7 @@ func newRepository(rem remote.Remote, cfg *format.Config, id crypt.RepoID, mk cr
 	r := &Repository{
 		remote: rem, cfg: cfg, id: id, mk: mk, keys: keys, gear: keys.GearTable(), legacy: map[crypt.ID]bool{},
 		stateDir: stateDir, state: st, opts: o, zenc: enc, zdec: dec,
-		forgotten: map[crypt.ID]uint64{}, loaded: map[crypt.ID]bool{}, uploadEnded: make(chan struct{}), indexEntries: map[crypt.ID]int{},
+		forgotten: map[crypt.ID]uint64{}, loaded: map[crypt.ID]bool{}, folded: map[crypt.ID]bool{}, uploadEnded: make(chan struct{}), indexEntries: map[crypt.ID]int{},
 		sealSlots: newSealSlots(),
 	}
 	r.index.Store(newIndex())
@@ -403,7 +413,15 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if errs := verifyChain(snaps, forgot); len(errs) > 0 {
+	snaps, leftovers, err := r.sortOutFolded(ctx, snaps, forgot)
+	if err != nil {
+		return err
+	}
+	var folded uint64
+	if len(snaps) > 0 {
+		folded = snaps[len(snaps)-1].Folded()
+	}
+	if errs := verifyChain(snaps, forgot, folded); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	var newestSnap *Snapshot
@@ -438,6 +456,9 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	r.mu.Lock()
 	r.snapshots = snaps
 	r.forgotten = forgot
+	r.historyLoaded = false
+	clear(r.folded)
+	r.leftovers = leftovers
 	r.index.Store(idx)
 	for x, n := range counts {
 		r.indexEntries[x] = n
@@ -447,7 +468,7 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	if dropped {
 		old := r.unstored.snap
 		landed := slices.ContainsFunc(snaps, func(s *Snapshot) bool { return s.ID == old.ID })
-		if newest >= old.Seq && (!landed || slices.ContainsFunc(forksOf(snaps, forgot), func(s *Snapshot) bool { return s.ID == old.ID })) {
+		if newest >= old.Seq && (!landed || slices.ContainsFunc(forksOf(snaps, forgot, folded), func(s *Snapshot) bool { return s.ID == old.ID })) {
 			// Another writer took its number (and it did not land, or
 			// landed late on a fork): its changes are only in the
 			// worktree's journals now, based on its parent.
@@ -601,6 +622,9 @@ func (r *Repository) StateDir() string { return r.stateDir }
 // snapshots an open did not (it opens only the newest; listing.go), or
 // takes their summaries from the local cache.
 func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
+	if err := r.loadHistory(ctx); err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	snaps := append([]*Snapshot(nil), r.snapshots...)
 	r.mu.Unlock()
