@@ -163,8 +163,8 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 
 // history adds to snaps (sorted, the head last) the snapshots of the
 // newest snapshot's history segments (docs/SPEC.md §8.3), and reports the
-// segments no snapshot names as unreferenced (harmless: prune removes
-// them) and the listed snapshots a segment holds too (a fold's leftovers)
+// segments the newest snapshot does not name as unreferenced (harmless),
+// and the listed snapshots a segment holds too (a fold's leftovers)
 // likewise. It returns the joined list and 0, or, when a segment fails
 // (a problem), snaps and the number its segments cover.
 func (c *checker) history(ctx context.Context, snaps []*Snapshot, forgot map[crypt.ID]uint64, names map[crypt.ID]string) ([]*Snapshot, uint64) {
