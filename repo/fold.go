@@ -190,10 +190,14 @@ func (r *Repository) sortOutFolded(ctx context.Context, snaps []*Snapshot, forgo
 	r.mu.Lock()
 	joined, leftovers := joinHistory(snaps, inSegs, forgot, r.snapshotObjectLocked)
 	r.mu.Unlock()
-	// Only the listed ones stay: the segments are not loaded.
+	// Only the listed ones that no segment holds stay: the segments are
+	// not loaded.
 	listed := make(map[crypt.ID]bool, len(snaps))
 	for _, s := range snaps {
 		listed[s.ID] = true
+	}
+	for _, s := range inSegs {
+		delete(listed, s.ID)
 	}
 	joined = slices.DeleteFunc(joined, func(s *Snapshot) bool { return !listed[s.ID] })
 	// A fork that landed after the fold is opened: its parent and
@@ -368,6 +372,28 @@ func (r *Repository) finishFold(ctx context.Context, stored *Snapshot) {
 		}
 		r.leftovers = appendNew(r.leftovers, p.plan.deletes...)
 	}
+	// A fold's snapshot stored by a later run (its writer died before
+	// the upload): the snapshots it folded are still in the list, as
+	// listed at open. They are leftovers now.
+	var listed []*Snapshot
+	if folded := stored.Folded(); folded > 0 && !r.historyLoaded {
+		listed = slices.Clone(r.snapshots)
+		if len(listed) == 0 || listed[0].Seq > folded {
+			listed = nil
+		}
+	}
+	r.mu.Unlock()
+	if listed != nil {
+		if kept, leftovers, err := r.sortOutFolded(ctx, listed, r.forgottenCopy()); err == nil {
+			r.mu.Lock()
+			if n := len(r.snapshots); n > 0 && r.snapshots[n-1] == stored {
+				r.snapshots = kept
+				r.leftovers = appendNew(r.leftovers, leftovers...)
+			}
+			r.mu.Unlock()
+		}
+	}
+	r.mu.Lock()
 	todo := slices.Clone(r.leftovers)
 	r.mu.Unlock()
 	for _, name := range todo {

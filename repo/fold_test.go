@@ -305,3 +305,43 @@ func TestFoldForget(t *testing.T) {
 	}
 	storeFile(t, env.Repo, "f", randomData(1000, 10))
 }
+
+// TestFoldCrashBeforeSnapshotUpload: a writer dies after storing a fold's
+// segment, its snapshot cut off mid-upload. The next run on its cache
+// stores that snapshot, deletes the snapshots it folded, and the
+// repository checks clean and reads every snapshot; the next commits
+// record no folded snapshot as a fork.
+func TestFoldCrashBeforeSnapshotUpload(t *testing.T) {
+	ctx := context.Background()
+	const keep = 2
+	env, contents := foldEnv(t, 2*keep+1, keep)
+	data := randomData(77, 3000)
+	env.Remote.FailOn("put", format.SnapshotsDir+"/", 1, faulty.FailPartial)
+	if _, err := storeFileErr(env.Repo, "f", data); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("commit = %v", err)
+	}
+	contents = append(contents, data)
+	r, err := env.Reopen(t, "", false)
+	if err != nil {
+		t.Fatalf("reopen on the crashed writer's cache: %v", err)
+	}
+	if err := r.Lock(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		data := randomData(uint64(80+i), 3000+i)
+		storeFile(t, r, "f", data)
+		contents = append(contents, data)
+	}
+	if f := r.Forks(); len(f) != 0 {
+		t.Fatalf("forks after the crash: %v", f)
+	}
+	if h := r.Latest(); len(h.Forks) != 0 {
+		t.Fatalf("the newest snapshot records forks %v", h.Forks)
+	}
+	_ = r.Unlock(ctx)
+	checkAll(t, env, contents, false)
+	if got := len(listNames(t, env, format.SnapshotsDir)); got > 2*keep+1 {
+		t.Fatalf("%d snapshot objects left", got)
+	}
+}
