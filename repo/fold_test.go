@@ -269,6 +269,15 @@ func TestFoldInterrupted(t *testing.T) {
 				if got := len(listNames(t, env, format.SnapshotsDir)); got > 2*keep+1 {
 					t.Fatalf("%d snapshot objects left", got)
 				}
+				// Prune removes the segments no snapshot names.
+				if _, err := env.Repo.Prune(context.Background(), repo.PruneOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				contents = append(contents, contents[len(contents)-1])
+				checkAll(t, env, contents, false)
+				if got, want := len(listNames(t, env, format.HistoryDir)), len(env.Repo.Latest().History); got != want {
+					t.Fatalf("%d history segments after prune, the newest snapshot names %d", got, want)
+				}
 			})
 		}
 	}

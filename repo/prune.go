@@ -92,6 +92,7 @@ type prunePlan struct {
 	packSize map[crypt.ID]int64               // every pack listed
 	dropPack map[crypt.ID]bool                // packs deleted (repacked ones included)
 	indexes  map[crypt.ID]int64               // every index object listed
+	history  map[crypt.ID]int64               // every history segment listed (SPEC §8.3)
 	rewrite  bool                             // the head's indexes change
 	tookOver bool                             // keep what no snapshot names (Repository.tookOver)
 	named    map[crypt.ID]bool                // index objects some present snapshot names
@@ -294,6 +295,9 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 		return nil, err
 	}
 	if p.indexes, err = listSizes(ctx, r.remote, format.IndexDir, format.IndexName); err != nil {
+		return nil, err
+	}
+	if p.history, err = listSizes(ctx, r.remote, format.HistoryDir, format.HistoryName); err != nil {
 		return nil, err
 	}
 	p.rep.Packs = len(p.packSize)
@@ -679,6 +683,18 @@ func (r *Repository) pruneDelete(ctx context.Context, o PruneOptions, p *prunePl
 		if !named[x] {
 			names = append(names, format.IndexName(x))
 			p.rep.DeletedIndexes++
+		}
+	}
+	// History segments the head does not name: a failed fold's, or
+	// replaced by a merge whose deletes did not finish. A writer whose
+	// lease was taken over may still store a snapshot naming its fold's.
+	segs := map[crypt.ID]bool{}
+	for _, ref := range p.head.History {
+		segs[ref.ID] = true
+	}
+	for x := range p.history {
+		if !segs[x] && !p.tookOver {
+			names = append(names, format.HistoryName(x))
 		}
 	}
 	sort.Strings(names)
