@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
@@ -69,6 +70,38 @@ func (r *Repository) readIndex(ctx context.Context, id crypt.ID) ([]format.Index
 		return nil, integrityError(name, "%v", err)
 	}
 	return entries, nil
+}
+
+// loadIndexes reads the index objects ids, several at once, and returns
+// an index of their entries in that order (a later entry of a blob wins);
+// it records each one's number of entries in counts. The first failure in
+// the order of ids is returned.
+func (r *Repository) loadIndexes(ctx context.Context, ids []crypt.ID, counts map[crypt.ID]int) (*Index, error) {
+	lists := make([][]format.IndexEntry, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range min(r.transfers(), len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				lists[i], errs[i] = r.readIndex(ctx, ids[i])
+			}
+		}()
+	}
+	for i := range ids {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+		counts[ids[i]] = len(lists[i])
+	}
+	return newIndexOf(lists), nil
 }
 
 // readerIndexes returns the index objects a reader loads, in the order it

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // Index maps blob ids to their locations. It is safe for concurrent use.
@@ -13,6 +14,22 @@ type Index struct {
 }
 
 func newIndex() *Index { return &Index{entries: map[crypt.ID]Location{}} }
+
+// newIndexOf makes an index of the entries of several index objects, in
+// order (a later entry of a blob wins), sized for them at once.
+func newIndexOf(lists [][]format.IndexEntry) *Index {
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	x := &Index{entries: make(map[crypt.ID]Location, n)}
+	for _, l := range lists {
+		for _, e := range l {
+			x.entries[e.ID] = e.Location
+		}
+	}
+	return x
+}
 
 // Lookup returns where blob id is stored.
 func (x *Index) Lookup(id crypt.ID) (Location, bool) {

@@ -433,13 +433,14 @@ func (r *Repository) Refresh(ctx context.Context) error {
 	if err := r.checkRollback(snaps, forgot); err != nil {
 		return err
 	}
-	idx := newIndex()
 	counts := map[crypt.ID]int{}
 	loaded := map[crypt.ID]bool{}
-	for _, xid := range readerIndexes(snaps) {
-		if err := r.loadIndex(ctx, xid, idx, counts); err != nil {
-			return err
-		}
+	ids := readerIndexes(snaps)
+	idx, err := r.loadIndexes(ctx, ids, counts)
+	if err != nil {
+		return err
+	}
+	for _, xid := range ids {
 		loaded[xid] = true
 	}
 	r.mu.Lock()
