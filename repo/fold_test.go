@@ -354,3 +354,102 @@ func TestFoldCrashBeforeSnapshotUpload(t *testing.T) {
 		t.Fatalf("%d snapshot objects left", got)
 	}
 }
+
+// TestFoldLateFork: a fork snapshot that lands after its number was
+// folded (a dead writer's late upload) is a fork for every reader — listed,
+// readable with its own index objects — and the next commit records it;
+// deleting it then is found at open. The snapshot 1 object the late
+// writer's copy still had, put back, is a fold's leftover: left out, and
+// deleted by the next commit.
+func TestFoldLateFork(t *testing.T) {
+	ctx := context.Background()
+	repo.SetFoldKeepForTest(t, 2)
+	env := chainEnv(t, 1)
+	if err := env.Repo.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fork := copyRemote(t, env.Dir)
+	r, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		storeFile(t, r, "ours", randomData(uint64(i), 100))
+	}
+	if r.Latest().Folded() < 2 {
+		t.Fatalf("folded up to %d only", r.Latest().Folded())
+	}
+	if err := r.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	forkEnv := *env
+	forkEnv.Dir = fork
+	fr, err := forkEnv.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	theirs := storeFile(t, fr, "theirs", []byte("theirs 2"))
+	_ = fr.Unlock(ctx)
+	testutil.CopyMissing(t, fork, env.Dir)
+
+	for _, cache := range []string{"", t.TempDir()} {
+		fresh, err := env.Reopen(t, cache, false)
+		if err != nil {
+			t.Fatalf("open with a late fork: %v", err)
+		}
+		if f := fresh.Forks(); len(f) != 1 || f[0].ID != theirs.ID {
+			t.Fatalf("forks at open: %v", f)
+		}
+		all := snapshots(t, fresh)
+		if len(all) != 14 {
+			t.Fatalf("%d snapshots listed, want 14", len(all))
+		}
+		if f := fresh.Forks(); len(f) != 1 || f[0].ID != theirs.ID {
+			t.Fatalf("forks with the history loaded: %v", f)
+		}
+		for _, s := range all {
+			if s.ID == theirs.ID {
+				if err := fresh.LoadIndexesOf(ctx, s); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := readFileIn(fresh, s, "theirs"); err != nil || string(got) != "theirs 2" {
+					t.Fatalf("the late fork reads %q, %v", got, err)
+				}
+			}
+		}
+	}
+	w, err := env.Reopen(t, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	storeFile(t, w, "ours", []byte("after the fork"))
+	if h := w.Latest(); len(h.Forks) != 1 || h.Forks[0] != theirs.ID {
+		t.Fatalf("the newest snapshot records forks %v", h.Forks)
+	}
+	_ = w.Unlock(ctx)
+	for _, n := range listNames(t, env, format.SnapshotsDir) {
+		if seq, _, ok := format.ParseSnapshotName(n); ok && seq == 1 {
+			t.Fatalf("the leftover %s was not deleted", n)
+		}
+	}
+	rep, err := w.Check(ctx, repo.CheckOptions{ReadData: true})
+	if err != nil || !rep.OK() || len(rep.Forks) != 1 {
+		t.Fatalf("check: %v %v, forks %v", err, rep.Problems, rep.Forks)
+	}
+	if err := os.Remove(filepath.Join(env.Dir, format.SnapshotSeqName(theirs.Seq, theirs.ID))); err != nil {
+		t.Fatal(err)
+	}
+	for _, cache := range []string{"", t.TempDir()} {
+		_, err := env.Reopen(t, cache, false)
+		expectIntegrity(t, "open after deleting the recorded fork", err, "records it as a fork")
+	}
+}

@@ -430,7 +430,7 @@ func (r *Repository) Refresh(ctx context.Context) error {
 		newestSnap = snaps[len(snaps)-1]
 		newest = newestSnap.Seq
 	}
-	if err := r.checkRollback(snaps, forgot); err != nil {
+	if err := r.checkRollback(ctx, snaps, forgot); err != nil {
 		return err
 	}
 	counts := map[crypt.ID]int{}
@@ -485,7 +485,10 @@ func (r *Repository) Refresh(ctx context.Context) error {
 // newest snapshot is older than one this client has seen, or on which the
 // snapshot this client last saw as the newest is gone without a forget
 // record (deleted, so that the other side of a fork became the newest).
-func (r *Repository) checkRollback(snaps []*Snapshot, forgot map[crypt.ID]uint64) error {
+//
+// The snapshot last seen may have been folded since (docs/SPEC.md §8.3):
+// then the history segment of its number must hold it.
+func (r *Repository) checkRollback(ctx context.Context, snaps []*Snapshot, forgot map[crypt.ID]uint64) error {
 	if r.opts.AcceptRollback || r.state.Repository != r.id.String() {
 		return nil
 	}
@@ -502,6 +505,20 @@ func (r *Repository) checkRollback(snaps []*Snapshot, forgot map[crypt.ID]uint64
 	}
 	if _, ok := forgot[seen]; ok || slices.ContainsFunc(snaps, func(s *Snapshot) bool { return s.ID == seen }) {
 		return nil
+	}
+	if head := snaps[len(snaps)-1]; r.state.MaxSeq <= head.Folded() {
+		for _, ref := range head.History {
+			if r.state.MaxSeq < ref.First || r.state.MaxSeq > ref.Last {
+				continue
+			}
+			folded, err := r.readHistory(ctx, []format.HistoryRef{ref})
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(folded, func(s *Snapshot) bool { return s.ID == seen }) {
+				return nil
+			}
+		}
 	}
 	return fmt.Errorf("%w: snapshot %d (%s), the newest this client has seen, is gone without a forget record; the storage may have been rolled back or snapshots deleted", ErrRollback, r.state.MaxSeq, seen.Short())
 }
