@@ -353,9 +353,11 @@ func (r *Repository) storeHistory(ctx context.Context, snaps []*Snapshot) (crypt
 }
 
 // finishFold runs after a snapshot is stored: when it is the one a fold
-// was planned for (r.fold), the folded snapshots leave the list (unless
-// the history is loaded: then they are marked folded) and their objects
-// and the replaced segments are deleted, with the leftovers an open found.
+// was planned for (r.fold), the folded snapshots leave the list, and so
+// do those of the history segments if they were loaded (the next caller
+// that needs them reads the segments again: a long-running writer holds
+// a bounded list), and their objects and the replaced segments are
+// deleted, with the leftovers an open found.
 // A delete that fails is tried again after the next commit; the lease is
 // checked before each. commitMu is held.
 func (r *Repository) finishFold(ctx context.Context, stored *Snapshot) {
@@ -366,10 +368,9 @@ func (r *Repository) finishFold(ctx context.Context, stored *Snapshot) {
 		for _, s := range p.plan.folded {
 			r.folded[s.ID] = true
 		}
-		if !r.historyLoaded {
-			r.snapshots = slices.DeleteFunc(r.snapshots, func(s *Snapshot) bool { return r.folded[s.ID] })
-			clear(r.folded)
-		}
+		r.snapshots = slices.DeleteFunc(r.snapshots, func(s *Snapshot) bool { return r.folded[s.ID] })
+		clear(r.folded)
+		r.historyLoaded = false
 		r.leftovers = appendNew(r.leftovers, p.plan.deletes...)
 	}
 	// A fold's snapshot stored by a later run (its writer died before

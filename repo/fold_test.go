@@ -144,6 +144,17 @@ func TestFoldBoundsSnapshots(t *testing.T) {
 		t.Fatalf("snapshot 2 of a fresh open reads %d bytes, %v", len(got), err)
 	}
 	_ = r
+	// A writer that listed every snapshot holds them until its next fold
+	// only: its list stays bounded, however long it runs.
+	if got := len(snapshots(t, env.Repo)); got != n {
+		t.Fatalf("%d snapshots listed", got)
+	}
+	for i := range 2*keep + 1 {
+		storeFile(t, env.Repo, "f", randomData(uint64(500+i), 10))
+	}
+	if got := repo.LoadedSnapshotsForTest(env.Repo); got > 2*keep+1 {
+		t.Fatalf("the writer holds %d snapshots after a fold", got)
+	}
 }
 
 // TestFoldDeletedSegment: deleting a history segment, or replacing it by
