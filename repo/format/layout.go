@@ -85,12 +85,15 @@ func HistoryName(id crypt.ID) string { return HistoryDir + "/" + id.String() }
 func IsForgetName(name string) bool { return strings.HasPrefix(name, ForgetDir+"/") }
 
 // MetadataFolder reports whether dir is a folder of the objects a
-// repository is opened from (key slots, snapshots, indexes).
-func MetadataFolder(dir string) bool { return dir == KeysDir || dir == SnapshotsDir || dir == IndexDir }
+// repository is opened from (key slots, snapshots, indexes) or its old
+// snapshots are read from (history segments).
+func MetadataFolder(dir string) bool {
+	return dir == KeysDir || dir == SnapshotsDir || dir == IndexDir || dir == HistoryDir
+}
 
 // MetadataName reports whether name is exactly the name of an object a
 // repository is opened from: the config, or a key slot, snapshot, forget
-// record or index named by its id in lower-case hex (a snapshot also by
+// record, index or history segment named by its id in lower-case hex (a snapshot also by
 // its sequence number and id, SnapshotSeqName). Anything else (another
 // case, "..", another slash, a NUL) is not.
 func MetadataName(name string) bool {
@@ -101,5 +104,5 @@ func MetadataName(name string) bool {
 		return true
 	}
 	id, err := crypt.ParseID(path.Base(name))
-	return err == nil && (name == SlotName(id) || name == SnapshotName(id) || name == ForgetName(id) || name == IndexName(id))
+	return err == nil && (name == SlotName(id) || name == SnapshotName(id) || name == ForgetName(id) || name == IndexName(id) || name == HistoryName(id))
 }

@@ -14,7 +14,7 @@ import (
 // metadata objects are accepted (issue 8, defect 5).
 func TestMetadataName(t *testing.T) {
 	id := crypt.ID{0xab, 0xcd, 3}
-	for _, name := range []string{ConfigName, SlotName(id), SnapshotName(id), ForgetName(id), IndexName(id)} {
+	for _, name := range []string{ConfigName, SlotName(id), SnapshotName(id), ForgetName(id), IndexName(id), HistoryName(id)} {
 		if !MetadataName(name) {
 			t.Errorf("%q refused", name)
 		}
@@ -26,6 +26,7 @@ func TestMetadataName(t *testing.T) {
 		"index/" + hex + "\x00", "index\\" + hex, "keys/" + hex + "/../../x", "../" + hex,
 		"keys/forget/" + hex, "index/forget/" + hex, "snapshots/forget/forget/" + hex, "snapshots/forget/../" + hex,
 		"snapshots/Forget/" + hex, "snapshots/forget//" + hex, "forget/" + hex,
+		"history/" + strings.ToUpper(hex), "history/forget/" + hex, "history/" + hex + "/", "snapshots/history/" + hex,
 	} {
 		if MetadataName(name) {
 			t.Errorf("%q accepted", name)
