@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"encoding/binary"
 	"sync"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -8,12 +9,39 @@ import (
 )
 
 // Index maps blob ids to their locations. It is safe for concurrent use.
+//
+// It is built for an open, which loads tens of thousands of entries:
+// entries are kept in slices, in the order they were added, found through
+// a map from the first 8 bytes of a blob id (blob ids are HMAC outputs:
+// uniformly spread) to the newest entry with that prefix, and a chain to
+// the others; the pack ids, which many entries share, are kept once.
 type Index struct {
-	mu      sync.RWMutex
-	entries map[crypt.ID]Location
+	mu    sync.RWMutex
+	slot  map[uint64]int32 // id prefix -> its newest entry
+	ids   []crypt.ID
+	locs  []packedLocation
+	next  []int32 // the previous entry with the same prefix, or -1
+	packs []crypt.ID
+	packN map[crypt.ID]uint32 // pack id -> its position in packs
+	// lastPack is the pack of the last entry added: the entries of an
+	// index object come by pack.
+	lastPack uint32
 }
 
-func newIndex() *Index { return &Index{entries: map[crypt.ID]Location{}} }
+// packedLocation is a Location with its pack id by position in
+// Index.packs.
+type packedLocation struct {
+	pack                      uint32
+	offset, length, rawLength uint32
+	typ                       crypt.ObjectType
+}
+
+func newIndex() *Index { return newIndexSized(0) }
+
+func newIndexSized(n int) *Index {
+	return &Index{slot: make(map[uint64]int32, n), ids: make([]crypt.ID, 0, n), locs: make([]packedLocation, 0, n),
+		next: make([]int32, 0, n), packN: map[crypt.ID]uint32{}}
+}
 
 // newIndexOf makes an index of the entries of several index objects, in
 // order (a later entry of a blob wins), sized for them at once.
@@ -22,41 +50,95 @@ func newIndexOf(lists [][]format.IndexEntry) *Index {
 	for _, l := range lists {
 		n += len(l)
 	}
-	x := &Index{entries: make(map[crypt.ID]Location, n)}
+	x := newIndexSized(n)
 	for _, l := range lists {
 		for _, e := range l {
-			x.entries[e.ID] = e.Location
+			x.addLocked(e.ID, e.Location)
 		}
 	}
 	return x
+}
+
+func prefix(id crypt.ID) uint64 { return binary.LittleEndian.Uint64(id[:8]) }
+
+// findLocked returns the position of blob id's entry, or -1.
+func (x *Index) findLocked(id crypt.ID) int32 {
+	p, ok := x.slot[prefix(id)]
+	if !ok {
+		return -1
+	}
+	for ; p >= 0; p = x.next[p] {
+		if x.ids[p] == id {
+			return p
+		}
+	}
+	return -1
+}
+
+func (x *Index) locationLocked(p int32) Location {
+	l := x.locs[p]
+	return Location{Type: l.typ, Pack: x.packs[l.pack], Offset: l.offset, Length: l.length, RawLength: l.rawLength}
 }
 
 // Lookup returns where blob id is stored.
 func (x *Index) Lookup(id crypt.ID) (Location, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	l, ok := x.entries[id]
-	return l, ok
+	p := x.findLocked(id)
+	if p < 0 {
+		return Location{}, false
+	}
+	return x.locationLocked(p), true
 }
 
 // Len returns the number of blobs in the index.
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.entries)
+	return len(x.ids)
 }
 
 func (x *Index) add(id crypt.ID, l Location) {
 	x.mu.Lock()
-	x.entries[id] = l
+	x.addLocked(id, l)
 	x.mu.Unlock()
+}
+
+// addLocked sets blob id's location, replacing the one it had.
+func (x *Index) addLocked(id crypt.ID, l Location) {
+	pk := x.lastPack
+	if int(pk) >= len(x.packs) || x.packs[pk] != l.Pack {
+		var ok bool
+		if pk, ok = x.packN[l.Pack]; !ok {
+			pk = uint32(len(x.packs))
+			x.packs = append(x.packs, l.Pack)
+			x.packN[l.Pack] = pk
+		}
+		x.lastPack = pk
+	}
+	loc := packedLocation{pack: pk, offset: l.Offset, length: l.Length, rawLength: l.RawLength, typ: l.Type}
+	key := prefix(id)
+	head, ok := x.slot[key]
+	if !ok {
+		head = -1
+	}
+	for p := head; p >= 0; p = x.next[p] {
+		if x.ids[p] == id {
+			x.locs[p] = loc
+			return
+		}
+	}
+	x.slot[key] = int32(len(x.ids))
+	x.ids = append(x.ids, id)
+	x.locs = append(x.locs, loc)
+	x.next = append(x.next, head)
 }
 
 // each calls fn for every blob, under the read lock.
 func (x *Index) each(fn func(crypt.ID, Location)) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	for id, l := range x.entries {
-		fn(id, l)
+	for p, id := range x.ids {
+		fn(id, x.locationLocked(int32(p)))
 	}
 }

@@ -1,0 +1,54 @@
+package repo
+
+import (
+	"testing"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo/format"
+)
+
+// TestIndexPrefixChains: blobs whose ids share their first 8 bytes (the
+// index's map key) are told apart, a later entry of a blob replaces the
+// earlier one, in newIndexOf's order and by add, and each and Len see
+// every blob once.
+func TestIndexPrefixChains(t *testing.T) {
+	id := func(b0, b9 byte) crypt.ID { return crypt.ID{0: b0, 9: b9} }
+	loc := func(pack byte, off uint32) Location {
+		return Location{Type: crypt.TypeDataBlob, Pack: crypt.ID{pack}, Offset: off, Length: 100, RawLength: 50}
+	}
+	lists := [][]format.IndexEntry{
+		{{ID: id(1, 1), Location: loc(7, 1)}, {ID: id(1, 2), Location: loc(7, 2)}, {ID: id(2, 1), Location: loc(8, 3)}},
+		{{ID: id(1, 1), Location: loc(9, 4)}, {ID: id(1, 3), Location: loc(7, 5)}},
+	}
+	x := newIndexOf(lists)
+	want := map[crypt.ID]Location{id(1, 1): loc(9, 4), id(1, 2): loc(7, 2), id(2, 1): loc(8, 3), id(1, 3): loc(7, 5)}
+	check := func(what string) {
+		t.Helper()
+		if x.Len() != len(want) {
+			t.Fatalf("%s: %d blobs, want %d", what, x.Len(), len(want))
+		}
+		for k, l := range want {
+			if got, ok := x.Lookup(k); !ok || got != l {
+				t.Fatalf("%s: %x at %+v (%v), want %+v", what, k[:10], got, ok, l)
+			}
+		}
+		if _, ok := x.Lookup(id(1, 5)); ok {
+			t.Fatalf("%s: a blob of a shared prefix that is not there was found", what)
+		}
+		seen := map[crypt.ID]bool{}
+		x.each(func(k crypt.ID, l Location) {
+			if seen[k] || want[k] != l {
+				t.Fatalf("%s: each gave %x at %+v", what, k[:10], l)
+			}
+			seen[k] = true
+		})
+		if len(seen) != len(want) {
+			t.Fatalf("%s: each gave %d blobs", what, len(seen))
+		}
+	}
+	check("built")
+	x.add(id(1, 2), loc(3, 9))
+	x.add(id(1, 4), loc(3, 10))
+	want[id(1, 2)], want[id(1, 4)] = loc(3, 9), loc(3, 10)
+	check("added")
+}
