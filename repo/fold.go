@@ -280,6 +280,9 @@ func (r *Repository) planFold(ctx context.Context, parent *Snapshot) (*foldPlan,
 		return nil, err
 	}
 	id, err := r.storeHistory(ctx, take)
+	if errors.Is(err, errHistoryTooLarge) {
+		return nil, nil // (snapshots with huge root xattrs) they stay unfolded
+	}
 	if err != nil {
 		return nil, err
 	}
