@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/keyvault"
@@ -44,6 +46,7 @@ var errBadVaultParams = errors.New("vault key slot has malformed parameters")
 // url and user not empty and ignores other fields. Version 2 needs 1 ≤
 // threshold ≤ n ≤ keyvault.MaxVaults vaults, each with a URL (no two the
 // same, none with a comma), a well-formed user id and a 32-byte share.
+// URLs are of printable characters, without spaces (printableURL).
 // Other versions are refused as made by a newer sealfs.
 func ParseVaultParams(s *crypt.KeySlot) (VaultParams, error) {
 	var p VaultParams
@@ -52,7 +55,7 @@ func ParseVaultParams(s *crypt.KeySlot) (VaultParams, error) {
 	}
 	switch p.Version {
 	case 0:
-		if p.URL == "" || p.User == "" {
+		if !printableURL(p.URL) || p.User == "" {
 			return VaultParams{}, errBadVaultParams
 		}
 		return VaultParams{URL: p.URL, User: p.User}, nil
@@ -65,7 +68,7 @@ func ParseVaultParams(s *crypt.KeySlot) (VaultParams, error) {
 		return VaultParams{}, fmt.Errorf("%w: %d of %d vaults", errBadVaultParams, p.Threshold, n)
 	}
 	for i, m := range p.Vaults {
-		if m.URL == "" || strings.Contains(m.URL, ",") || !keyvault.ValidUser(m.User) || len(m.Share) != keyvault.SecretSize {
+		if !printableURL(m.URL) || strings.Contains(m.URL, ",") || !keyvault.ValidUser(m.User) || len(m.Share) != keyvault.SecretSize {
 			return VaultParams{}, fmt.Errorf("%w: vault %d", errBadVaultParams, i+1)
 		}
 		for _, o := range p.Vaults[:i] {
@@ -75,6 +78,23 @@ func ParseVaultParams(s *crypt.KeySlot) (VaultParams, error) {
 		}
 	}
 	return p, nil
+}
+
+// printableURL reports whether a slot's vault URL is not empty, valid
+// UTF-8 and only printable characters without spaces: it comes from the
+// remote and is printed in messages, where a control character (a
+// terminal escape) or an invisible format character (a right-to-left
+// override) could change what the user reads.
+func printableURL(u string) bool {
+	if u == "" || !utf8.ValidString(u) {
+		return false
+	}
+	for _, r := range u {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // Shared reports whether the slot is of k of n vaults (version 2).
