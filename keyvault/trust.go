@@ -1,6 +1,7 @@
 package keyvault
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -103,10 +104,31 @@ func NewClient(rawURL string, trust Trust) (*Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg
 	tr.Proxy = nil // the vault is reached directly: a proxy would be a man in the middle for http://
+	tr.DialContext = dialLocalhostAsLoopback(tr.DialContext)
 	// No redirect is followed: 307 and 308 would send the request (a
 	// release tag) again to whatever host they name, over any scheme.
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Client{URL: rawURL, HTTP: &http.Client{Timeout: 30 * time.Second, Transport: tr, CheckRedirect: noRedirect}}, nil
+}
+
+// dialLocalhostAsLoopback dials "localhost" at 127.0.0.1, else ::1,
+// without resolving the name, as isLoopback judged it: where it resolves
+// elsewhere (no localhost in /etc/hosts, then a DNS search domain or a
+// man in the middle answering), plain http:// would go to that host.
+func dialLocalhostAsLoopback(dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || !strings.EqualFold(host, "localhost") {
+			return dial(ctx, network, addr)
+		}
+		c, err := dial(ctx, network, net.JoinHostPort("127.0.0.1", port))
+		if err != nil {
+			if c6, err6 := dial(ctx, network, net.JoinHostPort("::1", port)); err6 == nil {
+				return c6, nil
+			}
+		}
+		return c, err
+	}
 }
 
 // tlsConfig is TLS 1.2 or later with verification on: against CAFile's

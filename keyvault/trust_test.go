@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,5 +125,76 @@ func TestClientFollowsNoRedirect(t *testing.T) {
 	}
 	if len(elsewhere) > 0 {
 		t.Fatalf("the client followed the vault's redirects to another host: %v", elsewhere)
+	}
+}
+
+// TestClientLocalhostIsLoopback: http://localhost is allowed as loopback
+// without resolving the name, so it must also be reached without
+// resolving it: where the name resolves elsewhere (no localhost in
+// /etc/hosts, and a DNS search domain or a man in the middle answers it)
+// the password's tag would go in plain HTTP to that host. The test runs
+// itself again in a mount namespace of its own whose /etc/hosts says
+// localhost is 127.0.0.2 (standing for any other host), with the vault
+// on 127.0.0.1 and the impostor on 127.0.0.2, one port: only the vault
+// may be asked.
+func TestClientLocalhostIsLoopback(t *testing.T) {
+	if os.Getenv("SEALFS_TEST_HOSTS_NS") == "" {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root: a mount namespace with its own /etc/hosts")
+		}
+		if _, err := exec.LookPath("unshare"); err != nil {
+			t.Skip("needs unshare(1)")
+		}
+		hosts := filepath.Join(t.TempDir(), "hosts")
+		if err := os.WriteFile(hosts, []byte("127.0.0.2 localhost\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+			`mount --bind "$0" /etc/hosts && exec "$1" -test.run '^TestClientLocalhostIsLoopback$' -test.v`, hosts, os.Args[0])
+		cmd.Env = append(os.Environ(), "SEALFS_TEST_HOSTS_NS=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestClientLocalhostIsLoopback") {
+			t.Fatalf("in a mount namespace with localhost at 127.0.0.2: %v\n%s", err, out)
+		}
+		return
+	}
+	// In the namespace.
+	if addrs, err := net.LookupHost("localhost"); err != nil || len(addrs) == 0 || addrs[0] != "127.0.0.2" {
+		t.Fatalf("localhost resolves to %v (%v) in the namespace, want 127.0.0.2", addrs, err)
+	}
+	var vault, impostor []string
+	serve := func(ln net.Listener, got *[]string) {
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			*got = append(*got, r.URL.Path)
+			json.NewEncoder(w).Encode(&ReleaseResponse{Envelope: []byte("sealed")})
+		})}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+	var port string
+	for range 20 {
+		ln1, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ = net.SplitHostPort(ln1.Addr().String())
+		ln2, err := net.Listen("tcp", "127.0.0.2:"+port)
+		if err != nil {
+			ln1.Close()
+			continue
+		}
+		serve(ln1, &vault)
+		serve(ln2, &impostor)
+		break
+	}
+	c, err := NewClient("http://localhost:"+port, Trust{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := release(c); err != nil {
+		t.Fatal(err)
+	}
+	if len(impostor) > 0 || len(vault) != 1 {
+		t.Fatalf("http://localhost reached the host the name resolves to (%v), not this machine's loopback (%v)", impostor, vault)
 	}
 }
