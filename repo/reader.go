@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -228,10 +229,14 @@ type FileReader struct {
 	grownAt  int
 	// The last chunk that failed to load, and when: the kernel asks for
 	// the pages of a chunk in several reads, and each would otherwise
-	// wait through the remote's retries again before failing.
-	failID  crypt.ID
-	failErr error
-	failAt  time.Time
+	// wait through the remote's retries again before failing. A
+	// damaged segment (an integrity error of a partial read) is held as
+	// failSegs, the segments that read covered, and fails only reads of
+	// those: the chunk's other segments read as they are.
+	failID   crypt.ID
+	failErr  error
+	failAt   time.Time
+	failSegs [2]int // first and last; both -1: the whole chunk
 
 	// onSegments, when set, gets the segments that partial reads open
 	// (OnSegments).
@@ -365,7 +370,7 @@ func (f *FileReader) readAhead(ctx context.Context, i int) {
 // verified). A read abandoned by its caller (ctx done) says nothing about
 // the chunk: it is not held as failed.
 func (f *FileReader) chunk(ctx context.Context, e Extent) ([]byte, error) {
-	if data, err := f.held(e.ID); data != nil || err != nil {
+	if data, err := f.held(e.ID, -1, -1); data != nil || err != nil {
 		return data, err
 	}
 	data, err := f.r.LoadBlob(ctx, crypt.TypeDataBlob, e.ID)
@@ -373,7 +378,7 @@ func (f *FileReader) chunk(ctx context.Context, e Extent) ([]byte, error) {
 		err = integrityError(fmt.Sprintf("data blob %s", e.ID), "it is %d bytes, the tree says %d", len(data), e.Size)
 	}
 	if err != nil {
-		f.failed(ctx, e.ID, err)
+		f.failed(ctx, e.ID, -1, -1, err)
 		return nil, err
 	}
 	f.mu.Lock()
@@ -386,7 +391,8 @@ func (f *FileReader) chunk(ctx context.Context, e Extent) ([]byte, error) {
 // segments that hold them when the chunk is stored segmented and not in
 // memory whole.
 func (f *FileReader) part(ctx context.Context, e Extent, start uint64, within, n int) ([]byte, error) {
-	if data, err := f.held(e.ID); data != nil || err != nil {
+	first, last := within/format.SegmentSize, (within+n-1)/format.SegmentSize
+	if data, err := f.held(e.ID, first, last); data != nil || err != nil {
 		if err != nil {
 			return nil, err
 		}
@@ -409,7 +415,7 @@ func (f *FileReader) part(ctx context.Context, e Extent, start uint64, within, n
 		span, spanAt, err = f.r.readPart(ctx, e.ID, l, within, n)
 	}
 	if err != nil {
-		f.failed(ctx, e.ID, err)
+		f.failed(ctx, e.ID, first, last, err)
 		return nil, err
 	}
 	if f.onSegments != nil {
@@ -419,27 +425,35 @@ func (f *FileReader) part(ctx context.Context, e Extent, start uint64, within, n
 }
 
 // held returns the chunk id when it is the last one read whole, or the
-// error it failed with moments ago; nil and nil otherwise.
-func (f *FileReader) held(id crypt.ID) ([]byte, error) {
+// error a read of its segments first to last (-1, -1: the whole chunk)
+// failed with moments ago; nil and nil otherwise. An integrity error of
+// some segments fails only reads of them, and reads of the whole chunk;
+// any other error (the remote's) fails every read of the chunk.
+func (f *FileReader) held(id crypt.ID, first, last int) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.lastBuf != nil && f.lastID == id {
 		return f.lastBuf, nil
 	}
-	if f.failErr != nil && f.failID == id && time.Since(f.failAt) < failHold {
-		return nil, f.failErr
+	if f.failErr == nil || f.failID != id || time.Since(f.failAt) >= failHold {
+		return nil, nil
 	}
-	return nil, nil
+	if first >= 0 && errors.Is(f.failErr, ErrIntegrity) &&
+		(f.failSegs[0] < 0 || last < f.failSegs[0] || first > f.failSegs[1]) {
+		return nil, nil // other segments than the damaged ones
+	}
+	return nil, f.failErr
 }
 
-// failed holds the error chunk id failed with, unless the read was
-// abandoned (ctx done), which says nothing about the chunk.
-func (f *FileReader) failed(ctx context.Context, id crypt.ID, err error) {
+// failed holds the error a read of chunk id's segments first to last
+// (-1, -1: the whole chunk) failed with, unless the read was abandoned
+// (ctx done), which says nothing about the chunk.
+func (f *FileReader) failed(ctx context.Context, id crypt.ID, first, last int, err error) {
 	if ctx.Err() != nil {
 		return
 	}
 	f.mu.Lock()
-	f.failID, f.failErr, f.failAt = id, err, time.Now()
+	f.failID, f.failErr, f.failAt, f.failSegs = id, err, time.Now(), [2]int{first, last}
 	f.mu.Unlock()
 }
 

@@ -381,3 +381,39 @@ func TestNearbyRandomReadsReadSegments(t *testing.T) {
 		t.Fatalf("%d random 4 KiB reads near each other fetched %d bytes, more than the 8 segments they fall in (%d): whole chunks were read", reads, got, max)
 	}
 }
+
+// TestDamagedSegmentFailsOnlyItself: through one reader, a read of a
+// damaged segment fails, and so does the next one of it (held, not read
+// again); a read of another segment of the same chunk right after returns
+// the right bytes (it failed for 5 s before: the whole chunk was held as
+// failed), and a whole read of the chunk still fails.
+func TestDamagedSegmentFailsOnlyItself(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{PackSize: 1 << 20})
+	f := randomData(43, 4<<20)
+	storeFiles(t, env.Repo, map[string][]byte{"f": f})
+	if err := env.Repo.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := openClient(t, env.Dir, env.Code, 0)
+	e, start := chunkAfter(t, fileNode(t, r, "f"), 2<<20)
+	b := locateSegmented(t, r, env.Dir, e, start)
+	s, end := b.segment(1)
+	flipByte(t, b.pack, s+(end-s)/2)
+	r, _ = openClient(t, env.Dir, env.Code, 0)
+	fr := r.OpenFile(fileNode(t, r, "f"))
+	buf := make([]byte, 4096)
+	at := func(seg int) int64 { return int64(start) + int64(seg)*format.SegmentSize + 100 }
+	for range 2 {
+		if n, err := fr.ReadAt(context.Background(), buf, at(1)); !errors.Is(err, repo.ErrIntegrity) || n != 0 {
+			t.Fatalf("a read of the damaged segment: %d bytes, %v; want an integrity error", n, err)
+		}
+	}
+	for _, seg := range []int{0, 2, 3} {
+		if _, err := fr.ReadAt(context.Background(), buf, at(seg)); err != nil || !bytes.Equal(buf, f[at(seg):at(seg)+4096]) {
+			t.Fatalf("a read of intact segment %d after the damaged one failed: %v", seg, err)
+		}
+	}
+	if _, err := fr.CopyTo(context.Background(), io.Discard); !errors.Is(err, repo.ErrIntegrity) {
+		t.Fatalf("a whole read: %v, want an integrity error", err)
+	}
+}
