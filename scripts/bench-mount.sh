@@ -6,12 +6,16 @@
 # loopback, started here), and sealfs with many small files. Prints markdown
 # tables (docs/BENCHMARKS.md holds the recorded ones).
 #
-#   scripts/bench-mount.sh [--rounds N] [--files N] [--only LIST] [SIZE_MIB]
+#   scripts/bench-mount.sh [--rounds N] [--files N] [--only LIST] [--workloads LIST] [SIZE_MIB]
 #
 #   SIZE_MIB   size of the sequential file, default 1024
 #   --rounds   rounds of the side-by-side and cloud workloads, default 3; medians
 #   --files    files of the many-files run (in 100 folders), default 10000
 #   --only     comma-separated parts to run: main,cloud,sftp,many (default all)
+#   --workloads  the side-by-side part's workloads, comma-separated:
+#              write,read,fio,untar,ls,rm,rewrite (default all); read and
+#              fio read what write wrote (it runs with them), ls and rm
+#              what untar wrote
 #   SEALFS=path/to/sealfs   the binary to measure (default bin/sealfs)
 #
 # How it measures. Interleaved: each round runs one workload on every system
@@ -29,13 +33,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=3 FILES=10000 ONLY=main,cloud,sftp,many
+ROUNDS=3 FILES=10000 ONLY=main,cloud,sftp,many WORKLOADS=write,read,fio,untar,ls,rm,rewrite
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--files) FILES=$2; shift 2 ;;
 	--only) ONLY=$2; shift 2 ;;
-	-h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+	--workloads) WORKLOADS=$2; shift 2 ;;
+	-h | --help) sed -n '2,32p' "$0"; exit 0 ;;
 	-*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
 	*) break ;;
 	esac
@@ -45,6 +50,9 @@ for n in "$ROUNDS" "$FILES" "$SIZE"; do
 	[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "not a positive number: $n" >&2; exit 2; }
 done
 want() { [[ ,$ONLY, == *,$1,* ]]; }
+wl() { [[ ,$WORKLOADS, == *,$1,* ]]; }
+if wl read || wl fio; then WORKLOADS+=,write; fi
+if wl ls || wl rm; then WORKLOADS+=,untar; fi
 [ "$(id -u)" -eq 0 ] || { echo "bench-mount.sh needs root (mounts, drop_caches, sshd)" >&2; exit 1; }
 S=$(realpath "${SEALFS:-bin/sealfs}")
 [ -x "$S" ] || { echo "no sealfs binary at $S (make build)" >&2; exit 1; }
@@ -282,9 +290,10 @@ if want main; then
 	for round in $(seq "$ROUNDS"); do
 		head -c $((SIZE << 20)) /dev/urandom > "$W/data-$round"
 		for w in write read fio untar ls rm; do
+			wl "$w" || continue
 			for x in "${ORDER[@]}"; do "w_$w" "$x" "$round"; done
 		done
-		if [ "$round" = 1 ]; then
+		if [ "$round" = 1 ] && wl rewrite; then
 			for x in "${ORDER[@]}"; do w_rewrite "$x"; done
 		fi
 		rm -f "$W/data-$round"
@@ -450,16 +459,16 @@ if want main; then
 	echo "|---|---:|---:|---:|---:|"
 	speed() { echo "| $1 | $(f "$(m "$2" g)") MB/s | $(f "$(m "$2" r)") MB/s | $(f "$(m "$2" s)") MB/s | $(f "$(ratio "$2")" 2) |"; }
 	secs() { echo "| $1 | $(f "$(m "$2" g)" 2) s | $(f "$(m "$2" r)" 2) s | $(f "$(m "$2" s)" 2) s | $(f "$(ratio "$2")" 2)× the time |"; }
-	speed "sequential write, until on the remote" write
-	speed "(the same, until cp returns)" write_ret
-	speed "sequential read, cold" read
-	echo "| random 4 KiB reads (fio, 10 s, cold) | $(f "$(m iops g)") IOPS | $(f "$(m iops r)") IOPS | $(f "$(m iops s)") IOPS | $(f "$(ratio iops)" 2) |"
-	echo "| random read p99 latency | $(f "$(m p99 g)" 2) ms | $(f "$(m p99 r)" 2) ms | $(f "$(m p99 s)" 2) ms | $(f "$(ratio p99)" 1)× |"
-	secs "untar of Go's \`src\` ($ENTRIES entries), until on the remote" untar
-	secs "(the same, until tar returns)" untar_ret
-	secs "\`ls -lR\` of it, cold" ls
-	secs "\`rm -rf\` of it, until on the remote" rm
-	echo "| bytes uploaded after a 1 MiB rewrite in a 256 MiB file | $(f "$(m rewrite g)" 2) MiB | $(f "$(m rewrite r)" 2) MiB | $(f "$(m rewrite s)" 2) MiB | $(f "$(ratio rewrite)" 3) |"
+	wl write && speed "sequential write, until on the remote" write
+	wl write && speed "(the same, until cp returns)" write_ret
+	wl read && speed "sequential read, cold" read
+	wl fio && echo "| random 4 KiB reads (fio, 10 s, cold) | $(f "$(m iops g)") IOPS | $(f "$(m iops r)") IOPS | $(f "$(m iops s)") IOPS | $(f "$(ratio iops)" 2) |"
+	wl fio && echo "| random read p99 latency | $(f "$(m p99 g)" 2) ms | $(f "$(m p99 r)" 2) ms | $(f "$(m p99 s)" 2) ms | $(f "$(ratio p99)" 1)× |"
+	wl untar && secs "untar of Go's \`src\` ($ENTRIES entries), until on the remote" untar
+	wl untar && secs "(the same, until tar returns)" untar_ret
+	wl ls && secs "\`ls -lR\` of it, cold" ls
+	wl rm && secs "\`rm -rf\` of it, until on the remote" rm
+	wl rewrite && echo "| bytes uploaded after a 1 MiB rewrite in a 256 MiB file | $(f "$(m rewrite g)" 2) MiB | $(f "$(m rewrite r)" 2) MiB | $(f "$(m rewrite s)" 2) MiB | $(f "$(ratio rewrite)" 3) |"
 	rss() { echo "$(f "$(m rss_read "$1")") / $(f "$(m rss_rand "$1")") / $(f "$(m rss_untar "$1")") MiB"; }
 	peak() { printf '%s\n' "$(m rss_read "$1")" "$(m rss_rand "$1")" "$(m rss_untar "$1")" | sort -g | tail -1; }
 	echo "| daemon peak RSS (seq read / random read / untar) | $(rss g) | $(rss r) | $(rss s) | $(f "$(calc "$(peak s) / $(peak g)")" 1)× (largest) |"

@@ -49,7 +49,7 @@ func governMemory(packs func() int64, stop <-chan struct{}) {
 	tick := time.NewTicker(memoryEvery)
 	defer tick.Stop()
 	last := int64(-1)
-	wrote := time.Now() // a mount is often written to right away
+	var wrote time.Time // the first pack held raises the limit within memoryEvery
 	for {
 		held := packs()
 		if held > 0 {
