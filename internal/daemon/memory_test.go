@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// TestGovernMemory: the soft memory limit follows the packs held for
-// upload over memoryBase, rising and falling with them; a GOMEMLIMIT of
-// the user's is left alone.
+// TestGovernMemory: the soft memory limit is memoryReading while no pack
+// is held, follows the packs held for upload over memoryBase, rising and
+// falling with them, and goes back to memoryReading once none was held
+// for memoryCalm; a GOMEMLIMIT of the user's is left alone.
 func TestGovernMemory(t *testing.T) {
 	old := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
@@ -26,11 +27,12 @@ func TestGovernMemory(t *testing.T) {
 		}
 		t.Fatalf("memory limit %d, want %d", debug.SetMemoryLimit(-1), want)
 	}
-	waitLimit(memoryBase)
+	waitLimit(memoryReading)
 	packs.Store(3 * 9 << 20)
 	waitLimit(memoryBase + 3*9<<20)
 	packs.Store(0)
 	waitLimit(memoryBase)
+	waitLimit(memoryReading)
 	close(stop)
 	<-done
 
