@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,14 +58,34 @@ func (s Sources) VaultClient(url string) (*keyvault.Client, error) {
 // more than keyvault.MaxVaults.
 var ErrVaultList = errors.New("malformed list of vaults")
 
+// sameVault reports whether two vault URLs name one vault, spelled
+// differently: the scheme and host in another case, the default port
+// written or not, a trailing slash. One vault named twice in a k-of-n
+// list would hold two shares, and its operator alone k of 2 of 3.
+func sameVault(a, b string) bool {
+	key := func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return raw
+		}
+		scheme, port := strings.ToLower(u.Scheme), u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[scheme]
+		}
+		return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port) + strings.TrimRight(u.EscapedPath(), "/")
+	}
+	return key(a) == key(b)
+}
+
 // VaultClients returns a client for each vault of urls, a comma-separated
-// list (one URL, or several for k of n vaults), each trusting its
-// certificate as VaultTrust says: the same CA file and pins for all.
+// list (one URL, or several for k of n vaults, each named once: see
+// sameVault), each trusting its certificate as VaultTrust says: the same
+// CA file and pins for all.
 func (s Sources) VaultClients(urls string) ([]*keyvault.Client, error) {
 	var clients []*keyvault.Client
 	for u := range strings.SplitSeq(urls, ",") {
 		u = strings.TrimSpace(u)
-		if u == "" || slices.ContainsFunc(clients, func(c *keyvault.Client) bool { return c.URL == u }) {
+		if u == "" || slices.ContainsFunc(clients, func(c *keyvault.Client) bool { return sameVault(c.URL, u) }) {
 			return nil, fmt.Errorf("%w %q: give one URL, or several separated by commas, each once", ErrVaultList, urls)
 		}
 		c, err := s.VaultClient(u)

@@ -245,3 +245,28 @@ func TestWarnIfReadable(t *testing.T) {
 		}
 	}
 }
+
+// TestVaultListNamesEachVaultOnce: two spellings of one vault in a list
+// (case of the scheme or host, the default port, a trailing slash) would
+// give one vault two shares of a k-of-n slot, so that its operator alone
+// holds k of 2-of-3 and guesses offline: such a list is malformed.
+func TestVaultListNamesEachVaultOnce(t *testing.T) {
+	var s Sources
+	for _, list := range []string{
+		"https://v.example,https://w.example,https://V.Example",
+		"https://v.example,https://v.example:443",
+		"https://v.example/vault,https://v.example/vault/",
+		"HTTPS://v.example,https://v.example",
+		"http://127.0.0.1:80,http://127.0.0.1",
+		"http://localhost:8443,http://LOCALHOST:8443/",
+	} {
+		if cs, err := s.VaultClients(list); !errors.Is(err, ErrVaultList) {
+			t.Errorf("%s: %d clients, %v; want ErrVaultList", list, len(cs), err)
+		}
+	}
+	for _, list := range []string{"https://v.example,https://v.example:8443", "https://v.example/a,https://v.example/b", "http://127.0.0.1:8443,http://127.0.0.2:8443"} {
+		if cs, err := s.VaultClients(list); err != nil || len(cs) != 2 {
+			t.Errorf("%s: %d clients, %v; want 2", list, len(cs), err)
+		}
+	}
+}
