@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -198,7 +199,7 @@ func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 		return fmt.Errorf("%w (vault %s)", ErrNoDestroy, c.URL)
 	}
 	if r.StatusCode >= 300 && r.StatusCode < 400 {
-		return fmt.Errorf("the vault at %s answered %s, a redirect to %q: sealfs follows no redirect, so that what it sends goes to the vault named and nowhere else; give the vault's own URL", c.URL, r.Status, r.Header.Get("Location"))
+		return fmt.Errorf("the vault at %s answered %s, a redirect to %q: sealfs follows no redirect, so that what it sends goes to the vault named and nowhere else; give the vault's own URL", c.URL, printable(r.Status), r.Header.Get("Location"))
 	}
 	if r.StatusCode != http.StatusOK {
 		return answerError(r.Status, b)
@@ -237,8 +238,12 @@ func (c *Client) post(ctx context.Context, path string, body []byte) (*http.Resp
 	}
 }
 
-// answerError turns an error answer into the protocol's error for its code.
+// answerError turns an error answer into the protocol's error for its
+// code. What the vault says is printed with its control and format
+// characters escaped (a lying vault must not redraw the user's terminal),
+// and at most 300 characters of it.
 func answerError(status string, body []byte) error {
+	status = printable(status)
 	var e ErrorResponse
 	if err := json.Unmarshal(body, &e); err != nil {
 		return fmt.Errorf("the vault answered %s, without a vault error in the body (is a proxy in between?)", status)
@@ -253,5 +258,24 @@ func answerError(status string, body []byte) error {
 	case CodeEnrolled:
 		return ErrEnrolled
 	}
-	return fmt.Errorf("the vault answered %s: %s", status, e.Error)
+	return fmt.Errorf("the vault answered %s: %s", status, printable(e.Error))
+}
+
+// printable returns s with every character strconv.IsPrint refuses
+// escaped as Go would quote it, cut to 300 characters.
+func printable(s string) string {
+	var b strings.Builder
+	for i, r := range []rune(s) {
+		if i == 300 {
+			b.WriteString("…")
+			break
+		}
+		if strconv.IsPrint(r) {
+			b.WriteRune(r)
+		} else {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -196,5 +197,29 @@ func TestClientLocalhostIsLoopback(t *testing.T) {
 	}
 	if len(impostor) > 0 || len(vault) != 1 {
 		t.Fatalf("http://localhost reached the host the name resolves to (%v), not this machine's loopback (%v)", impostor, vault)
+	}
+}
+
+// TestVaultErrorsArePrintable: what a vault says in an error answer (its
+// error text, its status line) ends up on the user's terminal: a vault of
+// a k-of-n list that lies must not redraw it with control characters.
+func TestVaultErrorsArePrintable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(&ErrorResponse{Error: "bad\x1b[2K\rsealfs: the vault at https://other is down\u202e", Code: "teapot"})
+	}))
+	defer srv.Close()
+	c, err := NewClient(srv.URL, Trust{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = release(c)
+	if err == nil {
+		t.Fatal("an error answer gave no error")
+	}
+	for _, r := range err.Error() {
+		if !strconv.IsPrint(r) {
+			t.Fatalf("the error shows the vault's control character %U: %q", r, err.Error())
+		}
 	}
 }
