@@ -64,7 +64,9 @@ func forksOf(snaps []*Snapshot, forgot map[crypt.ID]uint64, folded uint64) []*Sn
 	head := snaps[len(snaps)-1]
 	main := map[crypt.ID]bool{}
 	cur, ok := head.ID, true
-	for seq := head.Seq; seq > 0; seq-- {
+	// Below the oldest snapshot of snaps (sorted) no snapshot is to mark:
+	// the walk ends there (a commit does it over a long history).
+	for seq := head.Seq; seq >= snaps[0].Seq && seq > 0; seq-- {
 		if ids := bySeq[seq]; !ok && len(ids) == 1 {
 			cur, ok = ids[0], true
 		}

@@ -41,9 +41,10 @@ const (
 // the history. retained-B is the live heap the opened repository holds,
 // after a garbage collection; B/snapshot what its list of snapshots holds,
 // by snapshot; list-ms one listing of snapshots/ alone, the part of an open
-// that grows with the history; cpu-ms the CPU time (user and system, of
-// the whole process) an open takes, which a busy machine inflates far less
-// than the time it takes.
+// that grows with the history; cpu-ms the CPU time (user and system) the
+// process spent during an open, which a busy machine inflates far less than
+// the time it takes (it includes the garbage collector's, over the whole
+// heap of the benchmark); B/op what an open allocates.
 func BenchmarkOpenHistory(b *testing.B) {
 	for _, f := range strings.Split(*benchCommits, ",") {
 		n, err := strconv.Atoi(f)
@@ -60,6 +61,7 @@ func BenchmarkOpenHistory(b *testing.B) {
 				b.Run(name, func(b *testing.B) {
 					var retained, perSnap uint64
 					var cpu time.Duration
+					b.ReportAllocs()
 					for b.Loop() {
 						dir := fx.cacheDir
 						if !warm {
