@@ -192,7 +192,7 @@ func (c *checker) history(ctx context.Context, snaps []*Snapshot, forgot map[cry
 		c.problem(err)
 		return snaps, head.Folded()
 	}
-	joined, leftovers := joinHistory(snaps, folded, forgot, func(s *Snapshot) string { return names[s.ID] })
+	joined, leftovers := joinHistory(snaps, folded, forgot, head.Folded(), func(s *Snapshot) string { return names[s.ID] })
 	c.rep.Unreferenced = append(c.rep.Unreferenced, leftovers...)
 	return joined, 0
 }

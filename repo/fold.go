@@ -74,14 +74,19 @@ func (r *Repository) readHistory(ctx context.Context, refs []format.HistoryRef) 
 // segment holds too is a leftover of a fold (its object not yet deleted)
 // and is returned apart, by its object's name (nameOf); a folded snapshot
 // recorded as forgotten is left out (a forget record holds its number).
+// So is a listed snapshot at or below upTo (the head's folded number) that
+// is recorded as forgotten: its forget's leftover (an object the provider
+// kept and put back, or whose delete did not happen before the fold),
+// never a fork, which only a snapshot no record names can be; it is
+// returned apart too, for the next writer to delete.
 // The result is sorted.
-func joinHistory(listed, folded []*Snapshot, forgot map[crypt.ID]uint64, nameOf func(*Snapshot) string) (joined []*Snapshot, leftovers []string) {
+func joinHistory(listed, folded []*Snapshot, forgot map[crypt.ID]uint64, upTo uint64, nameOf func(*Snapshot) string) (joined []*Snapshot, leftovers []string) {
 	in := make(map[crypt.ID]bool, len(folded))
 	for _, s := range folded {
 		in[s.ID] = true
 	}
 	for _, s := range listed {
-		if in[s.ID] {
+		if in[s.ID] || s.Seq <= upTo && isForgotten(forgot, s) {
 			leftovers = append(leftovers, nameOf(s))
 			continue
 		}
@@ -117,7 +122,7 @@ func (r *Repository) loadHistory(ctx context.Context) error {
 	if r.historyLoaded || len(r.snapshots) == 0 || r.snapshots[len(r.snapshots)-1] != head {
 		return nil // another call, or a Refresh or commit, came first
 	}
-	joined, leftovers := joinHistory(r.snapshots, folded, r.forgotten, r.snapshotObjectLocked)
+	joined, leftovers := joinHistory(r.snapshots, folded, r.forgotten, head.Folded(), r.snapshotObjectLocked)
 	if errs := verifyChain(joined, r.forgotten, 0); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
@@ -188,7 +193,7 @@ func (r *Repository) sortOutFolded(ctx context.Context, snaps []*Snapshot, forgo
 		return nil, nil, err
 	}
 	r.mu.Lock()
-	joined, leftovers := joinHistory(snaps, inSegs, forgot, r.snapshotObjectLocked)
+	joined, leftovers := joinHistory(snaps, inSegs, forgot, folded, r.snapshotObjectLocked)
 	r.mu.Unlock()
 	// Only the listed ones that no segment holds stay: the segments are
 	// not loaded.

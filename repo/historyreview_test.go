@@ -1,0 +1,178 @@
+package repo_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
+)
+
+// Attacks on history segments (docs/SPEC.md §8.3) by a hostile storage
+// provider: replays, rollbacks, damaged segments.
+
+// restoreRemote makes dir hold exactly what copy holds (the provider puts
+// an old state back).
+func restoreRemote(t *testing.T, copy, dir string) {
+	t.Helper()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", copy, dir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+}
+
+// TestHistoryRollback: the whole repository put back to a state before a
+// fold, or to one just after a fold, is refused as a rollback by a client
+// that saw the later state; a client that was away while its newest seen
+// snapshot was folded opens and lists the whole history.
+func TestHistoryRollback(t *testing.T) {
+	const keep = 2
+	env, contents := foldEnv(t, 3, keep)
+	before := copyRemote(t, env.Dir) // before any fold
+	away := t.TempDir()
+	if _, err := env.Reopen(t, away, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := 3; i < 12; i++ {
+		data := randomData(uint64(i), 500+i)
+		contents = append(contents, data)
+		storeFile(t, env.Repo, "f", data)
+	}
+	if env.Repo.Latest().Folded() < 3 {
+		t.Fatalf("folded to %d only", env.Repo.Latest().Folded())
+	}
+	after := copyRemote(t, env.Dir) // just after a fold
+	for i := 12; i < 20; i++ {
+		data := randomData(uint64(i), 500+i)
+		contents = append(contents, data)
+		storeFile(t, env.Repo, "f", data)
+	}
+	_ = env.Repo.Unlock(context.Background())
+	// The client that was away remembers snapshot 3, folded since.
+	r, err := env.Reopen(t, away, false)
+	if err != nil {
+		t.Fatalf("a client away since snapshot 3: %v", err)
+	}
+	if got := len(snapshots(t, r)); got != len(contents) {
+		t.Fatalf("%d snapshots listed, want %d", got, len(contents))
+	}
+	checkAll(t, env, contents, false)
+	now := copyRemote(t, env.Dir)
+	for _, c := range []struct{ what, dir string }{{"before a fold", before}, {"just after a fold", after}} {
+		restoreRemote(t, c.dir, env.Dir)
+		for _, cache := range []string{"", away} {
+			if _, err := env.Reopen(t, cache, false); !errors.Is(err, repo.ErrRollback) {
+				t.Fatalf("rolled back %s, cache %q: %v", c.what, cache, err)
+			}
+		}
+	}
+	restoreRemote(t, now, env.Dir)
+	// The away client's snapshot was folded: its segment deleted is an
+	// integrity error naming it, never a silent "gone".
+	r, err = env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	back := t.TempDir()
+	if _, err := env.Reopen(t, back, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := 20; i < 30; i++ {
+		storeFile(t, r, "f", randomData(uint64(i), 10))
+	}
+	head := r.Latest()
+	var seg string
+	for _, ref := range head.History {
+		if ref.First <= 20 && 20 <= ref.Last {
+			seg = format.HistoryName(ref.ID)
+		}
+	}
+	if seg == "" {
+		t.Fatalf("snapshot 20 is not folded: %+v", head.History)
+	}
+	if err := os.Remove(filepath.Join(env.Dir, seg)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = env.Reopen(t, back, false)
+	expectIntegrity(t, "open by a client that saw a folded snapshot whose segment is gone", err, seg)
+}
+
+// TestHistoryReplayForgotten: a snapshot forgotten (record stored, object
+// deleted) and then folded over, whose object the provider puts back, is
+// a forgotten snapshot still present: not a fork, not listed, never
+// recorded in a later snapshot's forks; check stays clean.
+func TestHistoryReplayForgotten(t *testing.T) {
+	ctx := context.Background()
+	const keep = 2
+	env, contents := foldEnv(t, 4, keep)
+	snaps := snapshots(t, env.Repo)
+	victim := snaps[1]
+	path := filepath.Join(env.Dir, format.SnapshotSeqName(victim.Seq, victim.ID))
+	saved, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Repo.Forget(ctx, []crypt.ID{victim.ID}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 4; i < 20; i++ {
+		data := randomData(uint64(i), 500+i)
+		contents = append(contents, data)
+		storeFile(t, env.Repo, "f", data)
+	}
+	if env.Repo.Latest().Folded() < victim.Seq {
+		t.Fatalf("folded to %d only", env.Repo.Latest().Folded())
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the forgotten snapshot is still there: %v", err)
+	}
+	if err := os.WriteFile(path, saved, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = env.Repo.Unlock(ctx)
+	for _, cache := range []string{"", t.TempDir()} {
+		r, err := env.Reopen(t, cache, false)
+		if err != nil {
+			t.Fatalf("open with the forgotten snapshot put back: %v", err)
+		}
+		if f := r.Forks(); len(f) != 0 {
+			t.Fatalf("forks at open: %v", f)
+		}
+		for _, s := range snapshots(t, r) {
+			if s.ID == victim.ID {
+				t.Fatalf("the forgotten snapshot %d is listed", s.Seq)
+			}
+		}
+		if f := r.Forks(); len(f) != 0 {
+			t.Fatalf("forks with the history loaded: %v", f)
+		}
+	}
+	w, err := env.Reopen(t, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	data := randomData(999, 77)
+	contents = append(contents, data)
+	storeFile(t, w, "f", data)
+	if h := w.Latest(); len(h.Forks) != 0 {
+		t.Fatalf("the newest snapshot records forks %v", h.Forks)
+	}
+	_ = w.Unlock(ctx)
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the forgotten snapshot put back was not deleted: %v", err)
+	}
+	checkAll(t, env, contents, false)
+}
