@@ -1,0 +1,107 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sealfs/sealfs/repo"
+	"github.com/sealfs/sealfs/repo/format"
+)
+
+// foldedCLIRepo is a repository made with `sealfs init` that holds n
+// snapshots written in process, snapshot i holding /f with "snapshot i":
+// enough (n > 2 × 64) for its older ones to be folded into history
+// segments (docs/SPEC.md §8.3).
+func foldedCLIRepo(t *testing.T, n int) (cliRepo, *repo.Snapshot) {
+	t.Helper()
+	c := initRepo(t)
+	r, _ := c.openInProcess(t)
+	ctx := context.Background()
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Unlock(ctx)
+	for i := 1; i <= n; i++ {
+		data := []byte(fmt.Sprintf("snapshot %d", i))
+		content, size, err := r.SaveFile(ctx, bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := r.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{{Name: []byte("f"), Type: repo.NodeFile, Mode: 0o644, Size: size, Content: content}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Commit(ctx, root, repo.CommitInfo{Files: 1, Bytes: size}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := r.Latest()
+	if head.Folded() < 3 {
+		t.Fatalf("snapshot %d folds up to %d only", head.Seq, head.Folded())
+	}
+	return c, head
+}
+
+// TestCLIHistorySegmentDamage: a history segment deleted, cut short or
+// replaced by another segment of the same repository is, for every
+// command that reads the old history — snapshots, restore --snapshot of a
+// folded one, check, forget — exit 7 naming the segment, never a shorter
+// history; the newest snapshot (which needs no segment) still restores.
+func TestCLIHistorySegmentDamage(t *testing.T) {
+	c, head := foldedCLIRepo(t, 140)
+	seg := format.HistoryName(head.History[0].ID)
+	path := filepath.Join(c.remote, seg)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c.run(t, "snapshots", c.remote), 0, "")
+	for _, how := range []string{"delete", "truncate", "flip", "other segment"} {
+		t.Run(how, func(t *testing.T) {
+			defer os.WriteFile(path, orig, 0o644)
+			switch how {
+			case "delete":
+				os.Remove(path)
+			case "truncate":
+				os.WriteFile(path, orig[:len(orig)/2], 0o644)
+			case "flip":
+				b := bytes.Clone(orig)
+				b[len(b)/2] ^= 1
+				os.WriteFile(path, b, 0o644)
+			case "other segment":
+				if len(head.History) < 2 {
+					t.Skip("one segment")
+				}
+				b, _ := os.ReadFile(filepath.Join(c.remote, format.HistoryName(head.History[1].ID)))
+				os.WriteFile(path, b, 0o644)
+			}
+			fresh := func(args ...string) result {
+				return sealfs(t, nil, append([]string{"--cache-dir", t.TempDir(), "--code-file", c.codeFile}, args...)...)
+			}
+			expect(t, fresh("snapshots", c.remote), 7, seg)
+			expect(t, fresh("restore", "--snapshot", "2", c.remote, filepath.Join(t.TempDir(), "d")), 7, seg)
+			// check lists its problems on stdout.
+			if r := fresh("check", c.remote); r.code != 7 || !strings.Contains(r.stdout, seg) {
+				t.Fatalf("check: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+			}
+			expect(t, fresh("forget", "--keep-last", "3", c.remote), 7, seg)
+			dst := filepath.Join(t.TempDir(), "d")
+			expect(t, fresh("restore", c.remote, dst), 0, "")
+			if got, _ := os.ReadFile(filepath.Join(dst, "f")); string(got) != fmt.Sprintf("snapshot %d", head.Seq) {
+				t.Fatalf("the newest snapshot restores %q", got)
+			}
+		})
+	}
+	// Intact again: every snapshot restores, a folded one too.
+	dst := filepath.Join(t.TempDir(), "d")
+	expect(t, c.run(t, "restore", "--snapshot", "2", c.remote, dst), 0, "")
+	if got, _ := os.ReadFile(filepath.Join(dst, "f")); string(got) != "snapshot 2" {
+		t.Fatalf("folded snapshot 2 restores %q", got)
+	}
+	expect(t, c.run(t, "check", "--read-data", c.remote), 0, "")
+}
