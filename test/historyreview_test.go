@@ -105,3 +105,45 @@ func TestCLIHistorySegmentDamage(t *testing.T) {
 	}
 	expect(t, c.run(t, "check", "--read-data", c.remote), 0, "")
 }
+
+// TestMountHistorySegmentDeleted: with a history segment deleted, a mount
+// serves the newest tree, and its /.snapshots view fails (EIO) instead of
+// showing a history with a gap; once the segment is back, the view lists
+// every snapshot, the folded ones with their content.
+func TestMountHistorySegmentDeleted(t *testing.T) {
+	c, head := foldedCLIRepo(t, 140)
+	seg := filepath.Join(c.remote, format.HistoryName(head.History[0].ID))
+	orig, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(seg)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--read-only"), 0, "")
+	defer c.umount(t, mnt)
+	if got, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(got) != fmt.Sprintf("snapshot %d", head.Seq) {
+		t.Fatalf("the newest tree reads %q, %v", got, err)
+	}
+	if entries, err := os.ReadDir(filepath.Join(mnt, ".snapshots")); err == nil {
+		t.Fatalf("/.snapshots lists %d entries with a history segment missing", len(entries))
+	}
+	if err := os.WriteFile(seg, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(filepath.Join(mnt, ".snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != int(head.Seq)+1 { // and latest
+		t.Fatalf("/.snapshots lists %d entries, want %d", len(entries), head.Seq+1)
+	}
+	found := false
+	for _, e := range entries {
+		if got, _ := os.ReadFile(filepath.Join(mnt, ".snapshots", e.Name(), "f")); string(got) == "snapshot 2" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no folder of /.snapshots holds folded snapshot 2")
+	}
+}
