@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/remote"
@@ -104,27 +105,73 @@ func joinHistory(listed, folded []*Snapshot, forgot map[crypt.ID]uint64, upTo ui
 // loadHistory puts the snapshots of the newest snapshot's history
 // segments into the list of snapshots, once per open, verifying the whole
 // chain as an open does (verifyChain, now over every snapshot).
+//
+// A client that does not write may hold a newest snapshot that is no
+// longer the newest: another writer's fold since merged its segments into
+// a new one and deleted them. So when a segment is missing or does not
+// open, it loads the newest snapshot again (as relocate does for a pack
+// a prune deleted) and, when that is another one, reads its segments; the
+// same newest snapshot means the damage is real.
 func (r *Repository) loadHistory(ctx context.Context) error {
+	head, err := r.loadHistoryOnce(ctx)
+	if err == nil || !errors.Is(err, ErrIntegrity) || !r.reloadForHistory(ctx, head) {
+		return err
+	}
+	_, err = r.loadHistoryOnce(ctx)
+	return err
+}
+
+// reloadForHistory loads the newest snapshot again for a client that does
+// not write, at most once per minReload, and reports whether it is now
+// another one than head.
+func (r *Repository) reloadForHistory(ctx context.Context, head crypt.ID) bool {
+	changed := func() bool {
+		s := r.Latest()
+		return s != nil && s.ID != head
+	}
+	r.mu.Lock()
+	writing := r.lease != nil
+	r.mu.Unlock()
+	if writing {
+		return false // a writer's newest snapshot is the newest
+	}
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	if changed() {
+		return true // reloaded meanwhile
+	}
+	if time.Since(r.reloadedAt) < minReload {
+		return false
+	}
+	// The remote's own state, never a local copy kept for offline starts.
+	err := r.Refresh(remote.WithoutLocalCopies(ctx))
+	r.reloadedAt = time.Now()
+	return err == nil && changed()
+}
+
+// loadHistoryOnce is loadHistory for the newest snapshot now, whose id it
+// returns.
+func (r *Repository) loadHistoryOnce(ctx context.Context) (crypt.ID, error) {
 	r.mu.Lock()
 	if r.historyLoaded || len(r.snapshots) == 0 {
 		r.mu.Unlock()
-		return nil
+		return crypt.ID{}, nil
 	}
 	head := r.snapshots[len(r.snapshots)-1]
 	refs := head.History
 	r.mu.Unlock()
 	folded, err := r.readHistory(ctx, refs)
 	if err != nil {
-		return err
+		return head.ID, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.historyLoaded || len(r.snapshots) == 0 || r.snapshots[len(r.snapshots)-1] != head {
-		return nil // another call, or a Refresh or commit, came first
+		return head.ID, nil // another call, or a Refresh or commit, came first
 	}
 	joined, leftovers := joinHistory(r.snapshots, folded, r.forgotten, head.Folded(), r.snapshotObjectLocked)
 	if errs := verifyChain(joined, r.forgotten, 0); len(errs) > 0 {
-		return errors.Join(errs...)
+		return head.ID, errors.Join(errs...)
 	}
 	r.snapshots = joined
 	r.historyLoaded = true
@@ -132,7 +179,7 @@ func (r *Repository) loadHistory(ctx context.Context) error {
 		r.folded[s.ID] = true
 	}
 	r.leftovers = appendNew(r.leftovers, leftovers...)
-	return nil
+	return head.ID, nil
 }
 
 // forgottenCopy returns a copy of the forgotten snapshots (r.mu not held).

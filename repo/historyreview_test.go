@@ -176,3 +176,48 @@ func TestHistoryReplayForgotten(t *testing.T) {
 	}
 	checkAll(t, env, contents, false)
 }
+
+// TestHistoryStaleReader: a reader that opened before a writer's fold
+// merged away the segments its newest snapshot names reads the whole
+// history afterwards (the segments it knew are gone: it loads the newest
+// snapshot again, as for a pack a prune repacked), never an integrity
+// error about a segment a legitimate merge deleted.
+func TestHistoryStaleReader(t *testing.T) {
+	ctx := context.Background()
+	const keep = 2
+	env, contents := foldEnv(t, 10, keep)
+	first := env.Repo.Latest().History
+	if len(first) == 0 {
+		t.Fatal("no fold")
+	}
+	reader, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := func() bool {
+		for _, ref := range first {
+			if _, err := os.Stat(filepath.Join(env.Dir, format.HistoryName(ref.ID))); err == nil {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 10; !gone(); i++ {
+		if i > 200 {
+			t.Fatal("the first segments were never merged away")
+		}
+		data := randomData(uint64(i), 500+i)
+		contents = append(contents, data)
+		storeFile(t, env.Repo, "f", data)
+	}
+	snaps, err := reader.Snapshots(ctx)
+	if err != nil {
+		t.Fatalf("a reader that opened before a merge: %v", err)
+	}
+	if len(snaps) < 10 {
+		t.Fatalf("%d snapshots listed", len(snaps))
+	}
+	if _, err := reader.SnapshotBySeq(ctx, 1); err != nil {
+		t.Fatalf("snapshot 1 for a reader that opened before a merge: %v", err)
+	}
+}
