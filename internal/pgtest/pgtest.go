@@ -143,5 +143,20 @@ func start() {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(cluster.dir, "log"))
 		cluster.err = fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
+		return
+	}
+	watch()
+}
+
+// watch starts a watchdog that stops the cluster and removes its files
+// when the test process is gone without Stop (killed at a timeout).
+func watch() {
+	stop := runAs(filepath.Join(cluster.bin, "pg_ctl"), "-D", filepath.Join(cluster.dir, "data"), "-m", "immediate", "-w", "stop")
+	script := fmt.Sprintf(`while kill -0 %d 2>/dev/null; do sleep 2; done; if [ -d %q ]; then %q "$@" >/dev/null 2>&1; rm -rf %q; fi`,
+		os.Getpid(), cluster.dir, stop.Args[0], cluster.dir)
+	cmd := exec.Command("sh", append([]string{"-c", script, "sh"}, stop.Args[1:]...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if cmd.Start() == nil {
+		go cmd.Wait()
 	}
 }

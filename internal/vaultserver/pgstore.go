@@ -23,8 +23,10 @@ import (
 // its connections, and so its locks.
 type pgStore struct {
 	pool *pgxpool.Pool
-	// holders bounds the connections held by locks, so that the queries
-	// of the lock holders always find a connection.
+	// holders bounds the connections held by user locks, so that the
+	// queries of the lock holders, and the counters lock, always find a
+	// connection (the holders wait for a batch, which needs the counters
+	// lock: with every connection held by users it waited forever).
 	holders chan struct{}
 }
 
@@ -305,18 +307,28 @@ func (s *pgStore) CommitCounters(b *counterBatch, enc []byte) error {
 
 // advisoryLock takes the session advisory lock (class, key) on a
 // connection of its own, held until the returned function runs; with
-// wait false, ok is false (and nothing held) when another holds it.
+// wait false, ok is false (and nothing held) when another holds it. A
+// user lock takes a place among holders first; the counters lock, which
+// one goroutine of a process holds at a time (Vault.lockCounters), none.
 func (s *pgStore) advisoryLock(class int32, key string, wait bool) (func(), bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), pgLockTimeout)
 	defer cancel()
-	select {
-	case s.holders <- struct{}{}:
-	case <-ctx.Done():
-		return nil, false, fmt.Errorf("no database connection free for a lock: %w", ctx.Err())
+	bounded := class == pgUserLock
+	if bounded {
+		select {
+		case s.holders <- struct{}{}:
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("no database connection free for a lock: %w", ctx.Err())
+		}
+	}
+	leave := func() {
+		if bounded {
+			<-s.holders
+		}
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		<-s.holders
+		leave()
 		return nil, false, fmt.Errorf("vault database: %w", err)
 	}
 	ok := true
@@ -332,7 +344,7 @@ func (s *pgStore) advisoryLock(class int32, key string, wait bool) (func(), bool
 			err = fmt.Errorf("vault database lock: %w", err)
 		}
 		conn.Release()
-		<-s.holders
+		leave()
 		return nil, false, err
 	}
 	return func() {
@@ -342,7 +354,7 @@ func (s *pgStore) advisoryLock(class int32, key string, wait bool) (func(), bool
 			conn.Conn().Close(context.Background()) // ends the session, and its locks
 		}
 		conn.Release()
-		<-s.holders
+		leave()
 	}, true, nil
 }
 

@@ -189,3 +189,56 @@ func TestStoresRestoreRefused(t *testing.T) {
 		wrongGuesses(t, tv, 1, MaxAttempts-7)
 	})
 }
+
+// TestStoresManyUsersAtOnce: on both stores, 40 users guess at once (3
+// wrong guesses each, in parallel), more than PostgreSQL's connections
+// for user locks: every guess is counted once and none waits forever
+// (the counter batch's lock once waited for a connection that the users
+// waiting for the batch held).
+func TestStoresManyUsersAtOnce(t *testing.T) {
+	forEachStore(t, func(t *testing.T, tv *testVault) {
+		const users = 40
+		blinded := make([][]byte, users)
+		for i := range users {
+			u := fmt.Sprintf("many-users-%04d-0123456789", i)
+			bl, _ := keyvault.Blind([]byte("stretched " + u))
+			x, _, err := tv.vault.EnrolStart(u, bl.Element, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, _ := bl.Finish(x)
+			if err := tv.vault.EnrolFinish(u, keys.Tag[:], make([]byte, 60)); err != nil {
+				t.Fatal(err)
+			}
+			wrong, _ := keyvault.Blind([]byte("wrong " + u))
+			blinded[i] = wrong.Element
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, users*3)
+		for i := range users * 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				u := fmt.Sprintf("many-users-%04d-0123456789", i%users)
+				if _, _, err := tv.vault.Evaluate(u, blinded[i%users]); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for i := range users {
+			u := fmt.Sprintf("many-users-%04d-0123456789", i)
+			rec, err := tv.vault.load(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := tv.vault.counter(u, rec.KeyLabel); err != nil || n != 3 {
+				t.Fatalf("%s: counter %d, %v; want 3", u, n, err)
+			}
+		}
+	})
+}
