@@ -13,7 +13,7 @@ FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo/format:FuzzDecodeTree ./repo/format:FuzzDecodeIndex ./repo/format:FuzzDecodePackHeader \
             ./repo/format:FuzzDecodeSnapshot ./repo/format:FuzzParseConfig ./repo/format:FuzzDecodeForget \
             ./repo/format:FuzzDecodeSegmentTable ./repo/format:FuzzParseSnapshotName ./repo/format:FuzzDecodeHistory \
-            ./internal/vaultserver:FuzzDecodeRequest ./keyvault:FuzzValidatePoint \
+            ./internal/vaultserver:FuzzDecodeRequest ./internal/vaultserver:FuzzDecodeBatch ./keyvault:FuzzValidatePoint \
             ./internal/worktree:FuzzReadJournal ./internal/worktree:FuzzSealedJournal ./remote/mirror:FuzzDecodeListing \
             ./remote/bwlimit:FuzzParse ./internal/unlock:FuzzParseVaultParams ./internal/shamir:FuzzCombine
 
