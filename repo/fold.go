@@ -113,12 +113,25 @@ func joinHistory(listed, folded []*Snapshot, forgot map[crypt.ID]uint64, upTo ui
 // a prune deleted) and, when that is another one, reads its segments; the
 // same newest snapshot means the damage is real.
 func (r *Repository) loadHistory(ctx context.Context) error {
-	head, err := r.loadHistoryOnce(ctx)
-	if err == nil || !errors.Is(err, ErrIntegrity) || !r.reloadForHistory(ctx, head) {
+	return r.withReload(ctx, func() error { return r.loadHistoryOnce(ctx) })
+}
+
+// withReload runs load, which reads the old history (segments, snapshots
+// the open listed and did not open), and for a client that does not write
+// runs it once more when it failed on an object that is missing or does
+// not open and the newest snapshot, loaded again, is another one: another
+// writer's fold since folded the snapshots this client listed and deleted
+// their objects, or merged the segments it knew and deleted them.
+func (r *Repository) withReload(ctx context.Context, load func() error) error {
+	var head crypt.ID
+	if s := r.Latest(); s != nil {
+		head = s.ID
+	}
+	err := load()
+	if err == nil || !errors.Is(err, ErrIntegrity) && !errors.Is(err, remote.ErrNotFound) || !r.reloadForHistory(ctx, head) {
 		return err
 	}
-	_, err = r.loadHistoryOnce(ctx)
-	return err
+	return load()
 }
 
 // reloadForHistory loads the newest snapshot again for a client that does
@@ -149,29 +162,28 @@ func (r *Repository) reloadForHistory(ctx context.Context, head crypt.ID) bool {
 	return err == nil && changed()
 }
 
-// loadHistoryOnce is loadHistory for the newest snapshot now, whose id it
-// returns.
-func (r *Repository) loadHistoryOnce(ctx context.Context) (crypt.ID, error) {
+// loadHistoryOnce is loadHistory for the newest snapshot now.
+func (r *Repository) loadHistoryOnce(ctx context.Context) error {
 	r.mu.Lock()
 	if r.historyLoaded || len(r.snapshots) == 0 {
 		r.mu.Unlock()
-		return crypt.ID{}, nil
+		return nil
 	}
 	head := r.snapshots[len(r.snapshots)-1]
 	refs := head.History
 	r.mu.Unlock()
 	folded, err := r.readHistory(ctx, refs)
 	if err != nil {
-		return head.ID, err
+		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.historyLoaded || len(r.snapshots) == 0 || r.snapshots[len(r.snapshots)-1] != head {
-		return head.ID, nil // another call, or a Refresh or commit, came first
+		return nil // another call, or a Refresh or commit, came first
 	}
 	joined, leftovers := joinHistory(r.snapshots, folded, r.forgotten, head.Folded(), r.snapshotObjectLocked)
 	if errs := verifyChain(joined, r.forgotten, 0); len(errs) > 0 {
-		return head.ID, errors.Join(errs...)
+		return errors.Join(errs...)
 	}
 	r.snapshots = joined
 	r.historyLoaded = true
@@ -179,7 +191,7 @@ func (r *Repository) loadHistoryOnce(ctx context.Context) (crypt.ID, error) {
 		r.folded[s.ID] = true
 	}
 	r.leftovers = appendNew(r.leftovers, leftovers...)
-	return head.ID, nil
+	return nil
 }
 
 // forgottenCopy returns a copy of the forgotten snapshots (r.mu not held).

@@ -172,6 +172,18 @@ func (r *Repository) Forgotten() []format.Forgotten {
 // ErrNoSnapshot; one that should be there and is not is an integrity
 // error.
 func (r *Repository) SnapshotBySeq(ctx context.Context, seq uint64) (*Snapshot, error) {
+	var s *Snapshot
+	err := r.withReload(ctx, func() error {
+		var err error
+		s, err = r.snapshotBySeqLoaded(ctx, seq)
+		return err
+	})
+	return s, err
+}
+
+// snapshotBySeqLoaded is SnapshotBySeq with the history and the list as
+// they are.
+func (r *Repository) snapshotBySeqLoaded(ctx context.Context, seq uint64) (*Snapshot, error) {
 	r.mu.Lock()
 	folded := r.unloadedFoldLocked()
 	r.mu.Unlock()

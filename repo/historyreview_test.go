@@ -1,6 +1,7 @@
 package repo_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -219,5 +220,38 @@ func TestHistoryStaleReader(t *testing.T) {
 	}
 	if _, err := reader.SnapshotBySeq(ctx, 1); err != nil {
 		t.Fatalf("snapshot 1 for a reader that opened before a merge: %v", err)
+	}
+}
+
+// TestHistoryStaleReaderStubs: a reader that opened before a writer's
+// fold deleted the snapshot objects it had listed (and not opened) lists
+// the whole history afterwards: those snapshots are in a segment now.
+func TestHistoryStaleReaderStubs(t *testing.T) {
+	ctx := context.Background()
+	const keep = 2
+	env, contents := foldEnv(t, 4, keep)
+	if env.Repo.Latest().Folded() != 0 {
+		t.Fatal("folded already")
+	}
+	reader, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 4; i < 7; i++ {
+		data := randomData(uint64(i), 500+i)
+		contents = append(contents, data)
+		storeFile(t, env.Repo, "f", data)
+	}
+	snaps, err := reader.Snapshots(ctx)
+	if err != nil {
+		t.Fatalf("a reader that opened before a fold: %v", err)
+	}
+	if len(snaps) < 6 {
+		t.Fatalf("%d snapshots listed", len(snaps))
+	}
+	for _, s := range snaps {
+		if got, err := readFileIn(reader, s, "f"); err != nil || !bytes.Equal(got, contents[s.Seq-1]) {
+			t.Fatalf("snapshot %d reads %d bytes, %v", s.Seq, len(got), err)
+		}
 	}
 }

@@ -640,13 +640,17 @@ func (r *Repository) StateDir() string { return r.stateDir }
 // snapshots an open did not (it opens only the newest; listing.go), or
 // takes their summaries from the local cache.
 func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
-	if err := r.loadHistory(ctx); err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	snaps := append([]*Snapshot(nil), r.snapshots...)
-	r.mu.Unlock()
-	if err := r.fillStubs(ctx, snaps); err != nil {
+	var snaps []*Snapshot
+	err := r.withReload(ctx, func() error {
+		if err := r.loadHistory(ctx); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		snaps = append([]*Snapshot(nil), r.snapshots...)
+		r.mu.Unlock()
+		return r.fillStubs(ctx, snaps)
+	})
+	if err != nil {
 		return nil, err
 	}
 	return snaps, nil

@@ -26,7 +26,20 @@ func foldedCLIRepo(t *testing.T, n int) (cliRepo, *repo.Snapshot) {
 		t.Fatal(err)
 	}
 	defer r.Unlock(ctx)
-	for i := 1; i <= n; i++ {
+	commitNumbered(t, r, 1, n)
+	head := r.Latest()
+	if head.Folded() < 3 {
+		t.Fatalf("snapshot %d folds up to %d only", head.Seq, head.Folded())
+	}
+	return c, head
+}
+
+// commitNumbered commits snapshots from to to, snapshot i holding /f with
+// "snapshot i".
+func commitNumbered(t *testing.T, r *repo.Repository, from, to int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := from; i <= to; i++ {
 		data := []byte(fmt.Sprintf("snapshot %d", i))
 		content, size, err := r.SaveFile(ctx, bytes.NewReader(data))
 		if err != nil {
@@ -40,11 +53,6 @@ func foldedCLIRepo(t *testing.T, n int) (cliRepo, *repo.Snapshot) {
 			t.Fatal(err)
 		}
 	}
-	head := r.Latest()
-	if head.Folded() < 3 {
-		t.Fatalf("snapshot %d folds up to %d only", head.Seq, head.Folded())
-	}
-	return c, head
 }
 
 // TestCLIHistorySegmentDamage: a history segment deleted, cut short or
@@ -136,6 +144,47 @@ func TestMountHistorySegmentDeleted(t *testing.T) {
 	}
 	if len(entries) != int(head.Seq)+1 { // and latest
 		t.Fatalf("/.snapshots lists %d entries, want %d", len(entries), head.Seq+1)
+	}
+	found := false
+	for _, e := range entries {
+		if got, _ := os.ReadFile(filepath.Join(mnt, ".snapshots", e.Name(), "f")); string(got) == "snapshot 2" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no folder of /.snapshots holds folded snapshot 2")
+	}
+}
+
+// TestMountReadOnlyAfterFold: a read-only mount that opened before
+// another writer's fold (which deleted the snapshot objects the mount had
+// listed) still lists every snapshot in /.snapshots, and the folded ones
+// read their content.
+func TestMountReadOnlyAfterFold(t *testing.T) {
+	c := initRepo(t)
+	r, _ := c.openInProcess(t)
+	ctx := context.Background()
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Unlock(ctx)
+	commitNumbered(t, r, 1, 128)
+	if r.Latest().Folded() != 0 {
+		t.Fatal("folded already")
+	}
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--read-only"), 0, "")
+	defer c.umount(t, mnt)
+	commitNumbered(t, r, 129, 130)
+	if r.Latest().Folded() == 0 {
+		t.Fatal("no fold")
+	}
+	entries, err := os.ReadDir(filepath.Join(mnt, ".snapshots"))
+	if err != nil {
+		t.Fatalf("/.snapshots of a read-only mount after another writer's fold: %v", err)
+	}
+	if len(entries) < 129 {
+		t.Fatalf("/.snapshots lists %d entries", len(entries))
 	}
 	found := false
 	for _, e := range entries {
