@@ -354,9 +354,10 @@ type commitRequest struct {
 	done   chan error
 }
 
-// committer gathers counter changes into batches: one goroutine at a
-// time commits (the leader), the others queue meanwhile and go into its
-// next batch.
+// committer gathers counter changes into batches: while a batch is
+// being written, changes queue, and go into the next one. One goroutine
+// (drain) writes batches while there are any, so no request waits for
+// others' batches after its own.
 type committer struct {
 	mu      sync.Mutex
 	queue   []*commitRequest
@@ -378,11 +379,18 @@ func (v *Vault) setCounter(user string, hadOld bool, old, c counterValue) error 
 	cm := &v.commits
 	cm.mu.Lock()
 	cm.queue = append(cm.queue, r)
-	if cm.running {
-		cm.mu.Unlock()
-		return <-r.done
+	if !cm.running {
+		cm.running = true
+		go v.drain()
 	}
-	cm.running = true
+	cm.mu.Unlock()
+	return <-r.done
+}
+
+// drain writes the queued changes as batches until none is queued.
+func (v *Vault) drain() {
+	cm := &v.commits
+	cm.mu.Lock()
 	for len(cm.queue) > 0 {
 		batch := cm.queue
 		cm.queue = nil
@@ -395,7 +403,6 @@ func (v *Vault) setCounter(user string, hadOld bool, old, c counterValue) error 
 	}
 	cm.running = false
 	cm.mu.Unlock()
-	return <-r.done
 }
 
 // commitBatch writes reqs' changes as one batch: into the store, then the
