@@ -306,20 +306,29 @@ func (r *Repository) planFold(ctx context.Context, parent *Snapshot) (*foldPlan,
 	}
 	to := parent.Seq - foldKeep
 	r.mu.Lock()
-	held := map[uint64]int{}
+	// A fork snapshot is not folded: it stays in snapshots/, as one that
+	// landed after the fold does (sortOutFolded), and the main line's
+	// snapshot of its number is folded.
+	fork := map[crypt.ID]bool{}
+	for _, f := range forksOf(r.snapshots, r.forgotten, r.unloadedFoldLocked()) {
+		fork[f.ID] = true
+	}
+	main := map[uint64]int{} // the main line's snapshots present, by number
 	for _, s := range r.snapshots {
-		if s.Seq >= from && !r.folded[s.ID] {
-			held[s.Seq]++
+		if s.Seq >= from && !r.folded[s.ID] && !fork[s.ID] && !isForgotten(r.forgotten, s) {
+			main[s.Seq]++
 		}
 	}
-	for id, seq := range r.forgotten {
-		if seq >= from && !slices.ContainsFunc(r.snapshots, func(s *Snapshot) bool { return s.ID == id }) {
-			held[seq]++
-		}
+	forgot := map[uint64]bool{}
+	for _, seq := range r.forgotten {
+		forgot[seq] = true
 	}
 	for seq := from; seq <= to; seq++ {
-		if held[seq] != 1 {
-			to = seq - 1 // a fork (or a number no one holds: verifyChain reports it)
+		if main[seq] > 1 || main[seq] == 0 && !forgot[seq] {
+			// Never (forksOf leaves one on the main line, or none
+			// where a forget record holds the number), or a number
+			// no one holds, which verifyChain reports.
+			to = seq - 1
 			break
 		}
 	}
@@ -331,6 +340,9 @@ func (r *Repository) planFold(ctx context.Context, parent *Snapshot) (*foldPlan,
 		}
 		if _, gone := r.forgotten[s.ID]; gone {
 			drop = append(drop, r.snapshotObjectLocked(s)) // finish its forget
+			continue
+		}
+		if fork[s.ID] {
 			continue
 		}
 		take = append(take, s)

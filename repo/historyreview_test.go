@@ -7,9 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/repo/format"
 )
@@ -253,5 +255,137 @@ func TestHistoryStaleReaderStubs(t *testing.T) {
 		if got, err := readFileIn(reader, s, "f"); err != nil || !bytes.Equal(got, contents[s.Seq-1]) {
 			t.Fatalf("snapshot %d reads %d bytes, %v", s.Seq, len(got), err)
 		}
+	}
+}
+
+// TestHistoryFoldsPastFork: a fork does not stop folding (snapshots/
+// stays bounded): the main line's snapshot of its number is folded, the
+// fork's stays in snapshots/ as a fork, listed and readable; after the
+// fork is forgotten folding goes on too; every snapshot reads and check
+// is clean; deleting the fork snapshot is found at open.
+func TestHistoryFoldsPastFork(t *testing.T) {
+	ctx := context.Background()
+	const keep = 2
+	repo.SetFoldKeepForTest(t, keep)
+	env := chainEnv(t, 1)
+	if err := env.Repo.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fork := copyRemote(t, env.Dir)
+	r, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	ours := storeFile(t, r, "ours", []byte("ours 2"))
+	_ = r.Unlock(ctx)
+	forkEnv := *env
+	forkEnv.Dir = fork
+	fr, err := forkEnv.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	theirs := storeFile(t, fr, "theirs", []byte("theirs 2"))
+	_ = fr.Unlock(ctx)
+	testutil.CopyMissing(t, fork, env.Dir)
+	w, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	forks := w.Forks()
+	if len(forks) != 1 {
+		t.Fatalf("forks %v", forks)
+	}
+	side := forks[0] // the later of the two is the main line's
+	mainID := ours.ID
+	if side.ID == ours.ID {
+		mainID = theirs.ID
+	}
+	for i := range 30 {
+		storeFile(t, w, "ours", randomData(uint64(i), 10))
+	}
+	head := w.Latest()
+	if head.Folded() < 20 {
+		t.Fatalf("a fork at 2 stopped folding at %d", head.Folded())
+	}
+	if n := len(listNames(t, env, format.SnapshotsDir)); n > 2*keep+2 {
+		t.Fatalf("%d objects in snapshots/", n)
+	}
+	if !slices.Contains(head.Forks, side.ID) {
+		t.Fatalf("the newest snapshot records forks %v", head.Forks)
+	}
+	_ = w.Unlock(ctx)
+	for _, cache := range []string{"", t.TempDir()} {
+		fresh, err := env.Reopen(t, cache, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := fresh.Forks(); len(f) != 1 || f[0].ID != side.ID {
+			t.Fatalf("forks at open: %v", f)
+		}
+		all := snapshots(t, fresh)
+		if len(all) != int(head.Seq)+1 {
+			t.Fatalf("%d snapshots listed, want %d", len(all), head.Seq+1)
+		}
+		if f := fresh.Forks(); len(f) != 1 || f[0].ID != side.ID {
+			t.Fatalf("forks with the history loaded: %v", f)
+		}
+		s2, err := fresh.SnapshotBySeq(ctx, 2)
+		if err != nil || s2.ID != mainID {
+			t.Fatalf("snapshot 2 of the main line: %v, %v", s2, err)
+		}
+		for _, s := range all {
+			name := "ours"
+			if s.ID == theirs.ID {
+				name = "theirs"
+			}
+			if s.Seq == 1 {
+				continue
+			}
+			if s.Seq > 2 && mainID == theirs.ID {
+				name = "ours" // w's commits hold only "ours"
+			}
+			if _, err := readFileIn(fresh, s, name); err != nil {
+				t.Fatalf("snapshot %d (%s): %v", s.Seq, s.ID.Short(), err)
+			}
+		}
+		rep, err := fresh.Check(ctx, repo.CheckOptions{ReadData: true})
+		if err != nil || !rep.OK() || len(rep.Forks) != 1 {
+			t.Fatalf("check: %v %v, forks %v", err, rep.Problems, rep.Forks)
+		}
+	}
+	// Forgotten, the fork goes; folding goes on.
+	w, err = env.Reopen(t, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Forget(ctx, []crypt.ID{side.ID}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		storeFile(t, w, "ours", randomData(uint64(100+i), 10))
+	}
+	_ = w.Unlock(ctx)
+	if n := len(listNames(t, env, format.SnapshotsDir)); n > 2*keep+3 {
+		t.Fatalf("%d objects in snapshots/ after the fork was forgotten", n)
+	}
+	fresh, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := fresh.Check(ctx, repo.CheckOptions{ReadData: true})
+	if err != nil || !rep.OK() || len(rep.Forks) != 0 {
+		t.Fatalf("check: %v %v, forks %v", err, rep.Problems, rep.Forks)
 	}
 }
