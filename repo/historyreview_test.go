@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -387,5 +388,34 @@ func TestHistoryFoldsPastFork(t *testing.T) {
 	rep, err := fresh.Check(ctx, repo.CheckOptions{ReadData: true})
 	if err != nil || !rep.OK() || len(rep.Forks) != 0 {
 		t.Fatalf("check: %v %v, forks %v", err, rep.Problems, rep.Forks)
+	}
+}
+
+// TestHistoryForeignSegment: another repository's history segment put in
+// place of one of this repository's (under its name) is an integrity
+// error naming it for every reader of the old history and for check.
+func TestHistoryForeignSegment(t *testing.T) {
+	ctx := context.Background()
+	env, _ := foldEnv(t, 20, 2)
+	other, _ := foldEnv(t, 20, 2)
+	seg := format.HistoryName(env.Repo.Latest().History[0].ID)
+	theirs, err := os.ReadFile(filepath.Join(other.Dir, format.HistoryName(other.Repo.Latest().History[0].ID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(env.Dir, seg), theirs, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	_, err = r.Snapshots(ctx)
+	expectIntegrity(t, "list", err, seg)
+	_, err = r.SnapshotBySeq(ctx, 1)
+	expectIntegrity(t, "snapshot 1", err, seg)
+	rep, err := r.Check(ctx, repo.CheckOptions{})
+	if err != nil || rep.OK() || !strings.Contains(errors.Join(rep.Problems...).Error(), seg) {
+		t.Fatalf("check: %v %v", err, rep.Problems)
 	}
 }
