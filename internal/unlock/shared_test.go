@@ -19,10 +19,12 @@ import (
 	"github.com/sealfs/sealfs/repo"
 )
 
-// testVaults are n real vaults (each its own database and HTTP server)
-// in one process. SoftHSM2 reads one configuration a process, so they
-// share one token, each with its own keys and counters; test/kofn_test.go
-// runs each in its own process with its own token.
+// testVaults are n real vault HTTP servers in one process. SoftHSM2 reads
+// one configuration a process, and a token holds the guess-counter anchor
+// of one vault database, so they serve one vault (one token, one
+// database); each enrols its own random user ids, which is all that tells
+// vaults apart to a client, and counts their guesses.
+// test/TestVaultKofN runs each in its own process with its own token.
 type testVaults struct {
 	urls    []string
 	servers []*httptest.Server
@@ -42,12 +44,13 @@ func startVaults(t *testing.T, n int) *testVaults {
 		t.Fatalf("SoftHSM2: %v", err)
 	}
 	t.Cleanup(func() { h.Close() })
+	v, err := vaultserver.NewVault(h, filepath.Join(dir, "vault.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
 	tv := &testVaults{}
 	for i := range n {
-		v, err := vaultserver.NewVault(h, filepath.Join(dir, "vault"+string(rune('1'+i))+".db"))
-		if err != nil {
-			t.Fatal(err)
-		}
 		srv, err := vaultserver.NewServer(v, filepath.Join(dir, "audit"+string(rune('1'+i))+".log"), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -65,7 +68,6 @@ func startVaults(t *testing.T, n int) *testVaults {
 		t.Cleanup(func() {
 			hs.Close()
 			srv.Close()
-			v.Close()
 		})
 		tv.urls = append(tv.urls, hs.URL)
 		tv.servers = append(tv.servers, hs)
