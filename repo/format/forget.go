@@ -2,6 +2,7 @@ package format
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,13 +48,16 @@ func encodeForget(version byte, entries []Forgotten) []byte {
 // CompareForgotten orders forget record entries: by sequence number, then
 // id bytewise.
 func CompareForgotten(a, b Forgotten) int {
-	switch {
-	case a.Seq < b.Seq:
-		return -1
-	case a.Seq > b.Seq:
-		return 1
+	return compareSeqID(a.Seq, a.ID[:], b.Seq, b.ID[:])
+}
+
+// compareSeqID orders by sequence number, then id bytewise: the order of
+// forget record entries and of history segment snapshots.
+func compareSeqID(aSeq uint64, aID []byte, bSeq uint64, bID []byte) int {
+	if c := cmp.Compare(aSeq, bSeq); c != 0 {
+		return c
 	}
-	return bytes.Compare(a.ID[:], b.ID[:])
+	return bytes.Compare(aID, bID)
 }
 
 // DecodeForget parses a forget record's plaintext of version 1 or 2,

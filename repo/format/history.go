@@ -1,7 +1,6 @@
 package format
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,13 +51,7 @@ func EncodeHistory(snaps []*Snapshot) ([]byte, error) {
 // compareHistory orders a history segment's snapshots: by sequence
 // number, then id bytewise.
 func compareHistory(a, b *Snapshot) int {
-	switch {
-	case a.Seq < b.Seq:
-		return -1
-	case a.Seq > b.Seq:
-		return 1
-	}
-	return bytes.Compare(a.ID[:], b.ID[:])
+	return compareSeqID(a.Seq, a.ID[:], b.Seq, b.ID[:])
 }
 
 // DecodeHistory parses a history segment's plaintext, rejecting anything
