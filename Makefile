@@ -15,7 +15,7 @@ FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
             ./repo/format:FuzzDecodeSegmentTable ./repo/format:FuzzParseSnapshotName ./repo/format:FuzzDecodeHistory \
             ./internal/vaultserver:FuzzDecodeRequest ./internal/vaultserver:FuzzDecodeBatch ./keyvault:FuzzValidatePoint \
             ./internal/worktree:FuzzReadJournal ./internal/worktree:FuzzSealedJournal ./remote/mirror:FuzzDecodeListing \
-            ./remote/bwlimit:FuzzParse ./internal/unlock:FuzzParseVaultParams ./internal/shamir:FuzzCombine
+            ./remote/bwlimit:FuzzParse ./internal/unlock:FuzzParseVaultParams ./keyvault/shamir:FuzzCombine
 
 .PHONY: all build build-sealfs build-vault test unit fuzz lint bench demo demo-stop install clean
 

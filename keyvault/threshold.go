@@ -11,7 +11,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/sealfs/sealfs/internal/shamir"
+	"github.com/sealfs/sealfs/keyvault/shamir"
 )
 
 // k-of-n enrolments (docs/VAULT.md §5): one independent OPRF per vault,

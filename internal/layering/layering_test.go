@@ -25,7 +25,8 @@ var allowed = map[string][]string{
 	"remote/bwlimit":               {"remote"}, // --bwlimit: the interface and shaped's token bucket
 	"repo":                         {"crypt", "chunker", "remote", "repo/format", "internal/atomicfile"},
 	"repo/format":                  {"crypt", "chunker"},                         // pure codecs; chunker: the config holds and validates its parameters
-	"keyvault":                     {"crypt"},                                    // the vault's client and protocol: pure Go, never the server
+	"keyvault":                     {"crypt", "keyvault/shamir"},                 // the vault's client and protocol: pure Go, never the server
+	"keyvault/shamir":              {},                                           // k-of-n secret sharing, for the client's shared vault slots
 	"internal/vaultserver":         {"keyvault", "crypt", "internal/atomicfile"}, // the vault's HSM (cgo), database, HTTP: for sealfs-vault only
 	"internal/archiver":            {"repo", "crypt"},
 	"internal/worktree":            {"repo", "crypt", "internal/worktree/sealedfile", "internal/atomicfile"},
@@ -44,6 +45,7 @@ var allowed = map[string][]string{
 	"internal/layering":            {},
 	"internal/clidoc":              {}, // docs/CLI.md against the commands' flags, for their tests
 	"internal/nodump":              {}, // no core dumps, not dumpable: both commands, first
+	"internal/pgtest":              {}, // a throwaway PostgreSQL cluster, for the vault's tests
 	"cmd/sealfs-vault":             {"internal/vaultserver", "keyvault", "internal/nodump"},
 	"cmd/sealfs":                   {"crypt", "chunker", "remote", "remote/shaped", "repo", "keyvault", "internal/archiver", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/humanize", "internal/progress", "internal/mountopts", "internal/retention", "internal/snaptree", "internal/sdnotify", "internal/unlock", "internal/nodump"},
 	"test":                         {"crypt", "chunker", "remote", "repo", "internal/archiver", "internal/testutil", "internal/worktree", "internal/fusefs", "internal/daemon", "internal/unlock"},
@@ -65,8 +67,8 @@ var testAllowed = map[string][]string{
 	"repo/format":                  {},
 	"repo":                         {"internal/testutil", "internal/unlock", "remote"}, // real remotes, wrappers and unlockers
 	"keyvault":                     {},                                                 // the client's tests run without the server, and without cgo
-	"internal/vaultserver":         {},
-	"internal/unlock":              {"internal/testutil", "internal/vaultserver"}, // a real vault for the vault unlocker
+	"internal/vaultserver":         {"internal/pgtest"},                                // the stores' tests run on a real PostgreSQL too
+	"internal/unlock":              {"internal/testutil", "internal/vaultserver"},      // a real vault for the vault unlocker
 	"internal/archiver":            {"internal/testutil"},
 	"internal/worktree":            {"internal/testutil", "internal/unlock", "remote"},
 	"internal/worktree/sealedfile": {"internal/testutil"},
@@ -83,10 +85,11 @@ var testAllowed = map[string][]string{
 	"internal/layering":            {},
 	"internal/clidoc":              {},
 	"internal/nodump":              {},
+	"internal/pgtest":              {},
 	"cmd/sealfs-vault":             {"internal/clidoc"},
-	"cmd/sealfs":                   {"internal/clidoc"},   // sealfs's tests build without cgo too
-	"test":                         {"internal/clidoc"},   // TestJSONOutput holds the commands' JSON to docs/CLI.md
-	"test/spec":                    {"internal/testutil"}, // the manifest's types only: the reader itself is SPEC and the standard library
+	"cmd/sealfs":                   {"internal/clidoc"},                                                        // sealfs's tests build without cgo too
+	"test":                         {"internal/clidoc", "internal/pgtest", "internal/vaultserver", "keyvault"}, // TestJSONOutput holds the commands' JSON to docs/CLI.md; the vault's end-to-end tests start PostgreSQL, read a stolen token and database as a thief would, and combine shares
+	"test/spec":                    {"internal/testutil"},                                                      // the manifest's types only: the reader itself is SPEC and the standard library
 }
 
 func TestImportsGoDownwards(t *testing.T) {

@@ -196,7 +196,7 @@ func unhex(t *testing.T, s string) []byte {
 }
 
 // TestShamirVectors: splits with fixed coefficients, as
-// testdata/vectors/shamir.json keeps them (go test ./internal/shamir
+// testdata/vectors/shamir.json keeps them (go test ./keyvault/shamir
 // -run TestShamirVectors -update rewrites it; a change there changes
 // every k-of-n vault slot).
 func TestShamirVectors(t *testing.T) {
