@@ -12,10 +12,10 @@ import (
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
-	"github.com/sealfs/sealfs/keyvault/shamir"
 	"github.com/sealfs/sealfs/internal/unlock"
 	"github.com/sealfs/sealfs/internal/vaultserver"
 	"github.com/sealfs/sealfs/keyvault"
+	"github.com/sealfs/sealfs/keyvault/shamir"
 	"github.com/sealfs/sealfs/repo"
 )
 
