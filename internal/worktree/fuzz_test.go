@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
@@ -107,6 +108,7 @@ func FuzzReadJournal(f *testing.F) {
 		tr := &Tree{r: env.Repo, opts: Options{Dir: work, Inos: &Inos{}}, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
 			localKey: key, stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{}}
 		tr.opts.Log = slog.New(slog.DiscardHandler)
+		tr.fillsDone = sync.NewCond(&tr.mu)
 		tr.root = &Inode{Ino: tr.newIno(), meta: repo.Node{Type: repo.NodeDir, Mode: 0o755}, children: map[string]*Inode{}}
 		tr.replaying = true
 		for _, r := range recs {

@@ -50,13 +50,17 @@ func (h *Handle) filler(nc *repo.Node) func(off int64, data []byte) {
 			len(in.meta.Content) == len(nc.Content) &&
 			(len(nc.Content) == 0 || &in.meta.Content[0] == &nc.Content[0])
 		if ok {
-			in.fills.Add(1)
+			in.fills++
 		}
 		t.mu.Unlock()
 		if ok {
 			go func() {
-				defer in.fills.Done()
 				fill(off, data)
+				t.mu.Lock()
+				if in.fills--; in.fills == 0 {
+					t.fillsDone.Broadcast()
+				}
+				t.mu.Unlock()
 			}()
 		}
 	}

@@ -544,7 +544,11 @@ func (t *Tree) stage(in *Inode, empty bool) (err error) {
 	defer in.matMu.Unlock()
 	defer func() {
 		if err == nil {
-			in.fills.Wait()
+			t.mu.Lock()
+			for in.fills > 0 {
+				t.fillsDone.Wait()
+			}
+			t.mu.Unlock()
 		}
 	}()
 	t.mu.Lock()

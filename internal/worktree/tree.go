@@ -44,8 +44,9 @@ type Inode struct {
 	opens     int     // open handles
 	matMu     sync.Mutex
 	// fills counts the kernel cache fills of the file's stored content
-	// under way (Handle.FillCache); staging waits for them.
-	fills sync.WaitGroup
+	// under way (Handle.FillCache); staging waits for them (Tree.fillsDone).
+	// Guarded by the tree's mu.
+	fills int
 
 	// A file changed in place is an overlay: its staging file (sparse, of
 	// the file's size) holds only the written ranges; below baseLimit the
@@ -115,10 +116,12 @@ type Tree struct {
 	// commits stored since the tree was opened (Sent).
 	sentFiles, sentBytes atomic.Uint64
 
-	mu      sync.Mutex
-	root    *Inode
-	journal *journal
-	baseSeq uint64
+	mu sync.Mutex
+	// fillsDone is signalled (with mu) whenever an inode's fills reach 0.
+	fillsDone *sync.Cond
+	root      *Inode
+	journal   *journal
+	baseSeq   uint64
 	// orphanBase is the base of the journals left behind when it was
 	// forgotten since (baseOnJournals): they are replayed onto baseSeq.
 	orphanBase uint64
@@ -177,6 +180,7 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 		localKey: r.LocalKey(), handles: map[*Handle]bool{}, stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{},
 		fetchLocked: true}
 	t.life, t.endLife = context.WithCancel(context.WithoutCancel(ctx))
+	t.fillsDone = sync.NewCond(&t.mu)
 	// Replay and rebase fetch under the lock; nothing else runs yet.
 	defer func() { t.fetchLocked = false }()
 	defer func() {
