@@ -380,13 +380,7 @@ func TestFoldLateFork(t *testing.T) {
 		t.Fatal(err)
 	}
 	fork := copyRemote(t, env.Dir)
-	r, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	r := lockedReopen(t, env)
 	for i := range 12 {
 		storeFile(t, r, "ours", randomData(uint64(i), 100))
 	}
@@ -398,13 +392,7 @@ func TestFoldLateFork(t *testing.T) {
 	}
 	forkEnv := *env
 	forkEnv.Dir = fork
-	fr, err := forkEnv.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fr.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	fr := lockedReopen(t, &forkEnv)
 	theirs := storeFile(t, fr, "theirs", []byte("theirs 2"))
 	_ = fr.Unlock(ctx)
 	testutil.CopyMissing(t, fork, env.Dir)

@@ -40,6 +40,20 @@ func snapshotPath(t *testing.T, env *testutil.Env, r *repo.Repository, seq uint6
 
 // copyRemote copies the remote's directory, as a provider keeping an old
 // state would.
+// lockedReopen opens env's repository again on a fresh cache directory,
+// as another client, and takes the writer lease.
+func lockedReopen(t *testing.T, env *testutil.Env) *repo.Repository {
+	t.Helper()
+	r, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func copyRemote(t *testing.T, dir string) string {
 	t.Helper()
 	to := filepath.Join(t.TempDir(), "copy")
@@ -91,13 +105,7 @@ func newForkRepo(t *testing.T) *forkRepo {
 		t.Fatal(err)
 	}
 	fork := copyRemote(t, env.Dir)
-	r, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	r := lockedReopen(t, env)
 	f := &forkRepo{env: env}
 	f.ours2 = storeFile(t, r, "ours", []byte("ours 2"))
 	f.ours3 = storeFile(t, r, "ours", []byte("ours 3"))
@@ -106,17 +114,11 @@ func newForkRepo(t *testing.T) *forkRepo {
 	}
 	forkEnv := *env
 	forkEnv.Dir = fork
-	fr, err := forkEnv.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fr.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	fr := lockedReopen(t, &forkEnv)
 	f.theirs = storeFiles(t, fr, map[string][]byte{"theirs": []byte("theirs 2")})
 	_ = fr.Unlock(ctx)
 	// Every object of theirs that ours lacks, the lease aside.
-	err = filepath.WalkDir(fork, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(fork, func(p string, d os.DirEntry, err error) error {
 		rel, _ := filepath.Rel(fork, p)
 		if err != nil || d.IsDir() || rel == "lease" {
 			return err

@@ -273,34 +273,16 @@ func TestHistoryFoldsPastFork(t *testing.T) {
 		t.Fatal(err)
 	}
 	fork := copyRemote(t, env.Dir)
-	r, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	r := lockedReopen(t, env)
 	ours := storeFile(t, r, "ours", []byte("ours 2"))
 	_ = r.Unlock(ctx)
 	forkEnv := *env
 	forkEnv.Dir = fork
-	fr, err := forkEnv.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fr.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	fr := lockedReopen(t, &forkEnv)
 	theirs := storeFile(t, fr, "theirs", []byte("theirs 2"))
 	_ = fr.Unlock(ctx)
 	testutil.CopyMissing(t, fork, env.Dir)
-	w, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	w := lockedReopen(t, env)
 	forks := w.Forks()
 	if len(forks) != 1 {
 		t.Fatalf("forks %v", forks)
@@ -364,7 +346,7 @@ func TestHistoryFoldsPastFork(t *testing.T) {
 		}
 	}
 	// Forgotten, the fork goes; folding goes on.
-	w, err = env.Reopen(t, "", false)
+	w, err := env.Reopen(t, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,26 +69,14 @@ func TestDeletedHeadBesideForkIsRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	fork := copyRemote(t, env.Dir)
-	r, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	r := lockedReopen(t, env)
 	ours := storeFile(t, r, "ours", []byte("ours 2"))
 	if err := r.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
 	forkEnv := *env
 	forkEnv.Dir = fork
-	fr, err := forkEnv.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fr.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	fr := lockedReopen(t, &forkEnv)
 	theirs := storeFile(t, fr, "theirs", []byte("theirs 2")) // later: the newest
 	_ = fr.Unlock(ctx)
 	testutil.CopyMissing(t, fork, env.Dir)

@@ -225,13 +225,7 @@ func TestDeletedBesideLateForkSeenWhenOpened(t *testing.T) {
 		t.Fatal(err)
 	}
 	fork := copyRemote(t, env.Dir)
-	r, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	r := lockedReopen(t, env)
 	ours2 := storeFile(t, r, "ours", []byte("ours 2"))
 	for i := range 5 {
 		storeFile(t, r, "ours", randomData(uint64(90+i), 300))
@@ -241,13 +235,7 @@ func TestDeletedBesideLateForkSeenWhenOpened(t *testing.T) {
 	}
 	forkEnv := *env
 	forkEnv.Dir = fork
-	fr, err := forkEnv.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fr.Lock(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	fr := lockedReopen(t, &forkEnv)
 	storeFile(t, fr, "theirs", []byte("theirs 2"))
 	_ = fr.Unlock(ctx)
 	testutil.CopyMissing(t, fork, env.Dir)
