@@ -1,9 +1,11 @@
 package worktree
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 
@@ -498,6 +500,72 @@ func (t *Tree) storeStaged(ctx context.Context, j *stagedJob) ([]repo.Extent, er
 		v.f = f
 		return t.overlayContent(ctx, &v)
 	}
+	if j.stream != nil && j.size <= smallWhole && j.stream.sequential(j.size) {
+		if content, ok, err := t.storeWhole(ctx, f, j.size); ok || err != nil {
+			return content, err
+		}
+	}
 	content, _, err := t.r.SaveSparseFile(ctx, f, int64(j.size))
 	return content, err
+}
+
+// smallWhole is the size up to which a new file written in one sequential
+// run is read whole into memory to be stored (storeWhole): no holes to
+// look for, and one read of its staging copy instead of three.
+const smallWhole = streamStart
+
+// wholeBufs holds the buffers storeWhole reads into.
+var wholeBufs = sync.Pool{New: func() any { b := make([]byte, smallWhole); return &b }}
+
+// storeWhole stores a file of size bytes written sequentially from its
+// start (so its staging copy has no hole on disk) from one read of it.
+// What SaveSparseFile would find as a hole in such a file is a run of
+// zeros at its start or end of a whole 4 KiB page (or reaching the end of
+// the file past the last page boundary), widened so; a file with one is
+// left to SaveSparseFile (ok false), so that both store the same extents.
+func (t *Tree) storeWhole(ctx context.Context, f *stagingFile, size uint64) ([]repo.Extent, bool, error) {
+	bp := wholeBufs.Get().(*[]byte)
+	defer wholeBufs.Put(bp)
+	buf := (*bp)[:size]
+	if n, err := f.ReadAt(buf, 0); uint64(n) != size {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("file changed size while it was read (%d bytes, then %d)", size, n)
+		}
+		return nil, false, err
+	}
+	if size > 0 && zeroEdge(buf) {
+		return nil, false, nil
+	}
+	w := t.r.NewFileWriter()
+	if err := w.Write(ctx, bytes.NewReader(buf)); err != nil {
+		return nil, false, err
+	}
+	content, n := w.Content()
+	if n != size {
+		return nil, false, fmt.Errorf("stored %d bytes of a %d-byte file", n, size)
+	}
+	return content, true, nil
+}
+
+// zeroEdge reports whether SaveSparseFile might find a hole in p, the
+// whole content of a file with no hole on disk. It looks for holes only at
+// the edges: where the first block holding a nonzero byte starts (so: the
+// first block all zeros), and past the last nonzero byte, rounded up to a
+// 4 KiB page, in the last block (so: zeros from that page boundary to the
+// end, or the last block all zeros); zeros inside are data to it.
+func zeroEdge(p []byte) bool {
+	const page, block = 4096, sealedfile.BlockSize
+	last := len(p) - 1
+	for last >= 0 && p[last] == 0 {
+		last--
+	}
+	if last < 0 {
+		return true // all zeros
+	}
+	first := 0
+	for first < len(p) && p[first] == 0 {
+		first++
+	}
+	lastBlock := (len(p) - 1) / block * block
+	return first >= block || last < lastBlock || (last+page)/page*page < len(p)
 }

@@ -142,6 +142,15 @@ func (s *streamer) closeFile() {
 	})
 }
 
+// sequential reports whether the file was written in one sequential run
+// from its start to size, with no truncation, fallocate or write elsewhere
+// (so its staging copy has no hole on disk).
+func (s *streamer) sequential(size uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.invalid && s.avail == size
+}
+
 // result returns the streamed content if it is complete for size bytes
 // (never for a streamer that did not start).
 func (s *streamer) result(size uint64) ([]repo.Extent, bool) {
