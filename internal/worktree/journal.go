@@ -192,7 +192,17 @@ type journal struct {
 	off  int64 // size after the last whole record
 	seal *crypt.LocalFile
 	idx  uint64 // index of the next record
+
+	// Reused from record to record (an untar writes tens of thousands):
+	// the JSON of the record being sealed, and the frames of an append.
+	pt  bytes.Buffer
+	enc *json.Encoder // writes to pt
+	out []byte
+	ad  [8]byte // the record's index: recordAD
 }
+
+// journalKeep bounds the buffers a journal keeps between appends.
+const journalKeep = 64 << 10
 
 // journalMagic starts a sealed journal; a random journal id follows.
 const (
@@ -215,16 +225,27 @@ func recordAD(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
 // frame appends the sealed frame of r, as record number j.idx, to dst, and
 // counts the record.
 func (j *journal) frame(dst []byte, r record) ([]byte, error) {
-	pt, err := json.Marshal(r)
-	if err != nil {
+	j.pt.Reset()
+	if j.enc == nil {
+		j.enc = json.NewEncoder(&j.pt)
+	}
+	if err := j.enc.Encode(r); err != nil { // as json.Marshal, and a newline
 		return nil, err
 	}
+	pt := bytes.TrimSuffix(j.pt.Bytes(), []byte("\n"))
+	defer func() {
+		if j.pt.Cap() > journalKeep {
+			j.pt = bytes.Buffer{} // an overlay of a huge file: not kept
+		}
+	}()
+	var err error
 	if len(pt)+crypt.Overhead > maxRecord {
 		return nil, fmt.Errorf("failed to write journal: a %d-byte record is over the %d-byte limit", len(pt), maxRecord)
 	}
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
-	if dst, err = j.seal.Seal(dst, recordAD(j.idx), pt); err != nil {
+	binary.BigEndian.PutUint64(j.ad[:], j.idx)
+	if dst, err = j.seal.Seal(dst, j.ad[:], pt); err != nil {
 		return nil, err
 	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
@@ -317,7 +338,12 @@ func newJournal(dir string, key crypt.LocalKey, n, base uint64, recs []record) (
 // holds a torn record in its middle: the operation fails, the queue stays
 // whole.
 func (j *journal) append(rs ...record) error {
-	var b []byte
+	b := j.out[:0]
+	defer func() {
+		if cap(b) <= journalKeep {
+			j.out = b[:0]
+		}
+	}()
 	idx := j.idx
 	for _, r := range rs {
 		var err error

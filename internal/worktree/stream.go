@@ -31,12 +31,12 @@ type streamer struct {
 	closeOnce sync.Once
 
 	mu      sync.Mutex
-	cond    *sync.Cond
-	avail   uint64 // bytes written sequentially so far
-	closed  bool   // no writer left: what is there is all
+	cond    sync.Cond // on mu
+	avail   uint64    // bytes written sequentially so far
+	closed  bool      // no writer left: what is there is all
 	invalid bool
 	started bool          // run is running, or has run
-	done    chan struct{} // closed when run ends
+	done    chan struct{} // made when run starts, closed when it ends
 
 	content []repo.Extent // when done and valid
 	total   uint64
@@ -47,10 +47,12 @@ type streamer struct {
 const streamStart = 1 << 20
 
 // startStreamLocked sets a streamer up for an empty staged file; it runs
-// once streamStart bytes are written sequentially. t.mu is held.
+// once streamStart bytes are written sequentially. t.mu is held. Until
+// then it is one small object (an untar makes thousands): its channel is
+// made when it starts.
 func (t *Tree) startStreamLocked(in *Inode) {
-	s := &streamer{t: t, in: in, done: make(chan struct{})}
-	s.cond = sync.NewCond(&s.mu)
+	s := &streamer{t: t, in: in}
+	s.cond.L = &s.mu
 	in.stream = s
 }
 
@@ -66,6 +68,7 @@ func (s *streamer) wrote(off, n uint64) {
 	}
 	if !s.started && !s.invalid && !s.closed && s.avail >= streamStart && s.in.file != nil {
 		s.started = true
+		s.done = make(chan struct{})
 		s.f = s.in.file.retain()
 		go s.run()
 	}
@@ -154,8 +157,14 @@ func (s *streamer) sequential(size uint64) bool {
 // result returns the streamed content if it is complete for size bytes
 // (never for a streamer that did not start).
 func (s *streamer) result(size uint64) ([]repo.Extent, bool) {
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	if done == nil {
+		return nil, false
+	}
 	select {
-	case <-s.done:
+	case <-done:
 	default:
 		return nil, false
 	}
