@@ -280,6 +280,7 @@ func (t *Tree) jobGone(j *stagedJob) bool {
 // its staging copy.
 func (t *Tree) jobContent(ctx context.Context, j *stagedJob) ([]repo.Extent, error) {
 	if j.stream != nil {
+		j.stream.takeSmall()
 		if content, ok := j.stream.result(j.size); ok {
 			return content, nil
 		}
@@ -514,8 +515,15 @@ func (t *Tree) storeStaged(ctx context.Context, j *stagedJob) ([]repo.Extent, er
 // look for, and one read of its staging copy instead of three.
 const smallWhole = streamStart
 
-// wholeBufs holds the buffers storeWhole reads into.
-var wholeBufs = sync.Pool{New: func() any { b := make([]byte, smallWhole); return &b }}
+// wholeBufs hold the buffers storeWhole reads into: most files an untar
+// writes fit the small ones.
+var (
+	wholeBufs      = sync.Pool{New: func() any { b := make([]byte, smallWhole); return &b }}
+	wholeBufsSmall = sync.Pool{New: func() any { b := make([]byte, wholeSmall); return &b }}
+)
+
+// wholeSmall is the size of the small buffers of storeWhole.
+const wholeSmall = 64 << 10
 
 // storeWhole stores a file of size bytes written sequentially from its
 // start (so its staging copy has no hole on disk) from one read of it.
@@ -524,8 +532,12 @@ var wholeBufs = sync.Pool{New: func() any { b := make([]byte, smallWhole); retur
 // the file past the last page boundary), widened so; a file with one is
 // left to SaveSparseFile (ok false), so that both store the same extents.
 func (t *Tree) storeWhole(ctx context.Context, f *stagingFile, size uint64) ([]repo.Extent, bool, error) {
-	bp := wholeBufs.Get().(*[]byte)
-	defer wholeBufs.Put(bp)
+	pool := &wholeBufs
+	if size <= wholeSmall {
+		pool = &wholeBufsSmall
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	buf := (*bp)[:size]
 	if n, err := f.ReadAt(buf, 0); uint64(n) != size {
 		if err == nil || errors.Is(err, io.EOF) {

@@ -301,6 +301,7 @@ func (h *Handle) Close() error {
 		in.writers--
 		if in.writers == 0 && in.stream != nil {
 			in.stream.stop(false)
+			t.queueSmallLocked(in)
 		}
 	}
 	if in.opens == 0 && in.parent == nil && in != t.root {

@@ -77,6 +77,7 @@ func (t *Tree) startJournalLocked(n, base uint64, recs []record) (*journal, erro
 // gives the reserve back to the disk. The Tree must not be used after.
 func (t *Tree) Close() error {
 	t.stopPrefetch()
+	t.stopSmall()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.reserved {

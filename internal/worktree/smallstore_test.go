@@ -3,9 +3,11 @@ package worktree
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/repo"
@@ -101,5 +103,146 @@ func TestStoreWholeSameExtents(t *testing.T) {
 		if got := readAllOf(t, tr, name+".seq"); !bytes.Equal(got, cases[name]) {
 			t.Errorf("%s: read back %d bytes, not what was written", name, len(got))
 		}
+	}
+}
+
+// waitSmall waits until the small-file worker has nothing left.
+func waitSmall(t *testing.T, tr *Tree) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		tr.small.mu.Lock()
+		idle := !tr.small.running
+		tr.small.mu.Unlock()
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the small-file worker did not finish")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSmallStoredOnClose: a small new file is stored in the background
+// once closed, so the commit finds its content ready; one changed after
+// that (appended, rewritten in place, truncated, replaced by O_TRUNC,
+// deleted) commits what it holds at the commit, and everything reads back
+// from a fresh cache as written. A file still queued when the commit
+// comes is taken over by it.
+func TestSmallStoredOnClose(t *testing.T) {
+	ctx := t.Context()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	tr := openTestTree(t, env.Repo)
+	defer tr.Close()
+	rnd := rand.New(rand.NewPCG(3, 4))
+	data := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rnd.Uint32() | 1)
+		}
+		return b
+	}
+	want := map[string][]byte{}
+	handle := func(name string, trunc bool) (*Inode, *Handle) {
+		in, _, err := tr.Lookup(ctx, tr.root, name)
+		if err != nil {
+			if in, _, err = tr.Create(ctx, tr.root, name, NewEntry{Type: repo.NodeFile, Mode: 0o644}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h, err := tr.OpenFile(in, true, trunc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in, h
+	}
+	write := func(name string, b []byte, off int64, trunc bool) *Inode {
+		in, h := handle(name, trunc)
+		if _, err := h.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	names := []string{"kept", "appended", "rewritten", "truncated", "replaced", "deleted"}
+	ins := map[string]*Inode{}
+	for _, name := range names {
+		want[name] = data(5000 + rnd.IntN(20000))
+		ins[name] = write(name, want[name], 0, false)
+	}
+	waitSmall(t, tr)
+	for _, name := range names {
+		s := ins[name].stream
+		if _, ok := s.result(uint64(len(want[name]))); !ok {
+			t.Fatalf("%s: not stored once closed (%+v)", name, s)
+		}
+	}
+	more := data(3000)
+	write("appended", more, int64(len(want["appended"])), false)
+	want["appended"] = append(want["appended"], more...)
+	patch := data(100)
+	write("rewritten", patch, 10, false)
+	copy(want["rewritten"][10:], patch)
+	size := uint64(1000)
+	if _, err := tr.SetAttr(ins["truncated"], SetAttr{Size: &size}); err != nil {
+		t.Fatal(err)
+	}
+	want["truncated"] = want["truncated"][:size]
+	want["replaced"] = data(len(want["replaced"])) // the same size, other bytes
+	write("replaced", want["replaced"], 0, true)
+	if err := tr.Unlink(ctx, tr.root, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "deleted")
+	// Queued but not stored yet when the commit comes: no worker runs
+	// (the queue counts one as running), the commit takes them over.
+	waitSmall(t, tr) // "replaced" was queued
+	tr.small.mu.Lock()
+	tr.small.running = true
+	tr.small.mu.Unlock()
+	var late []*streamer
+	for i := range 20 {
+		name := fmt.Sprintf("late%d", i)
+		want[name] = data(2000)
+		s := write(name, want[name], 0, false).stream
+		s.mu.Lock()
+		st := s.small
+		s.mu.Unlock()
+		if st != smallQueued {
+			t.Fatalf("%s: not queued (state %d)", name, st)
+		}
+		late = append(late, s)
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range late {
+		s.mu.Lock()
+		st := s.small
+		s.mu.Unlock()
+		if st != smallNone {
+			t.Fatalf("a file queued at the commit is still queued after it (state %d)", st)
+		}
+	}
+	tr.small.mu.Lock()
+	tr.small.running, tr.small.queue = false, nil
+	tr.small.mu.Unlock()
+	r2, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2, err := Open(ctx, r2, Options{Dir: t.TempDir(), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range want {
+		if got := readAllOf(t, tr2, name); !bytes.Equal(got, b) {
+			t.Errorf("%s: read back %d bytes, not the %d written", name, len(got), len(b))
+		}
+	}
+	if _, _, err := tr2.Lookup(ctx, tr2.root, "deleted"); err == nil {
+		t.Error("the deleted file is in the snapshot")
 	}
 }

@@ -36,6 +36,7 @@ type streamer struct {
 	closed  bool      // no writer left: what is there is all
 	invalid bool
 	started bool          // run is running, or has run
+	small   int           // the small-file store's state (smallstore.go)
 	done    chan struct{} // made when run starts, closed when it ends
 
 	content []repo.Extent // when done and valid
@@ -66,7 +67,7 @@ func (s *streamer) wrote(off, n uint64) {
 	} else {
 		s.avail += n
 	}
-	if !s.started && !s.invalid && !s.closed && s.avail >= streamStart && s.in.file != nil {
+	if !s.started && !s.invalid && !s.closed && s.done == nil && s.avail >= streamStart && s.in.file != nil {
 		s.started = true
 		s.done = make(chan struct{})
 		s.f = s.in.file.retain()

@@ -137,6 +137,8 @@ type Tree struct {
 	prefetched map[crypt.ID]*repo.Tree
 	// prefetcher loads the folders a listing shows (prefetch.go).
 	prefetcher prefetcher
+	// small stores small new files once closed (smallstore.go).
+	small smallStore
 	// groupsIn: a rebase brought in link groups whose other names may be
 	// in folders not loaded; the next commit loads the whole tree.
 	groupsIn      bool
