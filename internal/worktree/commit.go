@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"sync"
 
@@ -343,20 +344,30 @@ func (t *Tree) storeSnapshot(ctx context.Context, root *dirCopy) (*repo.Snapshot
 }
 
 // settle records what snap stored: the files stored are clean now, and
-// those no longer open and unchanged since leave the staging area.
+// those no longer open and unchanged since leave the staging area. Their
+// staging files are deleted after the tree's lock is let go (an untar's
+// commit deletes thousands).
 func (t *Tree) settle(snap *repo.Snapshot, done map[*Inode]*stagedJob) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.baseSeq = snap.Seq
 	t.lastError = nil
+	var remove []string
 	for in, j := range done {
 		in.committed = &stored{Content: j.content, Size: j.size}
 		in.cleanGen = j.gen
 		if in.gen == j.gen && in.opens == 0 {
 			in.meta.Content, in.meta.Size = j.content, j.size
-			t.unstageLocked(in)
+			if p := t.dropStagingLocked(in); p != "" {
+				remove = append(remove, p)
+			}
 		}
 	}
+	t.mu.Unlock()
+	for _, p := range remove {
+		os.Remove(p)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.makeReserveLocked() // space may be back: staging files went
 }
 

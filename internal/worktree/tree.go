@@ -326,8 +326,17 @@ func (t *Tree) dropLocked(in *Inode) {
 }
 
 func (t *Tree) unstageLocked(in *Inode) {
+	if p := t.dropStagingLocked(in); p != "" {
+		os.Remove(p)
+	}
+}
+
+// dropStagingLocked does what unstageLocked does but delete the staging
+// file: it returns its path for the caller to delete ("" when there is
+// none, or while journals are replayed). t.mu is held.
+func (t *Tree) dropStagingLocked(in *Inode) (remove string) {
 	if in.staging == "" {
-		return
+		return ""
 	}
 	if in.file != nil {
 		in.file.Close()
@@ -336,7 +345,7 @@ func (t *Tree) unstageLocked(in *Inode) {
 	if !t.replaying {
 		// A later record of the journals being replayed may name it
 		// again; removeOrphans deletes it if none does.
-		os.Remove(t.stagingPath(in.staging))
+		remove = t.stagingPath(in.staging)
 	}
 	in.staging = ""
 	in.overlay, in.base, in.written, in.baseReader = false, nil, nil, nil
@@ -346,6 +355,7 @@ func (t *Tree) unstageLocked(in *Inode) {
 		in.stream = nil
 	}
 	delete(t.staged, in)
+	return remove
 }
 
 func (t *Tree) stagingPath(id string) string { return filepath.Join(t.opts.Dir, stagingDir, id) }
