@@ -51,7 +51,7 @@ func TestJournalAppendReusesBuffers(t *testing.T) {
 	}
 	// The record handed on, the nonce, the JSON encoder's own: a handful,
 	// not its JSON, its associated data and its sealed frame (10 before).
-	if allocs > 5 {
+	if allocs > 5 && !raceEnabled {
 		t.Errorf("an append of one record makes %.0f allocations", allocs)
 	}
 }
