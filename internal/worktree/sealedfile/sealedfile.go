@@ -155,19 +155,37 @@ func isZero(b []byte) bool {
 	return true
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, maxBatch*PageSize); return &b }}
+// The buffers of reads and writes: a batch of maxBatch pages, or, for the
+// small reads and writes most are (the files of an untar, a block read
+// back around a write), smallBatch pages, so that each goroutine at work
+// holds 64 KiB and not 1 MiB of the heap.
+var (
+	bufPool      = sync.Pool{New: func() any { b := make([]byte, maxBatch*PageSize); return &b }}
+	smallBufPool = sync.Pool{New: func() any { b := make([]byte, smallBatch*PageSize); return &b }}
+)
+
+// smallBatch is the size in pages of the small buffers.
+const smallBatch = 16
 
 func (f *File) getBuf(n int64) (*[]byte, []byte) {
 	if n > maxBatch*PageSize {
 		b := make([]byte, n)
 		return nil, b
 	}
-	p := bufPool.Get().(*[]byte)
+	pool := &bufPool
+	if n <= smallBatch*PageSize {
+		pool = &smallBufPool
+	}
+	p := pool.Get().(*[]byte)
 	return p, (*p)[:n]
 }
 
 func putBuf(p *[]byte) {
-	if p != nil {
+	switch {
+	case p == nil:
+	case cap(*p) == smallBatch*PageSize:
+		smallBufPool.Put(p)
+	default:
 		bufPool.Put(p)
 	}
 }
