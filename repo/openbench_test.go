@@ -1,10 +1,13 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -21,6 +24,17 @@ import (
 // benchCommits lists the histories BenchmarkOpenHistory opens: the same
 // files committed in that many commits each.
 var benchCommits = flag.String("bench-commits", "10,10000", "BenchmarkOpenHistory: comma-separated numbers of commits the same files are stored in")
+
+// benchFixtures is where BenchmarkOpenHistory keeps the repositories it
+// builds, so that a rerun does not build them again (the 10,000-commit
+// one takes minutes); empty: build them in temporary folders every run.
+var benchFixtures = flag.String("bench-fixtures", filepath.Join(os.TempDir(), "sealfs-openbench"),
+	"BenchmarkOpenHistory: folder that keeps the repositories it builds between runs (empty: none)")
+
+// openBenchFixtureVersion names the kept fixtures: raise it when what a
+// commit writes changes (an index or snapshot format), so that a rerun
+// builds them again with the writer under test.
+const openBenchFixtureVersion = 1
 
 // Files of BenchmarkOpenHistory: openBenchFiles files of openBenchFileSize
 // random bytes, openBenchPerDir to a directory below the root, so that a
@@ -152,22 +166,61 @@ func heapAfterGC() uint64 {
 	return m.HeapAlloc
 }
 
-// openBenchFixture builds a repository of openBenchFiles files stored in
-// n commits, through the library's commit path (blobs, trees, Commit, as a
-// mount's commit does), in temporary folders of b.
+// openBenchFixture returns a repository of openBenchFiles files stored in
+// n commits: the one kept in -bench-fixtures, or one built there now
+// (buildOpenFixture; in temporary folders of b without -bench-fixtures).
+// Its key and id are fixed: a kept one opens without its writer.
 func openBenchFixture(b *testing.B, n int) *openFixture {
-	start := time.Now()
 	ctx := context.Background()
-	mk, _ := crypt.NewMasterKey()
-	id, _ := crypt.NewRepoID()
+	mk, _ := crypt.MasterKeyFromBytes(bytes.Repeat([]byte{0x5e}, crypt.KeySize))
+	id := crypt.RepoID{0x5e, byte(n >> 8), byte(n)}
 	cfg := &format.Config{Version: format.FormatVersion, Repository: id.String(), ChunkMin: 64 << 10, ChunkAvg: 1 << 20,
 		ChunkMax: 8 << 20, PackSize: DefaultPackSize, Compression: CompressionZstd}
-	rem, err := rcloneremote.Open(ctx, b.TempDir())
-	if err != nil {
+	fx := &openFixture{cfg: cfg, id: id, mk: mk}
+	dir := b.TempDir()
+	if *benchFixtures != "" {
+		dir = filepath.Join(*benchFixtures, fmt.Sprintf("v%d-%d-commits", openBenchFixtureVersion, n))
+	}
+	fx.cacheDir = filepath.Join(dir, "cache")
+	treeFile := filepath.Join(dir, "tree")
+	if t, err := os.ReadFile(treeFile); err == nil {
+		if fx.tree, err = crypt.ParseID(string(t)); err != nil {
+			b.Fatalf("%s: %v (delete %s)", treeFile, err, dir)
+		}
+		if fx.rem, err = rcloneremote.Open(ctx, filepath.Join(dir, "remote")); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("kept fixture %s", dir)
+		return fx
+	}
+	// An interrupted build leaves no tree file: start again.
+	if err := os.RemoveAll(dir); err != nil {
 		b.Fatal(err)
 	}
-	fx := &openFixture{rem: rem, cfg: cfg, id: id, mk: mk, cacheDir: b.TempDir()}
-	r, err := newRepository(rem, cfg, id, mk, Options{CacheDir: fx.cacheDir})
+	for _, d := range []string{fx.cacheDir, filepath.Join(dir, "remote")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var err error
+	if fx.rem, err = rcloneremote.Open(ctx, filepath.Join(dir, "remote")); err != nil {
+		b.Fatal(err)
+	}
+	buildOpenFixture(b, fx, n)
+	if err := os.WriteFile(treeFile, []byte(fx.tree.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return fx
+}
+
+// buildOpenFixture stores openBenchFiles files in n commits on fx's
+// remote, through the library's commit path (blobs, trees, Commit, as a
+// mount's commit does), and sets fx.tree to the newest root tree.
+func buildOpenFixture(b *testing.B, fx *openFixture, n int) {
+	start := time.Now()
+	ctx := context.Background()
+	rem := fx.rem
+	r, err := newRepository(rem, fx.cfg, fx.id, fx.mk, Options{CacheDir: fx.cacheDir})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -209,5 +262,4 @@ func openBenchFixture(b *testing.B, n int) *openFixture {
 		}
 	}
 	b.Logf("%d files in %d commits stored in %s", openBenchFiles, n, time.Since(start).Round(time.Millisecond))
-	return fx
 }
