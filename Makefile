@@ -10,7 +10,7 @@ VAULTBIN := bin/sealfs-vault
 FUZZTIME ?= 20000x
 # Every fuzz target, as package:Target. Each runs for FUZZTIME inputs in `make test`.
 FUZZ     := ./crypt:FuzzParseKeySlot ./crypt:FuzzParseRecoveryCode \
-            ./repo/format:FuzzDecodeTree ./repo/format:FuzzDecodeIndex ./repo/format:FuzzDecodePackHeader \
+            ./repo/format:FuzzDecodeTree ./repo/format:FuzzDecodeIndex ./repo/format:FuzzOpenIndexTable ./repo/format:FuzzDecodePackHeader \
             ./repo/format:FuzzDecodeSnapshot ./repo/format:FuzzParseConfig ./repo/format:FuzzDecodeForget \
             ./repo/format:FuzzDecodeSegmentTable ./repo/format:FuzzParseSnapshotName ./repo/format:FuzzDecodeHistory \
             ./internal/vaultserver:FuzzDecodeRequest ./internal/vaultserver:FuzzDecodeBatch ./keyvault:FuzzValidatePoint \

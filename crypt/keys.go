@@ -185,6 +185,13 @@ func (k *Keys) Open(t ObjectType, id ID, sealed []byte) ([]byte, error) {
 	return openGCM(k.aeadFor(t), objectAD(t, k.repo, id), sealed)
 }
 
+// OpenInPlace is Open decrypting into sealed's own storage: the plaintext
+// it returns overlaps sealed, which the caller must not use afterwards (on
+// failure its content is undefined, and nothing is released).
+func (k *Keys) OpenInPlace(t ObjectType, id ID, sealed []byte) ([]byte, error) {
+	return openGCMInPlace(k.aeadFor(t), objectAD(t, k.repo, id), sealed)
+}
+
 func sealGCM(dst []byte, aead cipher.AEAD, ad, plaintext []byte) ([]byte, error) {
 	var nonce [NonceSize]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
@@ -199,6 +206,18 @@ func openGCM(aead cipher.AEAD, ad, sealed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: sealed object is %d bytes, shorter than the %d-byte minimum", ErrAuth, len(sealed), Overhead)
 	}
 	pt, err := aead.Open(nil, sealed[:NonceSize], sealed[NonceSize:], ad)
+	if err != nil {
+		return nil, ErrAuth
+	}
+	return pt, nil
+}
+
+func openGCMInPlace(aead cipher.AEAD, ad, sealed []byte) ([]byte, error) {
+	if len(sealed) < Overhead {
+		return nil, fmt.Errorf("%w: sealed object is %d bytes, shorter than the %d-byte minimum", ErrAuth, len(sealed), Overhead)
+	}
+	ct := sealed[NonceSize:]
+	pt, err := aead.Open(ct[:0], sealed[:NonceSize], ct, ad)
 	if err != nil {
 		return nil, ErrAuth
 	}
@@ -246,15 +265,7 @@ func (k *Keys) OpenSegment(id ID, index uint32, last bool, sealed []byte) ([]byt
 // afterwards (on failure its content is undefined, and nothing is
 // released).
 func (k *Keys) OpenSegmentInPlace(id ID, index uint32, last bool, sealed []byte) ([]byte, error) {
-	if len(sealed) < Overhead {
-		return nil, fmt.Errorf("%w: sealed segment is %d bytes, shorter than the %d-byte minimum", ErrAuth, len(sealed), Overhead)
-	}
-	ct := sealed[NonceSize:]
-	pt, err := k.segAEAD.Open(ct[:0], sealed[:NonceSize], ct, segmentAD(k.repo, id, index, last))
-	if err != nil {
-		return nil, ErrAuth
-	}
-	return pt, nil
+	return openGCMInPlace(k.segAEAD, segmentAD(k.repo, id, index, last), sealed)
 }
 
 // OpenSegmentAppend is OpenSegment appending the plaintext to dst, as

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -32,8 +33,11 @@ const mergeFactor = 2
 // format.MaxIndexEntries entries, each under a fresh id. It is the one way
 // index objects are made: for the blobs of a commit, for a merge, and for
 // a rewrite (prune). An index object, once sealed, is uploaded with these
-// bytes until a Put succeeds (docs/SPEC.md §9).
+// bytes until a Put succeeds (docs/SPEC.md §9). Its entries are sorted by
+// blob id, one a blob (the later of several in entries), so that readers
+// search it in place (§7).
 func (r *Repository) sealIndexes(entries []format.IndexEntry) ([]sealedObject, error) {
+	entries = format.SortIndexEntries(slices.Clone(entries))
 	var out []sealedObject
 	for len(entries) > 0 {
 		n := min(len(entries), format.MaxIndexEntries)
@@ -52,7 +56,7 @@ func (r *Repository) sealIndexes(entries []format.IndexEntry) ([]sealedObject, e
 }
 
 // readIndex reads, opens and decodes the index object id.
-func (r *Repository) readIndex(ctx context.Context, id crypt.ID) ([]format.IndexEntry, error) {
+func (r *Repository) readIndex(ctx context.Context, id crypt.ID) (*format.IndexTable, error) {
 	name := format.IndexName(id)
 	sealed, err := readObject(ctx, r.remote, name, -1, format.MaxIndexObject)
 	if errors.Is(err, remote.ErrNotFound) {
@@ -61,15 +65,17 @@ func (r *Repository) readIndex(ctx context.Context, id crypt.ID) ([]format.Index
 	if err != nil {
 		return nil, err
 	}
-	pt, err := r.keys.Open(crypt.TypeIndex, id, sealed)
+	// The table keeps the plaintext: decrypted where it was read, not
+	// copied.
+	pt, err := r.keys.OpenInPlace(crypt.TypeIndex, id, sealed)
 	if err != nil {
 		return nil, integrityError(name, "%v (changed, or from another repository)", err)
 	}
-	entries, err := format.DecodeIndex(pt)
+	t, err := format.OpenIndexTable(pt)
 	if err != nil {
 		return nil, integrityError(name, "%v", err)
 	}
-	return entries, nil
+	return t, nil
 }
 
 // loadIndexes reads the index objects ids, several at once, and returns
@@ -77,7 +83,7 @@ func (r *Repository) readIndex(ctx context.Context, id crypt.ID) ([]format.Index
 // it records each one's number of entries in counts. The first failure in
 // the order of ids is returned.
 func (r *Repository) loadIndexes(ctx context.Context, ids []crypt.ID, counts map[crypt.ID]int) (*Index, error) {
-	lists := make([][]format.IndexEntry, len(ids))
+	lists := make([]*format.IndexTable, len(ids))
 	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
 	work := make(chan int)
@@ -99,7 +105,7 @@ func (r *Repository) loadIndexes(ctx context.Context, ids []crypt.ID, counts map
 		if err != nil {
 			return nil, err
 		}
-		counts[ids[i]] = len(lists[i])
+		counts[ids[i]] = lists[i].Len()
 	}
 	return newIndexOf(lists), nil
 }
@@ -222,20 +228,14 @@ func (r *Repository) consolidateIndexes(ctx context.Context, parent *Snapshot) e
 		return nil
 	}
 	run := list[s:]
-	pos := map[crypt.ID]int{}
-	var merged []format.IndexEntry
+	var merged []format.IndexEntry // in order: sealIndexes keeps a blob's last
 	for _, x := range run {
-		entries, err := r.readIndex(ctx, x)
+		t, err := r.readIndex(ctx, x)
 		if err != nil {
 			return fmt.Errorf("failed to merge index objects: %w", err)
 		}
-		for _, e := range entries {
-			if i, ok := pos[e.ID]; ok {
-				merged[i] = e
-				continue
-			}
-			pos[e.ID] = len(merged)
-			merged = append(merged, e)
+		for i := range t.Len() {
+			merged = append(merged, t.Entry(i))
 		}
 	}
 	objs, err := r.sealIndexes(merged)

@@ -3,6 +3,9 @@ package repo
 import (
 	"context"
 	"time"
+
+	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/repo/format"
 )
 
 // SetLeasePIDForTest rewrites the held lease as if a process pid held it.
@@ -59,4 +62,33 @@ func LoadedSnapshotsForTest(r *Repository) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.snapshots)
+}
+
+// IndexEntriesForTest reads index object id and returns its entries in
+// the order its writer wrote them.
+func IndexEntriesForTest(ctx context.Context, r *Repository, id crypt.ID) ([]format.IndexEntry, error) {
+	sealed, err := readObject(ctx, r.remote, format.IndexName(id), -1, format.MaxIndexObject)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := r.keys.Open(crypt.TypeIndex, id, sealed)
+	if err != nil {
+		return nil, err
+	}
+	return format.DecodeIndex(pt)
+}
+
+// RewriteIndexForTest reseals index object id under the same id with its
+// entries changed by change: as an older writer (entries in any order) or
+// a holder of the master key could have written it.
+func RewriteIndexForTest(ctx context.Context, r *Repository, id crypt.ID, change func([]format.IndexEntry) []format.IndexEntry) error {
+	entries, err := IndexEntriesForTest(ctx, r, id)
+	if err != nil {
+		return err
+	}
+	sealed, err := r.keys.Seal(nil, crypt.TypeIndex, id, format.EncodeIndex(change(entries)))
+	if err != nil {
+		return err
+	}
+	return r.remote.Put(ctx, format.IndexName(id), sealed)
 }

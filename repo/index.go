@@ -10,19 +10,25 @@ import (
 
 // Index maps blob ids to their locations. It is safe for concurrent use.
 //
-// It is built for an open, which loads tens of thousands of entries:
-// entries are kept in slices, in the order they were added, found through
-// a map from the first 8 bytes of a blob id (blob ids are HMAC outputs:
-// uniformly spread) to the newest entry with that prefix, and a chain to
-// the others; the pack ids, which many entries share, are kept once.
+// It is built for an open, which loads tens of thousands of entries: the
+// index objects loaded whole are kept as tables (format.IndexTable: their
+// entries sorted by blob id, searched in place, no map built at open),
+// searched newest first, since a later object's entry of a blob wins
+// (docs/SPEC.md §7). Entries added one at a time (a writer's new blobs)
+// are newer than every table: they are kept in slices, in the order they
+// were added, found through a map from the first 8 bytes of a blob id
+// (blob ids are HMAC outputs: uniformly spread) to the newest entry with
+// that prefix, and a chain to the others; the pack ids, which many
+// entries share, are kept once.
 type Index struct {
-	mu    sync.RWMutex
-	slot  map[uint64]int32 // id prefix -> its newest entry
-	ids   []crypt.ID
-	locs  []packedLocation
-	next  []int32 // the previous entry with the same prefix, or -1
-	packs []crypt.ID
-	packN map[crypt.ID]uint32 // pack id -> its position in packs
+	mu     sync.RWMutex
+	tables []*format.IndexTable // oldest first
+	slot   map[uint64]int32     // id prefix -> its newest entry
+	ids    []crypt.ID
+	locs   []packedLocation
+	next   []int32 // the previous entry with the same prefix, or -1
+	packs  []crypt.ID
+	packN  map[crypt.ID]uint32 // pack id -> its position in packs
 	// lastPack is the pack of the last entry added: the entries of an
 	// index object come by pack.
 	lastPack uint32
@@ -43,25 +49,34 @@ func newIndexSized(n int) *Index {
 		next: make([]int32, 0, n), packN: map[crypt.ID]uint32{}}
 }
 
-// newIndexOf makes an index of the entries of several index objects, in
-// order (a later entry of a blob wins), sized for them at once.
-func newIndexOf(lists [][]format.IndexEntry) *Index {
-	n := 0
-	for _, l := range lists {
-		n += len(l)
-	}
-	x := newIndexSized(n)
-	for _, l := range lists {
-		for _, e := range l {
-			x.addLocked(e.ID, e.Location)
-		}
-	}
+// newIndexOf makes an index of the tables of several index objects, in
+// order (a later entry of a blob wins).
+func newIndexOf(tables []*format.IndexTable) *Index {
+	x := newIndex()
+	x.tables = tables
 	return x
+}
+
+// addTable adds the table of an index object loaded after those already
+// in the index: its entries replace theirs. Once entries were added one at
+// a time (which are newer than every table), its entries are added so too.
+func (x *Index) addTable(t *format.IndexTable) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if len(x.ids) == 0 {
+		x.tables = append(x.tables, t)
+		return
+	}
+	for i := range t.Len() {
+		e := t.Entry(i)
+		x.addLocked(e.ID, e.Location)
+	}
 }
 
 func prefix(id crypt.ID) uint64 { return binary.LittleEndian.Uint64(id[:8]) }
 
-// findLocked returns the position of blob id's entry, or -1.
+// findLocked returns the position of blob id's entry among those added one
+// at a time, or -1.
 func (x *Index) findLocked(id crypt.ID) int32 {
 	p, ok := x.slot[prefix(id)]
 	if !ok {
@@ -84,18 +99,28 @@ func (x *Index) locationLocked(p int32) Location {
 func (x *Index) Lookup(id crypt.ID) (Location, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	p := x.findLocked(id)
-	if p < 0 {
-		return Location{}, false
+	if p := x.findLocked(id); p >= 0 {
+		return x.locationLocked(p), true
 	}
-	return x.locationLocked(p), true
+	return x.findTablesLocked(id, len(x.tables))
+}
+
+// findTablesLocked looks blob id up in the tables before the n-th, newest
+// first.
+func (x *Index) findTablesLocked(id crypt.ID, n int) (Location, bool) {
+	for i := n - 1; i >= 0; i-- {
+		if e, ok := x.tables[i].Find(id); ok {
+			return e.Location, true
+		}
+	}
+	return Location{}, false
 }
 
 // Len returns the number of blobs in the index.
 func (x *Index) Len() int {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return len(x.ids)
+	n := 0
+	x.each(func(crypt.ID, Location) { n++ })
+	return n
 }
 
 func (x *Index) add(id crypt.ID, l Location) {
@@ -134,11 +159,35 @@ func (x *Index) addLocked(id crypt.ID, l Location) {
 	x.next = append(x.next, head)
 }
 
-// each calls fn for every blob, under the read lock.
+// each calls fn for every blob once, with the location Lookup gives,
+// under the read lock.
 func (x *Index) each(fn func(crypt.ID, Location)) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for p, id := range x.ids {
 		fn(id, x.locationLocked(int32(p)))
 	}
+	for i := len(x.tables) - 1; i >= 0; i-- {
+		t := x.tables[i]
+		for j := range t.Len() {
+			e := t.Entry(j)
+			if !x.shadowedLocked(e.ID, i) {
+				fn(e.ID, e.Location)
+			}
+		}
+	}
+}
+
+// shadowedLocked reports whether an entry of blob id newer than table i's
+// is in the index.
+func (x *Index) shadowedLocked(id crypt.ID, i int) bool {
+	if x.findLocked(id) >= 0 {
+		return true
+	}
+	for _, t := range x.tables[i+1:] {
+		if _, ok := t.Find(id); ok {
+			return true
+		}
+	}
+	return false
 }

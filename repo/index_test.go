@@ -20,7 +20,15 @@ func TestIndexPrefixChains(t *testing.T) {
 		{{ID: id(1, 1), Location: loc(7, 1)}, {ID: id(1, 2), Location: loc(7, 2)}, {ID: id(2, 1), Location: loc(8, 3)}},
 		{{ID: id(1, 1), Location: loc(9, 4)}, {ID: id(1, 3), Location: loc(7, 5)}},
 	}
-	x := newIndexOf(lists)
+	var tables []*format.IndexTable
+	for _, l := range lists {
+		tb, err := format.OpenIndexTable(format.EncodeIndex(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, tb)
+	}
+	x := newIndexOf(tables)
 	want := map[crypt.ID]Location{id(1, 1): loc(9, 4), id(1, 2): loc(7, 2), id(2, 1): loc(8, 3), id(1, 3): loc(7, 5)}
 	check := func(what string) {
 		t.Helper()

@@ -608,15 +608,13 @@ func (r *Repository) rememberHead(head *Snapshot, force bool) error {
 // loadIndex reads, opens and adds to into the index object id, and
 // records its number of entries in counts.
 func (r *Repository) loadIndex(ctx context.Context, id crypt.ID, into *Index, counts map[crypt.ID]int) error {
-	entries, err := r.readIndex(ctx, id)
+	t, err := r.readIndex(ctx, id)
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		into.add(e.ID, e.Location)
-	}
+	into.addTable(t)
 	if counts != nil {
-		counts[id] = len(entries)
+		counts[id] = t.Len()
 	}
 	return nil
 }

@@ -76,6 +76,60 @@ func FuzzDecodeIndex(f *testing.F) {
 	})
 }
 
+// FuzzOpenIndexTable: a table accepts exactly what DecodeIndex accepts,
+// and then holds each blob once, sorted, with the location of the blob's
+// last entry (as a reader of the entries in order takes it); a blob the
+// object does not hold is not found.
+func FuzzOpenIndexTable(f *testing.F) {
+	e := func(id, pack byte) IndexEntry {
+		return IndexEntry{ID: crypt.ID{id, 3}, Location: Location{Type: crypt.TypeDataBlob, Pack: crypt.ID{pack}, Offset: 5, Length: 100, RawLength: 70}}
+	}
+	f.Add(EncodeIndex([]IndexEntry{e(1, 2), e(3, 2), e(3, 1)}))
+	f.Add(EncodeIndex([]IndexEntry{e(9, 2), e(1, 2), e(9, 1)}))
+	f.Add(EncodeIndex(nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries, derr := DecodeIndex(b)
+		tb, err := OpenIndexTable(b)
+		if (err == nil) != (derr == nil) {
+			t.Fatalf("OpenIndexTable: %v, DecodeIndex: %v", err, derr)
+		}
+		if err != nil {
+			return
+		}
+		last := map[crypt.ID]IndexEntry{}
+		for _, e := range entries {
+			last[e.ID] = e
+		}
+		if tb.Len() != len(last) {
+			t.Fatalf("%d entries, %d blobs", tb.Len(), len(last))
+		}
+		for i := range tb.Len() {
+			got := tb.Entry(i)
+			if prev := tb.Entry(max(i, 1) - 1).ID; i > 0 && bytes.Compare(prev[:], got.ID[:]) >= 0 {
+				t.Fatalf("entry %d out of order", i)
+			}
+			if last[got.ID] != got {
+				t.Fatalf("entry %d is %+v, the blob's last is %+v", i, got, last[got.ID])
+			}
+		}
+		for id, want := range last {
+			if got, ok := tb.Find(id); !ok || got != want {
+				t.Fatalf("found %+v (%v), want %+v", got, ok, want)
+			}
+			for _, at := range []int{0, 15, 31} {
+				miss := id
+				miss[at]++
+				if _, in := last[miss]; in {
+					continue
+				}
+				if _, ok := tb.Find(miss); ok {
+					t.Fatalf("found blob %x, which the object does not hold", miss[:4])
+				}
+			}
+		}
+	})
+}
+
 func FuzzDecodePackHeader(f *testing.F) {
 	entries := []IndexEntry{
 		{ID: crypt.ID{1}, Location: Location{Type: crypt.TypeDataBlob, Offset: 0, Length: 100, RawLength: 70}},

@@ -94,12 +94,9 @@ func appendEntry(b []byte, e IndexEntry, withPack bool) []byte {
 
 // DecodeIndex parses an index plaintext, rejecting anything non-canonical.
 func DecodeIndex(b []byte) ([]IndexEntry, error) {
-	if len(b) < 5 || b[0] != Version {
-		return nil, fmt.Errorf("index has a bad header")
-	}
-	n := binary.BigEndian.Uint32(b[1:5])
-	if n > MaxIndexEntries || uint64(len(b)-5) != uint64(n)*IndexEntrySize {
-		return nil, fmt.Errorf("index says %d entries but holds %d bytes", n, len(b)-5)
+	n, err := indexHeader(b)
+	if err != nil {
+		return nil, err
 	}
 	entries := make([]IndexEntry, n)
 	p := b[5:]
