@@ -81,10 +81,14 @@ func (r *Repository) readIndex(ctx context.Context, id crypt.ID) (*format.IndexT
 // loadIndexes reads the index objects ids, several at once, and returns
 // an index of their entries in that order (a later entry of a blob wins);
 // it records each one's number of entries in counts. The first failure in
-// the order of ids is returned.
+// the order of ids is returned. An index object the current index holds
+// whole is not read again (it never changes), only checked to be still
+// there: a reload, and the second open of a mount (its lease), cost a
+// stat for each.
 func (r *Repository) loadIndexes(ctx context.Context, ids []crypt.ID, counts map[crypt.ID]int) (*Index, error) {
 	lists := make([]*format.IndexTable, len(ids))
 	errs := make([]error, len(ids))
+	prev := r.index.Load()
 	var wg sync.WaitGroup
 	work := make(chan int)
 	for range min(r.transfers(), len(ids)) {
@@ -92,6 +96,10 @@ func (r *Repository) loadIndexes(ctx context.Context, ids []crypt.ID, counts map
 		go func() {
 			defer wg.Done()
 			for i := range work {
+				if t := prev.table(ids[i]); t != nil {
+					lists[i], errs[i] = t, r.indexPresent(ctx, ids[i])
+					continue
+				}
 				lists[i], errs[i] = r.readIndex(ctx, ids[i])
 			}
 		}()
@@ -107,7 +115,17 @@ func (r *Repository) loadIndexes(ctx context.Context, ids []crypt.ID, counts map
 		}
 		counts[ids[i]] = lists[i].Len()
 	}
-	return newIndexOf(lists), nil
+	return newIndexOf(ids, lists), nil
+}
+
+// indexPresent checks that index object id is on the remote.
+func (r *Repository) indexPresent(ctx context.Context, id crypt.ID) error {
+	name := format.IndexName(id)
+	_, err := r.remote.Stat(ctx, name)
+	if errors.Is(err, remote.ErrNotFound) {
+		return integrityError(name, "the index is missing")
+	}
+	return err
 }
 
 // readerIndexes returns the index objects a reader loads, in the order it

@@ -21,8 +21,9 @@ import (
 // that prefix, and a chain to the others; the pack ids, which many
 // entries share, are kept once.
 type Index struct {
-	mu     sync.RWMutex
-	tables []*format.IndexTable // oldest first
+	mu      sync.RWMutex
+	tables  []*format.IndexTable // oldest first
+	objects []crypt.ID           // the index object of each table
 	slot   map[uint64]int32     // id prefix -> its newest entry
 	ids    []crypt.ID
 	locs   []packedLocation
@@ -49,22 +50,37 @@ func newIndexSized(n int) *Index {
 		next: make([]int32, 0, n), packN: map[crypt.ID]uint32{}}
 }
 
-// newIndexOf makes an index of the tables of several index objects, in
-// order (a later entry of a blob wins).
-func newIndexOf(tables []*format.IndexTable) *Index {
+// newIndexOf makes an index of the tables of index objects ids, in order
+// (a later entry of a blob wins).
+func newIndexOf(ids []crypt.ID, tables []*format.IndexTable) *Index {
 	x := newIndex()
-	x.tables = tables
+	x.tables, x.objects = tables, ids
 	return x
+}
+
+// table returns the table of index object id, when the index holds it
+// whole. Index objects never change (docs/SPEC.md §9: sealed once under a
+// fresh id), so another index of the same repository can share it.
+func (x *Index) table(id crypt.ID) *format.IndexTable {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for i, o := range x.objects {
+		if o == id {
+			return x.tables[i]
+		}
+	}
+	return nil
 }
 
 // addTable adds the table of an index object loaded after those already
 // in the index: its entries replace theirs. Once entries were added one at
 // a time (which are newer than every table), its entries are added so too.
-func (x *Index) addTable(t *format.IndexTable) {
+func (x *Index) addTable(id crypt.ID, t *format.IndexTable) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if len(x.ids) == 0 {
 		x.tables = append(x.tables, t)
+		x.objects = append(x.objects, id)
 		return
 	}
 	for i := range t.Len() {

@@ -9,8 +9,9 @@ import (
 
 // TestIndexPrefixChains: blobs whose ids share their first 8 bytes (the
 // index's map key) are told apart, a later entry of a blob replaces the
-// earlier one, in newIndexOf's order and by add, and each and Len see
-// every blob once.
+// earlier one, in newIndexOf's order (tables of index objects in any
+// order of their entries), by add, and by a table added after that, and
+// each and Len see every blob once.
 func TestIndexPrefixChains(t *testing.T) {
 	id := func(b0, b9 byte) crypt.ID { return crypt.ID{0: b0, 9: b9} }
 	loc := func(pack byte, off uint32) Location {
@@ -21,14 +22,16 @@ func TestIndexPrefixChains(t *testing.T) {
 		{{ID: id(1, 1), Location: loc(9, 4)}, {ID: id(1, 3), Location: loc(7, 5)}},
 	}
 	var tables []*format.IndexTable
-	for _, l := range lists {
+	var objects []crypt.ID
+	for i, l := range lists {
+		objects = append(objects, crypt.ID{0xee, byte(i)})
 		tb, err := format.OpenIndexTable(format.EncodeIndex(l))
 		if err != nil {
 			t.Fatal(err)
 		}
 		tables = append(tables, tb)
 	}
-	x := newIndexOf(tables)
+	x := newIndexOf(objects, tables)
 	want := map[crypt.ID]Location{id(1, 1): loc(9, 4), id(1, 2): loc(7, 2), id(2, 1): loc(8, 3), id(1, 3): loc(7, 5)}
 	check := func(what string) {
 		t.Helper()
@@ -59,4 +62,16 @@ func TestIndexPrefixChains(t *testing.T) {
 	x.add(id(1, 4), loc(3, 10))
 	want[id(1, 2)], want[id(1, 4)] = loc(3, 9), loc(3, 10)
 	check("added")
+	// An index object loaded after entries were added one at a time (a
+	// fork's, read by a writer) is newer than they are.
+	late, err := format.OpenIndexTable(format.EncodeIndex([]format.IndexEntry{{ID: id(2, 9), Location: loc(4, 1)}, {ID: id(1, 2), Location: loc(4, 2)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.addTable(crypt.ID{0xee, 9}, late)
+	want[id(2, 9)], want[id(1, 2)] = loc(4, 1), loc(4, 2)
+	check("a table after added entries")
+	if x.table(objects[1]) != tables[1] || x.table(crypt.ID{0xee, 9}) != nil {
+		t.Fatal("table: a table loaded whole is not found by its object, or one merged into the added entries is")
+	}
 }

@@ -4,10 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
+	"github.com/sealfs/sealfs/internal/testutil"
+	"github.com/sealfs/sealfs/internal/unlock"
+	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
 	"github.com/sealfs/sealfs/repo/format"
 )
@@ -180,5 +187,57 @@ func TestIndexDuplicatesAcrossObjects(t *testing.T) {
 	}
 	if failed == 0 {
 		t.Fatalf("no read went through the wrong entry of blob %s (the newest object's)", victim.ID.Short())
+	}
+}
+
+// TestRefreshReusesIndexObjects: a refresh (a reader's reload, and the
+// second open of a mount, when it takes the lease) does not read again
+// the index objects it holds (they never change) — with every read of one
+// failing it still succeeds and reads every file — but still finds one
+// that was deleted meanwhile (an integrity error naming it), and reads a
+// new one another writer stored.
+func TestRefreshReusesIndexObjects(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	files := map[string][]byte{}
+	for i := range 6 {
+		name := fmt.Sprintf("f%d", i)
+		files[name] = randomData(uint64(i), 3000)
+		storeFiles(t, env.Repo, files)
+	}
+	fr := testutil.NewRemote(t, env.Dir)
+	r, err := repo.Open(ctx, fr, unlock.WithCode(env.Code), repo.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One read of an index object fails: the next one there is.
+	fr.FailOn("get", format.IndexDir+"/", 1, faulty.FailBefore)
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatalf("a refresh read the index objects it holds again: %v", err)
+	}
+	for name, want := range files {
+		if got, err := readFile(r, name); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s after the refresh: %v", name, err)
+		}
+	}
+	// Another writer's commit: its new index object is read.
+	files["g"] = randomData(99, 3000)
+	storeFiles(t, env.Repo, files)
+	if err := r.Refresh(ctx); err == nil {
+		t.Fatal("a refresh did not read the new index object (its reads fail)")
+	}
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readFile(r, "g"); err != nil || !bytes.Equal(got, files["g"]) {
+		t.Fatalf("g after the refresh: %v", err)
+	}
+	// An index object deleted meanwhile is found missing.
+	gone := r.Latest().Indexes[0]
+	if err := os.Remove(filepath.Join(env.Dir, format.IndexName(gone))); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Refresh(ctx); !errors.Is(err, repo.ErrIntegrity) || !strings.Contains(err.Error(), gone.String()) {
+		t.Fatalf("refresh with index object %s deleted: %v, want an integrity error naming it", gone.Short(), err)
 	}
 }

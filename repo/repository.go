@@ -612,7 +612,7 @@ func (r *Repository) loadIndex(ctx context.Context, id crypt.ID, into *Index, co
 	if err != nil {
 		return err
 	}
-	into.addTable(t)
+	into.addTable(id, t)
 	if counts != nil {
 		counts[id] = t.Len()
 	}
