@@ -24,12 +24,12 @@ type Index struct {
 	mu      sync.RWMutex
 	tables  []*format.IndexTable // oldest first
 	objects []crypt.ID           // the index object of each table
-	slot   map[uint64]int32     // id prefix -> its newest entry
-	ids    []crypt.ID
-	locs   []packedLocation
-	next   []int32 // the previous entry with the same prefix, or -1
-	packs  []crypt.ID
-	packN  map[crypt.ID]uint32 // pack id -> its position in packs
+	slot    map[uint64]int32     // id prefix -> its newest entry
+	ids     []crypt.ID
+	locs    []packedLocation
+	next    []int32 // the previous entry with the same prefix, or -1
+	packs   []crypt.ID
+	packN   map[crypt.ID]uint32 // pack id -> its position in packs
 	// lastPack is the pack of the last entry added: the entries of an
 	// index object come by pack.
 	lastPack uint32
