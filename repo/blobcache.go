@@ -113,22 +113,40 @@ func (c *blobCache) has(id crypt.ID) bool {
 }
 
 // put stores a sealed blob that has just been verified.
-func (c *blobCache) put(id crypt.ID, sealed []byte) {
+func (c *blobCache) put(id crypt.ID, sealed []byte) { c.stage(id, sealed)(true) }
+
+// stage writes a copy of a sealed blob that is about to be verified, and
+// returns the function that then adds it to the cache (ok: it checked
+// out) or removes it: a blob enters the cache only verified, and the
+// caller may open it in its own storage once stage returns. A nil
+// blobCache stages nothing.
+func (c *blobCache) stage(id crypt.ID, sealed []byte) (keep func(ok bool)) {
+	none := func(bool) {}
 	if c == nil || c.has(id) || int64(len(sealed)) > c.lru.limit {
-		return
+		return none
 	}
-	tmp := c.path(id) + ".tmp"
-	if err := os.WriteFile(tmp, sealed, 0o600); err != nil {
+	f, err := os.CreateTemp(c.dir, id.String()+".*.tmp")
+	if err != nil {
+		return none // a full cache disk only costs rereads
+	}
+	tmp := f.Name()
+	_, err = f.Write(sealed)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		os.Remove(tmp)
-		return // a full cache disk only costs rereads
+		return none
 	}
-	if err := os.Rename(tmp, c.path(id)); err != nil {
-		os.Remove(tmp)
-		return
+	return func(ok bool) {
+		if !ok || os.Rename(tmp, c.path(id)) != nil {
+			os.Remove(tmp)
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.lru.add(id, struct{}{}, int64(len(sealed)))
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lru.add(id, struct{}{}, int64(len(sealed)))
 }
 
 // drop forgets a blob (it failed verification, or vanished).

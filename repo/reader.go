@@ -71,7 +71,7 @@ func (r *Repository) loadLocalUncounted(t crypt.ObjectType, id crypt.ID, l Locat
 		return data, true, err
 	}
 	if cached := r.blobs.get(id); cached != nil {
-		if data, err := r.openRead(t, id, l, cached); err == nil {
+		if data, err := r.openOwned(t, id, l, cached); err == nil {
 			r.remember(t, id, data)
 			return data, true, nil
 		}
@@ -91,15 +91,36 @@ func (r *Repository) fetchBlob(ctx context.Context, t crypt.ObjectType, id crypt
 	if err != nil {
 		return nil, err
 	}
-	data, err := r.openRead(t, id, l, sealed)
+	// The copy for the disk cache is written before the blob is opened
+	// (in place, in sealed's own storage) and enters the cache only once
+	// it checked out.
+	keep := func(bool) {}
+	if !r.opts.NoCacheWrites {
+		keep = r.blobs.stage(id, sealed)
+	}
+	data, err := r.openOwned(t, id, l, sealed)
 	if err != nil {
+		keep(false)
 		return nil, err
 	}
-	// Memory first: a reader that arrives while the copy goes to disk
-	// must not read it back from there and open it a second time.
+	// Memory first: a reader that arrives while the copy enters the
+	// disk cache must not read it back from there and open it again.
 	r.remember(t, id, data)
-	r.blobs.put(id, sealed)
+	keep(true)
 	return data, nil
+}
+
+// openOwned is openRead for a sealed blob the caller gives up: a
+// segmented one is opened in its own storage when its segments' places
+// allow (openSegmentedInPlace), which halves what a read allocates.
+// Whatever the outcome, the caller must not use sealed afterwards.
+func (r *Repository) openOwned(t crypt.ObjectType, id crypt.ID, l Location, sealed []byte) ([]byte, error) {
+	if l.Type == crypt.TypeSegmentedBlob {
+		if data, ok, err := r.openSegmentedInPlace(id, l, sealed, !r.opts.TrustSegments); ok {
+			return data, err
+		}
+	}
+	return r.openRead(t, id, l, sealed)
 }
 
 // remember keeps a verified data blob in memory for the reads that follow.

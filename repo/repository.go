@@ -58,6 +58,12 @@ type Options struct {
 	// as for a range (docs/SPEC.md §6.2). A mount sets it; check, prune
 	// and restore leave it off and recompute every id.
 	TrustSegments bool
+	// NoCacheWrites keeps the blobs fetched from the remote out of the
+	// cache directory (CacheSize still sets the read-ahead and the memory
+	// caches going, and what is cached already is read): a mount sets it
+	// when the remote is a directory on the cache's own file system, where
+	// a copy of every byte read would cost a write and save nothing.
+	NoCacheWrites bool
 }
 
 // InitOptions are the settings of a new repository.

@@ -197,6 +197,54 @@ func (r *Repository) openSegmentedWhole(id crypt.ID, l Location, sealed []byte, 
 	return out, nil
 }
 
+// openSegmentedInPlace is openSegmentedWhole decoding into sealed's own
+// storage, which the caller gives up: each segment is decrypted where it
+// lies, and its content moved down to its place in the chunk, which
+// starts at sealed's first byte (the table, opened first, is no longer
+// needed). The content of segment i ends at most where segment i+1 begins
+// when the segments before it are stored raw, so no move overwrites a
+// segment not yet opened. When a segment that compressed well lies
+// before some content's place, ok is false and sealed is untouched (the
+// caller opens it as openSegmentedWhole does); with ok, on an error the
+// content of sealed is undefined.
+func (r *Repository) openSegmentedInPlace(id crypt.ID, l Location, sealed []byte, verifyID bool) (data []byte, ok bool, err error) {
+	where := blobWhere(l.Type, id, l)
+	if len(sealed) != int(l.Length) {
+		return nil, true, integrityError(where, "blob is %d bytes, the index says %d", len(sealed), l.Length)
+	}
+	t, err := r.openSegmentTable(id, l, sealed[:format.SegmentTableLen(l.RawLength)])
+	if err != nil {
+		return nil, true, err
+	}
+	for i := range t.Count() {
+		if uint64(i*format.SegmentSize+format.SegmentRawLen(l.RawLength, i)) > uint64(t.Bounds[i+1]) {
+			return nil, false, nil
+		}
+	}
+	var scratch []byte
+	for i := range t.Count() {
+		want := format.SegmentRawLen(l.RawLength, i)
+		pt, err := r.keys.OpenSegmentInPlace(id, uint32(i), i == t.Count()-1, sealed[t.Bounds[i]:t.Bounds[i+1]])
+		if err != nil {
+			return nil, true, integrityError(where, "segment %d of %d: %v", i, t.Count(), err)
+		}
+		flag := pt[0]
+		seg, err := r.segmentPayload(where, i, pt, want, scratch)
+		if err != nil {
+			return nil, true, err
+		}
+		if flag == blobZstd {
+			scratch = seg
+		}
+		copy(sealed[i*format.SegmentSize:], seg)
+	}
+	out := sealed[:l.RawLength:l.RawLength]
+	if verifyID && r.keys.BlobID(crypt.TypeDataBlob, out) != id {
+		return nil, true, integrityError(where, "content does not match its id")
+	}
+	return out, true, nil
+}
+
 // blobSource reads the bytes [off, off+n) of one sealed blob into a buffer
 // of the caller's own.
 type blobSource func(ctx context.Context, off, n int64) ([]byte, error)

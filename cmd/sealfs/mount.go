@@ -134,7 +134,7 @@ Stop it with: sealfs umount MOUNTPOINT (or SIGTERM), which drains the queue.`,
 // waits until it reports that the mount is ready (or why it failed).
 func runBackground(cmd *cobra.Command, g *globals, mf *mountFlags, args []string) error {
 	ctx := cmd.Context()
-	rem, _, err := g.openMirrored(ctx, args[0], mf.remoteShape, nil)
+	rem, _, _, err := g.openMirrored(ctx, args[0], mf.remoteShape, nil)
 	if err != nil {
 		return err
 	}
@@ -294,7 +294,7 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 		return err
 	}
 	ctx := context.Background()
-	rem, traffic, err := g.openMirrored(ctx, source, mf.remoteShape, log)
+	rem, traffic, remoteDir, err := g.openMirrored(ctx, source, mf.remoteShape, log)
 	if err != nil {
 		return err
 	}
@@ -324,6 +324,7 @@ func runForeground(cmd *cobra.Command, g *globals, mf *mountFlags, source, mount
 	// whole chunk as for a part of one (docs/SPEC.md §6.2); check and
 	// restore recompute every chunk's id.
 	opts.TrustSegments = true
+	opts.NoCacheWrites = sameFileSystem(remoteDir, opts.CacheDir)
 	r, err := found.Open(ctx, secret.Unlocker(), opts)
 	if err != nil {
 		return err
@@ -432,16 +433,18 @@ func newLogger(format string) (*slog.Logger, error) {
 // when the remote is down at boot. shape, if not zero, slows the link to the
 // remote below the retries and the mirror, where the network would be. log,
 // if set, hears of the first fallback. traffic counts what goes over the
-// link (below the mirror: the local copies do not count).
-func (g *globals) openMirrored(ctx context.Context, source string, shape shaped.Shape, log *slog.Logger) (_ remote.Remote, traffic *counted.Remote, _ error) {
-	shapedRem, err := g.openShapedRemote(ctx, source, shape)
+// link (below the mirror: the local copies do not count). dir is the
+// directory the remote is when it is a local one nothing slows (see
+// openShapedRemoteDir).
+func (g *globals) openMirrored(ctx context.Context, source string, shape shaped.Shape, log *slog.Logger) (_ remote.Remote, traffic *counted.Remote, dir string, _ error) {
+	shapedRem, dir, err := g.openShapedRemoteDir(ctx, source, shape)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	inner := counted.New(shapedRem)
 	base, err := g.cacheBase()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	sum := sha256.Sum256([]byte(source))
 	m := mirror.New(inner, filepath.Join(base, "remotes", hex.EncodeToString(sum[:8])),
@@ -454,5 +457,18 @@ func (g *globals) openMirrored(ctx context.Context, source string, shape shaped.
 			})
 		}
 	}
-	return m, inner, nil
+	return m, inner, dir, nil
+}
+
+// sameFileSystem reports whether directory dir (none: "") is on the file
+// system that holds cacheDir: a remote there is read with one pread a
+// request (rcloneremote), and a copy of what is read in the cache would
+// only cost a write of every byte (repo.Options.NoCacheWrites). A remote
+// on another disk or on a network file system keeps its cache.
+func sameFileSystem(dir, cacheDir string) bool {
+	if dir == "" {
+		return false
+	}
+	var a, b syscall.Stat_t
+	return syscall.Stat(dir, &a) == nil && syscall.Stat(cacheDir, &b) == nil && a.Dev == b.Dev
 }

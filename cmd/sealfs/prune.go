@@ -34,7 +34,7 @@ With --dry-run it only says what it would delete.`,
 			// Everything is read from the remote itself; the mount's copies
 			// of the metadata are kept in step (deleted objects go).
 			ctx := remote.WithoutLocalCopies(cmd.Context())
-			rem, _, err := g.openMirrored(ctx, args[0], shaped.Shape{}, nil)
+			rem, _, _, err := g.openMirrored(ctx, args[0], shaped.Shape{}, nil)
 			if err != nil {
 				return err
 			}

@@ -113,13 +113,24 @@ func (g *globals) openRemote(ctx context.Context, spec string) (remote.Remote, e
 // shape (nothing for the zero Shape), under the --bwlimit limits, with the
 // command's retries above it.
 func (g *globals) openShapedRemote(ctx context.Context, spec string, shape shaped.Shape) (remote.Remote, error) {
+	r, _, err := g.openShapedRemoteDir(ctx, spec, shape)
+	return r, err
+}
+
+// openShapedRemoteDir is openShapedRemote, and returns the directory the
+// remote is when it is a local directory that nothing slows (no shape, no
+// --bwlimit), "" otherwise.
+func (g *globals) openShapedRemoteDir(ctx context.Context, spec string, shape shaped.Shape) (_ remote.Remote, dir string, _ error) {
 	if err := rcloneremote.Setup(g.rcloneConfig); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	var r remote.Remote
-	r, err := rcloneremote.Open(ctx, spec)
+	rr, err := rcloneremote.Open(ctx, spec)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	var r remote.Remote = rr
+	if shape.IsZero() && g.bwlimit.IsZero() {
+		dir = rr.LocalRoot()
 	}
 	if !shape.IsZero() {
 		r = shaped.New(r, shape)
@@ -127,7 +138,7 @@ func (g *globals) openShapedRemote(ctx context.Context, spec string, shape shape
 	if !g.bwlimit.IsZero() {
 		r = bwlimit.New(r, g.bwlimit)
 	}
-	return retry.New(r, cliRetry), nil
+	return retry.New(r, cliRetry), dir, nil
 }
 
 // errNoCacheDir: no --cache-dir, and no place for the default one.

@@ -120,6 +120,10 @@ func localRoot(f fs.Fs) string {
 	return root
 }
 
+// LocalRoot returns the directory the remote is when it is a plain local
+// directory (rclone's local backend, at an absolute path), else "".
+func (r *Remote) LocalRoot() string { return r.localRoot }
+
 // packName matches the name of a pack: data/<2 hex>/<64 hex>.
 var packName = regexp.MustCompile(`^data/[0-9a-f]{2}/[0-9a-f]{64}$`)
 
