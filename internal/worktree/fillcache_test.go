@@ -114,3 +114,66 @@ func TestFillCacheWaitsBeforeStaging(t *testing.T) {
 		})
 	}
 }
+
+// TestFillsBounded: random small reads each hand their segments to the
+// kernel's cache on a goroutine; while the fills under way are stuck (a
+// kernel slow to take them), at most worktree.MaxFills start, the reads
+// go on returning the right bytes, and fills start again once those end.
+func TestFillsBounded(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	tr := open(t, env.Repo, t.TempDir())
+	data := make([]byte, 8<<20)
+	rng := rand.New(rand.NewPCG(8, 8))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	writeFile(t, tr, tr.Root(), "f", data, true)
+	if _, err := tr.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	in, _, err := tr.Lookup(t.Context(), tr.Root(), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := tr.OpenFile(in, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	started, release := make(chan struct{}, 1000), make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) })
+	h.FillCache(func(int64, []byte) {
+		started <- struct{}{}
+		<-release
+	})
+	buf := make([]byte, 4096)
+	read := func(seg int) {
+		at := int64(seg)*(64<<10) + 100
+		if _, err := h.ReadAt(t.Context(), buf, at); err != nil || !bytes.Equal(buf, data[at:at+4096]) {
+			t.Fatalf("read at %d: %v, or other bytes", at, err)
+		}
+	}
+	// Every other segment, far apart: each read is a run of its own.
+	for i := range 3 * worktree.MaxFills {
+		read(i * 2 * 11 % 128)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(started); n != worktree.MaxFills {
+		t.Fatalf("%d fills under way after %d random reads, want %d", n, 3*worktree.MaxFills, worktree.MaxFills)
+	}
+	once.Do(func() { close(release) })
+	// The stuck fills end on their own goroutines: reads of new
+	// segments start fills again soon.
+	for len(started) > 0 {
+		<-started
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for seg := 1; len(started) == 0; seg = (seg + 2) % 128 {
+		if time.Now().After(deadline) {
+			t.Fatal("no fill once the stuck ones ended")
+		}
+		read(seg)
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -39,6 +39,13 @@ type Handle struct {
 // bytes back over the new ones. Call it before the first read.
 func (h *Handle) FillCache(fn func(off int64, data []byte)) { h.fill = fn }
 
+// maxFills bounds the kernel cache fills under way in a tree: each holds
+// up to two segments of content (128 KiB) until the kernel has taken them,
+// and random reads, each starting one, could otherwise hold any amount. A
+// read that finds maxFills under way fills nothing (a fill only saves
+// later reads a round trip).
+const maxFills = 16
+
 // filler is the repo.FileReader.OnSegments of a reader of node nc, the
 // inode's stored content when the reader was made: it fills the kernel's
 // cache while the inode is not staged and still holds that content.
@@ -48,15 +55,18 @@ func (h *Handle) filler(nc *repo.Node) func(off int64, data []byte) {
 		t.mu.Lock()
 		ok := in.staging == "" && !in.overlay && in.meta.Size == nc.Size &&
 			len(in.meta.Content) == len(nc.Content) &&
-			(len(nc.Content) == 0 || &in.meta.Content[0] == &nc.Content[0])
+			(len(nc.Content) == 0 || &in.meta.Content[0] == &nc.Content[0]) &&
+			t.filling < maxFills
 		if ok {
 			in.fills++
+			t.filling++
 		}
 		t.mu.Unlock()
 		if ok {
 			go func() {
 				fill(off, data)
 				t.mu.Lock()
+				t.filling--
 				if in.fills--; in.fills == 0 {
 					t.fillsDone.Broadcast()
 				}

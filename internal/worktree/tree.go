@@ -158,6 +158,10 @@ type Tree struct {
 	// legacyStaging maps the plaintext staging files of an older sealfs,
 	// found at replay, to their sealed copies.
 	legacyStaging map[string]string
+
+	// filling counts the kernel cache fills under way in the whole tree
+	// (at most maxFills), guarded by mu.
+	filling int
 }
 
 const stagingDir = "staging"

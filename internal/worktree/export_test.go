@@ -1,0 +1,4 @@
+package worktree
+
+// MaxFills is maxFills, for tests.
+const MaxFills = maxFills
