@@ -75,16 +75,46 @@ func (g *fetchGroup) join(ctx context.Context, id crypt.ID, fetch fetchFunc) (c 
 	}
 	g.calls[id] = c
 	go func() {
-		c.data, c.err = fetch(fctx)
-		cancel()
-		g.mu.Lock()
-		if g.calls[id] == c {
-			delete(g.calls, id)
-		}
-		g.mu.Unlock()
-		close(c.done)
+		data, err := fetch(fctx)
+		g.finish(id, c, data, err)
 	}()
 	return c, true
+}
+
+// finish ends call c of id with what it fetched.
+func (g *fetchGroup) finish(id crypt.ID, c *fetchCall, data []byte, err error) {
+	c.data, c.err = data, err
+	c.cancel()
+	g.mu.Lock()
+	if g.calls[id] == c {
+		delete(g.calls, id)
+	}
+	g.mu.Unlock()
+	close(c.done)
+}
+
+// claim starts background fetches of the longest prefix of ids of which
+// none is under way, for the caller to fetch together and end each with
+// finish, then call done. It returns one call per id claimed (none when
+// ids[0] is under way) and the context to fetch them on, which has ctx's
+// values but not its cancellation: a background fetch has no caller that
+// gives up.
+func (g *fetchGroup) claim(ctx context.Context, ids []crypt.ID) (fctx context.Context, done context.CancelFunc, calls []*fetchCall) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, id := range ids {
+		if g.calls[id] != nil {
+			break
+		}
+		c := &fetchCall{done: make(chan struct{}), cancel: func() {}, waiters: 1}
+		if g.calls == nil {
+			g.calls = map[crypt.ID]*fetchCall{}
+		}
+		g.calls[id] = c
+		calls = append(calls, c)
+	}
+	fctx, done = context.WithCancel(context.WithoutCancel(ctx))
+	return fctx, done, calls
 }
 
 // leave takes a caller that gave up off c; the last one cancels the fetch,

@@ -1,6 +1,10 @@
 package repo
 
-import "github.com/sealfs/sealfs/crypt"
+import (
+	"context"
+
+	"github.com/sealfs/sealfs/crypt"
+)
 
 // FetchWaitersForTest returns how many callers wait on the fetch of blob
 // id under way, or 0.
@@ -22,3 +26,9 @@ const ReadAheadMinForTest = readAheadMin
 // holding both is what a repository written before segmented blobs and
 // added to since looks like.
 func WholeDataBlobsForTest(r *Repository, whole bool) { r.wholeDataBlobs = whole }
+
+// PrefetchRunForTest starts read-ahead of ids as a sequential reader
+// does (prefetchRun) and returns how many of them it dealt with.
+func PrefetchRunForTest(r *Repository, ids []crypt.ID) int {
+	return r.prefetchRun(context.Background(), ids)
+}

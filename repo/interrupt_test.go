@@ -239,10 +239,25 @@ func TestReadAheadOutlivesInterruptedRead(t *testing.T) {
 	before := hr.gets.Load()
 	// A read from the start is sequential: the chunks in the first
 	// read-ahead window after the first chunk are read ahead (at most
-	// repo.DefaultTransfers at once).
-	var ahead int64
-	for j := 1; j < len(node.Content) && sumSizes(node.Content[:j]) < node.Content[0].Size+repo.ReadAheadMinForTest && ahead < repo.DefaultTransfers; j++ {
+	// repo.DefaultTransfers requests at once), those that lie one after
+	// the other in a pack with one request; a request starts while the
+	// next chunk lies in the first half of the window.
+	var ahead, chunks int64
+	from, end := node.Content[0].Size, node.Content[0].Size+repo.ReadAheadMinForTest
+	for j := 1; j < len(node.Content) && sumSizes(node.Content[:j]) < end && ahead < repo.DefaultTransfers; {
+		if sumSizes(node.Content[:j]) >= from+repo.ReadAheadMinForTest/2 {
+			break
+		}
 		ahead++
+		prev, _ := r.Index().Lookup(node.Content[j].ID)
+		for j++; j < len(node.Content) && sumSizes(node.Content[:j]) < end; j++ {
+			l, _ := r.Index().Lookup(node.Content[j].ID)
+			if l.Pack != prev.Pack || l.Offset != prev.Offset+prev.Length {
+				break
+			}
+			prev = l
+		}
+		chunks = int64(j - 1)
 	}
 	hr.arm()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -257,7 +272,7 @@ func TestReadAheadOutlivesInterruptedRead(t *testing.T) {
 	// Each chunk read ahead is in the caches, or still being fetched:
 	// reading it costs no request either way.
 	off := node.Content[0].Size
-	for _, e := range node.Content[1 : 1+ahead] {
+	for _, e := range node.Content[1 : 1+chunks] {
 		got, err := r.LoadBlob(context.Background(), crypt.TypeDataBlob, e.ID)
 		if err != nil || !bytes.Equal(got, data[off:off+e.Size]) {
 			t.Fatalf("reading a chunk read ahead: %v", err)

@@ -91,6 +91,13 @@ func (r *Repository) fetchBlob(ctx context.Context, t crypt.ObjectType, id crypt
 	if err != nil {
 		return nil, err
 	}
+	return r.openFetched(t, id, l, sealed)
+}
+
+// openFetched opens blob id, fetched from the remote into sealed (which
+// the caller gives up), keeps it in memory and its sealed form in the
+// disk cache.
+func (r *Repository) openFetched(t crypt.ObjectType, id crypt.ID, l Location, sealed []byte) ([]byte, error) {
 	// The copy for the disk cache is written before the blob is opened
 	// (in place, in sealed's own storage) and enters the cache only once
 	// it checked out.
@@ -159,6 +166,103 @@ func (r *Repository) prefetch(ctx context.Context, id crypt.ID) bool {
 		r.prefetching.Add(-1)
 	}
 	return true
+}
+
+// spanMax bounds the bytes one request of read-ahead fetches: the chunks
+// ahead of a sequential reader that lie one after the other in a pack
+// come in one range request (prefetchRun), as the window allows. Fewer
+// requests cost fewer round trips, and a remote that reads past a range's
+// end (rclone's sftp backend streams a window of requests ahead, cut off
+// when the range is read) wastes less of it.
+const spanMax = readAheadMax
+
+// prefetchRun starts fetching data blobs ids, the chunks that follow
+// each other in a file, in the background: those from the first that lie
+// one after the other in one pack, are in no cache and are not being
+// fetched, and span at most spanMax bytes, in one range request. It
+// returns how many of ids it dealt with (at least one: a chunk it left
+// alone, such as one in memory, counts), or 0 when Options.Transfers
+// fetches are under way already.
+func (r *Repository) prefetchRun(ctx context.Context, ids []crypt.ID) int {
+	locs := r.runOf(ids)
+	if len(locs) < 2 {
+		if !r.prefetch(ctx, ids[0]) {
+			return 0
+		}
+		return 1
+	}
+	if r.prefetching.Add(1) > int64(r.transfers()) {
+		r.prefetching.Add(-1)
+		return 0
+	}
+	fctx, done, calls := r.fetches.claim(ctx, ids[:len(locs)])
+	if len(calls) == 0 {
+		done()
+		r.prefetching.Add(-1)
+		return 1 // being fetched
+	}
+	go func() {
+		defer r.prefetching.Add(-1)
+		defer done()
+		r.fetchRun(fctx, ids[:len(calls)], locs[:len(calls)], calls)
+	}()
+	return len(calls)
+}
+
+// underWay reports whether data blob id is in memory or being fetched.
+func (r *Repository) underWay(id crypt.ID) bool {
+	if r.recent.get(memKey{id, wholeChunk}) != nil {
+		return true
+	}
+	r.fetches.mu.Lock()
+	defer r.fetches.mu.Unlock()
+	return r.fetches.calls[id] != nil
+}
+
+// runOf returns the places of the blobs of ids from the first that lie
+// one after the other in one pack within spanMax bytes, and are neither
+// in memory nor in the disk cache; none when the first is.
+func (r *Repository) runOf(ids []crypt.ID) []Location {
+	var locs []Location
+	for _, id := range ids {
+		if r.blobs == nil || r.recent.get(memKey{id, wholeChunk}) != nil || r.blobs.has(id) {
+			break
+		}
+		l, err := r.locate(crypt.TypeDataBlob, id)
+		if err != nil {
+			break
+		}
+		if n := len(locs); n > 0 && (l.Pack != locs[0].Pack || l.Offset != locs[n-1].Offset+locs[n-1].Length ||
+			uint64(l.Offset)+uint64(l.Length)-uint64(locs[0].Offset) > spanMax) {
+			break
+		}
+		locs = append(locs, l)
+	}
+	return locs
+}
+
+// fetchRun fetches the blobs ids at locs, one after the other in one
+// pack, with one range request, opens each, and ends its call. When the
+// request fails, each is loaded on its own as prefetch does (that tells a
+// missing pack from a moved blob, and a blob still in the pack being
+// uploaded from one not stored).
+func (r *Repository) fetchRun(ctx context.Context, ids []crypt.ID, locs []Location, calls []*fetchCall) {
+	first, last := locs[0], locs[len(locs)-1]
+	span, err := r.remote.Get(ctx, format.PackName(first.Pack), int64(first.Offset), int64(last.Offset+last.Length-first.Offset))
+	for i, c := range calls {
+		id, l := ids[i], locs[i]
+		var data []byte
+		var ok bool
+		var oerr error
+		if err == nil && len(span) == int(last.Offset+last.Length-first.Offset) {
+			r.cacheMisses.Add(1)
+			at := l.Offset - first.Offset
+			data, oerr = r.openFetched(crypt.TypeDataBlob, id, l, span[at:at+l.Length:at+l.Length])
+		} else if data, ok, oerr = r.loadLocal(crypt.TypeDataBlob, id, l); !ok {
+			data, oerr = r.fetchBlob(ctx, crypt.TypeDataBlob, id, l)
+		}
+		r.fetches.finish(id, c, data, oerr)
+	}
 }
 
 // transfers is how many requests to the remote may run in parallel.
@@ -367,8 +471,11 @@ func (f *FileReader) sequential(off int64, n int) bool {
 
 // readAhead starts fetching the chunks after extent i that lie within the
 // read-ahead window, which doubles whenever the reader enters a new
-// chunk. At most Options.Transfers fetches run at once: the reads that
-// follow start the rest.
+// chunk, the chunks that follow each other in a pack in one request
+// (prefetchRun). It waits until what is in memory or being fetched ends
+// within the first half of the window, so that each request fetches at
+// least half of it. At most Options.Transfers fetches run at once: the
+// reads that follow start the rest.
 func (f *FileReader) readAhead(ctx context.Context, i int) {
 	f.mu.Lock()
 	if i > f.grownAt {
@@ -379,11 +486,25 @@ func (f *FileReader) readAhead(ctx context.Context, i int) {
 	}
 	window := f.window
 	f.mu.Unlock()
-	end := f.starts[i] + f.node.Content[i].Size + uint64(window)
-	for j := i + 1; j < len(f.node.Content) && f.starts[j] < end; j++ {
-		if e := f.node.Content[j]; !e.Hole && !f.r.prefetch(ctx, e.ID) {
+	from := f.starts[i] + f.node.Content[i].Size
+	end := from + uint64(window)
+	for j := i + 1; j < len(f.node.Content) && f.starts[j] < end; {
+		if e := f.node.Content[j]; e.Hole || f.r.underWay(e.ID) {
+			j++
+			continue
+		}
+		if f.starts[j] >= from+uint64(window)/2 {
+			return // later, in a run of at least half the window
+		}
+		var ids []crypt.ID
+		for k := j; k < len(f.node.Content) && f.starts[k] < end && !f.node.Content[k].Hole; k++ {
+			ids = append(ids, f.node.Content[k].ID)
+		}
+		n := f.r.prefetchRun(ctx, ids)
+		if n == 0 {
 			return
 		}
+		j += n
 	}
 }
 
