@@ -41,10 +41,12 @@ func (h *Handle) FillCache(fn func(off int64, data []byte)) { h.fill = fn }
 
 // maxFills bounds the kernel cache fills under way in a tree: each holds
 // up to two segments of content (128 KiB) until the kernel has taken them,
-// and random reads, each starting one, could otherwise hold any amount. A
-// read that finds maxFills under way fills nothing (a fill only saves
-// later reads a round trip).
-const maxFills = 16
+// and random reads, each starting one, could otherwise hold any amount
+// (at most 8 MiB now, most of it in the read cache anyway). A read that
+// finds maxFills under way fills nothing (a fill only saves later reads
+// a round trip), so the bound is well above what a random reader keeps
+// under way while the goroutines run late on a loaded machine.
+const maxFills = 64
 
 // filler is the repo.FileReader.OnSegments of a reader of node nc, the
 // inode's stored content when the reader was made: it fills the kernel's
