@@ -1,6 +1,7 @@
 package repo
 
 import (
+	mrand "math/rand/v2"
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -73,5 +74,66 @@ func TestIndexPrefixChains(t *testing.T) {
 	check("a table after added entries")
 	if x.table(objects[1]) != tables[1] || x.table(crypt.ID{0xee, 9}) != nil {
 		t.Fatal("table: a table loaded whole is not found by its object, or one merged into the added entries is")
+	}
+}
+
+// BenchmarkIndexLookup: a lookup in the tables of index objects as a
+// snapshot names them after consolidation (halving sizes, 2^18 entries
+// down to one; a hit is found in any, a miss searches them all), beside
+// the same blobs added one at a time (the map a writer's new blobs go
+// to, which an open built for every blob before session 8).
+func BenchmarkIndexLookup(b *testing.B) {
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	var ids []crypt.ID
+	var tables []*format.IndexTable
+	var objs []crypt.ID
+	size := 1 << 18
+	for k := 0; size >= 1; k++ {
+		var es []format.IndexEntry
+		for range size {
+			var id crypt.ID
+			for j := range id {
+				id[j] = byte(rng.Uint32())
+			}
+			ids = append(ids, id)
+			es = append(es, format.IndexEntry{ID: id, Location: Location{Type: crypt.TypeDataBlob, Pack: crypt.ID{byte(k)}, Length: 100, RawLength: 50}})
+		}
+		t, err := format.OpenIndexTable(format.EncodeIndex(format.SortIndexEntries(es)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tables = append(tables, t)
+		objs = append(objs, crypt.ID{byte(k)})
+		size /= 2
+	}
+	x := newIndexOf(objs, tables)
+	m := newIndex()
+	for _, t := range tables {
+		for i := range t.Len() {
+			e := t.Entry(i)
+			m.add(e.ID, e.Location)
+		}
+	}
+	b.Logf("%d blobs in %d tables", len(ids), len(tables))
+	for _, c := range []struct {
+		name string
+		x    *Index
+	}{{"tables", x}, {"map", m}} {
+		b.Run(c.name+"/hit", func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				if _, ok := c.x.Lookup(ids[(i*7919)%len(ids)]); !ok {
+					b.Fatal("miss")
+				}
+			}
+		})
+		b.Run(c.name+"/miss", func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				id := ids[(i*7919)%len(ids)]
+				id[31] ^= 1
+				if _, ok := c.x.Lookup(id); ok {
+					b.Fatal("hit")
+				}
+			}
+		})
 	}
 }

@@ -17,9 +17,13 @@ import (
 // any other (an older writer's) is sorted once, its later entry of a blob
 // winning, as a reader of it in order would take it.
 type IndexTable struct {
-	b   []byte // n × IndexEntrySize, strictly increasing by blob id
-	n   int
-	fan [257]uint32 // fan[i]: the first entry whose id's first byte is ≥ i
+	b []byte // n × IndexEntrySize, strictly increasing by blob id
+	n int
+	// fan[i]: the first entry whose id's first 32 bits, shifted right by
+	// shift, are ≥ i; 256 to 65,536 buckets of about 8 entries (blob ids
+	// are HMAC outputs, uniformly spread), and one past the last.
+	fan   []uint32
+	shift uint
 }
 
 // OpenIndexTable parses an index plaintext as DecodeIndex does, rejecting
@@ -77,18 +81,27 @@ func checkIndexEntry(p []byte) error {
 	return e.validate()
 }
 
-// fill computes the fan-out table: for each first byte of an id, where its
-// entries start.
+// fill computes the fan-out table: for each bucket of ids (by their
+// first bits), where its entries start.
 func (t *IndexTable) fill() {
+	bits := 8
+	for bits < 16 && t.n>>bits > 8 {
+		bits++
+	}
+	t.shift = uint(32 - bits)
+	t.fan = make([]uint32, 1<<bits+1)
 	i := 0
-	for c := range 256 {
-		for i < t.n && int(t.b[i*IndexEntrySize+1]) < c {
+	for c := range 1 << bits {
+		for i < t.n && t.bucket(t.b[i*IndexEntrySize+1:]) < uint32(c) {
 			i++
 		}
 		t.fan[c] = uint32(i)
 	}
-	t.fan[256] = uint32(t.n)
+	t.fan[1<<bits] = uint32(t.n)
 }
+
+// bucket is the fan-out bucket of the id that starts id.
+func (t *IndexTable) bucket(id []byte) uint32 { return binary.BigEndian.Uint32(id) >> t.shift }
 
 // SortIndexEntries returns entries sorted by blob id with one entry a
 // blob, the later of several winning (as a reader of them in order takes
@@ -124,7 +137,8 @@ func (t *IndexTable) Entry(i int) IndexEntry {
 
 // Find returns blob id's entry.
 func (t *IndexTable) Find(id crypt.ID) (IndexEntry, bool) {
-	lo, hi := int(t.fan[id[0]]), int(t.fan[int(id[0])+1])
+	c := t.bucket(id[:])
+	lo, hi := int(t.fan[c]), int(t.fan[c+1])
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		switch c := bytes.Compare(id[:], t.b[m*IndexEntrySize+1:][:crypt.IDSize]); {

@@ -2,6 +2,8 @@ package format
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -62,6 +64,32 @@ func TestIndexTable(t *testing.T) {
 	}
 	if _, ok := empty.Find(id(0, 1)); ok {
 		t.Fatal("an empty index found a blob")
+	}
+}
+
+// TestIndexTableLarge: a table of many entries (a wider fan-out) finds
+// each of them, and misses ids beside each.
+func TestIndexTableLarge(t *testing.T) {
+	for _, n := range []int{2047, 2048, 20000, 700000} {
+		var entries []IndexEntry
+		for i := range n {
+			id := crypt.ID(sha256.Sum256(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(n)), uint64(i))))
+			entries = append(entries, tableEntry(id, byte(i), uint32(i)))
+		}
+		tb, err := OpenIndexTable(EncodeIndex(SortIndexEntries(entries)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if got, ok := tb.Find(e.ID); !ok || got != e {
+				t.Fatalf("%d entries: blob %x found as %+v (%v), want %+v", n, e.ID[:4], got, ok, e)
+			}
+			miss := e.ID
+			miss[31] ^= 1
+			if _, ok := tb.Find(miss); ok {
+				t.Fatalf("%d entries: blob %x found, not in the object", n, miss[:4])
+			}
+		}
 	}
 }
 
