@@ -107,9 +107,10 @@ func (c *checker) slots(ctx context.Context) error {
 
 // snapshots opens every snapshot and forget record and checks the chain
 // they form. It returns the snapshots that opened, by sequence number, and
-// the index objects a reader loads (readerIndexes), each with the snapshot
+// the index objects a reader loads (readerIndexes, and those of forks no
+// writer recorded yet), in the order it loads them, each with the snapshot
 // that names it.
-func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]string, error) {
+func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, []indexWant, error) {
 	var entries []remote.Entry
 	if err := c.r.remote.List(ctx, format.SnapshotsDir, func(e remote.Entry) error { entries = append(entries, e); return nil }); err != nil {
 		return nil, nil, err
@@ -117,7 +118,6 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
 	var snaps []*Snapshot
 	forgot := map[crypt.ID]uint64{}
-	wantIndex := map[crypt.ID]string{}
 	names := map[crypt.ID]string{}
 	for i, e := range entries {
 		c.progress("snapshots", i, len(entries))
@@ -141,8 +141,11 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 		snaps = append(snaps, s)
 	}
 	sortSnapshots(snaps)
+	var newest []indexWant
+	named := map[crypt.ID]bool{}
 	for _, x := range readerIndexes(snaps) {
-		wantIndex[x] = format.SnapshotSeqName(snaps[len(snaps)-1].Seq, snaps[len(snaps)-1].ID)
+		newest = append(newest, indexWant{x, format.SnapshotSeqName(snaps[len(snaps)-1].Seq, snaps[len(snaps)-1].ID)})
+		named[x] = true
 	}
 	snaps, folded := c.history(ctx, snaps, forgot, names)
 	c.rep.Snapshots = len(snaps)
@@ -151,14 +154,26 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, map[crypt.ID]stri
 	}
 	c.rep.Forks = forksOf(snaps, forgot, folded)
 	// A fork no writer has recorded yet: its blobs are in its own indexes.
+	// They go first: where they and the newest snapshot's list one blob,
+	// the newest's entry is the one read, as a reader of the main line
+	// reads it (§7: a later object's entry wins).
+	var want []indexWant
 	for _, f := range unrecordedForks(snaps, forgot, folded) {
 		for _, x := range f.Indexes {
-			if _, ok := wantIndex[x]; !ok {
-				wantIndex[x] = format.SnapshotSeqName(f.Seq, f.ID)
+			if !named[x] {
+				want = append(want, indexWant{x, format.SnapshotSeqName(f.Seq, f.ID)})
+				named[x] = true
 			}
 		}
 	}
-	return snaps, wantIndex, nil
+	return snaps, append(want, newest...), nil
+}
+
+// indexWant is an index object check loads, and the snapshot that names
+// it.
+type indexWant struct {
+	id   crypt.ID
+	snap string
 }
 
 // history adds to snaps (sorted, the head last) the snapshots of the
@@ -197,28 +212,29 @@ func (c *checker) history(ctx context.Context, snaps []*Snapshot, forgot map[cry
 	return joined, 0
 }
 
-// indexes loads the index objects a reader loads (want: index ->
-// snapshot) into one index of the whole repository: the one every
-// snapshot's trees are read through, as a reader does. Any other index
-// object (one an older snapshot names, replaced by a merge or a rewrite) is
-// unreferenced: garbage that prune removes.
-func (c *checker) indexes(ctx context.Context, want map[crypt.ID]string) (*Index, error) {
+// indexes loads the index objects a reader loads (want, in the order a
+// reader loads them: a later object's entry of a blob wins) into one index
+// of the whole repository: the one every snapshot's trees are read
+// through, as a reader does. Any other index object (one an older snapshot
+// names, replaced by a merge or a rewrite) is unreferenced: garbage that
+// prune removes.
+func (c *checker) indexes(ctx context.Context, want []indexWant) (*Index, error) {
 	have := map[string]bool{}
 	if err := c.r.remote.List(ctx, format.IndexDir, func(e remote.Entry) error { have[e.Name] = true; return nil }); err != nil {
 		return nil, err
 	}
 	all := newIndex()
 	done := 0
-	for x, snap := range want {
+	for _, w := range want {
 		c.progress("indexes", done, len(want))
 		done++
-		name := format.IndexName(x)
+		name := format.IndexName(w.id)
 		if !have[name] {
-			c.problem(integrityError(name, "the index is missing (named by %s)", snap))
+			c.problem(integrityError(name, "the index is missing (named by %s)", w.snap))
 			continue
 		}
 		delete(have, name)
-		if err := c.r.loadIndex(ctx, x, all, nil); err != nil {
+		if err := c.r.loadIndex(ctx, w.id, all, nil); err != nil {
 			c.problem(err)
 			continue
 		}

@@ -120,8 +120,10 @@ func TestIndexOlderWriterOrder(t *testing.T) {
 // TestIndexDuplicatesAcrossObjects: where two index objects a snapshot
 // names list one blob, the later object's entry is the one read (§7),
 // whatever its order inside either object: a wrong entry in an older
-// object is never read. A wrong entry in the newest one makes the read of
-// that blob fail as an integrity error, never return other bytes.
+// object is never read, by a reader nor by check (which loaded the index
+// objects in a random order before: it then failed now and then on the
+// older object's entries). A wrong entry in the newest one makes the read
+// of that blob fail as an integrity error, never return other bytes.
 func TestIndexDuplicatesAcrossObjects(t *testing.T) {
 	ctx := context.Background()
 	h, open := indexHistory(t, 24)
