@@ -2,6 +2,7 @@ package repo
 
 import (
 	mrand "math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -135,5 +136,69 @@ func BenchmarkIndexLookup(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestIndexConcurrent: lookups and each run while entries and tables are
+// added (a writer storing blobs while the mount reads; a fork's index
+// objects loaded meanwhile): every blob added is found from then on, with
+// its newest location (run with -race).
+func TestIndexConcurrent(t *testing.T) {
+	entry := func(i int, pack byte) format.IndexEntry {
+		return format.IndexEntry{ID: crypt.ID{byte(i), byte(i >> 8), 7}, Location: Location{Type: crypt.TypeDataBlob, Pack: crypt.ID{pack}, Length: 100, RawLength: 50}}
+	}
+	var base []format.IndexEntry
+	for i := range 500 {
+		base = append(base, entry(i, 1))
+	}
+	tb, err := format.OpenIndexTable(format.EncodeIndex(format.SortIndexEntries(base)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := newIndexOf([]crypt.ID{{1}}, []*format.IndexTable{tb})
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				e := base[n%len(base)]
+				if _, ok := x.Lookup(e.ID); !ok {
+					t.Errorf("blob %d of the table not found", n%len(base))
+					return
+				}
+				if n%100 == 0 {
+					x.each(func(crypt.ID, Location) {})
+				}
+			}
+		}()
+	}
+	for i := 500; i < 1500; i++ {
+		e := entry(i, 2)
+		x.add(e.ID, e.Location)
+		if l, ok := x.Lookup(e.ID); !ok || l != e.Location {
+			t.Fatalf("blob %d just added: %+v %v", i, l, ok)
+		}
+		if i%250 == 0 {
+			late, err := format.OpenIndexTable(format.EncodeIndex([]format.IndexEntry{entry(i, 3)}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.addTable(crypt.ID{byte(i)}, late)
+			if l, ok := x.Lookup(entry(i, 3).ID); !ok || l.Pack != (crypt.ID{3}) {
+				t.Fatalf("blob %d of a table added later: %+v %v", i, l, ok)
+			}
+		}
+	}
+	close(done)
+	wg.Wait()
+	if n := x.Len(); n != 1500 {
+		t.Fatalf("%d blobs, want 1500", n)
 	}
 }
