@@ -182,7 +182,8 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return got, err
 }
 
-// WriteAt writes into the file's staging copy.
+// WriteAt writes into the file's staging copy: an append to a new file
+// written sequentially is queued and written behind (behind.go).
 func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	if !h.write {
 		return 0, syscall.EBADF
@@ -190,9 +191,19 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	t, in := h.t, h.in
 	t.mu.Lock()
 	f := in.file
+	if f != nil && in.stream != nil && !in.overlay && len(p) > 0 && uint64(off) == in.meta.Size &&
+		f.queueBehind(in.stream, p, off) {
+		h.wroteLocked(uint64(off), uint64(len(p)))
+		t.mu.Unlock()
+		f.waitRoom()
+		return len(p), nil
+	}
 	t.mu.Unlock()
 	if f == nil {
 		return 0, syscall.EIO
+	}
+	if err := h.behindFailed(f); err != nil {
+		return 0, err
 	}
 	n, err := f.WriteAt(p, off)
 	t.mu.Lock()
@@ -200,9 +211,18 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 		in.written = in.written.add(uint64(off), uint64(off)+uint64(n))
 	}
 	if in.stream != nil {
-		in.stream.wrote(uint64(off), uint64(n))
+		in.stream.wrote(uint64(off), uint64(n), f)
 	}
-	if end := uint64(off) + uint64(n); end > in.meta.Size {
+	h.wroteLocked(uint64(off), uint64(n))
+	t.mu.Unlock()
+	return n, err
+}
+
+// wroteLocked records a write of n bytes at off: the size, the times and
+// the generation. t.mu is held.
+func (h *Handle) wroteLocked(off, n uint64) {
+	in := h.in
+	if end := off + n; end > in.meta.Size {
 		in.meta.Size = end
 	}
 	now := time.Now().UnixNano()
@@ -210,8 +230,28 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	in.changed(now)
 	in.gen++
 	h.wrote = true
-	t.mu.Unlock()
-	return n, err
+}
+
+// behindFailed waits for f's queued writes, and returns why one failed,
+// if one did and no one was told yet: then the file's size goes back to
+// what landed in f, and its streamer gives up.
+func (h *Handle) behindFailed(f *stagingFile) error {
+	f.drain()
+	err := f.behindErr()
+	if err == nil {
+		return nil
+	}
+	t, in := h.t, h.in
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if in.file == f {
+		in.meta.Size = uint64(f.File.Size())
+		in.gen++
+		if in.stream != nil {
+			in.stream.stop(true)
+		}
+	}
+	return err
 }
 
 // Flush records the file's new size and times in the journal, so that a
@@ -221,9 +261,16 @@ func (h *Handle) Flush() error {
 		return nil
 	}
 	h.t.mu.Lock()
+	f := h.in.file
+	h.t.mu.Unlock()
+	var werr error
+	if f != nil {
+		werr = h.behindFailed(f) // recorded below with the size that landed
+	}
+	h.t.mu.Lock()
 	defer h.t.mu.Unlock()
 	if h.flushed != nil && h.flushedGen == h.in.gen && sameAttr(h.flushed, &h.in.meta) {
-		return nil // recorded already, nothing changed since
+		return werr // recorded already, nothing changed since
 	}
 	if h.in.overlay && h.in.parent != nil {
 		// Which ranges the staging copy holds, for a replay after a crash.
@@ -235,7 +282,7 @@ func (h *Handle) Flush() error {
 		return err
 	}
 	h.flushed, h.flushedGen = attrRecord("", &h.in.meta).Meta, h.in.gen
-	return nil
+	return werr
 }
 
 // sameAttr reports whether n has the attributes attrRecord recorded in r.

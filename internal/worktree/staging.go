@@ -22,6 +22,8 @@ type stagingFile struct {
 	t    *Tree
 	id   string
 	refs int // guarded by t.stagingMu
+
+	behind writeBehind // appends not written yet (behind.go)
 }
 
 // stagingName is a staging file's name in the cache directory, which its
@@ -60,8 +62,10 @@ func (s *stagingFile) retain() *stagingFile {
 	return s
 }
 
-// Close releases a reference, and closes the file with the last one.
+// Close releases a reference, and closes the file with the last one; the
+// queued writes land first.
 func (s *stagingFile) Close() error {
+	s.drain()
 	s.t.stagingMu.Lock()
 	defer s.t.stagingMu.Unlock()
 	if s.refs <= 0 {

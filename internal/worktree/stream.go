@@ -57,9 +57,10 @@ func (t *Tree) startStreamLocked(in *Inode) {
 	in.stream = s
 }
 
-// wrote tells the streamer about a write at off of n bytes, and starts it
-// when it has enough. t.mu is held.
-func (s *streamer) wrote(off, n uint64) {
+// wrote tells the streamer about a write at off of n bytes that landed in
+// the staging file f, and starts it when it has enough. t.mu is held, or
+// f's write-behind goroutine calls it (behind.go).
+func (s *streamer) wrote(off, n uint64, f *stagingFile) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if off != s.avail {
@@ -67,10 +68,10 @@ func (s *streamer) wrote(off, n uint64) {
 	} else {
 		s.avail += n
 	}
-	if !s.started && !s.invalid && !s.closed && s.done == nil && s.avail >= streamStart && s.in.file != nil {
+	if !s.started && !s.invalid && !s.closed && s.done == nil && s.avail >= streamStart && f != nil {
 		s.started = true
 		s.done = make(chan struct{})
-		s.f = s.in.file.retain()
+		s.f = f.retain()
 		go s.run()
 	}
 	s.cond.Broadcast()
@@ -102,7 +103,8 @@ func (s *streamer) read(p []byte, pos uint64) (int, error) {
 	if pos >= avail {
 		return 0, io.EOF
 	}
-	return s.f.ReadAt(p[:min(uint64(len(p)), avail-pos)], int64(pos))
+	// Only what landed (avail): no need to wait for queued writes.
+	return s.f.File.ReadAt(p[:min(uint64(len(p)), avail-pos)], int64(pos))
 }
 
 type streamReader struct {
