@@ -104,7 +104,7 @@ func BenchmarkChunkEncrypt(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
 				ck.Reset(bytes.NewReader(data))
-				p, _ := newPackBuilder(r.cfg.PackSize * 2)
+				p, _ := newPackBuilder(r.cfg.PackSize*2, nil)
 				for {
 					chunk, err := ck.Next()
 					if errors.Is(err, io.EOF) {
@@ -117,7 +117,7 @@ func BenchmarkChunkEncrypt(b *testing.B) {
 					}
 					p.add(sb)
 					if len(p.buf) >= r.cfg.PackSize {
-						p, _ = newPackBuilder(r.cfg.PackSize * 2)
+						p, _ = newPackBuilder(r.cfg.PackSize*2, nil)
 					}
 				}
 			}

@@ -21,12 +21,17 @@ type packBuilder struct {
 	finished bool
 }
 
-func newPackBuilder(capacity int) (*packBuilder, error) {
+// newPackBuilder starts a pack in buf, emptied, or in a new buffer of
+// capacity bytes when buf is smaller.
+func newPackBuilder(capacity int, buf []byte) (*packBuilder, error) {
 	id, err := crypt.NewRandomID()
 	if err != nil {
 		return nil, err
 	}
-	return &packBuilder{id: id, buf: make([]byte, 0, capacity)}, nil
+	if cap(buf) < capacity {
+		buf = make([]byte, 0, capacity)
+	}
+	return &packBuilder{id: id, buf: buf[:0]}, nil
 }
 
 // add appends a sealed blob and returns where it lies in the pack.

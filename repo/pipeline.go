@@ -52,9 +52,48 @@ func (p *sealPipeline) work() {
 	defer p.wg.Done()
 	for j := range p.jobs {
 		j.blob, j.err = p.r.prepareBlob(crypt.TypeDataBlob, j.data)
+		if j.err == nil && j.blob.sealed != nil {
+			// Sealed: the copy is needed no more (addBlob uses a
+			// blob's data only when it was not sealed).
+			data := j.data
+			chunkCopies.Put(&data)
+			j.blob.data = nil
+		}
 		j.data = nil
 		close(j.done)
 	}
+}
+
+// chunkCopies holds the buffers (*[]byte) of the chunks' copies in
+// pipelines, and sealedBufs those of sealed data blobs, given back once
+// their bytes are in a pack: a sequential write allocated both for every
+// chunk (each zeroed or copied in whole, and the collector's work).
+var chunkCopies, sealedBufs sync.Pool
+
+// sealedBuf returns an empty buffer of at least n bytes' capacity.
+func sealedBuf(n int) []byte {
+	if b, ok := sealedBufs.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+// putSealed gives back the buffer of a sealed data blob whose bytes are in
+// a pack (packBuilder.add copies them) or were not needed.
+func putSealed(b *preparedBlob) {
+	if b.sealed != nil && b.t == crypt.TypeDataBlob {
+		buf := b.sealed.sealed[:0]
+		b.sealed = nil
+		sealedBufs.Put(&buf)
+	}
+}
+
+// cloneChunk copies chunk into a buffer of chunkCopies.
+func cloneChunk(chunk []byte) []byte {
+	if b, ok := chunkCopies.Get().(*[]byte); ok && cap(*b) >= len(chunk) {
+		return append((*b)[:0], chunk...)
+	}
+	return bytes.Clone(chunk)
 }
 
 // The chunks in all the pipelines of a repository (the files written at
@@ -81,7 +120,7 @@ func (p *sealPipeline) push(chunk []byte) bool {
 		default:
 			return false
 		}
-		j.data = bytes.Clone(chunk)
+		j.data = cloneChunk(chunk)
 		p.jobs <- j
 	}
 	p.queue = append(p.queue, j)

@@ -146,8 +146,12 @@ type Repository struct {
 	// Finished packs not stored yet, oldest first (queued, uploading, or
 	// failed and waiting to be tried again); packSlots counts them and the
 	// one being built, running the uploads under way.
-	outgoing    []*packUpload
-	packSlots   int
+	outgoing  []*packUpload
+	packSlots int
+	// spare is the buffer of a pack stored at its first try, kept for the
+	// next pack while one is being built (a new 18 MiB buffer is zeroed:
+	// 6 % of a sequential write's CPU); nil when no pack is in memory.
+	spare       []byte
 	running     int
 	stopped     bool                // set by Unlock: no upload starts until Lock
 	uploadEnded chan struct{}       // closed and replaced whenever an upload ends

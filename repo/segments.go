@@ -26,7 +26,7 @@ func (r *Repository) sealSegmented(id crypt.ID, data []byte) ([]byte, error) {
 	raw := uint32(len(data))
 	n := format.SegmentCount(raw)
 	tableLen := format.SegmentTableLen(raw)
-	out := make([]byte, tableLen, tableLen+len(data)+n*(crypt.Overhead+1))
+	out := sealedBuf(tableLen + len(data) + n*(crypt.Overhead+1))[:tableLen] // the table is sealed into it last
 	lens := make([]uint32, n)
 	compress := r.cfg.Compression == CompressionZstd
 	scratch := segmentScratch.Get().(*[]byte)

@@ -29,6 +29,7 @@ type packUpload struct {
 	p       *packBuilder
 	ctx     context.Context // values for the upload, without cancellation
 	running bool
+	tries   int   // uploads started
 	err     error // why the last upload failed; nil while queued or running
 	cancel  context.CancelFunc
 }
@@ -69,6 +70,7 @@ func (r *Repository) startUploadsLocked() {
 		}
 		ctx, cancel := context.WithCancel(u.ctx)
 		u.running, u.cancel = true, cancel
+		u.tries++
 		r.running++
 		r.uploads.Add(1)
 		go r.upload(ctx, cancel, u)
@@ -113,10 +115,27 @@ func (r *Repository) upload(ctx context.Context, cancel context.CancelFunc, u *p
 		r.pending = append(r.pending, u.p.entries...)
 		r.stats.Packs++
 		r.stats.PackBytes += uint64(len(u.p.buf))
+		r.reuseLocked(u)
 	}
 	r.startUploadsLocked()
 	close(r.uploadEnded)
 	r.uploadEnded = make(chan struct{})
+}
+
+// reuseLocked keeps the buffer of pack u, stored, as the spare for the
+// next pack, while a pack is being built and u was stored at its first
+// try: no earlier, failed try of it can still be reading the buffer. The
+// buffer is no one's now: blobFromPacker copies under r.mu, and a Put
+// that returned keeps no reference (remote.Remote). r.mu is held.
+func (r *Repository) reuseLocked(u *packUpload) {
+	buf := u.p.buf
+	u.p.buf = nil
+	switch {
+	case r.packSlots == 0:
+		r.spare = nil // no pack in memory: neither is a spare
+	case u.tries == 1 && r.spare == nil:
+		r.spare = buf
+	}
 }
 
 // waitUploadLocked releases r.mu until an upload ends or ctx is done.
@@ -220,27 +239,28 @@ func (r *Repository) blobFromPacker(l Location) []byte {
 		defer r.mu.Unlock()
 		return bytes.Clone(r.packer.buf[l.Offset : l.Offset+l.Length])
 	}
-	var buf []byte
+	defer r.mu.Unlock()
 	for _, u := range r.outgoing {
 		if u.p.id == l.Pack {
-			buf = u.p.buf
+			// Copied under the lock: once stored, the buffer may be the
+			// next pack's (reuseLocked).
+			return bytes.Clone(u.p.buf[l.Offset : l.Offset+l.Length])
 		}
 	}
-	r.mu.Unlock()
-	if buf == nil {
-		return nil
-	}
-	// A finished pack's bytes never change: copied outside the lock.
-	return bytes.Clone(buf[l.Offset : l.Offset+l.Length])
+	return nil
 }
 
 // PackMemory returns how many bytes the packs this writer holds in memory
-// may take: the one being built and those on their way up, each at most
-// 9/8 of the pack size. The mount's memory governor adds it to its base.
+// may take: the one being built, those on their way up and the spare
+// buffer, each at most 9/8 of the pack size. The mount's memory governor adds it to its base.
 func (r *Repository) PackMemory() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return int64(r.packSlots) * int64(r.packCapacity())
+	n := r.packSlots
+	if r.spare != nil {
+		n++
+	}
+	return int64(n) * int64(r.packCapacity())
 }
 
 // packCapacity is the memory of one pack being built: the pack size and

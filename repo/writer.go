@@ -170,11 +170,11 @@ func (r *Repository) addBlobLocked(ctx context.Context, b *preparedBlob) (bool, 
 			}
 			b.sealed = &sb
 		case r.packSlots < r.maxPacks():
-			p, err := newPackBuilder(r.packCapacity())
+			p, err := newPackBuilder(r.packCapacity(), r.spare)
 			if err != nil {
 				return false, err
 			}
-			r.packer = p
+			r.packer, r.spare = p, nil
 			r.packSlots++
 		default:
 			if err := r.packSlotLocked(ctx); err != nil {
@@ -357,7 +357,9 @@ func (w *FileWriter) collect(ctx context.Context, p *sealPipeline, keep int) err
 			w.Hole(j.size)
 			continue
 		}
-		if err := w.r.addBlob(ctx, j.blob); err != nil {
+		err := w.r.addBlob(ctx, j.blob)
+		putSealed(&j.blob)
+		if err != nil {
 			return err
 		}
 		w.content = append(w.content, Extent{ID: j.blob.id, Size: j.size})
