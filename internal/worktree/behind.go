@@ -21,9 +21,10 @@ import (
 //
 // A queued write that fails (a full disk) drops the writes queued after it
 // (the file keeps what landed, a prefix: never a hole where a write that
-// returned should be) and is reported once, to the file's next write,
-// flush (close) or fsync, which also sets the file's size back to what
-// landed (Handle.behindFailed). Until the queue drains, a crash of the
+// returned should be). The handles whose writes failed or were dropped
+// fail every later write, flush (close) and fsync with its error, and
+// the first of them sets the file's size back to what landed
+// (Handle.behindFailed); no write is queued until then. Until the queue drains, a crash of the
 // daemon loses what is queued of a file not yet closed or fsynced (at most
 // behindLimit bytes and one write per writer more), as it would lose a
 // write that had not returned; a close and an fsync drain first.
@@ -38,6 +39,7 @@ var behindBufs sync.Pool
 // behindWrite is a queued write: a copy of its bytes, where they go, and
 // the streamer to tell once they landed (nil if none).
 type behindWrite struct {
+	h      *Handle
 	buf    *[]byte
 	off    int64
 	stream *streamer
@@ -48,20 +50,21 @@ type writeBehind struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	queue   []behindWrite
-	bytes   int   // queued, and the write being made
-	running bool  // the goroutine is writing
-	err     error // a queued write failed; not reported yet
+	bytes   int  // queued, and the write being made
+	running bool // the goroutine is writing
+	failed  bool // a queued write failed; the size is not set back yet
 }
 
-// queueBehind copies p and queues it to be written at off, telling stream
-// (if any) once it landed. It reports false, queueing nothing, while a
-// failure of an earlier queued write is not reported yet. The caller
-// holds t.mu, and waits for room (waitRoom) once it let go of it.
-func (s *stagingFile) queueBehind(stream *streamer, p []byte, off int64) bool {
+// queueBehind copies p, a write of h, and queues it to be written at
+// off, telling stream (if any) once it landed. It reports false, queueing
+// nothing, after a queued write failed, until the size is set back
+// (behindFailed), and when a write of h failed. The caller holds t.mu,
+// and waits for room (waitRoom) once it let go of it.
+func (s *stagingFile) queueBehind(h *Handle, stream *streamer, p []byte, off int64) bool {
 	w := &s.behind
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err != nil {
+	if w.failed || h.behindErr.Load() != nil {
 		return false
 	}
 	if w.cond == nil {
@@ -73,7 +76,7 @@ func (s *stagingFile) queueBehind(stream *streamer, p []byte, off int64) bool {
 		bp = &b
 	}
 	*bp = append((*bp)[:0], p...)
-	w.queue = append(w.queue, behindWrite{buf: bp, off: off, stream: stream})
+	w.queue = append(w.queue, behindWrite{h: h, buf: bp, off: off, stream: stream})
 	w.bytes += len(p)
 	if !w.running {
 		w.running = true
@@ -102,14 +105,14 @@ func (s *stagingFile) drain() {
 	w.mu.Unlock()
 }
 
-// behindErr returns, once, why a queued write failed; drain first.
-func (s *stagingFile) behindErr() error {
+// behindFailed reports, once, that a queued write failed; drain first.
+func (s *stagingFile) behindFailed() bool {
 	w := &s.behind
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	err := w.err
-	w.err = nil
-	return err
+	failed := w.failed
+	w.failed = false
+	return failed
 }
 
 // writeQueued writes the queue out in order, until it is empty.
@@ -130,8 +133,10 @@ func (s *stagingFile) writeQueued() {
 		w.mu.Lock()
 		w.bytes -= size
 		if err != nil {
-			w.err = err
+			w.failed = true
+			q.h.behindErr.CompareAndSwap(nil, &err)
 			for _, d := range w.queue { // never written after a gap
+				d.h.behindErr.CompareAndSwap(nil, &err)
 				w.bytes -= len(*d.buf)
 				behindBufs.Put(d.buf)
 			}

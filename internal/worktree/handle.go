@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +28,11 @@ type Handle struct {
 	reader     *repo.FileReader
 	readerN    *repo.Node
 	fill       func(off int64, data []byte)
+	// behindErr is why a write of this handle that was written behind
+	// failed or was dropped (behind.go): every later write and flush
+	// through it fails with it, so the writer never goes on past bytes
+	// the file lacks.
+	behindErr atomic.Pointer[error]
 }
 
 // FillCache has fn put verified content of the file into the kernel's
@@ -192,7 +198,7 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	t.mu.Lock()
 	f := in.file
 	if f != nil && in.stream != nil && !in.overlay && len(p) > 0 && uint64(off) == in.meta.Size &&
-		f.queueBehind(in.stream, p, off) {
+		f.queueBehind(h, in.stream, p, off) {
 		h.wroteLocked(uint64(off), uint64(len(p)))
 		t.mu.Unlock()
 		f.waitRoom()
@@ -232,26 +238,28 @@ func (h *Handle) wroteLocked(off, n uint64) {
 	h.wrote = true
 }
 
-// behindFailed waits for f's queued writes, and returns why one failed,
-// if one did and no one was told yet: then the file's size goes back to
-// what landed in f, and its streamer gives up.
+// behindFailed waits for f's queued writes. After a queued write failed,
+// the first to come here sets the file's size back to what landed in f
+// (its streamer gives up); it returns why a write of h failed or was
+// dropped, if one was.
 func (h *Handle) behindFailed(f *stagingFile) error {
 	f.drain()
-	err := f.behindErr()
-	if err == nil {
-		return nil
-	}
-	t, in := h.t, h.in
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if in.file == f {
-		in.meta.Size = uint64(f.File.Size())
-		in.gen++
-		if in.stream != nil {
-			in.stream.stop(true)
+	if f.behindFailed() {
+		t, in := h.t, h.in
+		t.mu.Lock()
+		if in.file == f {
+			in.meta.Size = uint64(f.File.Size())
+			in.gen++
+			if in.stream != nil {
+				in.stream.stop(true)
+			}
 		}
+		t.mu.Unlock()
 	}
-	return err
+	if err := h.behindErr.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // Flush records the file's new size and times in the journal, so that a
