@@ -125,11 +125,16 @@ func (s *stagingFile) writeQueued() {
 		w.queue = w.queue[1:]
 		w.mu.Unlock()
 		n, err := s.File.WriteAt(*q.buf, q.off)
-		if q.stream != nil && n > 0 {
-			q.stream.wrote(uint64(q.off), uint64(n), s)
-		}
 		size := len(*q.buf)
-		behindBufs.Put(q.buf)
+		kept := false
+		if q.stream != nil && n > 0 {
+			// The streamer may keep the bytes, to chunk them from
+			// memory rather than read them back.
+			kept = q.stream.wrote(uint64(q.off), uint64(n), s, q.buf)
+		}
+		if !kept {
+			behindBufs.Put(q.buf)
+		}
 		w.mu.Lock()
 		w.bytes -= size
 		if err != nil {

@@ -217,7 +217,7 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 		in.written = in.written.add(uint64(off), uint64(off)+uint64(n))
 	}
 	if in.stream != nil {
-		in.stream.wrote(uint64(off), uint64(n), f)
+		in.stream.wrote(uint64(off), uint64(n), f, nil)
 	}
 	h.wroteLocked(uint64(off), uint64(n))
 	t.mu.Unlock()

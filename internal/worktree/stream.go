@@ -42,7 +42,24 @@ type streamer struct {
 	content []repo.Extent // when done and valid
 	total   uint64
 	err     error
+
+	// mem holds the latest appends that were written behind, in order,
+	// once it started: it reads them from here instead of opening them
+	// again from the staging file (streamMem bytes at most; what is not
+	// here it reads from the file).
+	mem      []memPiece
+	memBytes int
 }
+
+// memPiece is an append that landed at off, as written (a buffer of
+// behindBufs, returned once read).
+type memPiece struct {
+	off uint64
+	buf *[]byte
+}
+
+// streamMem bounds the appends a streamer keeps.
+const streamMem = 4 << 20
 
 // streamStart is how many bytes a new file has before it is streamed.
 const streamStart = 1 << 20
@@ -59,13 +76,24 @@ func (t *Tree) startStreamLocked(in *Inode) {
 
 // wrote tells the streamer about a write at off of n bytes that landed in
 // the staging file f, and starts it when it has enough. t.mu is held, or
-// f's write-behind goroutine calls it (behind.go).
-func (s *streamer) wrote(off, n uint64, f *stagingFile) {
+// f's write-behind goroutine calls it (behind.go), with buf, the n bytes
+// written: it reports whether it kept buf, which is then its own.
+func (s *streamer) wrote(off, n uint64, f *stagingFile, buf *[]byte) (kept bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if off != s.avail {
 		s.invalid = true
+		s.releaseMemLocked()
 	} else {
+		if buf != nil && uint64(len(*buf)) == n && s.started && !s.invalid && s.memBytes+len(*buf) <= streamMem {
+			select {
+			case <-s.done: // it ended: no one would read it
+			default:
+				s.mem = append(s.mem, memPiece{off: off, buf: buf})
+				s.memBytes += len(*buf)
+				kept = true
+			}
+		}
 		s.avail += n
 	}
 	if !s.started && !s.invalid && !s.closed && s.done == nil && s.avail >= streamStart && f != nil {
@@ -75,6 +103,7 @@ func (s *streamer) wrote(off, n uint64, f *stagingFile) {
 		go s.run()
 	}
 	s.cond.Broadcast()
+	return kept
 }
 
 // stop gives up (invalid) or says no more data comes (closed).
@@ -83,10 +112,35 @@ func (s *streamer) stop(invalid bool) {
 	defer s.mu.Unlock()
 	if invalid {
 		s.invalid = true
+		s.releaseMemLocked()
 	} else {
 		s.closed = true
 	}
 	s.cond.Broadcast()
+}
+
+// releaseMemLocked gives the appends kept back. s.mu is held.
+func (s *streamer) releaseMemLocked() {
+	for _, m := range s.mem {
+		behindBufs.Put(m.buf)
+	}
+	s.mem, s.memBytes = nil, 0
+}
+
+// readMemLocked copies what the appends kept hold at pos into p, after
+// giving back those wholly before pos; it reports 0 when they do not hold
+// pos. s.mu is held.
+func (s *streamer) readMemLocked(p []byte, pos uint64) int {
+	for len(s.mem) > 0 && s.mem[0].off+uint64(len(*s.mem[0].buf)) <= pos {
+		s.memBytes -= len(*s.mem[0].buf)
+		behindBufs.Put(s.mem[0].buf)
+		s.mem[0] = memPiece{}
+		s.mem = s.mem[1:]
+	}
+	if len(s.mem) == 0 || s.mem[0].off > pos {
+		return 0
+	}
+	return copy(p, (*s.mem[0].buf)[pos-s.mem[0].off:])
 }
 
 // Read follows the staging file as it grows.
@@ -96,6 +150,12 @@ func (s *streamer) read(p []byte, pos uint64) (int, error) {
 		s.cond.Wait()
 	}
 	invalid, avail := s.invalid, s.avail
+	if !invalid && pos < avail {
+		if n := s.readMemLocked(p, pos); n > 0 {
+			s.mu.Unlock()
+			return n, nil
+		}
+	}
 	s.mu.Unlock()
 	if invalid {
 		return 0, errStreamInvalid
@@ -133,6 +193,7 @@ func (s *streamer) run() {
 		err = errStreamInvalid
 	}
 	s.content, s.total, s.err = content, total, err
+	s.releaseMemLocked()
 }
 
 // closeFile releases the streamer's reference to the staging file, once.
