@@ -5,8 +5,8 @@ import (
 )
 
 // Write-behind. An append to a new file being written sequentially (the
-// file has a streamer, is no overlay, and the write starts at its end) is
-// copied and queued, and the writer returns at once; a goroutine of the
+// file has a streamer, is no overlay, and the write starts at its end, past
+// its first streamStart bytes) is copied and queued, and the writer returns at once; a goroutine of the
 // staging file seals the queued writes into it, in order, and tells the
 // streamer what landed. So the kernel hands the next write over while the
 // last one is sealed and written to disk, on another core: a cp waited

@@ -188,8 +188,10 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return got, err
 }
 
-// WriteAt writes into the file's staging copy: an append to a new file
-// written sequentially is queued and written behind (behind.go).
+// WriteAt writes into the file's staging copy: an append past the first
+// streamStart bytes of a new file written sequentially is queued and
+// written behind (behind.go). (Below that, a small file of an untar would
+// pay a goroutine's hand-over at every close, for no gain.)
 func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	if !h.write {
 		return 0, syscall.EBADF
@@ -198,7 +200,7 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	t.mu.Lock()
 	f := in.file
 	if f != nil && in.stream != nil && !in.overlay && len(p) > 0 && uint64(off) == in.meta.Size &&
-		f.queueBehind(h, in.stream, p, off) {
+		off >= streamStart && f.queueBehind(h, in.stream, p, off) {
 		h.wroteLocked(uint64(off), uint64(len(p)))
 		t.mu.Unlock()
 		f.waitRoom()
