@@ -19,19 +19,26 @@ import (
 // goroutine takes no lock but the staging file's own and the streamer's:
 // callers may drain while holding the tree's lock.
 //
-// A queued write that fails (a full disk) drops the writes queued after it
+// The space a queued write takes on disk is reserved before it is queued
+// (sealedfile.File.Reserve), so a full disk fails the write that meets it,
+// as before. A queued write that fails all the same (an I/O error, a disk
+// that reserved space and still ran out) drops the writes queued after it
 // (the file keeps what landed, a prefix: never a hole where a write that
 // returned should be). The handles whose writes failed or were dropped
 // fail every later write, flush (close) and fsync with its error, and
 // the first of them sets the file's size back to what landed
-// (Handle.behindFailed); no write is queued until then. Until the queue drains, a crash of the
-// daemon loses what is queued of a file not yet closed or fsynced (at most
+// (Handle.behindFailed); no write is queued until then. Until the queue
+// drains, a crash of the daemon loses what is queued of a file not yet closed or fsynced (at most
 // behindLimit bytes and one write per writer more), as it would lose a
 // write that had not returned; a close and an fsync drain first.
 
 // behindLimit bounds the bytes queued for one staging file: a writer that
 // finds more waits (outside every lock) until they landed.
 const behindLimit = 4 << 20
+
+// behindFault, set by tests, fails the queued write at off before it is
+// made (a disk that fails after the space was reserved).
+var behindFault = func(off int64) error { return nil }
 
 // behindBufs holds the queue's copy buffers (*[]byte).
 var behindBufs sync.Pool
@@ -124,7 +131,11 @@ func (s *stagingFile) writeQueued() {
 		w.queue[0] = behindWrite{}
 		w.queue = w.queue[1:]
 		w.mu.Unlock()
-		n, err := s.File.WriteAt(*q.buf, q.off)
+		var n int
+		err := behindFault(q.off)
+		if err == nil {
+			n, err = s.File.WriteAt(*q.buf, q.off)
+		}
 		size := len(*q.buf)
 		kept := false
 		if q.stream != nil && n > 0 {

@@ -199,16 +199,22 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	t, in := h.t, h.in
 	t.mu.Lock()
 	f := in.file
-	if f != nil && in.stream != nil && !in.overlay && len(p) > 0 && uint64(off) == in.meta.Size &&
-		off >= streamStart && f.queueBehind(h, in.stream, p, off) {
-		h.wroteLocked(uint64(off), uint64(len(p)))
-		t.mu.Unlock()
-		f.waitRoom()
-		return len(p), nil
-	}
+	behind := h.appendsLocked(f, p, off)
 	t.mu.Unlock()
 	if f == nil {
 		return 0, syscall.EIO
+	}
+	// Space on disk first, so that a full disk fails this write, not a
+	// later one: then it is made here, and meets the full disk itself.
+	if behind && f.File.Reserve(off, int64(len(p))) == nil {
+		t.mu.Lock()
+		if in.file == f && h.appendsLocked(f, p, off) && f.queueBehind(h, in.stream, p, off) {
+			h.wroteLocked(uint64(off), uint64(len(p)))
+			t.mu.Unlock()
+			f.waitRoom()
+			return len(p), nil
+		}
+		t.mu.Unlock()
 	}
 	if err := h.behindFailed(f); err != nil {
 		return 0, err
@@ -224,6 +230,14 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	h.wroteLocked(uint64(off), uint64(n))
 	t.mu.Unlock()
 	return n, err
+}
+
+// appendsLocked reports whether a write of p at off to the staging file f
+// is one to write behind: an append past the first streamStart bytes of a
+// new file written sequentially. t.mu is held.
+func (h *Handle) appendsLocked(f *stagingFile, p []byte, off int64) bool {
+	in := h.in
+	return f != nil && in.stream != nil && !in.overlay && len(p) > 0 && off >= streamStart && uint64(off) == in.meta.Size
 }
 
 // wroteLocked records a write of n bytes at off: the size, the times and

@@ -653,5 +653,19 @@ func lastNonzero(b []byte) int {
 // Sync makes the file durable on disk.
 func (f *File) Sync() error { return f.f.Sync() }
 
+// Reserve allocates the disk space that a write of [off, off+length)
+// takes, without changing the file's content or length (fallocate with
+// FALLOC_FL_KEEP_SIZE): a full disk fails it with ENOSPC, and the write
+// made later does not fail for want of space. It takes no lock: it
+// changes nothing a reader or writer of the file sees.
+func (f *File) Reserve(off, length int64) error {
+	if off < 0 || length <= 0 {
+		return syscall.EINVAL
+	}
+	g := f.geo
+	start, physEnd := off/g.block*g.page, g.physSize(off+length)
+	return syscall.Fallocate(int(f.f.Fd()), fallocKeepSize, start, physEnd-start)
+}
+
 // Close closes the file.
 func (f *File) Close() error { return f.f.Close() }
