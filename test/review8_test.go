@@ -1,0 +1,215 @@
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMountSmallFilesKilledMidStore (session 8 review): small files are
+// stored in the background once closed, and a commit deletes the staging
+// files it settled after letting go of the tree's lock. Four writers make,
+// append to, rewrite in place, truncate, rename over each other, link and
+// delete small files through the mount while commits land every 30 ms;
+// the daemon is killed (SIGKILL) the moment they stop, with the
+// small-file worker and a commit likely under way. A new mount must show
+// every file as the writers left it (from the journal and the staging
+// files), and so must a mount after that one's unmount (from the remote
+// alone, on a fresh cache).
+func TestMountSmallFilesKilledMidStore(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--commit-delay", "30ms"), 0, "")
+	defer stopMount(t, mnt)
+	const writers, files, steps = 4, 6, 150
+	want := make([]map[string][]byte, writers)
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		want[w] = map[string][]byte{}
+		wg.Go(func() {
+			if err := smallFilesWriter(mnt, w, files, steps, want[w]); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	pid := mountPID(mnt)
+	if pid == 0 {
+		t.Fatal("no daemon pid")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for processAliveTest(pid) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if out, err := exec.Command("fusermount3", "-uz", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("fusermount3 -uz: %v %s", err, out)
+	}
+	all := map[string][]byte{}
+	for _, m := range want {
+		for n, b := range m {
+			all[n] = b
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		entries, err := os.ReadDir(mnt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != len(all) {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Errorf("%s: %d files %v, want %d", when, len(entries), names, len(all))
+		}
+		for n, b := range all {
+			got, err := os.ReadFile(filepath.Join(mnt, n))
+			if err != nil {
+				t.Errorf("%s: %s: %v", when, n, err)
+				continue
+			}
+			if !bytes.Equal(got, b) {
+				t.Errorf("%s: %s reads %d bytes, not the %d left", when, n, len(got), len(b))
+			}
+		}
+	}
+	expect(t, c.mount(t, mnt), 0, "")
+	check("after the kill")
+	c.umount(t, mnt)
+	c.cache = t.TempDir()
+	expect(t, c.mount(t, mnt, "--read-only"), 0, "")
+	check("from the remote")
+	c.umount(t, mnt)
+}
+
+// smallFilesWriter does steps random operations on files w<w>-<k> (k <
+// files, and links l<w>-<k> to them) in mnt, and leaves in want what
+// each name holds.
+func smallFilesWriter(mnt string, w, files, steps int, want map[string][]byte) error {
+	rng := rand.New(rand.NewPCG(uint64(w), 8))
+	name := func() string { return fmt.Sprintf("w%d-%d", w, rng.IntN(files)) }
+	path := func(n string) string { return filepath.Join(mnt, n) }
+	data := func(n int) []byte { return randomBytes(rng.Uint64(), n) }
+	// links[n] names the other names of n's file (a hard link).
+	links := map[string]string{}
+	set := func(n string, b []byte) {
+		want[n] = b
+		if o, ok := links[n]; ok {
+			want[o] = b
+		}
+	}
+	drop := func(n string) {
+		if o, ok := links[n]; ok {
+			delete(links, o)
+			delete(links, n)
+		}
+		delete(want, n)
+	}
+	for range steps {
+		n := name()
+		cur, ok := want[n]
+		switch op := rng.IntN(8); {
+		case !ok || op == 0:
+			b := data(1 + rng.IntN(30000))
+			if err := os.WriteFile(path(n), b, 0o644); err != nil {
+				return err
+			}
+			set(n, b)
+		case op == 1:
+			b := data(1 + rng.IntN(5000))
+			f, err := os.OpenFile(path(n), os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				return err
+			}
+			_, err = f.Write(b)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			set(n, append(bytes.Clone(cur), b...))
+		case op == 2 && len(cur) > 0:
+			off := rng.IntN(len(cur))
+			b := data(1 + rng.IntN(len(cur)-off))
+			f, err := os.OpenFile(path(n), os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			_, err = f.WriteAt(b, int64(off))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			nb := bytes.Clone(cur)
+			copy(nb[off:], b)
+			set(n, nb)
+		case op == 3:
+			size := rng.IntN(len(cur) + 3000)
+			if err := os.Truncate(path(n), int64(size)); err != nil {
+				return err
+			}
+			nb := make([]byte, size)
+			copy(nb, cur)
+			set(n, nb)
+		case op == 4:
+			to := name()
+			if to == n || links[n] == to {
+				continue
+			}
+			if err := os.Rename(path(n), path(to)); err != nil {
+				return err
+			}
+			drop(to)
+			if o, ok := links[n]; ok {
+				delete(links, n)
+				links[to], links[o] = o, to
+			}
+			want[to] = cur
+			delete(want, n)
+		case op == 5:
+			if err := os.Remove(path(n)); err != nil {
+				return err
+			}
+			if o, ok := links[n]; ok {
+				delete(links, o)
+				delete(links, n)
+			}
+			delete(want, n)
+		case op == 6:
+			if _, ok := links[n]; ok {
+				continue
+			}
+			to := fmt.Sprintf("l%d-%d", w, rng.IntN(files))
+			if _, ok := want[to]; ok {
+				continue
+			}
+			if err := os.Link(path(n), path(to)); err != nil {
+				return err
+			}
+			links[n], links[to] = to, n
+			want[to] = cur
+		default:
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return nil
+}
