@@ -177,6 +177,15 @@ func (t *Tree) takeJobs(open bool) ([]*stagedJob, bool) {
 	}
 	var jobs []*stagedJob
 	for in := range t.staged {
+		if in.writers > 0 && open && in.file != nil {
+			// A queued write that failed, its writer not told yet:
+			// the file is what landed, not the size it was to have
+			// (a commit would read zeros past the end).
+			in.file.drain()
+			if in.file.behindFailed() {
+				t.behindFailedLocked(in, in.file)
+			}
+		}
 		if (in.writers == 0 || open) && in.parent != nil && (in.committed == nil || in.gen != in.cleanGen) {
 			j := &stagedJob{in: in, gen: in.gen, staging: in.staging, size: in.meta.Size}
 			if in.overlay {

@@ -261,21 +261,28 @@ func (h *Handle) wroteLocked(off, n uint64) {
 func (h *Handle) behindFailed(f *stagingFile) error {
 	f.drain()
 	if f.behindFailed() {
-		t, in := h.t, h.in
+		t := h.t
 		t.mu.Lock()
-		if in.file == f {
-			in.meta.Size = uint64(f.File.Size())
-			in.gen++
-			if in.stream != nil {
-				in.stream.stop(true)
-			}
-		}
+		t.behindFailedLocked(h.in, f)
 		t.mu.Unlock()
 	}
 	if err := h.behindErr.Load(); err != nil {
 		return *err
 	}
 	return nil
+}
+
+// behindFailedLocked sets the size of in back to what landed in its
+// staging file f after a queued write failed (f.behindFailed said so):
+// its streamer gives up. t.mu is held.
+func (t *Tree) behindFailedLocked(in *Inode, f *stagingFile) {
+	if in.file == f {
+		in.meta.Size = uint64(f.File.Size())
+		in.gen++
+		if in.stream != nil {
+			in.stream.stop(true)
+		}
+	}
 }
 
 // Flush records the file's new size and times in the journal, so that a
