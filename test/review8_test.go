@@ -213,3 +213,81 @@ func smallFilesWriter(mnt string, w, files, steps int, want map[string][]byte) e
 	}
 	return nil
 }
+
+// TestMountWriteBehindKilled (session 8 review): appends past a new
+// file's first MiB are written behind, queued while the writer goes on.
+// A file closed (or fsynced) must be whole after the daemon is killed
+// right after: close and fsync wait for the queue. A file still being
+// written when the daemon dies comes back as a prefix of what was written
+// holding at least what was fsynced: never zeros where a write was, never
+// more than was written.
+func TestMountWriteBehindKilled(t *testing.T) {
+	needRoot(t)
+	c := initRepo(t)
+	mnt := mountpoint(t)
+	expect(t, c.mount(t, mnt, "--commit-delay", "1h"), 0, "")
+	defer stopMount(t, mnt)
+	write := func(f *os.File, b []byte) {
+		t.Helper()
+		for off := 0; off < len(b); off += 128 << 10 {
+			if _, err := f.Write(b[off:min(off+128<<10, len(b))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	closed := map[string][]byte{}
+	for i := range 4 {
+		n := fmt.Sprintf("closed%d", i)
+		b := randomBytes(uint64(100+i), 3<<20+i*77777)
+		f, err := os.Create(filepath.Join(mnt, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(f, b)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		closed[n] = b
+	}
+	open := randomBytes(200, 8<<20)
+	f, err := os.Create(filepath.Join(mnt, "open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const synced = 5 << 20
+	write(f, open[:synced])
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	write(f, open[synced:])
+	pid := mountPID(mnt)
+	if pid == 0 {
+		t.Fatal("no daemon pid")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for processAliveTest(pid) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.Close()
+	if out, err := exec.Command("fusermount3", "-uz", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("fusermount3 -uz: %v %s", err, out)
+	}
+	expect(t, c.mount(t, mnt), 0, "")
+	for n, b := range closed {
+		got, err := os.ReadFile(filepath.Join(mnt, n))
+		if err != nil || !bytes.Equal(got, b) {
+			t.Errorf("%s (closed before the kill): %d bytes, want the %d written (%v)", n, len(got), len(b), err)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(mnt, "open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < synced || len(got) > len(open) || !bytes.Equal(got, open[:len(got)]) {
+		t.Errorf("the file being written: %d bytes back, not a prefix of the %d written holding the %d fsynced", len(got), len(open), synced)
+	}
+	c.umount(t, mnt)
+}
