@@ -3,9 +3,13 @@ package repo_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/unlock"
@@ -108,6 +112,81 @@ func TestDamagedChunkNotCached(t *testing.T) {
 			if !bytes.Equal(got.Bytes(), want) {
 				t.Fatalf("trust %v: %s read back different bytes after the packs were mended", trust, name)
 			}
+		}
+	}
+}
+
+// TestPooledWriteBuffers (session 8 review): a sequential write gives the
+// chunks' copies and the sealed data blobs back to pools once packed, and
+// a pack stored at its first try lends its buffer to the next pack. Six
+// writers store files at once (half of their chunks shared, so that some
+// are found stored already) with small packs, uploads slowed down, and each file is read back
+// while the others are written (from the pack being built, the packs on
+// their way up, or the remote); then every file reads back from a new
+// client. A buffer given back while still in use shows as other bytes.
+func TestPooledWriteBuffers(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{PackSize: 1 << 20})
+	env.Remote.SetLatency(2 * time.Millisecond) // packs on their way up while others are built
+	shared := randomData(500, 2<<20)
+	const writers, each = 6, 3
+	files := map[string][]byte{}
+	contents := map[string][]repo.Extent{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for k := range each {
+				name := fmt.Sprintf("w%d-%d", w, k)
+				data := append(bytes.Clone(shared[:(1+w)<<18]), randomData(uint64(w*10+k), 1<<20+w*12345)...)
+				content, size, err := env.Repo.SaveFile(ctx, bytes.NewReader(data))
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+					return
+				}
+				n := &repo.Node{Name: []byte(name), Type: repo.NodeFile, Mode: 0o644, Size: size, Content: content}
+				var got bytes.Buffer
+				if _, err := env.Repo.OpenFile(n).CopyTo(ctx, &got); err != nil {
+					t.Errorf("%s read back while others write: %v", name, err)
+					return
+				}
+				if !bytes.Equal(got.Bytes(), data) {
+					t.Errorf("%s read back while others write: other bytes", name)
+					return
+				}
+				mu.Lock()
+				files[name], contents[name] = data, content
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	tree := &repo.Tree{}
+	for name, data := range files {
+		tree.Nodes = append(tree.Nodes, &repo.Node{Name: []byte(name), Type: repo.NodeFile, Mode: 0o644, Size: uint64(len(data)), Content: contents[name]})
+	}
+	slices.SortFunc(tree.Nodes, func(a, b *repo.Node) int { return bytes.Compare(a.Name, b.Name) })
+	root, err := env.Repo.SaveTree(ctx, tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Repo.Commit(ctx, root, repo.CommitInfo{Files: uint64(len(files))}); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range files {
+		got, err := readFile(r2, name)
+		if err != nil {
+			t.Fatalf("%s from a new client: %v", name, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s from a new client: other bytes", name)
 		}
 	}
 }
