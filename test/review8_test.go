@@ -291,3 +291,63 @@ func TestMountWriteBehindKilled(t *testing.T) {
 	}
 	c.umount(t, mnt)
 }
+
+// TestMountWriteBehindFullDiskContent (session 8 review): a file written
+// sequentially (its appends written behind) into a cache disk that fills
+// up: the write that meets the full disk fails, and once the disk has
+// room and the mount is gone, the file on the remote is a prefix of what
+// was written holding every byte whose write returned 0, with no zeros
+// for them.
+func TestMountWriteBehindFullDiskContent(t *testing.T) {
+	for _, leave := range []int{0, 37, 300} {
+		t.Run(fmt.Sprintf("%d-pages-free", leave), func(t *testing.T) { writeBehindFullDisk(t, leave) })
+	}
+}
+
+func writeBehindFullDisk(t *testing.T, leave int) {
+	needRoot(t)
+	c := initRepo(t)
+	disk := smallDisk(t, "24m")
+	c.cache = disk
+	mnt := mountpoint(t)
+	expect(t, mountFull(t, c, mnt), 0, "")
+	defer stopMount(t, mnt)
+	data := fileContent("big", 12<<20)
+	f, err := os.Create(filepath.Join(mnt, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data[:2<<20]); err != nil {
+		t.Fatal(err)
+	}
+	fl := fill(t, disk, leave)
+	ok := 2 << 20
+	var werr error
+	for ok < len(data) {
+		if _, werr = f.Write(data[ok : ok+128<<10]); werr != nil {
+			break
+		}
+		ok += 128 << 10
+	}
+	if werr == nil {
+		t.Fatal("12 MiB written into a full cache disk without an error")
+	}
+	cerr := f.Close()
+	t.Logf("write at %d: %v; close: %v", ok, werr, cerr)
+	fl.free()
+	umountCommitted(t, c, mnt)
+	c.cache = t.TempDir()
+	expect(t, c.mount(t, mnt, "--read-only"), 0, "")
+	got, err := os.ReadFile(filepath.Join(mnt, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < ok || len(got) > len(data) || !bytes.Equal(got, data[:len(got)]) {
+		i := 0
+		for i < len(got) && i < len(data) && got[i] == data[i] {
+			i++
+		}
+		t.Errorf("big on the remote: %d bytes, differing from byte %d; want a prefix of the written holding the %d whose writes returned 0", len(got), i, ok)
+	}
+	c.umount(t, mnt)
+}
