@@ -194,10 +194,19 @@ type SlotInfo struct {
 	Slot *crypt.KeySlot
 }
 
+// zstdWindow is the encoders' window: how far back a match may point.
+const zstdWindow = 256 << 10
+
 func newCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
 	// An encoder for each worker of FileWriter.Write, which compresses
-	// chunks in parallel, and one for the others.
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(sealWorkers()+1))
+	// chunks in parallel, and one for the others. Each keeps a history
+	// buffer for good: of twice its 8 MiB default window (28 MiB for
+	// three, the largest part of a writing daemon's heap, which the
+	// collector's memory limit counts), or of zstdWindow plus a block with
+	// the lower-memory option. Segments are 64 KiB; only trees over
+	// zstdWindow compress a little less.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(sealWorkers()+1),
+		zstd.WithWindowSize(zstdWindow), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, nil, err
 	}

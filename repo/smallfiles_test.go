@@ -66,3 +66,53 @@ func TestLargeFileAllocations(t *testing.T) {
 		t.Fatalf("storing %d bytes allocated %.2f times as much", size, ratio)
 	}
 }
+
+// TestEncoderMemory: the compressors keep a small history each, not twice
+// zstd's 8 MiB default window (three held 28 MiB for good once used, the
+// largest part of a writing daemon's heap).
+func TestEncoderMemory(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the heap is not measured under the race detector")
+	}
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	ctx := context.Background()
+	heap := func() uint64 {
+		runtime.GC() // twice: pooled buffers (chunker, segments) go at the second
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	// Compressible content through every worker at once, and a large tree.
+	done := make(chan error)
+	for i := range 4 {
+		go func() {
+			data := bytes.Repeat(fmt.Appendf(nil, "writer %d compresses this line ", i), (4<<20)/32)
+			_, _, err := env.Repo.SaveFile(ctx, bytes.NewReader(data))
+			done <- err
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree := &repo.Tree{}
+	for i := range 5000 {
+		tree.Nodes = append(tree.Nodes, &repo.Node{Name: fmt.Appendf(nil, "file-%06d", i), Type: repo.NodeFile, Mode: 0o644})
+	}
+	if _, err := env.Repo.SaveTree(ctx, tree); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Repo.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := heap()
+	runtime.KeepAlive(tree)
+	grown := int64(after) - int64(before)
+	t.Logf("the heap grew by %d KiB", grown>>10)
+	if grown > 6<<20 {
+		t.Fatalf("writing left the heap %d MiB larger", grown>>20)
+	}
+}
