@@ -389,3 +389,14 @@ func (r *Repository) SaveTree(ctx context.Context, t *Tree) (crypt.ID, error) {
 	}
 	return r.SaveBlob(ctx, crypt.TypeTreeBlob, b)
 }
+
+// TreeID sorts a directory and returns the id SaveTree would store it
+// under, storing nothing: a tree equal to a stored one has its id.
+func (r *Repository) TreeID(t *Tree) (crypt.ID, error) {
+	t.Sort()
+	b, err := format.EncodeTree(t)
+	if err != nil {
+		return crypt.ID{}, fmt.Errorf("failed to encode directory: %w", err)
+	}
+	return r.keys.BlobID(crypt.TypeTreeBlob, b), nil
+}

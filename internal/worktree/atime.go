@@ -48,7 +48,9 @@ func (t *Tree) accessed(in *Inode) {
 	if t.opts.ReadOnly || (in.meta.Type == repo.NodeDir && t.opts.NoDirAtime) {
 		return
 	}
-	t.mu.Lock()
+	if t.lockAttached(in) != nil {
+		return // its folder cannot load: the access time waits for another access
+	}
 	now := time.Now().UnixNano()
 	if !atimeDue(t.opts.Atime, &in.meta, now) {
 		t.mu.Unlock()

@@ -28,6 +28,10 @@ type dirCopy struct {
 	// files and bytes count what a stored directory holds, where known
 	// (the root: the base snapshot's counts).
 	files, bytes uint64
+	// in is the directory copied; id, once saved, its tree (settled
+	// into its meta.Subtree: unload.go).
+	in *Inode
+	id crypt.ID
 }
 
 type stagedJob struct {
@@ -129,7 +133,8 @@ func (t *Tree) commit(ctx context.Context, open bool) (*repo.Snapshot, error) {
 	if err != nil {
 		return nil, t.commitFailed(err)
 	}
-	t.settle(snap, frozen.done)
+	t.settle(snap, frozen.done, frozen.root)
+	t.notifyUnloaded()
 	t.removeJournalsBefore(frozen.journal.n)
 	frozen.oldJournal.close()
 	for _, j := range jobs {
@@ -355,9 +360,12 @@ func (t *Tree) storeSnapshot(ctx context.Context, root *dirCopy) (*repo.Snapshot
 // settle records what snap stored: the files stored are clean now, and
 // those no longer open and unchanged since leave the staging area. Their
 // staging files are deleted after the tree's lock is let go (an untar's
-// commit deletes thousands).
-func (t *Tree) settle(snap *repo.Snapshot, done map[*Inode]*stagedJob) {
+// commit deletes thousands). Folders the commit saved take the trees it
+// saved, and those used least recently are unloaded if too many entries
+// are loaded (unload.go).
+func (t *Tree) settle(snap *repo.Snapshot, done map[*Inode]*stagedJob, root *dirCopy) {
 	t.mu.Lock()
+	settleTrees(root, t.root)
 	t.baseSeq = snap.Seq
 	t.lastError = nil
 	var remove []string
@@ -377,7 +385,25 @@ func (t *Tree) settle(snap *repo.Snapshot, done map[*Inode]*stagedJob) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.trimLocked()
 	t.makeReserveLocked() // space may be back: staging files went
+}
+
+// settleTrees gives every folder (but the root) that a commit saved, and
+// that is still loaded, the tree saved: a folder found unchanged since can
+// be unloaded (unload.go). One unloaded since the commit's copy was taken
+// keeps the tree it was found equal to: it may have changed since the
+// copy, and back. t.mu is held.
+func settleTrees(d *dirCopy, root *Inode) {
+	if d.stored != nil {
+		return
+	}
+	if d.in != root && d.in.children != nil {
+		d.in.meta.Subtree = d.id
+	}
+	for _, sub := range d.sub {
+		settleTrees(sub, root)
+	}
 }
 
 // unreadable reports whether err says that a file's queued content cannot
@@ -405,7 +431,7 @@ func (t *Tree) displayPath(in *Inode) string {
 // one inode get one link group, numbered in groups from 1 in the order met
 // (the tree is loaded whole when any inode has several names).
 func (t *Tree) copyDirLocked(dir *Inode, done map[*Inode]*stagedJob, groups map[*Inode]uint64) (*dirCopy, error) {
-	d := &dirCopy{sub: map[int]*dirCopy{}}
+	d := &dirCopy{sub: map[int]*dirCopy{}, in: dir}
 	if dir.children == nil {
 		// Never loaded: unchanged below. Only the root is copied so (its
 		// attributes may have changed, or a journal replayed nothing);
@@ -467,7 +493,9 @@ func (t *Tree) saveDir(ctx context.Context, d *dirCopy) (crypt.ID, error) {
 		}
 		d.nodes[i].Subtree = id
 	}
-	return t.r.SaveTree(ctx, &repo.Tree{Nodes: d.nodes})
+	var err error
+	d.id, err = t.r.SaveTree(ctx, &repo.Tree{Nodes: d.nodes})
+	return d.id, err
 }
 
 func countFiles(d *dirCopy) (files, bytes uint64) {

@@ -99,8 +99,8 @@ func (t *Tree) OpenFile(in *Inode, write, trunc bool) (*Handle, error) {
 		if err := t.stageAndLock(in, trunc); err != nil {
 			return nil, err
 		}
-	} else {
-		t.mu.Lock()
+	} else if err := t.lockAttached(in); err != nil {
+		return nil, err
 	}
 	defer t.mu.Unlock()
 	// A staging file is open only while the file is: a tree of 100k

@@ -166,9 +166,22 @@ func hasLinkGroups(tr *repo.Tree) bool {
 // fillDirLocked makes the entries of a directory's tree its children; a
 // name of a link group already loaded is a further name of its inode.
 func (t *Tree) fillDirLocked(dir *Inode, tr *repo.Tree) {
+	live := reattachable(dir)
 	dir.children = make(map[string]*Inode, len(tr.Nodes))
+	defer t.usedLocked(dir)
 	for _, n := range tr.Nodes {
 		name := string(n.Name)
+		if c := live[name]; c != nil {
+			delete(live, name)
+			if n.LinkGroup == 0 && sameNode(&c.meta, n) {
+				// Held since the folder was unloaded: the same inode.
+				c.meta = *n
+				c.meta.Name = nil
+				c.parent = nil
+				t.addNameLocked(c, dir, name)
+				continue
+			}
+		}
 		linked := n.Type != repo.NodeDir && n.LinkGroup != 0
 		if g := t.groups[n.LinkGroup]; linked && g != nil && g.parent != nil {
 			t.addNameLocked(g, dir, name)
@@ -179,6 +192,12 @@ func (t *Tree) fillDirLocked(dir *Inode, tr *repo.Tree) {
 		if linked {
 			t.groups[n.LinkGroup] = c
 		}
+	}
+	// Held, but changed by a rebase since: out of the namespace, as a
+	// rebase leaves the inodes of a loaded folder whose entries it
+	// replaces.
+	for _, c := range live {
+		t.dropLocked(c)
 	}
 }
 
@@ -204,6 +223,9 @@ func (t *Tree) Link(ctx context.Context, in, dir *Inode, name string) (a Attr, e
 	}
 	defer t.changed()
 	err = t.locked(ctx, func() (err error) {
+		if err := t.attachLocked(ctx, in); err != nil {
+			return err
+		}
 		a, err = t.linkLocked(ctx, in, dir, name)
 		return err
 	})

@@ -59,7 +59,9 @@ func (t *Tree) load(ctx context.Context, u *unloadedError) error {
 		if !hasLinkGroups(tr) {
 			t.mu.Lock()
 			t.installLocked(u.dir, u.id, tr)
+			t.trimLocked()
 			t.mu.Unlock()
+			t.notifyUnloaded()
 			return nil
 		}
 		trees[u.id] = tr
@@ -84,7 +86,7 @@ func (t *Tree) load(ctx context.Context, u *unloadedError) error {
 // installLocked makes tr, fetched without the lock, the entries of dir if
 // dir still waits for it.
 func (t *Tree) installLocked(dir *Inode, id crypt.ID, tr *repo.Tree) {
-	if dir.meta.Type == repo.NodeDir && dir.children == nil && dir.meta.Subtree == id {
+	if dir.meta.Type == repo.NodeDir && dir.children == nil && dir.meta.Subtree == id && detachedBelow(dir) == nil {
 		t.fillDirLocked(dir, tr)
 	}
 }
@@ -98,7 +100,11 @@ func (t *Tree) loadDir(ctx context.Context, dir *Inode) error {
 	if dir.meta.Type != repo.NodeDir {
 		return syscall.ENOTDIR
 	}
+	if err := t.attachLocked(ctx, dir); err != nil {
+		return err
+	}
 	if dir.children != nil {
+		t.usedLocked(dir)
 		return nil
 	}
 	id := dir.meta.Subtree

@@ -437,8 +437,8 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 		if err := t.stageAndLock(in, *s.Size == 0); err != nil {
 			return Attr{}, err
 		}
-	} else {
-		t.mu.Lock()
+	} else if err := t.lockAttached(in); err != nil {
+		return Attr{}, err
 	}
 	defer t.changed()
 	defer t.mu.Unlock()
@@ -551,7 +551,9 @@ func (t *Tree) stage(in *Inode, empty bool) (err error) {
 			t.mu.Unlock()
 		}
 	}()
-	t.mu.Lock()
+	if err := t.lockAttached(in); err != nil {
+		return err
+	}
 	if in.staging != "" {
 		t.mu.Unlock()
 		return nil
@@ -574,6 +576,12 @@ func (t *Tree) stage(in *Inode, empty bool) (err error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if detachedBelow(in) != nil {
+		// Its folder was unloaded meanwhile: stageAndLock tries again.
+		f.Close()
+		os.Remove(t.stagingPath(id))
+		return nil
+	}
 	// Recorded first: if the journal cannot take it (a full disk), the
 	// file stays as it was (a truncating open must not empty it).
 	if in.parent != nil {

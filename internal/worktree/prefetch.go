@@ -119,6 +119,7 @@ func (t *Tree) prefetchWorker() {
 		p.queue = p.queue[:len(p.queue)-1]
 		p.mu.Unlock()
 		next, loaded := t.prefetchOne(j)
+		t.notifyUnloaded()
 		p.mu.Lock()
 		delete(p.queued, j.dir)
 		if loaded {
@@ -150,6 +151,10 @@ func (t *Tree) prefetchOne(j prefetchJob) ([]prefetchJob, bool) {
 	t.installLocked(j.dir, j.id, tr)
 	if j.dir.children == nil {
 		return nil, false
+	}
+	t.trimLocked()
+	if t.overLoadedLocked() || j.dir.children == nil {
+		return nil, j.dir.children != nil
 	}
 	return aheadOf(sortedChildren(j.dir), 1), true
 }

@@ -97,6 +97,8 @@ func (t *Tree) folders(tb testing.TB) map[string]bool {
 // TestPrefetchSubtrees: listing a folder loads the folders below it in
 // the background; a walk then lists them without asking the remote.
 func TestPrefetchSubtrees(t *testing.T) {
+	defer func(n int) { defaultMaxLoaded = n }(defaultMaxLoaded)
+	defaultMaxLoaded = DefaultMaxLoaded // under SEALFS_TEST_MAX_LOADED=1 nothing loads ahead
 	ctx := t.Context()
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	folderTree(t, env)
@@ -132,6 +134,8 @@ func TestPrefetchSubtrees(t *testing.T) {
 func TestPrefetchBounded(t *testing.T) {
 	defer func(n int) { prefetchAhead = n }(prefetchAhead)
 	prefetchAhead = 1
+	defer func(n int) { defaultMaxLoaded = n }(defaultMaxLoaded)
+	defaultMaxLoaded = DefaultMaxLoaded
 	ctx := t.Context()
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	folderTree(t, env)

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"weak"
 
 	"github.com/sealfs/sealfs/crypt"
 	"github.com/sealfs/sealfs/repo"
@@ -32,6 +33,9 @@ type Inode struct {
 	parent   *Inode            // nil for the root and for unlinked inodes
 	links    []dentry          // its other names (hard links)
 	children map[string]*Inode // directories: nil until loaded
+	// gone: weak pointers to the entries of a directory unloaded
+	// (unload.go), put back in place when it loads again.
+	gone *[]weak.Pointer[Inode]
 
 	// Content. A clean file reads meta.Content; a staged file reads its
 	// staging file, and committed keeps what the last snapshot holds.
@@ -94,6 +98,10 @@ type Options struct {
 	// RootIno is the root's inode number, taken from Inos beforehand;
 	// 0: the next one.
 	RootIno uint64
+	// MaxLoaded bounds the entries of the folders kept loaded: over it,
+	// the folders used least recently that hold nothing unsaved are
+	// unloaded (unload.go). 0: DefaultMaxLoaded; negative: no bound.
+	MaxLoaded int
 }
 
 // Inos hands out inode numbers, the first 1, each once; it is safe for
@@ -139,6 +147,13 @@ type Tree struct {
 	prefetcher prefetcher
 	// small stores small new files once closed (smallstore.go).
 	small smallStore
+	// loaded holds the loaded folders (but the root) with their last
+	// use, useClock counting uses; unloadedPaths the folders unloaded
+	// since onUnload was last told (unload.go).
+	loaded        map[*Inode]uint64
+	useClock      uint64
+	unloadedPaths []string
+	onUnload      func(paths []string)
 	// groupsIn: a rebase brought in link groups whose other names may be
 	// in folders not loaded; the next commit loads the whole tree.
 	groupsIn      bool

@@ -67,7 +67,9 @@ func (t *Tree) changeXattr(in *Inode, rec record, flags uint32) error {
 	if t.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	t.mu.Lock()
+	if err := t.lockAttached(in); err != nil {
+		return err
+	}
 	defer t.changed()
 	defer t.mu.Unlock()
 	rec.Path, rec.Time = []byte(t.pathOf(in)), time.Now().UnixNano()
