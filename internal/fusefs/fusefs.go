@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,9 @@ type FS struct {
 	opts    Options
 	view    *snapshotsView // nil without Options.SnapshotsDir
 	started time.Time
+	root    *node // Root's node (the kernel's nodes hang below it)
+	pruner  pruner
+	mounted atomic.Bool // Mount served it: the kernel can be told to forget
 }
 
 // New returns a filesystem over t.
@@ -63,22 +67,26 @@ func New(t *worktree.Tree, o Options) *FS {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	f := &FS{tree: t, opts: o, started: time.Now()}
+	f.root = &node{fs: f, wi: t.Root()}
 	if o.SnapshotsDir != "" {
 		f.view = newSnapshotsView(f, o.SnapshotsDir)
 	}
+	t.OnUnload(f.pruneUnloaded)
 	return f
 }
 
 // Close ends the background work of the snapshots' trees opened in the
 // snapshots view, once the mount is gone.
 func (f *FS) Close() {
+	f.tree.OnUnload(nil)
+	f.stopPruning()
 	if f.view != nil {
 		f.view.close()
 	}
 }
 
 // Root returns the root node.
-func (f *FS) Root() gofs.InodeEmbedder { return &node{fs: f, wi: f.tree.Root()} }
+func (f *FS) Root() gofs.InodeEmbedder { return f.root }
 
 // Mount mounts f at dir with the given FUSE mount options. It sets what
 // the nodes rely on: a mode of 0 stays 0 (go-fuse would show 0644 or 0755
@@ -104,6 +112,7 @@ func Mount(dir string, f *FS, mo fuse.MountOptions) (*fuse.Server, error) {
 	if err := srv.WaitMount(); err != nil {
 		return nil, err
 	}
+	f.mounted.Store(true)
 	return srv, nil
 }
 
