@@ -18,6 +18,8 @@ import (
 // the tree blob the folder names (meta.Subtree: what it was loaded from,
 // or what the last commit stored for it; checked by encoding them). A
 // folder unloaded is a folder never loaded: it loads again when needed.
+// A tree that holds hard links stays loaded: a commit loads it whole to
+// number their link groups (loadForLinks).
 //
 // Its entries' Inodes may still be held by someone (the kernel's nodes in
 // fusefs, an operation under way): the folder keeps a weak pointer to
@@ -156,7 +158,10 @@ func (t *Tree) unloadLocked(dir *Inode) int {
 // caller calls notifyUnloaded once it is released.
 func (t *Tree) trimLocked() {
 	limit := t.maxLoaded()
-	if limit == 0 || t.fetchLocked || t.replaying || t.loadingAll {
+	if limit == 0 || t.fetchLocked || t.replaying || t.loadingAll || len(t.linked) > 0 || t.groupsIn {
+		// With hard links loaded, a commit loads the whole tree
+		// (loadForLinks): folders unloaded would load again at every
+		// commit. Such a tree stays loaded, as before unloading.
 		return
 	}
 	total := len(t.root.children)

@@ -225,3 +225,34 @@ func TestUnloadKeepsHeldInodes(t *testing.T) {
 			names["new"], names["g0003"], names["f0003"], names["f0004"], names["link"])
 	}
 }
+
+// TestUnloadNotWithLinks: a tree holding hard links stays loaded (a
+// commit loads it whole to number its link groups: folders unloaded would
+// be loaded again at every commit).
+func TestUnloadNotWithLinks(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	manyFolders(t, env, 1, 10, 50)
+	ctx := t.Context()
+	tr, err := Open(ctx, env.Repo, Options{Dir: t.TempDir(), MaxLoaded: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.Link(ctx, lookupIn(t, tr, "t00", "d000", "f0000"), lookupIn(t, tr, "t00", "d001"), "link"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for d := range 10 {
+		if _, err := tr.ReadDir(ctx, lookupIn(t, tr, "t00", fmt.Sprintf("d%03d", d))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := tr.loadedEntries(); n != 1+10+10*50+1 {
+		t.Fatalf("%d entries loaded in a tree with a hard link, want all %d", n, 1+10+10*50+1)
+	}
+}
