@@ -171,16 +171,15 @@ func (t *Tree) fillDirLocked(dir *Inode, tr *repo.Tree) {
 	defer t.usedLocked(dir)
 	for _, n := range tr.Nodes {
 		name := string(n.Name)
-		if c := live[name]; c != nil {
+		if c := live[name]; c != nil && n.LinkGroup == 0 && sameNode(&c.meta, n) {
+			// Held since the folder was unloaded: the same inode.
+			// (One whose entry changed stays in live, to be dropped.)
 			delete(live, name)
-			if n.LinkGroup == 0 && sameNode(&c.meta, n) {
-				// Held since the folder was unloaded: the same inode.
-				c.meta = *n
-				c.meta.Name = nil
-				c.parent = nil
-				t.addNameLocked(c, dir, name)
-				continue
-			}
+			c.meta = *n
+			c.meta.Name = nil
+			c.parent = nil
+			t.addNameLocked(c, dir, name)
+			continue
 		}
 		linked := n.Type != repo.NodeDir && n.LinkGroup != 0
 		if g := t.groups[n.LinkGroup]; linked && g != nil && g.parent != nil {
