@@ -332,12 +332,16 @@ func (t *Tree) pathOf(in *Inode) string {
 
 // dropLocked forgets an inode that left the namespace; its staging file
 // goes when the last handle closes. The entries of a directory go with it
-// (their other names stay).
+// (their other names stay), and so do those of an unloaded directory
+// still held (unload.go), which would otherwise take it for their folder.
 func (t *Tree) dropLocked(in *Inode) {
 	in.parent, in.links = nil, nil
 	delete(t.linked, in)
 	for name := range in.children {
 		t.removeNameLocked(in, name)
+	}
+	for _, c := range reattachable(in) {
+		t.dropLocked(c)
 	}
 	if in.opens == 0 {
 		t.unstageLocked(in)

@@ -91,3 +91,72 @@ func TestReloadDropsChangedHeldInode(t *testing.T) {
 		t.Errorf("the new entry's mode is %o, want the rebase's 0640", got)
 	}
 }
+
+// TestReloadDroppedFolderHeldBelow (session 8 review; failed before): a file held (by the
+// kernel) two folders down from a folder a rebase replaced while both were
+// unloaded is out of the namespace; a chmod through it must not be
+// journaled under a path it does not have. Its folder, dropped, had no
+// parent, so its path was its bare name: replayed after a crash, the chmod
+// landed on /f, another file.
+func TestReloadDroppedFolderHeldBelow(t *testing.T) {
+	ctx := t.Context()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	dir := t.TempDir()
+	tr, err := Open(ctx, env.Repo, Options{Dir: dir, MaxLoaded: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(parent *Inode, name string, typ repo.NodeType) *Inode {
+		in, _, err := tr.Create(ctx, parent, name, NewEntry{Type: typ, Mode: 0o755})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	mk(tr.root, "f", repo.NodeFile) // the victim: /f
+	a := mk(tr.root, "a", repo.NodeDir)
+	d := mk(a, "d", repo.NodeDir)
+	e := mk(d, "e", repo.NodeDir)
+	f := mk(e, "f", repo.NodeFile)
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// d as a rebase changed it: e now another folder (empty, other mode).
+	tr.mu.Lock()
+	n := e.meta
+	tr.mu.Unlock()
+	empty, err := env.Repo.SaveTree(ctx, &repo.Tree{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Name, n.Subtree, n.Mode = []byte("e"), empty, 0o700
+	id, err := env.Repo.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{&n}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.mu.Lock()
+	if tr.unloadLocked(e) == 0 || tr.unloadLocked(d) == 0 {
+		tr.mu.Unlock()
+		t.Fatal("the folders did not unload")
+	}
+	d.meta.Subtree = id
+	tr.mu.Unlock()
+	m := uint32(0o600)
+	tr.SetAttr(f, SetAttr{Mode: &m}) // through the held node; may fail
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A crash here: the next open replays the journal.
+	tr2, err := Open(ctx, env.Repo, Options{Dir: dir, MaxLoaded: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr2.Close()
+	victim, _, err := tr2.Lookup(ctx, tr2.root, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tr2.Attr(victim).Mode & 0o7777; got != 0o755 {
+		t.Fatalf("/f has mode %o after the replay, not 0755: a chmod of a/d/e/f, out of the namespace, landed on it", got)
+	}
+}
