@@ -171,9 +171,10 @@ func (t *Tree) fillDirLocked(dir *Inode, tr *repo.Tree) {
 	defer t.usedLocked(dir)
 	for _, n := range tr.Nodes {
 		name := string(n.Name)
-		if c := live[name]; c != nil && n.LinkGroup == 0 && sameNode(&c.meta, n) {
+		if c := live[name]; c != nil && n.LinkGroup == 0 && (sameNode(&c.meta, n) || heldDirChanged(c, n)) {
 			// Held since the folder was unloaded: the same inode.
-			// (One whose entry changed stays in live, to be dropped.)
+			// (One whose entry changed stays in live, to be dropped;
+			// but a folder, which takes its new node.)
 			delete(live, name)
 			c.meta = *n
 			c.meta.Name = nil
@@ -198,6 +199,17 @@ func (t *Tree) fillDirLocked(dir *Inode, tr *repo.Tree) {
 	for _, c := range live {
 		t.dropLocked(c)
 	}
+}
+
+// heldDirChanged reports whether c, a directory held while its folder was
+// unloaded, is one whose stored node n a rebase changed (a change below
+// it, or its attributes): it takes n, as a rebase's merge does for a
+// folder not loaded (takeDir). Nothing of ours is lost: c was equal to
+// its stored node when unloaded and no change lands on it detached.
+// Dropping it would leave a working directory out of the namespace: what
+// is made in it would be lost.
+func heldDirChanged(c *Inode, n *repo.Node) bool {
+	return c.meta.Type == repo.NodeDir && n.Type == repo.NodeDir && c.children == nil
 }
 
 // inodeOf is a new inode for a stored entry.
