@@ -192,6 +192,15 @@ func locateSegmented(t *testing.T, r *repo.Repository, dir string, e repo.Extent
 	return b
 }
 
+// insideSegment returns an offset in the file inside segment i of the
+// chunk: 100 bytes into it, or its middle when it is shorter (the last
+// segment of a chunk can be a few bytes long: a read 100 bytes in would
+// then be a read of the next chunk).
+func (b segmentedBlob) insideSegment(i int) int64 {
+	seg := min(uint64(format.SegmentSize), b.e.Size-uint64(i)*format.SegmentSize)
+	return int64(b.start) + int64(i)*format.SegmentSize + int64(min(100, seg/2))
+}
+
 // segment returns the offsets in the pack file of segment i (-1: the table).
 func (b segmentedBlob) segment(i int) (int64, int64) { return b.bounds[i+1], b.bounds[i+2] }
 
@@ -294,13 +303,13 @@ func TestSegmentTamper(t *testing.T) {
 // which must succeed; and whole, which must fail after only right bytes.
 func segmentTamperCase(t *testing.T, r *repo.Repository, seg, intact int, f []byte, bf segmentedBlob) {
 	node := fileNode(t, r, "f")
-	off := int64(bf.start) + int64(seg)*format.SegmentSize + 100
+	off := bf.insideSegment(seg)
 	buf := make([]byte, 4096)
 	if got, err := r.OpenFile(node).ReadAt(context.Background(), buf, off); !errors.Is(err, repo.ErrIntegrity) || got != 0 {
 		t.Fatalf("a read of the segment: %d bytes, %v; want an integrity error", got, err)
 	}
 	if intact >= 0 {
-		off := int64(bf.start) + int64(intact)*format.SegmentSize + 100
+		off := bf.insideSegment(intact)
 		if _, err := r.OpenFile(node).ReadAt(context.Background(), buf, off); err != nil || !bytes.Equal(buf, f[off:off+4096]) {
 			t.Fatalf("a read of untouched segment %d: %v", intact, err)
 		}
