@@ -578,8 +578,13 @@ const wholeSmall = 64 << 10
 // What SaveSparseFile would find as a hole in such a file is a run of
 // zeros at its start or end of a whole 4 KiB page (or reaching the end of
 // the file past the last page boundary), widened so; a file with one is
-// left to SaveSparseFile (ok false), so that both store the same extents.
+// left to SaveSparseFile (ok false), so that both store the same extents;
+// so is one over smallWhole, which its buffers do not hold (a file queued
+// small that grew before the small-file worker reached it).
 func (t *Tree) storeWhole(ctx context.Context, f *stagingFile, size uint64) ([]repo.Extent, bool, error) {
+	if size > smallWhole {
+		return nil, false, nil
+	}
 	pool := &wholeBufs
 	if size <= wholeSmall {
 		pool = &wholeBufsSmall

@@ -246,3 +246,43 @@ func TestSmallStoredOnClose(t *testing.T) {
 		t.Error("the deleted file is in the snapshot")
 	}
 }
+
+// TestSmallQueuedThenGrown (review): a small file queued to be stored once
+// closed, reopened and appended past smallWhole before the worker reaches
+// it, is not stored whole from a buffer it no longer fits (the daemon
+// panicked: slice bounds out of range [:1048587] with capacity 1048576;
+// test/TestLinksWithOpenFiles saw it as ECONNABORTED); the commit stores
+// it, all of it.
+func TestSmallQueuedThenGrown(t *testing.T) {
+	ctx := t.Context()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	tr := openTestTree(t, env.Repo)
+	defer tr.Close()
+	// The worker is held off: files queue, none is stored until it runs.
+	tr.small.mu.Lock()
+	tr.small.running = true
+	tr.small.mu.Unlock()
+	in, _, err := tr.Create(ctx, tr.root, "f", NewEntry{Type: repo.NodeFile, Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, tr, in, "first")
+	big := bytes.Repeat([]byte("0123456789abcdef"), (smallWhole+4096)/16)
+	h, err := tr.OpenFile(in, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(big, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tr.smallWorker()
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readAll(t, tr, in), "first"+string(big); got != want {
+		t.Fatalf("read %d bytes, want %d", len(got), len(want))
+	}
+}
