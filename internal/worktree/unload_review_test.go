@@ -2,7 +2,10 @@ package worktree_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
@@ -67,4 +70,133 @@ func TestUnloadHeldFolderRebased(t *testing.T) {
 			lookup(t, tr, "p", "d", "new")
 		})
 	}
+}
+
+// TestUnloadHeldChangesCrash (review): with a bound of 1 loaded entry,
+// changes made through inodes held (the kernel's nodes) whose folders
+// commits unloaded meanwhile (chmod, utimes, xattr, truncate, overwrite,
+// append, rename to another folder, unlink, create in a held folder) are
+// all there after a crash (a second tree on the same work folder, the
+// journal replayed) and, once committed, from a fresh cache.
+func TestUnloadHeldChangesCrash(t *testing.T) {
+	ctx := t.Context()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	openMax := func(r *repo.Repository, dir string) *worktree.Tree {
+		tr, err := worktree.Open(context.Background(), r, worktree.Options{Dir: dir, MaxLoaded: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	tr := openMax(env.Repo, work)
+	for a := range 3 {
+		top := mkdir(t, tr, tr.Root(), fmt.Sprintf("t%d", a))
+		for d := range 3 {
+			sub := mkdir(t, tr, top, fmt.Sprintf("d%d", d))
+			for f := range 3 {
+				writeFile(t, tr, sub, fmt.Sprintf("f%d", f), []byte(fmt.Sprintf("t%d/d%d/f%d", a, d, f)), true)
+			}
+		}
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held := map[string]*worktree.Inode{}
+	for _, p := range []string{"t0/d0/f0", "t0/d1/f1", "t1/d0/f2", "t1/d2/f0", "t2/d1/f1", "t2/d2/f2", "t0/d2"} {
+		held[p] = lookup(t, tr, strings.Split(p, "/")...)
+	}
+	// Commits and walks unload the folders (a bound of 1).
+	for range 2 {
+		if _, err := tr.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for a := range 3 {
+			for d := range 3 {
+				lookup(t, tr, fmt.Sprintf("t%d", a), fmt.Sprintf("d%d", d), "f0")
+			}
+		}
+	}
+	for _, top := range []string{"t0", "t1"} {
+		if tr.LoadedChildren(lookup(t, tr, top)) {
+			t.Fatalf("%s still loaded: its held inodes are not detached", top)
+		}
+	}
+	mode := uint32(0o600)
+	mtime := int64(1_000_000_000_123)
+	if _, err := tr.SetAttr(held["t0/d0/f0"], worktree.SetAttr{Mode: &mode, MtimeNs: &mtime}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.SetXattr(held["t0/d1/f1"], "user.review", []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(3)
+	if _, err := tr.SetAttr(held["t1/d0/f2"], worktree.SetAttr{Size: &size}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := tr.OpenFile(held["t1/d2/f0"], true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt([]byte("rewritten"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h, err = tr.OpenFile(held["t2/d1/f1"], true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt([]byte("+tail"), int64(len("t2/d1/f1"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Rename(ctx, lookup(t, tr, "t2", "d2"), "f2", lookup(t, tr, "t0", "d0"), "moved", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Unlink(ctx, lookup(t, tr, "t2", "d0"), "f0"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, tr, held["t0/d2"], "new", []byte("new in held"), true)
+
+	verify := func(what string, tr *worktree.Tree) {
+		t.Helper()
+		for p, want := range map[string]string{
+			"t0/d0/f0": "t0/d0/f0", "t1/d0/f2": "t1/", "t1/d2/f0": "rewritten", "t2/d1/f1": "t2/d1/f1+tail",
+			"t0/d0/moved": "t2/d2/f2", "t0/d2/new": "new in held", "t0/d1/f1": "t0/d1/f1",
+		} {
+			if got := string(readFile(t, tr, strings.Split(p, "/")...)); got != want {
+				t.Errorf("%s: %s = %q, want %q", what, p, got, want)
+			}
+		}
+		a := tr.Attr(lookup(t, tr, "t0", "d0", "f0"))
+		if a.Mode&0o7777 != 0o600 || a.MtimeNs != mtime {
+			t.Errorf("%s: t0/d0/f0 mode %o mtime %d", what, a.Mode, a.MtimeNs)
+		}
+		if v, err := tr.GetXattr(lookup(t, tr, "t0", "d1", "f1"), "user.review"); err != nil || string(v) != "x" {
+			t.Errorf("%s: xattr %q, %v", what, v, err)
+		}
+		for _, p := range [][]string{{"t2", "d2", "f2"}, {"t2", "d0", "f0"}} {
+			if _, _, err := tr.Lookup(ctx, lookup(t, tr, p[0], p[1]), p[2]); !errors.Is(err, syscall.ENOENT) {
+				t.Errorf("%s: %s: %v, want ENOENT", what, strings.Join(p, "/"), err)
+			}
+		}
+	}
+	verify("before the crash", tr)
+	tr2 := openMax(env.Repo, work) // tr "crashed": never closed
+	verify("after the crash", tr2)
+	if _, err := tr2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr2.Close()
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3 := openMax(r3, t.TempDir())
+	defer tr3.Close()
+	verify("fresh cache", tr3)
 }
