@@ -200,3 +200,171 @@ func TestUnloadHeldChangesCrash(t *testing.T) {
 	defer tr3.Close()
 	verify("fresh cache", tr3)
 }
+
+// TestUnloadHeldLinked (review): a file held while commits unloaded its
+// folder is given a second name in another folder; written through that
+// name, both names read the new content (one inode), before and after a
+// crash, and from a fresh cache once committed.
+func TestUnloadHeldLinked(t *testing.T) {
+	ctx := t.Context()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	openMax := func(r *repo.Repository, dir string) *worktree.Tree {
+		tr, err := worktree.Open(context.Background(), r, worktree.Options{Dir: dir, MaxLoaded: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	tr := openMax(env.Repo, work)
+	for a := range 3 {
+		top := mkdir(t, tr, tr.Root(), fmt.Sprintf("t%d", a))
+		for d := range 3 {
+			sub := mkdir(t, tr, top, fmt.Sprintf("d%d", d))
+			writeFile(t, tr, sub, "f", []byte(fmt.Sprintf("t%d/d%d/f", a, d)), true)
+		}
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := lookup(t, tr, "t0", "d0", "f")
+	for range 2 {
+		if _, err := tr.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for a := 1; a < 3; a++ {
+			for d := range 3 {
+				lookup(t, tr, fmt.Sprintf("t%d", a), fmt.Sprintf("d%d", d), "f")
+			}
+		}
+	}
+	if tr.LoadedChildren(lookup(t, tr, "t0")) {
+		t.Fatal("t0 still loaded: the held file is not detached")
+	}
+	if _, err := tr.Link(ctx, f, lookup(t, tr, "t2", "d1"), "L"); err != nil {
+		t.Fatal(err)
+	}
+	overwrite(t, tr, "through L", true, "t2", "d1", "L")
+	verify := func(what string, tr *worktree.Tree) {
+		t.Helper()
+		for _, p := range [][]string{{"t0", "d0", "f"}, {"t2", "d1", "L"}} {
+			if got := string(readFile(t, tr, p...)); got != "through L" {
+				t.Errorf("%s: %s = %q", what, strings.Join(p, "/"), got)
+			}
+		}
+		a, b := lookup(t, tr, "t0", "d0", "f"), lookup(t, tr, "t2", "d1", "L")
+		if a != b || tr.Attr(a).Nlink != 2 {
+			t.Errorf("%s: not one inode of 2 links (%v, nlink %d)", what, a == b, tr.Attr(a).Nlink)
+		}
+	}
+	verify("before the crash", tr)
+	tr2 := openMax(env.Repo, work)
+	verify("after the crash", tr2)
+	if _, err := tr2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr2.Close()
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3 := openMax(r3, t.TempDir())
+	defer tr3.Close()
+	verify("fresh cache", tr3)
+}
+
+// TestUnloadRenamedAboveHeld (review): a folder whose folders below are
+// unloaded, with a file held in one of them, is renamed into another
+// folder; a chmod and a write through the held file land at its new path,
+// before and after a crash, and from a fresh cache once committed.
+func TestUnloadRenamedAboveHeld(t *testing.T) {
+	ctx := t.Context()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	openMax := func(r *repo.Repository, dir string) *worktree.Tree {
+		tr, err := worktree.Open(context.Background(), r, worktree.Options{Dir: dir, MaxLoaded: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	tr := openMax(env.Repo, work)
+	for a := range 3 {
+		top := mkdir(t, tr, tr.Root(), fmt.Sprintf("t%d", a))
+		for d := range 3 {
+			sub := mkdir(t, tr, top, fmt.Sprintf("d%d", d))
+			writeFile(t, tr, sub, "f", []byte(fmt.Sprintf("t%d/d%d/f", a, d)), true)
+		}
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := lookup(t, tr, "t0", "d1", "f")
+	for range 2 {
+		if _, err := tr.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for a := 1; a < 3; a++ {
+			for d := range 3 {
+				lookup(t, tr, fmt.Sprintf("t%d", a), fmt.Sprintf("d%d", d), "f")
+			}
+		}
+	}
+	if tr.LoadedChildren(lookup(t, tr, "t0")) {
+		t.Fatal("t0 still loaded: the held file is not detached")
+	}
+	if err := tr.Rename(ctx, tr.Root(), "t0", lookup(t, tr, "t2", "d2"), "moved", 0); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := tr.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		lookup(t, tr, "t1", "d0", "f")
+		lookup(t, tr, "t1", "d1", "f")
+	}
+	mode := uint32(0o640)
+	if _, err := tr.SetAttr(f, worktree.SetAttr{Mode: &mode}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := tr.OpenFile(f, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt([]byte("written held"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	verify := func(what string, tr *worktree.Tree) {
+		t.Helper()
+		p := []string{"t2", "d2", "moved", "d1", "f"}
+		if got := string(readFile(t, tr, p...)); got != "written held" {
+			t.Errorf("%s: %s = %q", what, strings.Join(p, "/"), got)
+		}
+		if m := tr.Attr(lookup(t, tr, p...)).Mode & 0o7777; m != 0o640 {
+			t.Errorf("%s: mode %o", what, m)
+		}
+		if _, _, err := tr.Lookup(ctx, tr.Root(), "t0"); !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("%s: t0: %v", what, err)
+		}
+		if got := string(readFile(t, tr, "t2", "d2", "moved", "d0", "f")); got != "t0/d0/f" {
+			t.Errorf("%s: moved/d0/f = %q", what, got)
+		}
+	}
+	verify("before the crash", tr)
+	tr2 := openMax(env.Repo, work)
+	verify("after the crash", tr2)
+	if _, err := tr2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr2.Close()
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3 := openMax(r3, t.TempDir())
+	defer tr3.Close()
+	verify("fresh cache", tr3)
+}
