@@ -337,6 +337,7 @@ func (t *Tree) pathOf(in *Inode) string {
 func (t *Tree) dropLocked(in *Inode) {
 	in.parent, in.links = nil, nil
 	delete(t.linked, in)
+	delete(t.loaded, in) // out of the namespace: never unloaded (unload.go)
 	for name := range in.children {
 		t.removeNameLocked(in, name)
 	}

@@ -55,9 +55,10 @@ func (t *Tree) maxLoaded() int {
 }
 
 // usedLocked notes a use of the loaded directory dir, for the choice of
-// the folders to unload. t.mu is held.
+// the folders to unload; one out of the namespace (removed: dropLocked
+// takes it off) is never unloaded. t.mu is held.
 func (t *Tree) usedLocked(dir *Inode) {
-	if dir.children == nil || dir == t.root {
+	if dir.children == nil || dir == t.root || dir.parent == nil {
 		return
 	}
 	if t.loaded == nil {

@@ -256,3 +256,51 @@ func TestUnloadNotWithLinks(t *testing.T) {
 		t.Fatalf("%d entries loaded in a tree with a hard link, want all %d", n, 1+10+10*50+1)
 	}
 }
+
+// TestUnloadForgetsRemovedFolders (review): folders removed (rmdir, or
+// dropped by a rebase) leave the list of loaded folders the unloading
+// chooses from: each stayed there for the life of the tree, with its
+// inode, and was sorted at every trim (an rm -rf of 100,000 folders kept
+// 100,000 dead inodes and made every folder load sort them).
+func TestUnloadForgetsRemovedFolders(t *testing.T) {
+	ctx := t.Context()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	tr := openTestTree(t, env.Repo)
+	defer tr.Close()
+	const n = 300
+	for i := range n {
+		d, _, err := tr.Create(ctx, tr.root, fmt.Sprintf("d%d", i), NewEntry{Type: repo.NodeDir, Mode: 0o755})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, _, err := tr.Create(ctx, d, "f", NewEntry{Type: repo.NodeFile, Mode: 0o644})
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeAll(t, tr, in, "x")
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		d, _, err := tr.Lookup(ctx, tr.root, fmt.Sprintf("d%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Unlink(ctx, d, "f"); err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Rmdir(ctx, tr.root, fmt.Sprintf("d%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr.mu.Lock()
+	left := len(tr.loaded)
+	tr.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d folders removed still listed as loaded", left)
+	}
+}
