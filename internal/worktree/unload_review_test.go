@@ -368,3 +368,88 @@ func TestUnloadRenamedAboveHeld(t *testing.T) {
 	defer tr3.Close()
 	verify("fresh cache", tr3)
 }
+
+// TestUnloadHeldExchanged (review): two files held while commits unloaded
+// their folders are exchanged across folders (RENAME_EXCHANGE); a chmod
+// and a rewrite through each held inode land at its new name, before and
+// after a crash, and from a fresh cache once committed.
+func TestUnloadHeldExchanged(t *testing.T) {
+	ctx := t.Context()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	openMax := func(r *repo.Repository, dir string) *worktree.Tree {
+		tr, err := worktree.Open(context.Background(), r, worktree.Options{Dir: dir, MaxLoaded: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	tr := openMax(env.Repo, work)
+	for a := range 3 {
+		top := mkdir(t, tr, tr.Root(), fmt.Sprintf("t%d", a))
+		for d := range 3 {
+			sub := mkdir(t, tr, top, fmt.Sprintf("d%d", d))
+			writeFile(t, tr, sub, "f", []byte(fmt.Sprintf("t%d/d%d/f", a, d)), true)
+		}
+	}
+	if _, err := tr.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	x, y := lookup(t, tr, "t0", "d0", "f"), lookup(t, tr, "t1", "d1", "f")
+	for range 2 {
+		if _, err := tr.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for d := range 3 {
+			lookup(t, tr, "t2", fmt.Sprintf("d%d", d), "f")
+		}
+	}
+	for _, top := range []string{"t0", "t1"} {
+		if tr.LoadedChildren(lookup(t, tr, top)) {
+			t.Fatalf("%s still loaded: the held files are not detached", top)
+		}
+	}
+	if err := tr.Rename(ctx, lookup(t, tr, "t0", "d0"), "f", lookup(t, tr, "t1", "d1"), "f", worktree.RenameExchange); err != nil {
+		t.Fatal(err)
+	}
+	mode := uint32(0o604)
+	if _, err := tr.SetAttr(x, worktree.SetAttr{Mode: &mode}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := tr.OpenFile(y, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt([]byte("y rewritten"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	verify := func(what string, tr *worktree.Tree) {
+		t.Helper()
+		if got := string(readFile(t, tr, "t1", "d1", "f")); got != "t0/d0/f" {
+			t.Errorf("%s: t1/d1/f = %q", what, got)
+		}
+		if m := tr.Attr(lookup(t, tr, "t1", "d1", "f")).Mode & 0o7777; m != 0o604 {
+			t.Errorf("%s: t1/d1/f mode %o", what, m)
+		}
+		if got := string(readFile(t, tr, "t0", "d0", "f")); got != "y rewritten" {
+			t.Errorf("%s: t0/d0/f = %q", what, got)
+		}
+	}
+	verify("before the crash", tr)
+	tr2 := openMax(env.Repo, work)
+	verify("after the crash", tr2)
+	if _, err := tr2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr2.Close()
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3 := openMax(r3, t.TempDir())
+	defer tr3.Close()
+	verify("fresh cache", tr3)
+}
