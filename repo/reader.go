@@ -469,11 +469,10 @@ func (f *FileReader) sequential(off int64, n int) bool {
 	return f.runStart == 0 || f.runBytes >= seqRun
 }
 
-// readAhead starts fetching extent i's chunk and those after it that lie
-// within the read-ahead window, which doubles whenever the reader enters
-// a new chunk, the chunks that follow each other in a pack in one request
-// (prefetchRun): the reader then waits for the run that holds its chunk.
-// A chunk that failed moments ago is not fetched again in the background. It waits until what is in memory or being fetched ends
+// readAhead starts fetching the chunks after extent i that lie within the
+// read-ahead window, which doubles whenever the reader enters a new
+// chunk, the chunks that follow each other in a pack in one request
+// (prefetchRun). It waits until what is in memory or being fetched ends
 // within the first half of the window, so that each request fetches at
 // least half of it. At most Options.Transfers fetches run at once: the
 // reads that follow start the rest.
@@ -486,14 +485,10 @@ func (f *FileReader) readAhead(ctx context.Context, i int) {
 		f.grownAt = i
 	}
 	window := f.window
-	start := i
-	if f.failErr != nil && f.failID == f.node.Content[i].ID && time.Since(f.failAt) < failHold {
-		start = i + 1
-	}
 	f.mu.Unlock()
 	from := f.starts[i] + f.node.Content[i].Size
 	end := from + uint64(window)
-	for j := start; j < len(f.node.Content) && f.starts[j] < end; {
+	for j := i + 1; j < len(f.node.Content) && f.starts[j] < end; {
 		if e := f.node.Content[j]; e.Hole || f.r.underWay(e.ID) {
 			j++
 			continue
