@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +60,46 @@ func mountTreeWith(t *testing.T, tr *worktree.Tree, o fusefs.Options) string {
 		}
 	})
 	return dir
+}
+
+// boundedMount is a fresh repository mounted in-process whose tree keeps
+// at most a given number of entries loaded (worktree.Options.MaxLoaded):
+// folders are unloaded and the kernel asked to forget their entries.
+type boundedMount struct {
+	env     *testutil.Env
+	tr      *worktree.Tree
+	fs      *fusefs.FS
+	dir     string
+	unmount func() // unmounts and closes the filesystem, once (also at cleanup)
+}
+
+// mountBounded mounts a fresh repository with at most maxLoaded entries loaded.
+func mountBounded(t *testing.T, maxLoaded int) *boundedMount {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root here")
+	}
+	m := &boundedMount{env: testutil.NewRepo(t, repo.InitOptions{}), dir: t.TempDir()}
+	var err error
+	if m.tr, err = worktree.Open(context.Background(), m.env.Repo, worktree.Options{Dir: t.TempDir(), MaxLoaded: maxLoaded}); err != nil {
+		t.Fatal(err)
+	}
+	m.fs = fusefs.New(m.tr, fusefs.Options{})
+	srv, err := fusefs.Mount(m.dir, m.fs, fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	m.unmount = func() {
+		once.Do(func() {
+			if err := srv.Unmount(); err != nil {
+				t.Errorf("unmount: %v", err)
+			}
+			m.fs.Close()
+		})
+	}
+	t.Cleanup(m.unmount)
+	return m
 }
 
 // TestPosix runs go-fuse's POSIX behaviour suite on a mount.

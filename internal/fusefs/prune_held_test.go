@@ -9,11 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
-	"github.com/sealfs/sealfs/internal/fusefs"
-	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/worktree"
 	"github.com/sealfs/sealfs/repo"
 )
@@ -25,31 +22,8 @@ import (
 // mkdirat) and every one lands: read back through the mount after more
 // walks, and from a new tree on the same repository after a commit.
 func TestPruneHeldFolderOps(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root here")
-	}
-	env := testutil.NewRepo(t, repo.InitOptions{})
-	tr, err := worktree.Open(context.Background(), env.Repo, worktree.Options{Dir: t.TempDir(), MaxLoaded: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := fusefs.New(tr, fusefs.Options{})
-	dir := t.TempDir()
-	srv, err := fusefs.Mount(dir, fs, fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mounted := true
-	unmount := func() {
-		if mounted {
-			mounted = false
-			if err := srv.Unmount(); err != nil {
-				t.Errorf("unmount: %v", err)
-			}
-			fs.Close()
-		}
-	}
-	t.Cleanup(unmount)
+	m := mountBounded(t, 8)
+	env, tr, fs, dir, unmount := m.env, m.tr, m.fs, m.dir, m.unmount
 	must := func(err error) {
 		t.Helper()
 		if err != nil {

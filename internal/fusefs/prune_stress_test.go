@@ -9,12 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
-
-	"github.com/sealfs/sealfs/internal/fusefs"
-	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/worktree"
-	"github.com/sealfs/sealfs/repo"
 )
 
 // TestPruneStress (review): through the kernel, four writers each rewrite,
@@ -24,31 +19,8 @@ import (
 // entries; every file then reads as its writer left it, mode included,
 // through the mount and from a new tree after a last commit.
 func TestPruneStress(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root here")
-	}
-	env := testutil.NewRepo(t, repo.InitOptions{})
-	tr, err := worktree.Open(context.Background(), env.Repo, worktree.Options{Dir: t.TempDir(), MaxLoaded: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := fusefs.New(tr, fusefs.Options{})
-	dir := t.TempDir()
-	srv, err := fusefs.Mount(dir, fs, fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mounted := true
-	unmount := func() {
-		if mounted {
-			mounted = false
-			if err := srv.Unmount(); err != nil {
-				t.Errorf("unmount: %v", err)
-			}
-			fs.Close()
-		}
-	}
-	t.Cleanup(unmount)
+	m := mountBounded(t, 8)
+	env, tr, fs, dir, unmount := m.env, m.tr, m.fs, m.dir, m.unmount
 	const tops, subs, writers, filesEach, steps = 4, 6, 4, 6, 150
 	folder := func(i int) string { return fmt.Sprintf("t%d/d%d", i%tops, i/tops%subs) }
 	for i := range tops * subs {

@@ -1,20 +1,12 @@
 package fusefs_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/hanwen/go-fuse/v2/fuse"
-
-	"github.com/sealfs/sealfs/internal/fusefs"
-	"github.com/sealfs/sealfs/internal/testutil"
-	"github.com/sealfs/sealfs/internal/worktree"
-	"github.com/sealfs/sealfs/repo"
 )
 
 // TestPruneUnloaded: with a bound of 300 loaded entries, a walk of 2,000
@@ -24,26 +16,8 @@ import (
 // folder held open keep their inode numbers through it. (A tree with hard
 // links stays loaded: worktree's TestUnloadNotWithLinks.)
 func TestPruneUnloaded(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root here")
-	}
-	env := testutil.NewRepo(t, repo.InitOptions{})
-	tr, err := worktree.Open(context.Background(), env.Repo, worktree.Options{Dir: t.TempDir(), MaxLoaded: 300})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := fusefs.New(tr, fusefs.Options{})
-	dir := t.TempDir()
-	srv, err := fusefs.Mount(dir, fs, fuse.MountOptions{FsName: "test", Name: "sealfs", DirectMount: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		fs.Close()
-	})
+	m := mountBounded(t, 300)
+	tr, fs, dir := m.tr, m.fs, m.dir
 	const folders, files = 20, 100
 	for d := range folders {
 		sub := filepath.Join(dir, fmt.Sprintf("d%02d", d))
@@ -111,7 +85,7 @@ func TestPruneUnloaded(t *testing.T) {
 		}
 	}
 	var after int
-	for range 50 {
+	for range 300 { // the kernel is told on a goroutine: up to 30 s on a loaded machine
 		if after = fs.KernelNodes(); after < 800 {
 			break
 		}
