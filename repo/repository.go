@@ -542,6 +542,19 @@ func (r *Repository) checkRollback(ctx context.Context, snaps []*Snapshot, forgo
 	return fmt.Errorf("%w: snapshot %d (%s), the newest this client has seen, is gone without a forget record; the storage may have been rolled back or snapshots deleted", ErrRollback, r.state.MaxSeq, seen.Short())
 }
 
+// Unstored returns the sequence number of the snapshot a commit of this
+// client sealed but did not store (its upload failed, or a crash cut it
+// off), or 0. The next Commit stores it before anything newer, so that
+// commit's own snapshot is numbered one above it.
+func (r *Repository) Unstored() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.unstored == nil {
+		return 0
+	}
+	return r.unstored.snap.Seq
+}
+
 // Superseded returns the sequence number of a snapshot this client failed
 // to store and another writer's snapshot then took, or 0. The changes it
 // held are in the worktree's journals: those based on that number were

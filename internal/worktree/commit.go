@@ -414,11 +414,18 @@ func unreadable(err error) bool {
 	return errors.Is(err, sealedfile.ErrDamaged) || errors.Is(err, repo.ErrIntegrity)
 }
 
+// nextSeqLocked is the number the snapshot of the commit starting now
+// gets, the base of the journal it starts: one above the newest, or above
+// a snapshot of ours left unstored, which the commit stores first. A
+// journal based below the snapshot its commit stores would be taken for
+// committed at the next start, and put aside, once another commit started
+// a newer one (a change made after it started would be lost).
 func (t *Tree) nextSeqLocked() uint64 {
+	var seq uint64
 	if s := t.r.Latest(); s != nil {
-		return s.Seq + 1
+		seq = s.Seq
 	}
-	return 1
+	return max(seq, t.r.Unstored()) + 1
 }
 
 func (t *Tree) displayPath(in *Inode) string {

@@ -96,6 +96,12 @@ func (t *Tree) baseOnJournals(ctx context.Context) {
 		base, found = b, true
 		changes = changes || len(recs) > 0
 	}
+	if found && sup != 0 && base == sup {
+		// Only journals based on that number (one written whole at a
+		// replay that followed it, replayedBase): they build on its
+		// parent.
+		base = sup - 1
+	}
 	if !found || !changes || base >= t.baseSeq {
 		return
 	}

@@ -77,7 +77,7 @@ func (t *Tree) replay(ctx context.Context) (*journal, error) {
 	if t.dirty {
 		recs = t.rewriteRecords()
 	}
-	j, err := t.startJournalLocked(next, t.baseSeq, recs)
+	j, err := t.startJournalLocked(next, t.replayedBase(), recs)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +86,21 @@ func (t *Tree) replay(ctx context.Context) (*journal, error) {
 	}
 	t.removeOrphans()
 	return j, nil
+}
+
+// replayedBase is the base of the journal that goes on after a replay:
+// the snapshot the tree is based on, or the snapshot of ours that follows
+// it, left unstored by the crash, which the next commit stores before its
+// own. That snapshot holds only part of what the journals replayed (what
+// the tree held when its commit started): once it is stored, a journal
+// based below it is taken for committed and put aside at the next start.
+// (Should another writer take its number, the journal builds on its
+// parent: baseOnJournals.)
+func (t *Tree) replayedBase() uint64 {
+	if u := t.r.Unstored(); u == t.baseSeq+1 {
+		return u
+	}
+	return t.baseSeq
 }
 
 // removeOrphans deletes the staging files no inode refers to: those of

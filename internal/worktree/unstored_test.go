@@ -95,3 +95,50 @@ func TestUnstoredRetryReplayedJournalBase(t *testing.T) {
 	tr.Close()
 	wantFiles(t, env, work, map[string]string{"a": "file a", "b": "file b", "c": "file c"})
 }
+
+// TestUnstoredSupersededAfterReplay: a kill left snapshot 2 sealed and
+// unstored, the next start replayed the journals (the journal written
+// whole then is based on 2, which it follows), and the writer stopped
+// again before any commit; another writer then committed its own 2. At
+// the next start the journal based on 2 builds on 1, not on their 2: it
+// is replayed on 1 and rebased onto theirs, keeping both sides' files.
+func TestUnstoredSupersededAfterReplay(t *testing.T) {
+	ctx := context.Background()
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := unstoredCrash(t, env, work)
+	writeFile(t, tr, tr.Root(), "c", []byte("file c"), true)
+	tr.Close() // killed again, before any commit
+	env.Repo.Unlock(ctx)
+
+	rB, trB := otherWriter(t, env)
+	writeFile(t, trB, trB.Root(), "z", []byte("theirs z"), true)
+	if snap, err := trB.Commit(ctx); err != nil || snap.Seq != 2 {
+		t.Fatalf("their commit: %v, %v", snap, err)
+	}
+	rB.Unlock(ctx)
+
+	rA, err := env.Reopen(t, "", false) // A starts again, on its cache
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rA.Lock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	defer rA.Unlock(ctx)
+	if rA.Superseded() != 2 {
+		t.Fatalf("superseded = %d, want 2", rA.Superseded())
+	}
+	tr2 := open(t, rA, work)
+	want := map[string]string{"a": "file a", "b": "file b", "c": "file c", "z": "theirs z"}
+	for name, content := range want {
+		if _, _, err := tr2.Lookup(t.Context(), tr2.Root(), name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		} else if got := readFile(t, tr2, name); string(got) != content {
+			t.Errorf("%s = %q, want %q", name, got, content)
+		}
+	}
+	if snap, err := tr2.Commit(ctx); err != nil || snap == nil || snap.Seq != 3 {
+		t.Fatalf("commit: %v, %v", snap, err)
+	}
+}
