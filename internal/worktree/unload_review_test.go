@@ -82,13 +82,7 @@ func TestUnloadHeldChangesCrash(t *testing.T) {
 	ctx := t.Context()
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	work := t.TempDir()
-	openMax := func(r *repo.Repository, dir string) *worktree.Tree {
-		tr, err := worktree.Open(context.Background(), r, worktree.Options{Dir: dir, MaxLoaded: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr
-	}
+	openMax := func(r *repo.Repository, dir string) *worktree.Tree { return openMaxLoaded1(t, r, dir) }
 	tr := openMax(env.Repo, work)
 	for a := range 3 {
 		top := mkdir(t, tr, tr.Root(), fmt.Sprintf("t%d", a))
@@ -209,13 +203,7 @@ func TestUnloadHeldLinked(t *testing.T) {
 	ctx := t.Context()
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	work := t.TempDir()
-	openMax := func(r *repo.Repository, dir string) *worktree.Tree {
-		tr, err := worktree.Open(context.Background(), r, worktree.Options{Dir: dir, MaxLoaded: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr
-	}
+	openMax := func(r *repo.Repository, dir string) *worktree.Tree { return openMaxLoaded1(t, r, dir) }
 	tr := openMax(env.Repo, work)
 	for a := range 3 {
 		top := mkdir(t, tr, tr.Root(), fmt.Sprintf("t%d", a))
@@ -257,20 +245,7 @@ func TestUnloadHeldLinked(t *testing.T) {
 			t.Errorf("%s: not one inode of 2 links (%v, nlink %d)", what, a == b, tr.Attr(a).Nlink)
 		}
 	}
-	verify("before the crash", tr)
-	tr2 := openMax(env.Repo, work)
-	verify("after the crash", tr2)
-	if _, err := tr2.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tr2.Close()
-	r3, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr3 := openMax(r3, t.TempDir())
-	defer tr3.Close()
-	verify("fresh cache", tr3)
+	crashThenFresh(t, env, work, tr, verify)
 }
 
 // TestUnloadRenamedAboveHeld (review): a folder whose folders below are
@@ -281,13 +256,7 @@ func TestUnloadRenamedAboveHeld(t *testing.T) {
 	ctx := t.Context()
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	work := t.TempDir()
-	openMax := func(r *repo.Repository, dir string) *worktree.Tree {
-		tr, err := worktree.Open(context.Background(), r, worktree.Options{Dir: dir, MaxLoaded: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr
-	}
+	openMax := func(r *repo.Repository, dir string) *worktree.Tree { return openMaxLoaded1(t, r, dir) }
 	tr := openMax(env.Repo, work)
 	for a := range 3 {
 		top := mkdir(t, tr, tr.Root(), fmt.Sprintf("t%d", a))
@@ -353,20 +322,7 @@ func TestUnloadRenamedAboveHeld(t *testing.T) {
 			t.Errorf("%s: moved/d0/f = %q", what, got)
 		}
 	}
-	verify("before the crash", tr)
-	tr2 := openMax(env.Repo, work)
-	verify("after the crash", tr2)
-	if _, err := tr2.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tr2.Close()
-	r3, err := env.Reopen(t, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr3 := openMax(r3, t.TempDir())
-	defer tr3.Close()
-	verify("fresh cache", tr3)
+	crashThenFresh(t, env, work, tr, verify)
 }
 
 // TestUnloadHeldExchanged (review): two files held while commits unloaded
@@ -377,13 +333,7 @@ func TestUnloadHeldExchanged(t *testing.T) {
 	ctx := t.Context()
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	work := t.TempDir()
-	openMax := func(r *repo.Repository, dir string) *worktree.Tree {
-		tr, err := worktree.Open(context.Background(), r, worktree.Options{Dir: dir, MaxLoaded: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr
-	}
+	openMax := func(r *repo.Repository, dir string) *worktree.Tree { return openMaxLoaded1(t, r, dir) }
 	tr := openMax(env.Repo, work)
 	for a := range 3 {
 		top := mkdir(t, tr, tr.Root(), fmt.Sprintf("t%d", a))
@@ -438,10 +388,29 @@ func TestUnloadHeldExchanged(t *testing.T) {
 			t.Errorf("%s: t0/d0/f = %q", what, got)
 		}
 	}
+	crashThenFresh(t, env, work, tr, verify)
+}
+
+// openMaxLoaded1 opens a tree over r in dir that unloads every folder it
+// can (a bound of one loaded entry).
+func openMaxLoaded1(t *testing.T, r *repo.Repository, dir string) *worktree.Tree {
+	t.Helper()
+	tr, err := worktree.Open(context.Background(), r, worktree.Options{Dir: dir, MaxLoaded: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// crashThenFresh checks tr with verify, then as after a crash (tr never
+// closed: a new tree on the same cache dir work replays its journal), then,
+// once that tree committed, on a fresh cache.
+func crashThenFresh(t *testing.T, env *testutil.Env, work string, tr *worktree.Tree, verify func(string, *worktree.Tree)) {
+	t.Helper()
 	verify("before the crash", tr)
-	tr2 := openMax(env.Repo, work)
+	tr2 := openMaxLoaded1(t, env.Repo, work)
 	verify("after the crash", tr2)
-	if _, err := tr2.Commit(ctx); err != nil {
+	if _, err := tr2.Commit(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	tr2.Close()
@@ -449,7 +418,7 @@ func TestUnloadHeldExchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr3 := openMax(r3, t.TempDir())
+	tr3 := openMaxLoaded1(t, r3, t.TempDir())
 	defer tr3.Close()
 	verify("fresh cache", tr3)
 }
