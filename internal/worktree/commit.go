@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"sort"
 	"sync"
@@ -522,26 +523,36 @@ func countFiles(d *dirCopy) (files, bytes uint64) {
 	return files, bytes
 }
 
-// restageRecords returns, for every staged file, the records that bring
+// restageRecords yields, for every staged file, the records that bring
 // its staging copy back: create (for a file no snapshot holds yet), stage
-// and its attributes. t.mu is held.
-func (t *Tree) restageRecords(done map[*Inode]*stagedJob) []record {
-	var recs []record
-	for in := range t.staged {
-		if in.parent == nil {
-			continue
+// and its attributes. They are made as the new journal takes them (a
+// commit of many files would hold all of them at once): t.mu is held
+// until it has.
+func (t *Tree) restageRecords(done map[*Inode]*stagedJob) iter.Seq[record] {
+	return func(yield func(record) bool) {
+		for in := range t.staged {
+			if in.parent == nil {
+				continue
+			}
+			p := t.pathOf(in)
+			if in.committed == nil && done[in] == nil {
+				// Not in the snapshot: made again, with all its names.
+				m := in.meta
+				m.Content = nil
+				if !yield(record{Op: opCreate, Path: []byte(p), Meta: &m}) {
+					return
+				}
+				for _, r := range t.linkRecords(in) {
+					if !yield(r) {
+						return
+					}
+				}
+			}
+			if !yield(t.stageRecordLocked(in)) || !yield(attrRecord(p, &in.meta)) {
+				return
+			}
 		}
-		p := []byte(t.pathOf(in))
-		if in.committed == nil && done[in] == nil {
-			// Not in the snapshot: made again, with all its names.
-			m := in.meta
-			m.Content = nil
-			recs = append(recs, record{Op: opCreate, Path: p, Meta: &m})
-			recs = append(recs, t.linkRecords(in)...)
-		}
-		recs = append(recs, t.stageRecordLocked(in), attrRecord(string(p), &in.meta))
 	}
-	return recs
 }
 
 // storeStaged chunks and stores a staged file from its staging copy.

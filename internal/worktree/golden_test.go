@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
@@ -33,7 +34,7 @@ func TestGoldenJournal(t *testing.T) {
 	p := journalName(goldenJournalDir, 7)
 	if *update {
 		os.Remove(p)
-		j, err := newJournal(goldenJournalDir, key, 7, 3, goldenRecords()[:1])
+		j, err := newJournal(goldenJournalDir, key, 7, 3, slices.Values(goldenRecords()[:1]))
 		if err != nil {
 			t.Fatal(err)
 		}

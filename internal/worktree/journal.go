@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"sort"
@@ -294,8 +295,10 @@ const journalTemp = "journal.tmp"
 // nothing: it writes them to a temporary file, makes that durable and
 // renames it into place. So a journal on disk always starts with its base
 // record, and a full disk leaves nothing behind: the next attempt starts
-// afresh.
-func newJournal(dir string, key crypt.LocalKey, n, base uint64, recs []record) (*journal, error) {
+// afresh. The records are sealed and written as recs yields them, a
+// journalKeep buffer at a time: a commit restages tens of thousands of
+// files, and none of their records is kept once written.
+func newJournal(dir string, key crypt.LocalKey, n, base uint64, recs iter.Seq[record]) (*journal, error) {
 	id := make([]byte, journalIDSize)
 	if _, err := rand.Read(id); err != nil {
 		return nil, fmt.Errorf("failed to create journal: %w", err)
@@ -305,18 +308,13 @@ func newJournal(dir string, key crypt.LocalKey, n, base uint64, recs []record) (
 		return nil, err
 	}
 	j := &journal{dir: dir, n: n, seal: seal}
-	buf := append([]byte(journalMagic), id...)
-	for _, r := range append([]record{{Op: opBase, Seq: base}}, recs...) {
-		if buf, err = j.frame(buf, r); err != nil {
-			return nil, err
-		}
-	}
 	tmp, p := filepath.Join(dir, journalTemp), journalName(dir, n)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("failed to create journal: %w", err)
 	}
-	if _, err = f.Write(buf); err == nil {
+	off, err := j.writeAll(f, id, base, recs)
+	if err == nil {
 		if err = f.Sync(); err == nil {
 			err = os.Rename(tmp, p)
 		}
@@ -329,8 +327,44 @@ func newJournal(dir string, key crypt.LocalKey, n, base uint64, recs []record) (
 		os.Remove(tmp)
 		return nil, fmt.Errorf("failed to create journal: %w", err)
 	}
-	j.f, j.path, j.off = f, p, int64(len(buf))
+	j.f, j.path, j.off = f, p, off
 	return j, nil
+}
+
+// writeAll writes a new journal's header (id), its base record and recs
+// to w, about half a journalKeep buffer at a time, and returns how many bytes it
+// wrote.
+func (j *journal) writeAll(w io.Writer, id []byte, base uint64, recs iter.Seq[record]) (int64, error) {
+	var off int64
+	buf := append(append(j.out[:0], journalMagic...), id...)
+	defer func() {
+		if cap(buf) <= journalKeep {
+			j.out = buf[:0]
+		}
+	}()
+	flush := func() error {
+		k, err := w.Write(buf)
+		off += int64(k)
+		buf = buf[:0]
+		return err
+	}
+	buf, err := j.frame(buf, record{Op: opBase, Seq: base})
+	if err != nil {
+		return 0, err
+	}
+	if recs != nil {
+		for r := range recs {
+			if buf, err = j.frame(buf, r); err != nil {
+				return 0, err
+			}
+			if len(buf) >= journalKeep/2 {
+				if err := flush(); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return off, flush()
 }
 
 // append writes records and hands them to the kernel, in one write. A

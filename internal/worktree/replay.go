@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,7 +74,7 @@ func (t *Tree) replay(ctx context.Context) (*journal, error) {
 	// The replayed state lives on in the new journal: record it whole, then
 	// drop the old files. Until the new journal is in place (a crash, a
 	// full disk), the old ones stay and are replayed again.
-	var recs []record
+	var recs iter.Seq[record]
 	if t.dirty {
 		recs = t.rewriteRecords()
 	}
@@ -123,44 +124,62 @@ func (t *Tree) removeOrphans() {
 	}
 }
 
-// rewriteRecords returns records that rebuild every change of the tree
+// rewriteRecords yields records that rebuild every change of the tree
 // relative to the base snapshot: all entries of loaded directories, and
-// the staging of staged files. It is used after a replay.
-func (t *Tree) rewriteRecords() []record {
-	recs := t.rootRecords()
-	seen := map[*Inode][]byte{} // hard-linked inodes recorded, and their first path
-	var walk func(dir *Inode)
-	walk = func(dir *Inode) {
-		if dir.children == nil {
-			return
+// the staging of staged files. It is used after a replay and a rebase;
+// the records are made as the new journal takes them (t.mu is held until
+// it has).
+func (t *Tree) rewriteRecords() iter.Seq[record] {
+	return func(yield func(record) bool) {
+		for _, r := range t.rootRecords() {
+			if !yield(r) {
+				return
+			}
 		}
-		recs = append(recs, record{Op: opClear, Path: []byte(t.pathOf(dir))})
-		for _, e := range sortedChildren(dir) {
-			c, p := e.in, t.namePath(dir, e.name)
-			if first := seen[c]; first != nil {
-				recs = append(recs, record{Op: opLink, Path: first, To: p})
-				continue
+		seen := map[*Inode][]byte{} // hard-linked inodes recorded, and their first path
+		t.rewriteDir(t.root, seen, yield)
+	}
+}
+
+// rewriteDir yields the records of rewriteRecords for a directory and
+// those below it, and reports whether yield wanted them all.
+func (t *Tree) rewriteDir(dir *Inode, seen map[*Inode][]byte, yield func(record) bool) bool {
+	if dir.children == nil {
+		return true
+	}
+	if !yield(record{Op: opClear, Path: []byte(t.pathOf(dir))}) {
+		return false
+	}
+	for _, e := range sortedChildren(dir) {
+		c, p := e.in, t.namePath(dir, e.name)
+		if first := seen[c]; first != nil {
+			if !yield(record{Op: opLink, Path: first, To: p}) {
+				return false
 			}
-			if len(c.links) > 0 {
-				seen[c] = p
+			continue
+		}
+		if len(c.links) > 0 {
+			seen[c] = p
+		}
+		m := c.meta
+		if c.children != nil {
+			m.Subtree = crypt.ID{} // described entry by entry below
+		}
+		if !yield(record{Op: opCreate, Path: p, Meta: &m}) {
+			return false
+		}
+		if c.staging != "" {
+			rec := t.stageRecordLocked(c)
+			rec.Path = p
+			if !yield(rec) {
+				return false
 			}
-			m := c.meta
-			if c.children != nil {
-				m.Subtree = crypt.ID{} // described entry by entry below
-			}
-			recs = append(recs, record{Op: opCreate, Path: p, Meta: &m})
-			if c.staging != "" {
-				rec := t.stageRecordLocked(c)
-				rec.Path = p
-				recs = append(recs, rec)
-			}
-			if c.meta.Type == repo.NodeDir {
-				walk(c)
-			}
+		}
+		if c.meta.Type == repo.NodeDir && !t.rewriteDir(c, seen, yield) {
+			return false
 		}
 	}
-	walk(t.root)
-	return recs
+	return true
 }
 
 // resolve finds the inode at path, loading directories on the way.

@@ -2,6 +2,7 @@ package worktree
 
 import (
 	"errors"
+	"iter"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -61,7 +62,7 @@ func (t *Tree) withReserve(write func() error) error {
 
 // startJournalLocked creates journal n (see newJournal), with the reserve
 // to fall back on.
-func (t *Tree) startJournalLocked(n, base uint64, recs []record) (*journal, error) {
+func (t *Tree) startJournalLocked(n, base uint64, recs iter.Seq[record]) (*journal, error) {
 	var j *journal
 	err := t.withReserve(func() error {
 		var err error
