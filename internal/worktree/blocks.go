@@ -41,6 +41,8 @@ func (t *Tree) blocksLocked(in *Inode) uint64 {
 			data = data.add(s.Start, s.End)
 		}
 		return pages(data) * (pageSize / 512)
+	case in.staging != "" && t.inlineLocked(in):
+		return (in.meta.Size + pageSize - 1) / pageSize * (pageSize / 512)
 	case in.staging != "":
 		var st syscall.Stat_t
 		if err := syscall.Stat(t.stagingPath(in.staging), &st); err != nil {

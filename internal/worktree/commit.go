@@ -378,6 +378,10 @@ func (t *Tree) settle(snap *repo.Snapshot, done map[*Inode]*stagedJob, root *dir
 			if p := t.dropStagingLocked(in); p != "" {
 				remove = append(remove, p)
 			}
+		} else if in.gen == j.gen {
+			if err := t.recarryLocked(in); err != nil {
+				t.opts.Log.Warn("failed to carry a small file into the new journal", "path", "/"+t.pathOf(in), "err", err)
+			}
 		}
 	}
 	t.mu.Unlock()
@@ -525,9 +529,11 @@ func countFiles(d *dirCopy) (files, bytes uint64) {
 
 // restageRecords yields, for every staged file, the records that bring
 // its staging copy back: create (for a file no snapshot holds yet), stage
-// and its attributes. They are made as the new journal takes them (a
-// commit of many files would hold all of them at once): t.mu is held
-// until it has.
+// and its attributes; a small file's content record (carryRecordLocked)
+// stands for stage when the commit does not store it. They are made as the
+// new journal takes them (a commit of many files would hold all of them at
+// once): t.mu is held until it has. A content that cannot be read back
+// ends them with an error record (failRecord): the journal is not made.
 func (t *Tree) restageRecords(done map[*Inode]*stagedJob) iter.Seq[record] {
 	return func(yield func(record) bool) {
 		for in := range t.staged {
@@ -548,7 +554,12 @@ func (t *Tree) restageRecords(done map[*Inode]*stagedJob) iter.Seq[record] {
 					}
 				}
 			}
-			if !yield(t.stageRecordLocked(in)) || !yield(attrRecord(p, &in.meta)) {
+			rec, err := t.carryRecordLocked(in, []byte(p), done[in] != nil)
+			if err != nil {
+				yield(failRecord(fmt.Errorf("failed to carry %s into the new journal: %w", p, err)))
+				return
+			}
+			if !yield(rec) || !yield(attrRecord(p, &in.meta)) {
 				return
 			}
 		}
@@ -616,6 +627,13 @@ func (t *Tree) storeWhole(ctx context.Context, f *stagingFile, size uint64) ([]r
 		}
 		return nil, false, err
 	}
+	return t.storeBytes(ctx, buf)
+}
+
+// storeBytes stores buf, the whole content of a file written sequentially
+// from its start, as storeWhole does.
+func (t *Tree) storeBytes(ctx context.Context, buf []byte) ([]repo.Extent, bool, error) {
+	size := uint64(len(buf))
 	if size > 0 && zeroEdge(buf) {
 		return nil, false, nil
 	}

@@ -66,6 +66,14 @@ func FuzzReadJournal(f *testing.F) {
 		`{"op":"link","path":"Zg==","to":"ZA=="}` + "\n" + `{"op":"link","path":"ZA==","to":"eA=="}` + "\n" +
 		`{"op":"link","path":"Zg==","to":"Zi94"}` + "\n" + `{"op":"exchange","path":"ZA==","to":"ZC9m"}` + "\n" +
 		`{"op":"unlink","path":"Zg=="}` + "\n"))
+	// a small file's content in a content record, then staged again
+	// under the same id, then made empty, and one over the limit
+	f.Add([]byte(`{"op":"base"}` + "\n" + `{"op":"create","path":"Zg==","meta":{"Type":1}}` + "\n" +
+		`{"op":"content","path":"Zg==","staging":"00112233445566778899aabbccddeeff","data":"aGVsbG8="}` + "\n" +
+		`{"op":"stage","path":"Zg==","staging":"00112233445566778899aabbccddeeff"}` + "\n" +
+		`{"op":"rename","path":"Zg==","to":"Zw=="}` + "\n" +
+		`{"op":"content","path":"Zw==","staging":"00112233445566778899aabbccddeeff"}` + "\n" +
+		`{"op":"content","path":"Zw==","staging":"0011223344556677889"}` + "\n"))
 	f.Add([]byte{})
 	key := env.Repo.LocalKey()
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -106,7 +114,7 @@ func FuzzReadJournal(f *testing.F) {
 			t.Fatal(err)
 		}
 		tr := &Tree{r: env.Repo, opts: Options{Dir: work, Inos: &Inos{}}, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
-			localKey: key, stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{}}
+			localKey: key, stagingOpen: map[string]*stagingFile{}, inline: map[string]inlineRef{}, legacyStaging: map[string]string{}}
 		tr.opts.Log = slog.New(slog.DiscardHandler)
 		tr.fillsDone = sync.NewCond(&tr.mu)
 		tr.root = &Inode{Ino: tr.newIno(), meta: repo.Node{Type: repo.NodeDir, Mode: 0o755}, children: map[string]*Inode{}}

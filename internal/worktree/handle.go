@@ -113,6 +113,12 @@ func (t *Tree) OpenFile(in *Inode, write, trunc bool) (*Handle, error) {
 		in.file = f
 	}
 	if trunc && in.file != nil && in.meta.Size != 0 {
+		if in.file.InMemory() {
+			// Its content record says what it held: one saying empty.
+			if err := t.recordContentLocked(in, nil); err != nil {
+				return nil, err
+			}
+		}
 		if err := in.file.Truncate(0); err != nil {
 			return nil, err
 		}
@@ -308,6 +314,10 @@ func (h *Handle) Flush() error {
 		if err := h.t.record(h.t.stageRecordLocked(h.in)); err != nil {
 			return err
 		}
+	}
+	// A small file's content, held in memory, goes into the journal.
+	if err := h.t.flushInlineLocked(h.in); err != nil {
+		return err
 	}
 	if err := h.t.recordAttrLocked(h.in); err != nil {
 		return err

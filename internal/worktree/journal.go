@@ -32,8 +32,12 @@ const (
 	opExchange = "exchange"
 	opSetattr  = "setattr" // Path, Meta (mode, owner, times)
 	opStage    = "stage"   // Path's content is now Staging
-	opClear    = "clear"   // directory Path is empty (its entries follow)
-	opLink     = "link"    // Path (not a directory) gets the further name To (replacing To)
+	// opContent: Path's content is Data, under the staging id Staging,
+	// which names no file on disk (inline.go); a staging file of that
+	// id, if there is one, holds newer content.
+	opContent = "content"
+	opClear   = "clear" // directory Path is empty (its entries follow)
+	opLink    = "link"  // Path (not a directory) gets the further name To (replacing To)
 	// Path's xattr Name is set to Value, or removed, at Time.
 	opSetxattr    = "setxattr"
 	opRemovexattr = "removexattr"
@@ -56,6 +60,8 @@ type record struct {
 	// Name and Value are an xattr's, on setxattr and removexattr records.
 	Name  []byte `json:"name,omitempty"`
 	Value []byte `json:"value,omitempty"`
+	// Data is a small file's whole content, on a content record.
+	Data []byte `json:"data,omitempty"`
 	// Overlay, on a stage record, says the staging file holds only the
 	// Written ranges over Base (see Inode).
 	Overlay *overlayRecord `json:"overlay,omitempty"`
@@ -63,7 +69,14 @@ type record struct {
 	// legacy marks a record read from a plaintext journal of an older
 	// sealfs: its staging file is plaintext too, and is sealed at replay.
 	legacy bool
+	// err, on a record a record maker yields instead of one it could not
+	// make (failRecord), fails the journal being written.
+	err error
 }
+
+// failRecord stands for a record that could not be made: newJournal fails
+// with err, and the journal is not made.
+func failRecord(err error) record { return record{err: err} }
 
 // check reports whether a record read back from the journal is well
 // formed: a known operation with what it needs, paths of valid names, a
@@ -106,8 +119,10 @@ func (r *record) check() error {
 			err = fmt.Errorf("xattr of a %d-byte name and a %d-byte value", len(r.Name), len(r.Value))
 		}
 	case opClear:
-	case opStage:
-		if len(r.Path) == 0 {
+	case opStage, opContent:
+		if r.Op == opContent && (r.Overlay != nil || len(r.Data) > inlineMax) {
+			err = fmt.Errorf("content of %d bytes, over the %d-byte limit, or an overlay", len(r.Data), inlineMax)
+		} else if len(r.Path) == 0 {
 			err = errors.New("no path")
 		} else if !validStagingID(r.Staging) {
 			err = fmt.Errorf("staging id %q is not of the shape this program makes", r.Staging)
@@ -200,10 +215,14 @@ type journal struct {
 	enc *json.Encoder // writes to pt
 	out []byte
 	ad  [8]byte // the record's index: recordAD
+
+	// contentAt: where newJournal wrote the content records it was
+	// given, by staging id (Tree.pointInline takes them).
+	contentAt []contentAt
 }
 
 // journalKeep bounds the buffers a journal keeps between appends.
-const journalKeep = 64 << 10
+const journalKeep = 128 << 10 // a content record of inlineMax bytes is ~90 KiB of JSON
 
 // journalMagic starts a sealed journal; a random journal id follows.
 const (
@@ -354,6 +373,12 @@ func (j *journal) writeAll(w io.Writer, id []byte, base uint64, recs iter.Seq[re
 	}
 	if recs != nil {
 		for r := range recs {
+			if r.err != nil {
+				return 0, r.err
+			}
+			if r.Op == opContent {
+				j.contentAt = append(j.contentAt, contentAt{id: r.Staging, off: off + int64(len(buf)), idx: j.idx})
+			}
 			if buf, err = j.frame(buf, r); err != nil {
 				return 0, err
 			}

@@ -469,17 +469,22 @@ func (t *Tree) SetAttr(in *Inode, s SetAttr) (Attr, error) {
 			recs = append(recs, rec)
 		}
 	}
+	var f *stagingFile
+	if s.Size != nil {
+		var err error
+		if f, err = t.openStaging(in.staging, false); err != nil {
+			return Attr{}, err
+		}
+		defer f.Close()
+	}
 	if err := t.record(recs...); err != nil {
 		return Attr{}, err
 	}
 	if s.Size != nil {
-		f, err := t.openStaging(in.staging, false)
-		if err != nil {
+		if err := t.truncInlineLocked(in, f, *s.Size); err != nil {
 			return Attr{}, err
 		}
-		err = f.Truncate(int64(*s.Size))
-		f.Close()
-		if err != nil {
+		if err := f.Truncate(int64(*s.Size)); err != nil {
 			return Attr{}, err
 		}
 		if in.stream != nil {
@@ -562,11 +567,16 @@ func (t *Tree) stage(in *Inode, empty bool) (err error) {
 	t.mu.Unlock()
 
 	id := newStagingID()
-	f, err := t.openStaging(id, true)
+	overlay := !empty && node.Size > 0
+	var f *stagingFile
+	if node.Size == 0 {
+		f, err = t.createInline(id) // in memory, then a journal record
+	} else {
+		f, err = t.openStaging(id, true)
+	}
 	if err != nil {
 		return err
 	}
-	overlay := !empty && node.Size > 0
 	if overlay {
 		if err := f.Truncate(int64(node.Size)); err != nil {
 			f.Close()

@@ -118,8 +118,11 @@ func (t *Tree) removeOrphans() {
 		return
 	}
 	for _, e := range entries {
-		if validStagingID(e.Name()) && !keep[e.Name()] {
-			os.Remove(t.stagingPath(e.Name()))
+		name := e.Name()
+		if id, ok := strings.CutSuffix(name, ".tmp"); ok && validStagingID(id) {
+			os.Remove(t.stagingPath(name)) // a file cut short going to disk
+		} else if validStagingID(name) && !keep[name] {
+			os.Remove(t.stagingPath(name))
 		}
 	}
 }
@@ -169,9 +172,11 @@ func (t *Tree) rewriteDir(dir *Inode, seen map[*Inode][]byte, yield func(record)
 			return false
 		}
 		if c.staging != "" {
-			rec := t.stageRecordLocked(c)
-			rec.Path = p
-			if !yield(rec) {
+			rec, err := t.carryRecordLocked(c, p, false)
+			if err != nil {
+				rec = failRecord(fmt.Errorf("failed to carry %s into the new journal: %w", p, err))
+			}
+			if !yield(rec) || err != nil {
 				return false
 			}
 		}
@@ -226,6 +231,8 @@ func (t *Tree) apply(ctx context.Context, rec record) error {
 		return t.applySetattr(ctx, rec)
 	case opStage:
 		return t.applyStage(ctx, rec)
+	case opContent:
+		return t.applyContent(ctx, rec)
 	case opLink:
 		return t.applyLink(ctx, rec)
 	case opSetxattr, opRemovexattr, opXattrs:
@@ -438,6 +445,14 @@ func (t *Tree) stagingOf(rec record) (string, uint64, error) {
 	}
 	fi, err := os.Stat(t.stagingPath(id))
 	if errors.Is(err, os.ErrNotExist) {
+		// In a content record replayed before (a commit that stored it
+		// carries a stage record on), or committed.
+		t.stagingMu.Lock()
+		ref, ok := t.inline[id]
+		t.stagingMu.Unlock()
+		if ok && ref.j == nil {
+			return id, uint64(len(ref.data)), nil
+		}
 		return "", 0, nil
 	}
 	if err != nil {

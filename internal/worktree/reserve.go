@@ -69,6 +69,9 @@ func (t *Tree) startJournalLocked(n, base uint64, recs iter.Seq[record]) (*journ
 		j, err = newJournal(t.opts.Dir, t.localKey, n, base, recs)
 		return err
 	})
+	if err == nil {
+		t.pointInline(j)
+	}
 	return j, err
 }
 

@@ -72,7 +72,7 @@ func TestDamagedStagingStallsNothingElse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		size := 64 << 10
+		size := 96 << 10 // past what a journal record holds: a staging file
 		if name == "intact" {
 			size = 8 << 10
 		}

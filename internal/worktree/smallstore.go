@@ -2,6 +2,7 @@ package worktree
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/sealfs/sealfs/repo"
 )
@@ -33,13 +34,20 @@ const (
 // while it is full are left to the commit.
 const smallQueueMax = 1 << 14
 
+// smallDataMax bounds the content of small files held in memory for the
+// worker; the files queued past it are read back from the journal.
+const smallDataMax = 8 << 20
+
 // smallStore is the queue of small files to store and its worker.
 type smallStore struct {
 	mu      sync.Mutex
 	queue   []*streamer
 	running bool
 	stopped bool
-	wg      sync.WaitGroup
+	// dataBytes counts the content the queued files hold (streamer.data),
+	// at most smallDataMax (atomic: taken back under a streamer's lock).
+	dataBytes atomic.Int64
+	wg        sync.WaitGroup
 }
 
 // queueSmallLocked queues the file just closed by its last writer, if it
@@ -70,6 +78,14 @@ func (t *Tree) queueSmallLocked(in *Inode) {
 		return
 	}
 	q.queue = append(q.queue, s)
+	if in.file != nil && q.dataBytes.Load()+int64(in.meta.Size) <= smallDataMax {
+		if b, ok := in.file.Bytes(); ok && uint64(len(b)) == in.meta.Size {
+			s.mu.Lock()
+			s.data = b
+			s.mu.Unlock()
+			q.dataBytes.Add(int64(len(b)))
+		}
+	}
 	if !q.running {
 		q.running = true
 		q.wg.Go(t.smallWorker)
@@ -107,6 +123,7 @@ func (t *Tree) storeSmall(s *streamer) {
 	}
 	s.small = smallRunning
 	size := s.avail
+	data := t.takeData(s)
 	s.mu.Unlock()
 
 	t.mu.Lock()
@@ -116,7 +133,13 @@ func (t *Tree) storeSmall(s *streamer) {
 		content []repo.Extent
 		err     = errStreamInvalid // deleted, truncated or rewritten: the commit's, if any
 	)
-	if current && id != "" {
+	if current && data != nil && uint64(len(data)) == size {
+		var ok bool
+		content, ok, err = t.storeBytes(t.life, data)
+		if !ok && err == nil {
+			err = errStreamInvalid // a hole to keep: the commit stores it
+		}
+	} else if current && id != "" {
 		if f, oerr := t.openStaging(id, false); oerr == nil {
 			var ok bool
 			content, ok, err = t.storeWhole(t.life, f, size)
@@ -141,6 +164,7 @@ func (s *streamer) takeSmall() {
 	switch s.small {
 	case smallQueued:
 		s.small, s.done = smallNone, nil
+		s.t.takeData(s)
 	case smallRunning:
 		done := s.done
 		s.mu.Unlock()
@@ -158,4 +182,16 @@ func (t *Tree) stopSmall() {
 	q.stopped = true
 	q.mu.Unlock()
 	q.wg.Wait()
+}
+
+// takeData takes the content s holds for the worker, and lets its budget
+// go. s.mu is held.
+func (t *Tree) takeData(s *streamer) []byte {
+	d := s.data
+	if d == nil {
+		return nil
+	}
+	s.data = nil
+	t.small.dataBytes.Add(-int64(len(d)))
+	return d
 }

@@ -41,7 +41,13 @@ func (t *Tree) openStaging(id string, create bool) (*stagingFile, error) {
 	}
 	var f *sealedfile.File
 	var err error
-	if create {
+	if ref, ok := t.inline[id]; ok && !create {
+		// In a journal record (inline.go): read into memory again.
+		var data []byte
+		if data, err = inlineData(ref); err == nil {
+			f, err = sealedfile.Deferred(t.stagingPath(id), stagingName(id), t.localKey, inlineMax, data)
+		}
+	} else if create {
 		f, err = sealedfile.Create(t.stagingPath(id), stagingName(id), t.localKey)
 	} else {
 		f, err = sealedfile.Open(t.stagingPath(id), stagingName(id), t.localKey, true)
@@ -77,6 +83,13 @@ func (s *stagingFile) Close() error {
 	}
 	if s.t.stagingOpen[s.id] == s {
 		delete(s.t.stagingOpen, s.id)
+		if b, ok := s.File.Bytes(); !ok {
+			delete(s.t.inline, s.id) // went to disk: newer than its record
+		} else if _, ok := s.t.inline[s.id]; !ok {
+			// Never flushed (nothing written, or its record failed):
+			// what it holds stays readable, from memory.
+			s.t.inline[s.id] = inlineRef{data: b}
+		}
 	}
 	return s.File.Close()
 }

@@ -39,6 +39,11 @@ type streamer struct {
 	small   int           // the small-file store's state (smallstore.go)
 	done    chan struct{} // made when run starts, closed when it ends
 
+	// data is a small file's content as its last writer closed it, held
+	// for the small-file worker (smallstore.go), so that it does not read
+	// it back from the journal.
+	data []byte
+
 	content []repo.Extent // when done and valid
 	total   uint64
 	err     error

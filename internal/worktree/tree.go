@@ -168,8 +168,11 @@ type Tree struct {
 	// localKey seals the staging area and the journal.
 	localKey    crypt.LocalKey
 	handles     map[*Handle]bool // open, not closed yet
-	stagingMu   sync.Mutex       // guards stagingOpen; taken after t.mu
+	stagingMu   sync.Mutex       // guards stagingOpen and inline; taken after t.mu
 	stagingOpen map[string]*stagingFile
+	// inline: where the content of the small files held in journal
+	// records (not in staging files) is, by staging id (inline.go).
+	inline map[string]inlineRef
 	// legacyStaging maps the plaintext staging files of an older sealfs,
 	// found at replay, to their sealed copies.
 	legacyStaging map[string]string
@@ -198,7 +201,7 @@ func Open(ctx context.Context, r *repo.Repository, o Options) (_ *Tree, err erro
 		o.Inos = &Inos{}
 	}
 	t := &Tree{r: r, opts: o, staged: map[*Inode]bool{}, linked: map[*Inode]bool{}, groups: map[uint64]*Inode{},
-		localKey: r.LocalKey(), handles: map[*Handle]bool{}, stagingOpen: map[string]*stagingFile{}, legacyStaging: map[string]string{},
+		localKey: r.LocalKey(), handles: map[*Handle]bool{}, stagingOpen: map[string]*stagingFile{}, inline: map[string]inlineRef{}, legacyStaging: map[string]string{},
 		fetchLocked: true}
 	t.life, t.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	t.fillsDone = sync.NewCond(&t.mu)
@@ -362,11 +365,15 @@ func (t *Tree) dropStagingLocked(in *Inode) (remove string) {
 	if in.staging == "" {
 		return ""
 	}
+	inline := t.inlineLocked(in)
 	if in.file != nil {
 		in.file.Close()
 		in.file = nil
 	}
-	if !t.replaying {
+	t.stagingMu.Lock()
+	delete(t.inline, in.staging)
+	t.stagingMu.Unlock()
+	if !t.replaying && !inline {
 		// A later record of the journals being replayed may name it
 		// again; removeOrphans deletes it if none does.
 		remove = t.stagingPath(in.staging)

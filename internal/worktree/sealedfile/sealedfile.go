@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -53,6 +54,16 @@ type File struct {
 	path string
 	size int64 // plaintext size
 	geo  geometry
+
+	// A Deferred file holds its content in mem while inMem (f is nil
+	// then), up to memLimit bytes.
+	mem      []byte
+	memLimit int64
+	inMem    bool
+	shared   bool // mem was handed out by Bytes: copied before a change
+	// onDisk is set once f is (at open, or when a Deferred file is
+	// written out): Reserve reads it without the lock.
+	onDisk atomic.Bool
 }
 
 // geometry is the block layout; v1 uses PageSize pages. Tests and
@@ -99,7 +110,9 @@ func open(path, name string, key crypt.LocalKey, flag int, geo geometry) (*File,
 			return nil, fmt.Errorf("failed to cut a torn block off %s: %w", path, err)
 		}
 	}
-	return &File{f: f, s: s, path: path, size: geo.plainSize(phys), geo: geo}, nil
+	file := &File{f: f, s: s, path: path, size: geo.plainSize(phys), geo: geo}
+	file.onDisk.Store(true)
+	return file, nil
 }
 
 // PlainSize returns the plaintext size of a sealed file that is phys bytes
@@ -243,6 +256,9 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.inMem {
+		return f.memRead(p, off)
+	}
 	want := len(p)
 	if off >= f.size {
 		return 0, io.EOF
@@ -302,6 +318,11 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if ok, err := f.memFits(off + int64(len(p))); err != nil {
+		return 0, err
+	} else if ok {
+		return f.memWrite(p, off), nil
+	}
 	return f.writeLocked(p, off)
 }
 
@@ -417,6 +438,12 @@ func (f *File) Truncate(size int64) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if ok, err := f.memFits(size); err != nil {
+		return err
+	} else if ok {
+		f.memResize(size)
+		return nil
+	}
 	return f.truncateLocked(size)
 }
 
@@ -474,6 +501,11 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.inMem {
+		if err := f.spillLocked(); err != nil {
+			return err
+		}
+	}
 	g := f.geo
 	end := off + length
 	switch mode {
@@ -551,6 +583,9 @@ func (f *File) Seek(off int64, whence int) (int64, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.inMem {
+		return f.memSeek(off, whence)
+	}
 	g := f.geo
 	if off < 0 || off >= f.size {
 		return 0, syscall.ENXIO
@@ -650,8 +685,16 @@ func lastNonzero(b []byte) int {
 	return -1
 }
 
-// Sync makes the file durable on disk.
-func (f *File) Sync() error { return f.f.Sync() }
+// Sync makes the file durable on disk (a Deferred one still in memory:
+// nothing to do, its owner keeps it).
+func (f *File) Sync() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.inMem {
+		return nil
+	}
+	return f.f.Sync()
+}
 
 // Reserve allocates the disk space that a write of [off, off+length)
 // takes, without changing the file's content or length (fallocate with
@@ -662,10 +705,25 @@ func (f *File) Reserve(off, length int64) error {
 	if off < 0 || length <= 0 {
 		return syscall.EINVAL
 	}
+	if !f.onDisk.Load() {
+		f.mu.Lock()
+		ok, err := f.memFits(off + length)
+		f.mu.Unlock()
+		if err != nil || ok {
+			return err // in memory: no space to take
+		}
+	}
 	g := f.geo
 	start, physEnd := off/g.block*g.page, g.physSize(off+length)
 	return syscall.Fallocate(int(f.f.Fd()), fallocKeepSize, start, physEnd-start)
 }
 
-// Close closes the file.
-func (f *File) Close() error { return f.f.Close() }
+// Close closes the file; a Deferred one still in memory stays readable.
+func (f *File) Close() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.inMem {
+		return nil
+	}
+	return f.f.Close()
+}
