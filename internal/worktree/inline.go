@@ -57,7 +57,9 @@ func (j *journal) readContent(off int64, idx uint64) ([]byte, error) {
 	pt, err := j.seal.Open(buf[crypt.NonceSize:crypt.NonceSize], recordAD(idx), buf)
 	var r record
 	if err != nil || json.Unmarshal(pt, &r) != nil || r.Op != opContent {
-		return nil, fmt.Errorf("%w: %s at record %d", errJournalDamaged, j.path, idx+1)
+		// Damaged as a staging copy's block is: the file's reads fail,
+		// a commit leaves it out.
+		return nil, fmt.Errorf("%w: %w: %s at record %d", errJournalDamaged, sealedfile.ErrDamaged, j.path, idx+1)
 	}
 	return r.Data, nil
 }
@@ -168,7 +170,12 @@ func (t *Tree) carryRecordLocked(in *Inode, p []byte, committed bool) (record, e
 			return rec, nil
 		}
 		var err error
-		if data, err = inlineData(ref); err != nil {
+		if data, err = inlineData(ref); errors.Is(err, errJournalDamaged) {
+			// As a damaged staging copy: its reads fail, and it is
+			// not committed; what it held is lost.
+			t.opts.Log.Error("a queued file's content is damaged in the journal: it is lost", "path", "/"+string(p), "err", err)
+			return rec, nil
+		} else if err != nil {
 			return rec, err
 		}
 	}
