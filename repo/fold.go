@@ -24,8 +24,10 @@ import (
 // foldKeep is how many snapshots below the newest a fold leaves in
 // snapshots/: a commit folds once more than 2 × foldKeep sequence numbers
 // are unfolded, so an open lists at most about 2 × foldKeep snapshot
-// objects. A variable for tests.
-var foldKeep uint64 = 64
+// objects. 16 since session 9 (64 before): every open lists snapshots/,
+// and a listing costs by name (docs/BENCHMARKS.md, OpenHistory). A
+// variable for tests.
+var foldKeep uint64 = 16
 
 // historyMergeFactor and maxHistoryRefs bound the history segments a
 // snapshot names, as mergeFactor and maxNamedIndexes bound its index

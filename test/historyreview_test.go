@@ -15,7 +15,7 @@ import (
 
 // foldedCLIRepo is a repository made with `sealfs init` that holds n
 // snapshots written in process, snapshot i holding /f with "snapshot i":
-// enough (n > 2 × 64) for its older ones to be folded into history
+// enough (n > 2 × 16) for its older ones to be folded into history
 // segments (docs/SPEC.md §8.3).
 func foldedCLIRepo(t *testing.T, n int) (cliRepo, *repo.Snapshot) {
 	t.Helper()
@@ -168,14 +168,14 @@ func TestMountReadOnlyAfterFold(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Unlock(ctx)
-	commitNumbered(t, r, 1, 128)
+	commitNumbered(t, r, 1, 32)
 	if r.Latest().Folded() != 0 {
 		t.Fatal("folded already")
 	}
 	mnt := mountpoint(t)
 	expect(t, c.mount(t, mnt, "--read-only"), 0, "")
 	defer c.umount(t, mnt)
-	commitNumbered(t, r, 129, 130)
+	commitNumbered(t, r, 33, 34)
 	if r.Latest().Folded() == 0 {
 		t.Fatal("no fold")
 	}
@@ -183,7 +183,7 @@ func TestMountReadOnlyAfterFold(t *testing.T) {
 	if err != nil {
 		t.Fatalf("/.snapshots of a read-only mount after another writer's fold: %v", err)
 	}
-	if len(entries) < 129 {
+	if len(entries) < 33 {
 		t.Fatalf("/.snapshots lists %d entries", len(entries))
 	}
 	found := false
