@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -143,7 +144,7 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, []indexWant, erro
 	sortSnapshots(snaps)
 	var newest []indexWant
 	named := map[crypt.ID]bool{}
-	for _, x := range readerIndexes(snaps) {
+	for _, x := range allIndexes(snaps) {
 		newest = append(newest, indexWant{x, format.SnapshotSeqName(snaps[len(snaps)-1].Seq, snaps[len(snaps)-1].ID)})
 		named[x] = true
 	}
@@ -159,7 +160,7 @@ func (c *checker) snapshots(ctx context.Context) ([]*Snapshot, []indexWant, erro
 	// reads it (§7: a later object's entry wins).
 	var want []indexWant
 	for _, f := range unrecordedForks(snaps, forgot, folded) {
-		for _, x := range f.Indexes {
+		for _, x := range slices.Concat(f.Cold, f.Indexes) {
 			if !named[x] {
 				want = append(want, indexWant{x, format.SnapshotSeqName(f.Seq, f.ID)})
 				named[x] = true

@@ -59,7 +59,7 @@ func (r *Repository) Commit(ctx context.Context, root crypt.ID, info CommitInfo)
 	if err := r.loadForkIndexes(ctx); err != nil {
 		return nil, err
 	}
-	if err := r.consolidateIndexes(ctx, r.Latest()); err != nil {
+	if err := r.consolidateIndexes(ctx, r.Latest(), root); err != nil {
 		return nil, err
 	}
 	if _, ok := r.Index().Lookup(root); !ok {
@@ -127,9 +127,11 @@ func (r *Repository) storeIndexes(ctx context.Context) error {
 			return fmt.Errorf("failed to upload index: %w", err)
 		}
 		r.mu.Lock()
-		if x.covers != nil {
-			r.merges = append(r.merges, indexMerge{id: x.id, covers: x.covers})
-		} else {
+		switch {
+		case x.cold:
+		case x.covers != nil:
+			r.merges = append(r.merges, indexMerge{id: x.id, covers: x.covers, cold: x.coldID, coldCovers: x.coldCovers})
+		default:
 			r.unnamed = append(r.unnamed, x.id)
 		}
 		r.indexEntries[x.id] = x.entries
@@ -178,7 +180,7 @@ func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *
 	if parent != nil {
 		s.Seq, s.Parent = parent.Seq+1, parent.ID
 	}
-	s.Indexes = r.indexListLocked(parent)
+	s.Indexes, s.Cold = r.indexListsLocked(parent)
 	r.recordForksLocked(s, parent)
 	r.historyLocked(s, parent, fold)
 	u, err := r.sealSnapshot(s)
@@ -203,6 +205,12 @@ func (r *Repository) historyLocked(s, parent *Snapshot, fold *foldPlan) {
 	} else {
 		s.History = nil
 	}
+	// Cold index objects (docs/SPEC.md §7) come with the next version.
+	if len(s.Cold) > 0 {
+		s.Version = format.SnapshotColdVersion
+	} else {
+		s.Cold = nil
+	}
 }
 
 // sealSnapshot seals s under a fresh id (which it sets); it is not stored.
@@ -224,11 +232,18 @@ func (r *Repository) sealSnapshot(s *Snapshot) (*unstoredSnapshot, error) {
 
 // sealedObject is an index object sealed and not yet stored: its number
 // of entries, and for a merge the run of index objects it replaces.
+//
+// A merge that moved entries cold names its cold index object (coldID)
+// and the run of the cold list that replaces (coldCovers); the cold
+// object itself (cold) is stored just before it and named through it.
 type sealedObject struct {
-	id      crypt.ID
-	sealed  []byte
-	entries int
-	covers  []crypt.ID
+	id         crypt.ID
+	sealed     []byte
+	entries    int
+	covers     []crypt.ID
+	cold       bool
+	coldID     crypt.ID
+	coldCovers []crypt.ID
 }
 
 // unstoredSnapshot is a sealed snapshot whose upload has not succeeded yet.
@@ -277,7 +292,7 @@ func (r *Repository) storeSnapshot(ctx context.Context, u *unstoredSnapshot) err
 		}
 	}
 	r.unnamed = keep
-	r.keepIndexEntriesLocked(u.snap.Indexes)
+	r.keepIndexEntriesLocked(u.snap.Indexes, u.snap.Cold)
 	if n := len(r.snapshots); n > 0 {
 		// Only the newest snapshot's index list is needed.
 		r.snapshots[n-1] = summaryOf(r.snapshots[n-1])

@@ -140,12 +140,29 @@ func readerIndexes(snaps []*Snapshot) []crypt.ID {
 	return snaps[len(snaps)-1].Indexes
 }
 
+// allIndexes returns every index object of the newest snapshot, in the
+// order a reader of old history loads them: the cold ones, then those an
+// open loads (readerIndexes), whose entries win.
+func allIndexes(snaps []*Snapshot) []crypt.ID {
+	if len(snaps) == 0 {
+		return nil
+	}
+	return slices.Concat(snaps[len(snaps)-1].Cold, readerIndexes(snaps))
+}
+
 // indexMerge is a stored index object that holds the entries of the index
 // objects it covers (a run of the list the next snapshot names), which it
 // replaces in that list.
+//
+// A merge that moved entries cold (cold.go) also stored the cold index
+// object cold, which replaces the run coldCovers of the cold list (or is
+// added to it): the two go into a snapshot together or not at all.
 type indexMerge struct {
 	id     crypt.ID
 	covers []crypt.ID
+	cold   crypt.ID
+	// coldCovers is the run of the cold list the cold object replaces.
+	coldCovers []crypt.ID
 }
 
 // planMerge returns where the run of index objects to merge begins, given
@@ -184,27 +201,47 @@ func planRun(counts []int, factor, maxLen, maxEntries int) int {
 // merge in place of the run it covers. A merge whose run is not all there
 // (the parent changed under it) is left out: it is garbage. r.mu is held.
 func (r *Repository) indexListLocked(parent *Snapshot) []crypt.ID {
-	var list []crypt.ID
+	list, _ := r.indexListsLocked(parent)
+	return list
+}
+
+// indexListsLocked is indexListLocked and the cold list that goes with
+// it: the parent's, with each merge's cold object in place of the run it
+// covers (or added). A merge is applied only when both its runs are there.
+// r.mu is held.
+func (r *Repository) indexListsLocked(parent *Snapshot) (list, cold []crypt.ID) {
 	if parent != nil {
 		list = append(list, r.forkIndexesLocked(parent)...)
 		list = append(list, parent.Indexes...)
+		cold = slices.Clone(parent.Cold)
 	}
 	list = append(list, r.unnamed...)
 	for _, m := range r.merges {
-		at := -1
-		for i, x := range list {
-			if x == m.covers[0] {
-				at = i
-				break
-			}
-		}
-		if at < 0 || at+len(m.covers) > len(list) || !equalIDs(list[at:at+len(m.covers)], m.covers) {
+		at, ok := runAt(list, m.covers)
+		coldAt, coldOK := runAt(cold, m.coldCovers)
+		if !ok || !m.cold.IsZero() && !coldOK {
 			continue
 		}
 		list = append(list[:at+1], list[at+len(m.covers):]...)
 		list[at] = m.id
+		if !m.cold.IsZero() {
+			cold = append(cold[:coldAt], append([]crypt.ID{m.cold}, cold[coldAt+len(m.coldCovers):]...)...)
+		}
 	}
-	return list
+	return list, cold
+}
+
+// runAt returns where run starts in list; an empty run is at list's end.
+func runAt(list, run []crypt.ID) (int, bool) {
+	if len(run) == 0 {
+		return len(list), true
+	}
+	for i, x := range list {
+		if x == run[0] {
+			return i, i+len(run) <= len(list) && equalIDs(list[i:i+len(run)], run)
+		}
+	}
+	return 0, false
 }
 
 func equalIDs(a, b []crypt.ID) bool {
@@ -224,10 +261,12 @@ func equalIDs(a, b []crypt.ID) bool {
 // entries (the newest entry of a blob wins, as when they are loaded in
 // order) into one object and queues it for upload like any index object
 // (storeIndexes): a failure fails the commit, and the next commit uploads
-// the same bytes first. commitMu is held.
-func (r *Repository) consolidateIndexes(ctx context.Context, parent *Snapshot) error {
+// the same bytes first. The entries of the run's trees that root (the
+// tree the snapshot will name) no longer reaches go into a cold index
+// object instead (splitCold, coldMerge). commitMu is held.
+func (r *Repository) consolidateIndexes(ctx context.Context, parent *Snapshot, root crypt.ID) error {
 	r.mu.Lock()
-	list := r.indexListLocked(parent)
+	list, coldList := r.indexListsLocked(parent)
 	counts := make([]int, len(list))
 	for i, x := range list {
 		n, ok := r.indexEntries[x]
@@ -246,7 +285,7 @@ func (r *Repository) consolidateIndexes(ctx context.Context, parent *Snapshot) e
 		return nil
 	}
 	run := list[s:]
-	var merged []format.IndexEntry // in order: sealIndexes keeps a blob's last
+	var merged []format.IndexEntry // in order: the last entry of a blob wins
 	for _, x := range run {
 		t, err := r.readIndex(ctx, x)
 		if err != nil {
@@ -256,7 +295,14 @@ func (r *Repository) consolidateIndexes(ctx context.Context, parent *Snapshot) e
 			merged = append(merged, t.Entry(i))
 		}
 	}
-	objs, err := r.sealIndexes(merged)
+	hot, cold, err := r.splitCold(ctx, format.SortIndexEntries(merged), list[:s], root)
+	if err != nil {
+		return fmt.Errorf("failed to merge index objects: %w", err)
+	}
+	objs, err := r.sealIndexes(hot)
+	if err == nil && len(objs) == 0 {
+		objs, err = r.sealEmptyIndex()
+	}
 	if err != nil {
 		return err
 	}
@@ -264,18 +310,41 @@ func (r *Repository) consolidateIndexes(ctx context.Context, parent *Snapshot) e
 		return fmt.Errorf("merging %d index objects gave %d", len(run), len(objs))
 	}
 	objs[0].covers = append([]crypt.ID(nil), run...)
+	if len(cold) > 0 {
+		c, coldCovers, err := r.coldMerge(ctx, coldList, cold)
+		if err != nil {
+			return err
+		}
+		c.cold = true
+		objs[0].coldID, objs[0].coldCovers = c.id, coldCovers
+		objs = []sealedObject{c, objs[0]} // stored first: the merge names it
+	}
 	r.mu.Lock()
-	r.unsentIndexes = append(r.unsentIndexes, objs[0])
+	r.unsentIndexes = append(r.unsentIndexes, objs...)
 	r.mu.Unlock()
 	return r.storeIndexes(ctx)
+}
+
+// sealEmptyIndex seals an index object of no entries: a merge whose run
+// went cold whole.
+func (r *Repository) sealEmptyIndex() ([]sealedObject, error) {
+	xid, err := crypt.NewRandomID()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := r.keys.Seal(nil, crypt.TypeIndex, xid, format.EncodeIndex(nil))
+	if err != nil {
+		return nil, err
+	}
+	return []sealedObject{{id: xid, sealed: sealed}}, nil
 }
 
 // keepIndexEntriesLocked forgets the sizes of index objects that are no
 // longer in named, the list of the newest snapshot, nor waiting to be
 // named. r.mu is held.
-func (r *Repository) keepIndexEntriesLocked(named []crypt.ID) {
-	keep := make(map[crypt.ID]int, len(named)+len(r.unnamed))
-	for _, l := range [][]crypt.ID{named, r.unnamed} {
+func (r *Repository) keepIndexEntriesLocked(named, cold []crypt.ID) {
+	keep := make(map[crypt.ID]int, len(named)+len(cold)+len(r.unnamed))
+	for _, l := range [][]crypt.ID{named, cold, r.unnamed} {
 		for _, x := range l {
 			if n, ok := r.indexEntries[x]; ok {
 				keep[x] = n

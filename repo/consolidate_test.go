@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -233,7 +234,7 @@ func TestCheckNeedsOnlyNewestIndexes(t *testing.T) {
 		}
 	}
 	named := map[string]bool{}
-	for _, x := range r.Latest().Indexes {
+	for _, x := range slices.Concat(r.Latest().Indexes, r.Latest().Cold) {
 		named["index/"+x.String()] = true
 	}
 	all, _ := filepath.Glob(filepath.Join(dir, "index", "*"))

@@ -120,7 +120,7 @@ func TestFoldBoundsSnapshots(t *testing.T) {
 		t.Fatalf("%d snapshot objects after %d commits, want at most %d", len(snapNames), n, 2*keep+1)
 	}
 	head := env.Repo.Latest()
-	if head.Version != format.SnapshotHistoryVersion || head.Folded() < n-2*keep-1 {
+	if head.Version < format.SnapshotHistoryVersion || head.Folded() < n-2*keep-1 {
 		t.Fatalf("head of version %d folds up to %d", head.Version, head.Folded())
 	}
 	segs := listNames(t, env, format.HistoryDir)

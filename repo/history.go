@@ -164,7 +164,9 @@ func (r *Repository) forkIndexesLocked(parent *Snapshot) []crypt.ID {
 	}
 	var out []crypt.ID
 	for _, f := range forksOf(r.snapshots, r.forgotten, r.unloadedFoldLocked()) {
-		for _, x := range f.Indexes {
+		// A fork's cold index objects are named in the main list: forks
+		// are rare, and its own entries win (listed after them).
+		for _, x := range slices.Concat(f.Cold, f.Indexes) {
 			if !named[x] && r.loaded[x] {
 				named[x] = true
 				out = append(out, x)
@@ -196,10 +198,17 @@ func (r *Repository) loadForkIndexes(ctx context.Context) error {
 // loaded). For any other snapshot it does
 // nothing (the index objects it names may be gone, merged or rewritten).
 func (r *Repository) LoadIndexesOf(ctx context.Context, s *Snapshot) error {
+	if l := r.Latest(); l != nil && l.ID != s.ID {
+		// Old history: its trees may be listed in the cold index
+		// objects only (cold.go).
+		if err := r.loadCold(ctx); err != nil {
+			return err
+		}
+	}
 	r.mu.Lock()
 	var missing []crypt.ID
 	if slices.ContainsFunc(r.unrecordedForksLocked(), func(f *Snapshot) bool { return f.ID == s.ID }) {
-		for _, x := range s.Indexes {
+		for _, x := range slices.Concat(s.Cold, s.Indexes) {
 			if !r.loaded[x] {
 				missing = append(missing, x)
 			}

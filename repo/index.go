@@ -2,6 +2,7 @@ package repo
 
 import (
 	"encoding/binary"
+	"slices"
 	"sync"
 
 	"github.com/sealfs/sealfs/crypt"
@@ -33,6 +34,30 @@ type Index struct {
 	// lastPack is the pack of the last entry added: the entries of an
 	// index object come by pack.
 	lastPack uint32
+	// cold is set once the cold index objects (docs/SPEC.md §7) are in
+	// tables (addCold).
+	cold bool
+}
+
+// coldLoaded reports whether the cold index objects are in x.
+func (x *Index) coldLoaded() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.cold
+}
+
+// addCold puts the tables of the cold index objects ids (in order) before
+// every table of x: an entry of x wins over theirs (docs/SPEC.md §7, "Cold
+// index objects").
+func (x *Index) addCold(ids []crypt.ID, tables []*format.IndexTable) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.cold {
+		return
+	}
+	x.tables = append(slices.Clone(tables), x.tables...)
+	x.objects = append(slices.Clone(ids), x.objects...)
+	x.cold = true
 }
 
 // packedLocation is a Location with its pack id by position in

@@ -126,7 +126,7 @@ func TestIndexOlderWriterOrder(t *testing.T) {
 // of that blob fail as an integrity error, never return other bytes.
 func TestIndexDuplicatesAcrossObjects(t *testing.T) {
 	ctx := context.Background()
-	h, open := indexHistory(t, 24)
+	h, open := indexHistory(t, 25)
 	list := h.r.Latest().Indexes
 	if len(list) < 2 {
 		t.Fatalf("the snapshot names %d index objects; the test needs two", len(list))

@@ -19,6 +19,7 @@ import (
 // number.
 func longHistory(t *testing.T, n int) (*testutil.Env, map[uint64]string) {
 	t.Helper()
+	repo.SetFoldKeepForTest(t, uint64(n)) // no fold: every snapshot listed
 	env := testutil.NewRepo(t, repo.InitOptions{})
 	h := &history{t: t, r: env.Repo, files: map[string][]byte{}}
 	for i := range n {

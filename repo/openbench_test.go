@@ -34,7 +34,7 @@ var benchFixtures = flag.String("bench-fixtures", filepath.Join(os.TempDir(), "s
 // openBenchFixtureVersion names the kept fixtures: raise it when what a
 // commit writes changes (an index or snapshot format), so that a rerun
 // builds them again with the writer under test.
-const openBenchFixtureVersion = 3
+const openBenchFixtureVersion = 4
 
 // Files of BenchmarkOpenHistory: openBenchFiles files of openBenchFileSize
 // random bytes, openBenchPerDir to a directory below the root, so that a

@@ -161,6 +161,10 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneReport, e
 	if _, err := r.Snapshots(ctx); err != nil {
 		return nil, err
 	}
+	// Every blob of every snapshot: the cold index objects too.
+	if err := r.loadCold(ctx); err != nil {
+		return nil, err
+	}
 	p, err := r.planPrune(ctx, o)
 	if err != nil {
 		return nil, err
@@ -169,7 +173,7 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneReport, e
 	if o.DryRun {
 		p.rep.RemoteAfter = before - p.rep.DeletedBytes - p.rep.RepackedBytes + p.rep.CopiedBytes
 		for x, size := range p.indexes {
-			if p.rewrite || !slices.Contains(p.head.Indexes, x) {
+			if p.rewrite || !slices.Contains(p.head.Indexes, x) && !slices.Contains(p.head.Cold, x) {
 				p.rep.DeletedIndexes++
 				p.rep.RemoteAfter -= size
 			}
@@ -267,7 +271,7 @@ func (r *Repository) planPrune(ctx context.Context, o PruneOptions) (*prunePlan,
 	p := &prunePlan{live: map[crypt.ID]bool{}, repack: map[crypt.ID][]format.IndexEntry{}, dropPack: map[crypt.ID]bool{},
 		tookOver: r.tookOver && !o.DryRun, named: map[crypt.ID]bool{}}
 	for _, s := range r.snapshots {
-		for _, x := range s.Indexes {
+		for _, x := range slices.Concat(s.Indexes, s.Cold) {
 			p.named[x] = true
 		}
 		if _, ok := r.forgotten[s.ID]; ok {
@@ -671,7 +675,7 @@ func (r *Repository) repackOne(ctx context.Context, pack crypt.ID, size int64, l
 // before each.
 func (r *Repository) pruneDelete(ctx context.Context, o PruneOptions, p *prunePlan) error {
 	named := map[crypt.ID]bool{}
-	for _, x := range p.head.Indexes {
+	for _, x := range slices.Concat(p.head.Indexes, p.head.Cold) {
 		named[x] = true
 	}
 	var names []string

@@ -21,7 +21,7 @@ import (
 // first, LoadBlob returns at once with an error wrapping ctx's error, and
 // nothing is cached. Callers must not modify the data.
 func (r *Repository) LoadBlob(ctx context.Context, t crypt.ObjectType, id crypt.ID) ([]byte, error) {
-	l, err := r.locate(t, id)
+	l, err := r.locate(ctx, t, id)
 	if err != nil {
 		return nil, err
 	}
@@ -35,9 +35,13 @@ func (r *Repository) LoadBlob(ctx context.Context, t crypt.ObjectType, id crypt.
 	return data, err
 }
 
-// locate finds blob id of type t in the index.
-func (r *Repository) locate(t crypt.ObjectType, id crypt.ID) (Location, error) {
-	l, ok := r.Index().Lookup(id)
+// locate finds blob id of type t in the index, in the cold index objects
+// when the main ones do not list it (cold.go).
+func (r *Repository) locate(ctx context.Context, t crypt.ObjectType, id crypt.ID) (Location, error) {
+	l, ok, err := r.lookup(ctx, id)
+	if err != nil {
+		return l, err
+	}
 	if !ok {
 		return l, integrityError(fmt.Sprintf("%s %s", t, id), "not in any index")
 	}
@@ -147,7 +151,7 @@ func (r *Repository) prefetch(ctx context.Context, id crypt.ID) bool {
 	if r.blobs == nil || r.recent.get(memKey{id, wholeChunk}) != nil {
 		return true
 	}
-	l, err := r.locate(crypt.TypeDataBlob, id)
+	l, err := r.locate(ctx, crypt.TypeDataBlob, id)
 	if err != nil {
 		return true // it surfaces at the real read
 	}
@@ -184,7 +188,7 @@ const spanMax = readAheadMax
 // alone, such as one in memory, counts), or 0 when Options.Transfers
 // fetches are under way already.
 func (r *Repository) prefetchRun(ctx context.Context, ids []crypt.ID) int {
-	locs := r.runOf(ids)
+	locs := r.runOf(ctx, ids)
 	if len(locs) < 2 {
 		if !r.prefetch(ctx, ids[0]) {
 			return 0
@@ -222,13 +226,13 @@ func (r *Repository) underWay(id crypt.ID) bool {
 // runOf returns the places of the blobs of ids from the first that lie
 // one after the other in one pack within spanMax bytes, and are neither
 // in memory nor in the disk cache; none when the first is.
-func (r *Repository) runOf(ids []crypt.ID) []Location {
+func (r *Repository) runOf(ctx context.Context, ids []crypt.ID) []Location {
 	var locs []Location
 	for _, id := range ids {
 		if r.blobs == nil || r.recent.get(memKey{id, wholeChunk}) != nil || r.blobs.has(id) {
 			break
 		}
-		l, err := r.locate(crypt.TypeDataBlob, id)
+		l, err := r.locate(ctx, crypt.TypeDataBlob, id)
 		if err != nil {
 			break
 		}
@@ -540,7 +544,7 @@ func (f *FileReader) part(ctx context.Context, e Extent, start uint64, within, n
 		}
 		return data[within : within+n], nil
 	}
-	l, err := f.r.locate(crypt.TypeDataBlob, e.ID)
+	l, err := f.r.locate(ctx, crypt.TypeDataBlob, e.ID)
 	if err == nil && l.Type != crypt.TypeSegmentedBlob {
 		data, err := f.chunk(ctx, e)
 		if err != nil {

@@ -115,6 +115,8 @@ type Repository struct {
 	// reloadedAt is when the last one ended.
 	reloadMu   sync.Mutex
 	reloadedAt time.Time
+	// coldMu runs one load of the cold index objects at a time (cold.go).
+	coldMu sync.Mutex
 	// prefetching counts read-ahead fetches under way (at most
 	// transfers()).
 	prefetching atomic.Int64

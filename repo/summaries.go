@@ -123,11 +123,11 @@ func (r *Repository) saveCacheFile(file string, v any) {
 // summaryOf returns s without its list of index objects, which only the
 // newest snapshot's and a fork's are needed for.
 func summaryOf(s *Snapshot) *Snapshot {
-	if s.Indexes == nil {
+	if s.Indexes == nil && s.Cold == nil {
 		return s
 	}
 	c := *s
-	c.Indexes = nil
+	c.Indexes, c.Cold = nil, nil
 	return &c
 }
 

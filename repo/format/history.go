@@ -16,8 +16,8 @@ const HistoryVersion = 1
 // version (1) || u32 n || n × (snapshot id [32] || u32 len || snapshot JSON),
 // the snapshots strictly increasing by sequence number, then id bytewise.
 // Each is a snapshot's summary: its JSON as EncodeSnapshot writes it,
-// without index objects or history segments, and of version
-// SnapshotForksVersion where it was of SnapshotHistoryVersion (the fields
+// without index objects, history segments or cold index objects, and of
+// version SnapshotForksVersion where it was of a later one (the fields
 // left are those of that version).
 func EncodeHistory(snaps []*Snapshot) ([]byte, error) {
 	if len(snaps) == 0 || len(snaps) > MaxHistoryEntries {
@@ -27,8 +27,8 @@ func EncodeHistory(snaps []*Snapshot) ([]byte, error) {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(snaps)))
 	for i, s := range snaps {
 		sum := *s
-		sum.Indexes, sum.History = nil, nil
-		if sum.Version == SnapshotHistoryVersion {
+		sum.Indexes, sum.History, sum.Cold = nil, nil, nil
+		if sum.Version >= SnapshotHistoryVersion {
 			sum.Version = SnapshotForksVersion
 		}
 		if s.ID.IsZero() || (i > 0 && compareHistory(snaps[i-1], s) >= 0) {
@@ -94,7 +94,7 @@ func DecodeHistory(b []byte) ([]*Snapshot, error) {
 		switch {
 		case id.IsZero():
 			return nil, fmt.Errorf("history segment entry %d has no id", i)
-		case len(s.Indexes) > 0 || s.Version == SnapshotHistoryVersion:
+		case len(s.Indexes) > 0 || s.Version >= SnapshotHistoryVersion:
 			return nil, fmt.Errorf("history segment entry %d names index objects or history segments", i)
 		case i > 0 && compareHistory(out[i-1], s) >= 0:
 			return nil, fmt.Errorf("history segment entry %d is out of order or repeated", i)

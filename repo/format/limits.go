@@ -19,6 +19,8 @@ const (
 	MaxHistorySize    = 64 << 20
 	// MaxHistoryRefs bounds the history segments a snapshot names.
 	MaxHistoryRefs = 64
+	// MaxColdIndexes bounds the cold index objects a snapshot names.
+	MaxColdIndexes = 1 << 16
 	// MaxSnapshotSize bounds a snapshot's plaintext.
 	MaxSnapshotSize = 64 << 20
 	// MaxLeaseSize bounds the lease's plaintext.

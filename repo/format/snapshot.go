@@ -40,7 +40,20 @@ type Snapshot struct {
 	// the snapshots 1 to History[len-1].Last, in order: only in a
 	// snapshot of version SnapshotHistoryVersion, which always has some.
 	History []HistoryRef `json:"history,omitempty"`
+	// Cold names the "history" index objects (docs/SPEC.md §7, "Cold
+	// index objects"): entries a merge moved out of the objects Indexes
+	// names, of blobs only older snapshots are expected to need. A reader
+	// loads them before the objects Indexes names (those win), and may put
+	// that off until a lookup misses. Only in a snapshot of version
+	// SnapshotColdVersion, which always has some.
+	Cold []crypt.ID `json:"cold,omitempty"`
 }
+
+// SnapshotColdVersion is the version of a snapshot that names cold index
+// objects (Cold); it has the fields of SnapshotHistoryVersion, History
+// optional. A writer writes it only when it has cold index objects to
+// name.
+const SnapshotColdVersion = 5
 
 // HistoryRef names a history segment and the sequence numbers it covers,
 // First to Last.
@@ -150,7 +163,7 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	}
 	switch {
 	case s.Version == FormatVersion && s.Root == nil, s.Version == SnapshotRootVersion && s.Root != nil,
-		s.Version == SnapshotForksVersion, s.Version == SnapshotHistoryVersion:
+		s.Version == SnapshotForksVersion, s.Version == SnapshotHistoryVersion, s.Version == SnapshotColdVersion:
 	case s.Version == FormatVersion || s.Version == SnapshotRootVersion:
 		return nil, fmt.Errorf("snapshot of version %d with root attributes %v", s.Version, s.Root != nil)
 	default:
@@ -165,8 +178,14 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	if s.Prune && s.Version < SnapshotForksVersion {
 		return nil, fmt.Errorf("snapshot of version %d is marked as a prune's", s.Version)
 	}
-	if (s.History != nil) != (s.Version == SnapshotHistoryVersion) || (s.History != nil && len(s.History) == 0) {
+	if s.History != nil && (s.Version < SnapshotHistoryVersion || len(s.History) == 0) || s.History == nil && s.Version == SnapshotHistoryVersion {
 		return nil, fmt.Errorf("snapshot of version %d with history segments %v", s.Version, s.History != nil)
+	}
+	if (s.Cold != nil) != (s.Version == SnapshotColdVersion) || (s.Cold != nil && len(s.Cold) == 0) {
+		return nil, fmt.Errorf("snapshot of version %d with cold index objects %v", s.Version, s.Cold != nil)
+	}
+	if len(s.Cold) > MaxColdIndexes {
+		return nil, fmt.Errorf("snapshot names %d cold index objects, over the limit of %d", len(s.Cold), MaxColdIndexes)
 	}
 	if err := checkHistory(s.History, s.Seq); err != nil {
 		return nil, err
