@@ -80,11 +80,10 @@ func (r *Repository) lookup(ctx context.Context, id crypt.ID) (Location, bool, e
 // those that stay in the main list and those that go cold: the trees of
 // the run that the tree root does not reach through trees of the run
 // (trees are content-addressed, so a tree indexed before the run holds
-// only trees indexed before it too, or copies of them), unless an index
-// object before the run (older, named in the main list) lists them too,
-// whose entry would otherwise win. A tree reached through an older one is
-// taken for cold: reading it loads the cold objects, nothing is missed.
-func (r *Repository) splitCold(ctx context.Context, entries []format.IndexEntry, before []crypt.ID, root crypt.ID) (hot, cold []format.IndexEntry, err error) {
+// only trees indexed before it too, or copies of them). A tree reached
+// through an older one is taken for cold: reading it loads the cold
+// objects, nothing is missed.
+func (r *Repository) splitCold(ctx context.Context, entries []format.IndexEntry, root crypt.ID) (hot, cold []format.IndexEntry, err error) {
 	inRun := map[crypt.ID]bool{}
 	for _, e := range entries {
 		if e.Type == crypt.TypeTreeBlob {
@@ -110,17 +109,8 @@ func (r *Repository) splitCold(ctx context.Context, entries []format.IndexEntry,
 			}
 		}
 	}
-	idx := r.Index()
-	var older []*format.IndexTable
-	for _, x := range before {
-		t := idx.table(x)
-		if t == nil {
-			return entries, nil, nil // unknown: nothing goes cold
-		}
-		older = append(older, t)
-	}
 	for _, e := range entries {
-		if e.Type != crypt.TypeTreeBlob || reached[e.ID] || slices.ContainsFunc(older, func(t *format.IndexTable) bool { _, ok := t.Find(e.ID); return ok }) {
+		if e.Type != crypt.TypeTreeBlob || reached[e.ID] {
 			hot = append(hot, e)
 			continue
 		}

@@ -20,11 +20,17 @@ import (
 // content randomData(1000+i, …): each commit replaces the root tree, so
 // merges move the older roots into cold index objects.
 func coldEnv(t *testing.T, n int) (*testutil.Env, [][]byte) {
+	return coldEnvSized(t, n, 300, 0)
+}
+
+// coldEnvSized is coldEnv with files of size+i bytes, in packs of
+// packSize (0: the default).
+func coldEnvSized(t *testing.T, n, size, packSize int) (*testutil.Env, [][]byte) {
 	t.Helper()
-	env := testutil.NewRepo(t, repo.InitOptions{})
+	env := testutil.NewRepo(t, repo.InitOptions{PackSize: packSize})
 	var contents [][]byte
 	for i := range n {
-		data := randomData(uint64(1000+i), 300+i)
+		data := randomData(uint64(1000+i), size+i)
 		contents = append(contents, data)
 		storeFile(t, env.Repo, "f", data)
 	}
@@ -54,6 +60,13 @@ func TestColdIndexOpen(t *testing.T) {
 	}
 	if inMain > 8 {
 		t.Fatalf("%d of %d older roots in the index a fresh open loads", inMain, len(snaps)-1)
+	}
+	// The newest snapshot is read without the cold objects.
+	if got, err := readFileIn(fresh, fresh.Latest(), "f"); err != nil || !bytes.Equal(got, contents[len(contents)-1]) {
+		t.Fatalf("the newest snapshot of a fresh open: %d bytes, %v", len(got), err)
+	}
+	if repo.ColdLoadedForTest(fresh) {
+		t.Fatal("reading the newest snapshot loaded the cold index objects")
 	}
 	for _, s := range snaps {
 		got, err := readFileIn(fresh, s, "f")
@@ -174,15 +187,21 @@ func TestColdIndexDeleted(t *testing.T) {
 // snapshot and a prune that rewrites leave every retained snapshot
 // readable byte for byte, and check --read-data clean.
 func TestColdPruneAfterForget(t *testing.T) {
-	env, contents := coldEnv(t, 40)
+	// Packs of one commit each, none small (a prune keeps them as they
+	// are): the first prune rewrites nothing.
+	env, contents := coldEnvSized(t, 40, 300<<10, 1<<20)
 	ctx := context.Background()
 	r := env.Repo
 	byTree := map[crypt.ID][]byte{}
 	for _, s := range snapshots(t, r) {
 		byTree[s.Tree] = contents[s.Seq-1]
 	}
-	if _, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 100}); err != nil {
+	rep, err := r.Prune(ctx, repo.PruneOptions{MaxUnusedPct: 100})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if rep.Snapshot != nil || len(r.Latest().Cold) == 0 {
+		t.Fatalf("precondition: a prune that rewrites nothing: %+v", rep)
 	}
 	for _, x := range r.Latest().Cold {
 		if _, err := os.Stat(filepath.Join(env.Dir, format.IndexName(x))); err != nil {

@@ -295,7 +295,7 @@ func (r *Repository) consolidateIndexes(ctx context.Context, parent *Snapshot, r
 			merged = append(merged, t.Entry(i))
 		}
 	}
-	hot, cold, err := r.splitCold(ctx, format.SortIndexEntries(merged), list[:s], root)
+	hot, cold, err := r.splitCold(ctx, format.SortIndexEntries(merged), root)
 	if err != nil {
 		return fmt.Errorf("failed to merge index objects: %w", err)
 	}

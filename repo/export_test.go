@@ -92,3 +92,7 @@ func RewriteIndexForTest(ctx context.Context, r *Repository, id crypt.ID, change
 	}
 	return r.remote.Put(ctx, format.IndexName(id), sealed)
 }
+
+// ColdLoadedForTest reports whether r's index holds the cold index
+// objects (cold.go).
+func ColdLoadedForTest(r *Repository) bool { return r.Index().coldLoaded() }

@@ -195,8 +195,9 @@ func (r *Repository) loadForkIndexes(ctx context.Context) error {
 // snapshot that no writer has recorded yet (docs/SPEC.md §8): for one of
 // those it loads the index objects s names that are not loaded; a missing
 // one is an integrity error naming it (returned once the others are
-// loaded). For any other snapshot it does
-// nothing (the index objects it names may be gone, merged or rewritten).
+// loaded). For any snapshot but the newest it loads the newest one's cold
+// index objects (cold.go); it loads nothing else (the index objects an
+// older snapshot names may be gone, merged or rewritten).
 func (r *Repository) LoadIndexesOf(ctx context.Context, s *Snapshot) error {
 	if l := r.Latest(); l != nil && l.ID != s.ID {
 		// Old history: its trees may be listed in the cold index

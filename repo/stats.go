@@ -68,6 +68,10 @@ func (r *Repository) SizeStats(ctx context.Context, snaps []*Snapshot, progress 
 		}
 		r.mu.Unlock()
 	}
+	// Older snapshots' trees may be listed in the cold index objects only.
+	if err := r.loadCold(ctx); err != nil {
+		return nil, err
+	}
 	idx := r.Index()
 	rep := &StatsReport{}
 	trees := map[crypt.ID]*treeStats{}

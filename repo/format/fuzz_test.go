@@ -164,6 +164,9 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	f.Add(b)
 	b, _ = EncodeSnapshot(&Snapshot{Version: SnapshotForksVersion, Seq: 5, Tree: crypt.ID{1}, Prune: true})
 	f.Add(b)
+	b, _ = EncodeSnapshot(&Snapshot{Version: SnapshotColdVersion, Seq: 9, Tree: crypt.ID{1}, Indexes: []crypt.ID{{2}}, Cold: []crypt.ID{{3}, {4}},
+		History: []HistoryRef{{ID: crypt.ID{5}, First: 1, Last: 4}}})
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := DecodeSnapshot(b)
 		if err != nil {
