@@ -66,9 +66,7 @@ func (r *Repository) lookup(ctx context.Context, id crypt.ID) (Location, bool, e
 	if l, ok := r.Index().Lookup(id); ok {
 		return l, true, nil
 	}
-	if r.Index().coldLoaded() {
-		return Location{}, false, nil
-	}
+	// Loaded meanwhile, or now: look again either way.
 	if err := r.loadCold(ctx); err != nil {
 		return Location{}, false, err
 	}

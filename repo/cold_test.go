@@ -376,3 +376,30 @@ func TestColdCrashBetweenSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestColdConcurrentLoad: readers of old snapshots on a fresh open, all at
+// once, load the cold index objects once between them and read right
+// (run with -race).
+func TestColdConcurrentLoad(t *testing.T) {
+	env, contents := coldEnv(t, 40)
+	fresh, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps := snapshots(t, fresh)
+	errs := make(chan error, len(snaps))
+	for _, s := range snaps {
+		go func() {
+			got, err := readFileIn(fresh, s, "f")
+			if err == nil && !bytes.Equal(got, contents[s.Seq-1]) {
+				err = fmt.Errorf("snapshot %d reads other content", s.Seq)
+			}
+			errs <- err
+		}()
+	}
+	for range snaps {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
