@@ -74,6 +74,13 @@ func (r *Repository) lookup(ctx context.Context, id crypt.ID) (Location, bool, e
 	return l, ok, nil
 }
 
+// Has reports whether the index lists blob id: the main index objects,
+// or else the cold ones, which it loads (an error when they fail to).
+func (r *Repository) Has(ctx context.Context, id crypt.ID) (bool, error) {
+	_, ok, err := r.lookup(ctx, id)
+	return ok, err
+}
+
 // splitCold sorts the entries of a merge's run (sorted, one a blob) into
 // those that stay in the main list and those that go cold: the trees of
 // the run that the tree root does not reach through trees of the run

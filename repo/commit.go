@@ -169,7 +169,7 @@ func (r *Repository) rememberUnstoredLocked(u *unstoredSnapshot) error {
 // sealSnapshotLocked makes the snapshot of the tree root that follows
 // parent (nil for the first): it names the fork snapshots' indexes the
 // parent lacks, the parent's indexes and every unnamed one, merged as
-// consolidateIndexes stored (indexListLocked), and records the forks
+// consolidateIndexes stored (indexListsLocked), and records the forks
 // (recordForksLocked). It is sealed under a fresh id, not stored. r.mu is
 // held.
 func (r *Repository) sealSnapshotLocked(root crypt.ID, info CommitInfo, parent *Snapshot, fold *foldPlan) (*unstoredSnapshot, error) {

@@ -195,20 +195,13 @@ func planRun(counts []int, factor, maxLen, maxEntries int) int {
 	return s
 }
 
-// indexListLocked is the list of index objects a snapshot that follows
-// parent names: those of fork snapshots the parent lacks
-// (forkIndexesLocked), the parent's, then the ones stored since, with each stored
-// merge in place of the run it covers. A merge whose run is not all there
-// (the parent changed under it) is left out: it is garbage. r.mu is held.
-func (r *Repository) indexListLocked(parent *Snapshot) []crypt.ID {
-	list, _ := r.indexListsLocked(parent)
-	return list
-}
-
-// indexListsLocked is indexListLocked and the cold list that goes with
-// it: the parent's, with each merge's cold object in place of the run it
-// covers (or added). A merge is applied only when both its runs are there.
-// r.mu is held.
+// indexListsLocked returns the lists of index objects a snapshot that
+// follows parent names. list: those of fork snapshots the parent lacks
+// (forkIndexesLocked), the parent's, then the ones stored since, with each
+// stored merge in place of the run it covers. cold: the parent's cold
+// list, with each merge's cold object in place of the run it covers (or
+// added). A merge is applied only when both its runs are there (the parent
+// did not change under it); one left out is garbage. r.mu is held.
 func (r *Repository) indexListsLocked(parent *Snapshot) (list, cold []crypt.ID) {
 	if parent != nil {
 		list = append(list, r.forkIndexesLocked(parent)...)

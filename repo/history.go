@@ -129,7 +129,7 @@ func unrecordedForks(snaps []*Snapshot, forgot map[crypt.ID]uint64, folded uint6
 // recordForksLocked sets what a snapshot s following parent records of
 // the forks: the parent's forks that are not forgotten, and every fork
 // snapshot present. (Their index objects are in s.Indexes:
-// indexListLocked.) r.mu is held.
+// indexListsLocked.) r.mu is held.
 func (r *Repository) recordForksLocked(s, parent *Snapshot) {
 	s.Forks = nil
 	if parent == nil {

@@ -313,7 +313,11 @@ func (m *merger) mergeDir(dir *Inode, path string, base, theirs crypt.ID) error 
 	names = slices.Compact(names)
 	for _, name := range names {
 		o, b, th := dir.children[name], bs[name], ts[name]
-		if m.lost(o) {
+		lost, err := m.lost(o)
+		if err != nil {
+			return err
+		}
+		if lost {
 			// Ours is the base's version (we would have staged a change),
 			// and that snapshot was forgotten and its data pruned while
 			// we were offline: it cannot be kept. Theirs, if anything.
@@ -371,23 +375,27 @@ func (m *merger) do(f func()) { m.actions = append(m.actions, f) }
 // stored data the newest index no longer lists: a file's content or an
 // unloaded directory's tree, which a prune deleted after its snapshot was
 // forgotten. Keeping it would commit a tree naming blobs that are gone.
-func (m *merger) lost(o *Inode) bool {
+// The newest index is asked with its cold index objects (repo.Has): a
+// tree only older snapshots are expected to need is not lost.
+func (m *merger) lost(o *Inode) (bool, error) {
 	if o == nil || o.staging != "" {
-		return false
+		return false, nil
 	}
-	idx := m.t.r.Index()
 	switch {
 	case o.meta.Type == repo.NodeFile:
 		for _, e := range o.meta.Content {
-			if _, ok := idx.Lookup(e.ID); !e.Hole && !ok {
-				return true
+			if e.Hole {
+				continue
+			}
+			if ok, err := m.t.r.Has(m.ctx, e.ID); err != nil || !ok {
+				return err == nil, err
 			}
 		}
 	case o.meta.Type == repo.NodeDir && o.children == nil && !o.meta.Subtree.IsZero():
-		_, ok := idx.Lookup(o.meta.Subtree)
-		return !ok
+		ok, err := m.t.r.Has(m.ctx, o.meta.Subtree)
+		return err == nil && !ok, err
 	}
-	return false
+	return false, nil
 }
 
 // takeDir merges their directory th into our directory o.
