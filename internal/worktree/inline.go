@@ -136,7 +136,32 @@ func (t *Tree) flushInlineLocked(in *Inode) error {
 	if !ok {
 		return nil
 	}
+	if t.spillRecordedLocked(in, in.file) {
+		return nil
+	}
 	return t.recordContentLocked(in, data)
+}
+
+// spillRecordedLocked writes f, the staging file of in held in memory, to
+// disk if the current journal holds a content record of in already, and
+// reports whether it did: a file changed and flushed again and again (a
+// state file rewritten in place, a log a script appends to) would put its
+// whole content into the journal at every flush, and a replay reads the
+// journal whole. On disk it is a staging file as any, which a replay
+// prefers to the record. If it cannot be written out (a full disk), its
+// content is recorded again. t.mu is held.
+func (t *Tree) spillRecordedLocked(in *Inode, f *stagingFile) bool {
+	t.stagingMu.Lock()
+	ref, ok := t.inline[in.staging]
+	t.stagingMu.Unlock()
+	if !ok || t.journal == nil || ref.j != t.journal {
+		return false
+	}
+	if err := f.Spill(); err != nil {
+		t.opts.Log.Warn("failed to write a small file's staging copy; its content goes into the journal again", "path", "/"+t.pathOf(in), "err", err)
+		return false
+	}
+	return true
 }
 
 // carryRecordLocked is the record that carries a staged file's content
@@ -231,7 +256,7 @@ func (t *Tree) applyContent(ctx context.Context, rec record) error {
 // held.
 func (t *Tree) truncInlineLocked(in *Inode, f *stagingFile, size uint64) error {
 	data, ok := f.Bytes()
-	if !ok || in.overlay || size > inlineMax {
+	if !ok || in.overlay || size > inlineMax || t.spillRecordedLocked(in, f) {
 		return nil // on disk, or going there
 	}
 	if size <= uint64(len(data)) {

@@ -47,6 +47,17 @@ func (f *File) Bytes() ([]byte, bool) {
 	return f.mem[:f.size:f.size], true
 }
 
+// Spill writes a file held in memory (Deferred) to disk now, as growing
+// past its limit would; a file on disk already is left as it is.
+func (f *File) Spill() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.inMem {
+		return nil
+	}
+	return f.spillLocked()
+}
+
 // memRead is ReadAt of a file in memory. f.mu is held.
 func (f *File) memRead(p []byte, off int64) (int, error) {
 	if off >= f.size {
