@@ -390,6 +390,7 @@ func (t *Tree) settle(snap *repo.Snapshot, done map[*Inode]*stagedJob, root *dir
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.forgetGoneLocked() // what the kernel forgot since the last commit
 	t.trimLocked()
 	t.makeReserveLocked() // space may be back: staging files went
 }

@@ -180,6 +180,10 @@ type Tree struct {
 	// filling counts the kernel cache fills under way in the whole tree
 	// (at most maxFills), guarded by mu.
 	filling int
+
+	// goneKept counts the weak pointers unloaded folders kept at the
+	// last forgetGoneLocked, goneAdded those added since (unload.go).
+	goneKept, goneAdded int
 }
 
 const stagingDir = "staging"

@@ -23,8 +23,9 @@ import (
 //
 // Its entries' Inodes may still be held by someone (the kernel's nodes in
 // fusefs, an operation under way): the folder keeps a weak pointer to
-// each, and the load that brings it back puts those still alive back in
-// place, so a held inode keeps its number and identity. Until then it is
+// each (until a later commit finds it gone: forgetGoneLocked), and the
+// load that brings it back puts those still alive back in place, so a
+// held inode keeps its number and identity. Until then it is
 // detached (its parent is not loaded): every operation that could change
 // an inode first attaches it (loadDir, attachLocked, lockAttached), so no
 // change ever lands on a detached one. Options.OnUnload tells the mount,
@@ -149,16 +150,25 @@ func (t *Tree) unloadLocked(dir *Inode) int {
 	}
 	n := len(dir.children)
 	dir.gone, dir.children = &kids, nil
+	t.goneAdded += n
 	delete(t.loaded, dir)
 	t.unloadedPaths = append(t.unloadedPaths, t.pathOf(dir))
 	return n
 }
 
 // trimLocked unloads the folders used least recently while more than
-// maxLoaded entries are loaded, down to half of it. t.mu is held; the
-// caller calls notifyUnloaded once it is released.
+// maxLoaded entries are loaded, down to half of it, and lets go of the
+// weak pointers of unloaded folders whose inodes are gone once they are
+// many (forgetGoneLocked). t.mu is held; the caller calls notifyUnloaded
+// once it is released.
 func (t *Tree) trimLocked() {
 	limit := t.maxLoaded()
+	if t.goneAdded > max(limit, t.goneKept) {
+		// Past what it looks at (the bound's worth of loaded entries,
+		// and those kept): a walk that holds what it unloads does not
+		// look at them all at every load.
+		t.forgetGoneLocked()
+	}
 	if limit == 0 || t.fetchLocked || t.replaying || t.loadingAll || len(t.linked) > 0 || t.groupsIn {
 		// With hard links loaded, a commit loads the whole tree
 		// (loadForLinks): folders unloaded would load again at every
@@ -193,6 +203,47 @@ func (t *Tree) trimLocked() {
 			}
 			total -= t.unloadLocked(d)
 		}
+	}
+}
+
+// forgetGoneLocked drops, from the weak pointers of the unloaded folders
+// whose folder is loaded, those whose inodes nothing holds any more (the
+// kernel forgot them once told: Options.OnUnload) or that left the folder:
+// reattachable would skip them. Kept, they cost a pointer and a weak
+// handle for every file ever unloaded (16 MiB at a million), however few
+// are held. A folder unloaded below one unloaded since goes with its
+// parent's weak pointer once nothing holds it. It looks at every loaded
+// entry: a commit calls it, and trimLocked once many were added since
+// (a walk that only reads). t.mu is held.
+func (t *Tree) forgetGoneLocked() {
+	t.goneKept, t.goneAdded = 0, 0
+	forget := func(dir *Inode) {
+		for _, c := range dir.children {
+			if c.gone == nil {
+				continue
+			}
+			held := (*c.gone)[:0]
+			for _, w := range *c.gone {
+				if in := w.Value(); in != nil && in.parent == c {
+					held = append(held, w)
+				}
+			}
+			clear((*c.gone)[len(held):])
+			t.goneKept += len(held)
+			switch {
+			case len(held) == 0:
+				c.gone = nil
+			case cap(held) > 2*len(held):
+				held = slices.Clone(held)
+				c.gone = &held
+			default:
+				*c.gone = held
+			}
+		}
+	}
+	forget(t.root)
+	for d := range t.loaded {
+		forget(d)
 	}
 }
 
