@@ -309,21 +309,28 @@ func (h *Handle) Flush() error {
 	if h.flushed != nil && h.flushedGen == h.in.gen && sameAttr(h.flushed, &h.in.meta) {
 		return werr // recorded already, nothing changed since
 	}
-	if h.in.overlay && h.in.parent != nil {
-		// Which ranges the staging copy holds, for a replay after a crash.
-		if err := h.t.record(h.t.stageRecordLocked(h.in)); err != nil {
-			return err
-		}
-	}
-	// A small file's content, held in memory, goes into the journal.
-	if err := h.t.flushInlineLocked(h.in); err != nil {
-		return err
-	}
-	if err := h.t.recordAttrLocked(h.in); err != nil {
+	if err := h.t.recordFlushLocked(h.in); err != nil {
 		return err
 	}
 	h.flushed, h.flushedGen = attrRecord("", &h.in.meta).Meta, h.in.gen
 	return werr
+}
+
+// recordFlushLocked records what a flush of in records: which ranges an
+// overlay's staging copy holds, a small file's content held in memory,
+// and its size and times. t.mu is held.
+func (t *Tree) recordFlushLocked(in *Inode) error {
+	if in.overlay && in.parent != nil {
+		// Which ranges the staging copy holds, for a replay after a crash.
+		if err := t.record(t.stageRecordLocked(in)); err != nil {
+			return err
+		}
+	}
+	// A small file's content, held in memory, goes into the journal.
+	if err := t.flushInlineLocked(in); err != nil {
+		return err
+	}
+	return t.recordAttrLocked(in)
 }
 
 // sameAttr reports whether n has the attributes attrRecord recorded in r.
@@ -332,7 +339,9 @@ func sameAttr(r, n *repo.Node) bool {
 		r.AtimeNs == n.AtimeNs && r.CtimeNs == n.CtimeNs && r.Size == n.Size
 }
 
-// Sync makes the file's content and the journal durable on local disk.
+// Sync makes the file's content and the journal durable on local disk:
+// what every handle wrote, as fsync(2) does whichever of the file's
+// descriptors it is given (the kernel sends it with that one's handle).
 func (h *Handle) Sync() error {
 	t, in := h.t, h.in
 	if err := h.Flush(); err != nil {
@@ -340,6 +349,14 @@ func (h *Handle) Sync() error {
 	}
 	t.mu.Lock()
 	f := in.file
+	if !h.wrote && in.writers > 0 {
+		// What the writers wrote, recorded as their flush would: an
+		// overlay's ranges, a small file's content held in memory.
+		if err := t.recordFlushLocked(in); err != nil {
+			t.mu.Unlock()
+			return err
+		}
+	}
 	t.mu.Unlock()
 	if f != nil {
 		if err := f.Sync(); err != nil {
