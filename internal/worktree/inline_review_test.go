@@ -9,6 +9,7 @@ import (
 
 	"github.com/sealfs/sealfs/internal/testutil"
 	"github.com/sealfs/sealfs/internal/worktree"
+	"github.com/sealfs/sealfs/remote/faulty"
 	"github.com/sealfs/sealfs/repo"
 )
 
@@ -329,4 +330,67 @@ func TestOverlaySyncOtherHandle(t *testing.T) {
 	tr2 := open(t, env.Repo, work)
 	defer tr2.Close()
 	checkFiles(t, "after a crash", tr2, map[string][]byte{"f": data})
+}
+
+// TestInlineCommitFailsAfterFreeze: a commit that fails after its new
+// journal is in place (the snapshot's upload refused) leaves the small
+// files it stored in the old journal's content records: they read whole
+// after it, after a crash, and after the next commit from a fresh cache.
+func TestInlineCommitFailsAfterFreeze(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := open(t, env.Repo, work)
+	want := map[string][]byte{"a": []byte("small a"), "b": bytes.Repeat([]byte("b"), 3000)}
+	for n, b := range want {
+		writeFile(t, tr, tr.Root(), n, b, true)
+	}
+	env.Remote.FailOn("put", "snapshots", 2, faulty.FailBefore) // each commit's snapshot once
+	if _, err := tr.Commit(t.Context()); err == nil {
+		t.Fatal("a commit whose snapshot upload fails succeeded")
+	}
+	checkFiles(t, "after the failed commit", tr, want)
+	writeFile(t, tr, tr.Root(), "c", []byte("after the failure"), true)
+	want["c"] = []byte("after the failure")
+	if _, err := tr.Commit(t.Context()); err == nil {
+		t.Fatal("a second commit whose snapshot upload fails succeeded")
+	}
+	tr2 := open(t, env.Repo, work) // a crash
+	checkFiles(t, "after a crash", tr2, want)
+	if _, err := tr2.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tr2.Close()
+	r3, err := env.Reopen(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3 := open(t, r3, t.TempDir())
+	defer tr3.Close()
+	checkFiles(t, "fresh cache", tr3, want)
+}
+
+// TestInlineRebased: small files written on an offline start, while
+// another writer commits, carried over by the rebase at the next commit,
+// and after a crash before that commit's snapshot.
+func TestInlineRebased(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := open(t, env.Repo, work)
+	if err := env.Repo.Unlock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{"ours": []byte("our small file"), "ours2": bytes.Repeat([]byte("2"), 40000)}
+	for n, b := range want {
+		writeFile(t, tr, tr.Root(), n, b, true)
+	}
+	r2, tr2 := otherWriter(t, env)
+	writeFile(t, tr2, tr2.Root(), "theirs", []byte("their file"), true)
+	commitAndLeave(t, r2, tr2)
+	tr2.Close()
+	comeBackAndCommit(t, env.Repo, tr)
+	want["theirs"] = []byte("their file")
+	checkFiles(t, "after the rebase", tr, want)
+	tr3 := open(t, env.Repo, work)
+	defer tr3.Close()
+	checkFiles(t, "after a crash", tr3, want)
 }
