@@ -106,12 +106,20 @@ func (t *Tree) replayedBase() uint64 {
 
 // removeOrphans deletes the staging files no inode refers to: those of
 // files dropped by the replayed journals, and those a crash left before
-// their stage record was written.
+// their stage record was written (or cut short going to disk: ID.tmp).
 func (t *Tree) removeOrphans() {
 	keep := map[string]bool{}
 	for in := range t.staged {
 		keep[in.staging] = true
 	}
+	// So do the contents of content records no file took in the end.
+	t.stagingMu.Lock()
+	for id := range t.inline {
+		if !keep[id] {
+			delete(t.inline, id)
+		}
+	}
+	t.stagingMu.Unlock()
 	entries, err := os.ReadDir(filepath.Join(t.opts.Dir, stagingDir))
 	if err != nil {
 		t.opts.Log.Warn("failed to list the staging area", "err", err)
