@@ -398,8 +398,9 @@ func (d *Daemon) commitLoop() {
 		// or many files wait (commitBatch).
 		quiet := time.Since(time.Unix(0, d.lastChange.Load())) >= d.cfg.CommitDelay
 		overdue := time.Since(dirtySince) >= max(maxCommitWait, d.cfg.CommitDelay)
-		files, _ := d.tree.Pending()
-		full := files >= commitBatch
+		// Files still open for writing wait too, but a commit cannot
+		// store them: counted, they would start one at every tick.
+		full := d.tree.Committable() >= commitBatch
 		if (!quiet && !overdue && !full) || time.Now().Before(next) {
 			continue
 		}

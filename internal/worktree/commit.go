@@ -61,6 +61,23 @@ func (t *Tree) Pending() (files int, bytes uint64) {
 	return files, bytes
 }
 
+// Committable reports how many of the files Pending counts a Commit would
+// store now: not those still open for writing (Commit leaves them to a
+// later commit) nor those unlinked while open. A commit started because
+// many files wait counts these: files held open stay waiting however
+// often it commits.
+func (t *Tree) Committable() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for in := range t.staged {
+		if in.writers == 0 && in.parent != nil && (in.committed == nil || in.gen != in.cleanGen) {
+			n++
+		}
+	}
+	return n
+}
+
 // Queued returns the paths of the files Pending counts, sorted, at most
 // max of them, and how many there are in all.
 func (t *Tree) Queued(max int) (paths []string, files int) {
