@@ -154,7 +154,9 @@ func (t *Tree) commit(ctx context.Context, open bool) (*repo.Snapshot, error) {
 	t.settle(snap, frozen.done, frozen.root)
 	t.notifyUnloaded()
 	t.removeJournalsBefore(frozen.journal.n)
-	frozen.oldJournal.close()
+	t.mu.Lock()
+	t.closeOldJournalsLocked()
+	t.mu.Unlock()
 	for _, j := range jobs {
 		t.sentFiles.Add(1)
 		t.sentBytes.Add(j.size)
@@ -324,10 +326,9 @@ func (t *Tree) jobContent(ctx context.Context, j *stagedJob) ([]repo.Extent, err
 // frozenCommit is the namespace a commit stores, copied under the lock,
 // with the journal that goes on from it.
 type frozenCommit struct {
-	root       *dirCopy
-	done       map[*Inode]*stagedJob // the files stored, unchanged since
-	journal    *journal              // the new journal, in place
-	oldJournal *journal              // closed once the snapshot is stored
+	root    *dirCopy
+	done    map[*Inode]*stagedJob // the files stored, unchanged since
+	journal *journal              // the new journal, in place
 }
 
 // freeze copies the namespace for committing and starts a new journal,
@@ -362,7 +363,21 @@ func (t *Tree) freeze(jobs []*stagedJob) (*frozenCommit, error) {
 		return nil, err
 	}
 	t.journal = next
-	return &frozenCommit{root: root, done: done, journal: next, oldJournal: old}, nil
+	t.oldJournals = append(t.oldJournals, old)
+	return &frozenCommit{root: root, done: done, journal: next}, nil
+}
+
+// closeOldJournalsLocked closes the journals replaced before the current
+// one, which carries everything they held: a commit that failed after
+// its new journal was in place left its old one open (a small file's
+// content record there is still read), and without this each kept a
+// descriptor, and the disk space of its deleted file, for the life of the
+// mount. t.mu is held.
+func (t *Tree) closeOldJournalsLocked() {
+	for _, j := range t.oldJournals {
+		j.close()
+	}
+	t.oldJournals = nil
 }
 
 // storeSnapshot stores the trees of a namespace copy and a snapshot of it.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sealfs/sealfs/internal/testutil"
@@ -393,4 +394,48 @@ func TestInlineRebased(t *testing.T) {
 	tr3 := open(t, env.Repo, work)
 	defer tr3.Close()
 	checkFiles(t, "after a crash", tr3, want)
+}
+
+// TestCommitFailuresCloseJournals: commits that fail after their new
+// journal is in place (the snapshot's upload refused), then one that
+// succeeds, leave only the current journal open: each failed one kept the
+// journal before it open (its content records are still read) for the
+// life of the mount, a descriptor and the disk space of a deleted file.
+func TestCommitFailuresCloseJournals(t *testing.T) {
+	openJournals := func(work string) int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		n := 0
+		for _, e := range ents {
+			l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+			if strings.HasPrefix(l, work+"/journal.") {
+				n++
+			}
+		}
+		return n
+	}
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	work := t.TempDir()
+	tr := open(t, env.Repo, work)
+	defer tr.Close()
+	want := map[string][]byte{}
+	env.Remote.FailOn("put", "snapshots", 10, faulty.FailBefore)
+	for i := range 10 {
+		name := fmt.Sprint("f", i)
+		want[name] = bytes.Repeat([]byte{byte('a' + i)}, 1000+i)
+		writeFile(t, tr, tr.Root(), name, want[name], true)
+		if _, err := tr.Commit(t.Context()); err == nil {
+			t.Fatal("a commit whose snapshot upload fails succeeded")
+		}
+	}
+	checkFiles(t, "after 10 failed commits", tr, want)
+	if _, err := tr.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	checkFiles(t, "after the commit", tr, want)
+	if n := openJournals(work); n != 1 {
+		t.Errorf("%d journals open after 10 failed commits and one that succeeded, want 1", n)
+	}
 }

@@ -138,7 +138,10 @@ func TestCommitJournalMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frozen.oldJournal.close()
+	_ = frozen
+	tr.mu.Lock()
+	tr.closeOldJournalsLocked()
+	tr.mu.Unlock()
 	perFile := float64(grew) / files
 	t.Logf("the heap grew by %.0f bytes a file while a commit of %d files froze", perFile, files)
 	if perFile > 1536 && !raceEnabled {

@@ -247,6 +247,7 @@ func (t *Tree) rewriteJournalOnto(seq uint64) error {
 	}
 	t.journal = j
 	old.close()
+	t.closeOldJournalsLocked() // j carries what they held too
 	t.removeJournalsBefore(j.n)
 	return nil
 }

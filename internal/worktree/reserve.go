@@ -88,6 +88,7 @@ func (t *Tree) Close() error {
 		t.reserved = false
 		os.Remove(filepath.Join(t.opts.Dir, reserveName))
 	}
+	t.closeOldJournalsLocked()
 	if t.journal == nil {
 		return nil
 	}

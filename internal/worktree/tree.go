@@ -129,7 +129,12 @@ type Tree struct {
 	fillsDone *sync.Cond
 	root      *Inode
 	journal   *journal
-	baseSeq   uint64
+	// oldJournals: the journals commits replaced that are still open,
+	// those of commits that failed after their new journal was in place
+	// (content records there are still read): closed once a commit, or a
+	// journal rewritten whole, carries everything on (closeOldJournals).
+	oldJournals []*journal
+	baseSeq     uint64
 	// orphanBase is the base of the journals left behind when it was
 	// forgotten since (baseOnJournals): they are replayed onto baseSeq.
 	orphanBase uint64
