@@ -153,21 +153,35 @@ func (r *Repository) indexCount(ctx context.Context, x crypt.ID) (int, error) {
 // as its newest object) is read back and sealed with them into one object
 // (the newest entry of a blob wins). It returns that object and the run it
 // replaces (none: the object is added to the list).
+//
+// A cold object that is missing or does not open concerns only older
+// snapshots: it is never merged (the run stops short of it, or the new
+// object is added to the list), so that damage to old history, which
+// check and every reader of that history report, does not stop every
+// commit of new changes.
 func (r *Repository) coldMerge(ctx context.Context, list []crypt.ID, cold []format.IndexEntry) (sealedObject, []crypt.ID, error) {
 	counts := make([]int, len(list)+1)
 	for i, x := range list {
 		n, err := r.indexCount(ctx, x)
-		if err != nil {
+		if errors.Is(err, ErrIntegrity) {
+			n = format.MaxIndexEntries // missing: no run reaches past it
+		} else if err != nil {
 			return sealedObject{}, nil, err
 		}
 		counts[i] = n
 	}
 	counts[len(list)] = len(cold)
 	s := min(planRun(counts, mergeFactor, maxNamedIndexes, format.MaxIndexEntries), len(list))
-	run := list[s:]
+	start := s // the run merged: list[start:]
 	var merged []format.IndexEntry
-	for _, x := range run {
+	for j, x := range list[s:] {
 		t, err := r.readIndex(ctx, x)
+		if errors.Is(err, ErrIntegrity) {
+			// Damaged: it and the objects before it stay in the list as
+			// they are; the run starts after it.
+			start, merged = s+j+1, merged[:0]
+			continue
+		}
 		if err != nil {
 			return sealedObject{}, nil, fmt.Errorf("failed to merge history index objects: %w", err)
 		}
@@ -180,7 +194,7 @@ func (r *Repository) coldMerge(ctx context.Context, list []crypt.ID, cold []form
 		return sealedObject{}, nil, err
 	}
 	if len(objs) != 1 {
-		return sealedObject{}, nil, fmt.Errorf("merging %d history index objects gave %d", len(run), len(objs))
+		return sealedObject{}, nil, fmt.Errorf("merging %d history index objects gave %d", len(list)-start, len(objs))
 	}
-	return objs[0], slices.Clone(run), nil
+	return objs[0], slices.Clone(list[start:]), nil
 }
