@@ -29,6 +29,14 @@ import (
 // content record.
 const inlineMax = 64 << 10
 
+// journalContentMax bounds the content of small files one journal holds
+// in content records: past it, a flushed small file goes to its staging
+// file instead. A replay holds a journal's content records in memory until
+// it has written the next journal, and a mount that cannot commit (the
+// remote down) carries them from journal to journal: without a bound, an
+// offline mount's small files would all be in memory at its next start.
+const journalContentMax = 16 << 20
+
 // inlineRef is where the content of a small file is: a content record of
 // journal j (its frame at off, its index idx), or, while journals are
 // replayed, data itself.
@@ -136,25 +144,30 @@ func (t *Tree) flushInlineLocked(in *Inode) error {
 	if !ok {
 		return nil
 	}
-	if t.spillRecordedLocked(in, in.file) {
+	if t.spillRecordedLocked(in, in.file, uint64(len(data))) {
 		return nil
 	}
 	return t.recordContentLocked(in, data)
 }
 
 // spillRecordedLocked writes f, the staging file of in held in memory, to
-// disk if the current journal holds a content record of in already, and
-// reports whether it did: a file changed and flushed again and again (a
-// state file rewritten in place, a log a script appends to) would put its
-// whole content into the journal at every flush, and a replay reads the
-// journal whole. On disk it is a staging file as any, which a replay
+// disk if the current journal holds a content record of in already, or
+// would hold more than journalContentMax bytes of content with size more,
+// and reports whether it did: a file changed and flushed again and again
+// (a state file rewritten in place, a log a script appends to) would put
+// its whole content into the journal at every flush, and a replay reads
+// the journal whole. On disk it is a staging file as any, which a replay
 // prefers to the record. If it cannot be written out (a full disk), its
 // content is recorded again. t.mu is held.
-func (t *Tree) spillRecordedLocked(in *Inode, f *stagingFile) bool {
+func (t *Tree) spillRecordedLocked(in *Inode, f *stagingFile, size uint64) bool {
+	if t.journal == nil {
+		return false
+	}
 	t.stagingMu.Lock()
 	ref, ok := t.inline[in.staging]
 	t.stagingMu.Unlock()
-	if !ok || t.journal == nil || ref.j != t.journal {
+	recorded := ok && ref.j == t.journal
+	if !recorded && t.journal.content+int64(size) <= journalContentMax {
 		return false
 	}
 	if err := f.Spill(); err != nil {
@@ -256,7 +269,7 @@ func (t *Tree) applyContent(ctx context.Context, rec record) error {
 // held.
 func (t *Tree) truncInlineLocked(in *Inode, f *stagingFile, size uint64) error {
 	data, ok := f.Bytes()
-	if !ok || in.overlay || size > inlineMax || t.spillRecordedLocked(in, f) {
+	if !ok || in.overlay || size > inlineMax || t.spillRecordedLocked(in, f, size) {
 		return nil // on disk, or going there
 	}
 	if size <= uint64(len(data)) {

@@ -219,6 +219,9 @@ type journal struct {
 	// contentAt: where newJournal wrote the content records it was
 	// given, by staging id (Tree.pointInline takes them).
 	contentAt []contentAt
+	// content counts the bytes of small files' content in the journal's
+	// content records (journalContentMax).
+	content int64
 }
 
 // journalKeep bounds the buffers a journal keeps between appends.
@@ -378,6 +381,7 @@ func (j *journal) writeAll(w io.Writer, id []byte, base uint64, recs iter.Seq[re
 			}
 			if r.Op == opContent {
 				j.contentAt = append(j.contentAt, contentAt{id: r.Staging, off: off + int64(len(buf)), idx: j.idx})
+				j.content += int64(len(r.Data))
 			}
 			if buf, err = j.frame(buf, r); err != nil {
 				return 0, err
@@ -419,6 +423,11 @@ func (j *journal) append(rs ...record) error {
 		return fmt.Errorf("failed to write journal: %w", err)
 	}
 	j.off += int64(len(b))
+	for _, r := range rs {
+		if r.Op == opContent {
+			j.content += int64(len(r.Data))
+		}
+	}
 	return nil
 }
 
