@@ -22,39 +22,8 @@ func TestColdMisclassifiedPruned(t *testing.T) {
 		ctx := context.Background()
 		r := env.Repo
 		data := randomData(7, 40_000)
-		content, size, err := r.SaveFile(ctx, bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sub, err := r.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{{Name: []byte("file"), Type: repo.NodeFile, Mode: 0o644, Size: size, Content: content}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		commitRoot := func(i int, withX bool) {
-			t.Helper()
-			c, sz, err := r.SaveFile(ctx, bytes.NewReader(randomData(uint64(900+i), 100+i)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			nodes := []*repo.Node{{Name: []byte("n"), Type: repo.NodeFile, Mode: 0o644, Size: sz, Content: c}}
-			if withX {
-				nodes = append(nodes, &repo.Node{Name: []byte("x"), Type: repo.NodeDir, Mode: 0o755, Subtree: sub})
-			}
-			root, err := r.SaveTree(ctx, &repo.Tree{Nodes: nodes})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := r.Commit(ctx, root, repo.CommitInfo{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for i := range 4 {
-			commitRoot(i, true)
-		}
-		for i := 4; i < 20; i++ {
-			commitRoot(i, false)
-		}
-		commitRoot(20, true)
+		h := newFolderPutBack(t, r, data, 900)
+		sub, commitRoot := h.sub, h.commit
 		verify := func(step string) {
 			t.Helper()
 			fresh, err := env.Reopen(t, t.TempDir(), false)

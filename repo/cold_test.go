@@ -78,15 +78,20 @@ func TestColdIndexOpen(t *testing.T) {
 	checkAll(t, env, contents, false)
 }
 
-// TestColdMisclassifiedRead: a folder removed (its tree goes cold) and
-// then put back the same (the writer finds its tree and stores nothing) is
-// reached by the newest root through a tree only a cold object lists: a
-// fresh open reads it through the fallback, nothing is missed.
-func TestColdMisclassifiedRead(t *testing.T) {
-	env := testutil.NewRepo(t, repo.InitOptions{})
+// folderPutBack is a history whose folder x (one file) is in the first 4
+// snapshots, gone from the next 16 — merges move its tree into cold index
+// objects — and put back the same in the 21st, so that the newest root
+// reaches a tree only a cold object lists (the writer finds the tree and
+// does not store it again).
+type folderPutBack struct {
+	sub    crypt.ID                // x's tree
+	commit func(i int, withX bool) // commits a root of a file n (randomData(seed+i, 100+i)) and, withX, x
+}
+
+// newFolderPutBack commits that history in r, x holding file with data.
+func newFolderPutBack(t *testing.T, r *repo.Repository, data []byte, seed uint64) folderPutBack {
+	t.Helper()
 	ctx := context.Background()
-	r := env.Repo
-	data := randomData(5, 4000)
 	content, size, err := r.SaveFile(ctx, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
@@ -95,9 +100,10 @@ func TestColdMisclassifiedRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commitRoot := func(i int, withX bool) {
+	h := folderPutBack{sub: sub}
+	h.commit = func(i int, withX bool) {
 		t.Helper()
-		c, sz, err := r.SaveFile(ctx, bytes.NewReader(randomData(uint64(600+i), 100+i)))
+		c, sz, err := r.SaveFile(ctx, bytes.NewReader(randomData(seed+uint64(i), 100+i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,13 +119,21 @@ func TestColdMisclassifiedRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := range 4 {
-		commitRoot(i, true)
+	for i := range 21 {
+		h.commit(i, i < 4 || i == 20)
 	}
-	for i := 4; i < 20; i++ {
-		commitRoot(i, false)
-	}
-	commitRoot(20, true)
+	return h
+}
+
+// TestColdMisclassifiedRead: a folder removed (its tree goes cold) and
+// then put back the same (the writer finds its tree and stores nothing) is
+// reached by the newest root through a tree only a cold object lists: a
+// fresh open reads it through the fallback, nothing is missed.
+func TestColdMisclassifiedRead(t *testing.T) {
+	env := testutil.NewRepo(t, repo.InitOptions{})
+	ctx := context.Background()
+	data := randomData(5, 4000)
+	sub := newFolderPutBack(t, env.Repo, data, 600).sub
 	fresh, err := env.Reopen(t, t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
